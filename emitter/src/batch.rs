@@ -1,0 +1,89 @@
+//! An encoded batch, ready to send.
+
+use alloc::string::String;
+use alloc::vec::Vec;
+
+use crate::emitter::Config;
+use crate::error::Result;
+use crate::wire;
+
+/// One wire v1 batch: its id and its body, compressed with gzip when the
+/// `std` feature is on.
+///
+/// A batch that could not be sent is handed back to the caller, who can send
+/// it again as it is: the id stays the same, so the receiver can recognise
+/// the retry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Batch {
+    id: String,
+    points: usize,
+    body: Vec<u8>,
+    gzip: bool,
+}
+
+impl Batch {
+    #[cfg(feature = "std")]
+    pub(crate) fn new(id: String, points: usize, json: Vec<u8>, config: &Config) -> Result<Self> {
+        use std::io::Write;
+        let level = flate2::Compression::new(config.gzip_level_value());
+        let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4 + 64), level);
+        gz.write_all(&json)
+            .and_then(|()| gz.finish())
+            .map(|body| Batch {
+                id,
+                points,
+                body,
+                gzip: true,
+            })
+            .map_err(|e| crate::Error::Encode(alloc::string::ToString::to_string(&e)))
+    }
+
+    #[cfg(not(feature = "std"))]
+    pub(crate) fn new(id: String, points: usize, json: Vec<u8>, _config: &Config) -> Result<Self> {
+        Ok(Batch {
+            id,
+            points,
+            body: json,
+            gzip: false,
+        })
+    }
+
+    /// The batch id (also in the body and the `x-edgepush-batch` header).
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// How many points the batch carries.
+    pub fn points(&self) -> usize {
+        self.points
+    }
+
+    /// The body as sent.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The `Content-Type` to send the body with.
+    pub fn content_type(&self) -> &'static str {
+        wire::CONTENT_TYPE
+    }
+
+    /// The `Content-Encoding` to send the body with, if any.
+    pub fn content_encoding(&self) -> Option<&'static str> {
+        self.gzip.then_some("gzip")
+    }
+
+    /// The JSON inside the body (decompressed if needed).
+    pub fn json(&self) -> Result<Vec<u8>> {
+        #[cfg(feature = "std")]
+        if self.gzip {
+            use std::io::Read;
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&self.body[..])
+                .read_to_end(&mut out)
+                .map_err(|e| crate::Error::Encode(alloc::string::ToString::to_string(&e)))?;
+            return Ok(out);
+        }
+        Ok(self.body.clone())
+    }
+}

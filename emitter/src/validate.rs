@@ -1,0 +1,173 @@
+//! The validation rules shared by the emitter (at registration) and the
+//! receiver (at ingest), from CloudWatch's and line protocol's limits.
+
+use core::fmt;
+
+use crate::limits::{
+    MAX_ABS_VALUE, MAX_DIMENSION_NAME_LEN, MAX_DIMENSION_VALUE_LEN, MAX_NAME_LEN,
+    RESERVED_NAMESPACE_PREFIX,
+};
+
+/// Why a name, dimension or value was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Invalid {
+    /// The string is empty.
+    Empty,
+    /// The string has more characters than allowed.
+    TooLong {
+        /// The most characters allowed.
+        max: usize,
+    },
+    /// The string holds a control character (newline, tab, NUL, ...), which
+    /// line protocol cannot carry.
+    ControlCharacter,
+    /// The name starts with `_`, which line-protocol stores reserve.
+    LeadingUnderscore,
+    /// The namespace starts with `AWS/`, which CloudWatch reserves.
+    ReservedNamespace,
+    /// The value is NaN or infinite.
+    NotFinite,
+    /// The value lies outside -2^360 ..= 2^360.
+    OutOfRange,
+    /// A count is zero or negative.
+    NonPositiveCount,
+}
+
+impl fmt::Display for Invalid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Invalid::Empty => f.write_str("is empty"),
+            Invalid::TooLong { max } => write!(f, "is longer than {max} characters"),
+            Invalid::ControlCharacter => f.write_str("contains a control character"),
+            Invalid::LeadingUnderscore => f.write_str("starts with '_', which is reserved"),
+            Invalid::ReservedNamespace => f.write_str("starts with 'AWS/', which is reserved"),
+            Invalid::NotFinite => f.write_str("is NaN or infinite"),
+            Invalid::OutOfRange => f.write_str("is outside -2^360..2^360"),
+            Invalid::NonPositiveCount => f.write_str("is not a positive count"),
+        }
+    }
+}
+
+fn text(s: &str, max: usize) -> Result<(), Invalid> {
+    if s.is_empty() {
+        return Err(Invalid::Empty);
+    }
+    // Byte length bounds the character count from above: only count when needed.
+    if s.len() > max && s.chars().count() > max {
+        return Err(Invalid::TooLong { max });
+    }
+    if s.chars().any(char::is_control) {
+        return Err(Invalid::ControlCharacter);
+    }
+    Ok(())
+}
+
+fn name(s: &str, max: usize) -> Result<(), Invalid> {
+    text(s, max)?;
+    if s.starts_with('_') {
+        return Err(Invalid::LeadingUnderscore);
+    }
+    Ok(())
+}
+
+/// A CloudWatch namespace: 1-255 characters, not `AWS/...`.
+pub fn namespace(s: &str) -> Result<(), Invalid> {
+    name(s, MAX_NAME_LEN)?;
+    if s.starts_with(RESERVED_NAMESPACE_PREFIX) {
+        return Err(Invalid::ReservedNamespace);
+    }
+    Ok(())
+}
+
+/// A metric name: 1-255 characters, no control characters, no leading `_`.
+pub fn metric_name(s: &str) -> Result<(), Invalid> {
+    name(s, MAX_NAME_LEN)
+}
+
+/// A dimension name: 1-255 characters, no control characters, no leading `_`.
+pub fn dimension_name(s: &str) -> Result<(), Invalid> {
+    name(s, MAX_DIMENSION_NAME_LEN)
+}
+
+/// A dimension value: 1-1024 characters, no control characters.
+pub fn dimension_value(s: &str) -> Result<(), Invalid> {
+    text(s, MAX_DIMENSION_VALUE_LEN)
+}
+
+/// A metric value: finite and within CloudWatch's range.
+pub fn value(v: f64) -> Result<(), Invalid> {
+    if !v.is_finite() {
+        Err(Invalid::NotFinite)
+    } else if v.abs() > MAX_ABS_VALUE {
+        Err(Invalid::OutOfRange)
+    } else {
+        Ok(())
+    }
+}
+
+/// A count in a distribution or statistic set: a positive, valid value.
+pub fn count(c: f64) -> Result<(), Invalid> {
+    value(c)?;
+    if c > 0.0 {
+        Ok(())
+    } else {
+        Err(Invalid::NonPositiveCount)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::String;
+
+    #[test]
+    fn names_table() {
+        let long = "x".repeat(256);
+        let just = "é".repeat(255); // 510 bytes, 255 characters
+        let cases: &[(&str, Result<(), Invalid>)] = &[
+            ("latency", Ok(())),
+            ("Latency/p99 ms", Ok(())),
+            (&just, Ok(())),
+            ("", Err(Invalid::Empty)),
+            (&long, Err(Invalid::TooLong { max: 255 })),
+            ("a\nb", Err(Invalid::ControlCharacter)),
+            ("a\tb", Err(Invalid::ControlCharacter)),
+            ("_internal", Err(Invalid::LeadingUnderscore)),
+        ];
+        for (input, want) in cases {
+            assert_eq!(metric_name(input), *want, "{input:?}");
+            assert_eq!(dimension_name(input), *want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn namespace_refuses_aws_prefix() {
+        assert_eq!(namespace("AWS/Lambda"), Err(Invalid::ReservedNamespace));
+        assert_eq!(namespace("MyApp/AWS"), Ok(()));
+    }
+
+    #[test]
+    fn dimension_values_may_start_with_underscore_but_not_be_empty() {
+        assert_eq!(dimension_value("_x"), Ok(()));
+        assert_eq!(dimension_value(""), Err(Invalid::Empty));
+        let v: String = "v".repeat(1024);
+        assert_eq!(dimension_value(&v), Ok(()));
+        let v: String = "v".repeat(1025);
+        assert_eq!(dimension_value(&v), Err(Invalid::TooLong { max: 1024 }));
+    }
+
+    #[test]
+    fn values_table() {
+        assert_eq!(value(0.0), Ok(()));
+        assert_eq!(value(-1e108), Ok(()));
+        assert_eq!(value(MAX_ABS_VALUE), Ok(()));
+        assert_eq!(value(1e109), Err(Invalid::OutOfRange));
+        assert_eq!(value(f64::NAN), Err(Invalid::NotFinite));
+        assert_eq!(value(f64::INFINITY), Err(Invalid::NotFinite));
+        assert_eq!(value(f64::NEG_INFINITY), Err(Invalid::NotFinite));
+        assert_eq!(count(1.0), Ok(()));
+        assert_eq!(count(0.0), Err(Invalid::NonPositiveCount));
+        assert_eq!(count(-2.0), Err(Invalid::NonPositiveCount));
+    }
+}
