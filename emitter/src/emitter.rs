@@ -185,7 +185,11 @@ struct Values {
 /// Maps an f64 to a u64 whose order is the f64's order.
 fn order_key(v: f64) -> u64 {
     let bits = (v + 0.0).to_bits(); // folds -0.0 into 0.0
-    if bits >> 63 == 1 { !bits } else { bits | 1 << 63 }
+    if bits >> 63 == 1 {
+        !bits
+    } else {
+        bits | 1 << 63
+    }
 }
 
 fn from_order_key(k: u64) -> f64 {
@@ -266,7 +270,9 @@ fn accept(cell: &Cell, v: f64) -> bool {
     if validate::value(v).is_ok() {
         true
     } else {
-        cell.telemetry.invalid_values.fetch_add(1, Ordering::Relaxed);
+        cell.telemetry
+            .invalid_values
+            .fetch_add(1, Ordering::Relaxed);
         false
     }
 }
@@ -278,9 +284,15 @@ impl Counter {
         if !accept(&self.0, v) {
             return;
         }
-        let State::Scalar(slot) = &self.0.state else { return };
+        let State::Scalar(slot) = &self.0.state else {
+            return;
+        };
         let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
-            let sum = if bits == EMPTY { v } else { f64::from_bits(bits) + v };
+            let sum = if bits == EMPTY {
+                v
+            } else {
+                f64::from_bits(bits) + v
+            };
             Some(sum.to_bits())
         });
     }
@@ -313,13 +325,18 @@ impl Distribution {
     /// Records `count` occurrences of `v` (a positive count).
     pub fn record_many(&self, v: f64, count: f64) {
         if validate::count(count).is_err() {
-            self.0.telemetry.invalid_values.fetch_add(1, Ordering::Relaxed);
+            self.0
+                .telemetry
+                .invalid_values
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
         if !accept(&self.0, v) {
             return;
         }
-        let State::Distribution(dist) = &self.0.state else { return };
+        let State::Distribution(dist) = &self.0.state else {
+            return;
+        };
         let mut dist = dist.lock();
         let key = order_key(v);
         let key = if dist.values.len() < MAX_VALUES_PER_DATUM || dist.values.contains_key(&key) {
@@ -339,10 +356,15 @@ impl Statistics {
             && [sum, min, max].iter().all(|v| validate::value(*v).is_ok())
             && min <= max;
         if !ok {
-            self.0.telemetry.invalid_values.fetch_add(1, Ordering::Relaxed);
+            self.0
+                .telemetry
+                .invalid_values
+                .fetch_add(1, Ordering::Relaxed);
             return;
         }
-        let State::Statistics(slot) = &self.0.state else { return };
+        let State::Statistics(slot) = &self.0.state else {
+            return;
+        };
         let mut slot = slot.lock();
         *slot = Some(match *slot {
             None => [count, sum, min, max],
@@ -429,7 +451,10 @@ impl Emitter {
                 });
             }
         }
-        if let Some((n, _)) = dims.iter().find(|(n, _)| common.iter().any(|(c, _)| c == n)) {
+        if let Some((n, _)) = dims
+            .iter()
+            .find(|(n, _)| common.iter().any(|(c, _)| c == n))
+        {
             return Err(Error::DuplicateDimension { name: n.clone() });
         }
         let count = dims.len() + common.len();
@@ -517,10 +542,7 @@ impl Emitter {
                 series.push(wire_series(cell));
                 next
             });
-            wire_points.push(wire::Point {
-                s,
-                ..point.clone()
-            });
+            wire_points.push(wire::Point { s, ..point.clone() });
         }
         let batch = wire::Batch {
             v: wire::VERSION,
@@ -582,7 +604,9 @@ fn take(cell: &Cell) -> Option<wire::Point> {
             let v = f64::from_bits(bits);
             if validate::value(v).is_err() {
                 // A sum that overflowed CloudWatch's range cannot be sent.
-                cell.telemetry.invalid_values.fetch_add(1, Ordering::Relaxed);
+                cell.telemetry
+                    .invalid_values
+                    .fetch_add(1, Ordering::Relaxed);
                 return None;
             }
             point.x = Some(v);
@@ -593,8 +617,10 @@ fn take(cell: &Cell) -> Option<wire::Point> {
                 return None;
             }
             let all_ones = values.values().all(|c| *c == 1.0);
-            let (vs, cs): (Vec<f64>, Vec<f64>) =
-                values.into_iter().map(|(k, c)| (from_order_key(k), c)).unzip();
+            let (vs, cs): (Vec<f64>, Vec<f64>) = values
+                .into_iter()
+                .map(|(k, c)| (from_order_key(k), c))
+                .unzip();
             point.vs = Some(vs);
             point.cs = (!all_ones).then_some(cs);
         }
@@ -632,13 +658,23 @@ mod tests {
     fn aggregates_each_kind_until_flush() {
         let e = emitter();
         let orders = e
-            .counter(Metric::new("orders").unit(Unit::Count).dimension("route", "/buy"))
+            .counter(
+                Metric::new("orders")
+                    .unit(Unit::Count)
+                    .dimension("route", "/buy"),
+            )
             .expect("counter");
         let temp = e.gauge(Metric::new("temperature")).expect("gauge");
         let latency = e
-            .distribution(Metric::new("latency").unit(Unit::Milliseconds).high_resolution())
+            .distribution(
+                Metric::new("latency")
+                    .unit(Unit::Milliseconds)
+                    .high_resolution(),
+            )
             .expect("distribution");
-        let sizes = e.statistics(Metric::new("size").unit(Unit::Bytes)).expect("stats");
+        let sizes = e
+            .statistics(Metric::new("size").unit(Unit::Bytes))
+            .expect("stats");
         orders.increment();
         orders.add(2.5);
         temp.set(3.0);
@@ -658,10 +694,16 @@ mod tests {
         assert_eq!(b.dims.0, [("service".into(), "checkout".into())]);
         let by_name = |n: &str| {
             let i = b.series.iter().position(|s| s.n == n).expect("series") as u32;
-            (&b.series[i as usize], b.points.iter().find(|p| p.s == i).expect("point"))
+            (
+                &b.series[i as usize],
+                b.points.iter().find(|p| p.s == i).expect("point"),
+            )
         };
         let (s, p) = by_name("orders");
-        assert_eq!((s.k, s.u.as_deref(), p.x), (Kind::Counter, Some("Count"), Some(3.5)));
+        assert_eq!(
+            (s.k, s.u.as_deref(), p.x),
+            (Kind::Counter, Some("Count"), Some(3.5))
+        );
         assert_eq!(s.d.0, [("route".into(), "/buy".into())]);
         let (s, p) = by_name("temperature");
         assert_eq!((s.k, s.u.as_deref(), p.x), (Kind::Gauge, None, Some(-4.0)));
@@ -691,20 +733,39 @@ mod tests {
         let batch = decode(&e.flush_at(0).expect("flush")[0]);
         assert_eq!(batch.points[0].x, Some(2.0), "same series, one sum");
 
-        assert!(matches!(e.gauge(Metric::new("n").dimension("a", "2").dimension("b", "1")), Err(Error::Conflict { .. })));
+        assert!(matches!(
+            e.gauge(Metric::new("n").dimension("a", "2").dimension("b", "1")),
+            Err(Error::Conflict { .. })
+        ));
         let err = e.counter(Metric::new("")).expect_err("empty");
         assert_eq!(err.to_string(), "metric name \"\" is empty");
-        let err = e.counter(Metric::new("x").dimension("d", "")).expect_err("empty value");
+        let err = e
+            .counter(Metric::new("x").dimension("d", ""))
+            .expect_err("empty value");
         assert_eq!(err.to_string(), "dimension value \"\" is empty");
-        let err = e.counter(Metric::new("x").dimension("service", "v")).expect_err("dup");
+        let err = e
+            .counter(Metric::new("x").dimension("service", "v"))
+            .expect_err("dup");
         assert!(matches!(err, Error::DuplicateDimension { .. }));
         let mut m = Metric::new("wide");
         for i in 0..30 {
             m = m.dimension(format!("d{i}"), "v");
         }
         let err = e.counter(m).expect_err("31 with the common one");
-        assert_eq!(err, Error::TooManyDimensions { name: "wide".into(), count: 31 });
-        assert!(matches!(Config::new("AWS/Lambda"), Err(Error::Invalid { field: Field::Namespace, .. })));
+        assert_eq!(
+            err,
+            Error::TooManyDimensions {
+                name: "wide".into(),
+                count: 31
+            }
+        );
+        assert!(matches!(
+            Config::new("AWS/Lambda"),
+            Err(Error::Invalid {
+                field: Field::Namespace,
+                ..
+            })
+        ));
     }
 
     #[test]
@@ -758,9 +819,16 @@ mod tests {
 
     #[test]
     fn batches_split_by_points_and_bytes() {
-        let e = Emitter::new(Config::new("N").expect("ns").max_points_per_batch(10).max_batch_bytes(400));
+        let e = Emitter::new(
+            Config::new("N")
+                .expect("ns")
+                .max_points_per_batch(10)
+                .max_batch_bytes(400),
+        );
         for i in 0..35 {
-            e.counter(Metric::new(format!("metric_{i}"))).expect("counter").increment();
+            e.counter(Metric::new(format!("metric_{i}")))
+                .expect("counter")
+                .increment();
         }
         let batches = e.flush_at(0).expect("flush");
         let ids: Vec<&str> = batches.iter().map(Batch::id).collect();
@@ -775,6 +843,10 @@ mod tests {
             total += decode(b).points.len();
         }
         assert_eq!(total, 35);
-        assert!(batches.len() > 4, "byte limit split some chunks: {}", batches.len());
+        assert!(
+            batches.len() > 4,
+            "byte limit split some chunks: {}",
+            batches.len()
+        );
     }
 }

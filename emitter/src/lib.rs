@@ -48,8 +48,7 @@ pub mod wire;
 
 pub use batch::Batch;
 pub use emitter::{
-    Config, Counter, Distribution, Emitter, Gauge, Metric, Statistics, Telemetry,
-    TelemetrySnapshot,
+    Config, Counter, Distribution, Emitter, Gauge, Metric, Statistics, Telemetry, TelemetrySnapshot,
 };
 pub use error::{Error, Field, Result};
 #[cfg(feature = "http")]

@@ -1,8 +1,10 @@
 //! Sending batches: the [`Transport`] trait and [`Emitter::push`].
 
+use std::fmt;
 use std::string::String;
 use std::vec::Vec;
-use std::{fmt, thread, time::Duration};
+#[cfg(feature = "http")]
+use std::{thread, time::Duration};
 
 use crate::batch::Batch;
 use crate::emitter::Emitter;
@@ -119,7 +121,12 @@ pub struct PushError {
 
 impl fmt::Display for PushError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} batch(es) not sent: {}", self.unsent.len(), self.error)
+        write!(
+            f,
+            "{} batch(es) not sent: {}",
+            self.unsent.len(),
+            self.error
+        )
     }
 }
 
@@ -250,10 +257,12 @@ impl HttpTransport {
         if let Some(auth) = &self.authorization {
             request = request.header("authorization", auth);
         }
-        let mut response = request.send(batch.body()).map_err(|e| SendError::Unavailable {
-            status: None,
-            message: e.to_string(),
-        })?;
+        let mut response = request
+            .send(batch.body())
+            .map_err(|e| SendError::Unavailable {
+                status: None,
+                message: e.to_string(),
+            })?;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -278,13 +287,18 @@ fn agent(timeout: Duration) -> ureq::Agent {
         .into()
 }
 
+#[cfg(feature = "http")]
 /// Reads `accepted` and the number of `rejected` entries from a receiver's
 /// 2xx answer; an answer without them counts as nothing refused.
 fn parse_ack(body: &str) -> Ack {
     let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     Ack {
         accepted: value["accepted"].as_u64().unwrap_or(0),
-        rejected: value["rejected"].as_array().map_or(0, |r| r.len() as u64),
+        // `rejected_count` counts every refused point; `rejected` lists the first ones.
+        rejected: value["rejected_count"]
+            .as_u64()
+            .or_else(|| value["rejected"].as_array().map(|r| r.len() as u64))
+            .unwrap_or(0),
     }
 }
 
@@ -341,7 +355,10 @@ mod tests {
         let ids: Vec<String> = batches.iter().map(|b| b.id().to_string()).collect();
         let t = Scripted {
             answers: RefCell::new(vec![
-                Ok(Ack { accepted: 1, rejected: 0 }),
+                Ok(Ack {
+                    accepted: 1,
+                    rejected: 0,
+                }),
                 Err(SendError::from_status(503, "down".into())),
             ]),
             seen: RefCell::default(),
@@ -360,28 +377,53 @@ mod tests {
         let t = Scripted {
             answers: RefCell::new(vec![
                 Err(SendError::from_status(400, "bad".into())),
-                Ok(Ack { accepted: 1, rejected: 0 }),
-                Ok(Ack { accepted: 1, rejected: 0 }),
+                Ok(Ack {
+                    accepted: 1,
+                    rejected: 0,
+                }),
+                Ok(Ack {
+                    accepted: 1,
+                    rejected: 0,
+                }),
             ]),
             seen: RefCell::default(),
         };
         let err = send_all(&t, batches).expect_err("one refused");
         assert!(!err.error.is_retryable());
-        assert_eq!((err.unsent.len(), err.report.batches, err.report.accepted), (1, 2, 2));
+        assert_eq!(
+            (err.unsent.len(), err.report.batches, err.report.accepted),
+            (1, 2, 2)
+        );
     }
 
     #[test]
     fn status_classification() {
-        for (status, retry) in [(400, false), (401, false), (413, false), (408, true), (429, true), (500, true), (503, true)] {
-            assert_eq!(SendError::from_status(status, String::new()).is_retryable(), retry, "{status}");
+        for (status, retry) in [
+            (400, false),
+            (401, false),
+            (413, false),
+            (408, true),
+            (429, true),
+            (500, true),
+            (503, true),
+        ] {
+            assert_eq!(
+                SendError::from_status(status, String::new()).is_retryable(),
+                retry,
+                "{status}"
+            );
         }
     }
 
+    #[cfg(feature = "http")]
     #[test]
     fn ack_parsing() {
         assert_eq!(
             parse_ack(r#"{"accepted":3,"rejected":[{"point":1},{"point":2}]}"#),
-            Ack { accepted: 3, rejected: 2 }
+            Ack {
+                accepted: 3,
+                rejected: 2
+            }
         );
         assert_eq!(parse_ack("not json"), Ack::default());
     }

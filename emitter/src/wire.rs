@@ -231,7 +231,8 @@ mod tests {
 
     #[test]
     fn repeated_dimension_names_are_refused() {
-        let json = r#"{"v":1,"id":"a","ns":"N","t":0,"dims":{"a":"1","a":"2"},"series":[],"points":[]}"#;
+        let json =
+            r#"{"v":1,"id":"a","ns":"N","t":0,"dims":{"a":"1","a":"2"},"series":[],"points":[]}"#;
         let err = serde_json::from_str::<Batch<'_>>(json).expect_err("refused");
         assert!(err.to_string().contains("appears twice"), "{err}");
     }

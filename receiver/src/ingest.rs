@@ -1,0 +1,153 @@
+//! Handling one push, independent of the HTTP server that received it:
+//! authentication, content negotiation, decoding and validation, and the
+//! JSON answer.
+
+use serde::Serialize;
+use subtle::ConstantTimeEq;
+
+use crate::decode::{self, Decoded, Rejection, wire_v1};
+use crate::error::{Error, Result};
+use crate::limits::Limits;
+
+/// How many refused points an answer lists; `rejected_count` has them all.
+pub const MAX_LISTED_REJECTIONS: usize = 100;
+
+/// The request headers ingest looks at.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Headers<'a> {
+    /// `Content-Type`.
+    pub content_type: Option<&'a str>,
+    /// `Content-Encoding`.
+    pub content_encoding: Option<&'a str>,
+    /// `Authorization`.
+    pub authorization: Option<&'a str>,
+}
+
+/// The receiving half of the receiver: checks and decodes pushes.
+#[derive(Clone, Debug, Default)]
+pub struct Ingest {
+    /// Bounds on one request.
+    pub limits: Limits,
+    /// Accepted bearer keys; empty means no authentication (local use).
+    pub api_keys: Vec<String>,
+}
+
+impl Ingest {
+    /// Checks the key, the body size and the media type, then decodes and
+    /// validates the body. `now_ms` is the receiver's clock.
+    pub fn decode(&self, headers: Headers<'_>, body: &[u8], now_ms: i64) -> Result<Decoded> {
+        self.authenticate(headers.authorization)?;
+        if body.len() > self.limits.max_body_bytes {
+            return Err(body_too_large(self.limits.max_body_bytes));
+        }
+        let content_type = headers.content_type.unwrap_or("");
+        if !wire_v1::accepts(content_type)? {
+            return Err(Error::new(
+                415,
+                "unsupported_media_type",
+                format!(
+                    "content-type {content_type:?} is not supported; send {}",
+                    edgepush::wire::CONTENT_TYPE
+                ),
+            )
+            .field("content-type"));
+        }
+        let json = decode::decode_content(
+            body,
+            headers.content_encoding,
+            self.limits.max_decompressed_bytes,
+        )?;
+        wire_v1::decode(&json, now_ms, &self.limits)
+    }
+
+    fn authenticate(&self, authorization: Option<&str>) -> Result<()> {
+        if self.api_keys.is_empty() {
+            return Ok(());
+        }
+        let given = authorization
+            .and_then(|a| a.strip_prefix("Bearer "))
+            .map(str::trim)
+            .unwrap_or("");
+        // Check every key, in constant time, so timing tells nothing.
+        let mut ok = subtle::Choice::from(0u8);
+        for key in &self.api_keys {
+            ok |= key.as_bytes().ct_eq(given.as_bytes());
+        }
+        if bool::from(ok) {
+            Ok(())
+        } else if authorization.is_none() {
+            Err(
+                Error::new(401, "unauthorized", "missing Authorization: Bearer <key>")
+                    .field("authorization"),
+            )
+        } else {
+            Err(Error::new(401, "unauthorized", "the key is not valid").field("authorization"))
+        }
+    }
+}
+
+/// The 413 for a body over `max` bytes.
+pub fn body_too_large(max: usize) -> Error {
+    Error::new(
+        413,
+        "body_too_large",
+        format!("body is larger than {max} bytes"),
+    )
+    .field("body")
+}
+
+/// The answer to a decoded push, before or without forwarding.
+#[derive(Clone, Debug, Serialize)]
+pub struct Answer<'a> {
+    /// The batch id.
+    pub batch: &'a str,
+    /// Points accepted (and forwarded, in a 202).
+    pub accepted: usize,
+    /// Points refused.
+    pub rejected_count: usize,
+    /// The first refused points with their reasons.
+    pub rejected: &'a [Rejection],
+    /// Set when some points were refused and the rest accepted.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub partial: bool,
+}
+
+impl<'a> Answer<'a> {
+    /// The answer for `decoded`.
+    pub fn new(decoded: &'a Decoded) -> Self {
+        let rejected = &decoded.rejected;
+        Answer {
+            batch: &decoded.batch.id,
+            accepted: decoded.batch.points.len(),
+            rejected_count: rejected.len(),
+            rejected: &rejected[..rejected.len().min(MAX_LISTED_REJECTIONS)],
+            partial: !rejected.is_empty() && !decoded.batch.points.is_empty(),
+        }
+    }
+
+    /// Every point was refused: nothing is forwarded and the client gets a 400.
+    pub fn all_refused(&self) -> bool {
+        self.accepted == 0 && self.rejected_count > 0
+    }
+
+    /// The status and JSON body to answer with once forwarding succeeded.
+    pub fn to_response(&self) -> (u16, String) {
+        if self.all_refused() {
+            #[derive(Serialize)]
+            struct Refused<'a> {
+                error: &'static str,
+                message: String,
+                #[serde(flatten)]
+                answer: &'a Answer<'a>,
+            }
+            let body = Refused {
+                error: "invalid_points",
+                message: format!("all {} points were refused", self.rejected_count),
+                answer: self,
+            };
+            (400, serde_json::to_string(&body).unwrap_or_default())
+        } else {
+            (202, serde_json::to_string(self).unwrap_or_default())
+        }
+    }
+}

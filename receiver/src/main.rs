@@ -1,0 +1,68 @@
+//! `edgepush-receiver`: the native receiver.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use edgepush_receiver::ingest::Ingest;
+use edgepush_receiver::native::config::{self, Args};
+use edgepush_receiver::native::{App, Forwarder, serve};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    // Logs go to stderr: stdout carries line protocol in the default setup.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("EDGEPUSH_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let result = async {
+        let config = args.config()?;
+        let sinks = config::sinks(&config.sinks, |k| std::env::var(k).ok())?;
+        let names: Vec<&str> = sinks.iter().map(|s| s.name()).collect();
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let app = Arc::new(App {
+            ingest: Ingest {
+                limits: config.limits,
+                api_keys: config.api_keys,
+            },
+            forwarder: Forwarder::new(sinks),
+        });
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        tracing::info!(%addr, sinks = ?names, "edgepush receiver listening");
+        serve(listener, app, shutdown())
+            .await
+            .map_err(|e| e.to_string())
+    }
+    .await;
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("edgepush-receiver: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return ctrl_c.await.unwrap_or(()),
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c.await.unwrap_or(());
+}

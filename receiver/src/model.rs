@@ -1,0 +1,106 @@
+//! The receiver's internal model: validated batches of series and points.
+//!
+//! Every ingest format decodes into this model and every sink reads from it,
+//! so formats and sinks never see each other.
+
+use edgepush::wire::Kind;
+use edgepush::{Resolution, Unit};
+
+/// A validated batch: every series and point in it obeys CloudWatch's and
+/// line protocol's rules.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Batch {
+    /// The batch id the client chose (stable across its retries).
+    pub id: String,
+    /// CloudWatch namespace.
+    pub namespace: String,
+    /// Series referred to by the points.
+    pub series: Vec<Series>,
+    /// Data points.
+    pub points: Vec<Point>,
+}
+
+/// What a point measures.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Series {
+    /// Metric name.
+    pub name: String,
+    /// Kind of aggregation.
+    pub kind: Kind,
+    /// CloudWatch unit.
+    pub unit: Unit,
+    /// All dimensions (the batch's common ones first), at most 30, names unique.
+    pub dimensions: Vec<(String, String)>,
+    /// Storage resolution.
+    pub resolution: Resolution,
+}
+
+/// One data point.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Point {
+    /// Index into [`Batch::series`].
+    pub series: usize,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The value.
+    pub value: Value,
+}
+
+/// A point's value; its variant matches the series' kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    /// A counter's sum or a gauge's value.
+    Scalar(f64),
+    /// Distinct values and how often each occurred (same lengths, non-empty).
+    Distribution {
+        /// The values.
+        values: Vec<f64>,
+        /// Their counts.
+        counts: Vec<f64>,
+    },
+    /// A statistic set.
+    Statistics(StatisticSet),
+}
+
+/// CloudWatch `StatisticValues`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StatisticSet {
+    /// Number of samples.
+    pub count: f64,
+    /// Sum of the samples.
+    pub sum: f64,
+    /// Smallest sample.
+    pub min: f64,
+    /// Largest sample.
+    pub max: f64,
+}
+
+impl Value {
+    /// The statistic set this value summarises.
+    pub fn statistics(&self) -> StatisticSet {
+        match self {
+            Value::Scalar(v) => StatisticSet {
+                count: 1.0,
+                sum: *v,
+                min: *v,
+                max: *v,
+            },
+            Value::Distribution { values, counts } => {
+                let mut s = StatisticSet {
+                    count: 0.0,
+                    sum: 0.0,
+                    min: f64::INFINITY,
+                    max: f64::NEG_INFINITY,
+                };
+                for (v, c) in values.iter().zip(counts) {
+                    s.count += c;
+                    s.sum += v * c;
+                    s.min = s.min.min(*v);
+                    s.max = s.max.max(*v);
+                }
+                s
+            }
+            Value::Statistics(s) => *s,
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! The native server: axum on tokio, forwarding with reqwest.
+
+pub mod config;
+mod forward;
+mod server;
+
+pub use forward::Forwarder;
+pub use server::{App, router, serve};

@@ -1,0 +1,310 @@
+//! Line protocol (InfluxDB 1.x/2.x, VictoriaMetrics, QuestDB): a pure encoder
+//! and request builders.
+//!
+//! Mapping: measurement = metric name; tags = the series' dimensions, plus
+//! `namespace` and `unit` unless a dimension has that name (the dimension
+//! wins); fields, all floats so that each field name keeps one type:
+//! `value` for counters and gauges, `count`, `sum`, `min`, `max` for
+//! distributions and statistic sets. Timestamps are milliseconds.
+
+use std::fmt::Write as _;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::Deserialize;
+
+use crate::model::{Batch, Value};
+
+/// Where a line-protocol sink writes.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "api", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Target {
+    /// InfluxDB 1.x `/write?db=` (also VictoriaMetrics' `/write`).
+    V1 {
+        /// Base URL, such as `http://127.0.0.1:8086`.
+        url: String,
+        /// Database.
+        database: String,
+        /// Retention policy, if not the default.
+        #[serde(default)]
+        retention_policy: Option<String>,
+        /// User name for basic authentication.
+        #[serde(default)]
+        username: Option<String>,
+        /// Password for basic authentication.
+        #[serde(default)]
+        password: Option<String>,
+    },
+    /// InfluxDB 2.x `/api/v2/write?org=&bucket=` (also InfluxDB 3's v2 API).
+    V2 {
+        /// Base URL.
+        url: String,
+        /// Organization.
+        org: String,
+        /// Bucket.
+        bucket: String,
+        /// API token, sent as `Authorization: Token ...`.
+        #[serde(default)]
+        token: Option<String>,
+    },
+}
+
+/// Escapes a measurement: commas and spaces.
+fn measurement(out: &mut String, s: &str) {
+    escape(out, s, &[',', ' ']);
+}
+
+/// Escapes a tag key, tag value or field key: commas, `=` and spaces.
+fn tag(out: &mut String, s: &str) {
+    escape(out, s, &[',', '=', ' ']);
+}
+
+/// A backslash is doubled when it precedes a special character or ends the
+/// string, so it can never escape the separator that follows it.
+fn escape(out: &mut String, s: &str, special: &[char]) {
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if special.contains(&c) {
+            out.push('\\');
+        } else if c == '\\'
+            && chars
+                .peek()
+                .is_none_or(|n| special.contains(n) || *n == '\\')
+        {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+}
+
+fn float(out: &mut String, v: f64) {
+    // Display writes the shortest string that reads back to the same f64;
+    // whole numbers come out without a point, which line protocol reads as a
+    // float (only an `i` suffix makes an integer).
+    let _ = write!(out, "{v}");
+}
+
+/// Appends one line per point of `batch` to `out`.
+pub fn encode(batch: &Batch, out: &mut String) {
+    for point in &batch.points {
+        let series = &batch.series[point.series];
+        measurement(out, &series.name);
+        let mut tags: Vec<(&str, &str)> = series
+            .dimensions
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        for (key, value) in [
+            ("namespace", batch.namespace.as_str()),
+            ("unit", series.unit.as_str()),
+        ] {
+            if !tags.iter().any(|(n, _)| *n == key) {
+                tags.push((key, value));
+            }
+        }
+        // Sorted tags are what InfluxDB indexes fastest.
+        tags.sort_unstable();
+        for (key, value) in tags {
+            out.push(',');
+            tag(out, key);
+            out.push('=');
+            tag(out, value);
+        }
+        out.push(' ');
+        match &point.value {
+            Value::Scalar(v) => {
+                out.push_str("value=");
+                float(out, *v);
+            }
+            other => {
+                let s = other.statistics();
+                for (i, (key, v)) in [
+                    ("count", s.count),
+                    ("sum", s.sum),
+                    ("min", s.min),
+                    ("max", s.max),
+                ]
+                .into_iter()
+                .enumerate()
+                {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(key);
+                    out.push('=');
+                    float(out, v);
+                }
+            }
+        }
+        let _ = writeln!(out, " {}", point.timestamp_ms);
+    }
+}
+
+fn query(pairs: &[(&str, &str)]) -> String {
+    let mut q = form_urlencoded::Serializer::new(String::new());
+    q.extend_pairs(pairs);
+    format!("?{}", q.finish())
+}
+
+/// The write request for a gzip'd line-protocol `body` (millisecond precision).
+pub fn request(target: &Target, body: Vec<u8>) -> http::Result<http::Request<Vec<u8>>> {
+    let builder = http::Request::post(match target {
+        Target::V1 {
+            url,
+            database,
+            retention_policy,
+            ..
+        } => {
+            let mut pairs = vec![("db", database.as_str()), ("precision", "ms")];
+            if let Some(rp) = retention_policy {
+                pairs.push(("rp", rp));
+            }
+            format!("{}/write{}", url.trim_end_matches('/'), query(&pairs))
+        }
+        Target::V2 {
+            url, org, bucket, ..
+        } => format!(
+            "{}/api/v2/write{}",
+            url.trim_end_matches('/'),
+            query(&[("org", org), ("bucket", bucket), ("precision", "ms")])
+        ),
+    })
+    .header("content-type", "text/plain; charset=utf-8")
+    .header("content-encoding", "gzip");
+    let builder = match target {
+        Target::V1 {
+            username: Some(u),
+            password,
+            ..
+        } => builder.header(
+            "authorization",
+            format!(
+                "Basic {}",
+                BASE64.encode(format!("{u}:{}", password.as_deref().unwrap_or("")))
+            ),
+        ),
+        Target::V2 { token: Some(t), .. } => builder.header("authorization", format!("Token {t}")),
+        _ => builder,
+    };
+    builder.body(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Point, Series, StatisticSet};
+    use edgepush::wire::Kind;
+    use edgepush::{Resolution, Unit};
+
+    fn batch(name: &str, dims: &[(&str, &str)], value: Value) -> Batch {
+        Batch {
+            id: "b".into(),
+            namespace: "Shop".into(),
+            series: vec![Series {
+                name: name.into(),
+                kind: match value {
+                    Value::Scalar(_) => Kind::Counter,
+                    Value::Distribution { .. } => Kind::Distribution,
+                    Value::Statistics(_) => Kind::Statistics,
+                },
+                unit: Unit::Count,
+                dimensions: dims
+                    .iter()
+                    .map(|(n, v)| (n.to_string(), v.to_string()))
+                    .collect(),
+                resolution: Resolution::Standard,
+            }],
+            points: vec![Point {
+                series: 0,
+                timestamp_ms: 1_700_000_000_123,
+                value,
+            }],
+        }
+    }
+
+    fn line(b: &Batch) -> String {
+        let mut out = String::new();
+        encode(b, &mut out);
+        out
+    }
+
+    #[test]
+    fn encoding_table() {
+        let cases: &[(&str, &[(&str, &str)], Value, &str)] = &[
+            (
+                "orders",
+                &[("route", "/buy")],
+                Value::Scalar(3.0),
+                "orders,namespace=Shop,route=/buy,unit=Count value=3 1700000000123\n",
+            ),
+            (
+                "my metric,x",
+                &[("a b", "c,d=e")],
+                Value::Scalar(-0.5),
+                "my\\ metric\\,x,a\\ b=c\\,d\\=e,namespace=Shop,unit=Count value=-0.5 1700000000123\n",
+            ),
+            (
+                "m=1",
+                &[("k", "v=\"q\"")],
+                Value::Scalar(1e-3),
+                "m=1,k=v\\=\"q\",namespace=Shop,unit=Count value=0.001 1700000000123\n",
+            ),
+            (
+                "back\\slash",
+                &[("k", "ends\\"), ("k2", "a\\ b")],
+                Value::Scalar(1.0),
+                "back\\slash,k=ends\\\\,k2=a\\\\\\ b,namespace=Shop,unit=Count value=1 1700000000123\n",
+            ),
+            (
+                "lat",
+                &[("unit", "mine")],
+                Value::Distribution {
+                    values: vec![1.0, 4.0],
+                    counts: vec![2.0, 1.0],
+                },
+                "lat,namespace=Shop,unit=mine count=3,sum=6,min=1,max=4 1700000000123\n",
+            ),
+            (
+                "size",
+                &[],
+                Value::Statistics(StatisticSet {
+                    count: 2.0,
+                    sum: 5.5,
+                    min: 2.0,
+                    max: 3.5,
+                }),
+                "size,namespace=Shop,unit=Count count=2,sum=5.5,min=2,max=3.5 1700000000123\n",
+            ),
+        ];
+        for (name, dims, value, want) in cases {
+            assert_eq!(line(&batch(name, dims, value.clone())), *want, "{name:?}");
+        }
+    }
+
+    #[test]
+    fn request_targets() {
+        let v1 = Target::V1 {
+            url: "http://h:8086/".into(),
+            database: "my db".into(),
+            retention_policy: None,
+            username: Some("u".into()),
+            password: Some("p".into()),
+        };
+        let r = request(&v1, vec![]).expect("request");
+        assert_eq!(r.uri(), "http://h:8086/write?db=my+db&precision=ms");
+        assert_eq!(r.headers()["authorization"], "Basic dTpw");
+        let v2 = Target::V2 {
+            url: "http://h:8086".into(),
+            org: "o".into(),
+            bucket: "b".into(),
+            token: Some("t".into()),
+        };
+        let r = request(&v2, vec![]).expect("request");
+        assert_eq!(
+            r.uri(),
+            "http://h:8086/api/v2/write?org=o&bucket=b&precision=ms"
+        );
+        assert_eq!(r.headers()["authorization"], "Token t");
+        assert_eq!(r.headers()["content-encoding"], "gzip");
+    }
+}

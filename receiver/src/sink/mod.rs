@@ -1,0 +1,189 @@
+//! Sinks: where validated batches go. Each sink is a pure request builder
+//! (batch in, `http::Request`s out) and a classifier of the answers; the
+//! caller does the I/O, natively or in a Worker.
+
+pub mod cloudwatch;
+pub mod line_protocol;
+
+use std::time::SystemTime;
+
+use serde::Deserialize;
+
+use crate::model::Batch;
+
+/// A sink as configured.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkConfig {
+    /// Line protocol on standard output (the embedded default).
+    Stdout,
+    /// CloudWatch `PutMetricData`.
+    Cloudwatch(cloudwatch::Config),
+    /// An InfluxDB-compatible line-protocol store.
+    Influxdb(line_protocol::Target),
+}
+
+/// A sink ready to build requests: credentials resolved.
+#[derive(Clone, Debug)]
+pub enum Sink {
+    /// Line protocol on standard output.
+    Stdout,
+    /// CloudWatch with the keys to sign with.
+    CloudWatch(cloudwatch::Config, cloudwatch::Keys),
+    /// A line-protocol store.
+    LineProtocol(line_protocol::Target),
+}
+
+impl Sink {
+    /// A short name for logs and answers.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Sink::Stdout => "stdout",
+            Sink::CloudWatch(..) => "cloudwatch",
+            Sink::LineProtocol(_) => "influxdb",
+        }
+    }
+
+    /// The requests that deliver `batch` (none for stdout), signed at `now`.
+    pub fn requests(
+        &self,
+        batch: &Batch,
+        now: SystemTime,
+    ) -> Result<Vec<http::Request<Vec<u8>>>, String> {
+        match self {
+            Sink::Stdout => Ok(Vec::new()),
+            Sink::CloudWatch(config, keys) => cloudwatch::bodies(batch)
+                .iter()
+                .map(|body| cloudwatch::request(config, keys, body, now).map_err(|e| e.to_string()))
+                .collect(),
+            Sink::LineProtocol(target) => {
+                if batch.points.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut text = String::new();
+                line_protocol::encode(batch, &mut text);
+                line_protocol::request(target, gzip(text.as_bytes()))
+                    .map(|r| vec![r])
+                    .map_err(|e| e.to_string())
+            }
+        }
+    }
+
+    /// What an answer to one of this sink's requests means.
+    pub fn classify(&self, status: u16, body: &[u8]) -> Outcome {
+        if (200..300).contains(&status) {
+            return Outcome::Delivered;
+        }
+        let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+        let retryable = status == 408 || status == 429 || status >= 500;
+        match self {
+            Sink::CloudWatch(..) => {
+                let kind = cloudwatch::error_type(body).unwrap_or_default();
+                let throttled = matches!(
+                    kind.as_str(),
+                    "Throttling" | "ThrottlingException" | "RequestLimitExceeded"
+                );
+                let message = format!("{status} {kind}: {text}");
+                if retryable || throttled {
+                    Outcome::Retry(message)
+                } else {
+                    Outcome::Fail(message)
+                }
+            }
+            _ => {
+                let message = format!("{status}: {text}");
+                if retryable {
+                    Outcome::Retry(message)
+                } else {
+                    Outcome::Fail(message)
+                }
+            }
+        }
+    }
+}
+
+/// What a sink's answer means for the batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored.
+    Delivered,
+    /// Not stored, and worth trying again (throttling, 5xx, network).
+    Retry(String),
+    /// Not stored, and trying again will not help.
+    Fail(String),
+}
+
+/// Gzip at the fast level: sink bodies are compressed once, on the hot path.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut gz = flate2::write::GzEncoder::new(
+        Vec::with_capacity(data.len() / 4 + 64),
+        flate2::Compression::fast(),
+    );
+    // Writing to a Vec cannot fail.
+    let _ = gz.write_all(data);
+    gz.finish().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classification_table() {
+        let cw = Sink::CloudWatch(
+            cloudwatch::Config {
+                region: "r".into(),
+                endpoint: None,
+                access_key_id: None,
+                secret_access_key: None,
+                session_token: None,
+            },
+            cloudwatch::Keys {
+                access_key_id: "a".into(),
+                secret_access_key: "s".into(),
+                session_token: None,
+            },
+        );
+        let lp = Sink::LineProtocol(line_protocol::Target::V2 {
+            url: "u".into(),
+            org: "o".into(),
+            bucket: "b".into(),
+            token: None,
+        });
+        assert_eq!(cw.classify(200, b""), Outcome::Delivered);
+        assert_eq!(lp.classify(204, b""), Outcome::Delivered);
+        assert!(matches!(
+            cw.classify(400, br#"{"__type":"Throttling"}"#),
+            Outcome::Retry(_)
+        ));
+        assert!(
+            matches!(cw.classify(400, br#"{"__type":"InvalidParameterValue","message":"bad"}"#), Outcome::Fail(m) if m.contains("InvalidParameterValue"))
+        );
+        assert!(matches!(cw.classify(500, b""), Outcome::Retry(_)));
+        assert!(matches!(lp.classify(429, b""), Outcome::Retry(_)));
+        assert!(matches!(lp.classify(503, b""), Outcome::Retry(_)));
+        assert!(
+            matches!(lp.classify(400, b"field type conflict"), Outcome::Fail(m) if m.contains("conflict"))
+        );
+    }
+
+    #[test]
+    fn sink_config_reads_from_toml_shapes() {
+        let v: Vec<SinkConfig> = serde_json::from_str(
+            r#"[{"type":"stdout"},
+                {"type":"cloudwatch","region":"eu-west-1","endpoint":"http://127.0.0.1:5000"},
+                {"type":"influxdb","api":"v1","url":"http://127.0.0.1:8086","database":"m"}]"#,
+        )
+        .expect("parses");
+        assert_eq!(v[0], SinkConfig::Stdout);
+        assert!(matches!(&v[1], SinkConfig::Cloudwatch(c) if c.region == "eu-west-1"));
+        assert!(
+            matches!(&v[2], SinkConfig::Influxdb(line_protocol::Target::V1 { database, .. }) if database == "m")
+        );
+        let bad = serde_json::from_str::<Vec<SinkConfig>>(
+            r#"[{"type":"influxdb","api":"v1","url":"u","database":"m","colour":"red"}]"#,
+        );
+        assert!(bad.is_err());
+    }
+}
