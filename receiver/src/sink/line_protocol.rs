@@ -5,7 +5,14 @@
 //! `namespace` and `unit` unless a dimension has that name (the dimension
 //! wins); fields, all floats so that each field name keeps one type:
 //! `value` for counters and gauges, `count`, `sum`, `min`, `max` for
-//! distributions and statistic sets. Timestamps are milliseconds.
+//! distributions and statistic sets.
+//!
+//! Timestamps are written in nanoseconds: the point's millisecond plus an
+//! offset below one millisecond derived from the batch id. Line-protocol
+//! stores keep one value per series and timestamp, so two emitters pushing
+//! the same series in the same millisecond would otherwise overwrite each
+//! other; a retry of the same batch, on the other hand, lands on the same
+//! timestamps and overwrites itself instead of counting twice.
 
 use std::fmt::Write as _;
 
@@ -84,8 +91,17 @@ fn float(out: &mut String, v: f64) {
     let _ = write!(out, "{v}");
 }
 
+/// The batch's offset in nanoseconds, below one millisecond (FNV-1a of the id).
+pub fn batch_offset_ns(id: &str) -> i64 {
+    let hash = id.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    (hash % 1_000_000) as i64
+}
+
 /// Appends one line per point of `batch` to `out`.
 pub fn encode(batch: &Batch, out: &mut String) {
+    let offset = batch_offset_ns(&batch.id);
     for point in &batch.points {
         let series = &batch.series[point.series];
         measurement(out, &series.name);
@@ -136,7 +152,8 @@ pub fn encode(batch: &Batch, out: &mut String) {
                 }
             }
         }
-        let _ = writeln!(out, " {}", point.timestamp_ms);
+        let ns = i128::from(point.timestamp_ms) * 1_000_000 + i128::from(offset);
+        let _ = writeln!(out, " {ns}");
     }
 }
 
@@ -146,7 +163,7 @@ fn query(pairs: &[(&str, &str)]) -> String {
     format!("?{}", q.finish())
 }
 
-/// The write request for a gzip'd line-protocol `body` (millisecond precision).
+/// The write request for a gzip'd line-protocol `body` (nanosecond precision).
 pub fn request(target: &Target, body: Vec<u8>) -> http::Result<http::Request<Vec<u8>>> {
     let builder = http::Request::post(match target {
         Target::V1 {
@@ -155,7 +172,7 @@ pub fn request(target: &Target, body: Vec<u8>) -> http::Result<http::Request<Vec
             retention_policy,
             ..
         } => {
-            let mut pairs = vec![("db", database.as_str()), ("precision", "ms")];
+            let mut pairs = vec![("db", database.as_str()), ("precision", "ns")];
             if let Some(rp) = retention_policy {
                 pairs.push(("rp", rp));
             }
@@ -166,7 +183,7 @@ pub fn request(target: &Target, body: Vec<u8>) -> http::Result<http::Request<Vec
         } => format!(
             "{}/api/v2/write{}",
             url.trim_end_matches('/'),
-            query(&[("org", org), ("bucket", bucket), ("precision", "ms")])
+            query(&[("org", org), ("bucket", bucket), ("precision", "ns")])
         ),
     })
     .header("content-type", "text/plain; charset=utf-8")
@@ -277,8 +294,19 @@ mod tests {
             ),
         ];
         for (name, dims, value, want) in cases {
-            assert_eq!(line(&batch(name, dims, value.clone())), *want, "{name:?}");
+            let ns = format!(" {}\n", 1_700_000_000_123_i128 * 1_000_000 + i128::from(batch_offset_ns("b")));
+            let want = want.replace(" 1700000000123\n", &ns);
+            assert_eq!(line(&batch(name, dims, value.clone())), want, "{name:?}");
         }
+    }
+
+    #[test]
+    fn offsets_stay_below_a_millisecond_and_differ_by_batch() {
+        let offsets: std::collections::BTreeSet<i64> =
+            (0..1000).map(|i| batch_offset_ns(&format!("{i:016x}-0"))).collect();
+        assert!(offsets.iter().all(|o| (0..1_000_000).contains(o)));
+        assert!(offsets.len() > 990, "{}", offsets.len());
+        assert_eq!(batch_offset_ns("same"), batch_offset_ns("same"));
     }
 
     #[test]
@@ -291,7 +319,7 @@ mod tests {
             password: Some("p".into()),
         };
         let r = request(&v1, vec![]).expect("request");
-        assert_eq!(r.uri(), "http://h:8086/write?db=my+db&precision=ms");
+        assert_eq!(r.uri(), "http://h:8086/write?db=my+db&precision=ns");
         assert_eq!(r.headers()["authorization"], "Basic dTpw");
         let v2 = Target::V2 {
             url: "http://h:8086".into(),
@@ -302,7 +330,7 @@ mod tests {
         let r = request(&v2, vec![]).expect("request");
         assert_eq!(
             r.uri(),
-            "http://h:8086/api/v2/write?org=o&bucket=b&precision=ms"
+            "http://h:8086/api/v2/write?org=o&bucket=b&precision=ns"
         );
         assert_eq!(r.headers()["authorization"], "Token t");
         assert_eq!(r.headers()["content-encoding"], "gzip");
