@@ -21,8 +21,14 @@ def main(endpoint: str, namespace: str) -> None:
     )
     now = datetime.datetime.now(datetime.timezone.utc)
     out = []
+    seen = set()
     for page in cw.get_paginator("list_metrics").paginate(Namespace=namespace):
         for metric in page["Metrics"]:
+            # moto lists a metric once per stored value: read each one once.
+            key = (metric["MetricName"], tuple(sorted((d["Name"], d["Value"]) for d in metric["Dimensions"])))
+            if key in seen:
+                continue
+            seen.add(key)
             points = cw.get_metric_statistics(
                 Namespace=namespace,
                 MetricName=metric["MetricName"],

@@ -1,1 +1,372 @@
+//! Harness for edgepush's end-to-end tests: starts real components (the
+//! receiver, moto's CloudWatch emulator, InfluxDB) on free loopback ports,
+//! reads back what they stored, and stops everything when dropped.
+//!
+//! Tools are found in the project's `.venv` (made by `.ci/setup`) or on
+//! `PATH`; `EDGEPUSH_MOTO_SERVER`, `EDGEPUSH_PYTHON` and `EDGEPUSH_INFLUXD`
+//! override them.
 
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use edgepush_receiver::ingest::Ingest;
+use edgepush_receiver::limits::Limits;
+use edgepush_receiver::native::{App, Forwarder, serve};
+use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A loopback port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+fn tool(env: &str, venv_name: &str, path_name: &str) -> PathBuf {
+    if let Ok(p) = std::env::var(env) {
+        return PathBuf::from(p);
+    }
+    let venv = repo_root().join(".venv/bin").join(venv_name);
+    if venv.exists() {
+        return venv;
+    }
+    PathBuf::from(path_name)
+}
+
+/// Waits until `ready` says yes, or panics with `what` after `limit`.
+pub fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "{what} not ready after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process that is killed and reaped when dropped.
+pub struct Process {
+    name: &'static str,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Process {
+    fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Self {
+        let file = std::fs::File::create(&log).expect("log file");
+        let child = command
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("log file"))
+            .stderr(file)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}; run .ci/setup"));
+        Process { name, child, log }
+    }
+
+    /// Panics with the process's log if it has exited.
+    pub fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("{} exited ({status}):\n{}", self.name, self.log_text());
+        }
+    }
+
+    /// What the process wrote so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Stops the process (SIGKILL) and waits for it.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// moto's CloudWatch API emulator.
+pub struct Moto {
+    /// Its base URL.
+    pub url: String,
+    process: Process,
+}
+
+impl Moto {
+    /// Starts `moto_server` on a free port in `dir`.
+    pub fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let mut command = Command::new(tool("EDGEPUSH_MOTO_SERVER", "moto_server", "moto_server"));
+        command
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .current_dir(dir);
+        let mut process = Process::spawn("moto_server", command, dir.join("moto.log"));
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for("moto_server", Duration::from_secs(30), || {
+            process.assert_running();
+            http_get(&format!("{url}/moto-api/data.json")).is_ok()
+        });
+        Moto { url, process }
+    }
+
+    /// Every metric of `namespace`, read back with boto3
+    /// (`tests/readback/cloudwatch.py`), by name.
+    pub fn metrics(&mut self, namespace: &str) -> Vec<serde_json::Value> {
+        self.process.assert_running();
+        let script = repo_root().join("tests/readback/cloudwatch.py");
+        let out = Command::new(tool("EDGEPUSH_PYTHON", "python", "python3"))
+            .arg(script)
+            .args([&self.url, namespace])
+            .output()
+            .expect("run the CloudWatch read-back script");
+        assert!(
+            out.status.success(),
+            "read-back failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut metrics: Vec<serde_json::Value> =
+            serde_json::from_slice(&out.stdout).expect("JSON");
+        metrics.sort_by_key(|m| (m["name"].to_string(), m["dimensions"].to_string()));
+        metrics
+    }
+
+    /// Stops the emulator.
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+}
+
+/// InfluxDB 1.x (Debian's `influxd`) with its own config and data directory.
+pub struct Influx {
+    /// Its base URL.
+    pub url: String,
+    /// The database created for the test.
+    pub database: String,
+    process: Process,
+}
+
+impl Influx {
+    /// Starts `influxd` on a free port with its data under `dir`, and creates
+    /// database `edgepush`.
+    pub fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let bind_port = free_port();
+        let data = dir.join("influxdb");
+        let config = format!(
+            "reporting-disabled = true\nbind-address = \"127.0.0.1:{bind_port}\"\n\
+             [meta]\n  dir = \"{d}/meta\"\n\
+             [data]\n  dir = \"{d}/data\"\n  wal-dir = \"{d}/wal\"\n  query-log-enabled = false\n\
+             [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n",
+            d = data.display()
+        );
+        let config_path = dir.join("influxdb.conf");
+        std::fs::write(&config_path, config).expect("write influxdb.conf");
+        let mut command = Command::new(tool("EDGEPUSH_INFLUXD", "influxd", "influxd"));
+        command.arg("-config").arg(&config_path);
+        let mut process = Process::spawn("influxd", command, dir.join("influxd.log"));
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for("influxd", Duration::from_secs(30), || {
+            process.assert_running();
+            http_get(&format!("{url}/ping")).is_ok()
+        });
+        let influx = Influx {
+            url,
+            database: "edgepush".into(),
+            process,
+        };
+        influx.query("CREATE DATABASE edgepush");
+        influx
+    }
+
+    /// Runs an InfluxQL query (epoch in ms) and returns the JSON answer.
+    pub fn query(&self, q: &str) -> serde_json::Value {
+        let mut response = ureq::post(format!("{}/query", self.url))
+            .query("db", &self.database)
+            .query("epoch", "ns")
+            .query("q", q)
+            .send_empty()
+            .expect("InfluxDB query");
+        let text = response.body_mut().read_to_string().expect("body");
+        serde_json::from_str(&text).expect("JSON")
+    }
+
+    /// The rows of a single-statement query as (column → value) objects.
+    pub fn rows(&self, q: &str) -> Vec<serde_json::Map<String, serde_json::Value>> {
+        let answer = self.query(q);
+        let mut rows = Vec::new();
+        for series in answer["results"][0]["series"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let columns: Vec<String> = series["columns"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|c| c.as_str().unwrap_or_default().to_string())
+                .collect();
+            for values in series["values"].as_array().into_iter().flatten() {
+                let mut row = serde_json::Map::new();
+                if let Some(name) = series["name"].as_str() {
+                    row.insert("_measurement".into(), name.into());
+                }
+                for (c, v) in columns.iter().zip(values.as_array().into_iter().flatten()) {
+                    row.insert(c.clone(), v.clone());
+                }
+                rows.push(row);
+            }
+        }
+        rows
+    }
+
+    /// The sink configuration that writes here (InfluxDB 1.x API).
+    pub fn target(&self) -> line_protocol::Target {
+        line_protocol::Target::V1 {
+            url: self.url.clone(),
+            database: self.database.clone(),
+            retention_policy: None,
+            username: None,
+            password: None,
+        }
+    }
+
+    /// Stops InfluxDB.
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+}
+
+/// A CloudWatch sink writing to `moto` with test credentials.
+pub fn cloudwatch_sink(moto: &Moto) -> Sink {
+    Sink::CloudWatch(
+        cloudwatch::Config {
+            region: "us-east-1".into(),
+            endpoint: Some(format!("{}/", moto.url)),
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+        },
+        cloudwatch::Keys {
+            access_key_id: "testing".into(),
+            secret_access_key: "testing".into(),
+            session_token: None,
+        },
+    )
+}
+
+/// The native receiver, served in this process on a free loopback port by
+/// the same code as the `edgepush-receiver` binary.
+pub struct Receiver {
+    /// Its base URL.
+    pub url: String,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Receiver {
+    /// Starts a receiver with `sinks` and `limits`, accepting `api_keys`.
+    pub fn start(sinks: Vec<Sink>, limits: Limits, api_keys: Vec<String>) -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr: SocketAddr = listener.local_addr().expect("address");
+        let app = Arc::new(App {
+            ingest: Ingest { limits, api_keys },
+            forwarder: Forwarder::new(sinks).retries(2, Duration::from_millis(50)),
+        });
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            runtime
+                .block_on(serve(listener, app, async {
+                    let _ = rx.await;
+                }))
+                .expect("serve");
+        });
+        Receiver {
+            url: format!("http://{addr}"),
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// GETs `url`; the status if anything answered.
+pub fn http_get(url: &str) -> Result<u16, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(2)))
+        .build()
+        .into();
+    agent
+        .get(url)
+        .call()
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
+}
+
+/// POSTs `body` with `headers`; the status and the JSON answer.
+pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut request = agent.post(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let mut response = request.send(body).expect("POST");
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// Gzips `data`.
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(data).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+/// Whether something listens on `addr`.
+pub fn listening(addr: &str) -> bool {
+    TcpStream::connect_timeout(&addr.parse().expect("address"), Duration::from_millis(200)).is_ok()
+}
+
+/// Reads all of `reader` into a string.
+pub fn read_all(mut reader: impl Read) -> String {
+    let mut s = String::new();
+    let _ = reader.read_to_string(&mut s);
+    s
+}

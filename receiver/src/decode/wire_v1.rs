@@ -45,7 +45,11 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
     let raw: wire::Batch<'_> = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
         let err = Error::new(400, "invalid_json", e.inner().to_string());
-        if path == "." || path == "?" { err } else { err.field(path) }
+        if path == "." || path == "?" {
+            err
+        } else {
+            err.field(path)
+        }
     })?;
 
     if raw.v != wire::VERSION {
@@ -352,7 +356,9 @@ mod tests {
     }
 
     fn batch_with(series: &str, points: &str) -> String {
-        format!(r#"{{"v":1,"id":"b-1","ns":"Shop","t":{NOW},"dims":{{"service":"api"}},"series":[{series}],"points":[{points}]}}"#)
+        format!(
+            r#"{{"v":1,"id":"b-1","ns":"Shop","t":{NOW},"dims":{{"service":"api"}},"series":[{series}],"points":[{points}]}}"#
+        )
     }
 
     #[test]
@@ -365,12 +371,32 @@ mod tests {
         assert!(d.rejected.is_empty());
         let b = d.batch;
         assert_eq!((b.id.as_str(), b.namespace.as_str()), ("b-1", "Shop"));
-        assert_eq!(b.series[0].dimensions, [("service".to_string(), "api".to_string()), ("route".to_string(), "/a".to_string())]);
+        assert_eq!(
+            b.series[0].dimensions,
+            [
+                ("service".to_string(), "api".to_string()),
+                ("route".to_string(), "/a".to_string())
+            ]
+        );
         assert_eq!(b.series[0].unit, Unit::Milliseconds);
         assert_eq!(b.series[0].resolution, Resolution::High);
         assert_eq!(b.points[0].timestamp_ms, NOW + 5);
-        assert_eq!(b.points[0].value, Value::Distribution { values: vec![1.0, 2.0], counts: vec![3.0, 1.0] });
-        assert_eq!(b.points[1].value, Value::Statistics(StatisticSet { count: 2.0, sum: 3.0, min: 1.0, max: 2.0 }));
+        assert_eq!(
+            b.points[0].value,
+            Value::Distribution {
+                values: vec![1.0, 2.0],
+                counts: vec![3.0, 1.0]
+            }
+        );
+        assert_eq!(
+            b.points[1].value,
+            Value::Statistics(StatisticSet {
+                count: 2.0,
+                sum: 3.0,
+                min: 1.0,
+                max: 2.0
+            })
+        );
     }
 
     /// Whole-batch refusals: (body, status, field, words in the message).
@@ -378,20 +404,63 @@ mod tests {
     fn batch_level_refusals() {
         let too_many_common = {
             let dims: Vec<String> = (0..31).map(|i| format!(r#""d{i}":"v""#)).collect();
-            format!(r#"{{"v":1,"id":"b","ns":"N","t":0,"dims":{{{}}},"series":[],"points":[]}}"#, dims.join(","))
+            format!(
+                r#"{{"v":1,"id":"b","ns":"N","t":0,"dims":{{{}}},"series":[],"points":[]}}"#,
+                dims.join(",")
+            )
         };
         let cases: Vec<(String, u16, Option<&str>, &str)> = vec![
             ("{".into(), 400, None, "EOF"),
             (r#"{"v":1}"#.into(), 400, None, "missing field"),
-            (r#"{"v":2,"id":"b","ns":"N","t":0,"series":[],"points":[]}"#.into(), 400, Some("v"), "version 2"),
-            (r#"{"v":1,"id":"b c","ns":"N","t":0,"series":[],"points":[]}"#.into(), 400, Some("id"), "batch id"),
-            (r#"{"v":1,"id":"b","ns":"AWS/EC2","t":0,"series":[],"points":[]}"#.into(), 400, Some("ns"), "AWS/"),
-            (r#"{"v":1,"id":"b","ns":"N","t":0,"dims":{"d":""},"series":[],"points":[]}"#.into(), 400, Some("dims.d"), "empty"),
+            (
+                r#"{"v":2,"id":"b","ns":"N","t":0,"series":[],"points":[]}"#.into(),
+                400,
+                Some("v"),
+                "version 2",
+            ),
+            (
+                r#"{"v":1,"id":"b c","ns":"N","t":0,"series":[],"points":[]}"#.into(),
+                400,
+                Some("id"),
+                "batch id",
+            ),
+            (
+                r#"{"v":1,"id":"b","ns":"AWS/EC2","t":0,"series":[],"points":[]}"#.into(),
+                400,
+                Some("ns"),
+                "AWS/",
+            ),
+            (
+                r#"{"v":1,"id":"b","ns":"N","t":0,"dims":{"d":""},"series":[],"points":[]}"#.into(),
+                400,
+                Some("dims.d"),
+                "empty",
+            ),
             (too_many_common, 400, Some("dims"), "31 common dimensions"),
-            (batch_with(r#"{"n":"a","k":"c"}"#, r#"{"s":0,"x":NaN}"#), 400, Some("points[0].x"), "expected value"),
-            (batch_with(r#"{"n":"a","k":"c"}"#, r#"{"s":0,"x":1e999}"#), 400, Some("points[0].x"), "out of range"),
-            (batch_with(r#"{"n":"a","k":"q"}"#, ""), 400, Some("series[0].k"), "unknown variant"),
-            (batch_with(r#"{"n":"a","k":"c"}"#, r#"{"s":0,"x":"1"}"#), 400, Some("points[0].x"), "invalid type"),
+            (
+                batch_with(r#"{"n":"a","k":"c"}"#, r#"{"s":0,"x":NaN}"#),
+                400,
+                Some("points[0].x"),
+                "expected value",
+            ),
+            (
+                batch_with(r#"{"n":"a","k":"c"}"#, r#"{"s":0,"x":1e999}"#),
+                400,
+                Some("points[0].x"),
+                "out of range",
+            ),
+            (
+                batch_with(r#"{"n":"a","k":"q"}"#, ""),
+                400,
+                Some("series[0].k"),
+                "unknown variant",
+            ),
+            (
+                batch_with(r#"{"n":"a","k":"c"}"#, r#"{"s":0,"x":"1"}"#),
+                400,
+                Some("points[0].x"),
+                "invalid type",
+            ),
         ];
         for (body, status, field, words) in cases {
             let e = decode_str(&body).expect_err(&body);
@@ -403,8 +472,15 @@ mod tests {
 
     #[test]
     fn limits_refuse_the_batch_with_413() {
-        let limits = Limits { max_points: 2, max_series: 1, ..Limits::default() };
-        let body = batch_with(r#"{"n":"a","k":"c"}"#, r#"{"s":0,"x":1},{"s":0,"x":1},{"s":0,"x":1}"#);
+        let limits = Limits {
+            max_points: 2,
+            max_series: 1,
+            ..Limits::default()
+        };
+        let body = batch_with(
+            r#"{"n":"a","k":"c"}"#,
+            r#"{"s":0,"x":1},{"s":0,"x":1},{"s":0,"x":1}"#,
+        );
         let e = decode(body.as_bytes(), NOW, &limits).expect_err("3 points");
         assert_eq!((e.status, e.field.as_deref()), (413, Some("points")));
         let body = batch_with(r#"{"n":"a","k":"c"},{"n":"b","k":"c"}"#, "");
@@ -421,43 +497,62 @@ mod tests {
             wide.join(",")
         );
         let points = [
-            r#"{"s":0,"x":1}"#,                         // 0 ok
-            r#"{"s":1,"x":1}"#,                         // 1 31 dimensions with the common one
-            r#"{"s":2,"x":1}"#,                         // 2 unknown unit
-            r#"{"s":3,"x":1}"#,                         // 3 empty dimension value
-            r#"{"s":0,"x":1e200}"#,                     // 4 out of range
-            r#"{"s":4,"vs":[1,2],"cs":[1]}"#,           // 5 counts length
-            r#"{"s":4,"vs":[1],"cs":[0]}"#,             // 6 zero count
-            r#"{"s":5,"st":[1,1,3,2]}"#,                // 7 min > max
-            r#"{"s":0,"vs":[1]}"#,                      // 8 wrong field for kind
-            r#"{"s":9,"x":1}"#,                         // 9 no such series
-            r#"{"s":0,"t":-1300000000,"x":1}"#,         // 10 too old
-            r#"{"s":0,"t":7300000,"x":1}"#,             // 11 too far ahead
-            r#"{"s":6,"x":1}"#,                         // 12 leading underscore
-            r#"{"s":7,"x":1}"#,                         // 13 resolution
-            r#"{"s":4,"vs":[]}"#,                       // 14 no values
-            r#"{"s":0}"#,                               // 15 missing value
-            r#"{"s":0,"x":2}"#,                         // 16 ok
+            r#"{"s":0,"x":1}"#,                 // 0 ok
+            r#"{"s":1,"x":1}"#,                 // 1 31 dimensions with the common one
+            r#"{"s":2,"x":1}"#,                 // 2 unknown unit
+            r#"{"s":3,"x":1}"#,                 // 3 empty dimension value
+            r#"{"s":0,"x":1e200}"#,             // 4 out of range
+            r#"{"s":4,"vs":[1,2],"cs":[1]}"#,   // 5 counts length
+            r#"{"s":4,"vs":[1],"cs":[0]}"#,     // 6 zero count
+            r#"{"s":5,"st":[1,1,3,2]}"#,        // 7 min > max
+            r#"{"s":0,"vs":[1]}"#,              // 8 wrong field for kind
+            r#"{"s":9,"x":1}"#,                 // 9 no such series
+            r#"{"s":0,"t":-1300000000,"x":1}"#, // 10 too old
+            r#"{"s":0,"t":7300000,"x":1}"#,     // 11 too far ahead
+            r#"{"s":6,"x":1}"#,                 // 12 leading underscore
+            r#"{"s":7,"x":1}"#,                 // 13 resolution
+            r#"{"s":4,"vs":[]}"#,               // 14 no values
+            r#"{"s":0}"#,                       // 15 missing value
+            r#"{"s":0,"x":2}"#,                 // 16 ok
         ]
         .join(",");
         let d = decode_str(&batch_with(&series, &points)).expect("partly valid");
         assert_eq!(d.batch.points.len(), 2);
         assert_eq!(d.batch.points[1].value, Value::Scalar(2.0));
-        let got: Vec<(usize, &str, &str)> =
-            d.rejected.iter().map(|r| (r.point, r.field.as_str(), r.reason.as_str())).collect();
+        let got: Vec<(usize, &str, &str)> = d
+            .rejected
+            .iter()
+            .map(|r| (r.point, r.field.as_str(), r.reason.as_str()))
+            .collect();
         let want: Vec<(usize, &str, &str)> = vec![
-            (1, "series[1].d", "31 dimensions with the common ones, more than the 30 allowed"),
+            (
+                1,
+                "series[1].d",
+                "31 dimensions with the common ones, more than the 30 allowed",
+            ),
             (2, "series[2].u", "\"Parsecs\" is not a CloudWatch unit"),
             (3, "series[3].d.x", "dimension value is empty"),
             (4, "points[4].x", "value is outside -2^360..2^360"),
             (5, "points[5].cs", "has 1 counts for 2 values"),
             (6, "points[6].cs[0]", "count is not a positive count"),
             (7, "points[7].st", "minimum is larger than maximum"),
-            (8, "points[8].vs", "field does not belong to a Counter series"),
+            (
+                8,
+                "points[8].vs",
+                "field does not belong to a Counter series",
+            ),
             (9, "points[9].s", "refers to series 9, but the batch has 8"),
             (10, "points[10].t", "timestamp is more than 14 days old"),
-            (11, "points[11].t", "timestamp is more than 2 hours in the future"),
-            (12, "series[6].n", "metric name starts with '_', which is reserved"),
+            (
+                11,
+                "points[11].t",
+                "timestamp is more than 2 hours in the future",
+            ),
+            (
+                12,
+                "series[6].n",
+                "metric name starts with '_', which is reserved",
+            ),
             (13, "series[7].r", "storage resolution 5 is not 1 or 60"),
             (14, "points[14].vs", "has no values"),
             (15, "points[15].x", "missing"),
@@ -470,7 +565,10 @@ mod tests {
     #[test]
     fn media_types() {
         assert_eq!(accepts("application/vnd.edgepush.v1+json").ok(), Some(true));
-        assert_eq!(accepts("Application/VND.edgepush.v1+JSON; charset=utf-8").ok(), Some(true));
+        assert_eq!(
+            accepts("Application/VND.edgepush.v1+JSON; charset=utf-8").ok(),
+            Some(true)
+        );
         assert_eq!(accepts("application/json").ok(), Some(false));
         let e = accepts("application/vnd.edgepush.v2+json").expect_err("v2");
         assert_eq!((e.status, e.error), (415, "unsupported_version"));
@@ -497,7 +595,12 @@ mod round_trip {
     }
 
     fn value() -> impl Strategy<Value = f64> {
-        prop_oneof![-1e9..1e9f64, Just(0.0), (-1000i32..1000).prop_map(f64::from), -1e-9..1e-9f64]
+        prop_oneof![
+            -1e9..1e9f64,
+            Just(0.0),
+            (-1000i32..1000).prop_map(f64::from),
+            -1e-9..1e-9f64
+        ]
     }
 
     fn recorded() -> impl Strategy<Value = Recorded> {
@@ -505,7 +608,8 @@ mod round_trip {
             prop::collection::vec(value(), 1..20).prop_map(Recorded::Counter),
             prop::collection::vec(value(), 1..5).prop_map(Recorded::Gauge),
             prop::collection::vec((value(), 1u8..5), 1..40).prop_map(Recorded::Distribution),
-            prop::collection::vec((1u8..10, value(), value(), value()), 1..5).prop_map(Recorded::Statistics),
+            prop::collection::vec((1u8..10, value(), value(), value()), 1..5)
+                .prop_map(Recorded::Statistics),
         ]
     }
 
@@ -516,7 +620,11 @@ mod round_trip {
 
     fn series() -> impl Strategy<Value = Vec<(String, Vec<(String, String)>, Recorded)>> {
         prop::collection::vec(
-            (text(), prop::collection::btree_map(text(), text(), 0..4), recorded()),
+            (
+                text(),
+                prop::collection::btree_map(text(), text(), 0..4),
+                recorded(),
+            ),
             1..25,
         )
         .prop_map(|v| {

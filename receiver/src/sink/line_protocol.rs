@@ -294,7 +294,10 @@ mod tests {
             ),
         ];
         for (name, dims, value, want) in cases {
-            let ns = format!(" {}\n", 1_700_000_000_123_i128 * 1_000_000 + i128::from(batch_offset_ns("b")));
+            let ns = format!(
+                " {}\n",
+                1_700_000_000_123_i128 * 1_000_000 + i128::from(batch_offset_ns("b"))
+            );
             let want = want.replace(" 1700000000123\n", &ns);
             assert_eq!(line(&batch(name, dims, value.clone())), want, "{name:?}");
         }
@@ -302,8 +305,9 @@ mod tests {
 
     #[test]
     fn offsets_stay_below_a_millisecond_and_differ_by_batch() {
-        let offsets: std::collections::BTreeSet<i64> =
-            (0..1000).map(|i| batch_offset_ns(&format!("{i:016x}-0"))).collect();
+        let offsets: std::collections::BTreeSet<i64> = (0..1000)
+            .map(|i| batch_offset_ns(&format!("{i:016x}-0")))
+            .collect();
         assert!(offsets.iter().all(|o| (0..1_000_000).contains(o)));
         assert!(offsets.len() > 990, "{}", offsets.len());
         assert_eq!(batch_offset_ns("same"), batch_offset_ns("same"));

@@ -1,0 +1,139 @@
+//! The emitter pushes to the native receiver, which forwards to moto's
+//! CloudWatch API and to InfluxDB 1.x; both are read back and must hold
+//! exactly the sums, counts, extremes, dimensions and units pushed.
+
+use std::time::Duration;
+
+use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
+use edgepush_receiver::limits::Limits;
+use edgepush_receiver::sink::Sink;
+use edgepush_tests::{Influx, Moto, Receiver, cloudwatch_sink};
+use serde_json::{Value, json};
+
+const NAMESPACE: &str = "EdgepushE2E";
+
+#[test]
+fn pushed_metrics_arrive_exactly_in_cloudwatch_and_influxdb() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut moto = Moto::start(dir.path());
+    let influx = Influx::start(dir.path());
+    let receiver = Receiver::start(
+        vec![cloudwatch_sink(&moto), Sink::LineProtocol(influx.target())],
+        Limits::default(),
+        vec!["secret-key".into()],
+    );
+
+    let emitter = Emitter::new(
+        Config::new(NAMESPACE)
+            .expect("namespace")
+            .dimension("service", "checkout")
+            .expect("dimension"),
+    );
+    let orders = emitter
+        .counter(
+            Metric::new("orders")
+                .unit(Unit::Count)
+                .dimension("route", "/buy"),
+        )
+        .expect("counter");
+    let latency = emitter
+        .distribution(
+            Metric::new("latency")
+                .unit(Unit::Milliseconds)
+                .high_resolution(),
+        )
+        .expect("distribution");
+    let queue = emitter.gauge(Metric::new("queue depth")).expect("gauge");
+    let payload = emitter
+        .statistics(Metric::new("payload").unit(Unit::Bytes))
+        .expect("statistics");
+    let transport = HttpTransport::new(&receiver.url).api_key("secret-key");
+
+    // Three invocations' worth, each flushed and pushed.
+    let rounds: [&dyn Fn(); 3] = [
+        &|| {
+            orders.add(3.0);
+            [10.0, 20.0, 20.0]
+                .into_iter()
+                .for_each(|v| latency.record(v));
+            queue.set(7.0);
+            queue.set(9.0);
+            payload.record(2.0, 300.0, 100.0, 200.0);
+        },
+        &|| {
+            orders.add(4.0);
+            latency.record(30.0);
+            queue.set(4.0);
+        },
+        &|| {
+            orders.add(5.0);
+            latency.record(10.0);
+            payload.record(1.0, 50.0, 50.0, 50.0);
+        },
+    ];
+    let mut accepted = 0;
+    for round in rounds {
+        round();
+        let report = emitter.push(&transport).expect("push accepted");
+        assert_eq!(report.rejected, 0);
+        accepted += report.accepted;
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(accepted, 4 + 3 + 3);
+
+    // CloudWatch, through boto3.
+    let metrics = moto.metrics(NAMESPACE);
+    let want = json!([
+        {"name": "latency", "dimensions": {"service": "checkout"}, "units": ["Milliseconds"],
+         "sum": 90.0, "count": 5.0, "min": 10.0, "max": 30.0},
+        {"name": "orders", "dimensions": {"route": "/buy", "service": "checkout"}, "units": ["Count"],
+         "sum": 12.0, "count": 3.0, "min": 3.0, "max": 5.0},
+        {"name": "payload", "dimensions": {"service": "checkout"}, "units": ["Bytes"],
+         "sum": 350.0, "count": 3.0, "min": 50.0, "max": 200.0},
+        {"name": "queue depth", "dimensions": {"service": "checkout"}, "units": ["None"],
+         "sum": 13.0, "count": 2.0, "min": 4.0, "max": 9.0},
+    ]);
+    assert_eq!(Value::Array(metrics), want);
+
+    // InfluxDB, through its query API.
+    let rows = influx.rows(r#"SELECT * FROM "orders""#);
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    let values: Vec<f64> = rows
+        .iter()
+        .map(|r| r["value"].as_f64().expect("float"))
+        .collect();
+    assert_eq!(values, [3.0, 4.0, 5.0]);
+    for r in &rows {
+        assert_eq!(
+            (&r["namespace"], &r["service"], &r["route"], &r["unit"]),
+            (
+                &json!(NAMESPACE),
+                &json!("checkout"),
+                &json!("/buy"),
+                &json!("Count")
+            )
+        );
+    }
+    let stats = |measurement: &str| {
+        let rows = influx.rows(&format!(
+            r#"SELECT sum("count"), sum("sum"), min("min"), max("max") FROM "{measurement}""#
+        ));
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let r = &rows[0];
+        [&r["sum"], &r["sum_1"], &r["min"], &r["max"]].map(|v| v.as_f64().expect("number"))
+    };
+    assert_eq!(stats("latency"), [5.0, 90.0, 10.0, 30.0]);
+    assert_eq!(stats("payload"), [3.0, 350.0, 50.0, 200.0]);
+    // Gauges, like counters, store one `value` per push.
+    let rows = influx.rows(
+        r#"SELECT count("value"), sum("value"), min("value"), max("value") FROM "queue depth""#,
+    );
+    let r = &rows[0];
+    let got = [&r["count"], &r["sum"], &r["min"], &r["max"]].map(|v| v.as_f64().expect("number"));
+    assert_eq!(got, [2.0, 13.0, 4.0, 9.0]);
+    let units = influx.rows(r#"SHOW TAG VALUES FROM "latency" WITH KEY = "unit""#);
+    assert_eq!(units.len(), 1);
+    assert_eq!(units[0]["value"], json!("Milliseconds"));
+
+    moto.stop();
+}
