@@ -1,0 +1,243 @@
+//! Bad input through the real server: each gets a clear 4xx JSON error naming
+//! the field and the reason, and nothing refused reaches the sink.
+
+use edgepush_receiver::limits::Limits;
+use edgepush_receiver::sink::Sink;
+use edgepush_tests::{Influx, Receiver, gzip, post};
+use serde_json::Value;
+
+const V1: &str = "application/vnd.edgepush.v1+json";
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A wire v1 batch around `series` and `points`.
+fn batch(id: &str, series: &str, points: &str) -> String {
+    format!(
+        r#"{{"v":1,"id":"{id}","ns":"Bad","t":{},"series":[{series}],"points":[{points}]}}"#,
+        now_ms()
+    )
+}
+
+struct Case {
+    name: &'static str,
+    headers: Vec<(&'static str, String)>,
+    body: Vec<u8>,
+    status: u16,
+    error: &'static str,
+    /// The field the answer must name, or a rejected point's field.
+    field: Option<&'static str>,
+    /// Words the message must contain.
+    words: &'static str,
+}
+
+fn gz_v1() -> Vec<(&'static str, String)> {
+    vec![("content-type", V1.into()), ("content-encoding", "gzip".into())]
+}
+
+#[test]
+fn every_bad_request_gets_a_clear_4xx_and_nothing_is_forwarded() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let influx = Influx::start(dir.path());
+    let limits = Limits {
+        max_body_bytes: 256 * 1024,
+        max_decompressed_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    let receiver = Receiver::start(vec![Sink::LineProtocol(influx.target())], limits, vec![]);
+    let url = format!("{}/v1/metrics", receiver.url);
+
+    let good = batch("ok-1", r#"{"n":"fine","k":"c"}"#, r#"{"s":0,"x":1}"#);
+    let gz_good = gzip(good.as_bytes());
+    let bomb = gzip(&vec![b' '; 64 << 20]);
+    assert!(bomb.len() < 256 * 1024, "the bomb is a small body: {}", bomb.len());
+    let wide: Vec<String> = (0..31).map(|i| format!(r#""d{i}":"v""#)).collect();
+
+    let cases = vec![
+        Case {
+            name: "truncated gzip",
+            headers: gz_v1(),
+            body: gz_good[..gz_good.len() / 2].to_vec(),
+            status: 400,
+            error: "invalid_gzip",
+            field: Some("body"),
+            words: "not valid gzip",
+        },
+        Case {
+            name: "gzip bomb",
+            headers: gz_v1(),
+            body: bomb,
+            status: 413,
+            error: "body_too_large",
+            field: Some("body"),
+            words: "larger than 1048576 bytes once decompressed",
+        },
+        Case {
+            name: "oversized body",
+            headers: vec![("content-type", V1.into())],
+            body: vec![b' '; 300 * 1024],
+            status: 413,
+            error: "body_too_large",
+            field: Some("body"),
+            words: "larger than 262144 bytes",
+        },
+        Case {
+            name: "wrong content type",
+            headers: vec![("content-type", "application/json".into())],
+            body: good.clone().into_bytes(),
+            status: 415,
+            error: "unsupported_media_type",
+            field: Some("content-type"),
+            words: "application/vnd.edgepush.v1+json",
+        },
+        Case {
+            name: "unknown encoding",
+            headers: vec![("content-type", V1.into()), ("content-encoding", "br".into())],
+            body: good.clone().into_bytes(),
+            status: 415,
+            error: "unsupported_encoding",
+            field: Some("content-encoding"),
+            words: "\"br\"",
+        },
+        Case {
+            name: "unknown wire version (media type)",
+            headers: vec![("content-type", "application/vnd.edgepush.v9+json".into())],
+            body: good.clone().into_bytes(),
+            status: 415,
+            error: "unsupported_version",
+            field: Some("content-type"),
+            words: "wire version 9",
+        },
+        Case {
+            name: "unknown wire version (body)",
+            headers: gz_v1(),
+            body: gzip(good.replace(r#""v":1"#, r#""v":2"#).as_bytes()),
+            status: 400,
+            error: "unsupported_version",
+            field: Some("v"),
+            words: "version 2",
+        },
+        Case {
+            name: "NaN",
+            headers: gz_v1(),
+            body: gzip(batch("nan", r#"{"n":"m","k":"g"}"#, r#"{"s":0,"x":NaN}"#).as_bytes()),
+            status: 400,
+            error: "invalid_json",
+            field: Some("points[0].x"),
+            words: "expected value",
+        },
+        Case {
+            name: "infinity",
+            headers: gz_v1(),
+            body: gzip(batch("inf", r#"{"n":"m","k":"g"}"#, r#"{"s":0,"x":-1e400}"#).as_bytes()),
+            status: 400,
+            error: "invalid_json",
+            field: Some("points[0].x"),
+            words: "number out of range",
+        },
+        Case {
+            name: "value beyond CloudWatch's range",
+            headers: gz_v1(),
+            body: gzip(batch("big", r#"{"n":"m","k":"g"}"#, r#"{"s":0,"x":1e200}"#).as_bytes()),
+            status: 400,
+            error: "invalid_points",
+            field: Some("points[0].x"),
+            words: "outside -2^360..2^360",
+        },
+        Case {
+            name: "empty dimension value",
+            headers: gz_v1(),
+            body: gzip(batch("empty", r#"{"n":"m","k":"c","d":{"route":""}}"#, r#"{"s":0,"x":1}"#).as_bytes()),
+            status: 400,
+            error: "invalid_points",
+            field: Some("series[0].d.route"),
+            words: "dimension value is empty",
+        },
+        Case {
+            name: "31 dimensions",
+            headers: gz_v1(),
+            body: gzip(batch("wide", &format!(r#"{{"n":"m","k":"c","d":{{{}}}}}"#, wide.join(",")), r#"{"s":0,"x":1}"#).as_bytes()),
+            status: 400,
+            error: "invalid_points",
+            field: Some("series[0].d"),
+            words: "31 dimensions",
+        },
+        Case {
+            name: "not JSON",
+            headers: vec![("content-type", V1.into())],
+            body: b"orders,route=/buy value=1".to_vec(),
+            status: 400,
+            error: "invalid_json",
+            field: None,
+            words: "expected value",
+        },
+    ];
+
+    for case in &cases {
+        let headers: Vec<(&str, &str)> = case.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, answer) = post(&url, &headers, &case.body);
+        let name = case.name;
+        assert_eq!(status, case.status, "{name}: {answer}");
+        assert_eq!(answer["error"], case.error, "{name}: {answer}");
+        let message = answer["message"].as_str().unwrap_or_default();
+        if case.error == "invalid_points" {
+            // Every point refused: each is listed with its field and reason.
+            assert_eq!(answer["accepted"], 0, "{name}: {answer}");
+            let first = &answer["rejected"][0];
+            assert_eq!(first["field"].as_str(), case.field, "{name}: {answer}");
+            assert!(first["reason"].as_str().unwrap_or_default().contains(case.words), "{name}: {answer}");
+        } else {
+            assert_eq!(answer["field"].as_str(), case.field, "{name}: {answer}");
+            assert!(message.contains(case.words), "{name}: {answer}");
+        }
+    }
+
+    // A batch with good and bad points: the good ones are accepted, the bad
+    // ones named, and the answer says it was partial.
+    let mixed = batch(
+        "mixed",
+        r#"{"n":"kept","k":"c"},{"n":"dropped","k":"c","d":{"x":""}}"#,
+        r#"{"s":0,"x":5},{"s":1,"x":1},{"s":0,"t":1,"x":1e300}"#,
+    );
+    let headers = [("content-type", V1), ("content-encoding", "gzip")];
+    let (status, answer) = post(&url, &headers, &gzip(mixed.as_bytes()));
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["accepted"], 1);
+    assert_eq!(answer["rejected_count"], 2);
+    assert_eq!(answer["partial"], true);
+    let fields: Vec<&str> = answer["rejected"].as_array().into_iter().flatten().filter_map(|r| r["field"].as_str()).collect();
+    assert_eq!(fields, ["series[1].d.x", "points[2].x"]);
+
+    // Only the good point reached InfluxDB.
+    let measurements: Vec<Value> = influx
+        .rows("SHOW MEASUREMENTS")
+        .into_iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(measurements, [Value::from("kept")]);
+    let rows = influx.rows(r#"SELECT * FROM "kept""#);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["value"].as_f64(), Some(5.0));
+}
+
+#[test]
+fn wrong_or_missing_keys_are_401_and_other_routes_answer_json() {
+    let receiver = Receiver::start(vec![], Limits::default(), vec!["k1".into(), "k2".into()]);
+    let url = format!("{}/v1/metrics", receiver.url);
+    let body = batch("auth", r#"{"n":"m","k":"c"}"#, r#"{"s":0,"x":1}"#);
+    let (status, answer) = post(&url, &[("content-type", V1)], body.as_bytes());
+    assert_eq!((status, answer["error"].as_str()), (401, Some("unauthorized")), "{answer}");
+    assert!(answer["message"].as_str().unwrap_or_default().contains("missing"));
+    let (status, _) = post(&url, &[("content-type", V1), ("authorization", "Bearer nope")], body.as_bytes());
+    assert_eq!(status, 401);
+    let (status, answer) = post(&url, &[("content-type", V1), ("authorization", "Bearer k2")], body.as_bytes());
+    assert_eq!(status, 202, "{answer}");
+
+    let (status, answer) = post(&format!("{}/nowhere", receiver.url), &[], b"");
+    assert_eq!((status, answer["error"].as_str()), (404, Some("not_found")));
+    assert_eq!(edgepush_tests::http_get(&format!("{}/healthz", receiver.url)), Ok(200));
+    assert_eq!(edgepush_tests::http_get(&url), Ok(405));
+}
