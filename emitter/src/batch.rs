@@ -13,12 +13,23 @@ use crate::wire;
 /// A batch that could not be sent is handed back to the caller, who can send
 /// it again as it is: the id stays the same, so the receiver can recognise
 /// the retry.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Batch {
     id: String,
     points: usize,
     body: Vec<u8>,
     gzip: bool,
+}
+
+impl core::fmt::Debug for Batch {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Batch")
+            .field("id", &self.id)
+            .field("points", &self.points)
+            .field("bytes", &self.body.len())
+            .field("gzip", &self.gzip)
+            .finish()
+    }
 }
 
 impl Batch {
