@@ -618,7 +618,10 @@ mod round_trip {
         "[a-zA-Z0-9][a-zA-Z0-9 ,=\"\\\\/.:é\u{1F600}-]{0,20}"
     }
 
-    fn series() -> impl Strategy<Value = Vec<(String, Vec<(String, String)>, Recorded)>> {
+    /// A metric name, its dimensions and what was recorded into it.
+    type Generated = (String, Vec<(String, String)>, Recorded);
+
+    fn series() -> impl Strategy<Value = Vec<Generated>> {
         prop::collection::vec(
             (
                 text(),

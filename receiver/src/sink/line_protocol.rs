@@ -71,13 +71,11 @@ fn tag(out: &mut String, s: &str) {
 fn escape(out: &mut String, s: &str, special: &[char]) {
     let mut chars = s.chars().peekable();
     while let Some(c) = chars.next() {
-        if special.contains(&c) {
-            out.push('\\');
-        } else if c == '\\'
+        let escaped_backslash = c == '\\'
             && chars
                 .peek()
-                .is_none_or(|n| special.contains(n) || *n == '\\')
-        {
+                .is_none_or(|n| special.contains(n) || *n == '\\');
+        if escaped_backslash || special.contains(&c) {
             out.push('\\');
         }
         out.push(c);
@@ -247,7 +245,8 @@ mod tests {
 
     #[test]
     fn encoding_table() {
-        let cases: &[(&str, &[(&str, &str)], Value, &str)] = &[
+        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Value, &'a str);
+        let cases: &[Case<'_>] = &[
             (
                 "orders",
                 &[("route", "/buy")],
