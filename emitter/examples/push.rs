@@ -11,13 +11,23 @@ use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "http://127.0.0.1:8787".into());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "http://127.0.0.1:8787".into());
     let invocations: u32 = args.next().map_or(Ok(3), |n| n.parse())?;
     let key = std::env::var("EDGEPUSH_API_KEY").ok();
 
     let emitter = Emitter::new(Config::new("Shop")?.dimension("service", "checkout")?);
-    let orders = emitter.counter(Metric::new("orders").unit(Unit::Count).dimension("route", "/buy"))?;
-    let latency = emitter.distribution(Metric::new("latency").unit(Unit::Milliseconds).dimension("route", "/buy"))?;
+    let orders = emitter.counter(
+        Metric::new("orders")
+            .unit(Unit::Count)
+            .dimension("route", "/buy"),
+    )?;
+    let latency = emitter.distribution(
+        Metric::new("latency")
+            .unit(Unit::Milliseconds)
+            .dimension("route", "/buy"),
+    )?;
     let basket = emitter.statistics(Metric::new("basket_size").unit(Unit::Count))?;
     let in_flight = emitter.gauge(Metric::new("in_flight"))?;
     let mut transport = HttpTransport::new(&url).timeout(Duration::from_secs(2));

@@ -8,7 +8,9 @@ use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("EDGEPUSH_URL").unwrap_or_else(|_| "http://127.0.0.1:8787".into());
     let emitter = Emitter::new(Config::new("LambdaExample")?.dimension("function", "orders")?);
-    emitter.counter(Metric::new("orders").unit(Unit::Count))?.increment();
+    emitter
+        .counter(Metric::new("orders").unit(Unit::Count))?
+        .increment();
     emitter
         .distribution(Metric::new("latency").unit(Unit::Milliseconds))?
         .record(12.5);

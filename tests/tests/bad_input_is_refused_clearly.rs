@@ -35,7 +35,10 @@ struct Case {
 }
 
 fn gz_v1() -> Vec<(&'static str, String)> {
-    vec![("content-type", V1.into()), ("content-encoding", "gzip".into())]
+    vec![
+        ("content-type", V1.into()),
+        ("content-encoding", "gzip".into()),
+    ]
 }
 
 #[test]
@@ -53,7 +56,11 @@ fn every_bad_request_gets_a_clear_4xx_and_nothing_is_forwarded() {
     let good = batch("ok-1", r#"{"n":"fine","k":"c"}"#, r#"{"s":0,"x":1}"#);
     let gz_good = gzip(good.as_bytes());
     let bomb = gzip(&vec![b' '; 64 << 20]);
-    assert!(bomb.len() < 256 * 1024, "the bomb is a small body: {}", bomb.len());
+    assert!(
+        bomb.len() < 256 * 1024,
+        "the bomb is a small body: {}",
+        bomb.len()
+    );
     let wide: Vec<String> = (0..31).map(|i| format!(r#""d{i}":"v""#)).collect();
 
     let cases = vec![
@@ -95,7 +102,10 @@ fn every_bad_request_gets_a_clear_4xx_and_nothing_is_forwarded() {
         },
         Case {
             name: "unknown encoding",
-            headers: vec![("content-type", V1.into()), ("content-encoding", "br".into())],
+            headers: vec![
+                ("content-type", V1.into()),
+                ("content-encoding", "br".into()),
+            ],
             body: good.clone().into_bytes(),
             status: 415,
             error: "unsupported_encoding",
@@ -150,7 +160,14 @@ fn every_bad_request_gets_a_clear_4xx_and_nothing_is_forwarded() {
         Case {
             name: "empty dimension value",
             headers: gz_v1(),
-            body: gzip(batch("empty", r#"{"n":"m","k":"c","d":{"route":""}}"#, r#"{"s":0,"x":1}"#).as_bytes()),
+            body: gzip(
+                batch(
+                    "empty",
+                    r#"{"n":"m","k":"c","d":{"route":""}}"#,
+                    r#"{"s":0,"x":1}"#,
+                )
+                .as_bytes(),
+            ),
             status: 400,
             error: "invalid_points",
             field: Some("series[0].d.route"),
@@ -159,7 +176,14 @@ fn every_bad_request_gets_a_clear_4xx_and_nothing_is_forwarded() {
         Case {
             name: "31 dimensions",
             headers: gz_v1(),
-            body: gzip(batch("wide", &format!(r#"{{"n":"m","k":"c","d":{{{}}}}}"#, wide.join(",")), r#"{"s":0,"x":1}"#).as_bytes()),
+            body: gzip(
+                batch(
+                    "wide",
+                    &format!(r#"{{"n":"m","k":"c","d":{{{}}}}}"#, wide.join(",")),
+                    r#"{"s":0,"x":1}"#,
+                )
+                .as_bytes(),
+            ),
             status: 400,
             error: "invalid_points",
             field: Some("series[0].d"),
@@ -177,7 +201,8 @@ fn every_bad_request_gets_a_clear_4xx_and_nothing_is_forwarded() {
     ];
 
     for case in &cases {
-        let headers: Vec<(&str, &str)> = case.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let headers: Vec<(&str, &str)> =
+            case.headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let (status, answer) = post(&url, &headers, &case.body);
         let name = case.name;
         assert_eq!(status, case.status, "{name}: {answer}");
@@ -188,7 +213,13 @@ fn every_bad_request_gets_a_clear_4xx_and_nothing_is_forwarded() {
             assert_eq!(answer["accepted"], 0, "{name}: {answer}");
             let first = &answer["rejected"][0];
             assert_eq!(first["field"].as_str(), case.field, "{name}: {answer}");
-            assert!(first["reason"].as_str().unwrap_or_default().contains(case.words), "{name}: {answer}");
+            assert!(
+                first["reason"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains(case.words),
+                "{name}: {answer}"
+            );
         } else {
             assert_eq!(answer["field"].as_str(), case.field, "{name}: {answer}");
             assert!(message.contains(case.words), "{name}: {answer}");
@@ -208,7 +239,12 @@ fn every_bad_request_gets_a_clear_4xx_and_nothing_is_forwarded() {
     assert_eq!(answer["accepted"], 1);
     assert_eq!(answer["rejected_count"], 2);
     assert_eq!(answer["partial"], true);
-    let fields: Vec<&str> = answer["rejected"].as_array().into_iter().flatten().filter_map(|r| r["field"].as_str()).collect();
+    let fields: Vec<&str> = answer["rejected"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["field"].as_str())
+        .collect();
     assert_eq!(fields, ["series[1].d.x", "points[2].x"]);
 
     // Only the good point reached InfluxDB.
@@ -229,15 +265,35 @@ fn wrong_or_missing_keys_are_401_and_other_routes_answer_json() {
     let url = format!("{}/v1/metrics", receiver.url);
     let body = batch("auth", r#"{"n":"m","k":"c"}"#, r#"{"s":0,"x":1}"#);
     let (status, answer) = post(&url, &[("content-type", V1)], body.as_bytes());
-    assert_eq!((status, answer["error"].as_str()), (401, Some("unauthorized")), "{answer}");
-    assert!(answer["message"].as_str().unwrap_or_default().contains("missing"));
-    let (status, _) = post(&url, &[("content-type", V1), ("authorization", "Bearer nope")], body.as_bytes());
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("missing")
+    );
+    let (status, _) = post(
+        &url,
+        &[("content-type", V1), ("authorization", "Bearer nope")],
+        body.as_bytes(),
+    );
     assert_eq!(status, 401);
-    let (status, answer) = post(&url, &[("content-type", V1), ("authorization", "Bearer k2")], body.as_bytes());
+    let (status, answer) = post(
+        &url,
+        &[("content-type", V1), ("authorization", "Bearer k2")],
+        body.as_bytes(),
+    );
     assert_eq!(status, 202, "{answer}");
 
     let (status, answer) = post(&format!("{}/nowhere", receiver.url), &[], b"");
     assert_eq!((status, answer["error"].as_str()), (404, Some("not_found")));
-    assert_eq!(edgepush_tests::http_get(&format!("{}/healthz", receiver.url)), Ok(200));
+    assert_eq!(
+        edgepush_tests::http_get(&format!("{}/healthz", receiver.url)),
+        Ok(200)
+    );
     assert_eq!(edgepush_tests::http_get(&url), Ok(405));
 }
