@@ -28,7 +28,10 @@
 //! ## Features
 //! - `std` (default): the system clock ([`Emitter::flush`]), random batch-id
 //!   prefixes, gzip bodies (flate2) and the [`Transport`] trait.
-//! - `http` (default): [`HttpTransport`], a blocking client on `ureq`.
+//! - `http`: [`HttpTransport`], a blocking client on `ureq`, plain HTTP.
+//! - `https` (default): `http` plus HTTPS through rustls with the webpki
+//!   roots (about 1.4 MB of a stripped release binary; see
+//!   `docs/BENCHMARKS.md`).
 //!
 //! Without default features the crate is `no_std` (it needs `alloc`): batches
 //! are plain JSON and the caller supplies the time and sends the bytes.

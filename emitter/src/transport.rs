@@ -187,7 +187,8 @@ impl Emitter {
     }
 }
 
-/// A blocking HTTP transport on `ureq`, for `http://` and `https://` receivers.
+/// A blocking HTTP transport on `ureq`, for `http://` receivers and, with the
+/// `https` feature, `https://` ones.
 ///
 /// Each batch is tried up to `1 + retries` times while the receiver is
 /// unavailable, waiting `backoff`, then twice that, and so on, between tries.
