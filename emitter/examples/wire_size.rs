@@ -30,15 +30,26 @@ fn main() -> Result<(), edgepush::Error> {
                     d.record(f64::from(i + v) * 1.25);
                 }
             }
-            _ => emitter.statistics(metric)?.record(4.0, f64::from(i) * 4.0, 1.0, f64::from(i)),
+            _ => emitter
+                .statistics(metric)?
+                .record(4.0, f64::from(i) * 4.0, 1.0, f64::from(i)),
         }
     }
     let batches = emitter.flush_at(1_764_000_000_000)?;
     let points: usize = batches.iter().map(|b| b.points()).sum();
-    let raw: usize = batches.iter().map(|b| b.json().map_or(0, |j| j.len())).sum();
+    let raw: usize = batches
+        .iter()
+        .map(|b| b.json().map_or(0, |j| j.len()))
+        .sum();
     let gzip: usize = batches.iter().map(|b| b.body().len()).sum();
     println!("batches: {}, points: {points}", batches.len());
-    println!("wire v1 raw JSON: {raw} B ({:.1} B/point)", raw as f64 / points as f64);
-    println!("wire v1 gzip:     {gzip} B ({:.1} B/point)", gzip as f64 / points as f64);
+    println!(
+        "wire v1 raw JSON: {raw} B ({:.1} B/point)",
+        raw as f64 / points as f64
+    );
+    println!(
+        "wire v1 gzip:     {gzip} B ({:.1} B/point)",
+        gzip as f64 / points as f64
+    );
     Ok(())
 }

@@ -22,6 +22,10 @@ pub enum Invalid {
     /// The string holds a control character (newline, tab, NUL, ...), which
     /// line protocol cannot carry.
     ControlCharacter,
+    /// A backslash stands before a space, comma, `=` or another backslash, or
+    /// at the end: line-protocol stores read it as an escape (and InfluxDB
+    /// versions disagree on `\\`), so the text could not be stored as is.
+    Backslash,
     /// The name starts with `_`, which line-protocol stores reserve.
     LeadingUnderscore,
     /// The namespace starts with `AWS/`, which CloudWatch reserves.
@@ -40,6 +44,9 @@ impl fmt::Display for Invalid {
             Invalid::Empty => f.write_str("is empty"),
             Invalid::TooLong { max } => write!(f, "is longer than {max} characters"),
             Invalid::ControlCharacter => f.write_str("contains a control character"),
+            Invalid::Backslash => f.write_str(
+                "has a backslash before a space, comma, '=' or backslash, or at its end, which line protocol cannot store",
+            ),
             Invalid::LeadingUnderscore => f.write_str("starts with '_', which is reserved"),
             Invalid::ReservedNamespace => f.write_str("starts with 'AWS/', which is reserved"),
             Invalid::NotFinite => f.write_str("is NaN or infinite"),
@@ -59,6 +66,16 @@ fn text(s: &str, max: usize) -> Result<(), Invalid> {
     }
     if s.chars().any(char::is_control) {
         return Err(Invalid::ControlCharacter);
+    }
+    let bytes = s.as_bytes();
+    let stray_backslash = bytes.iter().enumerate().any(|(i, b)| {
+        *b == b'\\'
+            && bytes
+                .get(i + 1)
+                .is_none_or(|n| matches!(n, b' ' | b',' | b'=' | b'\\'))
+    });
+    if stray_backslash {
+        return Err(Invalid::Backslash);
     }
     Ok(())
 }
@@ -134,6 +151,12 @@ mod tests {
             ("a\nb", Err(Invalid::ControlCharacter)),
             ("a\tb", Err(Invalid::ControlCharacter)),
             ("_internal", Err(Invalid::LeadingUnderscore)),
+            ("C:\\temp", Ok(())),
+            ("a\\\\b", Err(Invalid::Backslash)),
+            ("ends\\", Err(Invalid::Backslash)),
+            ("a\\ b", Err(Invalid::Backslash)),
+            ("a\\,b", Err(Invalid::Backslash)),
+            ("a\\=b", Err(Invalid::Backslash)),
         ];
         for (input, want) in cases {
             assert_eq!(metric_name(input), *want, "{input:?}");

@@ -174,6 +174,22 @@ fn every_bad_request_gets_a_clear_4xx_and_nothing_is_forwarded() {
             words: "dimension value is empty",
         },
         Case {
+            name: "backslash that line protocol would read as an escape",
+            headers: gz_v1(),
+            body: gzip(
+                batch(
+                    "bs",
+                    r#"{"n":"m","k":"c","d":{"path":"C:\\dir\\"}}"#,
+                    r#"{"s":0,"x":1}"#,
+                )
+                .as_bytes(),
+            ),
+            status: 400,
+            error: "invalid_points",
+            field: Some("series[0].d.path"),
+            words: "backslash",
+        },
+        Case {
             name: "31 dimensions",
             headers: gz_v1(),
             body: gzip(

@@ -135,5 +135,59 @@ fn pushed_metrics_arrive_exactly_in_cloudwatch_and_influxdb() {
     assert_eq!(units.len(), 1);
     assert_eq!(units[0]["value"], json!("Milliseconds"));
 
+    // Names and dimensions with line protocol's and JSON's special characters
+    // arrive exactly as pushed, in both stores: no extra tags, fields or lines.
+    let odd_name = "odd name,x=1 \"q\"";
+    let odd_dims = [
+        ("a b", "c,d=e\\f"),
+        ("k=", "C:\\temp w"),
+        ("quote", "\"é\" \u{1F600}"),
+    ];
+    let mut metric = Metric::new(odd_name).unit(Unit::Count);
+    for (k, v) in odd_dims {
+        metric = metric.dimension(k, v);
+    }
+    emitter.counter(metric).expect("odd counter").add(2.0);
+    emitter.push(&transport).expect("odd push");
+
+    let rows = influx.rows("SHOW MEASUREMENTS");
+    let names: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
+    assert_eq!(
+        names,
+        ["latency", odd_name, "orders", "payload", "queue depth"]
+    );
+    let rows = influx.rows(&format!("SELECT * FROM {}", quote_ident(odd_name)));
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let row = &rows[0];
+    let mut want = serde_json::Map::new();
+    want.insert("_measurement".into(), json!(odd_name));
+    want.insert("time".into(), row["time"].clone());
+    for (k, v) in odd_dims {
+        want.insert(k.into(), json!(v));
+    }
+    want.insert("namespace".into(), json!(NAMESPACE));
+    want.insert("service".into(), json!("checkout"));
+    want.insert("unit".into(), json!("Count"));
+    want.insert("value".into(), json!(2));
+    assert_eq!(row, &want);
+
+    let metrics = moto.metrics(NAMESPACE);
+    let odd = metrics
+        .iter()
+        .find(|m| m["name"] == odd_name)
+        .expect("odd metric in CloudWatch");
+    let mut dims = serde_json::Map::new();
+    for (k, v) in odd_dims {
+        dims.insert(k.into(), json!(v));
+    }
+    dims.insert("service".into(), json!("checkout"));
+    assert_eq!(odd["dimensions"], Value::Object(dims));
+    assert_eq!(odd["sum"], json!(2.0));
+
     moto.stop();
+}
+
+/// An InfluxQL identifier in double quotes.
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
 }
