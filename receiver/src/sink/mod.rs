@@ -3,7 +3,10 @@
 //! caller does the I/O, natively or in a Worker.
 
 pub mod cloudwatch;
+mod deliver;
 pub mod line_protocol;
+
+pub use deliver::{Client, Reply, Retry, SinkFailure, deliver};
 
 use std::time::SystemTime;
 
