@@ -3,7 +3,7 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::emitter::Config;
+use crate::config::Config;
 use crate::error::Result;
 use crate::wire;
 
@@ -36,7 +36,7 @@ impl Batch {
     #[cfg(feature = "std")]
     pub(crate) fn new(id: String, points: usize, json: Vec<u8>, config: &Config) -> Result<Self> {
         use std::io::Write;
-        let level = flate2::Compression::new(config.gzip_level_value());
+        let level = flate2::Compression::new(config.gzip_level);
         let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4 + 64), level);
         gz.write_all(&json)
             .and_then(|()| gz.finish())

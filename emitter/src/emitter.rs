@@ -1,247 +1,173 @@
-//! The in-memory aggregator: registration, recording and flushing.
+//! The emitter: registration, recording handles and flushing.
 
-use alloc::borrow::Cow;
 use alloc::collections::BTreeMap;
-use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
+use alloc::vec;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::Ordering::Relaxed;
 
 use portable_atomic::AtomicU64;
 
 use crate::batch::Batch;
+use crate::cell::{Double, Drained, GaugeBuffer, Stats, Sum, Table};
+use crate::config::{Config, Metric, check_dimension};
+use crate::encode::{self, Taken};
 use crate::error::{Error, Field, Result};
-use crate::limits::{MAX_DIMENSIONS, MAX_VALUES_PER_DATUM};
+use crate::limits::MAX_DIMENSIONS;
 use crate::unit::{Resolution, Unit};
 use crate::validate;
 use crate::wire::{self, Kind};
 
-/// Emitter settings. [`Config::new`] validates the namespace; the other
-/// setters validate what they are given.
-#[derive(Clone, Debug)]
-pub struct Config {
-    namespace: String,
-    dimensions: Vec<(String, String)>,
-    max_points_per_batch: usize,
-    max_batch_bytes: usize,
-    instance_id: u64,
-    #[cfg(feature = "std")]
-    gzip_level: u32,
-}
-
-impl Config {
-    /// Settings for a CloudWatch namespace (1-255 characters, not `AWS/...`).
-    pub fn new(namespace: impl Into<String>) -> Result<Self> {
-        let namespace = namespace.into();
-        validate::namespace(&namespace)
-            .map_err(|reason| Error::invalid(Field::Namespace, &namespace, reason))?;
-        Ok(Config {
-            namespace,
-            dimensions: Vec::new(),
-            max_points_per_batch: 1000,
-            max_batch_bytes: 256 * 1024,
-            instance_id: default_instance_id(),
-            #[cfg(feature = "std")]
-            gzip_level: 6,
-        })
-    }
-
-    /// Adds a dimension to every metric of this emitter (written once per batch).
-    pub fn dimension(mut self, name: impl Into<String>, value: impl Into<String>) -> Result<Self> {
-        let (name, value) = check_dimension(name.into(), value.into())?;
-        if self.dimensions.iter().any(|(n, _)| *n == name) {
-            return Err(Error::DuplicateDimension { name });
-        }
-        if self.dimensions.len() == MAX_DIMENSIONS {
-            return Err(Error::TooManyDimensions {
-                name: "(common dimensions)".to_string(),
-                count: MAX_DIMENSIONS + 1,
-            });
-        }
-        self.dimensions.push((name, value));
-        Ok(self)
-    }
-
-    /// Most points in one batch (at least 1; default 1000).
-    pub fn max_points_per_batch(mut self, points: usize) -> Self {
-        self.max_points_per_batch = points.max(1);
-        self
-    }
-
-    /// Most bytes of JSON (before compression) in one batch (default 256 KiB).
-    /// A batch over it is split in two; a single point is never split.
-    pub fn max_batch_bytes(mut self, bytes: usize) -> Self {
-        self.max_batch_bytes = bytes;
-        self
-    }
-
-    /// A number unique to this emitter instance; batch ids are made of it and
-    /// a sequence number. With `std` it is random by default; without `std`
-    /// it is 0 and should be set.
-    pub fn instance_id(mut self, id: u64) -> Self {
-        self.instance_id = id;
-        self
-    }
-
-    /// The gzip level, 0 (store) to 9 (smallest); default 6.
-    #[cfg(feature = "std")]
-    pub fn gzip_level(mut self, level: u32) -> Self {
-        self.gzip_level = level.min(9);
-        self
-    }
-
-    /// The namespace.
-    pub fn namespace(&self) -> &str {
-        &self.namespace
-    }
-
-    #[cfg(feature = "std")]
-    pub(crate) fn gzip_level_value(&self) -> u32 {
-        self.gzip_level
-    }
-}
-
-#[cfg(feature = "std")]
-fn default_instance_id() -> u64 {
-    use std::hash::BuildHasher;
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    // RandomState is seeded from the OS's random source.
-    std::collections::hash_map::RandomState::new().hash_one((nanos, std::process::id()))
-}
-
-#[cfg(not(feature = "std"))]
-fn default_instance_id() -> u64 {
-    0
-}
-
-fn check_dimension(name: String, value: String) -> Result<(String, String)> {
-    validate::dimension_name(&name)
-        .map_err(|reason| Error::invalid(Field::DimensionName, &name, reason))?;
-    validate::dimension_value(&value)
-        .map_err(|reason| Error::invalid(Field::DimensionValue, &value, reason))?;
-    Ok((name, value))
-}
-
-/// What to register: a metric name with its unit, dimensions and resolution.
-#[derive(Clone, Debug)]
-pub struct Metric {
-    name: String,
-    unit: Unit,
-    dimensions: Vec<(String, String)>,
-    resolution: Resolution,
-}
-
-impl Metric {
-    /// A metric with unit `None`, no dimensions of its own, 60 s resolution.
-    pub fn new(name: impl Into<String>) -> Self {
-        Metric {
-            name: name.into(),
-            unit: Unit::None,
-            dimensions: Vec::new(),
-            resolution: Resolution::Standard,
-        }
-    }
-
-    /// Sets the unit.
-    pub fn unit(mut self, unit: Unit) -> Self {
-        self.unit = unit;
-        self
-    }
-
-    /// Adds a dimension (checked at registration).
-    pub fn dimension(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
-        self.dimensions.push((name.into(), value.into()));
-        self
-    }
-
-    /// Stores the metric at one-second resolution.
-    pub fn high_resolution(mut self) -> Self {
-        self.resolution = Resolution::High;
-        self
-    }
-}
-
-/// Bit pattern of an f64 slot that holds no value yet. It is a NaN, and NaN
-/// can never be recorded (non-finite input is refused), so it is unambiguous.
-const EMPTY: u64 = u64::MAX;
+/// Name of the counter that records into series refused by the cardinality
+/// guard ([`Config::max_series`]).
+pub const OVERFLOW_METRIC: &str = "edgepush_series_overflow";
 
 #[derive(Debug)]
 enum State {
-    /// Counter sum or gauge value, as f64 bits; [`EMPTY`] when untouched.
-    Scalar(AtomicU64),
-    Distribution(spin::Mutex<Values>),
-    Statistics(spin::Mutex<Option<[f64; 4]>>),
+    Counter(Sum),
+    Gauge(Double<GaugeBuffer>),
+    Distribution(Double<Table>),
+    Statistics(Double<Stats>),
+    /// The cardinality guard's counter: every recording adds one.
+    Overflow(Sum),
 }
 
-#[derive(Debug, Default)]
-struct Values {
-    /// Value (as an order-preserving key) to count.
-    values: BTreeMap<u64, f64>,
-}
-
-/// Maps an f64 to a u64 whose order is the f64's order.
-fn order_key(v: f64) -> u64 {
-    let bits = (v + 0.0).to_bits(); // folds -0.0 into 0.0
-    if bits >> 63 == 1 {
-        !bits
-    } else {
-        bits | 1 << 63
-    }
-}
-
-fn from_order_key(k: u64) -> f64 {
-    f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
-}
-
-/// Rounds to 8 significant bits (relative error at most 2^-8, about 0.4 %),
-/// so at most 128 distinct values remain per power of two.
-fn quantize(v: f64) -> f64 {
-    const SHIFT: u32 = 52 - 7;
-    let bits = v.to_bits();
-    let rounded = (bits + (1 << (SHIFT - 1))) & !((1u64 << SHIFT) - 1);
-    let q = f64::from_bits(rounded);
-    if q.is_finite() { q } else { v }
-}
-
+/// One series: identity, its wire encoding (made once) and its state.
 #[derive(Debug)]
-struct Cell {
-    name: String,
-    kind: Kind,
-    unit: Unit,
-    dimensions: Vec<(String, String)>,
-    resolution: Resolution,
+pub(crate) struct Cell {
+    pub(crate) id: usize,
+    pub(crate) kind: Kind,
+    pub(crate) unit: Unit,
+    pub(crate) resolution: Resolution,
+    /// The series as wire JSON, serialised at registration.
+    pub(crate) json: String,
     state: State,
-    telemetry: Arc<Telemetry>,
 }
 
-/// Counts of what the emitter did, for the user to read or push.
+/// Counts of what the emitter did.
 #[derive(Debug, Default)]
-pub struct Telemetry {
-    invalid_values: AtomicU64,
-    points_flushed: AtomicU64,
-    batches_encoded: AtomicU64,
+pub(crate) struct Telemetry {
+    pub(crate) invalid_values: AtomicU64,
+    pub(crate) points_flushed: AtomicU64,
+    pub(crate) batches_encoded: AtomicU64,
+    pub(crate) batches_sent: AtomicU64,
+    pub(crate) batches_retried: AtomicU64,
+    pub(crate) batches_failed: AtomicU64,
+    pub(crate) series_overflowed: AtomicU64,
+    pub(crate) timestamped_refused: AtomicU64,
 }
 
-/// A copy of the emitter's [`Telemetry`] counters.
+/// A copy of the emitter's own counters, since it was created.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct TelemetrySnapshot {
-    /// Recorded values refused because they were NaN, infinite or out of range.
+    /// Recorded values refused because they were NaN, infinite, out of
+    /// CloudWatch's range, or had a non-positive count.
     pub invalid_values: u64,
-    /// Points written into batches.
+    /// Data points written into batches.
     pub points_flushed: u64,
     /// Batches encoded.
     pub batches_encoded: u64,
+    /// Batches a receiver took.
+    pub batches_sent: u64,
+    /// Extra attempts transports made before a batch was taken or given up.
+    pub batches_retried: u64,
+    /// Batches handed back to the caller unsent.
+    pub batches_failed: u64,
+    /// Series registrations refused by the cardinality guard (their
+    /// recordings count into `edgepush_series_overflow`).
+    pub series_overflowed: u64,
+    /// Explicitly timestamped values handed back because the buffer was full.
+    pub timestamped_refused: u64,
+}
+
+/// What the registry and handles share.
+#[derive(Debug)]
+struct Shared {
+    config: Config,
+    telemetry: Telemetry,
+    registry: spin::Mutex<Registry>,
+    timestamped: spin::Mutex<BTreeMap<(usize, i64), Taken>>,
+    sequence: AtomicU64,
+}
+
+/// Dimensions as sorted name/value pairs.
+type Dimensions = Vec<(String, String)>;
+
+#[derive(Debug, Default)]
+struct Registry {
+    by_key: BTreeMap<(String, Dimensions), Arc<Cell>>,
+    cells: Vec<Arc<Cell>>,
+    overflow: Option<Arc<Cell>>,
+    /// Self-metric counters, when enabled.
+    self_metrics: Option<SelfMetrics>,
+    /// Telemetry already reported as self-metrics.
+    reported: TelemetrySnapshot,
+}
+
+#[derive(Debug)]
+struct SelfMetrics {
+    points: Arc<Cell>,
+    batches: Arc<Cell>,
+    failed: Arc<Cell>,
+    retried: Arc<Cell>,
+    invalid: Arc<Cell>,
+    overflowed: Arc<Cell>,
+}
+
+/// The handle all metric kinds share: the series a recording goes to.
+#[derive(Clone, Debug)]
+struct Handle {
+    cells: Arc<[Arc<Cell>]>,
+    shared: Arc<Shared>,
+}
+
+impl Handle {
+    #[inline]
+    fn valid(&self, v: f64) -> bool {
+        if validate::value(v).is_ok() {
+            true
+        } else {
+            self.shared.telemetry.invalid_values.fetch_add(1, Relaxed);
+            false
+        }
+    }
+
+    /// Buffers an explicitly timestamped value, merged with others of the
+    /// same series and millisecond; hands `v` back when the buffer is full.
+    fn at(&self, ts_ms: i64, v: f64, merge: impl Fn(&mut Taken)) -> Result<(), f64> {
+        let mut buffer = self.shared.timestamped.lock();
+        let new = self
+            .cells
+            .iter()
+            .filter(|c| !buffer.contains_key(&(c.id, ts_ms)))
+            .count();
+        if buffer.len() + new > self.shared.config.max_timestamped {
+            self.shared
+                .telemetry
+                .timestamped_refused
+                .fetch_add(1, Relaxed);
+            return Err(v);
+        }
+        for cell in self.cells.iter() {
+            let entry = buffer
+                .entry((cell.id, ts_ms))
+                .or_insert_with(|| Taken::empty(cell.kind));
+            merge(entry);
+        }
+        Ok(())
+    }
 }
 
 macro_rules! handle {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
+        ///
+        /// Cheap to clone, `Send + Sync`; recording takes no lock and
+        /// allocates nothing.
         #[derive(Clone, Debug)]
-        pub struct $name(Arc<Cell>);
+        pub struct $name(Handle);
     };
 }
 
@@ -250,15 +176,18 @@ handle! {
     Counter
 }
 handle! {
-    /// A gauge: the last value set before the flush.
+    /// A gauge: the last value set before the flush, with the count, sum,
+    /// minimum and maximum of every value set in the interval.
     Gauge
 }
 handle! {
     /// A distribution: every value recorded, as CloudWatch `Values`/`Counts`.
     ///
     /// The first 150 distinct values of an interval are kept exactly; later
-    /// new values are rounded to 8 significant bits (at most 0.4 % off), which
-    /// bounds memory to 128 entries per power of two. Counts are always exact.
+    /// new values are rounded to 7 significant bits (at most 0.8 % off).
+    /// When the table ([`Config::distribution_slots`]) is full, further
+    /// values are summarised as a statistic set of the same series. Counts,
+    /// sums, minima and maxima are always exact; nothing is dropped.
     Distribution
 }
 handle! {
@@ -266,147 +195,192 @@ handle! {
     Statistics
 }
 
-fn accept(cell: &Cell, v: f64) -> bool {
-    if validate::value(v).is_ok() {
-        true
-    } else {
-        cell.telemetry
-            .invalid_values
-            .fetch_add(1, Ordering::Relaxed);
-        false
-    }
-}
-
 impl Counter {
-    /// Adds `v`. Non-finite or out-of-range values are refused and counted in
-    /// [`TelemetrySnapshot::invalid_values`].
+    /// Adds `v`. Non-finite or out-of-range values are refused and counted
+    /// in [`TelemetrySnapshot::invalid_values`].
+    #[inline]
     pub fn add(&self, v: f64) {
-        if !accept(&self.0, v) {
+        if !self.0.valid(v) {
             return;
         }
-        let State::Scalar(slot) = &self.0.state else {
-            return;
-        };
-        let _ = slot.fetch_update(Ordering::AcqRel, Ordering::Acquire, |bits| {
-            let sum = if bits == EMPTY {
-                v
-            } else {
-                f64::from_bits(bits) + v
-            };
-            Some(sum.to_bits())
-        });
+        for cell in self.0.cells.iter() {
+            match &cell.state {
+                State::Counter(sum) => sum.add(v),
+                State::Overflow(sum) => sum.add(1.0),
+                _ => {}
+            }
+        }
     }
 
     /// Adds one.
+    #[inline]
     pub fn increment(&self) {
         self.add(1.0);
+    }
+
+    /// Adds `v` at an explicit time (milliseconds since the Unix epoch), kept
+    /// apart from the interval's sum. Hands `v` back if the buffer of
+    /// timestamped points ([`Config::max_timestamped`]) is full.
+    pub fn add_at(&self, v: f64, ts_ms: i64) -> Result<(), f64> {
+        if !self.0.valid(v) {
+            return Ok(());
+        }
+        self.0.at(ts_ms, v, |t| t.add(v))
     }
 }
 
 impl Gauge {
     /// Sets the value. Non-finite or out-of-range values are refused and
     /// counted in [`TelemetrySnapshot::invalid_values`].
+    #[inline]
     pub fn set(&self, v: f64) {
-        if !accept(&self.0, v) {
+        if !self.0.valid(v) {
             return;
         }
-        if let State::Scalar(slot) = &self.0.state {
-            slot.store((v + 0.0).to_bits(), Ordering::Release);
+        let v = v + 0.0;
+        for cell in self.0.cells.iter() {
+            match &cell.state {
+                State::Gauge(g) => g.write(|b| b.set(v)),
+                State::Overflow(sum) => sum.add(1.0),
+                _ => {}
+            }
         }
+    }
+
+    /// Sets the value at an explicit time; see [`Counter::add_at`].
+    pub fn set_at(&self, v: f64, ts_ms: i64) -> Result<(), f64> {
+        if !self.0.valid(v) {
+            return Ok(());
+        }
+        self.0.at(ts_ms, v, |t| t.set(v))
     }
 }
 
 impl Distribution {
     /// Records one occurrence of `v`.
+    #[inline]
     pub fn record(&self, v: f64) {
-        self.record_many(v, 1.0);
+        self.record_many(v, 1);
     }
 
-    /// Records `count` occurrences of `v` (a positive count).
-    pub fn record_many(&self, v: f64, count: f64) {
-        if validate::count(count).is_err() {
-            self.0
-                .telemetry
-                .invalid_values
-                .fetch_add(1, Ordering::Relaxed);
+    /// Records `count` occurrences of `v`; a count of 0 is refused.
+    #[inline]
+    pub fn record_many(&self, v: f64, count: u32) {
+        if count == 0 {
+            self.0.shared.telemetry.invalid_values.fetch_add(1, Relaxed);
             return;
         }
-        if !accept(&self.0, v) {
+        if !self.0.valid(v) {
             return;
         }
-        let State::Distribution(dist) = &self.0.state else {
-            return;
-        };
-        let mut dist = dist.lock();
-        let key = order_key(v);
-        let key = if dist.values.len() < MAX_VALUES_PER_DATUM || dist.values.contains_key(&key) {
-            key
-        } else {
-            order_key(quantize(v))
-        };
-        *dist.values.entry(key).or_insert(0.0) += count;
+        for cell in self.0.cells.iter() {
+            match &cell.state {
+                State::Distribution(d) => d.write(|t| t.record(v, count)),
+                State::Overflow(sum) => sum.add(f64::from(count)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Records `v` at an explicit time; see [`Counter::add_at`].
+    pub fn record_at(&self, v: f64, ts_ms: i64) -> Result<(), f64> {
+        if !self.0.valid(v) {
+            return Ok(());
+        }
+        self.0.at(ts_ms, v, |t| t.record(v))
     }
 }
 
 impl Statistics {
     /// Merges a statistic set of `count` samples with the given sum, minimum
-    /// and maximum.
+    /// and maximum. Invalid sets (non-positive count, non-finite values,
+    /// `min > max`) are refused and counted.
+    #[inline]
     pub fn record(&self, count: f64, sum: f64, min: f64, max: f64) {
-        let ok = validate::count(count).is_ok()
-            && [sum, min, max].iter().all(|v| validate::value(*v).is_ok())
-            && min <= max;
-        if !ok {
-            self.0
-                .telemetry
-                .invalid_values
-                .fetch_add(1, Ordering::Relaxed);
+        if !valid_set(count, sum, min, max) {
+            self.0.shared.telemetry.invalid_values.fetch_add(1, Relaxed);
             return;
         }
-        let State::Statistics(slot) = &self.0.state else {
-            return;
-        };
-        let mut slot = slot.lock();
-        *slot = Some(match *slot {
-            None => [count, sum, min, max],
-            Some([c, s, lo, hi]) => [c + count, s + sum, lo.min(min), hi.max(max)],
-        });
+        for cell in self.0.cells.iter() {
+            match &cell.state {
+                State::Statistics(s) => s.write(|b| b.record(count, sum, min, max)),
+                State::Overflow(total) => total.add(1.0),
+                _ => {}
+            }
+        }
+    }
+
+    /// Merges a statistic set at an explicit time; see [`Counter::add_at`].
+    /// The count is handed back when the buffer is full.
+    pub fn record_at(
+        &self,
+        count: f64,
+        sum: f64,
+        min: f64,
+        max: f64,
+        ts_ms: i64,
+    ) -> Result<(), f64> {
+        if !valid_set(count, sum, min, max) {
+            self.0.shared.telemetry.invalid_values.fetch_add(1, Relaxed);
+            return Ok(());
+        }
+        self.0
+            .at(ts_ms, count, |t| t.merge_stats([count, sum, min, max]))
     }
 }
 
-type Key = (String, Vec<(String, String)>);
+fn valid_set(count: f64, sum: f64, min: f64, max: f64) -> bool {
+    validate::count(count).is_ok()
+        && [sum, min, max].iter().all(|v| validate::value(*v).is_ok())
+        && min <= max
+}
 
 /// Aggregates metrics in memory and turns them into wire batches on flush.
 ///
-/// Cheap to clone: clones share the same registry.
+/// Cheap to clone: clones share one registry. Registering allocates; recording
+/// through a handle does not, and takes no lock.
 #[derive(Clone, Debug)]
 pub struct Emitter {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    config: Config,
-    registry: spin::Mutex<BTreeMap<Key, Arc<Cell>>>,
-    sequence: AtomicU64,
-    telemetry: Arc<Telemetry>,
+    shared: Arc<Shared>,
 }
 
 impl Emitter {
     /// An emitter with these settings.
     pub fn new(config: Config) -> Self {
-        Emitter {
-            inner: Arc::new(Inner {
+        let self_metrics = config.self_metrics;
+        let emitter = Emitter {
+            shared: Arc::new(Shared {
                 config,
-                registry: spin::Mutex::new(BTreeMap::new()),
+                telemetry: Telemetry::default(),
+                registry: spin::Mutex::new(Registry::default()),
+                timestamped: spin::Mutex::new(BTreeMap::new()),
                 sequence: AtomicU64::new(0),
-                telemetry: Arc::new(Telemetry::default()),
             }),
+        };
+        if self_metrics {
+            let cell = |name: &str| {
+                let metric = Metric::new(name).unit(Unit::Count);
+                let handle = emitter.register(metric, Kind::Counter).ok()?;
+                handle.cells.first().cloned()
+            };
+            let metrics = (|| {
+                Some(SelfMetrics {
+                    points: cell("edgepush_points")?,
+                    batches: cell("edgepush_batches")?,
+                    failed: cell("edgepush_batches_failed")?,
+                    retried: cell("edgepush_batches_retried")?,
+                    invalid: cell("edgepush_invalid_values")?,
+                    overflowed: cell("edgepush_series_overflowed")?,
+                })
+            })();
+            emitter.shared.registry.lock().self_metrics = metrics;
         }
+        emitter
     }
 
     /// The settings.
     pub fn config(&self) -> &Config {
-        &self.inner.config
+        &self.shared.config
     }
 
     /// Registers (or finds) a counter.
@@ -429,11 +403,12 @@ impl Emitter {
         self.register(metric, Kind::Statistics).map(Statistics)
     }
 
-    fn register(&self, metric: Metric, kind: Kind) -> Result<Arc<Cell>> {
+    fn register(&self, metric: Metric, kind: Kind) -> Result<Handle> {
         let Metric {
             name,
             unit,
             dimensions,
+            dimension_sets,
             resolution,
         } = metric;
         validate::metric_name(&name)
@@ -443,14 +418,12 @@ impl Emitter {
             dims.push(check_dimension(n, v)?);
         }
         dims.sort();
-        let common = &self.inner.config.dimensions;
-        for pair in dims.windows(2) {
-            if pair[0].0 == pair[1].0 {
-                return Err(Error::DuplicateDimension {
-                    name: pair[0].0.clone(),
-                });
-            }
+        if let Some(pair) = dims.windows(2).find(|p| p[0].0 == p[1].0) {
+            return Err(Error::DuplicateDimension {
+                name: pair[0].0.clone(),
+            });
         }
+        let common = &self.shared.config.dimensions;
         if let Some((n, _)) = dims
             .iter()
             .find(|(n, _)| common.iter().any(|(c, _)| c == n))
@@ -461,60 +434,147 @@ impl Emitter {
         if count > MAX_DIMENSIONS {
             return Err(Error::TooManyDimensions { name, count });
         }
-
-        let key = (name, dims);
-        let mut registry = self.inner.registry.lock();
-        if let Some(cell) = registry.get(&key) {
-            return if cell.kind == kind && cell.unit == unit && cell.resolution == resolution {
-                Ok(Arc::clone(cell))
-            } else {
-                Err(Error::Conflict { name: key.0 })
-            };
+        // The full set, then each extra set, without repeats.
+        let mut sets: Vec<Dimensions> = vec![dims.clone()];
+        for set in dimension_sets {
+            if let Some(unknown) = set.iter().find(|n| !dims.iter().any(|(d, _)| d == *n)) {
+                return Err(Error::UnknownDimension {
+                    name: unknown.clone(),
+                });
+            }
+            let subset: Dimensions = dims
+                .iter()
+                .filter(|(d, _)| set.contains(d))
+                .cloned()
+                .collect();
+            if !sets.contains(&subset) {
+                sets.push(subset);
+            }
         }
-        let state = match kind {
-            Kind::Counter | Kind::Gauge => State::Scalar(AtomicU64::new(EMPTY)),
-            Kind::Distribution => State::Distribution(spin::Mutex::new(Values::default())),
-            Kind::Statistics => State::Statistics(spin::Mutex::new(None)),
-        };
+
+        let mut registry = self.shared.registry.lock();
+        let mut cells = Vec::with_capacity(sets.len());
+        for set in sets {
+            let key = (name.clone(), set);
+            if let Some(cell) = registry.by_key.get(&key) {
+                if cell.kind != kind || cell.unit != unit || cell.resolution != resolution {
+                    return Err(Error::Conflict { name });
+                }
+                cells.push(Arc::clone(cell));
+                continue;
+            }
+            if registry.cells.len() >= self.shared.config.max_series {
+                self.shared
+                    .telemetry
+                    .series_overflowed
+                    .fetch_add(1, Relaxed);
+                cells.push(self.overflow_cell(&mut registry)?);
+                continue;
+            }
+            let state = match kind {
+                Kind::Counter => State::Counter(Sum::new()),
+                Kind::Gauge => {
+                    State::Gauge(Double::new(GaugeBuffer::default(), GaugeBuffer::default()))
+                }
+                Kind::Distribution => {
+                    let slots = self.shared.config.distribution_slots;
+                    State::Distribution(Double::new(Table::new(slots), Table::new(slots)))
+                }
+                Kind::Statistics => {
+                    State::Statistics(Double::new(Stats::default(), Stats::default()))
+                }
+            };
+            let cell = Arc::new(Cell {
+                id: registry.cells.len(),
+                kind,
+                unit,
+                resolution,
+                json: series_json(&key.0, kind, unit, &key.1, resolution)?,
+                state,
+            });
+            registry.cells.push(Arc::clone(&cell));
+            registry.by_key.insert(key, Arc::clone(&cell));
+            cells.push(cell);
+        }
+        Ok(Handle {
+            cells: cells.into(),
+            shared: Arc::clone(&self.shared),
+        })
+    }
+
+    fn overflow_cell(&self, registry: &mut Registry) -> Result<Arc<Cell>> {
+        if let Some(cell) = &registry.overflow {
+            return Ok(Arc::clone(cell));
+        }
         let cell = Arc::new(Cell {
-            name: key.0.clone(),
-            kind,
-            unit,
-            dimensions: key.1.clone(),
-            resolution,
-            state,
-            telemetry: Arc::clone(&self.inner.telemetry),
+            id: usize::MAX,
+            kind: Kind::Counter,
+            unit: Unit::Count,
+            resolution: Resolution::Standard,
+            json: series_json(
+                OVERFLOW_METRIC,
+                Kind::Counter,
+                Unit::Count,
+                &[],
+                Resolution::Standard,
+            )?,
+            state: State::Overflow(Sum::new()),
         });
-        registry.insert(key, Arc::clone(&cell));
+        registry.overflow = Some(Arc::clone(&cell));
         Ok(cell)
     }
 
     /// A copy of the telemetry counters.
     pub fn telemetry(&self) -> TelemetrySnapshot {
-        let t = &self.inner.telemetry;
+        let t = &self.shared.telemetry;
         TelemetrySnapshot {
-            invalid_values: t.invalid_values.load(Ordering::Relaxed),
-            points_flushed: t.points_flushed.load(Ordering::Relaxed),
-            batches_encoded: t.batches_encoded.load(Ordering::Relaxed),
+            invalid_values: t.invalid_values.load(Relaxed),
+            points_flushed: t.points_flushed.load(Relaxed),
+            batches_encoded: t.batches_encoded.load(Relaxed),
+            batches_sent: t.batches_sent.load(Relaxed),
+            batches_retried: t.batches_retried.load(Relaxed),
+            batches_failed: t.batches_failed.load(Relaxed),
+            series_overflowed: t.series_overflowed.load(Relaxed),
+            timestamped_refused: t.timestamped_refused.load(Relaxed),
         }
+    }
+
+    /// Records what a transport did with batches (used by `push`).
+    #[cfg(feature = "std")]
+    pub(crate) fn count_sent(&self, sent: u64, retried: u64, failed: u64) {
+        let t = &self.shared.telemetry;
+        t.batches_sent.fetch_add(sent, Relaxed);
+        t.batches_retried.fetch_add(retried, Relaxed);
+        t.batches_failed.fetch_add(failed, Relaxed);
     }
 
     /// Takes everything recorded since the last flush and encodes it as
     /// batches stamped with `now_ms` (milliseconds since the Unix epoch).
-    /// Series with nothing recorded are left out; no batch is made when
-    /// nothing was recorded.
+    /// Each batch holds at most [`Config::max_points_per_batch`] CloudWatch
+    /// datums and [`Config::max_batch_bytes`] of JSON. Series with nothing
+    /// recorded are left out; no batch is made when nothing was recorded.
     pub fn flush_at(&self, now_ms: i64) -> Result<Vec<Batch>> {
-        let cells: Vec<Arc<Cell>> = self.inner.registry.lock().values().cloned().collect();
-        let mut taken: Vec<(Arc<Cell>, wire::Point)> = Vec::new();
-        for cell in cells {
-            if let Some(point) = take(&cell) {
-                taken.push((cell, point));
+        let mut taken: Vec<(Arc<Cell>, i64, Taken)> = Vec::new();
+        {
+            let mut registry = self.shared.registry.lock();
+            self.report_self_metrics(&mut registry);
+            for cell in registry.cells.iter().chain(registry.overflow.iter()) {
+                if let Some(t) = take(cell) {
+                    taken.push((Arc::clone(cell), now_ms, t));
+                }
+            }
+            let timestamped = core::mem::take(&mut *self.shared.timestamped.lock());
+            for ((id, ts), t) in timestamped {
+                if let Some(cell) = registry.cells.get(id) {
+                    taken.push((Arc::clone(cell), ts, t));
+                }
             }
         }
-        let mut batches = Vec::new();
-        for chunk in taken.chunks(self.inner.config.max_points_per_batch) {
-            self.encode(chunk, now_ms, &mut batches)?;
-        }
+        let batches = encode::batches(&self.shared.config, &self.shared.sequence, now_ms, &taken)?;
+        let t = &self.shared.telemetry;
+        let points: usize = batches.iter().map(Batch::points).sum();
+        t.points_flushed.fetch_add(points as u64, Relaxed);
+        t.batches_encoded.fetch_add(batches.len() as u64, Relaxed);
         Ok(batches)
     }
 
@@ -524,124 +584,90 @@ impl Emitter {
         self.flush_at(crate::now_ms())
     }
 
-    fn encode(
-        &self,
-        points: &[(Arc<Cell>, wire::Point)],
-        now_ms: i64,
-        out: &mut Vec<Batch>,
-    ) -> Result<()> {
-        let config = &self.inner.config;
-        let seq = self.inner.sequence.fetch_add(1, Ordering::Relaxed);
-        let id = format!("{:016x}-{seq:x}", config.instance_id);
-        let mut series: Vec<wire::Series<'_>> = Vec::new();
-        let mut index: BTreeMap<*const Cell, u32> = BTreeMap::new();
-        let mut wire_points = Vec::with_capacity(points.len());
-        for (cell, point) in points {
-            let next = series.len() as u32;
-            let s = *index.entry(Arc::as_ptr(cell)).or_insert_with(|| {
-                series.push(wire_series(cell));
-                next
-            });
-            wire_points.push(wire::Point { s, ..point.clone() });
-        }
-        let batch = wire::Batch {
-            v: wire::VERSION,
-            id: Cow::Borrowed(&id),
-            ns: Cow::Borrowed(&config.namespace),
-            t: now_ms,
-            dims: wire::Dimensions(
-                config
-                    .dimensions
-                    .iter()
-                    .map(|(n, v)| (Cow::Borrowed(n.as_str()), Cow::Borrowed(v.as_str())))
-                    .collect(),
-            ),
-            series,
-            points: wire_points,
+    /// Adds the telemetry since the last report to the self-metric counters.
+    fn report_self_metrics(&self, registry: &mut Registry) {
+        let Some(m) = &registry.self_metrics else {
+            return;
         };
-        let json = serde_json::to_vec(&batch).map_err(|e| Error::Encode(e.to_string()))?;
-        if json.len() > config.max_batch_bytes && points.len() > 1 {
-            // Give the sequence number back unused is not possible (others may
-            // have taken later ones); ids need only be unique, not dense.
-            let (a, b) = points.split_at(points.len() / 2);
-            self.encode(a, now_ms, out)?;
-            return self.encode(b, now_ms, out);
-        }
-        let telemetry = &self.inner.telemetry;
-        telemetry
-            .points_flushed
-            .fetch_add(points.len() as u64, Ordering::Relaxed);
-        telemetry.batches_encoded.fetch_add(1, Ordering::Relaxed);
-        out.push(Batch::new(id, points.len(), json, config)?);
-        Ok(())
+        let now = self.telemetry();
+        let before = registry.reported;
+        let add = |cell: &Cell, delta: u64| {
+            if let (State::Counter(sum), true) = (&cell.state, delta > 0) {
+                sum.add(delta as f64);
+            }
+        };
+        add(&m.points, now.points_flushed - before.points_flushed);
+        add(&m.batches, now.batches_sent - before.batches_sent);
+        add(&m.failed, now.batches_failed - before.batches_failed);
+        add(&m.retried, now.batches_retried - before.batches_retried);
+        add(&m.invalid, now.invalid_values - before.invalid_values);
+        add(
+            &m.overflowed,
+            now.series_overflowed - before.series_overflowed,
+        );
+        registry.reported = now;
     }
 }
 
-fn wire_series(cell: &Cell) -> wire::Series<'_> {
-    wire::Series {
-        n: Cow::Borrowed(&cell.name),
-        k: cell.kind,
-        u: (cell.unit != Unit::None).then(|| Cow::Borrowed(cell.unit.as_str())),
+fn series_json(
+    name: &str,
+    kind: Kind,
+    unit: Unit,
+    dims: &[(String, String)],
+    resolution: Resolution,
+) -> Result<String> {
+    use alloc::borrow::Cow;
+    let series = wire::Series {
+        n: Cow::Borrowed(name),
+        k: kind,
+        u: (unit != Unit::None).then(|| Cow::Borrowed(unit.as_str())),
         d: wire::Dimensions(
-            cell.dimensions
-                .iter()
+            dims.iter()
                 .map(|(n, v)| (Cow::Borrowed(n.as_str()), Cow::Borrowed(v.as_str())))
                 .collect(),
         ),
-        r: (cell.resolution != Resolution::Standard).then_some(cell.resolution.seconds()),
-    }
+        r: (resolution != Resolution::Standard).then_some(resolution.seconds()),
+    };
+    serde_json::to_string(&series).map_err(|e| Error::Encode(e.to_string()))
 }
 
 /// Takes the cell's aggregate, leaving it empty; `None` if nothing was recorded.
-fn take(cell: &Cell) -> Option<wire::Point> {
-    let mut point = wire::Point::default();
+fn take(cell: &Cell) -> Option<Taken> {
     match &cell.state {
-        State::Scalar(slot) => {
-            let bits = slot.swap(EMPTY, Ordering::AcqRel);
-            if bits == EMPTY {
+        State::Counter(sum) | State::Overflow(sum) => sum.take().map(Taken::Sum),
+        State::Gauge(g) => g
+            .take(GaugeBuffer::take)
+            .map(|(last, stats)| Taken::Gauge { last, stats }),
+        State::Distribution(d) => {
+            let Drained {
+                values,
+                counts,
+                overflow,
+            } = d.take(Table::drain);
+            if values.is_empty() && overflow.is_none() {
                 return None;
             }
-            let v = f64::from_bits(bits);
-            if validate::value(v).is_err() {
-                // A sum that overflowed CloudWatch's range cannot be sent.
-                cell.telemetry
-                    .invalid_values
-                    .fetch_add(1, Ordering::Relaxed);
-                return None;
-            }
-            point.x = Some(v);
+            Some(Taken::Distribution {
+                values,
+                counts,
+                overflow,
+            })
         }
-        State::Distribution(dist) => {
-            let values = core::mem::take(&mut dist.lock().values);
-            if values.is_empty() {
-                return None;
-            }
-            let all_ones = values.values().all(|c| *c == 1.0);
-            let (vs, cs): (Vec<f64>, Vec<f64>) = values
-                .into_iter()
-                .map(|(k, c)| (from_order_key(k), c))
-                .unzip();
-            point.vs = Some(vs);
-            point.cs = (!all_ones).then_some(cs);
-        }
-        State::Statistics(slot) => {
-            point.st = Some(slot.lock().take()?);
-        }
+        State::Statistics(s) => s.take(Stats::take).map(Taken::Statistics),
     }
-    Some(point)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::format;
 
     fn decode(batch: &Batch) -> wire::Batch<'static> {
         let json = batch.json().expect("decodes");
-        let parsed: wire::Batch<'_> = serde_json::from_slice(&json).expect("valid JSON");
-        // Make it own its strings so it can outlive `json`.
-        let text = serde_json::to_string(&parsed).expect("re-encodes");
+        let text = String::from_utf8(json).expect("utf-8");
+        // Leaked so the borrowed decode can outlive this function (tests only).
         serde_json::from_str::<wire::Batch<'_>>(alloc::boxed::Box::leak(text.into_boxed_str()))
-            .expect("decodes")
+            .expect("valid wire JSON")
     }
 
     fn emitter() -> Emitter {
@@ -652,6 +678,24 @@ mod tests {
                 .expect("dimension")
                 .instance_id(7),
         )
+    }
+
+    /// Every point of `batches` as (series name, dimensions, point).
+    fn points(batches: &[Batch]) -> Vec<(String, Dimensions, wire::Point)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let b = decode(b);
+            for p in b.points {
+                let s = &b.series[p.s as usize];
+                let dims =
+                    s.d.0
+                        .iter()
+                        .map(|(n, v)| (n.to_string(), v.to_string()))
+                        .collect();
+                out.push((s.n.to_string(), dims, p));
+            }
+        }
+        out
     }
 
     #[test]
@@ -665,6 +709,7 @@ mod tests {
             )
             .expect("counter");
         let temp = e.gauge(Metric::new("temperature")).expect("gauge");
+        let once = e.gauge(Metric::new("once")).expect("gauge");
         let latency = e
             .distribution(
                 Metric::new("latency")
@@ -679,9 +724,12 @@ mod tests {
         orders.add(2.5);
         temp.set(3.0);
         temp.set(-4.0);
+        temp.set(1.0);
+        once.set(5.0);
         for v in [5.0, 1.0, 5.0, 2.0] {
             latency.record(v);
         }
+        latency.record_many(2.0, 3);
         sizes.record(2.0, 10.0, 4.0, 6.0);
         sizes.record(1.0, 1.0, 1.0, 1.0);
 
@@ -689,8 +737,7 @@ mod tests {
         assert_eq!(batches.len(), 1);
         assert_eq!(batches[0].id(), "0000000000000007-0");
         let b = decode(&batches[0]);
-        assert_eq!(b.ns, "Shop");
-        assert_eq!(b.t, 1_000);
+        assert_eq!((b.ns.as_ref(), b.t), ("Shop", 1_000));
         assert_eq!(b.dims.0, [("service".into(), "checkout".into())]);
         let by_name = |n: &str| {
             let i = b.series.iter().position(|s| s.n == n).expect("series") as u32;
@@ -706,11 +753,22 @@ mod tests {
         );
         assert_eq!(s.d.0, [("route".into(), "/buy".into())]);
         let (s, p) = by_name("temperature");
-        assert_eq!((s.k, s.u.as_deref(), p.x), (Kind::Gauge, None, Some(-4.0)));
+        assert_eq!((s.k, s.u.as_deref(), p.x), (Kind::Gauge, None, Some(1.0)));
+        assert_eq!(
+            p.st,
+            Some([3.0, 0.0, -4.0, 3.0]),
+            "count, sum, min, max of every set"
+        );
+        let (_, p) = by_name("once");
+        assert_eq!(
+            (p.x, p.st),
+            (Some(5.0), None),
+            "one set: no statistics needed"
+        );
         let (s, p) = by_name("latency");
         assert_eq!((s.k, s.r), (Kind::Distribution, Some(1)));
         assert_eq!(p.vs.as_deref(), Some(&[1.0, 2.0, 5.0][..]));
-        assert_eq!(p.cs.as_deref(), Some(&[1.0, 1.0, 2.0][..]));
+        assert_eq!(p.cs.as_deref(), Some(&[1.0, 4.0, 2.0][..]));
         let (_, p) = by_name("size");
         assert_eq!(p.st, Some([3.0, 11.0, 1.0, 6.0]));
 
@@ -720,7 +778,8 @@ mod tests {
         let b = decode(&e.flush_at(3_000).expect("flush")[0]);
         assert_eq!(b.points.len(), 1);
         assert_eq!(b.points[0].x, Some(1.0));
-        assert_eq!(e.telemetry().points_flushed, 5);
+        assert_eq!(e.telemetry().points_flushed, 6);
+        assert_eq!(e.telemetry().batches_encoded, 2);
     }
 
     #[test]
@@ -733,10 +792,8 @@ mod tests {
         let batch = decode(&e.flush_at(0).expect("flush")[0]);
         assert_eq!(batch.points[0].x, Some(2.0), "same series, one sum");
 
-        assert!(matches!(
-            e.gauge(Metric::new("n").dimension("a", "2").dimension("b", "1")),
-            Err(Error::Conflict { .. })
-        ));
+        let conflict = e.gauge(Metric::new("n").dimension("a", "2").dimension("b", "1"));
+        assert!(matches!(conflict, Err(Error::Conflict { .. })));
         let err = e.counter(Metric::new("")).expect_err("empty");
         assert_eq!(err.to_string(), "metric name \"\" is empty");
         let err = e
@@ -747,6 +804,14 @@ mod tests {
             .counter(Metric::new("x").dimension("service", "v"))
             .expect_err("dup");
         assert!(matches!(err, Error::DuplicateDimension { .. }));
+        let err = e
+            .counter(Metric::new("x").dimension("d", "v").dimension("d", "w"))
+            .expect_err("dup");
+        assert!(matches!(err, Error::DuplicateDimension { .. }));
+        let err = e
+            .counter(Metric::new("x").dimension("d", "v").dimension_set(["e"]))
+            .expect_err("set");
+        assert_eq!(err, Error::UnknownDimension { name: "e".into() });
         let mut m = Metric::new("wide");
         for i in 0..30 {
             m = m.dimension(format!("d{i}"), "v");
@@ -773,11 +838,13 @@ mod tests {
         let e = emitter();
         let c = e.counter(Metric::new("c")).expect("counter");
         let d = e.distribution(Metric::new("d")).expect("dist");
+        let s = e.statistics(Metric::new("s")).expect("stats");
         c.add(f64::NAN);
         c.add(f64::INFINITY);
         d.record(1e300);
-        d.record_many(1.0, 0.0);
-        assert_eq!(e.telemetry().invalid_values, 4);
+        d.record_many(1.0, 0);
+        s.record(1.0, 1.0, 2.0, 1.0);
+        assert_eq!(e.telemetry().invalid_values, 5);
         assert!(e.flush_at(0).expect("flush").is_empty());
     }
 
@@ -788,65 +855,246 @@ mod tests {
         for i in 0..10_000 {
             d.record(1.0 + f64::from(i) / 10_000.0);
         }
-        let b = decode(&e.flush_at(0).expect("flush")[0]);
-        let p = &b.points[0];
+        let all = points(&e.flush_at(0).expect("flush"));
+        assert_eq!(all.len(), 1, "the table did not overflow");
+        let p = &all[0].2;
         let vs = p.vs.as_ref().expect("values");
         let total: f64 = p.cs.as_ref().expect("counts").iter().sum();
         assert_eq!(total, 10_000.0);
-        // 150 exact values plus at most 128 buckets in [1, 2].
-        assert!(vs.len() <= 150 + 129, "{}", vs.len());
+        assert!(vs.len() <= 150 + 65, "{}", vs.len());
         assert!(vs.windows(2).all(|w| w[0] < w[1]), "sorted, distinct");
-    }
 
-    #[test]
-    fn quantize_error_is_bounded() {
-        for v in [1.0, 1.001, 3.7, -12345.678, 1e-9, 6.02e23] {
-            let q = quantize(v);
-            assert!(((q - v) / v).abs() <= 1.0 / 256.0, "{v} -> {q}");
+        // Values over many powers of two overflow the table into a statistic
+        // set of the same series: counts, sum, min and max stay exact.
+        let wide = e.distribution(Metric::new("wide")).expect("dist");
+        let mut sum = 0.0;
+        for i in 0..5_000 {
+            let v = 1.001f64.powi(i * 7);
+            wide.record(v);
+            sum += v;
         }
+        let all = points(&e.flush_at(0).expect("flush"));
+        let count: f64 = all
+            .iter()
+            .map(|(_, _, p)| {
+                p.cs.as_ref().map_or(0.0, |c| c.iter().sum::<f64>())
+                    + p.vs
+                        .as_ref()
+                        .filter(|_| p.cs.is_none())
+                        .map_or(0.0, |v| v.len() as f64)
+                    + p.st.map_or(0.0, |s| s[0])
+            })
+            .sum();
+        assert_eq!(count, 5_000.0);
+        let st = all
+            .iter()
+            .find_map(|(_, _, p)| p.st)
+            .expect("overflow statistics");
+        assert!(st[3] >= 1.001f64.powi(4999 * 7) * 0.999);
+        let recorded: f64 = all
+            .iter()
+            .map(|(_, _, p)| match (&p.vs, &p.cs, p.st) {
+                (Some(v), Some(c), _) => v.iter().zip(c).map(|(v, c)| v * c).sum(),
+                (Some(v), None, _) => v.iter().sum(),
+                (_, _, Some(s)) => s[1],
+                _ => 0.0,
+            })
+            .sum();
+        assert!(
+            ((recorded - sum) / sum).abs() < 0.008,
+            "{recorded} vs {sum}"
+        );
     }
 
     #[test]
-    fn order_key_preserves_order() {
-        let mut vs = [3.0, -1.0, 0.0, -0.0, 1e-300, -1e300, 2.5];
-        vs.sort_by(f64::total_cmp);
-        let keys: Vec<u64> = vs.iter().map(|v| order_key(*v)).collect();
-        assert!(keys.windows(2).all(|w| w[0] <= w[1]));
-        for v in vs {
-            assert_eq!(from_order_key(order_key(v)), v + 0.0);
-        }
-    }
-
-    #[test]
-    fn batches_split_by_points_and_bytes() {
+    fn batches_respect_datums_and_bytes_exactly() {
         let e = Emitter::new(
             Config::new("N")
                 .expect("ns")
                 .max_points_per_batch(10)
-                .max_batch_bytes(400),
+                .max_batch_bytes(600)
+                .distribution_slots(1024),
         );
         for i in 0..35 {
             e.counter(Metric::new(format!("metric_{i}")))
                 .expect("counter")
                 .increment();
         }
+        // 400 values: three datums' worth in one point.
+        let d = e.distribution(Metric::new("big")).expect("dist");
+        for i in 0..400 {
+            d.record(f64::from(i));
+        }
         let batches = e.flush_at(0).expect("flush");
-        let ids: Vec<&str> = batches.iter().map(Batch::id).collect();
-        let mut unique = ids.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), ids.len(), "ids are unique");
+        let mut ids: Vec<&str> = batches.iter().map(Batch::id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), batches.len(), "ids are unique");
         let mut total = 0;
         for b in &batches {
-            assert!(b.points() <= 10);
-            assert!(b.json().expect("json").len() <= 400);
-            total += decode(b).points.len();
+            let json = b.json().expect("json");
+            let decoded = decode(b);
+            let datums: usize = decoded
+                .points
+                .iter()
+                .map(|p| p.vs.as_ref().map_or(1, |v| v.len().div_ceil(150)))
+                .sum();
+            assert!(datums <= 10, "{datums} datums");
+            // The one big point is alone in its batch, over the byte limit.
+            assert!(
+                json.len() <= 600 || decoded.points.len() == 1,
+                "{} bytes",
+                json.len()
+            );
+            total += decoded.points.len();
         }
-        assert_eq!(total, 35);
-        assert!(
-            batches.len() > 4,
-            "byte limit split some chunks: {}",
-            batches.len()
+        assert_eq!(total, 36);
+        assert!(batches.len() >= 5, "{} batches", batches.len());
+    }
+
+    #[test]
+    fn dimension_sets_record_into_each_series() {
+        let e = emitter();
+        let m = Metric::new("latency")
+            .dimension("route", "/a")
+            .dimension("method", "GET")
+            .dimension_set(["route"])
+            .dimension_set(Vec::<String>::new());
+        let d = e.distribution(m).expect("dist");
+        d.record(3.0);
+        d.record(4.0);
+        let mut got: Vec<(Dimensions, Option<Vec<f64>>)> = points(&e.flush_at(0).expect("flush"))
+            .into_iter()
+            .map(|(_, dims, p)| (dims, p.vs))
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        let s = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            got,
+            [
+                (vec![], Some(vec![3.0, 4.0])),
+                (
+                    vec![s("method", "GET"), s("route", "/a")],
+                    Some(vec![3.0, 4.0])
+                ),
+                (vec![s("route", "/a")], Some(vec![3.0, 4.0])),
+            ]
         );
+    }
+
+    #[test]
+    fn the_cardinality_guard_counts_into_one_overflow_series() {
+        let e = Emitter::new(Config::new("N").expect("ns").max_series(2));
+        e.counter(Metric::new("a")).expect("a").increment();
+        e.gauge(Metric::new("b")).expect("b").set(1.0);
+        let c = e.counter(Metric::new("c")).expect("c is not refused");
+        let d = e.distribution(Metric::new("d")).expect("d is not refused");
+        c.add(5.0);
+        d.record_many(1.0, 3);
+        assert_eq!(e.telemetry().series_overflowed, 2);
+        let all = points(&e.flush_at(0).expect("flush"));
+        let overflow = all
+            .iter()
+            .find(|(n, _, _)| n == OVERFLOW_METRIC)
+            .expect("overflow");
+        assert_eq!(
+            overflow.2.x,
+            Some(4.0),
+            "one per recording, three per record_many(3)"
+        );
+        assert!(!all.iter().any(|(n, _, _)| n == "c" || n == "d"));
+    }
+
+    #[test]
+    fn explicit_timestamps_make_their_own_points() {
+        let e = Emitter::new(Config::new("N").expect("ns").max_timestamped(2));
+        let c = e.counter(Metric::new("c")).expect("c");
+        let d = e.distribution(Metric::new("d")).expect("d");
+        c.increment();
+        c.add_at(2.0, 500).expect("room");
+        c.add_at(3.0, 500).expect("same point");
+        d.record_at(7.0, 900).expect("room");
+        assert_eq!(
+            d.record_at(8.0, 901),
+            Err(8.0),
+            "full: the value comes back"
+        );
+        assert_eq!(e.telemetry().timestamped_refused, 1);
+        let b = decode(&e.flush_at(1_000).expect("flush")[0]);
+        let mut got: Vec<(i64, Option<f64>, Option<Vec<f64>>)> = b
+            .points
+            .iter()
+            .map(|p| (b.t + p.t, p.x, p.vs.clone()))
+            .collect();
+        got.sort_by_key(|g| g.0);
+        assert_eq!(
+            got,
+            [
+                (500, Some(5.0), None),
+                (900, None, Some(vec![7.0])),
+                (1_000, Some(1.0), None)
+            ]
+        );
+    }
+
+    #[test]
+    fn self_metrics_report_the_previous_interval() {
+        let e = Emitter::new(Config::new("N").expect("ns").self_metrics(true));
+        e.counter(Metric::new("c")).expect("c").increment();
+        e.counter(Metric::new("c")).expect("c").add(f64::NAN);
+        assert_eq!(
+            points(&e.flush_at(0).expect("flush")).len(),
+            2,
+            "c and the invalid value"
+        );
+        let all = points(&e.flush_at(1).expect("flush"));
+        let names: Vec<&str> = all.iter().map(|(n, _, _)| n.as_str()).collect();
+        assert_eq!(names, ["edgepush_points"]);
+        assert_eq!(all[0].2.x, Some(2.0));
+    }
+
+    #[test]
+    fn concurrent_recording_and_flushing_lose_nothing() {
+        let e = emitter();
+        let c = e.counter(Metric::new("c")).expect("c");
+        let d = e.distribution(Metric::new("d")).expect("d");
+        let g = e.gauge(Metric::new("g")).expect("g");
+        let per_thread = 20_000u32;
+        let mut counted = 0.0;
+        let mut values = 0.0;
+        let mut sets = 0.0;
+        let mut collect = |batches: Vec<Batch>| {
+            for (name, _, p) in points(&batches) {
+                match name.as_str() {
+                    "c" => counted += p.x.unwrap_or(0.0),
+                    "d" => {
+                        values += p.cs.map_or_else(
+                            || p.vs.map_or(0.0, |v| v.len() as f64),
+                            |c| c.iter().sum(),
+                        )
+                    }
+                    "g" => sets += p.st.map_or(1.0, |s| s[0]),
+                    _ => {}
+                }
+            }
+        };
+        std::thread::scope(|s| {
+            for t in 0..2 {
+                let (c, d, g) = (c.clone(), d.clone(), g.clone());
+                s.spawn(move || {
+                    for i in 0..per_thread {
+                        c.increment();
+                        d.record(f64::from(i % 97 + t));
+                        g.set(f64::from(i));
+                    }
+                });
+            }
+            for _ in 0..50 {
+                collect(e.flush_at(0).expect("flush"));
+            }
+        });
+        collect(e.flush_at(0).expect("flush"));
+        let total = f64::from(2 * per_thread);
+        assert_eq!((counted, values, sets), (total, total, total));
     }
 }

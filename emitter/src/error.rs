@@ -62,6 +62,11 @@ pub enum Error {
         /// The repeated dimension name.
         name: String,
     },
+    /// A dimension set names a dimension the metric does not have.
+    UnknownDimension {
+        /// The unknown dimension name.
+        name: String,
+    },
     /// The metric was registered before with another kind or unit.
     Conflict {
         /// The metric.
@@ -95,6 +100,10 @@ impl fmt::Display for Error {
                 crate::limits::MAX_DIMENSIONS
             ),
             Error::DuplicateDimension { name } => write!(f, "dimension {name:?} is given twice"),
+            Error::UnknownDimension { name } => write!(
+                f,
+                "dimension set names {name:?}, which is not a dimension of the metric"
+            ),
             Error::Conflict { name } => write!(
                 f,
                 "metric {name:?} is already registered with another kind or unit"

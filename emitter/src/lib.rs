@@ -40,7 +40,10 @@
 extern crate alloc;
 
 mod batch;
+mod cell;
+mod config;
 mod emitter;
+mod encode;
 mod error;
 pub mod limits;
 #[cfg(feature = "std")]
@@ -50,8 +53,9 @@ pub mod validate;
 pub mod wire;
 
 pub use batch::Batch;
+pub use config::{Config, Metric};
 pub use emitter::{
-    Config, Counter, Distribution, Emitter, Gauge, Metric, Statistics, Telemetry, TelemetrySnapshot,
+    Counter, Distribution, Emitter, Gauge, OVERFLOW_METRIC, Statistics, TelemetrySnapshot,
 };
 pub use error::{Error, Field, Result};
 #[cfg(feature = "http")]

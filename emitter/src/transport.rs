@@ -17,6 +17,8 @@ pub struct Ack {
     pub accepted: u64,
     /// Points refused as invalid (the receiver's answer names each one).
     pub rejected: u64,
+    /// Attempts made beyond the first (retries inside the transport).
+    pub retries: u32,
 }
 
 /// Why a batch was not taken.
@@ -103,6 +105,8 @@ pub struct PushReport {
     pub accepted: u64,
     /// Points the receiver refused as invalid.
     pub rejected: u64,
+    /// Retries transports made.
+    pub retries: u64,
 }
 
 /// A push that did not deliver everything. Nothing is dropped: every batch
@@ -149,6 +153,7 @@ pub fn send_all(transport: &impl Transport, batches: Vec<Batch>) -> Result<PushR
                 report.batches += 1;
                 report.accepted += ack.accepted;
                 report.rejected += ack.rejected;
+                report.retries += u64::from(ack.retries);
             }
             Err(error) => {
                 let stop = error.is_retryable();
@@ -183,7 +188,13 @@ impl Emitter {
             unsent: Vec::new(),
             report: PushReport::default(),
         })?;
-        send_all(transport, batches)
+        let result = send_all(transport, batches);
+        let (report, failed) = match &result {
+            Ok(report) => (report, 0),
+            Err(e) => (&e.report, e.unsent.len()),
+        };
+        self.count_sent(report.batches as u64, report.retries, failed as u64);
+        result
     }
 }
 
@@ -294,6 +305,7 @@ fn agent(timeout: Duration) -> ureq::Agent {
 fn parse_ack(body: &str) -> Ack {
     let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
     Ack {
+        retries: 0,
         accepted: value["accepted"].as_u64().unwrap_or(0),
         // `rejected_count` counts every refused point; `rejected` lists the first ones.
         rejected: value["rejected_count"]
@@ -307,15 +319,16 @@ fn parse_ack(body: &str) -> Ack {
 impl Transport for HttpTransport {
     fn send(&self, batch: &Batch) -> Result<Ack, SendError> {
         let mut wait = self.backoff;
-        let mut tries_left = self.retries;
+        let mut retries = 0;
         loop {
             match self.attempt(batch) {
-                Err(e) if e.is_retryable() && tries_left > 0 => {
-                    tries_left -= 1;
+                Err(e) if e.is_retryable() && retries < self.retries => {
+                    retries += 1;
                     thread::sleep(wait);
                     wait = wait.saturating_mul(2);
                 }
-                other => return other,
+                Ok(ack) => return Ok(Ack { retries, ..ack }),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -359,6 +372,7 @@ mod tests {
                 Ok(Ack {
                     accepted: 1,
                     rejected: 0,
+                    retries: 0,
                 }),
                 Err(SendError::from_status(503, "down".into())),
             ]),
@@ -381,10 +395,12 @@ mod tests {
                 Ok(Ack {
                     accepted: 1,
                     rejected: 0,
+                    retries: 0,
                 }),
                 Ok(Ack {
                     accepted: 1,
                     rejected: 0,
+                    retries: 0,
                 }),
             ]),
             seen: RefCell::default(),
@@ -423,7 +439,8 @@ mod tests {
             parse_ack(r#"{"accepted":3,"rejected":[{"point":1},{"point":2}]}"#),
             Ack {
                 accepted: 3,
-                rejected: 2
+                rejected: 2,
+                retries: 0,
             }
         );
         assert_eq!(parse_ack("not json"), Ack::default());

@@ -46,11 +46,20 @@ pub struct Point {
     pub value: Value,
 }
 
-/// A point's value; its variant matches the series' kind.
+/// A point's value; its variant matches the series' kind, except that a
+/// distribution may also carry a statistic set (values its emitter summarised).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
-    /// A counter's sum or a gauge's value.
-    Scalar(f64),
+    /// A counter's sum over the interval.
+    Counter(f64),
+    /// A gauge: the last value set, and the statistics of every value set in
+    /// the interval when there was more than one.
+    Gauge {
+        /// The last value.
+        last: f64,
+        /// Count, sum, minimum and maximum of every value set.
+        stats: Option<StatisticSet>,
+    },
     /// Distinct values and how often each occurred (same lengths, non-empty).
     Distribution {
         /// The values.
@@ -79,12 +88,17 @@ impl Value {
     /// The statistic set this value summarises.
     pub fn statistics(&self) -> StatisticSet {
         match self {
-            Value::Scalar(v) => StatisticSet {
+            Value::Counter(v)
+            | Value::Gauge {
+                last: v,
+                stats: None,
+            } => StatisticSet {
                 count: 1.0,
                 sum: *v,
                 min: *v,
                 max: *v,
             },
+            Value::Gauge { stats: Some(s), .. } => *s,
             Value::Distribution { values, counts } => {
                 let mut s = StatisticSet {
                     count: 0.0,

@@ -351,6 +351,37 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, serde_jso
     )
 }
 
+/// Sends only the request line and `headers` of a POST to `url` (no body),
+/// then reads the answer: the status and the JSON body.
+pub fn post_headers_only(url: &str, headers: &[(&str, &str)]) -> (u16, serde_json::Value) {
+    use std::io::Write;
+    let rest = url.strip_prefix("http://").expect("an http:// URL");
+    let (host, path) = rest
+        .split_once('/')
+        .map_or((rest, "/".to_string()), |(h, p)| (h, format!("/{p}")));
+    let mut stream = TcpStream::connect(host).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut request = format!("POST {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n");
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).expect("write headers");
+    let response = read_all(&mut stream);
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("a status line");
+    let body = response.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string())),
+    )
+}
+
 /// Gzips `data`.
 pub fn gzip(data: &[u8]) -> Vec<u8> {
     use std::io::Write;

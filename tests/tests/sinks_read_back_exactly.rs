@@ -91,7 +91,7 @@ fn pushed_metrics_arrive_exactly_in_cloudwatch_and_influxdb() {
         {"name": "payload", "dimensions": {"service": "checkout"}, "units": ["Bytes"],
          "sum": 350.0, "count": 3.0, "min": 50.0, "max": 200.0},
         {"name": "queue depth", "dimensions": {"service": "checkout"}, "units": ["None"],
-         "sum": 13.0, "count": 2.0, "min": 4.0, "max": 9.0},
+         "sum": 20.0, "count": 3.0, "min": 4.0, "max": 9.0},
     ]);
     assert_eq!(Value::Array(metrics), want);
 
@@ -124,7 +124,8 @@ fn pushed_metrics_arrive_exactly_in_cloudwatch_and_influxdb() {
     };
     assert_eq!(stats("latency"), [5.0, 90.0, 10.0, 30.0]);
     assert_eq!(stats("payload"), [3.0, 350.0, 50.0, 200.0]);
-    // Gauges, like counters, store one `value` per push.
+    // A gauge stores its last `value` per push (CloudWatch, which has no
+    // "last", got the statistics of every value set: 7 and 9, then 4).
     let rows = influx.rows(
         r#"SELECT count("value"), sum("value"), min("value"), max("value") FROM "queue depth""#,
     );

@@ -263,8 +263,9 @@ fn check_point(
     }
     // Which value fields the kind allows; any other present field is refused.
     let allowed: &[&str] = match s.kind {
-        Kind::Counter | Kind::Gauge => &["x"],
-        Kind::Distribution => &["vs", "cs"],
+        Kind::Counter => &["x"],
+        Kind::Gauge => &["x", "st"],
+        Kind::Distribution => &["vs", "cs", "st"],
         Kind::Statistics => &["st"],
     };
     let fields = [
@@ -282,13 +283,53 @@ fn check_point(
             format!("field does not belong to a {:?} series", s.kind),
         ));
     }
+    let stats =
+        |st: Option<[f64; 4]>| -> std::result::Result<Option<StatisticSet>, (String, String)> {
+            let Some([count, sum, min, max]) = st else {
+                return Ok(None);
+            };
+            validate::count(count).map_err(|r| (at("st[0]"), format!("count {r}")))?;
+            value_ok(&|| at("st[1]"), sum)?;
+            value_ok(&|| at("st[2]"), min)?;
+            value_ok(&|| at("st[3]"), max)?;
+            if min > max {
+                return Err((at("st"), "minimum is larger than maximum".into()));
+            }
+            Ok(Some(StatisticSet {
+                count,
+                sum,
+                min,
+                max,
+            }))
+        };
     let value = match s.kind {
-        Kind::Counter | Kind::Gauge => {
+        Kind::Counter => {
             let x = p.x.ok_or_else(|| (at("x"), "missing".to_string()))?;
             value_ok(&|| at("x"), x)?;
-            Value::Scalar(x)
+            Value::Counter(x)
+        }
+        Kind::Gauge => {
+            let last = p.x.ok_or_else(|| (at("x"), "missing".to_string()))?;
+            value_ok(&|| at("x"), last)?;
+            Value::Gauge {
+                last,
+                stats: stats(p.st)?,
+            }
+        }
+        Kind::Distribution if p.vs.is_none() && p.st.is_some() => {
+            // Values the emitter summarised when its table was full.
+            if p.cs.is_some() {
+                return Err((at("cs"), "counts without values".into()));
+            }
+            Value::Statistics(stats(p.st)?.ok_or_else(|| (at("st"), "missing".to_string()))?)
         }
         Kind::Distribution => {
+            if p.st.is_some() {
+                return Err((
+                    at("st"),
+                    "a distribution point has values or a statistic set, not both".into(),
+                ));
+            }
             let values = p.vs.ok_or_else(|| (at("vs"), "missing".to_string()))?;
             if values.is_empty() {
                 return Err((at("vs"), "has no values".into()));
@@ -322,20 +363,7 @@ fn check_point(
             Value::Distribution { values, counts }
         }
         Kind::Statistics => {
-            let [count, sum, min, max] = p.st.ok_or_else(|| (at("st"), "missing".to_string()))?;
-            validate::count(count).map_err(|r| (at("st[0]"), format!("count {r}")))?;
-            value_ok(&|| at("st[1]"), sum)?;
-            value_ok(&|| at("st[2]"), min)?;
-            value_ok(&|| at("st[3]"), max)?;
-            if min > max {
-                return Err((at("st"), "minimum is larger than maximum".into()));
-            }
-            Value::Statistics(StatisticSet {
-                count,
-                sum,
-                min,
-                max,
-            })
+            Value::Statistics(stats(p.st)?.ok_or_else(|| (at("st"), "missing".to_string()))?)
         }
     };
     Ok(Point {
@@ -518,7 +546,7 @@ mod tests {
         .join(",");
         let d = decode_str(&batch_with(&series, &points)).expect("partly valid");
         assert_eq!(d.batch.points.len(), 2);
-        assert_eq!(d.batch.points[1].value, Value::Scalar(2.0));
+        assert_eq!(d.batch.points[1].value, Value::Counter(2.0));
         let got: Vec<(usize, &str, &str)> = d
             .rejected
             .iter()
@@ -560,6 +588,61 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(d.rejected[1].metric.as_deref(), Some("bad unit"));
         assert_eq!(d.rejected[8].metric, None, "no such series");
+    }
+
+    #[test]
+    fn gauges_may_carry_statistics_and_distributions_a_summary() {
+        let d = decode_str(&batch_with(
+            r#"{"n":"g","k":"g"},{"n":"d","k":"d"}"#,
+            r#"{"s":0,"x":2,"st":[3,6,1,3]},{"s":0,"x":5},{"s":1,"st":[10,50,1,9]}"#,
+        ))
+        .expect("valid");
+        assert!(d.rejected.is_empty(), "{:?}", d.rejected);
+        let values: Vec<&Value> = d.batch.points.iter().map(|p| &p.value).collect();
+        assert_eq!(
+            values,
+            [
+                &Value::Gauge {
+                    last: 2.0,
+                    stats: Some(StatisticSet {
+                        count: 3.0,
+                        sum: 6.0,
+                        min: 1.0,
+                        max: 3.0
+                    })
+                },
+                &Value::Gauge {
+                    last: 5.0,
+                    stats: None
+                },
+                &Value::Statistics(StatisticSet {
+                    count: 10.0,
+                    sum: 50.0,
+                    min: 1.0,
+                    max: 9.0
+                }),
+            ]
+        );
+        let d = decode_str(&batch_with(
+            r#"{"n":"d","k":"d"}"#,
+            r#"{"s":0,"vs":[1],"st":[1,1,1,1]},{"s":0,"cs":[1],"st":[1,1,1,1]}"#,
+        ))
+        .expect("decodes");
+        let reasons: Vec<(&str, &str)> = d
+            .rejected
+            .iter()
+            .map(|r| (r.field.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    "points[0].st",
+                    "a distribution point has values or a statistic set, not both"
+                ),
+                ("points[1].cs", "counts without values"),
+            ]
+        );
     }
 
     #[test]
@@ -662,18 +745,24 @@ mod round_trip {
                             c.add(*v);
                             sum = Some(sum.map_or(*v, |s| s + v));
                         }
-                        Value::Scalar(sum.expect("non-empty"))
+                        Value::Counter(sum.expect("non-empty"))
                     }
                     Recorded::Gauge(vs) => {
                         let g = emitter.gauge(m).expect("gauge");
                         vs.iter().for_each(|v| g.set(*v));
-                        Value::Scalar(*vs.last().expect("non-empty") + 0.0)
+                        let stats = (vs.len() > 1).then(|| StatisticSet {
+                            count: vs.len() as f64,
+                            sum: vs.iter().fold(None, |s: Option<f64>, v| Some(s.map_or(*v + 0.0, |s| s + v))).unwrap_or(0.0),
+                            min: vs.iter().copied().fold(f64::INFINITY, f64::min),
+                            max: vs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+                        });
+                        Value::Gauge { last: *vs.last().expect("non-empty") + 0.0, stats }
                     }
                     Recorded::Distribution(vs) => {
                         let d = emitter.distribution(m).expect("distribution");
                         let mut counts: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
                         for (v, c) in vs {
-                            d.record_many(*v, f64::from(*c));
+                            d.record_many(*v, u32::from(*c));
                             let v = *v + 0.0;
                             counts.entry(v.to_bits()).or_insert((v, 0.0)).1 += f64::from(*c);
                         }

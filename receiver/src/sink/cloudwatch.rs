@@ -107,8 +107,24 @@ fn for_each_datum(batch: &Batch, mut f: impl FnMut(&Datum<'_>)) {
             statistic_values: None,
         };
         match &point.value {
-            Value::Scalar(v) => {
+            Value::Counter(v)
+            | Value::Gauge {
+                last: v,
+                stats: None,
+            } => {
                 datum.value = Some(*v);
+                f(&datum);
+            }
+            // CloudWatch has no "last" statistic: a gauge set several times
+            // goes as the statistics of every value set, so its Minimum,
+            // Maximum and Average are right.
+            Value::Gauge { stats: Some(s), .. } | Value::Statistics(s) => {
+                datum.statistic_values = Some(StatisticValues {
+                    sample_count: s.count,
+                    sum: s.sum,
+                    minimum: s.min,
+                    maximum: s.max,
+                });
                 f(&datum);
             }
             Value::Distribution { values, counts } => {
@@ -120,15 +136,6 @@ fn for_each_datum(batch: &Batch, mut f: impl FnMut(&Datum<'_>)) {
                     datum.counts = Some(cs);
                     f(&datum);
                 }
-            }
-            Value::Statistics(s) => {
-                datum.statistic_values = Some(StatisticValues {
-                    sample_count: s.count,
-                    sum: s.sum,
-                    minimum: s.min,
-                    maximum: s.max,
-                });
-                f(&datum);
             }
         }
     }
@@ -298,12 +305,13 @@ mod tests {
                 series("a", Kind::Counter),
                 series("b", Kind::Distribution),
                 series("c", Kind::Statistics),
+                series("g", Kind::Gauge),
             ],
             points: vec![
                 Point {
                     series: 0,
                     timestamp_ms: 1_700_000_000_500,
-                    value: Value::Scalar(2.0),
+                    value: Value::Counter(2.0),
                 },
                 Point {
                     series: 1,
@@ -323,6 +331,27 @@ mod tests {
                         max: 4.0,
                     }),
                 },
+                Point {
+                    series: 3,
+                    timestamp_ms: 1_700_000_000_000,
+                    value: Value::Gauge {
+                        last: 2.0,
+                        stats: None,
+                    },
+                },
+                Point {
+                    series: 3,
+                    timestamp_ms: 1_700_000_001_000,
+                    value: Value::Gauge {
+                        last: 2.0,
+                        stats: Some(StatisticSet {
+                            count: 2.0,
+                            sum: 5.0,
+                            min: 2.0,
+                            max: 3.0,
+                        }),
+                    },
+                },
             ],
         };
         let bodies = bodies(&batch);
@@ -333,6 +362,8 @@ mod tests {
                 {"MetricName": "a", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000000.5, "Unit": "Milliseconds", "StorageResolution": 1, "Value": 2.0},
                 {"MetricName": "b", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000000.0, "Unit": "Milliseconds", "StorageResolution": 1, "Values": [1.0, 2.0], "Counts": [3.0, 1.0]},
                 {"MetricName": "c", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000000.0, "Unit": "Milliseconds", "StorageResolution": 1, "StatisticValues": {"SampleCount": 4.0, "Sum": 10.0, "Minimum": 1.0, "Maximum": 4.0}},
+                {"MetricName": "g", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000000.0, "Unit": "Milliseconds", "StorageResolution": 1, "Value": 2.0},
+                {"MetricName": "g", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000001.0, "Unit": "Milliseconds", "StorageResolution": 1, "StatisticValues": {"SampleCount": 2.0, "Sum": 5.0, "Minimum": 2.0, "Maximum": 3.0}},
             ]
         });
         assert_eq!(parse(&bodies[0]), want);
@@ -351,7 +382,7 @@ mod tests {
             batch.points.push(Point {
                 series: 0,
                 timestamp_ms: i,
-                value: Value::Scalar(1.0),
+                value: Value::Counter(1.0),
             });
         }
         let counts: Vec<usize> = bodies(&batch)
@@ -394,7 +425,7 @@ mod tests {
             .map(|i| Point {
                 series: 0,
                 timestamp_ms: i,
-                value: Value::Scalar(1.0),
+                value: Value::Counter(1.0),
             })
             .collect();
         let bodies = bodies(&batch);

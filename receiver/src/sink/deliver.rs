@@ -154,7 +154,7 @@ mod tests {
             points: vec![Point {
                 series: 0,
                 timestamp_ms: 0,
-                value: Value::Scalar(1.0),
+                value: Value::Counter(1.0),
             }],
         }
     }

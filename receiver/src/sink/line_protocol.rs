@@ -122,32 +122,47 @@ pub fn encode(batch: &Batch, out: &mut String) {
         }
         out.push(' ');
         match &point.value {
-            Value::Scalar(v) => {
+            Value::Counter(v)
+            | Value::Gauge {
+                last: v,
+                stats: None,
+            } => {
                 out.push_str("value=");
                 float(out, *v);
             }
-            other => {
-                let s = other.statistics();
-                for (i, (key, v)) in [
-                    ("count", s.count),
-                    ("sum", s.sum),
-                    ("min", s.min),
-                    ("max", s.max),
-                ]
-                .into_iter()
-                .enumerate()
-                {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(key);
-                    out.push('=');
-                    float(out, v);
-                }
+            Value::Gauge {
+                last,
+                stats: Some(_),
+            } => {
+                out.push_str("value=");
+                float(out, *last);
+                out.push(',');
+                stats_fields(out, &point.value);
             }
+            other => stats_fields(out, other),
         }
         let ns = i128::from(point.timestamp_ms) * 1_000_000 + i128::from(offset);
         let _ = writeln!(out, " {ns}");
+    }
+}
+
+fn stats_fields(out: &mut String, value: &Value) {
+    let s = value.statistics();
+    for (i, (key, v)) in [
+        ("count", s.count),
+        ("sum", s.sum),
+        ("min", s.min),
+        ("max", s.max),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(key);
+        out.push('=');
+        float(out, v);
     }
 }
 
@@ -214,7 +229,8 @@ mod tests {
             series: vec![Series {
                 name: name.into(),
                 kind: match value {
-                    Value::Scalar(_) => Kind::Counter,
+                    Value::Counter(_) => Kind::Counter,
+                    Value::Gauge { .. } => Kind::Gauge,
                     Value::Distribution { .. } => Kind::Distribution,
                     Value::Statistics(_) => Kind::Statistics,
                 },
@@ -246,25 +262,25 @@ mod tests {
             (
                 "orders",
                 &[("route", "/buy")],
-                Value::Scalar(3.0),
+                Value::Counter(3.0),
                 "orders,namespace=Shop,route=/buy,unit=Count value=3 1700000000123\n",
             ),
             (
                 "my metric,x",
                 &[("a b", "c,d=e")],
-                Value::Scalar(-0.5),
+                Value::Counter(-0.5),
                 "my\\ metric\\,x,a\\ b=c\\,d\\=e,namespace=Shop,unit=Count value=-0.5 1700000000123\n",
             ),
             (
                 "m=1",
                 &[("k", "v=\"q\"")],
-                Value::Scalar(1e-3),
+                Value::Counter(1e-3),
                 "m=1,k=v\\=\"q\",namespace=Shop,unit=Count value=0.001 1700000000123\n",
             ),
             (
                 "back\\slash",
                 &[("k", "C:\\temp")],
-                Value::Scalar(1.0),
+                Value::Counter(1.0),
                 "back\\slash,k=C:\\temp,namespace=Shop,unit=Count value=1 1700000000123\n",
             ),
             (
@@ -286,6 +302,29 @@ mod tests {
                     max: 3.5,
                 }),
                 "size,namespace=Shop,unit=Count count=2,sum=5.5,min=2,max=3.5 1700000000123\n",
+            ),
+            (
+                "queue",
+                &[],
+                Value::Gauge {
+                    last: 4.0,
+                    stats: None,
+                },
+                "queue,namespace=Shop,unit=Count value=4 1700000000123\n",
+            ),
+            (
+                "queue",
+                &[],
+                Value::Gauge {
+                    last: 4.0,
+                    stats: Some(StatisticSet {
+                        count: 3.0,
+                        sum: 9.0,
+                        min: 1.0,
+                        max: 4.0,
+                    }),
+                },
+                "queue,namespace=Shop,unit=Count value=4,count=3,sum=9,min=1,max=4 1700000000123\n",
             ),
         ];
         for (name, dims, value, want) in cases {

@@ -1,0 +1,318 @@
+//! Assembling wire v1 batches: one pass, sizes measured exactly.
+//!
+//! Each series is serialised once, at registration; each point once, here.
+//! A batch is closed before a point would take it past the configured
+//! datums or bytes, so no batch is ever encoded twice.
+
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering::Relaxed;
+
+use portable_atomic::AtomicU64;
+
+use crate::batch::Batch;
+use crate::config::Config;
+use crate::emitter::Cell;
+use crate::error::{Error, Result};
+use crate::limits::MAX_VALUES_PER_DATUM;
+use crate::wire::{self, Kind};
+
+/// What one series (or one series at one explicit time) held at a flush.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Taken {
+    /// A counter's sum.
+    Sum(f64),
+    /// A gauge's last value and `[count, sum, min, max]` of every value set.
+    Gauge { last: f64, stats: [f64; 4] },
+    /// Distinct values (ascending) with counts, and what overflowed the table.
+    Distribution {
+        values: Vec<f64>,
+        counts: Vec<f64>,
+        overflow: Option<[f64; 4]>,
+    },
+    /// A statistic set.
+    Statistics([f64; 4]),
+}
+
+const NO_STATS: [f64; 4] = [0.0, 0.0, f64::INFINITY, f64::NEG_INFINITY];
+
+fn merge(a: [f64; 4], b: [f64; 4]) -> [f64; 4] {
+    [a[0] + b[0], a[1] + b[1], a[2].min(b[2]), a[3].max(b[3])]
+}
+
+impl Taken {
+    /// Nothing yet, for a series of `kind` (explicitly timestamped values).
+    pub(crate) fn empty(kind: Kind) -> Self {
+        match kind {
+            Kind::Counter => Taken::Sum(0.0),
+            Kind::Gauge => Taken::Gauge {
+                last: 0.0,
+                stats: NO_STATS,
+            },
+            Kind::Distribution => Taken::Distribution {
+                values: Vec::new(),
+                counts: Vec::new(),
+                overflow: None,
+            },
+            Kind::Statistics => Taken::Statistics(NO_STATS),
+        }
+    }
+
+    pub(crate) fn add(&mut self, v: f64) {
+        if let Taken::Sum(sum) = self {
+            *sum += v;
+        }
+    }
+
+    pub(crate) fn set(&mut self, v: f64) {
+        if let Taken::Gauge { last, stats } = self {
+            *last = v;
+            *stats = merge(*stats, [1.0, v, v, v]);
+        }
+    }
+
+    pub(crate) fn record(&mut self, v: f64) {
+        if let Taken::Distribution { values, counts, .. } = self {
+            let v = v + 0.0;
+            match values.binary_search_by(|x| x.total_cmp(&v)) {
+                Ok(i) => counts[i] += 1.0,
+                Err(i) => {
+                    values.insert(i, v);
+                    counts.insert(i, 1.0);
+                }
+            }
+        }
+    }
+
+    pub(crate) fn merge_stats(&mut self, set: [f64; 4]) {
+        if let Taken::Statistics(stats) = self {
+            *stats = merge(*stats, set);
+        }
+    }
+
+    /// The wire points (series index 0; set per batch) and their datums.
+    fn points(&self, t: i64) -> Vec<(wire::Point, usize)> {
+        let base = wire::Point {
+            t,
+            ..wire::Point::default()
+        };
+        match self {
+            Taken::Sum(x) => alloc::vec![(
+                wire::Point {
+                    x: Some(*x),
+                    ..base
+                },
+                1
+            )],
+            Taken::Gauge { last, stats } => {
+                // One value set: the statistics say nothing more.
+                let st = (stats[0] != 1.0).then_some(*stats);
+                alloc::vec![(
+                    wire::Point {
+                        x: Some(*last),
+                        st,
+                        ..base
+                    },
+                    1
+                )]
+            }
+            Taken::Distribution {
+                values,
+                counts,
+                overflow,
+            } => {
+                let mut out = Vec::with_capacity(2);
+                if !values.is_empty() {
+                    let all_ones = counts.iter().all(|c| *c == 1.0);
+                    let datums = values.len().div_ceil(MAX_VALUES_PER_DATUM);
+                    out.push((
+                        wire::Point {
+                            vs: Some(values.clone()),
+                            cs: (!all_ones).then(|| counts.clone()),
+                            ..base.clone()
+                        },
+                        datums,
+                    ));
+                }
+                if let Some(st) = overflow {
+                    out.push((
+                        wire::Point {
+                            st: Some(*st),
+                            ..base
+                        },
+                        1,
+                    ));
+                }
+                out
+            }
+            Taken::Statistics(st) => alloc::vec![(
+                wire::Point {
+                    st: Some(*st),
+                    ..base
+                },
+                1
+            )],
+        }
+    }
+}
+
+/// The batch being filled.
+struct Open {
+    series: String,
+    points: String,
+    /// Cell id to series index in this batch.
+    index: Vec<(usize, u32)>,
+    count: usize,
+    datums: usize,
+}
+
+impl Open {
+    fn new() -> Self {
+        Open {
+            series: String::new(),
+            points: String::new(),
+            index: Vec::new(),
+            count: 0,
+            datums: 0,
+        }
+    }
+
+    fn series_index(&self, id: usize) -> Option<u32> {
+        self.index.iter().find(|(c, _)| *c == id).map(|(_, i)| *i)
+    }
+}
+
+/// The most characters a batch id takes (`{:016x}-{:x}` of a u64).
+const MAX_ID_LEN: usize = 16 + 1 + 16;
+
+/// Encodes `taken` as batches stamped `now_ms`.
+pub(crate) fn batches(
+    config: &Config,
+    sequence: &AtomicU64,
+    now_ms: i64,
+    taken: &[(Arc<Cell>, i64, Taken)],
+) -> Result<Vec<Batch>> {
+    let ns = serde_json::to_string(&config.namespace).map_err(|e| Error::Encode(e.to_string()))?;
+    let dims = if config.dimensions.is_empty() {
+        String::new()
+    } else {
+        let d = wire::Dimensions(
+            config
+                .dimensions
+                .iter()
+                .map(|(n, v)| (n.as_str().into(), v.as_str().into()))
+                .collect(),
+        );
+        let json = serde_json::to_string(&d).map_err(|e| Error::Encode(e.to_string()))?;
+        format!(",\"dims\":{json}")
+    };
+    // Everything but the series and points, with the longest id.
+    let frame = format!(
+        "{{\"v\":{},\"id\":\"\",\"ns\":{ns},\"t\":{now_ms}{dims},\"series\":[],\"points\":[]}}",
+        wire::VERSION
+    )
+    .len()
+        + MAX_ID_LEN;
+
+    let mut out = Vec::new();
+    let mut open = Open::new();
+    for (cell, ts, t) in taken {
+        for (point, datums) in t.points(ts - now_ms) {
+            let json = serde_json::to_string(&point).map_err(|e| Error::Encode(e.to_string()))?;
+            // `{"s":0` starts every point; the rest is what follows the index.
+            let rest = json
+                .get(6..)
+                .ok_or_else(|| Error::Encode("short point".into()))?;
+
+            let mut index = open.series_index(cell.id);
+            let size = |open: &Open, index: Option<u32>| {
+                let series_cost = match index {
+                    Some(_) => 0,
+                    None => cell.json.len() + 1,
+                };
+                let s = index.unwrap_or(open.index.len() as u32);
+                frame
+                    + open.series.len()
+                    + open.points.len()
+                    + series_cost
+                    + 6
+                    + digits(s)
+                    + rest.len()
+                    + 1
+            };
+            if open.count > 0
+                && (size(&open, index) > config.max_batch_bytes
+                    || open.datums + datums > config.max_datums_per_batch)
+            {
+                out.push(close(
+                    config,
+                    sequence,
+                    now_ms,
+                    &ns,
+                    &dims,
+                    core::mem::replace(&mut open, Open::new()),
+                )?);
+                index = None;
+            }
+            let s = match index {
+                Some(s) => s,
+                None => {
+                    let s = open.index.len() as u32;
+                    if s > 0 {
+                        open.series.push(',');
+                    }
+                    open.series.push_str(&cell.json);
+                    open.index.push((cell.id, s));
+                    s
+                }
+            };
+            if open.count > 0 {
+                open.points.push(',');
+            }
+            open.points.push_str("{\"s\":");
+            push_u32(&mut open.points, s);
+            open.points.push_str(rest);
+            open.count += 1;
+            open.datums += datums;
+        }
+    }
+    if open.count > 0 {
+        out.push(close(config, sequence, now_ms, &ns, &dims, open)?);
+    }
+    Ok(out)
+}
+
+fn digits(mut n: u32) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+fn push_u32(out: &mut String, n: u32) {
+    use core::fmt::Write;
+    let _ = write!(out, "{n}");
+}
+
+fn close(
+    config: &Config,
+    sequence: &AtomicU64,
+    now_ms: i64,
+    ns: &str,
+    dims: &str,
+    open: Open,
+) -> Result<Batch> {
+    let seq = sequence.fetch_add(1, Relaxed);
+    let id = format!("{:016x}-{seq:x}", config.instance_id);
+    let json = format!(
+        "{{\"v\":{},\"id\":\"{id}\",\"ns\":{ns},\"t\":{now_ms}{dims},\"series\":[{}],\"points\":[{}]}}",
+        wire::VERSION,
+        open.series,
+        open.points
+    );
+    Batch::new(id, open.count, json.into_bytes(), config)
+}
