@@ -524,6 +524,11 @@ impl Emitter {
         Ok(cell)
     }
 
+    #[cfg(feature = "metrics")]
+    pub(crate) fn shared_telemetry(&self) -> &Telemetry {
+        &self.shared.telemetry
+    }
+
     /// A copy of the telemetry counters.
     pub fn telemetry(&self) -> TelemetrySnapshot {
         let t = &self.shared.telemetry;

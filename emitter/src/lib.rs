@@ -29,6 +29,8 @@
 //! - `std` (default): the system clock ([`Emitter::flush`]), random batch-id
 //!   prefixes, gzip bodies (flate2) and the [`Transport`] trait.
 //! - `http`: [`HttpTransport`], a blocking client on `ureq`, plain HTTP.
+//! - `metrics`: `MetricsRecorder`, so code instrumented with the `metrics`
+//!   crate's macros pushes through edgepush unchanged.
 //! - `https` (default): `http` plus HTTPS through rustls with the webpki
 //!   roots (about 1.4 MB of a stripped release binary; see
 //!   `docs/BENCHMARKS.md`).
@@ -46,6 +48,8 @@ mod emitter;
 mod encode;
 mod error;
 pub mod limits;
+#[cfg(feature = "metrics")]
+mod metrics_recorder;
 #[cfg(feature = "std")]
 mod transport;
 mod unit;
@@ -58,6 +62,8 @@ pub use emitter::{
     Counter, Distribution, Emitter, Gauge, OVERFLOW_METRIC, Statistics, TelemetrySnapshot,
 };
 pub use error::{Error, Field, Result};
+#[cfg(feature = "metrics")]
+pub use metrics_recorder::{MetricsRecorder, cloudwatch_unit};
 #[cfg(feature = "http")]
 pub use transport::HttpTransport;
 #[cfg(feature = "std")]

@@ -1,0 +1,72 @@
+//! Recording into registered series allocates nothing, whatever is recorded:
+//! proved with a counting global allocator.
+
+use std::alloc::System;
+
+use edgepush::{Config, Emitter, Metric, Unit};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
+
+#[test]
+fn recording_allocates_nothing_and_registration_does() {
+    let emitter = Emitter::new(
+        Config::new("Alloc")
+            .expect("ns")
+            .dimension("service", "a")
+            .expect("dim"),
+    );
+
+    let registration = Region::new(GLOBAL);
+    let counter = emitter
+        .counter(
+            Metric::new("requests")
+                .unit(Unit::Count)
+                .dimension("route", "/a")
+                .dimension("method", "GET"),
+        )
+        .expect("counter");
+    let gauge = emitter.gauge(Metric::new("in_flight")).expect("gauge");
+    let latency = emitter
+        .distribution(
+            Metric::new("latency")
+                .unit(Unit::Milliseconds)
+                .dimension("route", "/a")
+                .dimension_set(Vec::<String>::new()),
+        )
+        .expect("distribution");
+    let sizes = emitter.statistics(Metric::new("size")).expect("statistics");
+    assert!(
+        registration.change().allocations > 0,
+        "the counting allocator counts"
+    );
+
+    let recording = Region::new(GLOBAL);
+    for i in 0..100_000u32 {
+        let v = f64::from(i);
+        counter.increment();
+        counter.add(v);
+        gauge.set(v);
+        // Exact values, then rounded ones, then the table's overflow.
+        latency.record(1.0001f64.powi(i as i32));
+        latency.record_many(v, 2);
+        sizes.record(2.0, v, 0.0, v);
+        counter.add(f64::NAN); // refused and counted
+    }
+    let change = recording.change();
+    assert_eq!(
+        (
+            change.allocations,
+            change.reallocations,
+            change.bytes_allocated
+        ),
+        (0, 0, 0),
+        "{change:?}"
+    );
+
+    // And it was all recorded.
+    let batches = emitter.flush_at(0).expect("flush");
+    assert!(!batches.is_empty());
+    assert_eq!(emitter.telemetry().invalid_values, 100_000);
+}
