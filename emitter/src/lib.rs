@@ -6,24 +6,57 @@
 //! wire v1 batches, gzips them and pushes them to an edgepush receiver, which
 //! forwards them to CloudWatch or a line-protocol store.
 //!
-//! ```no_run
-//! use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
+//! ```
+//! use edgepush::{Config, Emitter, Metric, Unit};
 //!
 //! let emitter = Emitter::new(Config::new("Shop")?.dimension("service", "checkout")?);
 //! let orders = emitter.counter(Metric::new("orders").unit(Unit::Count).dimension("route", "/buy"))?;
 //! let latency = emitter.distribution(Metric::new("latency").unit(Unit::Milliseconds))?;
 //!
+//! // Recording takes no lock and allocates nothing.
 //! orders.increment();
 //! latency.record(12.5);
+//! latency.record(12.5);
 //!
-//! let transport = HttpTransport::new("http://127.0.0.1:8787");
+//! // At the end of the invocation: one batch, two points (a sum, and one
+//! // value seen twice), ready to send.
+//! let batches = emitter.flush_at(1_764_000_000_000)?;
+//! assert_eq!((batches.len(), batches[0].points()), (1, 2));
+//! # Ok::<(), edgepush::Error>(())
+//! ```
+//!
+//! Pushing them to a receiver (feature `http`):
+//!
+//! ```no_run
+//! # use edgepush::{Config, Emitter};
+//! # let emitter = Emitter::new(Config::new("Shop")?);
+//! use edgepush::HttpTransport;
+//!
+//! let transport = HttpTransport::new("https://metrics.example.com").api_key("...");
 //! match emitter.push(&transport) {
 //!     Ok(report) => println!("{} points accepted", report.accepted),
-//!     // Nothing is lost: the batches come back to be retried or written elsewhere.
+//!     // Nothing is lost: the batches come back, same ids, to retry or log.
 //!     Err(failed) => eprintln!("{failed}; {} batches kept", failed.unsent.len()),
 //! }
 //! # Ok::<(), edgepush::Error>(())
 //! ```
+//!
+//! ## What is recorded
+//! - [`Counter`]: the sum over the interval.
+//! - [`Gauge`]: the last value, with the count, sum, minimum and maximum of
+//!   every value set.
+//! - [`Distribution`]: CloudWatch values and counts. The first 150 distinct
+//!   values of an interval are exact; later ones are rounded to 7 significant
+//!   bits (at most 0.8 % off); when the table ([`Config::distribution_slots`])
+//!   is full the rest is summarised as a statistic set. Counts, sums, minima
+//!   and maxima stay exact.
+//! - [`Statistics`]: a statistic set (count, sum, minimum, maximum).
+//!
+//! Metrics may also record under subsets of their dimensions
+//! ([`Metric::dimension_set`]) and at explicit times ([`Counter::add_at`]).
+//! [`Config::max_series`] bounds the live series: past it, recordings count
+//! into one overflow counter. [`Emitter::telemetry`] reports what the emitter
+//! did, and [`Config::self_metrics`] pushes it too.
 //!
 //! ## Features
 //! - `std` (default): the system clock ([`Emitter::flush`]), random batch-id
