@@ -861,10 +861,20 @@ mod tests {
             d.record(1.0 + f64::from(i) / 10_000.0);
         }
         let all = points(&e.flush_at(0).expect("flush"));
-        assert_eq!(all.len(), 1, "the table did not overflow");
-        let p = &all[0].2;
-        let vs = p.vs.as_ref().expect("values");
-        let total: f64 = p.cs.as_ref().expect("counts").iter().sum();
+        assert!(
+            all.iter().all(|(_, _, p)| p.st.is_none()),
+            "the table did not overflow"
+        );
+        let mut vs: Vec<f64> = Vec::new();
+        let mut total = 0.0;
+        for (_, _, p) in &all {
+            let values = p.vs.as_ref().expect("values");
+            assert!(values.len() <= 150, "one datum per point");
+            vs.extend(values);
+            total +=
+                p.cs.as_ref()
+                    .map_or(values.len() as f64, |c| c.iter().sum());
+        }
         assert_eq!(total, 10_000.0);
         assert!(vs.len() <= 150 + 65, "{}", vs.len());
         assert!(vs.windows(2).all(|w| w[0] < w[1]), "sorted, distinct");
@@ -925,35 +935,34 @@ mod tests {
                 .expect("counter")
                 .increment();
         }
-        // 400 values: three datums' worth in one point.
+        // 400 distinct values: several datums, each a point of at most 150.
         let d = e.distribution(Metric::new("big")).expect("dist");
         for i in 0..400 {
-            d.record(f64::from(i));
+            d.record(f64::from(i) * 10.0);
         }
         let batches = e.flush_at(0).expect("flush");
         let mut ids: Vec<&str> = batches.iter().map(Batch::id).collect();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), batches.len(), "ids are unique");
-        let mut total = 0;
+        let (mut counters, mut values) = (0, 0);
         for b in &batches {
             let json = b.json().expect("json");
-            let decoded = decode(b);
-            let datums: usize = decoded
-                .points
-                .iter()
-                .map(|p| p.vs.as_ref().map_or(1, |v| v.len().div_ceil(150)))
-                .sum();
-            assert!(datums <= 10, "{datums} datums");
-            // The one big point is alone in its batch, over the byte limit.
-            assert!(
-                json.len() <= 600 || decoded.points.len() == 1,
-                "{} bytes",
-                json.len()
-            );
-            total += decoded.points.len();
+            assert!(json.len() <= 600 || b.points() == 1, "{} bytes", json.len());
+            assert!(b.points() <= 10, "one datum per point, at most 10");
+            for p in decode(b).points {
+                match (&p.vs, &p.cs) {
+                    (Some(vs), cs) => {
+                        assert!(vs.len() <= 150, "{} values in a point", vs.len());
+                        values += cs
+                            .as_ref()
+                            .map_or(vs.len(), |c| c.iter().sum::<f64>() as usize);
+                    }
+                    (None, _) => counters += 1,
+                }
+            }
         }
-        assert_eq!(total, 36);
+        assert_eq!((counters, values), (35, 400));
         assert!(batches.len() >= 5, "{} batches", batches.len());
     }
 

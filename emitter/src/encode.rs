@@ -123,19 +123,20 @@ impl Taken {
                 counts,
                 overflow,
             } => {
-                let mut out = Vec::with_capacity(2);
-                if !values.is_empty() {
-                    let all_ones = counts.iter().all(|c| *c == 1.0);
-                    let datums = values.len().div_ceil(MAX_VALUES_PER_DATUM);
-                    out.push((
-                        wire::Point {
-                            vs: Some(values.clone()),
-                            cs: (!all_ones).then(|| counts.clone()),
+                // One point per CloudWatch datum: at most 150 values each.
+                let all_ones = counts.iter().all(|c| *c == 1.0);
+                let mut out: Vec<(wire::Point, usize)> = values
+                    .chunks(MAX_VALUES_PER_DATUM)
+                    .zip(counts.chunks(MAX_VALUES_PER_DATUM))
+                    .map(|(vs, cs)| {
+                        let point = wire::Point {
+                            vs: Some(vs.to_vec()),
+                            cs: (!all_ones).then(|| cs.to_vec()),
                             ..base.clone()
-                        },
-                        datums,
-                    ));
-                }
+                        };
+                        (point, 1)
+                    })
+                    .collect();
                 if let Some(st) = overflow {
                     out.push((
                         wire::Point {
