@@ -8,7 +8,7 @@
 //! never for each other; only the flush waits.
 
 use core::hint::spin_loop;
-use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, SeqCst};
+use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
@@ -227,9 +227,16 @@ pub(crate) const EXACT_VALUES: usize = crate::limits::MAX_VALUES_PER_DATUM;
 pub(crate) struct Table {
     keys: Box<[AtomicU64]>,
     counts: Box<[AtomicU64]>,
+    /// Indices of the claimed slots, in claiming order: a drain visits only
+    /// these, not the whole table.
+    claimed: Box<[AtomicUsize]>,
     used: AtomicUsize,
     overflow: Stats,
 }
+
+/// How many slots a value's search visits before it gives up: a full or
+/// crowded table costs a record a few probes, never a scan.
+const MAX_PROBES: usize = 16;
 
 /// What a distribution held at a flush.
 #[derive(Debug, Default, PartialEq)]
@@ -248,6 +255,7 @@ impl Table {
         Table {
             keys: (0..slots).map(|_| AtomicU64::new(0)).collect(),
             counts: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            claimed: (0..slots).map(|_| AtomicUsize::new(0)).collect(),
             used: AtomicUsize::new(0),
             overflow: Stats::default(),
         }
@@ -267,11 +275,15 @@ impl Table {
     }
 
     /// Adds `count` to `key`'s slot, claiming a free slot only if `claim`.
+    /// Visits at most [`MAX_PROBES`] slots.
+    #[inline]
     fn add(&self, key: u64, count: u32, claim: bool) -> bool {
         let mask = self.keys.len() - 1;
-        // Fibonacci hashing spreads nearby values over the table.
-        let start = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as usize & mask;
-        for probe in 0..self.keys.len() {
+        // Fibonacci hashing: the product's top bits depend on every bit of
+        // the key (an f64's low mantissa bits are often all zero).
+        let bits = self.keys.len().trailing_zeros();
+        let start = (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - bits)) as usize;
+        for probe in 0..MAX_PROBES.min(self.keys.len()) {
             let i = (start + probe) & mask;
             let mut current = self.keys[i].load(Acquire);
             if current == 0 {
@@ -280,7 +292,8 @@ impl Table {
                 }
                 match self.keys[i].compare_exchange(0, key, AcqRel, Acquire) {
                     Ok(_) => {
-                        self.used.fetch_add(1, Relaxed);
+                        let n = self.used.fetch_add(1, AcqRel);
+                        self.claimed[n].store(i, Release);
                         current = key;
                     }
                     Err(other) => current = other,
@@ -295,17 +308,21 @@ impl Table {
     }
 
     /// Empties the table (no writer may be in it: see [`Double::take`]).
+    /// Visits only the claimed slots.
     pub(crate) fn drain(&self) -> Drained {
-        let mut pairs: Vec<(u64, u64)> = Vec::new();
-        if self.used.swap(0, AcqRel) > 0 {
-            for (key, count) in self.keys.iter().zip(self.counts.iter()) {
-                let k = key.swap(0, AcqRel);
-                let c = count.swap(0, AcqRel);
-                if k != 0 && c > 0 {
-                    pairs.push((k, c));
-                }
+        let used = self.used.load(Acquire);
+        let mut pairs: Vec<(u64, u64)> = Vec::with_capacity(used);
+        for claimed in &self.claimed[..used] {
+            let i = claimed.load(Acquire);
+            let key = self.keys[i].load(Acquire);
+            let count = self.counts[i].load(Acquire);
+            self.keys[i].store(0, Relaxed);
+            self.counts[i].store(0, Relaxed);
+            if count > 0 {
+                pairs.push((key, count));
             }
         }
+        self.used.store(0, Release);
         pairs.sort_unstable_by_key(|(k, _)| *k);
         Drained {
             values: pairs.iter().map(|(k, _)| from_order_key(*k)).collect(),

@@ -1085,7 +1085,7 @@ mod tests {
                         values += p.cs.map_or_else(
                             || p.vs.map_or(0.0, |v| v.len() as f64),
                             |c| c.iter().sum(),
-                        )
+                        ) + p.st.map_or(0.0, |s| s[0])
                     }
                     "g" => sets += p.st.map_or(1.0, |s| s[0]),
                     _ => {}

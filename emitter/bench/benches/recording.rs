@@ -16,6 +16,12 @@
 //!
 //! Libraries:
 //! - `edgepush/handle`: registered `Counter` and `Distribution` handles;
+//! - `edgepush/handle_64_distinct_values`: the same, recording only the
+//!   first 64 values of the table. An edgepush distribution keeps distinct
+//!   values (exactly up to a limit, then rounded), so its cost depends on
+//!   how many distinct values an interval sees; the peers' does not
+//!   (OpenTelemetry buckets, cadence formats, metrics_cloudwatch_embedded
+//!   queues). It records into an emitter of its own.
 //! - `metrics_cwe/handle`: the `metrics` 0.24 facade with
 //!   `metrics_cloudwatch_embedded` 0.10 installed as the global recorder,
 //!   through `Counter`/`Histogram` handles registered once with
@@ -119,11 +125,10 @@ fn check_cwe_keeps_every_value(collector: &Collector, histogram: &metrics::Histo
     );
 }
 
-fn recording(c: &mut Criterion) {
-    let values = Values::new();
+/// An edgepush emitter with `service=api` and its `requests` counter and
+/// `latency` distribution on `route=/a`, `method=GET`.
+fn edgepush_handles() -> (Emitter, edgepush::Counter, edgepush::Distribution) {
     let [(route, route_value), (method, method_value)] = SERIES_DIMENSIONS;
-
-    // edgepush.
     let emitter = Emitter::new(
         Config::new(NAMESPACE)
             .expect("namespace")
@@ -132,7 +137,7 @@ fn recording(c: &mut Criterion) {
             .max_points_per_batch(1000)
             .max_batch_bytes(4 << 20),
     );
-    let ep_counter = emitter
+    let counter = emitter
         .counter(
             Metric::new("requests")
                 .unit(Unit::Count)
@@ -140,7 +145,7 @@ fn recording(c: &mut Criterion) {
                 .dimension(method, method_value),
         )
         .expect("counter");
-    let ep_latency = emitter
+    let latency = emitter
         .distribution(
             Metric::new("latency")
                 .unit(Unit::Milliseconds)
@@ -148,6 +153,16 @@ fn recording(c: &mut Criterion) {
                 .dimension(method, method_value),
         )
         .expect("distribution");
+    (emitter, counter, latency)
+}
+
+fn recording(c: &mut Criterion) {
+    let values = Values::new();
+    let [(route, route_value), (method, method_value)] = SERIES_DIMENSIONS;
+
+    // edgepush: one emitter for the full value table, one for 64 values.
+    let (_emitter, ep_counter, ep_latency) = edgepush_handles();
+    let (_emitter64, ep64_counter, ep64_latency) = edgepush_handles();
 
     // metrics + metrics_cloudwatch_embedded.
     let collector = cwe_collector();
@@ -192,6 +207,17 @@ fn recording(c: &mut Criterion) {
             |_, i| {
                 ep_counter.increment();
                 ep_latency.record(values.get(i));
+            },
+            || {},
+        );
+        bench(
+            &mut group,
+            "edgepush/handle_64_distinct_values",
+            threads,
+            u64::MAX,
+            |_, i| {
+                ep64_counter.increment();
+                ep64_latency.record(values.get(i & 63));
             },
             || {},
         );
