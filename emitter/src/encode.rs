@@ -4,6 +4,7 @@
 //! A batch is closed before a point would take it past the configured
 //! datums or bytes, so no batch is ever encoded twice.
 
+use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::sync::Arc;
@@ -92,70 +93,91 @@ impl Taken {
         }
     }
 
-    /// The wire points (series index 0; set per batch) and their datums.
-    fn points(&self, t: i64) -> Vec<(wire::Point, usize)> {
-        let base = wire::Point {
-            t,
-            ..wire::Point::default()
+    /// Calls `f` with each wire point's JSON after its series index (from
+    /// the `,` after `"s":N` to the closing `}`), written into `scratch`.
+    /// Distributions give one point per CloudWatch datum (150 values).
+    fn for_each_point(
+        &self,
+        t: i64,
+        scratch: &mut String,
+        mut f: impl FnMut(&str) -> Result<()>,
+    ) -> Result<()> {
+        let mut emit = |scratch: &mut String, write: &dyn Fn(&mut String)| {
+            scratch.clear();
+            if t != 0 {
+                scratch.push_str(",\"t\":");
+                scratch.push_str(itoa::Buffer::new().format(t));
+            }
+            write(scratch);
+            scratch.push('}');
+            f(scratch)
         };
         match self {
-            Taken::Sum(x) => alloc::vec![(
-                wire::Point {
-                    x: Some(*x),
-                    ..base
-                },
-                1
-            )],
-            Taken::Gauge { last, stats } => {
+            Taken::Sum(x) => emit(scratch, &|out| field(out, "x", *x)),
+            Taken::Gauge { last, stats } => emit(scratch, &|out| {
+                field(out, "x", *last);
                 // One value set: the statistics say nothing more.
-                let st = (stats[0] != 1.0).then_some(*stats);
-                alloc::vec![(
-                    wire::Point {
-                        x: Some(*last),
-                        st,
-                        ..base
-                    },
-                    1
-                )]
-            }
+                if stats[0] != 1.0 {
+                    list(out, "st", stats);
+                }
+            }),
             Taken::Distribution {
                 values,
                 counts,
                 overflow,
             } => {
-                // One point per CloudWatch datum: at most 150 values each.
                 let all_ones = counts.iter().all(|c| *c == 1.0);
-                let mut out: Vec<(wire::Point, usize)> = values
+                for (vs, cs) in values
                     .chunks(MAX_VALUES_PER_DATUM)
                     .zip(counts.chunks(MAX_VALUES_PER_DATUM))
-                    .map(|(vs, cs)| {
-                        let point = wire::Point {
-                            vs: Some(vs.to_vec()),
-                            cs: (!all_ones).then(|| cs.to_vec()),
-                            ..base.clone()
-                        };
-                        (point, 1)
-                    })
-                    .collect();
-                if let Some(st) = overflow {
-                    out.push((
-                        wire::Point {
-                            st: Some(*st),
-                            ..base
-                        },
-                        1,
-                    ));
+                {
+                    emit(scratch, &|out| {
+                        list(out, "vs", vs);
+                        if !all_ones {
+                            list(out, "cs", cs);
+                        }
+                    })?;
                 }
-                out
+                match overflow {
+                    Some(st) => emit(scratch, &|out| list(out, "st", st)),
+                    None => Ok(()),
+                }
             }
-            Taken::Statistics(st) => alloc::vec![(
-                wire::Point {
-                    st: Some(*st),
-                    ..base
-                },
-                1
-            )],
+            Taken::Statistics(st) => emit(scratch, &|out| list(out, "st", st)),
         }
+    }
+}
+
+/// Writes `,"key":v`.
+fn field(out: &mut String, key: &str, v: f64) {
+    out.push_str(",\"");
+    out.push_str(key);
+    out.push_str("\":");
+    number(out, v);
+}
+
+/// Writes `,"key":[v,...]`.
+fn list(out: &mut String, key: &str, vs: &[f64]) {
+    out.push_str(",\"");
+    out.push_str(key);
+    out.push_str("\":[");
+    for (i, v) in vs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        number(out, *v);
+    }
+    out.push(']');
+}
+
+/// A finite f64 as the shortest JSON number that reads back to it; whole
+/// numbers without a fraction (`3`, not `3.0`).
+fn number(out: &mut String, v: f64) {
+    const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
+    if v.fract() == 0.0 && v.abs() < EXACT_INTEGERS {
+        out.push_str(itoa::Buffer::new().format(v as i64));
+    } else {
+        out.push_str(ryu::Buffer::new().format_finite(v));
     }
 }
 
@@ -164,7 +186,7 @@ struct Open {
     series: String,
     points: String,
     /// Cell id to series index in this batch.
-    index: Vec<(usize, u32)>,
+    index: BTreeMap<usize, u32>,
     count: usize,
     datums: usize,
 }
@@ -174,14 +196,14 @@ impl Open {
         Open {
             series: String::new(),
             points: String::new(),
-            index: Vec::new(),
+            index: BTreeMap::new(),
             count: 0,
             datums: 0,
         }
     }
 
     fn series_index(&self, id: usize) -> Option<u32> {
-        self.index.iter().find(|(c, _)| *c == id).map(|(_, i)| *i)
+        self.index.get(&id).copied()
     }
 }
 
@@ -219,45 +241,31 @@ pub(crate) fn batches(
 
     let mut out = Vec::new();
     let mut open = Open::new();
+    let mut scratch = String::with_capacity(256);
     for (cell, ts, t) in taken {
-        for (point, datums) in t.points(ts - now_ms) {
-            let json = serde_json::to_string(&point).map_err(|e| Error::Encode(e.to_string()))?;
-            // `{"s":0` starts every point; the rest is what follows the index.
-            let rest = json
-                .get(6..)
-                .ok_or_else(|| Error::Encode("short point".into()))?;
-
-            let mut index = open.series_index(cell.id);
-            let size = |open: &Open, index: Option<u32>| {
-                let series_cost = match index {
-                    Some(_) => 0,
-                    None => cell.json.len() + 1,
-                };
-                let s = index.unwrap_or(open.index.len() as u32);
-                frame
-                    + open.series.len()
-                    + open.points.len()
-                    + series_cost
-                    + 6
-                    + digits(s)
-                    + rest.len()
-                    + 1
+        t.for_each_point(ts - now_ms, &mut scratch, |rest| {
+            let known = open.series_index(cell.id);
+            let series_cost = if known.is_some() {
+                0
+            } else {
+                cell.json.len() + 1
             };
-            if open.count > 0
-                && (size(&open, index) > config.max_batch_bytes
-                    || open.datums + datums > config.max_datums_per_batch)
-            {
-                out.push(close(
-                    config,
-                    sequence,
-                    now_ms,
-                    &ns,
-                    &dims,
-                    core::mem::replace(&mut open, Open::new()),
-                )?);
-                index = None;
+            let index = known.unwrap_or(open.index.len() as u32);
+            // `,{"s":N` and the rest.
+            let size = frame
+                + open.series.len()
+                + open.points.len()
+                + series_cost
+                + 6
+                + digits(index)
+                + rest.len();
+            let full = open.count > 0
+                && (size > config.max_batch_bytes || open.datums + 1 > config.max_datums_per_batch);
+            if full {
+                let done = core::mem::replace(&mut open, Open::new());
+                out.push(close(config, sequence, now_ms, &ns, &dims, done)?);
             }
-            let s = match index {
+            let s = match open.series_index(cell.id) {
                 Some(s) => s,
                 None => {
                     let s = open.index.len() as u32;
@@ -265,7 +273,7 @@ pub(crate) fn batches(
                         open.series.push(',');
                     }
                     open.series.push_str(&cell.json);
-                    open.index.push((cell.id, s));
+                    open.index.insert(cell.id, s);
                     s
                 }
             };
@@ -273,11 +281,12 @@ pub(crate) fn batches(
                 open.points.push(',');
             }
             open.points.push_str("{\"s\":");
-            push_u32(&mut open.points, s);
+            open.points.push_str(itoa::Buffer::new().format(s));
             open.points.push_str(rest);
             open.count += 1;
-            open.datums += datums;
-        }
+            open.datums += 1;
+            Ok(())
+        })?;
     }
     if open.count > 0 {
         out.push(close(config, sequence, now_ms, &ns, &dims, open)?);
@@ -292,11 +301,6 @@ fn digits(mut n: u32) -> usize {
         d += 1;
     }
     d
-}
-
-fn push_u32(out: &mut String, n: u32) {
-    use core::fmt::Write;
-    let _ = write!(out, "{n}");
 }
 
 fn close(
