@@ -575,6 +575,8 @@ impl Emitter {
                 }
             }
         }
+        // Series with like names and dimensions side by side compress best.
+        taken.sort_by(|a, b| a.0.json.cmp(&b.0.json).then(a.1.cmp(&b.1)));
         let batches = encode::batches(&self.shared.config, &self.shared.sequence, now_ms, &taken)?;
         let t = &self.shared.telemetry;
         let points: usize = batches.iter().map(Batch::points).sum();
