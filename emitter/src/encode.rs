@@ -174,7 +174,8 @@ fn list(out: &mut String, key: &str, vs: &[f64]) {
 /// numbers without a fraction (`3`, not `3.0`).
 fn number(out: &mut String, v: f64) {
     const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
-    if v.fract() == 0.0 && v.abs() < EXACT_INTEGERS {
+    // `f64::fract` needs std; a round trip through i64 tells the same.
+    if v.abs() < EXACT_INTEGERS && (v as i64) as f64 == v {
         out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
         out.push_str(ryu::Buffer::new().format_finite(v));
