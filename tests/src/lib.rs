@@ -18,6 +18,8 @@ use edgepush_receiver::limits::Limits;
 use edgepush_receiver::native::{App, Forwarder, serve};
 use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
 
+pub mod bad_input;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
