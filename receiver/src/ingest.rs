@@ -8,6 +8,7 @@ use subtle::ConstantTimeEq;
 use crate::decode::{self, Decoded, Rejection, wire_v1};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
+use crate::sink::SinkFailure;
 
 /// How many refused points an answer lists; `rejected_count` has them all.
 pub const MAX_LISTED_REJECTIONS: usize = 100;
@@ -84,6 +85,26 @@ impl Ingest {
             Err(Error::new(401, "unauthorized", "the key is not valid").field("authorization"))
         }
     }
+}
+
+/// The answer when sinks did not take a batch: `503 sink_unavailable` if
+/// any failure is worth retrying (the client sends the batch again later,
+/// same id), else `502 sink_refused`. `None` when every sink took it.
+pub fn sink_failure(failures: &[SinkFailure]) -> Option<Error> {
+    let first = failures.first()?;
+    let (status, code) = if failures.iter().any(|f| f.retryable) {
+        (503, "sink_unavailable")
+    } else {
+        (502, "sink_refused")
+    };
+    Some(
+        Error::new(
+            status,
+            code,
+            format!("{} did not take the batch: {}", first.sink, first.message),
+        )
+        .field(format!("sinks.{}", first.sink)),
+    )
 }
 
 /// The 413 for a body over `max` bytes.

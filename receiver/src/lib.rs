@@ -21,9 +21,14 @@
 //! ```
 //!
 //! ## Features
-//! - `native` (default): the `edgepush-receiver` server binary and [`native`].
+//! - `native` (default): the `edgepush-receiver` server binary and `native`.
+//! - `worker`: the Cloudflare Worker entry points (built for `wasm32` by
+//!   `worker-build`; configured as [`env_config`] describes).
 
 pub mod decode;
+#[cfg(all(feature = "worker", target_arch = "wasm32"))]
+mod edge;
+pub mod env_config;
 pub mod error;
 pub mod ingest;
 pub mod limits;

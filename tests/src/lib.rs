@@ -19,6 +19,7 @@ use edgepush_receiver::native::{App, Forwarder, serve};
 use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
 
 pub mod bad_input;
+pub mod scenario;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -88,6 +89,25 @@ impl Process {
     pub fn stop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Asks the process to stop (SIGTERM), so it can stop its own children,
+    /// and kills it if it has not exited within five seconds.
+    pub fn terminate(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(5) {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        self.stop();
     }
 }
 
@@ -247,6 +267,83 @@ impl Influx {
     pub fn stop(&mut self) {
         self.process.stop();
     }
+}
+
+/// The receiver Worker (`receiver/build/`, made by `.ci/build-worker`),
+/// running in workerd through Miniflare (`tests/workerd/serve.mjs`).
+pub struct Workerd {
+    /// Its base URL.
+    pub url: String,
+    process: Process,
+}
+
+impl Workerd {
+    /// Builds the Worker if its sources are newer than the build, then runs
+    /// it on a free port with these vars and secrets (`bindings`, names as in
+    /// `edgepush_receiver::env_config`).
+    pub fn start(dir: &Path, bindings: &serde_json::Value) -> Self {
+        build_worker();
+        let port = free_port();
+        let mut command = Command::new(tool("EDGEPUSH_NODE", "node", "node"));
+        command
+            .arg(repo_root().join("tests/workerd/serve.mjs"))
+            .arg(port.to_string())
+            .arg(bindings.to_string())
+            .current_dir(repo_root());
+        let log = dir.join(format!("workerd-{port}.log"));
+        let mut process = Process::spawn("workerd", command, log);
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for("workerd", Duration::from_secs(60), || {
+            process.assert_running();
+            http_get(&format!("{url}/healthz")) == Ok(200)
+        });
+        Workerd { url, process }
+    }
+}
+
+impl Drop for Workerd {
+    fn drop(&mut self) {
+        // Miniflare stops workerd when asked nicely.
+        self.process.terminate();
+    }
+}
+
+/// Runs `.ci/build-worker` once per test run, if `receiver/build/index.js`
+/// is missing or older than any source of the receiver or the emitter.
+fn build_worker() {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let root = repo_root();
+        let built = std::fs::metadata(root.join("receiver/build/index.js"))
+            .and_then(|m| m.modified())
+            .ok();
+        let newest = ["receiver/src", "emitter/src"]
+            .iter()
+            .flat_map(|d| walk(&root.join(d)))
+            .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+            .max();
+        if built.is_some() && built >= newest {
+            return;
+        }
+        let status = Command::new("bash")
+            .arg(root.join(".ci/build-worker"))
+            .status()
+            .expect("run .ci/build-worker");
+        assert!(status.success(), ".ci/build-worker failed");
+    });
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(walk(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }
 
 /// A CloudWatch sink writing to `moto` with test credentials.

@@ -102,19 +102,7 @@ async fn push(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Re
     let answer = Answer::new(&decoded);
     if !answer.all_refused() {
         let failures = app.forwarder.forward(&decoded.batch).await;
-        if let Some(first) = failures.first() {
-            let retryable = failures.iter().any(|f| f.retryable);
-            let (status, code) = if retryable {
-                (503, "sink_unavailable")
-            } else {
-                (502, "sink_refused")
-            };
-            let e = Error::new(
-                status,
-                code,
-                format!("{} did not take the batch: {}", first.sink, first.message),
-            )
-            .field(format!("sinks.{}", first.sink));
+        if let Some(e) = ingest::sink_failure(&failures) {
             return error(&e);
         }
     }

@@ -1,0 +1,166 @@
+//! Configuration from named string settings: a Worker's vars and secrets
+//! (and, natively, the same names as environment variables).
+//!
+//! | name | meaning |
+//! | --- | --- |
+//! | `EDGEPUSH_API_KEYS` (secret) | accepted bearer keys, comma-separated; unset means no authentication |
+//! | `EDGEPUSH_MAX_BODY_BYTES`, `EDGEPUSH_MAX_DECOMPRESSED_BYTES`, `EDGEPUSH_MAX_POINTS`, `EDGEPUSH_MAX_SERIES`, `EDGEPUSH_MAX_VALUES_PER_POINT` | the [`Limits`] |
+//! | `CLOUDWATCH_REGION` | forward to CloudWatch in this region |
+//! | `CLOUDWATCH_ENDPOINT` | CloudWatch endpoint override |
+//! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` (secrets) | CloudWatch credentials |
+//! | `INFLUXDB_URL` | forward line protocol to this store |
+//! | `INFLUXDB_DATABASE` (+ `INFLUXDB_USERNAME`, `INFLUXDB_PASSWORD`) | InfluxDB 1.x `/write` API |
+//! | `INFLUXDB_ORG`, `INFLUXDB_BUCKET` (+ `INFLUXDB_TOKEN`) | InfluxDB 2.x/3.x `/api/v2/write` API |
+
+use crate::ingest::Ingest;
+use crate::limits::Limits;
+use crate::sink::{Sink, cloudwatch, line_protocol};
+
+/// The ingest settings and sinks that `get` describes. An error names the
+/// setting at fault.
+pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Vec<Sink>), String> {
+    let get = |name: &str| {
+        get(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
+    };
+    let number = |name: &str, default: usize| -> Result<usize, String> {
+        match get(name) {
+            None => Ok(default),
+            Some(v) => v
+                .parse()
+                .map_err(|_| format!("{name} must be a whole number, not {v:?}")),
+        }
+    };
+    let defaults = Limits::default();
+    let limits = Limits {
+        max_body_bytes: number("EDGEPUSH_MAX_BODY_BYTES", defaults.max_body_bytes)?,
+        max_decompressed_bytes: number(
+            "EDGEPUSH_MAX_DECOMPRESSED_BYTES",
+            defaults.max_decompressed_bytes,
+        )?,
+        max_points: number("EDGEPUSH_MAX_POINTS", defaults.max_points)?,
+        max_series: number("EDGEPUSH_MAX_SERIES", defaults.max_series)?,
+        max_values_per_point: number(
+            "EDGEPUSH_MAX_VALUES_PER_POINT",
+            defaults.max_values_per_point,
+        )?,
+    };
+    let api_keys = get("EDGEPUSH_API_KEYS")
+        .map(|keys| {
+            keys.split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let mut sinks = Vec::new();
+    if let Some(region) = get("CLOUDWATCH_REGION") {
+        let keys = cloudwatch::Keys {
+            access_key_id: get("AWS_ACCESS_KEY_ID")
+                .ok_or("CLOUDWATCH_REGION is set but AWS_ACCESS_KEY_ID is not")?,
+            secret_access_key: get("AWS_SECRET_ACCESS_KEY")
+                .ok_or("CLOUDWATCH_REGION is set but AWS_SECRET_ACCESS_KEY is not")?,
+            session_token: get("AWS_SESSION_TOKEN"),
+        };
+        let config = cloudwatch::Config {
+            region,
+            endpoint: get("CLOUDWATCH_ENDPOINT"),
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+        };
+        sinks.push(Sink::CloudWatch(config, keys));
+    }
+    if let Some(url) = get("INFLUXDB_URL") {
+        let target = match (
+            get("INFLUXDB_DATABASE"),
+            get("INFLUXDB_ORG"),
+            get("INFLUXDB_BUCKET"),
+        ) {
+            (Some(database), None, None) => line_protocol::Target::V1 {
+                url,
+                database,
+                retention_policy: get("INFLUXDB_RETENTION_POLICY"),
+                username: get("INFLUXDB_USERNAME"),
+                password: get("INFLUXDB_PASSWORD"),
+            },
+            (None, Some(org), Some(bucket)) => line_protocol::Target::V2 {
+                url,
+                org,
+                bucket,
+                token: get("INFLUXDB_TOKEN"),
+            },
+            _ => {
+                return Err("INFLUXDB_URL needs INFLUXDB_DATABASE (1.x API) or INFLUXDB_ORG and INFLUXDB_BUCKET (2.x API)".into());
+            }
+        };
+        sinks.push(Sink::LineProtocol(target));
+    }
+    if sinks.is_empty() {
+        return Err("no sink configured: set CLOUDWATCH_REGION or INFLUXDB_URL".into());
+    }
+    Ok((Ingest { limits, api_keys }, sinks))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    fn settings(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn settings_describe_limits_keys_and_sinks() {
+        let (ingest, sinks) = from_settings(settings(&[
+            ("EDGEPUSH_API_KEYS", " k1, k2 ,,"),
+            ("EDGEPUSH_MAX_POINTS", "50"),
+            ("CLOUDWATCH_REGION", "eu-west-1"),
+            ("CLOUDWATCH_ENDPOINT", "http://127.0.0.1:5000/"),
+            ("AWS_ACCESS_KEY_ID", "AK"),
+            ("AWS_SECRET_ACCESS_KEY", "SK"),
+            ("INFLUXDB_URL", "http://127.0.0.1:8086"),
+            ("INFLUXDB_ORG", "o"),
+            ("INFLUXDB_BUCKET", "b"),
+        ]))
+        .expect("valid");
+        assert_eq!(ingest.api_keys, ["k1", "k2"]);
+        assert_eq!(ingest.limits.max_points, 50);
+        assert_eq!(ingest.limits.max_series, Limits::default().max_series);
+        assert!(
+            matches!(&sinks[0], Sink::CloudWatch(c, k) if c.region == "eu-west-1" && k.access_key_id == "AK")
+        );
+        assert!(
+            matches!(&sinks[1], Sink::LineProtocol(line_protocol::Target::V2 { bucket, .. }) if bucket == "b")
+        );
+    }
+
+    #[test]
+    fn bad_settings_are_named() {
+        let cases: &[(&[(&str, &str)], &str)] = &[
+            (&[], "no sink configured"),
+            (&[("CLOUDWATCH_REGION", "r")], "AWS_ACCESS_KEY_ID"),
+            (&[("INFLUXDB_URL", "u")], "INFLUXDB_DATABASE"),
+            (
+                &[
+                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_MAX_POINTS", "lots"),
+                ],
+                "EDGEPUSH_MAX_POINTS",
+            ),
+        ];
+        for (pairs, words) in cases {
+            let err = from_settings(settings(pairs)).expect_err("refused");
+            assert!(err.contains(words), "{err}");
+        }
+    }
+}

@@ -1,0 +1,101 @@
+//! The receiver built as a Cloudflare Worker, running in workerd (Miniflare):
+//! the same read-back scenario and the same bad-input table as the native
+//! server, forwarding over `fetch` with SigV4 signed inside wasm.
+
+use edgepush_tests::bad_input::{V1, batch, check_refusals};
+use edgepush_tests::{Influx, Moto, Workerd, post, scenario};
+use serde_json::{Value, json};
+
+#[test]
+fn pushed_metrics_arrive_exactly_through_the_worker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut moto = Moto::start(dir.path());
+    let influx = Influx::start(dir.path());
+    let worker = Workerd::start(
+        dir.path(),
+        &json!({
+            "EDGEPUSH_API_KEYS": "secret-key",
+            "CLOUDWATCH_REGION": "us-east-1",
+            "CLOUDWATCH_ENDPOINT": format!("{}/", moto.url),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "INFLUXDB_URL": influx.url,
+            "INFLUXDB_DATABASE": influx.database,
+        }),
+    );
+    scenario::push_and_read_back(&worker.url, &mut moto, &influx);
+    moto.stop();
+}
+
+#[test]
+fn bad_input_gets_the_same_answers_as_natively() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let influx = Influx::start(dir.path());
+    let worker = Workerd::start(
+        dir.path(),
+        &json!({
+            "EDGEPUSH_MAX_BODY_BYTES": "262144",
+            "EDGEPUSH_MAX_DECOMPRESSED_BYTES": "1048576",
+            "INFLUXDB_URL": influx.url,
+            "INFLUXDB_DATABASE": influx.database,
+        }),
+    );
+    check_refusals(&format!("{}/v1/metrics", worker.url));
+
+    // Only the good point of the mixed batch reached InfluxDB.
+    let measurements: Vec<Value> = influx
+        .rows("SHOW MEASUREMENTS")
+        .into_iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(measurements, [Value::from("kept")]);
+}
+
+#[test]
+fn keys_sinks_and_routes_are_checked_at_the_edge() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let influx = Influx::start(dir.path());
+    let worker = Workerd::start(
+        dir.path(),
+        &json!({
+            "EDGEPUSH_API_KEYS": "k1,k2",
+            "INFLUXDB_URL": influx.url,
+            "INFLUXDB_DATABASE": influx.database,
+        }),
+    );
+    let url = format!("{}/v1/metrics", worker.url);
+    let body = batch("edge-auth", r#"{"n":"m","k":"c"}"#, r#"{"s":0,"x":1}"#);
+    let (status, answer) = post(&url, &[("content-type", V1)], body.as_bytes());
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("unauthorized")),
+        "{answer}"
+    );
+    let (status, answer) = post(
+        &url,
+        &[("content-type", V1), ("authorization", "Bearer k2")],
+        body.as_bytes(),
+    );
+    assert_eq!(status, 202, "{answer}");
+    let (status, answer) = post(&format!("{}/elsewhere", worker.url), &[], b"");
+    assert_eq!((status, answer["error"].as_str()), (404, Some("not_found")));
+
+    // A Worker without sinks says so instead of dropping what it is sent.
+    let bare = Workerd::start(dir.path(), &json!({}));
+    let (status, answer) = post(
+        &format!("{}/v1/metrics", bare.url),
+        &[("content-type", V1)],
+        body.as_bytes(),
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (500, Some("misconfigured")),
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("no sink configured")
+    );
+}

@@ -1,0 +1,29 @@
+// Runs the built receiver Worker (receiver/build/index.js) in workerd through
+// Miniflare, for the end-to-end tests.
+//
+//   node tests/workerd/serve.mjs PORT BINDINGS_JSON
+//
+// Prints "ready" once it answers, and stops on SIGTERM or SIGINT.
+import { Miniflare } from "miniflare";
+import { fileURLToPath } from "node:url";
+import path from "node:path";
+
+const [port, bindings] = process.argv.slice(2);
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+const mf = new Miniflare({
+  modules: true,
+  scriptPath: path.join(root, "receiver/build/index.js"),
+  modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
+  compatibilityDate: "2026-04-26",
+  host: "127.0.0.1",
+  port: Number(port),
+  bindings: JSON.parse(bindings ?? "{}"),
+});
+await mf.ready;
+console.log("ready");
+const stop = async () => {
+  await mf.dispose();
+  process.exit(0);
+};
+process.on("SIGTERM", stop);
+process.on("SIGINT", stop);
