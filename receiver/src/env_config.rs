@@ -7,6 +7,7 @@
 //! | `EDGEPUSH_MAX_BODY_BYTES`, `EDGEPUSH_MAX_DECOMPRESSED_BYTES`, `EDGEPUSH_MAX_POINTS`, `EDGEPUSH_MAX_SERIES`, `EDGEPUSH_MAX_VALUES_PER_POINT` | the [`Limits`] |
 //! | `CLOUDWATCH_REGION` | forward to CloudWatch in this region |
 //! | `CLOUDWATCH_ENDPOINT` | CloudWatch endpoint override |
+//! | `CLOUDWATCH_COMPRESS` | `false` sends bodies uncompressed (default: gzip) |
 //! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` (secrets) | CloudWatch credentials |
 //! | `INFLUXDB_URL` | forward line protocol to this store |
 //! | `INFLUXDB_DATABASE` (+ `INFLUXDB_USERNAME`, `INFLUXDB_PASSWORD`) | InfluxDB 1.x `/write` API |
@@ -71,6 +72,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
             access_key_id: None,
             secret_access_key: None,
             session_token: None,
+            compress: get("CLOUDWATCH_COMPRESS").is_none_or(|v| v != "false"),
         };
         sinks.push(Sink::CloudWatch(config, keys));
     }

@@ -6,6 +6,7 @@ end-to-end tests as an independent client (boto3), never by the product.
 """
 import datetime
 import json
+import os
 import sys
 
 import boto3
@@ -16,8 +17,9 @@ def main(endpoint: str, namespace: str) -> None:
         "cloudwatch",
         endpoint_url=endpoint,
         region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
+        # Keys of a user made by moto_iam_user.py when moto checks signatures.
+        aws_access_key_id=os.environ.get("EDGEPUSH_AWS_ACCESS_KEY_ID", "testing"),
+        aws_secret_access_key=os.environ.get("EDGEPUSH_AWS_SECRET_ACCESS_KEY", "testing"),
     )
     now = datetime.datetime.now(datetime.timezone.utc)
     out = []

@@ -121,24 +121,59 @@ impl Drop for Process {
 pub struct Moto {
     /// Its base URL.
     pub url: String,
+    /// Access key id and secret that moto accepts.
+    pub keys: (String, String),
     process: Process,
 }
 
 impl Moto {
     /// Starts `moto_server` on a free port in `dir`.
     pub fn start(dir: &Path) -> Self {
+        Self::spawn(dir, false)
+    }
+
+    /// Starts `moto_server` checking SigV4 signatures: three unsigned calls
+    /// create an IAM user with an allow-all policy
+    /// (`tests/readback/moto_iam_user.py`), and from then on every request
+    /// must be signed with that user's key ([`Moto::keys`]).
+    pub fn start_verifying_signatures(dir: &Path) -> Self {
+        Self::spawn(dir, true)
+    }
+
+    fn spawn(dir: &Path, verify: bool) -> Self {
         let port = free_port();
         let mut command = Command::new(tool("EDGEPUSH_MOTO_SERVER", "moto_server", "moto_server"));
         command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .current_dir(dir);
-        let mut process = Process::spawn("moto_server", command, dir.join("moto.log"));
+        if verify {
+            command.env("INITIAL_NO_AUTH_ACTION_COUNT", "3");
+        }
+        let mut process =
+            Process::spawn("moto_server", command, dir.join(format!("moto-{port}.log")));
         let url = format!("http://127.0.0.1:{port}");
         wait_for("moto_server", Duration::from_secs(30), || {
             process.assert_running();
             http_get(&format!("{url}/moto-api/data.json")).is_ok()
         });
-        Moto { url, process }
+        let keys = if verify {
+            let out = Command::new(tool("EDGEPUSH_PYTHON", "python", "python3"))
+                .arg(repo_root().join("tests/readback/moto_iam_user.py"))
+                .arg(&url)
+                .output()
+                .expect("run moto_iam_user.py");
+            assert!(
+                out.status.success(),
+                "creating the IAM user failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let key: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+            let text = |k: &str| key[k].as_str().expect("a string").to_string();
+            (text("id"), text("secret"))
+        } else {
+            ("testing".into(), "testing".into())
+        };
+        Moto { url, keys, process }
     }
 
     /// Every metric of `namespace`, read back with boto3
@@ -149,6 +184,8 @@ impl Moto {
         let out = Command::new(tool("EDGEPUSH_PYTHON", "python", "python3"))
             .arg(script)
             .args([&self.url, namespace])
+            .env("EDGEPUSH_AWS_ACCESS_KEY_ID", &self.keys.0)
+            .env("EDGEPUSH_AWS_SECRET_ACCESS_KEY", &self.keys.1)
             .output()
             .expect("run the CloudWatch read-back script");
         assert!(
@@ -355,10 +392,11 @@ pub fn cloudwatch_sink(moto: &Moto) -> Sink {
             access_key_id: None,
             secret_access_key: None,
             session_token: None,
+            compress: true,
         },
         cloudwatch::Keys {
-            access_key_id: "testing".into(),
-            secret_access_key: "testing".into(),
+            access_key_id: moto.keys.0.clone(),
+            secret_access_key: moto.keys.1.clone(),
             session_token: None,
         },
     )

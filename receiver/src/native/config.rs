@@ -99,6 +99,7 @@ impl Args {
                     access_key_id: None,
                     secret_access_key: None,
                     session_token: None,
+                    compress: true,
                 }));
         }
         if let (Some(url), Some(database)) = (&self.influxdb_url, &self.influxdb_database) {

@@ -38,6 +38,15 @@ pub struct Config {
     /// Session token of temporary credentials; natively `AWS_SESSION_TOKEN`.
     #[serde(default)]
     pub session_token: Option<String>,
+    /// Gzip request bodies (default true). Off for endpoints that cannot
+    /// take compressed bodies, or that verify signatures over the
+    /// decompressed body (moto does).
+    #[serde(default = "yes")]
+    pub compress: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Config {
@@ -218,21 +227,32 @@ pub fn request(
     body: &[u8],
     time: SystemTime,
 ) -> Result<http::Request<Vec<u8>>, BuildError> {
-    let mut gz = flate2::write::GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
-        flate2::Compression::fast(),
-    );
-    let gzipped = gz
-        .write_all(body)
-        .and_then(|()| gz.finish())
-        .map_err(|e| BuildError::Signing(e.to_string()))?;
     let endpoint = config.endpoint();
-    let mut request = http::Request::post(&endpoint)
+    let uri: http::Uri = endpoint
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| BuildError::Endpoint(e.to_string()))?;
+    if uri.scheme().is_none() || uri.host().is_none() {
+        return Err(BuildError::Endpoint(format!(
+            "{endpoint:?} needs a scheme and a host, such as https://monitoring.eu-west-1.amazonaws.com/"
+        )));
+    }
+    let builder = http::Request::post(uri)
         .header("content-type", "application/x-amz-json-1.0")
-        .header("content-encoding", "gzip")
-        .header("x-amz-target", TARGET)
-        .body(gzipped)
-        .map_err(|e| BuildError::Endpoint(e.to_string()))?;
+        .header("x-amz-target", TARGET);
+    let mut request = if config.compress {
+        let mut gz = flate2::write::GzEncoder::new(
+            Vec::with_capacity(body.len() / 4 + 64),
+            flate2::Compression::fast(),
+        );
+        let gzipped = gz
+            .write_all(body)
+            .and_then(|()| gz.finish())
+            .map_err(|e| BuildError::Signing(e.to_string()))?;
+        builder.header("content-encoding", "gzip").body(gzipped)
+    } else {
+        builder.body(body.to_vec())
+    }
+    .map_err(|e| BuildError::Endpoint(e.to_string()))?;
     let identity: Identity = Credentials::new(
         &keys.access_key_id,
         &keys.secret_access_key,
@@ -446,6 +466,7 @@ mod tests {
             access_key_id: None,
             secret_access_key: None,
             session_token: None,
+            compress: true,
         };
         let keys = Keys {
             access_key_id: "AKIDEXAMPLE".into(),
@@ -491,6 +512,27 @@ mod tests {
         )
         .expect("request");
         assert_ne!(other.headers()["authorization"], h["authorization"]);
+    }
+
+    #[test]
+    fn endpoints_without_scheme_or_host_are_errors_not_panics() {
+        let keys = Keys {
+            access_key_id: "a".into(),
+            secret_access_key: "s".into(),
+            session_token: None,
+        };
+        for endpoint in ["localhost:4566", "/just/a/path", "http://", "not a uri"] {
+            let config = Config {
+                region: "r".into(),
+                endpoint: Some(endpoint.into()),
+                access_key_id: None,
+                secret_access_key: None,
+                session_token: None,
+                compress: false,
+            };
+            let err = request(&config, &keys, b"{}", SystemTime::UNIX_EPOCH).expect_err(endpoint);
+            assert!(matches!(err, BuildError::Endpoint(_)), "{endpoint}: {err}");
+        }
     }
 
     #[test]

@@ -141,6 +141,7 @@ mod tests {
                 access_key_id: None,
                 secret_access_key: None,
                 session_token: None,
+                compress: true,
             },
             cloudwatch::Keys {
                 access_key_id: "a".into(),
