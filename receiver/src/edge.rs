@@ -3,20 +3,30 @@
 //! `Date`) and the configuration (vars and secrets, see
 //! [`crate::env_config`]) differ.
 //!
-//! Each push is forwarded before it is answered (inline mode): `202` when
-//! every sink took it, `503` when a sink was down or throttling after
-//! retries, so the emitter keeps the batch and sends it again, same id.
+//! Two delivery modes:
+//! - **inline** (no queue bound): each push is forwarded before it is
+//!   answered: `202` when every sink took it, `503` when a sink was down or
+//!   throttling after retries, so the emitter keeps the batch and sends it
+//!   again, same id.
+//! - **queued** (a Queue bound as `EDGEPUSH_QUEUE`): each push is validated,
+//!   enqueued as one message per sink ([`crate::queue_message`]) and answered
+//!   `202` at once; the queue consumer forwards, acks what a sink took and
+//!   retries the rest after `EDGEPUSH_RETRY_DELAY_SECONDS` (default 30).
+//!   After the queue's `max_retries` a message goes to its dead-letter queue,
+//!   whose consumer keeps it in the KV namespace `EDGEPUSH_DEAD_LETTERS`,
+//!   listed by `GET /v1/dead-letters`.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use worker::{
-    Context, Date, Delay, Env, Fetch, Headers, Method, Request, RequestInit, Response, event,
-    js_sys,
+    Context, Date, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method, QueueContentType,
+    QueueRetryOptionsBuilder, RawMessageBuilder, Request, RequestInit, Response, event, js_sys,
 };
 
 use crate::env_config;
 use crate::error::Error;
 use crate::ingest::{self, Answer};
+use crate::queue_message::{self, SinkTag};
 use crate::sink::{Client, Reply, Retry, deliver};
 
 /// `fetch` as the sinks' [`Client`], JS timers between retries.
@@ -73,6 +83,9 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     if path == "/healthz" && req.method() == Method::Get {
         return json(200, r#"{"status":"ok"}"#.to_string());
     }
+    if path == DEAD_LETTERS_PATH && req.method() == Method::Get {
+        return dead_letters(&req, &env).await;
+    }
     if path != edgepush::wire::PATH {
         return error(&Error::new(
             404,
@@ -87,13 +100,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 }
 
 async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
-    let setting = |name: &str| {
-        env.secret(name)
-            .map(|s| s.to_string())
-            .or_else(|_| env.var(name).map(|v| v.to_string()))
-            .ok()
-    };
-    let (ingest, sinks) = match env_config::from_settings(setting) {
+    let (ingest, sinks) = match env_config::from_settings(|n| setting(env, n)) {
         Ok(config) => config,
         Err(message) => return error(&Error::new(500, "misconfigured", message)),
     };
@@ -124,6 +131,31 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
         Err(e) => return error(&e),
     };
     let answer = Answer::new(&decoded);
+    if let Ok(queue) = env.queue(QUEUE_BINDING) {
+        if !answer.all_refused() && !decoded.batch.points.is_empty() {
+            for sink in &sinks {
+                let Some(tag) = SinkTag::of(sink) else {
+                    continue;
+                };
+                for message in queue_message::encode(&decoded.batch, tag) {
+                    let raw =
+                        RawMessageBuilder::new(js_sys::Uint8Array::from(message.as_slice()).into())
+                            .build_with_content_type(QueueContentType::V8);
+                    if let Err(e) = queue.send_raw(raw).await {
+                        // Messages already sent are delivered; the client's
+                        // retry of the whole batch may repeat them.
+                        return error(&Error::new(
+                            503,
+                            "queue_unavailable",
+                            format!("cannot enqueue the batch: {e}"),
+                        ));
+                    }
+                }
+            }
+        }
+        let (status, body) = answer.to_response();
+        return json(status, body);
+    }
     if !answer.all_refused() && !decoded.batch.points.is_empty() {
         let mut failures = Vec::new();
         for sink in &sinks {
@@ -138,4 +170,141 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
     }
     let (status, body) = answer.to_response();
     json(status, body)
+}
+
+/// The producer binding that switches on queued delivery.
+const QUEUE_BINDING: &str = "EDGEPUSH_QUEUE";
+/// The KV namespace the dead-letter consumer keeps messages in.
+const DEAD_LETTERS_BINDING: &str = "EDGEPUSH_DEAD_LETTERS";
+/// Where the dead letters are listed.
+const DEAD_LETTERS_PATH: &str = "/v1/dead-letters";
+/// How long a dead letter is kept (Queues keep messages 14 days at most too).
+const DEAD_LETTER_TTL_SECONDS: u64 = 14 * 24 * 3600;
+
+fn setting(env: &Env, name: &str) -> Option<String> {
+    env.secret(name)
+        .map(|s| s.to_string())
+        .or_else(|_| env.var(name).map(|v| v.to_string()))
+        .ok()
+}
+
+/// Lists the dead letters' keys (`<time>-<batch id>-<sink>`), newest last.
+async fn dead_letters(req: &Request, env: &Env) -> worker::Result<Response> {
+    let (ingest, _) = match env_config::from_settings(|n| setting(env, n)) {
+        Ok(config) => config,
+        Err(message) => return error(&Error::new(500, "misconfigured", message)),
+    };
+    let authorization = req.headers().get("authorization")?;
+    if let Err(e) = ingest.authenticate(authorization.as_deref()) {
+        return error(&e);
+    }
+    let Ok(kv) = env.kv(DEAD_LETTERS_BINDING) else {
+        return error(&Error::new(
+            404,
+            "not_found",
+            format!("no KV namespace bound as {DEAD_LETTERS_BINDING}"),
+        ));
+    };
+    let list = kv
+        .list()
+        .execute()
+        .await
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let names: Vec<String> = list.keys.into_iter().map(|k| k.name).collect();
+    json(
+        200,
+        serde_json::json!({ "dead_letters": names }).to_string(),
+    )
+}
+
+/// Queue consumer: forwards queued batches, or keeps dead letters.
+#[event(queue)]
+async fn consume(
+    batch: MessageBatch<serde_json::Value>,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<()> {
+    let dead_letter_queue = setting(&env, "EDGEPUSH_DEAD_LETTER_QUEUE")
+        .unwrap_or_else(|| "edgepush-dead-letters".into());
+    if batch.queue() == dead_letter_queue {
+        return keep_dead_letters(batch, &env).await;
+    }
+    let (ingest, sinks) = match env_config::from_settings(|n| setting(&env, n)) {
+        Ok(config) => config,
+        Err(message) => {
+            // Nothing can be delivered until the settings are fixed: keep
+            // every message in the queue.
+            worker::console_error!("edgepush: {message}");
+            batch.retry_all();
+            return Ok(());
+        }
+    };
+    let delay = setting(&env, "EDGEPUSH_RETRY_DELAY_SECONDS")
+        .and_then(|s| s.parse::<u32>().ok())
+        .unwrap_or(30);
+    let retry = QueueRetryOptionsBuilder::new()
+        .with_delay_seconds(delay)
+        .build();
+    for message in batch.raw_iter() {
+        let bytes = js_sys::Uint8Array::new(&message.body()).to_vec();
+        let now_ms = Date::now().as_millis() as i64;
+        let outcome = match queue_message::decode(&bytes, now_ms, &ingest.limits) {
+            Err(e) => Err(e.to_string()),
+            Ok((tag, points)) => match sinks.iter().find(|s| tag.names(s)) {
+                None => Err(format!("no {tag:?} sink is configured")),
+                Some(sink) => {
+                    let quick = Retry {
+                        attempts: 2,
+                        backoff: Duration::from_millis(200),
+                    };
+                    deliver(&FetchClient, sink, &points, now(), quick)
+                        .await
+                        .map_err(|f| format!("{}: {}", f.sink, f.message))
+                }
+            },
+        };
+        match outcome {
+            Ok(()) => message.ack(),
+            Err(reason) => {
+                worker::console_warn!("edgepush: message {} not delivered: {reason}", message.id());
+                message.retry_with_options(&retry);
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn keep_dead_letters(
+    batch: MessageBatch<serde_json::Value>,
+    env: &Env,
+) -> worker::Result<()> {
+    let Ok(kv) = env.kv(DEAD_LETTERS_BINDING) else {
+        worker::console_error!(
+            "edgepush: dead letters arrive but no KV namespace is bound as {DEAD_LETTERS_BINDING}"
+        );
+        batch.retry_all();
+        return Ok(());
+    };
+    for message in batch.raw_iter() {
+        let bytes = js_sys::Uint8Array::new(&message.body()).to_vec();
+        let (id, sink) = match queue_message::peek(&bytes) {
+            Some((tag, id)) => (id, format!("{tag:?}")),
+            None => (message.id(), "undecodable".to_string()),
+        };
+        let key = format!("{}-{id}-{sink}", Date::now().as_millis());
+        let stored = match kv.put_bytes(&key, &bytes) {
+            Ok(put) => put
+                .expiration_ttl(DEAD_LETTER_TTL_SECONDS)
+                .execute()
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        if stored {
+            message.ack();
+        } else {
+            message.retry();
+        }
+    }
+    Ok(())
 }

@@ -35,6 +35,7 @@ pub mod limits;
 pub mod model;
 #[cfg(feature = "native")]
 pub mod native;
+pub mod queue_message;
 pub mod sink;
 
 pub use error::{Error, Result};

@@ -45,6 +45,42 @@ fn tool(env: &str, venv_name: &str, path_name: &str) -> PathBuf {
     PathBuf::from(path_name)
 }
 
+/// Runs `check` until it passes (does not panic), for at most `limit`;
+/// then runs it once more and lets its panic through. For sinks that are
+/// written asynchronously (queued delivery).
+pub fn eventually<T>(limit: Duration, mut check: impl FnMut() -> T) -> T {
+    quiet_panics_on_this_thread(true);
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(value) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(&mut check)) {
+            quiet_panics_on_this_thread(false);
+            return value;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    quiet_panics_on_this_thread(false);
+    check()
+}
+
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Silences the panic messages of [`eventually`]'s early tries on this
+/// thread only; other threads (other tests) report as usual.
+fn quiet_panics_on_this_thread(quiet: bool) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let default = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                default(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(quiet));
+}
+
 /// Waits until `ready` says yes, or panics with `what` after `limit`.
 pub fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
     let start = Instant::now();
@@ -129,7 +165,13 @@ pub struct Moto {
 impl Moto {
     /// Starts `moto_server` on a free port in `dir`.
     pub fn start(dir: &Path) -> Self {
-        Self::spawn(dir, false)
+        Self::spawn(dir, false, free_port())
+    }
+
+    /// Starts `moto_server` on `port` (reserved earlier with [`free_port`],
+    /// to start the emulator after something was told where it would be).
+    pub fn start_on(dir: &Path, port: u16) -> Self {
+        Self::spawn(dir, false, port)
     }
 
     /// Starts `moto_server` checking SigV4 signatures: three unsigned calls
@@ -137,11 +179,10 @@ impl Moto {
     /// (`tests/readback/moto_iam_user.py`), and from then on every request
     /// must be signed with that user's key ([`Moto::keys`]).
     pub fn start_verifying_signatures(dir: &Path) -> Self {
-        Self::spawn(dir, true)
+        Self::spawn(dir, true, free_port())
     }
 
-    fn spawn(dir: &Path, verify: bool) -> Self {
-        let port = free_port();
+    fn spawn(dir: &Path, verify: bool, port: u16) -> Self {
         let mut command = Command::new(tool("EDGEPUSH_MOTO_SERVER", "moto_server", "moto_server"));
         command
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -319,6 +360,15 @@ impl Workerd {
     /// it on a free port with these vars and secrets (`bindings`, names as in
     /// `edgepush_receiver::env_config`).
     pub fn start(dir: &Path, bindings: &serde_json::Value) -> Self {
+        Self::start_with(dir, bindings, &serde_json::json!({}))
+    }
+
+    /// [`Workerd::start`] with more Miniflare options (local Queues, KV).
+    pub fn start_with(
+        dir: &Path,
+        bindings: &serde_json::Value,
+        options: &serde_json::Value,
+    ) -> Self {
         build_worker();
         let port = free_port();
         let mut command = Command::new(tool("EDGEPUSH_NODE", "node", "node"));
@@ -326,6 +376,7 @@ impl Workerd {
             .arg(repo_root().join("tests/workerd/serve.mjs"))
             .arg(port.to_string())
             .arg(bindings.to_string())
+            .arg(options.to_string())
             .current_dir(repo_root());
         let log = dir.join(format!("workerd-{port}.log"));
         let mut process = Process::spawn("workerd", command, log);

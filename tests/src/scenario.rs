@@ -15,8 +15,9 @@ pub const NAMESPACE: &str = "EdgepushE2E";
 
 /// Pushes the scenario to the receiver at `receiver_url` (which must accept
 /// the key `secret-key` and forward to `moto` and `influx`), then reads both
-/// back and checks every value.
-pub fn push_and_read_back(receiver_url: &str, moto: &mut Moto, influx: &Influx) {
+/// back and checks every value. `wait` is how long the sinks may take to
+/// show it all (zero when the receiver forwards before it answers).
+pub fn push_and_read_back(receiver_url: &str, moto: &mut Moto, influx: &Influx, wait: Duration) {
     let emitter = Emitter::new(
         Config::new(NAMESPACE)
             .expect("namespace")
@@ -75,60 +76,63 @@ pub fn push_and_read_back(receiver_url: &str, moto: &mut Moto, influx: &Influx) 
     }
     assert_eq!(accepted, 4 + 3 + 3);
 
-    // CloudWatch, through boto3.
-    let metrics = moto.metrics(NAMESPACE);
-    let want = json!([
-        {"name": "latency", "dimensions": {"service": "checkout"}, "units": ["Milliseconds"],
-         "sum": 90.0, "count": 5.0, "min": 10.0, "max": 30.0},
-        {"name": "orders", "dimensions": {"route": "/buy", "service": "checkout"}, "units": ["Count"],
-         "sum": 12.0, "count": 3.0, "min": 3.0, "max": 5.0},
-        {"name": "payload", "dimensions": {"service": "checkout"}, "units": ["Bytes"],
-         "sum": 350.0, "count": 3.0, "min": 50.0, "max": 200.0},
-        {"name": "queue depth", "dimensions": {"service": "checkout"}, "units": ["None"],
-         "sum": 20.0, "count": 3.0, "min": 4.0, "max": 9.0},
-    ]);
-    assert_eq!(Value::Array(metrics), want);
+    crate::eventually(wait, || {
+        // CloudWatch, through boto3.
+        let metrics = moto.metrics(NAMESPACE);
+        let want = json!([
+            {"name": "latency", "dimensions": {"service": "checkout"}, "units": ["Milliseconds"],
+             "sum": 90.0, "count": 5.0, "min": 10.0, "max": 30.0},
+            {"name": "orders", "dimensions": {"route": "/buy", "service": "checkout"}, "units": ["Count"],
+             "sum": 12.0, "count": 3.0, "min": 3.0, "max": 5.0},
+            {"name": "payload", "dimensions": {"service": "checkout"}, "units": ["Bytes"],
+             "sum": 350.0, "count": 3.0, "min": 50.0, "max": 200.0},
+            {"name": "queue depth", "dimensions": {"service": "checkout"}, "units": ["None"],
+             "sum": 20.0, "count": 3.0, "min": 4.0, "max": 9.0},
+        ]);
+        assert_eq!(Value::Array(metrics), want);
 
-    // InfluxDB, through its query API.
-    let rows = influx.rows(r#"SELECT * FROM "orders""#);
-    assert_eq!(rows.len(), 3, "{rows:?}");
-    let values: Vec<f64> = rows
-        .iter()
-        .map(|r| r["value"].as_f64().expect("float"))
-        .collect();
-    assert_eq!(values, [3.0, 4.0, 5.0]);
-    for r in &rows {
-        assert_eq!(
-            (&r["namespace"], &r["service"], &r["route"], &r["unit"]),
-            (
-                &json!(NAMESPACE),
-                &json!("checkout"),
-                &json!("/buy"),
-                &json!("Count")
-            )
+        // InfluxDB, through its query API.
+        let rows = influx.rows(r#"SELECT * FROM "orders""#);
+        assert_eq!(rows.len(), 3, "{rows:?}");
+        let values: Vec<f64> = rows
+            .iter()
+            .map(|r| r["value"].as_f64().expect("float"))
+            .collect();
+        assert_eq!(values, [3.0, 4.0, 5.0]);
+        for r in &rows {
+            assert_eq!(
+                (&r["namespace"], &r["service"], &r["route"], &r["unit"]),
+                (
+                    &json!(NAMESPACE),
+                    &json!("checkout"),
+                    &json!("/buy"),
+                    &json!("Count")
+                )
+            );
+        }
+        let stats = |measurement: &str| {
+            let rows = influx.rows(&format!(
+                r#"SELECT sum("count"), sum("sum"), min("min"), max("max") FROM "{measurement}""#
+            ));
+            assert_eq!(rows.len(), 1, "{rows:?}");
+            let r = &rows[0];
+            [&r["sum"], &r["sum_1"], &r["min"], &r["max"]].map(|v| v.as_f64().expect("number"))
+        };
+        assert_eq!(stats("latency"), [5.0, 90.0, 10.0, 30.0]);
+        assert_eq!(stats("payload"), [3.0, 350.0, 50.0, 200.0]);
+        // A gauge stores its last `value` per push (CloudWatch, which has no
+        // "last", got the statistics of every value set: 7 and 9, then 4).
+        let rows = influx.rows(
+            r#"SELECT count("value"), sum("value"), min("value"), max("value") FROM "queue depth""#,
         );
-    }
-    let stats = |measurement: &str| {
-        let rows = influx.rows(&format!(
-            r#"SELECT sum("count"), sum("sum"), min("min"), max("max") FROM "{measurement}""#
-        ));
-        assert_eq!(rows.len(), 1, "{rows:?}");
         let r = &rows[0];
-        [&r["sum"], &r["sum_1"], &r["min"], &r["max"]].map(|v| v.as_f64().expect("number"))
-    };
-    assert_eq!(stats("latency"), [5.0, 90.0, 10.0, 30.0]);
-    assert_eq!(stats("payload"), [3.0, 350.0, 50.0, 200.0]);
-    // A gauge stores its last `value` per push (CloudWatch, which has no
-    // "last", got the statistics of every value set: 7 and 9, then 4).
-    let rows = influx.rows(
-        r#"SELECT count("value"), sum("value"), min("value"), max("value") FROM "queue depth""#,
-    );
-    let r = &rows[0];
-    let got = [&r["count"], &r["sum"], &r["min"], &r["max"]].map(|v| v.as_f64().expect("number"));
-    assert_eq!(got, [2.0, 13.0, 4.0, 9.0]);
-    let units = influx.rows(r#"SHOW TAG VALUES FROM "latency" WITH KEY = "unit""#);
-    assert_eq!(units.len(), 1);
-    assert_eq!(units[0]["value"], json!("Milliseconds"));
+        let got =
+            [&r["count"], &r["sum"], &r["min"], &r["max"]].map(|v| v.as_f64().expect("number"));
+        assert_eq!(got, [2.0, 13.0, 4.0, 9.0]);
+        let units = influx.rows(r#"SHOW TAG VALUES FROM "latency" WITH KEY = "unit""#);
+        assert_eq!(units.len(), 1);
+        assert_eq!(units[0]["value"], json!("Milliseconds"));
+    });
 
     // Names and dimensions with line protocol's and JSON's special characters
     // arrive exactly as pushed, in both stores: no extra tags, fields or lines.
@@ -145,39 +149,41 @@ pub fn push_and_read_back(receiver_url: &str, moto: &mut Moto, influx: &Influx) 
     emitter.counter(metric).expect("odd counter").add(2.0);
     emitter.push(&transport).expect("odd push");
 
-    let rows = influx.rows("SHOW MEASUREMENTS");
-    let names: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
-    assert_eq!(
-        names,
-        ["latency", odd_name, "orders", "payload", "queue depth"]
-    );
-    let rows = influx.rows(&format!("SELECT * FROM {}", quote_ident(odd_name)));
-    assert_eq!(rows.len(), 1, "{rows:?}");
-    let row = &rows[0];
-    let mut want = serde_json::Map::new();
-    want.insert("_measurement".into(), json!(odd_name));
-    want.insert("time".into(), row["time"].clone());
-    for (k, v) in odd_dims {
-        want.insert(k.into(), json!(v));
-    }
-    want.insert("namespace".into(), json!(NAMESPACE));
-    want.insert("service".into(), json!("checkout"));
-    want.insert("unit".into(), json!("Count"));
-    want.insert("value".into(), json!(2));
-    assert_eq!(row, &want);
+    crate::eventually(wait, || {
+        let rows = influx.rows("SHOW MEASUREMENTS");
+        let names: Vec<&str> = rows.iter().filter_map(|r| r["name"].as_str()).collect();
+        assert_eq!(
+            names,
+            ["latency", odd_name, "orders", "payload", "queue depth"]
+        );
+        let rows = influx.rows(&format!("SELECT * FROM {}", quote_ident(odd_name)));
+        assert_eq!(rows.len(), 1, "{rows:?}");
+        let row = &rows[0];
+        let mut want = serde_json::Map::new();
+        want.insert("_measurement".into(), json!(odd_name));
+        want.insert("time".into(), row["time"].clone());
+        for (k, v) in odd_dims {
+            want.insert(k.into(), json!(v));
+        }
+        want.insert("namespace".into(), json!(NAMESPACE));
+        want.insert("service".into(), json!("checkout"));
+        want.insert("unit".into(), json!("Count"));
+        want.insert("value".into(), json!(2));
+        assert_eq!(row, &want);
 
-    let metrics = moto.metrics(NAMESPACE);
-    let odd = metrics
-        .iter()
-        .find(|m| m["name"] == odd_name)
-        .expect("odd metric in CloudWatch");
-    let mut dims = serde_json::Map::new();
-    for (k, v) in odd_dims {
-        dims.insert(k.into(), json!(v));
-    }
-    dims.insert("service".into(), json!("checkout"));
-    assert_eq!(odd["dimensions"], Value::Object(dims));
-    assert_eq!(odd["sum"], json!(2.0));
+        let metrics = moto.metrics(NAMESPACE);
+        let odd = metrics
+            .iter()
+            .find(|m| m["name"] == odd_name)
+            .expect("odd metric in CloudWatch");
+        let mut dims = serde_json::Map::new();
+        for (k, v) in odd_dims {
+            dims.insert(k.into(), json!(v));
+        }
+        dims.insert("service".into(), json!("checkout"));
+        assert_eq!(odd["dimensions"], Value::Object(dims));
+        assert_eq!(odd["sum"], json!(2.0));
+    });
 }
 
 /// An InfluxQL identifier in double quotes.

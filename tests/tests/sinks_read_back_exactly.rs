@@ -3,6 +3,8 @@
 //! exactly the sums, counts, extremes, dimensions and units pushed
 //! (`edgepush_tests::scenario`, shared with the workerd test).
 
+use std::time::Duration;
+
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::sink::Sink;
 use edgepush_tests::{Influx, Moto, Receiver, cloudwatch_sink, scenario};
@@ -17,6 +19,6 @@ fn pushed_metrics_arrive_exactly_in_cloudwatch_and_influxdb() {
         Limits::default(),
         vec!["secret-key".into()],
     );
-    scenario::push_and_read_back(&receiver.url, &mut moto, &influx);
+    scenario::push_and_read_back(&receiver.url, &mut moto, &influx, Duration::ZERO);
     moto.stop();
 }

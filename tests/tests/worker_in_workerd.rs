@@ -2,6 +2,8 @@
 //! the same read-back scenario and the same bad-input table as the native
 //! server, forwarding over `fetch` with SigV4 signed inside wasm.
 
+use std::time::Duration;
+
 use edgepush_tests::bad_input::{V1, batch, check_refusals};
 use edgepush_tests::{Influx, Moto, Workerd, post, scenario};
 use serde_json::{Value, json};
@@ -23,7 +25,7 @@ fn pushed_metrics_arrive_exactly_through_the_worker() {
             "INFLUXDB_DATABASE": influx.database,
         }),
     );
-    scenario::push_and_read_back(&worker.url, &mut moto, &influx);
+    scenario::push_and_read_back(&worker.url, &mut moto, &influx, Duration::ZERO);
     moto.stop();
 }
 

@@ -1,14 +1,17 @@
 // Runs the built receiver Worker (receiver/build/index.js) in workerd through
 // Miniflare, for the end-to-end tests.
 //
-//   node tests/workerd/serve.mjs PORT BINDINGS_JSON
+//   node tests/workerd/serve.mjs PORT BINDINGS_JSON [MINIFLARE_OPTIONS_JSON]
+//
+// The optional third argument adds Miniflare options, such as local Queues
+// (queueProducers, queueConsumers) and KV namespaces (kvNamespaces).
 //
 // Prints "ready" once it answers, and stops on SIGTERM or SIGINT.
 import { Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
 import path from "node:path";
 
-const [port, bindings] = process.argv.slice(2);
+const [port, bindings, options] = process.argv.slice(2);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const mf = new Miniflare({
   modules: true,
@@ -18,6 +21,7 @@ const mf = new Miniflare({
   host: "127.0.0.1",
   port: Number(port),
   bindings: JSON.parse(bindings ?? "{}"),
+  ...JSON.parse(options ?? "{}"),
 });
 await mf.ready;
 console.log("ready");

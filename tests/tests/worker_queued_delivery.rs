@@ -1,0 +1,145 @@
+//! The Worker with a Queue bound (Miniflare's local Queues in workerd):
+//! pushes are validated, enqueued one message per sink and answered at once;
+//! the consumer forwards, retries what a sink did not take, and gives up to
+//! the dead-letter queue, whose consumer keeps the message in KV.
+
+use std::time::{Duration, Instant};
+
+use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
+use edgepush_tests::{Influx, Moto, Workerd, eventually, free_port, http_get, scenario};
+use serde_json::{Value, json};
+
+/// Local Queues and the dead-letter KV namespace, as wrangler.toml's
+/// commented queue section declares them.
+fn queues(max_retries: u32) -> Value {
+    json!({
+        "queueProducers": { "EDGEPUSH_QUEUE": "edgepush" },
+        "queueConsumers": {
+            "edgepush": {
+                "maxBatchSize": 10,
+                "maxBatchTimeout": 1,
+                "maxRetries": max_retries,
+                "deadLetterQueue": "edgepush-dead-letters"
+            },
+            "edgepush-dead-letters": { "maxBatchTimeout": 1 }
+        },
+        "kvNamespaces": ["EDGEPUSH_DEAD_LETTERS"]
+    })
+}
+
+#[test]
+fn queued_pushes_arrive_exactly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut moto = Moto::start(dir.path());
+    let influx = Influx::start(dir.path());
+    let worker = Workerd::start_with(
+        dir.path(),
+        &json!({
+            "EDGEPUSH_API_KEYS": "secret-key",
+            "EDGEPUSH_RETRY_DELAY_SECONDS": "1",
+            "CLOUDWATCH_REGION": "us-east-1",
+            "CLOUDWATCH_ENDPOINT": format!("{}/", moto.url),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "INFLUXDB_URL": influx.url,
+            "INFLUXDB_DATABASE": influx.database,
+        }),
+        &queues(3),
+    );
+    scenario::push_and_read_back(&worker.url, &mut moto, &influx, Duration::from_secs(30));
+    moto.stop();
+}
+
+#[test]
+fn a_batch_queued_while_cloudwatch_is_down_arrives_when_it_is_back() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let worker = Workerd::start_with(
+        dir.path(),
+        &json!({
+            "EDGEPUSH_RETRY_DELAY_SECONDS": "1",
+            "CLOUDWATCH_REGION": "us-east-1",
+            "CLOUDWATCH_ENDPOINT": format!("http://127.0.0.1:{port}/"),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }),
+        &queues(20),
+    );
+    let emitter = Emitter::new(Config::new("Outage").expect("ns"));
+    let counter = emitter
+        .counter(Metric::new("kept").unit(Unit::Count))
+        .expect("counter");
+    counter.add(42.0);
+    // The emulator is down, yet the push is accepted: it is queued.
+    let report = emitter
+        .push(&HttpTransport::new(&worker.url))
+        .expect("queued");
+    assert_eq!(report.accepted, 1);
+    // Let the consumer fail a few times.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let mut moto = Moto::start_on(dir.path(), port);
+    let metrics = eventually(Duration::from_secs(30), || {
+        let m = moto.metrics("Outage");
+        assert_eq!(m.len(), 1, "not delivered yet");
+        m
+    });
+    assert_eq!(metrics[0]["sum"], json!(42.0));
+    assert_eq!(metrics[0]["count"], json!(1.0), "delivered once");
+    moto.stop();
+}
+
+#[test]
+fn a_batch_that_keeps_failing_lands_in_the_dead_letter_queue() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let closed = free_port();
+    let worker = Workerd::start_with(
+        dir.path(),
+        &json!({
+            "EDGEPUSH_API_KEYS": "ops-key",
+            "EDGEPUSH_RETRY_DELAY_SECONDS": "0",
+            "INFLUXDB_URL": format!("http://127.0.0.1:{closed}"),
+            "INFLUXDB_DATABASE": "nowhere",
+        }),
+        &queues(1),
+    );
+    let emitter = Emitter::new(Config::new("Dead").expect("ns"));
+    emitter
+        .gauge(Metric::new("doomed"))
+        .expect("gauge")
+        .set(1.0);
+    let batches = emitter.flush().expect("flush");
+    let id = batches[0].id().to_string();
+    let transport = HttpTransport::new(&worker.url).api_key("ops-key");
+    edgepush::send_all(&transport, batches).expect("queued");
+
+    let list_url = format!("{}/v1/dead-letters", worker.url);
+    assert_eq!(http_get(&list_url), Ok(401), "the list needs the key");
+    let start = Instant::now();
+    let listed = eventually(Duration::from_secs(40), || {
+        let mut response = ureq::get(&list_url)
+            .header("authorization", "Bearer ops-key")
+            .call()
+            .expect("list");
+        let body: Value =
+            serde_json::from_str(&response.body_mut().read_to_string().expect("body"))
+                .expect("JSON");
+        let names: Vec<String> = body["dead_letters"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(str::to_string))
+            .collect();
+        assert!(
+            !names.is_empty(),
+            "no dead letter yet after {:?}",
+            start.elapsed()
+        );
+        names
+    });
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert!(
+        listed[0].contains(&id) && listed[0].ends_with("LineProtocol"),
+        "{listed:?}"
+    );
+}
