@@ -41,16 +41,12 @@ pub fn accepts(content_type: &str) -> Result<bool> {
 /// namespace, common dimensions, limits) refuse it all. Problems with one
 /// series or point refuse just those points, each named in the result.
 pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
-    let de = &mut serde_json::Deserializer::from_slice(json);
-    let raw: wire::Batch<'_> = serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let err = Error::new(400, "invalid_json", e.inner().to_string());
-        if path == "." || path == "?" {
-            err
-        } else {
-            err.field(path)
-        }
-    })?;
+    // The fast path parses without tracking where it is; only a body that
+    // fails is parsed again to name the field at fault.
+    let raw: wire::Batch<'_> = match serde_json::from_slice(json) {
+        Ok(raw) => raw,
+        Err(_) => return Err(locate_json_error(json)),
+    };
 
     if raw.v != wire::VERSION {
         return Err(Error::new(
@@ -160,6 +156,24 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
         },
         rejected,
     })
+}
+
+/// The error for a body that did not parse, naming the field (the second,
+/// slower parse tracks the path).
+fn locate_json_error(json: &[u8]) -> Error {
+    let de = &mut serde_json::Deserializer::from_slice(json);
+    match serde_path_to_error::deserialize::<_, wire::Batch<'_>>(de) {
+        Ok(_) => Error::new(400, "invalid_json", "body is not a wire v1 batch"),
+        Err(e) => {
+            let path = e.path().to_string();
+            let err = Error::new(400, "invalid_json", e.inner().to_string());
+            if path == "." || path == "?" {
+                err
+            } else {
+                err.field(path)
+            }
+        }
+    }
 }
 
 fn invalid(field: impl Into<String>, what: &str, reason: Invalid) -> Error {

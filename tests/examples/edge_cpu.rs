@@ -1,0 +1,222 @@
+//! Cost of one 1,000-point batch in the receiver: pure CPU natively (decode,
+//! validate, build the CloudWatch and line-protocol requests: gzip and SigV4
+//! included, no network), and time per push natively and in workerd against
+//! sink stubs that answer at once, less the time of a `GET /healthz`.
+//!
+//! ```text
+//! cargo run --release -p edgepush-tests --example edge_cpu
+//! ```
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::time::{Duration, Instant, SystemTime};
+
+use edgepush::{Config, Emitter, Metric, Unit};
+use edgepush_receiver::ingest::{Headers, Ingest};
+use edgepush_receiver::limits::Limits;
+use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
+use edgepush_tests::{Receiver, Workerd, http_get, post};
+use serde_json::json;
+
+/// One batch of 1,000 points over 1,000 series, as the emitter sends it.
+fn batch() -> Vec<u8> {
+    let emitter = Emitter::new(
+        Config::new("Bench")
+            .expect("ns")
+            .dimension("service", "api")
+            .expect("dim")
+            .max_batch_bytes(4 << 20),
+    );
+    for i in 0..1000u32 {
+        let m = Metric::new(format!("metric_{}", i % 20))
+            .unit(Unit::Milliseconds)
+            .dimension("route", format!("/api/v1/resource{}", i / 20));
+        match i % 4 {
+            0 => emitter.counter(m).expect("c").add(f64::from(i)),
+            1 => emitter.gauge(m).expect("g").set(f64::from(i)),
+            2 => {
+                let d = emitter.distribution(m).expect("d");
+                (0..5).for_each(|v| d.record(f64::from(i + v) * 1.25));
+            }
+            _ => emitter
+                .statistics(m)
+                .expect("s")
+                .record(4.0, f64::from(i), 1.0, f64::from(i)),
+        }
+    }
+    let batches = emitter.flush().expect("flush");
+    assert_eq!(batches.len(), 1);
+    batches[0].body().to_vec()
+}
+
+/// An HTTP server on loopback that answers every request with 204 at once.
+fn stub_sink() -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream);
+                loop {
+                    let mut length = 0usize;
+                    let mut line = String::new();
+                    loop {
+                        line.clear();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                            length = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    let out = reader.get_mut();
+                    if out
+                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn time_pushes(base: &str, body: &[u8], n: usize) -> (Duration, Duration) {
+    let url = format!("{base}/v1/metrics");
+    let headers = [
+        ("content-type", "application/vnd.edgepush.v1+json"),
+        ("content-encoding", "gzip"),
+    ];
+    let (status, answer) = post(&url, &headers, body);
+    assert_eq!(status, 202, "{answer}");
+    let mut pushes = Vec::new();
+    let mut health = Vec::new();
+    for _ in 0..n {
+        let start = Instant::now();
+        let (status, _) = post(&url, &headers, body);
+        pushes.push(start.elapsed());
+        assert_eq!(status, 202);
+        let start = Instant::now();
+        assert_eq!(http_get(&format!("{base}/healthz")), Ok(200));
+        health.push(start.elapsed());
+    }
+    (median(pushes), median(health))
+}
+
+fn main() {
+    let body = batch();
+    let sink_url = stub_sink();
+    let cw = cloudwatch::Config {
+        region: "us-east-1".into(),
+        endpoint: Some(format!("{sink_url}/")),
+        access_key_id: None,
+        secret_access_key: None,
+        session_token: None,
+        compress: true,
+    };
+    let keys = cloudwatch::Keys {
+        access_key_id: "AKID".into(),
+        secret_access_key: "secret".into(),
+        session_token: None,
+    };
+    let target = line_protocol::Target::V1 {
+        url: sink_url.clone(),
+        database: "bench".into(),
+        retention_policy: None,
+        username: None,
+        password: None,
+    };
+    let sinks = vec![Sink::CloudWatch(cw, keys), Sink::LineProtocol(target)];
+
+    // Pure CPU, natively.
+    let ingest = Ingest::default();
+    let headers = Headers {
+        content_type: Some("application/vnd.edgepush.v1+json"),
+        content_encoding: Some("gzip"),
+        authorization: None,
+    };
+    let n = 200;
+    let start = Instant::now();
+    for _ in 0..n {
+        let decoded = ingest
+            .decode(headers, &body, edgepush::now_ms())
+            .expect("valid");
+        for sink in &sinks {
+            let requests = sink
+                .requests(&decoded.batch, SystemTime::now())
+                .expect("requests");
+            assert!(!requests.is_empty());
+        }
+    }
+    let cpu = start.elapsed() / n;
+    let decode_start = Instant::now();
+    for _ in 0..n {
+        ingest
+            .decode(headers, &body, edgepush::now_ms())
+            .expect("valid");
+    }
+    let decode = decode_start.elapsed() / n;
+
+    let native = Receiver::start(sinks.clone(), Limits::default(), vec![]);
+    let (native_push, native_health) = time_pushes(&native.url, &body, 50);
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let worker = Workerd::start(
+        dir.path(),
+        &json!({
+            "CLOUDWATCH_REGION": "us-east-1",
+            "CLOUDWATCH_ENDPOINT": format!("{sink_url}/"),
+            "AWS_ACCESS_KEY_ID": "AKID",
+            "AWS_SECRET_ACCESS_KEY": "secret",
+            "INFLUXDB_URL": sink_url,
+            "INFLUXDB_DATABASE": "bench",
+        }),
+    );
+    let (edge_push, edge_health) = time_pushes(&worker.url, &body, 50);
+
+    println!("1,000-point batch, {} bytes gzip'd", body.len());
+    println!("| where | time |");
+    println!("| --- | ---: |");
+    println!(
+        "| native, CPU: decode + validate | {:.3} ms |",
+        decode.as_secs_f64() * 1e3
+    );
+    println!(
+        "| native, CPU: decode + validate + both sinks' requests (gzip, SigV4) | {:.3} ms |",
+        cpu.as_secs_f64() * 1e3
+    );
+    println!(
+        "| native server, push forwarded to 2 stub sinks (median) | {:.3} ms |",
+        native_push.as_secs_f64() * 1e3
+    );
+    println!(
+        "| native server, GET /healthz (median) | {:.3} ms |",
+        native_health.as_secs_f64() * 1e3
+    );
+    println!(
+        "| workerd, push forwarded to 2 stub sinks (median) | {:.3} ms |",
+        edge_push.as_secs_f64() * 1e3
+    );
+    println!(
+        "| workerd, GET /healthz (median) | {:.3} ms |",
+        edge_health.as_secs_f64() * 1e3
+    );
+    println!(
+        "| workerd, push less /healthz | {:.3} ms |",
+        edge_push.saturating_sub(edge_health).as_secs_f64() * 1e3
+    );
+}
