@@ -11,7 +11,9 @@
 //! - **queued** (a Queue bound as `EDGEPUSH_QUEUE`): each push is validated,
 //!   enqueued as one message per sink ([`crate::queue_message`]) and answered
 //!   `202` at once; the queue consumer forwards, acks what a sink took and
-//!   retries the rest after `EDGEPUSH_RETRY_DELAY_SECONDS` (default 30).
+//!   retries the rest with exponential backoff: after as long as the message
+//!   has waited so far, at least `EDGEPUSH_RETRY_DELAY_SECONDS` (default 30),
+//!   at most an hour.
 //!   After the queue's `max_retries` a message goes to its dead-letter queue,
 //!   whose consumer keeps it in the KV namespace `EDGEPUSH_DEAD_LETTERS`,
 //!   listed by `GET /v1/dead-letters`.
@@ -178,6 +180,8 @@ const QUEUE_BINDING: &str = "EDGEPUSH_QUEUE";
 const DEAD_LETTERS_BINDING: &str = "EDGEPUSH_DEAD_LETTERS";
 /// Where the dead letters are listed.
 const DEAD_LETTERS_PATH: &str = "/v1/dead-letters";
+/// The longest wait between two tries of a queued message.
+const MAX_RETRY_DELAY_SECONDS: u64 = 3600;
 /// How long a dead letter is kept (Queues keep messages 14 days at most too).
 const DEAD_LETTER_TTL_SECONDS: u64 = 14 * 24 * 3600;
 
@@ -239,12 +243,9 @@ async fn consume(
             return Ok(());
         }
     };
-    let delay = setting(&env, "EDGEPUSH_RETRY_DELAY_SECONDS")
-        .and_then(|s| s.parse::<u32>().ok())
+    let base_delay = setting(&env, "EDGEPUSH_RETRY_DELAY_SECONDS")
+        .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(30);
-    let retry = QueueRetryOptionsBuilder::new()
-        .with_delay_seconds(delay)
-        .build();
     for message in batch.raw_iter() {
         let bytes = js_sys::Uint8Array::new(&message.body()).to_vec();
         let now_ms = Date::now().as_millis() as i64;
@@ -267,6 +268,17 @@ async fn consume(
             Ok(()) => message.ack(),
             Err(reason) => {
                 worker::console_warn!("edgepush: message {} not delivered: {reason}", message.id());
+                // Exponential backoff without an attempt counter (the
+                // runtime does not expose it): wait as long as the message
+                // has already waited, at least the base delay.
+                let age = Date::now()
+                    .as_millis()
+                    .saturating_sub(message.timestamp().as_millis())
+                    / 1000;
+                let delay = age.clamp(base_delay, MAX_RETRY_DELAY_SECONDS.max(base_delay));
+                let retry = QueueRetryOptionsBuilder::new()
+                    .with_delay_seconds(u32::try_from(delay).unwrap_or(u32::MAX))
+                    .build();
                 message.retry_with_options(&retry);
             }
         }
