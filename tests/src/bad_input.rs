@@ -5,7 +5,7 @@
 //! The receiver under test must have `max_body_bytes = 262144` and
 //! `max_decompressed_bytes = 1048576`.
 
-use crate::{gzip, post};
+use crate::{Influx, gzip, post};
 
 /// The wire v1 media type.
 pub const V1: &str = "application/vnd.edgepush.v1+json";
@@ -263,4 +263,18 @@ pub fn check_refusals(url: &str) {
         .filter_map(|r| r["field"].as_str())
         .collect();
     assert_eq!(fields, ["series[1].d.x", "points[2].x"]);
+}
+
+/// After [`check_refusals`]: the sink holds only the good point of the mixed
+/// batch (`kept` = 5), nothing that was refused.
+pub fn assert_only_kept_arrived(influx: &Influx) {
+    let measurements: Vec<serde_json::Value> = influx
+        .rows("SHOW MEASUREMENTS")
+        .into_iter()
+        .map(|r| r["name"].clone())
+        .collect();
+    assert_eq!(measurements, [serde_json::Value::from("kept")]);
+    let rows = influx.rows(r#"SELECT * FROM "kept""#);
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["value"].as_f64(), Some(5.0));
 }

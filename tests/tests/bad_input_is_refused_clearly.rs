@@ -4,9 +4,8 @@
 
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::sink::Sink;
-use edgepush_tests::bad_input::{V1, batch, check_refusals};
+use edgepush_tests::bad_input::{V1, assert_only_kept_arrived, batch, check_refusals};
 use edgepush_tests::{Influx, Receiver, post};
-use serde_json::Value;
 
 #[test]
 fn every_bad_request_gets_a_clear_4xx_and_nothing_is_forwarded() {
@@ -20,16 +19,7 @@ fn every_bad_request_gets_a_clear_4xx_and_nothing_is_forwarded() {
     let receiver = Receiver::start(vec![Sink::LineProtocol(influx.target())], limits, vec![]);
     check_refusals(&format!("{}/v1/metrics", receiver.url));
 
-    // Only the good point reached InfluxDB.
-    let measurements: Vec<Value> = influx
-        .rows("SHOW MEASUREMENTS")
-        .into_iter()
-        .map(|r| r["name"].clone())
-        .collect();
-    assert_eq!(measurements, [Value::from("kept")]);
-    let rows = influx.rows(r#"SELECT * FROM "kept""#);
-    assert_eq!(rows.len(), 1);
-    assert_eq!(rows[0]["value"].as_f64(), Some(5.0));
+    assert_only_kept_arrived(&influx);
 }
 
 #[test]

@@ -4,27 +4,17 @@
 
 use std::time::Duration;
 
-use edgepush_tests::bad_input::{V1, batch, check_refusals};
+use edgepush_tests::bad_input::{V1, assert_only_kept_arrived, batch, check_refusals};
 use edgepush_tests::{Influx, Moto, Workerd, post, scenario};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[test]
 fn pushed_metrics_arrive_exactly_through_the_worker() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut moto = Moto::start(dir.path());
     let influx = Influx::start(dir.path());
-    let worker = Workerd::start(
-        dir.path(),
-        &json!({
-            "EDGEPUSH_API_KEYS": "secret-key",
-            "CLOUDWATCH_REGION": "us-east-1",
-            "CLOUDWATCH_ENDPOINT": format!("{}/", moto.url),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "INFLUXDB_URL": influx.url,
-            "INFLUXDB_DATABASE": influx.database,
-        }),
-    );
+    let settings = scenario::worker_settings(&moto, &influx);
+    let worker = Workerd::start(dir.path(), &settings.into());
     scenario::push_and_read_back(&worker.url, &mut moto, &influx, Duration::ZERO);
     moto.stop();
 }
@@ -44,13 +34,7 @@ fn bad_input_gets_the_same_answers_as_natively() {
     );
     check_refusals(&format!("{}/v1/metrics", worker.url));
 
-    // Only the good point of the mixed batch reached InfluxDB.
-    let measurements: Vec<Value> = influx
-        .rows("SHOW MEASUREMENTS")
-        .into_iter()
-        .map(|r| r["name"].clone())
-        .collect();
-    assert_eq!(measurements, [Value::from("kept")]);
+    assert_only_kept_arrived(&influx);
 }
 
 #[test]

@@ -32,20 +32,9 @@ fn queued_pushes_arrive_exactly() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut moto = Moto::start(dir.path());
     let influx = Influx::start(dir.path());
-    let worker = Workerd::start_with(
-        dir.path(),
-        &json!({
-            "EDGEPUSH_API_KEYS": "secret-key",
-            "EDGEPUSH_RETRY_DELAY_SECONDS": "1",
-            "CLOUDWATCH_REGION": "us-east-1",
-            "CLOUDWATCH_ENDPOINT": format!("{}/", moto.url),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "INFLUXDB_URL": influx.url,
-            "INFLUXDB_DATABASE": influx.database,
-        }),
-        &queues(3),
-    );
+    let mut settings = scenario::worker_settings(&moto, &influx);
+    settings.insert("EDGEPUSH_RETRY_DELAY_SECONDS".into(), json!("1"));
+    let worker = Workerd::start_with(dir.path(), &settings.into(), &queues(3));
     scenario::push_and_read_back(&worker.url, &mut moto, &influx, Duration::from_secs(30));
     moto.stop();
 }
