@@ -21,8 +21,9 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use worker::{
-    Context, Date, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method, QueueContentType,
-    QueueRetryOptionsBuilder, RawMessageBuilder, Request, RequestInit, Response, event, js_sys,
+    Cache, Context, Date, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method,
+    QueueContentType, QueueRetryOptionsBuilder, RawMessageBuilder, Request, RequestInit, Response,
+    event, js_sys,
 };
 
 use crate::env_config;
@@ -132,7 +133,16 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
         Ok(d) => d,
         Err(e) => return error(&e),
     };
-    let answer = Answer::new(&decoded);
+    let mut answer = Answer::new(&decoded);
+    let dedupe_seconds = setting(env, "EDGEPUSH_DEDUPE_SECONDS")
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(900);
+    let seen_key = seen_url(&decoded.batch.namespace, &decoded.batch.id);
+    if dedupe_seconds > 0 && was_seen(&seen_key).await {
+        answer.duplicate = true;
+        let (status, body) = answer.to_response();
+        return json(status, body);
+    }
     if let Ok(queue) = env.queue(QUEUE_BINDING) {
         if !answer.all_refused() && !decoded.batch.points.is_empty() {
             for sink in &sinks {
@@ -154,6 +164,7 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
                     }
                 }
             }
+            remember(&seen_key, dedupe_seconds).await;
         }
         let (status, body) = answer.to_response();
         return json(status, body);
@@ -169,9 +180,38 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
         if let Some(e) = ingest::sink_failure(&failures) {
             return error(&e);
         }
+        remember(&seen_key, dedupe_seconds).await;
     }
     let (status, body) = answer.to_response();
     json(status, body)
+}
+
+/// The Cache API key that marks a batch as delivered (see
+/// [`crate::dedupe`]: per data centre, and a no-op on `*.workers.dev`).
+fn seen_url(namespace: &str, id: &str) -> String {
+    let namespace: String = form_urlencoded::byte_serialize(namespace.as_bytes()).collect();
+    format!("https://edgepush.invalid/seen/{namespace}/{id}")
+}
+
+async fn was_seen(key: &str) -> bool {
+    matches!(Cache::default().get(key, true).await, Ok(Some(_)))
+}
+
+/// Remembers a delivered batch; a failure to do so only loses the dedupe.
+async fn remember(key: &str, seconds: u64) {
+    if seconds == 0 {
+        return;
+    }
+    let Ok(response) = Response::ok("seen") else {
+        return;
+    };
+    if response
+        .headers()
+        .set("cache-control", &format!("max-age={seconds}"))
+        .is_ok()
+    {
+        let _ = Cache::default().put(key, response).await;
+    }
 }
 
 /// The producer binding that switches on queued delivery.

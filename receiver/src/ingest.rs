@@ -133,6 +133,10 @@ pub struct Answer<'a> {
     /// Set when some points were refused and the rest accepted.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub partial: bool,
+    /// Set when the batch was delivered before (same namespace and id) and
+    /// was not forwarded again.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
 }
 
 impl<'a> Answer<'a> {
@@ -145,6 +149,7 @@ impl<'a> Answer<'a> {
             rejected_count: rejected.len(),
             rejected: &rejected[..rejected.len().min(MAX_LISTED_REJECTIONS)],
             partial: !rejected.is_empty() && !decoded.batch.points.is_empty(),
+            duplicate: false,
         }
     }
 

@@ -26,6 +26,7 @@
 //!   `worker-build`; configured as [`env_config`] describes).
 
 pub mod decode;
+pub mod dedupe;
 #[cfg(all(feature = "worker", target_arch = "wasm32"))]
 mod edge;
 pub mod env_config;

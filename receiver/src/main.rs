@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
+use edgepush_receiver::dedupe::Seen;
 use edgepush_receiver::ingest::Ingest;
 use edgepush_receiver::native::config::{self, Args};
 use edgepush_receiver::native::{App, Forwarder, serve};
@@ -32,6 +33,10 @@ async fn main() -> ExitCode {
                 api_keys: config.api_keys,
             },
             forwarder: Forwarder::new(sinks),
+            seen: Seen::new(
+                std::time::Duration::from_secs(config.dedupe_seconds),
+                config.dedupe_capacity,
+            ),
         });
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, sinks = ?names, "edgepush receiver listening");

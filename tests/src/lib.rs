@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use edgepush_receiver::dedupe::Seen;
 use edgepush_receiver::ingest::Ingest;
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::native::{App, Forwarder, serve};
@@ -477,6 +478,7 @@ impl Receiver {
         let app = Arc::new(App {
             ingest: Ingest { limits, api_keys },
             forwarder: Forwarder::new(sinks).retries(2, Duration::from_millis(50)),
+            seen: Seen::new(Duration::from_secs(900), 10_000),
         });
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {

@@ -22,6 +22,11 @@ pub struct Config {
     pub limits: Limits,
     /// Where batches go; none means standard output.
     pub sinks: Vec<SinkConfig>,
+    /// How long a delivered batch id is remembered, so that a retry of it is
+    /// acknowledged without being forwarded again (0 turns this off).
+    pub dedupe_seconds: u64,
+    /// How many batch ids are remembered at most.
+    pub dedupe_capacity: usize,
 }
 
 impl Default for Config {
@@ -31,6 +36,8 @@ impl Default for Config {
             api_keys: Vec::new(),
             limits: Limits::default(),
             sinks: Vec::new(),
+            dedupe_seconds: 900,
+            dedupe_capacity: 100_000,
         }
     }
 }

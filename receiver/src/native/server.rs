@@ -10,7 +10,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
+use std::time::Instant;
+
 use super::forward::Forwarder;
+use crate::dedupe::{self, Seen};
 use crate::error::Error;
 use crate::ingest::{self, Answer, Headers, Ingest};
 
@@ -21,6 +24,8 @@ pub struct App {
     pub ingest: Ingest,
     /// Delivers accepted batches.
     pub forwarder: Forwarder,
+    /// Batches delivered recently, so a retry is not forwarded twice.
+    pub seen: Seen,
 }
 
 /// The receiver's routes.
@@ -99,12 +104,16 @@ async fn push(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Re
             return error(&e);
         }
     };
-    let answer = Answer::new(&decoded);
-    if !answer.all_refused() {
+    let mut answer = Answer::new(&decoded);
+    let key = dedupe::key(&decoded.batch.namespace, &decoded.batch.id);
+    if app.seen.contains(&key, Instant::now()) {
+        answer.duplicate = true;
+    } else if !answer.all_refused() {
         let failures = app.forwarder.forward(&decoded.batch).await;
         if let Some(e) = ingest::sink_failure(&failures) {
             return error(&e);
         }
+        app.seen.insert(key, Instant::now());
     }
     let (status, body) = answer.to_response();
     tracing::debug!(batch = %decoded.batch.id, accepted = answer.accepted, rejected = answer.rejected_count, "push handled");
