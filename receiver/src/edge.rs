@@ -30,7 +30,7 @@ use crate::env_config;
 use crate::error::Error;
 use crate::ingest::{self, Answer};
 use crate::queue_message::{self, SinkTag};
-use crate::sink::{Client, Reply, Retry, deliver};
+use crate::sink::{Client, Reply, Retry, SinkAnswer, deliver, parse_retry_after};
 
 /// `fetch` as the sinks' [`Client`], JS timers between retries.
 struct FetchClient;
@@ -56,8 +56,18 @@ impl Client for FetchClient {
             .send()
             .await
             .map_err(|e| e.to_string())?;
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .ok()
+            .flatten()
+            .and_then(|v| parse_retry_after(&v));
         let body = response.bytes().await.map_err(|e| e.to_string())?;
-        Ok((response.status_code(), body))
+        Ok(SinkAnswer {
+            status: response.status_code(),
+            retry_after,
+            body,
+        })
     }
 
     async fn sleep(&self, duration: Duration) {
@@ -297,6 +307,7 @@ async fn consume(
                     let quick = Retry {
                         attempts: 2,
                         backoff: Duration::from_millis(200),
+                        ..Retry::default()
                     };
                     deliver(&FetchClient, sink, &points, now(), quick)
                         .await

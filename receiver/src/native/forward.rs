@@ -5,7 +5,9 @@ use std::io::Write as _;
 use std::time::{Duration, SystemTime};
 
 use crate::model::Batch;
-use crate::sink::{Client, Reply, Retry, Sink, SinkFailure, deliver, line_protocol};
+use crate::sink::{
+    Client, Reply, Retry, Sink, SinkAnswer, SinkFailure, deliver, line_protocol, parse_retry_after,
+};
 
 /// reqwest as a sink [`Client`].
 #[derive(Clone, Debug, Default)]
@@ -22,8 +24,17 @@ impl Client for Reqwest {
             .await
             .map_err(|e| e.to_string())?;
         let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
         let body = response.bytes().await.map_err(|e| e.to_string())?;
-        Ok((status, body.to_vec()))
+        Ok(SinkAnswer {
+            status,
+            retry_after,
+            body: body.to_vec(),
+        })
     }
 
     async fn sleep(&self, duration: Duration) {
@@ -56,7 +67,11 @@ impl Forwarder {
 
     /// Sets how many times a request is tried and the first wait between tries.
     pub fn retries(mut self, attempts: u32, backoff: Duration) -> Self {
-        self.retry = Retry { attempts, backoff };
+        self.retry = Retry {
+            attempts,
+            backoff,
+            ..Retry::default()
+        };
         self
     }
 

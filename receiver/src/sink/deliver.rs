@@ -8,29 +8,60 @@ use std::time::{Duration, SystemTime};
 use super::{Outcome, Sink};
 use crate::model::Batch;
 
-/// An answer's status and body, or why no answer came.
-pub type Reply = Result<(u16, Vec<u8>), String>;
+/// A sink's answer to one request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SinkAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// The `Retry-After` the sink asked for, in seconds form.
+    pub retry_after: Option<Duration>,
+    /// The body (for error messages).
+    pub body: Vec<u8>,
+}
+
+impl SinkAnswer {
+    /// An answer without `Retry-After`.
+    pub fn new(status: u16, body: Vec<u8>) -> Self {
+        SinkAnswer {
+            status,
+            retry_after: None,
+            body,
+        }
+    }
+}
+
+/// Reads a `Retry-After` header value in its seconds form (the HTTP-date
+/// form is not used by the sinks edgepush talks to, and is ignored).
+pub fn parse_retry_after(value: &str) -> Option<Duration> {
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// A sink's answer, or why none came.
+pub type Reply = Result<SinkAnswer, String>;
 
 /// Sends HTTP requests and waits between tries.
 pub trait Client {
-    /// Sends `request`; the answer's status and body, or why none came.
-    fn send(
-        &self,
-        request: &http::Request<Vec<u8>>,
-    ) -> impl Future<Output = Result<(u16, Vec<u8>), String>>;
+    /// Sends `request`; the answer, or why none came.
+    fn send(&self, request: &http::Request<Vec<u8>>) -> impl Future<Output = Reply>;
 
     /// Waits `duration` before the next try.
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()>;
 }
 
-/// How often a request is tried, and the first wait between tries (doubled
-/// after each).
+/// How often a request is tried and how long to wait between tries: the
+/// wait doubles after each try, with jitter (each wait is between half and
+/// all of its nominal value, so emitters that failed together do not retry
+/// together), and a sink's `Retry-After` is honoured up to `max_wait`. A
+/// sink that asks for a longer wait is not retried now: the failure is
+/// reported as retryable, and the batch is sent again later.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retry {
     /// Tries in all, at least 1.
     pub attempts: u32,
-    /// Wait before the second try.
+    /// Nominal wait before the second try.
     pub backoff: Duration,
+    /// The longest single wait.
+    pub max_wait: Duration,
 }
 
 impl Default for Retry {
@@ -38,8 +69,22 @@ impl Default for Retry {
         Retry {
             attempts: 3,
             backoff: Duration::from_millis(100),
+            max_wait: Duration::from_secs(5),
         }
     }
+}
+
+/// Between half and all of `nominal`, chosen from `seed` and `attempt`
+/// (FNV-1a; deterministic, so tests can predict it, and spread over batches).
+fn jittered(nominal: Duration, seed: &str, attempt: u32) -> Duration {
+    let hash = seed
+        .bytes()
+        .chain(attempt.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    let fraction = (hash >> 11) as f64 / (1u64 << 53) as f64;
+    nominal.mul_f64(0.5 + 0.5 * fraction)
 }
 
 /// A sink that did not take a batch.
@@ -70,12 +115,15 @@ pub async fn deliver<C: Client>(
     };
     let requests = sink.requests(batch, now).map_err(|e| fail(false, e))?;
     for request in &requests {
-        let mut wait = retry.backoff;
+        let mut nominal = retry.backoff;
         let mut attempt = 1;
         loop {
-            let outcome = match client.send(request).await {
-                Ok((status, body)) => sink.classify(status, &body),
-                Err(e) => Outcome::Retry(e),
+            let (outcome, retry_after) = match client.send(request).await {
+                Ok(answer) => (
+                    sink.classify(answer.status, &answer.body),
+                    answer.retry_after,
+                ),
+                Err(e) => (Outcome::Retry(e), None),
             };
             match outcome {
                 Outcome::Delivered => break,
@@ -84,9 +132,16 @@ pub async fn deliver<C: Client>(
                     return Err(fail(true, message));
                 }
                 Outcome::Retry(message) => {
-                    tracing::debug!(sink = sink.name(), attempt, message = %message, "retrying");
+                    let wait = match retry_after {
+                        Some(asked) if asked > retry.max_wait => {
+                            return Err(fail(true, format!("{message} (asked to wait {asked:?})")));
+                        }
+                        Some(asked) => asked,
+                        None => jittered(nominal, &batch.id, attempt).min(retry.max_wait),
+                    };
+                    tracing::debug!(sink = sink.name(), attempt, ?wait, message = %message, "retrying");
                     client.sleep(wait).await;
-                    wait = wait.saturating_mul(2);
+                    nominal = nominal.saturating_mul(2);
                     attempt += 1;
                 }
             }
@@ -116,10 +171,7 @@ mod tests {
     }
 
     impl Client for Scripted {
-        fn send(
-            &self,
-            _: &http::Request<Vec<u8>>,
-        ) -> impl Future<Output = Result<(u16, Vec<u8>), String>> {
+        fn send(&self, _: &http::Request<Vec<u8>>) -> impl Future<Output = Reply> {
             *self.sent.borrow_mut() += 1;
             ready(self.answers.borrow_mut().remove(0))
         }
@@ -168,9 +220,7 @@ mod tests {
         })
     }
 
-    fn run(
-        answers: Vec<Result<(u16, Vec<u8>), String>>,
-    ) -> (Result<(), SinkFailure>, usize, Vec<Duration>) {
+    fn run(answers: Vec<Reply>) -> (Result<(), SinkFailure>, usize, Vec<Duration>) {
         let client = Scripted {
             answers: RefCell::new(answers),
             ..Scripted::default()
@@ -178,6 +228,7 @@ mod tests {
         let retry = Retry {
             attempts: 3,
             backoff: Duration::from_millis(10),
+            max_wait: Duration::from_secs(2),
         };
         let result = block_on(deliver(
             &client,
@@ -192,24 +243,62 @@ mod tests {
     #[test]
     fn retries_unavailable_sinks_with_backoff_then_delivers() {
         let (result, sent, slept) = run(vec![
-            Ok((503, vec![])),
+            Ok(SinkAnswer::new(503, vec![])),
             Err("connection refused".into()),
-            Ok((204, vec![])),
+            Ok(SinkAnswer::new(204, vec![])),
         ]);
         assert_eq!(result, Ok(()));
         assert_eq!(sent, 3);
-        assert_eq!(
-            slept,
-            [Duration::from_millis(10), Duration::from_millis(20)]
+        // Doubling, each wait jittered to between half and all of it.
+        assert_eq!(slept.len(), 2);
+        assert!((5..=10).contains(&slept[0].as_millis()), "{slept:?}");
+        assert!((10..=20).contains(&slept[1].as_millis()), "{slept:?}");
+    }
+
+    #[test]
+    fn retry_after_is_honoured_up_to_the_cap() {
+        let asked = |secs| {
+            Ok(SinkAnswer {
+                status: 429,
+                retry_after: Some(Duration::from_secs(secs)),
+                body: vec![],
+            })
+        };
+        let (result, sent, slept) = run(vec![asked(1), Ok(SinkAnswer::new(204, vec![]))]);
+        assert_eq!((result, sent), (Ok(()), 2));
+        assert_eq!(slept, [Duration::from_secs(1)]);
+
+        // Asked to wait longer than the cap: give up now, retryable.
+        let (result, sent, slept) = run(vec![asked(60)]);
+        let failure = result.expect_err("gave up");
+        assert!(
+            failure.retryable && failure.message.contains("asked to wait 60s"),
+            "{failure:?}"
         );
+        assert_eq!((sent, slept.len()), (1, 0));
+    }
+
+    #[test]
+    fn jitter_stays_within_half_and_all_and_varies_by_batch() {
+        let nominal = Duration::from_millis(1000);
+        let waits: Vec<Duration> = (0..200)
+            .map(|i| jittered(nominal, &format!("b{i}"), 1))
+            .collect();
+        assert!(waits.iter().all(|w| *w >= nominal / 2 && *w <= nominal));
+        let mut distinct = waits.clone();
+        distinct.sort();
+        distinct.dedup();
+        assert!(distinct.len() > 150, "{}", distinct.len());
+        assert_eq!(parse_retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(parse_retry_after("Wed, 21 Oct 2026 07:28:00 GMT"), None);
     }
 
     #[test]
     fn gives_up_after_the_attempts_and_says_retryable() {
         let (result, sent, _) = run(vec![
-            Ok((429, vec![])),
-            Ok((503, vec![])),
-            Ok((500, b"boom".to_vec())),
+            Ok(SinkAnswer::new(429, vec![])),
+            Ok(SinkAnswer::new(503, vec![])),
+            Ok(SinkAnswer::new(500, b"boom".to_vec())),
         ]);
         let failure = result.expect_err("gave up");
         assert!(failure.retryable);
@@ -222,7 +311,10 @@ mod tests {
 
     #[test]
     fn a_refusal_is_not_retried() {
-        let (result, sent, slept) = run(vec![Ok((400, b"field type conflict".to_vec()))]);
+        let (result, sent, slept) = run(vec![Ok(SinkAnswer::new(
+            400,
+            b"field type conflict".to_vec(),
+        ))]);
         let failure = result.expect_err("refused");
         assert!(!failure.retryable);
         assert!(failure.message.contains("field type conflict"));

@@ -6,7 +6,7 @@ pub mod cloudwatch;
 mod deliver;
 pub mod line_protocol;
 
-pub use deliver::{Client, Reply, Retry, SinkFailure, deliver};
+pub use deliver::{Client, Reply, Retry, SinkAnswer, SinkFailure, deliver, parse_retry_after};
 
 use std::time::SystemTime;
 
