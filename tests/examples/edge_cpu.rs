@@ -187,6 +187,29 @@ fn main() {
         }),
     );
     let (edge_push, edge_health) = time_pushes(&worker.url, &body, 50);
+    // CPU of the workerd processes: 200 pushes, then 200 health checks.
+    let url = format!("{}/v1/metrics", worker.url);
+    let headers = [
+        ("content-type", "application/vnd.edgepush.v1+json"),
+        ("content-encoding", "gzip"),
+    ];
+    let n = 200u32;
+    let workerd_cpu = |f: &dyn Fn()| {
+        let (user, system) = worker.cpu_time();
+        f();
+        let (user2, system2) = worker.cpu_time();
+        ((user2 - user) / n, (system2 - system) / n)
+    };
+    let pushes_cpu = workerd_cpu(&|| {
+        for _ in 0..n {
+            assert_eq!(post(&url, &headers, &body).0, 202);
+        }
+    });
+    let health_cpu = workerd_cpu(&|| {
+        for _ in 0..n {
+            assert_eq!(http_get(&format!("{}/healthz", worker.url)), Ok(200));
+        }
+    });
 
     println!("1,000-point batch, {} bytes gzip'd", body.len());
     println!("| where | time |");
@@ -218,5 +241,20 @@ fn main() {
     println!(
         "| workerd, push less /healthz | {:.3} ms |",
         edge_push.saturating_sub(edge_health).as_secs_f64() * 1e3
+    );
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "| workerd CPU per push, user / system (mean of {n}) | {:.2} / {:.2} ms |",
+        ms(pushes_cpu.0),
+        ms(pushes_cpu.1)
+    );
+    println!(
+        "| workerd CPU per /healthz, user / system (mean of {n}) | {:.2} / {:.2} ms |",
+        ms(health_cpu.0),
+        ms(health_cpu.1)
+    );
+    println!(
+        "| workerd user CPU per push less /healthz | {:.2} ms |",
+        ms(pushes_cpu.0.saturating_sub(health_cpu.0))
     );
 }

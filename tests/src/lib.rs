@@ -390,6 +390,57 @@ impl Workerd {
     }
 }
 
+impl Workerd {
+    /// CPU time used so far by the workerd processes serving this Worker,
+    /// read from `/proc` (Linux): (user, system).
+    pub fn cpu_time(&self) -> (Duration, Duration) {
+        let root = self.process.child.id();
+        let (mut user, mut system) = (0u64, 0u64);
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let Some((comm, ppid, (u, s))) = proc_stat(pid) else {
+                continue;
+            };
+            if comm == "workerd" && descends_from(ppid, root) {
+                user += u;
+                system += s;
+            }
+        }
+        // Clock ticks are 1/100 s on Linux.
+        (
+            Duration::from_millis(user * 10),
+            Duration::from_millis(system * 10),
+        )
+    }
+}
+
+/// A process's name, parent and (user, system) CPU ticks.
+fn proc_stat(pid: u32) -> Option<(String, u32, (u64, u64))> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let comm = head.split_once('(')?.1.to_string();
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ppid = fields.get(1)?.parse().ok()?;
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((comm, ppid, (utime, stime)))
+}
+
+fn descends_from(mut pid: u32, ancestor: u32) -> bool {
+    for _ in 0..16 {
+        if pid == ancestor {
+            return true;
+        }
+        match proc_stat(pid) {
+            Some((_, parent, _)) if parent != pid && parent != 0 => pid = parent,
+            _ => return false,
+        }
+    }
+    false
+}
+
 impl Drop for Workerd {
     fn drop(&mut self) {
         // Miniflare stops workerd when asked nicely.
