@@ -178,7 +178,7 @@ fn number(out: &mut String, v: f64) {
     if v.abs() < EXACT_INTEGERS && (v as i64) as f64 == v {
         out.push_str(itoa::Buffer::new().format(v as i64));
     } else {
-        out.push_str(ryu::Buffer::new().format_finite(v));
+        out.push_str(zmij::Buffer::new().format_finite(v));
     }
 }
 

@@ -170,6 +170,34 @@ fn main() {
             .expect("valid");
     }
     let decode = decode_start.elapsed() / n;
+    let json = {
+        use std::io::Read as _;
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .expect("gzip");
+        out
+    };
+    let parse_start = Instant::now();
+    for _ in 0..n {
+        let parsed: edgepush::wire::Batch<'_> = serde_json::from_slice(&json).expect("json");
+        std::hint::black_box(parsed);
+    }
+    let parse = parse_start.elapsed() / n;
+    let inflate_start = Instant::now();
+    for _ in 0..n {
+        use std::io::Read as _;
+        let mut out = Vec::with_capacity(json.len());
+        flate2::read::GzDecoder::new(&body[..])
+            .read_to_end(&mut out)
+            .expect("gzip");
+        std::hint::black_box(out);
+    }
+    let inflate = inflate_start.elapsed() / n;
+    eprintln!(
+        "inflate {:?}, parse {:?} of decode {:?}",
+        inflate, parse, decode
+    );
 
     let native = Receiver::start(sinks.clone(), Limits::default(), vec![]);
     let (native_push, native_health) = time_pushes(&native.url, &body, 50);

@@ -10,7 +10,7 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
 use edgepush::limits::{MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES, MAX_VALUES_PER_DATUM};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::model::{Batch, Value};
 
@@ -59,61 +59,75 @@ impl Config {
     }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Datum<'a> {
-    metric_name: &'a str,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    dimensions: Vec<Dimension<'a>>,
-    /// Seconds since the epoch, as AWS JSON timestamps are.
-    timestamp: f64,
-    unit: &'static str,
-    storage_resolution: u32,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<f64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    values: Option<&'a [f64]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    counts: Option<&'a [f64]>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    statistic_values: Option<StatisticValues>,
+/// Writes a finite f64 as the shortest JSON number that reads back to it;
+/// whole numbers without a fraction.
+fn number(out: &mut Vec<u8>, v: f64) {
+    const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
+    if v.abs() < EXACT_INTEGERS && (v as i64) as f64 == v {
+        out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
+    } else {
+        out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
+    }
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct Dimension<'a> {
-    name: &'a str,
-    value: &'a str,
+fn numbers(out: &mut Vec<u8>, key: &[u8], vs: &[f64]) {
+    out.extend_from_slice(key);
+    out.push(b'[');
+    for (i, v) in vs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        number(out, *v);
+    }
+    out.push(b']');
 }
 
-#[derive(Serialize)]
-#[serde(rename_all = "PascalCase")]
-struct StatisticValues {
-    sample_count: f64,
-    sum: f64,
-    minimum: f64,
-    maximum: f64,
+/// What every datum of a series starts with: `{"MetricName":..,
+/// "Dimensions":[..],"Unit":..,"StorageResolution":..,` - written once per
+/// series, not once per datum.
+fn series_prefix(series: &crate::model::Series) -> Vec<u8> {
+    let mut out = br#"{"MetricName":"#.to_vec();
+    // Strings always serialise.
+    let _ = serde_json::to_writer(&mut out, &series.name);
+    if !series.dimensions.is_empty() {
+        out.extend_from_slice(br#","Dimensions":["#);
+        for (i, (name, value)) in series.dimensions.iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(br#"{"Name":"#);
+            let _ = serde_json::to_writer(&mut out, name);
+            out.extend_from_slice(br#","Value":"#);
+            let _ = serde_json::to_writer(&mut out, value);
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(br#","Unit":""#);
+    out.extend_from_slice(series.unit.as_str().as_bytes());
+    out.extend_from_slice(br#"","StorageResolution":"#);
+    out.extend_from_slice(
+        itoa::Buffer::new()
+            .format(series.resolution.seconds())
+            .as_bytes(),
+    );
+    out.push(b',');
+    out
 }
 
-/// Calls `f` with every datum of `batch`, distributions cut into datums of at
-/// most 150 values.
-fn for_each_datum(batch: &Batch, mut f: impl FnMut(&Datum<'_>)) {
+/// Calls `f` with the JSON of every datum of `batch`; distributions are cut
+/// into datums of at most 150 values.
+fn for_each_datum(batch: &Batch, mut f: impl FnMut(&[u8])) {
+    let prefixes: Vec<Vec<u8>> = batch.series.iter().map(series_prefix).collect();
+    let mut datum = Vec::with_capacity(512);
     for point in &batch.points {
-        let series = &batch.series[point.series];
-        let mut datum = Datum {
-            metric_name: &series.name,
-            dimensions: series
-                .dimensions
-                .iter()
-                .map(|(name, value)| Dimension { name, value })
-                .collect(),
-            timestamp: point.timestamp_ms as f64 / 1000.0,
-            unit: series.unit.as_str(),
-            storage_resolution: series.resolution.seconds(),
-            value: None,
-            values: None,
-            counts: None,
-            statistic_values: None,
+        let start = |datum: &mut Vec<u8>| {
+            datum.clear();
+            datum.extend_from_slice(&prefixes[point.series]);
+            // Seconds since the epoch, as AWS JSON timestamps are.
+            datum.extend_from_slice(br#""Timestamp":"#);
+            number(datum, point.timestamp_ms as f64 / 1000.0);
+            datum.push(b',');
         };
         match &point.value {
             Value::Counter(v)
@@ -121,19 +135,29 @@ fn for_each_datum(batch: &Batch, mut f: impl FnMut(&Datum<'_>)) {
                 last: v,
                 stats: None,
             } => {
-                datum.value = Some(*v);
+                start(&mut datum);
+                datum.extend_from_slice(br#""Value":"#);
+                number(&mut datum, *v);
+                datum.push(b'}');
                 f(&datum);
             }
             // CloudWatch has no "last" statistic: a gauge set several times
             // goes as the statistics of every value set, so its Minimum,
             // Maximum and Average are right.
-            Value::Gauge { stats: Some(s), .. } | Value::Statistics(s) => {
-                datum.statistic_values = Some(StatisticValues {
-                    sample_count: s.count,
-                    sum: s.sum,
-                    minimum: s.min,
-                    maximum: s.max,
-                });
+            Value::Gauge {
+                stats: Some(st), ..
+            }
+            | Value::Statistics(st) => {
+                start(&mut datum);
+                datum.extend_from_slice(br#""StatisticValues":{"SampleCount":"#);
+                number(&mut datum, st.count);
+                datum.extend_from_slice(br#","Sum":"#);
+                number(&mut datum, st.sum);
+                datum.extend_from_slice(br#","Minimum":"#);
+                number(&mut datum, st.min);
+                datum.extend_from_slice(br#","Maximum":"#);
+                number(&mut datum, st.max);
+                datum.extend_from_slice(b"}}");
                 f(&datum);
             }
             Value::Distribution { values, counts } => {
@@ -141,8 +165,10 @@ fn for_each_datum(batch: &Batch, mut f: impl FnMut(&Datum<'_>)) {
                     .chunks(MAX_VALUES_PER_DATUM)
                     .zip(counts.chunks(MAX_VALUES_PER_DATUM))
                 {
-                    datum.values = Some(vs);
-                    datum.counts = Some(cs);
+                    start(&mut datum);
+                    numbers(&mut datum, br#""Values":"#, vs);
+                    numbers(&mut datum, br#","Counts":"#, cs);
+                    datum.push(b'}');
                     f(&datum);
                 }
             }
@@ -163,10 +189,7 @@ pub fn bodies(batch: &Batch) -> Vec<Vec<u8>> {
     let mut bodies = Vec::new();
     let mut body = prefix.clone();
     let mut datums = 0;
-    let mut encoded = Vec::with_capacity(256);
-    for_each_datum(batch, |datum| {
-        encoded.clear();
-        let _ = serde_json::to_writer(&mut encoded, datum);
+    for_each_datum(batch, |encoded| {
         let full = datums == MAX_DATUMS_PER_REQUEST
             || body.len() + 1 + encoded.len() + SUFFIX.len() > MAX_REQUEST_BYTES;
         if datums > 0 && full {
@@ -177,7 +200,7 @@ pub fn bodies(batch: &Batch) -> Vec<Vec<u8>> {
         if datums > 0 {
             body.push(b',');
         }
-        body.extend_from_slice(&encoded);
+        body.extend_from_slice(encoded);
         datums += 1;
     });
     if datums > 0 {
@@ -379,11 +402,11 @@ mod tests {
         let want = serde_json::json!({
             "Namespace": "Shop",
             "MetricData": [
-                {"MetricName": "a", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000000.5, "Unit": "Milliseconds", "StorageResolution": 1, "Value": 2.0},
-                {"MetricName": "b", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000000.0, "Unit": "Milliseconds", "StorageResolution": 1, "Values": [1.0, 2.0], "Counts": [3.0, 1.0]},
-                {"MetricName": "c", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000000.0, "Unit": "Milliseconds", "StorageResolution": 1, "StatisticValues": {"SampleCount": 4.0, "Sum": 10.0, "Minimum": 1.0, "Maximum": 4.0}},
-                {"MetricName": "g", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000000.0, "Unit": "Milliseconds", "StorageResolution": 1, "Value": 2.0},
-                {"MetricName": "g", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000001.0, "Unit": "Milliseconds", "StorageResolution": 1, "StatisticValues": {"SampleCount": 2.0, "Sum": 5.0, "Minimum": 2.0, "Maximum": 3.0}},
+                {"MetricName": "a", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000000.5, "Unit": "Milliseconds", "StorageResolution": 1, "Value": 2},
+                {"MetricName": "b", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000000, "Unit": "Milliseconds", "StorageResolution": 1, "Values": [1, 2], "Counts": [3, 1]},
+                {"MetricName": "c", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000000, "Unit": "Milliseconds", "StorageResolution": 1, "StatisticValues": {"SampleCount": 4, "Sum": 10, "Minimum": 1, "Maximum": 4}},
+                {"MetricName": "g", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000000, "Unit": "Milliseconds", "StorageResolution": 1, "Value": 2},
+                {"MetricName": "g", "Dimensions": [{"Name": "service", "Value": "checkout"}], "Timestamp": 1700000001, "Unit": "Milliseconds", "StorageResolution": 1, "StatisticValues": {"SampleCount": 2, "Sum": 5, "Minimum": 2, "Maximum": 3}},
             ]
         });
         assert_eq!(parse(&bodies[0]), want);

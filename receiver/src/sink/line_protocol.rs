@@ -14,8 +14,6 @@
 //! other; a retry of the same batch, on the other hand, lands on the same
 //! timestamps and overwrites itself instead of counting twice.
 
-use std::fmt::Write as _;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
@@ -70,6 +68,10 @@ fn tag(out: &mut String, s: &str) {
 /// backslashes that would escape one (`edgepush::validate`), so every other
 /// backslash stands for itself.
 fn escape(out: &mut String, s: &str, special: &[char]) {
+    if !s.contains(special) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         if special.contains(&c) {
             out.push('\\');
@@ -78,11 +80,16 @@ fn escape(out: &mut String, s: &str, special: &[char]) {
     }
 }
 
+/// Writes a float field value: whole numbers without a fraction (line
+/// protocol still reads them as floats: only an `i` suffix makes an integer),
+/// others as the shortest decimal that reads back to the same f64.
 fn float(out: &mut String, v: f64) {
-    // Display writes the shortest string that reads back to the same f64;
-    // whole numbers come out without a point, which line protocol reads as a
-    // float (only an `i` suffix makes an integer).
-    let _ = write!(out, "{v}");
+    const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
+    if v.abs() < EXACT_INTEGERS && (v as i64) as f64 == v {
+        out.push_str(itoa::Buffer::new().format(v as i64));
+    } else {
+        out.push_str(zmij::Buffer::new().format_finite(v));
+    }
 }
 
 /// The batch's offset in nanoseconds, below one millisecond (FNV-1a of the id).
@@ -142,7 +149,9 @@ pub fn encode(batch: &Batch, out: &mut String) {
             other => stats_fields(out, other),
         }
         let ns = i128::from(point.timestamp_ms) * 1_000_000 + i128::from(offset);
-        let _ = writeln!(out, " {ns}");
+        out.push(' ');
+        out.push_str(itoa::Buffer::new().format(ns));
+        out.push('\n');
     }
 }
 
