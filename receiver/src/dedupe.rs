@@ -4,8 +4,8 @@
 //! count it twice).
 //!
 //! A batch is remembered by namespace and id once it was delivered (or
-//! queued), for a window; a batch that failed is not remembered, so its retry
-//! goes through. Natively [`Seen`] keeps ids in memory (lost on restart); at
+//! queued), for a window, and per sink once that sink took it: a retry after
+//! one sink failed goes only to the sinks that did not take it. Natively [`Seen`] keeps ids in memory (lost on restart); at
 //! the edge the Worker keeps them in the Cache API of the data centre that
 //! took the push (a retry that lands in another one is forwarded again).
 
@@ -13,9 +13,15 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The key a batch is remembered by.
+/// The key a batch is remembered by once every sink took it.
 pub fn key(namespace: &str, id: &str) -> String {
     format!("{namespace}\u{1f}{id}")
+}
+
+/// The key a batch is remembered by once the sink at `index` took it: when
+/// one sink failed, the retry goes only to the sinks that did not take it.
+pub fn sink_key(key: &str, index: usize) -> String {
+    format!("{key}\u{1f}{index}")
 }
 
 /// Batch ids delivered recently, bounded in count and time.

@@ -181,10 +181,15 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
     }
     if !answer.all_refused() && !decoded.batch.points.is_empty() {
         let mut failures = Vec::new();
-        for sink in &sinks {
-            if let Err(f) = deliver(&FetchClient, sink, &decoded.batch, now, Retry::default()).await
-            {
-                failures.push(f);
+        for (index, sink) in sinks.iter().enumerate() {
+            // A sink that took this batch on an earlier try is not sent it again.
+            let sink_seen = format!("{seen_key}/{index}");
+            if dedupe_seconds > 0 && was_seen(&sink_seen).await {
+                continue;
+            }
+            match deliver(&FetchClient, sink, &decoded.batch, now, Retry::default()).await {
+                Ok(()) => remember(&sink_seen, dedupe_seconds).await,
+                Err(f) => failures.push(f),
             }
         }
         if let Some(e) = ingest::sink_failure(&failures) {

@@ -260,9 +260,13 @@ impl Influx {
     /// Starts `influxd` on a free port with its data under `dir`, and creates
     /// database `edgepush`.
     pub fn start(dir: &Path) -> Self {
-        let port = free_port();
+        Self::start_on(dir, free_port())
+    }
+
+    /// Starts `influxd` on `port` (reserved earlier with [`free_port`]).
+    pub fn start_on(dir: &Path, port: u16) -> Self {
         let bind_port = free_port();
-        let data = dir.join("influxdb");
+        let data = dir.join(format!("influxdb-{port}"));
         let config = format!(
             "reporting-disabled = true\nbind-address = \"127.0.0.1:{bind_port}\"\n\
              [meta]\n  dir = \"{d}/meta\"\n\
@@ -271,11 +275,12 @@ impl Influx {
              [monitor]\n  store-enabled = false\n",
             d = data.display()
         );
-        let config_path = dir.join("influxdb.conf");
+        let config_path = dir.join(format!("influxdb-{port}.conf"));
         std::fs::write(&config_path, config).expect("write influxdb.conf");
         let mut command = Command::new(tool("EDGEPUSH_INFLUXD", "influxd", "influxd"));
         command.arg("-config").arg(&config_path);
-        let mut process = Process::spawn("influxd", command, dir.join("influxd.log"));
+        let mut process =
+            Process::spawn("influxd", command, dir.join(format!("influxd-{port}.log")));
         let url = format!("http://127.0.0.1:{port}");
         wait_for("influxd", Duration::from_secs(30), || {
             process.assert_running();

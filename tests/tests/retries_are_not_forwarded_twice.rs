@@ -5,8 +5,8 @@
 
 use edgepush::{Batch, Config, Emitter, Metric, Unit};
 use edgepush_receiver::limits::Limits;
-use edgepush_receiver::sink::{Sink, cloudwatch};
-use edgepush_tests::{Moto, Receiver, Workerd, free_port, post};
+use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
+use edgepush_tests::{Influx, Moto, Receiver, Workerd, cloudwatch_sink, free_port, post};
 use serde_json::{Value, json};
 
 fn one_batch(namespace: &str, value: f64) -> Batch {
@@ -108,4 +108,74 @@ fn the_worker_forwards_a_batch_once() {
         }),
     );
     check(&worker.url, port, dir.path());
+}
+
+/// A retry after one sink failed goes only to that sink: CloudWatch, which
+/// took the batch the first time, does not count it twice.
+fn check_partial(base: &str, moto: &mut Moto, influx_port: u16, dir: &std::path::Path) {
+    let batch = one_batch("Partial", 4.0);
+    let (status, answer) = send(base, &batch);
+    assert_eq!(status, 503, "InfluxDB is down: {answer}");
+    assert!(answer["field"] == json!("sinks.influxdb"), "{answer}");
+
+    let influx = Influx::start_on(dir, influx_port);
+    let (status, answer) = send(base, &batch);
+    assert_eq!((status, answer.get("duplicate")), (202, None), "{answer}");
+    let (status, answer) = send(base, &batch);
+    assert_eq!(
+        (status, &answer["duplicate"]),
+        (202, &json!(true)),
+        "{answer}"
+    );
+
+    assert_eq!(
+        sum(moto, "Partial"),
+        json!([4.0, 1.0]),
+        "CloudWatch took it once"
+    );
+    let rows = influx.rows(r#"SELECT * FROM "once""#);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["value"].as_f64(), Some(4.0));
+}
+
+#[test]
+fn after_one_sink_failed_the_retry_goes_only_to_that_sink() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut moto = Moto::start(dir.path());
+    let influx_port = free_port();
+
+    let native = Receiver::start(
+        vec![
+            cloudwatch_sink(&moto),
+            Sink::LineProtocol(line_protocol::Target::V1 {
+                url: format!("http://127.0.0.1:{influx_port}"),
+                database: "edgepush".into(),
+                retention_policy: None,
+                username: None,
+                password: None,
+            }),
+        ],
+        Limits::default(),
+        vec![],
+    );
+    check_partial(&native.url, &mut moto, influx_port, dir.path());
+}
+
+#[test]
+fn after_one_sink_failed_the_worker_retries_only_that_sink() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut moto = Moto::start(dir.path());
+    let influx_port = free_port();
+    let worker = Workerd::start(
+        dir.path(),
+        &json!({
+            "CLOUDWATCH_REGION": "us-east-1",
+            "CLOUDWATCH_ENDPOINT": format!("{}/", moto.url),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "INFLUXDB_URL": format!("http://127.0.0.1:{influx_port}"),
+            "INFLUXDB_DATABASE": "edgepush",
+        }),
+    );
+    check_partial(&worker.url, &mut moto, influx_port, dir.path());
 }

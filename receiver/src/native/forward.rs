@@ -42,6 +42,16 @@ impl Client for Reqwest {
     }
 }
 
+/// What a forward did: the sinks (by index) that took the batch, and the
+/// failures of the others.
+#[derive(Clone, Debug, Default)]
+pub struct Forwarded {
+    /// Indices of the sinks that took the batch.
+    pub delivered: Vec<usize>,
+    /// Why the others did not.
+    pub failures: Vec<SinkFailure>,
+}
+
 /// Sends batches to every sink.
 #[derive(Clone, Debug)]
 pub struct Forwarder {
@@ -80,23 +90,30 @@ impl Forwarder {
         &self.sinks
     }
 
-    /// Delivers `batch` to every sink; the failures, if any.
-    pub async fn forward(&self, batch: &Batch) -> Vec<SinkFailure> {
-        let mut failures = Vec::new();
+    /// Delivers `batch` to every sink but those `skip` names (by index:
+    /// sinks that took this batch before); the failures, if any.
+    pub async fn forward(&self, batch: &Batch, skip: impl Fn(usize) -> bool) -> Forwarded {
+        let mut forwarded = Forwarded::default();
         if batch.points.is_empty() {
-            return failures;
+            return forwarded;
         }
-        for sink in &self.sinks {
+        for (index, sink) in self.sinks.iter().enumerate() {
+            if skip(index) {
+                continue;
+            }
             let result = match sink {
                 Sink::Stdout => write_stdout(batch),
                 _ => deliver(&self.client, sink, batch, SystemTime::now(), self.retry).await,
             };
-            if let Err(failure) = result {
-                tracing::warn!(sink = failure.sink, batch = %batch.id, retryable = failure.retryable, message = %failure.message, "sink did not take batch");
-                failures.push(failure);
+            match result {
+                Ok(()) => forwarded.delivered.push(index),
+                Err(failure) => {
+                    tracing::warn!(sink = failure.sink, batch = %batch.id, retryable = failure.retryable, message = %failure.message, "sink did not take batch");
+                    forwarded.failures.push(failure);
+                }
             }
         }
-        failures
+        forwarded
     }
 }
 

@@ -4,5 +4,5 @@ pub mod config;
 mod forward;
 mod server;
 
-pub use forward::Forwarder;
+pub use forward::{Forwarded, Forwarder};
 pub use server::{App, router, serve};

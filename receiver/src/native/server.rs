@@ -109,8 +109,19 @@ async fn push(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Re
     if app.seen.contains(&key, Instant::now()) {
         answer.duplicate = true;
     } else if !answer.all_refused() {
-        let failures = app.forwarder.forward(&decoded.batch).await;
-        if let Some(e) = ingest::sink_failure(&failures) {
+        // A sink that took this batch on an earlier try is not sent it again.
+        let forwarded = app
+            .forwarder
+            .forward(&decoded.batch, |sink| {
+                app.seen
+                    .contains(&dedupe::sink_key(&key, sink), Instant::now())
+            })
+            .await;
+        for sink in forwarded.delivered {
+            app.seen
+                .insert(dedupe::sink_key(&key, sink), Instant::now());
+        }
+        if let Some(e) = ingest::sink_failure(&forwarded.failures) {
             return error(&e);
         }
         app.seen.insert(key, Instant::now());
