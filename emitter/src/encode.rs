@@ -170,16 +170,8 @@ fn list(out: &mut String, key: &str, vs: &[f64]) {
     out.push(']');
 }
 
-/// A finite f64 as the shortest JSON number that reads back to it; whole
-/// numbers without a fraction (`3`, not `3.0`).
 fn number(out: &mut String, v: f64) {
-    const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
-    // `f64::fract` needs std; a round trip through i64 tells the same.
-    if v.abs() < EXACT_INTEGERS && (v as i64) as f64 == v {
-        out.push_str(itoa::Buffer::new().format(v as i64));
-    } else {
-        out.push_str(zmij::Buffer::new().format_finite(v));
-    }
+    out.push_str(wire::Number::new(v).as_str());
 }
 
 /// The batch being filled.

@@ -59,15 +59,8 @@ impl Config {
     }
 }
 
-/// Writes a finite f64 as the shortest JSON number that reads back to it;
-/// whole numbers without a fraction.
 fn number(out: &mut Vec<u8>, v: f64) {
-    const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
-    if v.abs() < EXACT_INTEGERS && (v as i64) as f64 == v {
-        out.extend_from_slice(itoa::Buffer::new().format(v as i64).as_bytes());
-    } else {
-        out.extend_from_slice(zmij::Buffer::new().format_finite(v).as_bytes());
-    }
+    out.extend_from_slice(edgepush::wire::Number::new(v).as_str().as_bytes());
 }
 
 fn numbers(out: &mut Vec<u8>, key: &[u8], vs: &[f64]) {

@@ -80,16 +80,11 @@ fn escape(out: &mut String, s: &str, special: &[char]) {
     }
 }
 
-/// Writes a float field value: whole numbers without a fraction (line
-/// protocol still reads them as floats: only an `i` suffix makes an integer),
-/// others as the shortest decimal that reads back to the same f64.
+/// Writes a float field value: whole numbers come out without a fraction,
+/// which line protocol still reads as a float (only an `i` suffix makes an
+/// integer).
 fn float(out: &mut String, v: f64) {
-    const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
-    if v.abs() < EXACT_INTEGERS && (v as i64) as f64 == v {
-        out.push_str(itoa::Buffer::new().format(v as i64));
-    } else {
-        out.push_str(zmij::Buffer::new().format_finite(v));
-    }
+    out.push_str(edgepush::wire::Number::new(v).as_str());
 }
 
 /// The batch's offset in nanoseconds, below one millisecond (FNV-1a of the id).
