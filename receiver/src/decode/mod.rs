@@ -1,6 +1,7 @@
 //! Ingest formats: each decodes a request body into the internal model.
 
 mod body;
+mod json_path;
 pub mod wire_v1;
 
 pub use body::decode_content;

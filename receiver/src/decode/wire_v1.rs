@@ -5,7 +5,7 @@ use edgepush::validate::{self, Invalid};
 use edgepush::wire::{self, Kind};
 use edgepush::{Resolution, Unit};
 
-use super::{Decoded, Rejection};
+use super::{Decoded, Rejection, json_path};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::model::{Batch, Point, Series, StatisticSet, Value};
@@ -41,17 +41,22 @@ pub fn accepts(content_type: &str) -> Result<bool> {
 /// namespace, common dimensions, limits) refuse it all. Problems with one
 /// series or point refuse just those points, each named in the result.
 pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
-    // Natively the fast path parses without tracking where it is, and only a
-    // body that fails is parsed again to name the field at fault. In wasm one
-    // path-tracking parse keeps the Worker smaller (one deserializer instead
-    // of two), at some CPU per batch.
-    #[cfg(not(target_arch = "wasm32"))]
-    let raw: wire::Batch<'_> = match serde_json::from_slice(json) {
-        Ok(raw) => raw,
-        Err(_) => return Err(locate_json_error(json)),
-    };
-    #[cfg(target_arch = "wasm32")]
-    let raw: wire::Batch<'_> = parse_locating_errors(json)?;
+    // One parse, without tracking where it is; a failure is located
+    // afterwards from the error's line and column.
+    let raw: wire::Batch<'_> = serde_json::from_slice(json).map_err(|e| {
+        let at = if e.is_eof() {
+            json.len()
+        } else {
+            json_path::offset(json, e.line(), e.column())
+        };
+        let path = json_path::at(json, at);
+        let err = Error::new(400, "invalid_json", e.to_string());
+        if path.is_empty() {
+            err
+        } else {
+            err.field(path)
+        }
+    })?;
 
     if raw.v != wire::VERSION {
         return Err(Error::new(
@@ -161,30 +166,6 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
         },
         rejected,
     })
-}
-
-/// Parses `json`, naming the field at fault when it does not parse.
-fn parse_locating_errors(json: &[u8]) -> Result<wire::Batch<'_>> {
-    let de = &mut serde_json::Deserializer::from_slice(json);
-    serde_path_to_error::deserialize::<_, wire::Batch<'_>>(de).map_err(|e| {
-        let path = e.path().to_string();
-        let err = Error::new(400, "invalid_json", e.inner().to_string());
-        if path == "." || path == "?" {
-            err
-        } else {
-            err.field(path)
-        }
-    })
-}
-
-/// The error for a body that did not parse, naming the field (the second,
-/// slower parse tracks the path).
-#[cfg(not(target_arch = "wasm32"))]
-fn locate_json_error(json: &[u8]) -> Error {
-    match parse_locating_errors(json) {
-        Ok(_) => Error::new(400, "invalid_json", "body is not a wire v1 batch"),
-        Err(e) => e,
-    }
 }
 
 fn invalid(field: impl Into<String>, what: &str, reason: Invalid) -> Error {
