@@ -210,6 +210,8 @@ fn main() {
             "CLOUDWATCH_ENDPOINT": format!("{sink_url}/"),
             "AWS_ACCESS_KEY_ID": "AKID",
             "AWS_SECRET_ACCESS_KEY": "secret",
+            // `EDGEPUSH_BENCH_COMPRESS=false` measures uncompressed CloudWatch bodies.
+            "CLOUDWATCH_COMPRESS": std::env::var("EDGEPUSH_BENCH_COMPRESS").unwrap_or_else(|_| "true".into()),
             "INFLUXDB_URL": sink_url,
             "INFLUXDB_DATABASE": "bench",
         }),
