@@ -636,11 +636,6 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     gz.finish().expect("gzip")
 }
 
-/// Whether something listens on `addr`.
-pub fn listening(addr: &str) -> bool {
-    TcpStream::connect_timeout(&addr.parse().expect("address"), Duration::from_millis(200)).is_ok()
-}
-
 /// Reads all of `reader` into a string.
 pub fn read_all(mut reader: impl Read) -> String {
     let mut s = String::new();

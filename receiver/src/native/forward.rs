@@ -85,11 +85,6 @@ impl Forwarder {
         self
     }
 
-    /// The sinks.
-    pub fn sinks(&self) -> &[Sink] {
-        &self.sinks
-    }
-
     /// Delivers `batch` to every sink but those `skip` names (by index:
     /// sinks that took this batch before); the failures, if any.
     pub async fn forward(&self, batch: &Batch, skip: impl Fn(usize) -> bool) -> Forwarded {
