@@ -97,4 +97,15 @@ impl Batch {
         }
         Ok(self.body.clone())
     }
+
+    /// The batch as CloudWatch EMF documents (JSON texts, one per log
+    /// line), with `properties` added to each: the way out when it cannot
+    /// be pushed. See [`crate::emf`].
+    #[cfg(feature = "std")]
+    pub fn emf(&self, properties: &[(&str, &str)]) -> Result<Vec<String>> {
+        let json = self.json()?;
+        let batch: wire::Batch<'_> = serde_json::from_slice(&json)
+            .map_err(|e| crate::Error::Encode(alloc::string::ToString::to_string(&e)))?;
+        Ok(crate::emf::documents(&batch, properties))
+    }
 }

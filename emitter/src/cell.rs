@@ -67,6 +67,10 @@ impl Sum {
     pub(crate) fn take(&self) -> Option<f64> {
         take_f64(&self.0)
     }
+
+    pub(crate) fn has_data(&self) -> bool {
+        self.0.load(Relaxed) != EMPTY
+    }
 }
 
 /// Two buffers: recorders write into the active one; [`Double::take`]
@@ -103,6 +107,11 @@ impl<T> Double<T> {
             }
             self.writers[i].fetch_sub(1, SeqCst);
         }
+    }
+
+    /// Looks at the active buffer without taking it.
+    pub(crate) fn peek<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.buffers[self.generation.load(SeqCst) & 1])
     }
 
     /// Switches buffers, waits for the writers still in the old one, and
@@ -145,6 +154,10 @@ impl Stats {
         max_f64(&self.max, max);
     }
 
+    pub(crate) fn has_data(&self) -> bool {
+        self.count.load(Relaxed) != EMPTY
+    }
+
     /// `[count, sum, min, max]`, emptying the buffer.
     pub(crate) fn take(&self) -> Option<[f64; 4]> {
         let count = take_f64(&self.count);
@@ -176,6 +189,10 @@ impl GaugeBuffer {
     pub(crate) fn set(&self, v: f64) {
         self.stats.record(1.0, v, v, v);
         self.last.0.store(v.to_bits(), Relaxed);
+    }
+
+    pub(crate) fn has_data(&self) -> bool {
+        self.stats.has_data()
     }
 
     /// The last value and `[count, sum, min, max]`.
@@ -259,6 +276,10 @@ impl Table {
             used: AtomicUsize::new(0),
             overflow: Stats::default(),
         }
+    }
+
+    pub(crate) fn has_data(&self) -> bool {
+        self.used.load(Relaxed) > 0 || self.overflow.has_data()
     }
 
     pub(crate) fn record(&self, v: f64, count: u32) {

@@ -585,6 +585,26 @@ impl Emitter {
         Ok(batches)
     }
 
+    /// How many series hold data not yet flushed (each becomes at least one
+    /// data point at the next flush), plus explicitly timestamped values
+    /// waiting. Looks at every series: for deciding when to flush, not for
+    /// a hot path.
+    pub fn pending(&self) -> usize {
+        let registry = self.shared.registry.lock();
+        let series = registry
+            .cells
+            .iter()
+            .chain(registry.overflow.iter())
+            .filter(|cell| match &cell.state {
+                State::Counter(sum) | State::Overflow(sum) => sum.has_data(),
+                State::Gauge(double) => double.peek(GaugeBuffer::has_data),
+                State::Distribution(double) => double.peek(Table::has_data),
+                State::Statistics(double) => double.peek(Stats::has_data),
+            })
+            .count();
+        series + self.shared.timestamped.lock().len()
+    }
+
     /// [`Emitter::flush_at`] with the system clock.
     #[cfg(feature = "std")]
     pub fn flush(&self) -> Result<Vec<Batch>> {

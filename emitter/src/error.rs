@@ -74,6 +74,8 @@ pub enum Error {
     },
     /// The batch could not be encoded.
     Encode(String),
+    /// A setting (an environment variable, say) could not be read.
+    Config(String),
 }
 
 impl Error {
@@ -109,6 +111,7 @@ impl fmt::Display for Error {
                 "metric {name:?} is already registered with another kind or unit"
             ),
             Error::Encode(message) => write!(f, "cannot encode batch: {message}"),
+            Error::Config(message) => write!(f, "bad setting: {message}"),
         }
     }
 }

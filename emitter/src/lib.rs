@@ -77,9 +77,13 @@ extern crate alloc;
 mod batch;
 mod cell;
 mod config;
+#[cfg(feature = "std")]
+pub mod emf;
 mod emitter;
 mod encode;
 mod error;
+#[cfg(feature = "lambda")]
+pub mod lambda;
 pub mod limits;
 #[cfg(feature = "metrics")]
 mod metrics_recorder;

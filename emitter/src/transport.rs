@@ -209,6 +209,7 @@ pub struct HttpTransport {
     agent: ureq::Agent,
     url: String,
     authorization: Option<String>,
+    timeout: Duration,
     retries: u32,
     backoff: Duration,
 }
@@ -228,6 +229,7 @@ impl HttpTransport {
             agent: agent(Duration::from_secs(5)),
             url,
             authorization: None,
+            timeout: Duration::from_secs(5),
             retries: 2,
             backoff: Duration::from_millis(50),
         }
@@ -242,6 +244,7 @@ impl HttpTransport {
     /// The most time one attempt may take, connection included.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.agent = agent(timeout);
+        self.timeout = timeout;
         self
     }
 
@@ -257,12 +260,51 @@ impl HttpTransport {
         &self.url
     }
 
+    /// Sends `batch` like [`Transport::send`], but gives up once `budget`
+    /// is spent: each attempt's timeout is what is left of it, and no retry
+    /// starts that could not finish in time. For pushes that must end before
+    /// a deadline (an AWS Lambda invocation's).
+    pub fn send_within(&self, batch: &Batch, budget: Duration) -> Result<Ack, SendError> {
+        let deadline = std::time::Instant::now() + budget;
+        let mut wait = self.backoff;
+        let mut retries = 0;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(SendError::Unavailable {
+                    status: None,
+                    message: "no time left before the deadline".into(),
+                });
+            }
+            match self.attempt_with(batch, Some(left.min(self.timeout))) {
+                Err(e)
+                    if e.is_retryable()
+                        && retries < self.retries
+                        && deadline.saturating_duration_since(std::time::Instant::now()) > wait * 2 =>
+                {
+                    retries += 1;
+                    thread::sleep(wait);
+                    wait = wait.saturating_mul(2);
+                }
+                Ok(ack) => return Ok(Ack { retries, ..ack }),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     fn attempt(&self, batch: &Batch) -> Result<Ack, SendError> {
+        self.attempt_with(batch, None)
+    }
+
+    fn attempt_with(&self, batch: &Batch, timeout: Option<Duration>) -> Result<Ack, SendError> {
         let mut request = self
             .agent
             .post(&self.url)
             .header("content-type", batch.content_type())
             .header(crate::wire::BATCH_ID_HEADER, batch.id());
+        if let Some(timeout) = timeout {
+            request = request.config().timeout_global(Some(timeout)).build();
+        }
         if let Some(encoding) = batch.content_encoding() {
             request = request.header("content-encoding", encoding);
         }

@@ -1,20 +1,108 @@
-//! The Lambda example function, as a plain binary for now: it records an
-//! order's metrics and pushes them to the receiver at `EDGEPUSH_URL`
-//! (default `http://127.0.0.1:8787`), the way the handler will at the end of
-//! each invocation. The `lambda_runtime` integration replaces this `main`.
+//! An AWS Lambda function that records an order's metrics with edgepush.
+//!
+//! Configured from the environment (see `edgepush::lambda::Options::from_env`):
+//! `EDGEPUSH_URL` (the receiver; unset writes EMF to stdout instead),
+//! `EDGEPUSH_API_KEY`, `EDGEPUSH_FLUSH` (`end-of-invocation`, the default,
+//! `after-response` or `periodic[:seconds[:series]]`).
 
-use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
+use edgepush::lambda::{self, Invocation, LambdaMetrics};
+use edgepush::{Config, Metric, Unit};
+use lambda_runtime::{Error, LambdaEvent};
+use serde::{Deserialize, Serialize};
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let url = std::env::var("EDGEPUSH_URL").unwrap_or_else(|_| "http://127.0.0.1:8787".into());
-    let emitter = Emitter::new(Config::new("LambdaExample")?.dimension("function", "orders")?);
-    emitter
+/// An order, as the function is invoked with it.
+#[derive(Debug, Deserialize)]
+struct Order {
+    /// Who ordered: becomes this invocation's `tenant` dimension.
+    tenant: String,
+    /// Items in the order.
+    items: u32,
+    /// What it cost, in cents.
+    cents: u64,
+    /// How long the (pretend) payment took, in milliseconds.
+    payment_ms: f64,
+}
+
+#[derive(Debug, PartialEq, Serialize)]
+struct Receipt {
+    accepted: bool,
+    request_id: String,
+}
+
+async fn handler(event: LambdaEvent<Order>, mut metrics: Invocation) -> Result<Receipt, Error> {
+    let order = event.payload;
+    metrics.dimension("tenant", order.tenant);
+    metrics
         .counter(Metric::new("orders").unit(Unit::Count))?
         .increment();
-    emitter
-        .distribution(Metric::new("latency").unit(Unit::Milliseconds))?
-        .record(12.5);
-    let report = emitter.push(&HttpTransport::new(&url))?;
-    println!("{} points accepted", report.accepted);
-    Ok(())
+    metrics
+        .counter(Metric::new("items").unit(Unit::Count))?
+        .add(f64::from(order.items));
+    metrics
+        .statistics(Metric::new("order_value").unit(Unit::None))?
+        .record(1.0, order.cents as f64, order.cents as f64, order.cents as f64);
+    metrics
+        .distribution(Metric::new("payment_latency").unit(Unit::Milliseconds))?
+        .record(order.payment_ms);
+    Ok(Receipt {
+        accepted: true,
+        request_id: event.context.request_id,
+    })
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    let metrics = LambdaMetrics::from_env(Config::new("LambdaExample")?)?;
+    lambda::run(metrics, handler).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgepush::lambda::Options;
+    use lambda_runtime::Context;
+
+    #[tokio::test]
+    async fn the_handler_records_one_order_under_its_tenant() {
+        let metrics = LambdaMetrics::new(Config::new("Test").expect("namespace"), Options::default())
+            .expect("metrics");
+        let event = LambdaEvent::new(
+            Order {
+                tenant: "acme".into(),
+                items: 3,
+                cents: 1250,
+                payment_ms: 42.5,
+            },
+            Context::default(),
+        );
+        let invocation = metrics.invocation(&event.context);
+        let receipt = handler(event, invocation).await.expect("handled");
+        assert!(receipt.accepted);
+
+        let batches = metrics.emitter().flush_at(1_764_000_000_000).expect("flush");
+        let json: serde_json::Value =
+            serde_json::from_slice(&batches[0].json().expect("json")).expect("wire JSON");
+        let mut seen: Vec<(String, String, serde_json::Value)> = json["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .map(|p| {
+                let series = &json["series"][p["s"].as_u64().expect("index") as usize];
+                let value = p.get("x").or(p.get("vs")).or(p.get("st")).cloned().unwrap_or_default();
+                let tenant = series["d"]["tenant"].as_str().unwrap_or("-").to_string();
+                (series["n"].as_str().expect("name").to_string(), tenant, value)
+            })
+            .collect();
+        seen.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            seen,
+            vec![
+                ("ColdStart".into(), "-".into(), serde_json::json!(1)),
+                ("items".into(), "acme".into(), serde_json::json!(3)),
+                ("order_value".into(), "acme".into(), serde_json::json!([1, 1250, 1250, 1250])),
+                ("orders".into(), "acme".into(), serde_json::json!(1)),
+                ("payment_latency".into(), "acme".into(), serde_json::json!([42.5])),
+            ]
+        );
+    }
 }
