@@ -332,10 +332,11 @@ mod tests {
         );
         let docs = parse(&documents(&b, &[]));
         assert_eq!(docs.len(), 2);
-        assert!(
-            docs.iter()
-                .all(|d| d["latency"].as_array().is_some_and(|a| a.len() <= MAX_VALUES))
-        );
+        assert!(docs.iter().all(|d| {
+            d["latency"]
+                .as_array()
+                .is_some_and(|a| a.len() <= MAX_VALUES)
+        }));
         assert_eq!(stats(&docs, "latency"), (203.0, 151, 1.0, 3.0));
     }
 

@@ -72,7 +72,9 @@ use lambda_runtime::{Context, Diagnostic, LambdaEvent, LambdaInvocation};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Batch, Config, Counter, Distribution, Emitter, Gauge, HttpTransport, Metric, Statistics, Unit};
+use crate::{
+    Batch, Config, Counter, Distribution, Emitter, Gauge, HttpTransport, Metric, Statistics, Unit,
+};
 
 /// When metrics are pushed. See the [module docs](self) for the trade-offs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,11 +106,15 @@ impl FromStr for Flush {
             "after-response" | "after" => Ok(Flush::AfterResponse),
             "periodic" => {
                 let seconds: f64 = match parts.next() {
-                    Some(p) => p.parse().map_err(|_| format!("periodic: `{p}` is not seconds"))?,
+                    Some(p) => p
+                        .parse()
+                        .map_err(|_| format!("periodic: `{p}` is not seconds"))?,
                     None => 60.0,
                 };
                 let points: usize = match parts.next() {
-                    Some(p) => p.parse().map_err(|_| format!("periodic: `{p}` is not a count"))?,
+                    Some(p) => p
+                        .parse()
+                        .map_err(|_| format!("periodic: `{p}` is not a count"))?,
                     None => 1000,
                 };
                 let interval = Duration::try_from_secs_f64(seconds)
@@ -174,7 +180,9 @@ impl Options {
         }
         if let Some(ms) = var("EDGEPUSH_DEADLINE_MARGIN_MS") {
             let ms = ms.parse().map_err(|_| {
-                crate::Error::Config(format!("EDGEPUSH_DEADLINE_MARGIN_MS: `{ms}` is not milliseconds"))
+                crate::Error::Config(format!(
+                    "EDGEPUSH_DEADLINE_MARGIN_MS: `{ms}` is not milliseconds"
+                ))
             })?;
             options.margin = Duration::from_millis(ms);
         }
@@ -339,7 +347,10 @@ impl LambdaMetrics {
                             true
                         }
                         Err(e) => {
-                            eprintln!("edgepush: batch {} not pushed ({e}); writing it as EMF", batch.id());
+                            eprintln!(
+                                "edgepush: batch {} not pushed ({e}); writing it as EMF",
+                                batch.id()
+                            );
                             reachable = !e.is_retryable();
                             false
                         }
@@ -355,7 +366,10 @@ impl LambdaMetrics {
             failed += u64::from(self.0.transport.is_some());
             match batch.emf(&[("requestId", request_id)]) {
                 Ok(docs) => (self.0.out)(&docs),
-                Err(e) => eprintln!("edgepush: batch {} could not be written as EMF: {e}", batch.id()),
+                Err(e) => eprintln!(
+                    "edgepush: batch {} could not be written as EMF: {e}",
+                    batch.id()
+                ),
             }
             flushed.written += 1;
         }
@@ -380,7 +394,11 @@ impl LambdaMetrics {
     }
 
     fn response_posted(&self, request_id: &str) {
-        let mut answered = self.0.answered.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut answered = self
+            .0
+            .answered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if answered.len() >= 64 {
             answered.pop_front();
         }
@@ -432,18 +450,19 @@ impl LambdaMetrics {
             Flush::EndOfInvocation => return Ok(()),
             Flush::AfterResponse => {
                 let metrics = self.clone();
-                let events = lambda_extension::service_fn(move |event: lambda_extension::LambdaEvent| {
-                    let metrics = metrics.clone();
-                    async move {
-                        if let lambda_extension::NextEvent::Invoke(invoke) = event.next {
-                            let budget = metrics.budget(invoke.deadline_ms);
-                            metrics.response_of(&invoke.request_id, budget).await;
-                            let budget = metrics.budget(invoke.deadline_ms);
-                            metrics.flush_within(budget, &invoke.request_id).await;
+                let events =
+                    lambda_extension::service_fn(move |event: lambda_extension::LambdaEvent| {
+                        let metrics = metrics.clone();
+                        async move {
+                            if let lambda_extension::NextEvent::Invoke(invoke) = event.next {
+                                let budget = metrics.budget(invoke.deadline_ms);
+                                metrics.response_of(&invoke.request_id, budget).await;
+                                let budget = metrics.budget(invoke.deadline_ms);
+                                metrics.flush_within(budget, &invoke.request_id).await;
+                            }
+                            Ok::<(), lambda_extension::Error>(())
                         }
-                        Ok::<(), lambda_extension::Error>(())
-                    }
-                });
+                    });
                 let extension = lambda_extension::Extension::new()
                     .with_extension_name("edgepush")
                     .with_events(&["INVOKE"])
@@ -459,9 +478,10 @@ impl LambdaMetrics {
             Flush::Periodic { .. } => {
                 // An extension that takes no events: with one registered,
                 // Lambda sends the runtime SIGTERM before shutdown.
-                let ignore = lambda_extension::service_fn(|_: lambda_extension::LambdaEvent| async {
-                    Ok::<(), lambda_extension::Error>(())
-                });
+                let ignore =
+                    lambda_extension::service_fn(|_: lambda_extension::LambdaEvent| async {
+                        Ok::<(), lambda_extension::Error>(())
+                    });
                 let extension = lambda_extension::Extension::new()
                     .with_extension_name("edgepush")
                     .with_events(&[])
@@ -565,7 +585,10 @@ impl Invocation {
 
 /// Runs `handler` under `lambda_runtime` (concurrently where Lambda asks
 /// for it, `AWS_LAMBDA_MAX_CONCURRENCY`), flushing as `metrics` says.
-pub async fn run<A, F, Fut, R, E>(metrics: LambdaMetrics, handler: F) -> Result<(), lambda_runtime::Error>
+pub async fn run<A, F, Fut, R, E>(
+    metrics: LambdaMetrics,
+    handler: F,
+) -> Result<(), lambda_runtime::Error>
 where
     F: Fn(LambdaEvent<A>, Invocation) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<R, E>> + Send + 'static,
@@ -584,7 +607,9 @@ where
             let deadline = event.context.deadline;
             let result = handler(event, invocation).await;
             if metrics.0.options.flush == Flush::EndOfInvocation {
-                metrics.flush_within(metrics.budget(deadline), &request_id).await;
+                metrics
+                    .flush_within(metrics.budget(deadline), &request_id)
+                    .await;
             }
             result
         }

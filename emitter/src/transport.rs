@@ -280,7 +280,8 @@ impl HttpTransport {
                 Err(e)
                     if e.is_retryable()
                         && retries < self.retries
-                        && deadline.saturating_duration_since(std::time::Instant::now()) > wait * 2 =>
+                        && deadline.saturating_duration_since(std::time::Instant::now())
+                            > wait * 2 =>
                 {
                     retries += 1;
                     thread::sleep(wait);

@@ -40,7 +40,12 @@ async fn handler(event: LambdaEvent<Order>, mut metrics: Invocation) -> Result<R
         .add(f64::from(order.items));
     metrics
         .statistics(Metric::new("order_value").unit(Unit::None))?
-        .record(1.0, order.cents as f64, order.cents as f64, order.cents as f64);
+        .record(
+            1.0,
+            order.cents as f64,
+            order.cents as f64,
+            order.cents as f64,
+        );
     metrics
         .distribution(Metric::new("payment_latency").unit(Unit::Milliseconds))?
         .record(order.payment_ms);
@@ -64,8 +69,9 @@ mod tests {
 
     #[tokio::test]
     async fn the_handler_records_one_order_under_its_tenant() {
-        let metrics = LambdaMetrics::new(Config::new("Test").expect("namespace"), Options::default())
-            .expect("metrics");
+        let metrics =
+            LambdaMetrics::new(Config::new("Test").expect("namespace"), Options::default())
+                .expect("metrics");
         let event = LambdaEvent::new(
             Order {
                 tenant: "acme".into(),
@@ -79,7 +85,10 @@ mod tests {
         let receipt = handler(event, invocation).await.expect("handled");
         assert!(receipt.accepted);
 
-        let batches = metrics.emitter().flush_at(1_764_000_000_000).expect("flush");
+        let batches = metrics
+            .emitter()
+            .flush_at(1_764_000_000_000)
+            .expect("flush");
         let json: serde_json::Value =
             serde_json::from_slice(&batches[0].json().expect("json")).expect("wire JSON");
         let mut seen: Vec<(String, String, serde_json::Value)> = json["points"]
@@ -88,9 +97,18 @@ mod tests {
             .iter()
             .map(|p| {
                 let series = &json["series"][p["s"].as_u64().expect("index") as usize];
-                let value = p.get("x").or(p.get("vs")).or(p.get("st")).cloned().unwrap_or_default();
+                let value = p
+                    .get("x")
+                    .or(p.get("vs"))
+                    .or(p.get("st"))
+                    .cloned()
+                    .unwrap_or_default();
                 let tenant = series["d"]["tenant"].as_str().unwrap_or("-").to_string();
-                (series["n"].as_str().expect("name").to_string(), tenant, value)
+                (
+                    series["n"].as_str().expect("name").to_string(),
+                    tenant,
+                    value,
+                )
             })
             .collect();
         seen.sort_by(|a, b| a.0.cmp(&b.0));
@@ -99,9 +117,17 @@ mod tests {
             vec![
                 ("ColdStart".into(), "-".into(), serde_json::json!(1)),
                 ("items".into(), "acme".into(), serde_json::json!(3)),
-                ("order_value".into(), "acme".into(), serde_json::json!([1, 1250, 1250, 1250])),
+                (
+                    "order_value".into(),
+                    "acme".into(),
+                    serde_json::json!([1, 1250, 1250, 1250])
+                ),
                 ("orders".into(), "acme".into(), serde_json::json!(1)),
-                ("payment_latency".into(), "acme".into(), serde_json::json!([42.5])),
+                (
+                    "payment_latency".into(),
+                    "acme".into(),
+                    serde_json::json!([42.5])
+                ),
             ]
         );
     }

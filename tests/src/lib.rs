@@ -20,6 +20,7 @@ use edgepush_receiver::native::{App, Forwarder, serve};
 use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
 
 pub mod bad_input;
+pub mod lambda_api;
 pub mod scenario;
 
 /// The repository root.

@@ -1,0 +1,518 @@
+//! A small Lambda Runtime API and Extensions API, real HTTP on loopback, for
+//! what the local emulator does not imitate: real deadlines, and a freeze
+//! that waits for every extension. It also serves `/v1/metrics` as a
+//! receiver that records when each batch arrived, and can be told to refuse
+//! or to hang.
+//!
+//! Like Lambda, it hands the runtime the next invocation only once the
+//! environment is idle: the runtime and every extension that received the
+//! last INVOKE have asked for their next event (the "freeze").
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path as UrlPath, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::{Value, json};
+
+use crate::Process;
+
+/// What `/v1/metrics` does with a batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capture {
+    /// Records it and answers 200.
+    Accept,
+    /// Answers 503.
+    Unavailable,
+    /// Reads it and never answers.
+    Hang,
+}
+
+/// One invocation as the API saw it.
+#[derive(Clone, Debug)]
+pub struct Invoked {
+    /// Its request id.
+    pub request_id: String,
+    /// When the test asked for it.
+    pub sent: Instant,
+    /// Its deadline.
+    pub deadline: Instant,
+    /// When the runtime posted the response (or error), and what it was.
+    pub response: Option<(Instant, Value)>,
+    /// When the runtime and every extension were idle again.
+    pub frozen: Option<Instant>,
+}
+
+#[derive(Debug)]
+struct Extension {
+    id: String,
+    invoke: bool,
+    events: VecDeque<Value>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    queue: VecDeque<(String, Value, u64)>,
+    invocations: Vec<Invoked>,
+    extensions: Vec<Extension>,
+    /// Who has not asked for the next event since the last INVOKE.
+    busy: Vec<String>,
+    current: Option<String>,
+    capture: Option<Capture>,
+    captured: Vec<(Instant, Value)>,
+    sequence: u64,
+}
+
+struct Shared {
+    inner: Mutex<Inner>,
+    version: tokio::sync::watch::Sender<u64>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn changed(&self) {
+        self.version.send_modify(|v| *v += 1);
+    }
+
+    /// `who` asked for its next event: it is idle.
+    fn idle(&self, inner: &mut Inner, who: &str) {
+        inner.busy.retain(|b| b != who);
+        if inner.busy.is_empty()
+            && let Some(current) = inner.current.take()
+            && let Some(inv) = inner
+                .invocations
+                .iter_mut()
+                .find(|i| i.request_id == current)
+        {
+            inv.frozen = Some(Instant::now());
+        }
+    }
+}
+
+/// The API server, running on its own thread.
+pub struct LambdaApi {
+    /// `host:port`, as `AWS_LAMBDA_RUNTIME_API` wants it.
+    pub address: String,
+    shared: Arc<Shared>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl LambdaApi {
+    /// Starts the API on a free loopback port.
+    pub fn start() -> Self {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let listener = runtime
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr: SocketAddr = listener.local_addr().expect("address");
+        let shared = Arc::new(Shared {
+            inner: Mutex::new(Inner {
+                capture: Some(Capture::Accept),
+                ..Inner::default()
+            }),
+            version: tokio::sync::watch::channel(0).0,
+        });
+        let app = Router::new()
+            .route("/2018-06-01/runtime/invocation/next", get(runtime_next))
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/response",
+                post(runtime_response),
+            )
+            .route(
+                "/2018-06-01/runtime/invocation/{id}/error",
+                post(runtime_response),
+            )
+            .route("/2018-06-01/runtime/init/error", post(init_error))
+            .route("/2020-01-01/extension/register", post(register))
+            .route("/2020-01-01/extension/event/next", get(extension_next))
+            .route("/2020-01-01/extension/init/error", post(init_error))
+            .route("/2020-01-01/extension/exit/error", post(init_error))
+            .route("/v1/metrics", post(metrics))
+            .with_state(Arc::clone(&shared));
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            runtime.block_on(async move {
+                let _ = axum::serve(listener, app)
+                    .with_graceful_shutdown(async {
+                        let _ = rx.await;
+                    })
+                    .await;
+            });
+            runtime.shutdown_background();
+        });
+        LambdaApi {
+            address: addr.to_string(),
+            shared,
+            shutdown: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// The base URL of its `/v1/metrics` receiver.
+    pub fn receiver_url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+
+    /// Starts `binary` as the function, against this API, with `env`; its
+    /// stdout and stderr go to a log in `dir`.
+    pub fn start_function(&self, dir: &Path, binary: &Path, env: &[(&str, &str)]) -> Process {
+        let mut command = Command::new(binary);
+        command
+            .env("AWS_LAMBDA_RUNTIME_API", &self.address)
+            .env("AWS_LAMBDA_FUNCTION_NAME", "orders")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env("RUST_LOG", "warn")
+            .envs(env.iter().copied());
+        let log = dir.join(format!("function-{}.log", crate::free_port()));
+        Process::spawn("lambda function", command, log)
+    }
+
+    /// What `/v1/metrics` does from now on.
+    pub fn set_capture(&self, capture: Capture) {
+        self.shared.lock().capture = Some(capture);
+    }
+
+    /// The batches `/v1/metrics` took (wire JSON), with their arrival times.
+    pub fn captured(&self) -> Vec<(Instant, Value)> {
+        self.shared.lock().captured.clone()
+    }
+
+    /// Invokes the function with `payload` and a deadline `timeout` from now,
+    /// and waits (at most `timeout` plus two seconds) for its response.
+    pub fn invoke(&self, payload: Value, timeout: Duration) -> Invoked {
+        let sent = Instant::now();
+        let deadline_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64
+            + timeout.as_millis() as u64;
+        let request_id = {
+            let mut inner = self.shared.lock();
+            inner.sequence += 1;
+            let id = format!("req-{}", inner.sequence);
+            inner.queue.push_back((id.clone(), payload, deadline_ms));
+            inner.invocations.push(Invoked {
+                request_id: id.clone(),
+                sent,
+                deadline: sent + timeout,
+                response: None,
+                frozen: None,
+            });
+            id
+        };
+        self.shared.changed();
+        let limit = timeout + Duration::from_secs(2);
+        loop {
+            let invoked = self.invocation(&request_id);
+            if invoked.response.is_some() || sent.elapsed() > limit {
+                return invoked;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// The invocation `request_id` as seen now.
+    pub fn invocation(&self, request_id: &str) -> Invoked {
+        self.shared
+            .lock()
+            .invocations
+            .iter()
+            .find(|i| i.request_id == request_id)
+            .cloned()
+            .expect("an invocation this API made")
+    }
+
+    /// Waits (at most `limit`) for the environment to freeze after
+    /// `request_id`; when it did.
+    pub fn frozen(&self, request_id: &str, limit: Duration) -> Option<Instant> {
+        let start = Instant::now();
+        loop {
+            if let Some(at) = self.invocation(request_id).frozen {
+                return Some(at);
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// How many extensions registered.
+    pub fn extensions(&self) -> usize {
+        self.shared.lock().extensions.len()
+    }
+}
+
+impl Drop for LambdaApi {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+type Api = State<Arc<Shared>>;
+
+async fn runtime_next(State(shared): Api) -> Response {
+    let mut version = shared.version.subscribe();
+    {
+        let mut inner = shared.lock();
+        shared.idle(&mut inner, "runtime");
+    }
+    shared.changed();
+    loop {
+        {
+            let mut inner = shared.lock();
+            if inner.busy.is_empty()
+                && let Some((id, payload, deadline_ms)) = inner.queue.pop_front()
+            {
+                let event = json!({
+                    "eventType": "INVOKE",
+                    "deadlineMs": deadline_ms,
+                    "requestId": id,
+                    "invokedFunctionArn": "arn:aws:lambda:us-east-1:123456789012:function:orders",
+                    "tracing": {"type": "X-Amzn-Trace-Id", "value": "Root=1-0-0"},
+                });
+                let mut busy = vec!["runtime".to_string()];
+                for ext in inner.extensions.iter_mut().filter(|e| e.invoke) {
+                    ext.events.push_back(event.clone());
+                    busy.push(ext.id.clone());
+                }
+                inner.busy = busy;
+                inner.current = Some(id.clone());
+                drop(inner);
+                shared.changed();
+                let headers = [
+                    ("lambda-runtime-aws-request-id", id),
+                    ("lambda-runtime-deadline-ms", deadline_ms.to_string()),
+                    (
+                        "lambda-runtime-invoked-function-arn",
+                        "arn:aws:lambda:us-east-1:123456789012:function:orders".to_string(),
+                    ),
+                    ("lambda-runtime-trace-id", "Root=1-0-0".to_string()),
+                ];
+                let mut response = payload.to_string().into_response();
+                for (name, value) in headers {
+                    if let Ok(v) = value.parse() {
+                        response.headers_mut().insert(name, v);
+                    }
+                }
+                return response;
+            }
+        }
+        if version.changed().await.is_err() {
+            return StatusCode::GONE.into_response();
+        }
+    }
+}
+
+async fn runtime_response(
+    State(shared): Api,
+    UrlPath(id): UrlPath<String>,
+    body: Bytes,
+) -> StatusCode {
+    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    {
+        let mut inner = shared.lock();
+        if let Some(inv) = inner.invocations.iter_mut().find(|i| i.request_id == id) {
+            inv.response = Some((Instant::now(), value));
+        }
+    }
+    shared.changed();
+    StatusCode::ACCEPTED
+}
+
+async fn init_error(body: Bytes) -> StatusCode {
+    eprintln!("init/exit error: {}", String::from_utf8_lossy(&body));
+    StatusCode::ACCEPTED
+}
+
+async fn register(State(shared): Api, headers: HeaderMap, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let invoke = request["events"]
+        .as_array()
+        .is_some_and(|e| e.iter().any(|e| e == "INVOKE"));
+    let name = headers
+        .get("lambda-extension-name")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("unnamed");
+    let id = {
+        let mut inner = shared.lock();
+        let id = format!("{name}-{}", inner.extensions.len());
+        inner.extensions.push(Extension {
+            id: id.clone(),
+            invoke,
+            events: VecDeque::new(),
+        });
+        id
+    };
+    let mut response = json!({
+        "functionName": "orders",
+        "functionVersion": "$LATEST",
+        "handler": "bootstrap",
+    })
+    .to_string()
+    .into_response();
+    if let Ok(v) = id.parse() {
+        response
+            .headers_mut()
+            .insert("lambda-extension-identifier", v);
+    }
+    response
+}
+
+async fn extension_next(State(shared): Api, headers: HeaderMap) -> Response {
+    let id = headers
+        .get("lambda-extension-identifier")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    let mut version = shared.version.subscribe();
+    {
+        let mut inner = shared.lock();
+        shared.idle(&mut inner, &id);
+    }
+    shared.changed();
+    loop {
+        {
+            let mut inner = shared.lock();
+            let Some(ext) = inner.extensions.iter_mut().find(|e| e.id == id) else {
+                return StatusCode::FORBIDDEN.into_response();
+            };
+            if let Some(event) = ext.events.pop_front() {
+                return event.to_string().into_response();
+            }
+        }
+        if version.changed().await.is_err() {
+            return StatusCode::GONE.into_response();
+        }
+    }
+}
+
+async fn metrics(State(shared): Api, headers: HeaderMap, body: Bytes) -> Response {
+    let arrived = Instant::now();
+    let capture = shared.lock().capture.unwrap_or(Capture::Accept);
+    match capture {
+        Capture::Unavailable => {
+            return (StatusCode::SERVICE_UNAVAILABLE, "down for the test").into_response();
+        }
+        Capture::Hang => {
+            std::future::pending::<()>().await;
+        }
+        Capture::Accept => {}
+    }
+    let gzip = headers
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes() == b"gzip");
+    let json = if gzip {
+        let mut out = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&body[..]), &mut out);
+        out
+    } else {
+        body.to_vec()
+    };
+    let value: Value = serde_json::from_slice(&json).unwrap_or(Value::Null);
+    let points = value["points"].as_array().map_or(0, Vec::len);
+    shared.lock().captured.push((arrived, value));
+    axum::Json(json!({"accepted": points, "rejected": []})).into_response()
+}
+
+/// Builds the `lambda-example` binary (debug) and returns its path.
+pub fn lambda_example_binary() -> std::path::PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "-p", "lambda-example"])
+        .current_dir(crate::repo_root())
+        .status()
+        .expect("run cargo build");
+    assert!(status.success(), "cargo build -p lambda-example failed");
+    // This test binary lives in <target>/debug/deps.
+    let exe = std::env::current_exe().expect("test binary path");
+    let debug = exe.parent().and_then(Path::parent).expect("target/debug");
+    debug.join("lambda-example")
+}
+
+/// The EMF documents among a function's output lines.
+pub fn emf_documents(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter(|l| l.starts_with('{') && l.contains("\"_aws\""))
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect()
+}
+
+/// Per metric name: the sum and number of values in EMF documents.
+pub fn emf_totals(docs: &[Value]) -> std::collections::BTreeMap<String, (f64, usize)> {
+    let mut totals = std::collections::BTreeMap::new();
+    for doc in docs {
+        for metric in doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            let name = metric["Name"].as_str().unwrap_or_default().to_string();
+            let values: Vec<f64> = match &doc[&name] {
+                Value::Array(a) => a.iter().filter_map(Value::as_f64).collect(),
+                v => v.as_f64().into_iter().collect(),
+            };
+            let entry = totals.entry(name).or_insert((0.0, 0));
+            entry.0 += values.iter().sum::<f64>();
+            entry.1 += values.len();
+        }
+    }
+    totals
+}
+
+/// Per metric name: the sum and sample count of the points in wire batches.
+pub fn wire_totals<'a>(
+    batches: impl IntoIterator<Item = &'a Value>,
+) -> std::collections::BTreeMap<String, (f64, usize)> {
+    let mut totals = std::collections::BTreeMap::new();
+    for batch in batches {
+        for point in batch["points"].as_array().into_iter().flatten() {
+            let series = &batch["series"][point["s"].as_u64().unwrap_or(0) as usize];
+            let name = series["n"].as_str().unwrap_or_default().to_string();
+            // Gauges and statistic sets: [count, sum, min, max].
+            let (sum, count) = if let Some(st) = point["st"].as_array() {
+                let f = |i: usize| st.get(i).and_then(Value::as_f64).unwrap_or(0.0);
+                (f(1), f(0) as usize)
+            } else if let Some(vs) = point["vs"].as_array() {
+                let cs: Vec<f64> = point["cs"]
+                    .as_array()
+                    .map(|c| c.iter().filter_map(Value::as_f64).collect())
+                    .unwrap_or_else(|| vec![1.0; vs.len()]);
+                let sum = vs
+                    .iter()
+                    .zip(&cs)
+                    .map(|(v, c)| v.as_f64().unwrap_or(0.0) * c)
+                    .sum();
+                (sum, cs.iter().sum::<f64>() as usize)
+            } else {
+                (point["x"].as_f64().unwrap_or(0.0), 1)
+            };
+            let entry = totals.entry(name).or_insert((0.0, 0));
+            entry.0 += sum;
+            entry.1 += count;
+        }
+    }
+    totals
+}
