@@ -443,6 +443,13 @@ impl LambdaMetrics {
         }
     }
 
+    /// The last push, when the environment shuts down.
+    async fn shutdown(&self) {
+        self.flush_within(self.0.options.shutdown_budget, "shutdown")
+            .await;
+        let _ = std::io::stdout().flush();
+    }
+
     /// Registers what the strategy needs with Lambda: the extension, and
     /// the last push on SIGTERM. Must run before the runtime starts.
     async fn start(&self) -> Result<(), lambda_runtime::Error> {
@@ -454,11 +461,18 @@ impl LambdaMetrics {
                     lambda_extension::service_fn(move |event: lambda_extension::LambdaEvent| {
                         let metrics = metrics.clone();
                         async move {
-                            if let lambda_extension::NextEvent::Invoke(invoke) = event.next {
-                                let budget = metrics.budget(invoke.deadline_ms);
-                                metrics.response_of(&invoke.request_id, budget).await;
-                                let budget = metrics.budget(invoke.deadline_ms);
-                                metrics.flush_within(budget, &invoke.request_id).await;
+                            match event.next {
+                                lambda_extension::NextEvent::Invoke(invoke) => {
+                                    let budget = metrics.budget(invoke.deadline_ms);
+                                    metrics.response_of(&invoke.request_id, budget).await;
+                                    let budget = metrics.budget(invoke.deadline_ms);
+                                    metrics.flush_within(budget, &invoke.request_id).await;
+                                }
+                                // Lambda sends internal extensions no
+                                // SHUTDOWN; the local emulator does.
+                                lambda_extension::NextEvent::Shutdown(_) => {
+                                    metrics.shutdown().await
+                                }
                             }
                             Ok::<(), lambda_extension::Error>(())
                         }
@@ -478,9 +492,16 @@ impl LambdaMetrics {
             Flush::Periodic { .. } => {
                 // An extension that takes no events: with one registered,
                 // Lambda sends the runtime SIGTERM before shutdown.
+                let metrics = self.clone();
                 let ignore =
-                    lambda_extension::service_fn(|_: lambda_extension::LambdaEvent| async {
-                        Ok::<(), lambda_extension::Error>(())
+                    lambda_extension::service_fn(move |event: lambda_extension::LambdaEvent| {
+                        let metrics = metrics.clone();
+                        async move {
+                            if !event.next.is_invoke() {
+                                metrics.shutdown().await;
+                            }
+                            Ok::<(), lambda_extension::Error>(())
+                        }
                     });
                 let extension = lambda_extension::Extension::new()
                     .with_extension_name("edgepush")
@@ -503,9 +524,7 @@ impl LambdaMetrics {
                 _ = term.recv() => {}
                 _ = int.recv() => {}
             }
-            let budget = metrics.0.options.shutdown_budget;
-            metrics.flush_within(budget, "shutdown").await;
-            let _ = std::io::stdout().flush();
+            metrics.shutdown().await;
             std::process::exit(0);
         });
         Ok(())

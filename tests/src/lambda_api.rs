@@ -516,3 +516,69 @@ pub fn wire_totals<'a>(
     }
     totals
 }
+
+/// `cargo lambda watch` serving the `lambda-example` function: the Lambda
+/// emulator users run locally.
+pub struct CargoLambdaWatch {
+    /// Where invocations go.
+    pub invoke_url: String,
+    /// The emulator, with the function's output in its log.
+    pub process: Process,
+}
+
+impl CargoLambdaWatch {
+    /// Starts the emulator for `lambda-example` with `env` for the
+    /// function, and waits until it listens.
+    pub fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        let port = crate::free_port();
+        let mut command = Command::new(crate::tool(
+            "EDGEPUSH_CARGO_LAMBDA",
+            "cargo-lambda",
+            "cargo-lambda",
+        ));
+        command
+            .args([
+                "lambda",
+                "watch",
+                "--ignore-changes",
+                "--invoke-address",
+                "127.0.0.1",
+            ])
+            .args(["--invoke-port", &port.to_string()])
+            .current_dir(crate::repo_root().join("lambda-example"));
+        for (name, value) in env {
+            command.arg("--env-var").arg(format!("{name}={value}"));
+        }
+        let mut process = Process::spawn(
+            "cargo lambda watch",
+            command,
+            dir.join(format!("watch-{port}.log")),
+        );
+        // Any request to the port is an invocation: look for the listener instead.
+        crate::wait_for("cargo lambda watch", Duration::from_secs(60), || {
+            process.assert_running();
+            Command::new("ss")
+                .args(["-ltnH", &format!("sport = :{port}")])
+                .output()
+                .is_ok_and(|o| !o.stdout.is_empty())
+        });
+        CargoLambdaWatch {
+            invoke_url: format!(
+                "http://127.0.0.1:{port}/2015-03-31/functions/lambda-example/invocations"
+            ),
+            process,
+        }
+    }
+
+    /// Invokes the function with `payload`; its answer.
+    pub fn invoke(&self, payload: &Value) -> Value {
+        let (status, answer) = crate::post(&self.invoke_url, &[], payload.to_string().as_bytes());
+        assert_eq!(
+            status,
+            200,
+            "invocation failed: {answer}\n{}",
+            self.process.log_text()
+        );
+        answer
+    }
+}

@@ -36,7 +36,7 @@ pub fn free_port() -> u16 {
         .expect("a free loopback port")
 }
 
-fn tool(env: &str, venv_name: &str, path_name: &str) -> PathBuf {
+pub(crate) fn tool(env: &str, venv_name: &str, path_name: &str) -> PathBuf {
     if let Ok(p) = std::env::var(env) {
         return PathBuf::from(p);
     }
