@@ -530,6 +530,16 @@ impl CargoLambdaWatch {
     /// Starts the emulator for `lambda-example` with `env` for the
     /// function, and waits until it listens.
     pub fn start(dir: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn(dir, "lambda-example", false, env)
+    }
+
+    /// The emulator serving binary `bin` of `lambda-example`, built in
+    /// release mode (for benchmarks).
+    pub fn start_release(dir: &Path, bin: &str, env: &[(&str, &str)]) -> Self {
+        Self::spawn(dir, bin, true, env)
+    }
+
+    fn spawn(dir: &Path, bin: &str, release: bool, env: &[(&str, &str)]) -> Self {
         let port = crate::free_port();
         let mut command = Command::new(crate::tool(
             "EDGEPUSH_CARGO_LAMBDA",
@@ -545,6 +555,7 @@ impl CargoLambdaWatch {
                 "127.0.0.1",
             ])
             .args(["--invoke-port", &port.to_string()])
+            .args(release.then_some("--release"))
             .current_dir(crate::repo_root().join("lambda-example"));
         for (name, value) in env {
             command.arg("--env-var").arg(format!("{name}={value}"));
@@ -564,7 +575,7 @@ impl CargoLambdaWatch {
         });
         CargoLambdaWatch {
             invoke_url: format!(
-                "http://127.0.0.1:{port}/2015-03-31/functions/lambda-example/invocations"
+                "http://127.0.0.1:{port}/2015-03-31/functions/{bin}/invocations"
             ),
             process,
         }
