@@ -22,6 +22,9 @@ use serde_json::json;
 
 const ROUNDS: usize = 400;
 
+/// Name, binary, environment.
+type Variant<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
+
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
@@ -42,7 +45,7 @@ fn main() {
     let dir = tempfile::tempdir().expect("temp dir");
     let receiver = Receiver::start(vec![], Limits::default(), vec![]);
     let url = receiver.url.clone();
-    let variants: Vec<(&str, &str, Vec<(&str, &str)>)> = vec![
+    let variants: Vec<Variant<'_>> = vec![
         ("no metrics (baseline)", "baseline", vec![]),
         ("EMF to stdout", "lambda-example", vec![]),
         (

@@ -4,9 +4,11 @@
 //! receiver that records when each batch arrived, and can be told to refuse
 //! or to hang.
 //!
-//! Like Lambda, it hands the runtime the next invocation only once the
-//! environment is idle: the runtime and every extension that received the
-//! last INVOKE have asked for their next event (the "freeze").
+//! Like Lambda, it hands the runtime the first invocation only once every
+//! registered extension has finished its init (asked for its first event),
+//! and each next one only once the environment is idle: the runtime and
+//! every extension that received the last INVOKE have asked for their next
+//! event (the "freeze").
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -55,6 +57,8 @@ pub struct Invoked {
 struct Extension {
     id: String,
     invoke: bool,
+    /// Asked for its first event: its init is done.
+    ready: bool,
     events: VecDeque<Value>,
 }
 
@@ -283,7 +287,10 @@ async fn runtime_next(State(shared): Api) -> Response {
     loop {
         {
             let mut inner = shared.lock();
+            // Like Lambda, the first invocation waits for every extension's
+            // init (its first request for an event).
             if inner.busy.is_empty()
+                && inner.extensions.iter().all(|e| e.ready)
                 && let Some((id, payload, deadline_ms)) = inner.queue.pop_front()
             {
                 let event = json!({
@@ -362,6 +369,7 @@ async fn register(State(shared): Api, headers: HeaderMap, body: Bytes) -> Respon
         inner.extensions.push(Extension {
             id: id.clone(),
             invoke,
+            ready: false,
             events: VecDeque::new(),
         });
         id
@@ -390,6 +398,9 @@ async fn extension_next(State(shared): Api, headers: HeaderMap) -> Response {
     let mut version = shared.version.subscribe();
     {
         let mut inner = shared.lock();
+        if let Some(ext) = inner.extensions.iter_mut().find(|e| e.id == id) {
+            ext.ready = true;
+        }
         shared.idle(&mut inner, &id);
     }
     shared.changed();
@@ -574,9 +585,7 @@ impl CargoLambdaWatch {
                 .is_ok_and(|o| !o.stdout.is_empty())
         });
         CargoLambdaWatch {
-            invoke_url: format!(
-                "http://127.0.0.1:{port}/2015-03-31/functions/{bin}/invocations"
-            ),
+            invoke_url: format!("http://127.0.0.1:{port}/2015-03-31/functions/{bin}/invocations"),
             process,
         }
     }

@@ -135,7 +135,7 @@ fn an_unreachable_receiver_loses_nothing() {
     edgepush_tests::eventually(Duration::from_secs(5), || {
         assert_eq!(
             comparable(emf_totals(&emf_documents(&function.log_text()))),
-            comparable(expected(&[a.clone()], true))
+            comparable(expected(std::slice::from_ref(&a), true))
         );
     });
 }
