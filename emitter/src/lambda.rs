@@ -685,3 +685,114 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> LambdaMetrics {
+        let options = Options {
+            function_dimensions: false,
+            ..Options::default()
+        };
+        LambdaMetrics::new(Config::new("Test").expect("namespace"), options).expect("metrics")
+    }
+
+    #[test]
+    fn strategies_parse_and_bad_ones_are_named() {
+        assert_eq!("end-of-invocation".parse(), Ok(Flush::EndOfInvocation));
+        assert_eq!("after-response".parse(), Ok(Flush::AfterResponse));
+        assert_eq!(
+            "periodic:10:500".parse(),
+            Ok(Flush::Periodic {
+                interval: Duration::from_secs(10),
+                points: 500
+            })
+        );
+        assert_eq!(
+            "periodic".parse(),
+            Ok(Flush::Periodic {
+                interval: Duration::from_secs(60),
+                points: 1000
+            })
+        );
+        let err = "sometimes".parse::<Flush>().expect_err("unknown");
+        assert!(err.contains("sometimes"), "{err}");
+        assert!("periodic:soon".parse::<Flush>().is_err());
+    }
+
+    #[test]
+    fn an_impossible_deadline_gets_the_default_budget() {
+        let m = metrics();
+        assert_eq!(m.budget(600_000), Duration::from_secs(2));
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .expect("clock")
+            .as_millis() as u64;
+        let budget = m.budget(now + 1000);
+        assert!(
+            budget <= Duration::from_millis(900) && budget > Duration::from_millis(700),
+            "{budget:?}"
+        );
+        assert_eq!(
+            m.budget(now + 50),
+            Duration::ZERO,
+            "less than the margin left"
+        );
+    }
+
+    #[test]
+    fn concurrent_invocations_keep_their_own_dimensions_and_one_cold_start() {
+        let m = metrics();
+        std::thread::scope(|s| {
+            for tenant in ["a", "b", "c"] {
+                let m = m.clone();
+                s.spawn(move || {
+                    for i in 0..200 {
+                        let mut inv = m.invocation(&Context::default());
+                        inv.dimension("tenant", tenant);
+                        inv.counter(Metric::new("orders"))
+                            .expect("counter")
+                            .increment();
+                        inv.distribution(Metric::new("latency"))
+                            .expect("distribution")
+                            .record(f64::from(i));
+                    }
+                });
+            }
+        });
+        let batches = m.emitter().flush_at(1_764_000_000_000).expect("flush");
+        let json: serde_json::Value =
+            serde_json::from_slice(&batches[0].json().expect("json")).expect("wire");
+        let mut seen = Vec::new();
+        for p in json["points"].as_array().expect("points") {
+            let series = &json["series"][p["s"].as_u64().expect("s") as usize];
+            let tenant = series["d"]["tenant"].as_str().unwrap_or("-").to_string();
+            // A counter's sum; a distribution's sample count.
+            let total = match (p.get("x"), p.get("cs")) {
+                (Some(x), _) => x.as_f64().expect("x"),
+                (None, Some(cs)) => cs
+                    .as_array()
+                    .expect("cs")
+                    .iter()
+                    .filter_map(|c| c.as_f64())
+                    .sum(),
+                (None, None) => p["vs"].as_array().expect("vs").len() as f64,
+            };
+            let key = (series["n"].as_str().expect("n").to_string(), tenant);
+            match seen.iter_mut().find(|(n, t, _)| (n, t) == (&key.0, &key.1)) {
+                Some(entry) => entry.2 += total,
+                None => seen.push((key.0, key.1, total)),
+            }
+        }
+        seen.sort_by(|a, b| a.partial_cmp(b).expect("ordered"));
+        let mut want = vec![("ColdStart".to_string(), "-".to_string(), 1.0)];
+        for t in ["a", "b", "c"] {
+            want.push(("latency".into(), t.into(), 200.0));
+        }
+        for t in ["a", "b", "c"] {
+            want.push(("orders".into(), t.into(), 200.0));
+        }
+        assert_eq!(seen, want);
+    }
+}

@@ -39,6 +39,9 @@ async fn handler(event: LambdaEvent<Order>, mut metrics: Invocation) -> Result<R
         .counter(Metric::new("items").unit(Unit::Count))?
         .add(f64::from(order.items));
     metrics
+        .gauge(Metric::new("basket_size").unit(Unit::Count))?
+        .set(f64::from(order.items));
+    metrics
         .statistics(Metric::new("order_value").unit(Unit::None))?
         .record(
             1.0,
@@ -116,6 +119,7 @@ mod tests {
             seen,
             vec![
                 ("ColdStart".into(), "-".into(), serde_json::json!(1)),
+                ("basket_size".into(), "acme".into(), serde_json::json!(3)),
                 ("items".into(), "acme".into(), serde_json::json!(3)),
                 (
                     "order_value".into(),

@@ -43,6 +43,7 @@ fn expected(orders: &[Value]) -> Expected {
         };
         add("orders", 1.0, false);
         add("items", o["items"].as_f64().unwrap_or_default(), false);
+        add("basket_size", o["items"].as_f64().unwrap_or_default(), true);
         add("order_value", o["cents"].as_f64().unwrap_or_default(), true);
         add(
             "payment_latency",

@@ -29,6 +29,7 @@ fn expected(orders: &[Value], cold: bool) -> BTreeMap<String, (f64, usize)> {
         };
         add("orders", 1.0);
         add("items", o["items"].as_f64().unwrap_or_default());
+        add("basket_size", o["items"].as_f64().unwrap_or_default());
         add("order_value", o["cents"].as_f64().unwrap_or_default());
         add(
             "payment_latency",
