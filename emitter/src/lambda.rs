@@ -232,7 +232,17 @@ impl LambdaMetrics {
     /// An emitter for `config`, with the function's dimensions added when
     /// [`Options::function_dimensions`] is on and the Lambda environment
     /// names them.
-    pub fn new(mut config: Config, options: Options) -> crate::Result<Self> {
+    pub fn new(config: Config, options: Options) -> crate::Result<Self> {
+        Self::with_output(config, options, write_stdout)
+    }
+
+    /// [`LambdaMetrics::new`], with EMF documents going to `out` (one call
+    /// per batch, one JSON text per document) instead of stdout.
+    pub fn with_output(
+        mut config: Config,
+        options: Options,
+        out: impl Fn(&[String]) + Send + Sync + 'static,
+    ) -> crate::Result<Self> {
         if options.function_dimensions {
             for (dimension, var) in [
                 ("FunctionName", "AWS_LAMBDA_FUNCTION_NAME"),
@@ -258,7 +268,7 @@ impl LambdaMetrics {
             transport,
             cold: AtomicBool::new(true),
             cold_start,
-            out: Box::new(write_stdout),
+            out: Box::new(out),
             pushing: tokio::sync::Mutex::new(Instant::now()),
             answered: Mutex::new(VecDeque::new()),
             answered_changed: tokio::sync::Notify::new(),
@@ -268,16 +278,6 @@ impl LambdaMetrics {
     /// [`LambdaMetrics::new`] with [`Options::from_env`].
     pub fn from_env(config: Config) -> crate::Result<Self> {
         Self::new(config, Options::from_env()?)
-    }
-
-    /// Where EMF documents go instead of stdout (one call per batch, one
-    /// JSON text per document). For tests.
-    pub fn with_emf_output(self, out: impl Fn(&[String]) + Send + Sync + 'static) -> Self {
-        let mut shared = Arc::try_unwrap(self.0).unwrap_or_else(|_| {
-            panic!("with_emf_output must be called before LambdaMetrics is cloned")
-        });
-        shared.out = Box::new(out);
-        LambdaMetrics(Arc::new(shared))
     }
 
     /// The emitter: register handles here once, at init, and record into
@@ -696,6 +696,46 @@ mod tests {
             ..Options::default()
         };
         LambdaMetrics::new(Config::new("Test").expect("namespace"), options).expect("metrics")
+    }
+
+    #[tokio::test]
+    async fn without_a_receiver_every_batch_is_written_as_emf() {
+        let written = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&written);
+        let m = LambdaMetrics::with_output(
+            Config::new("Test").expect("namespace"),
+            Options {
+                function_dimensions: false,
+                ..Options::default()
+            },
+            move |docs: &[String]| sink.lock().expect("lock").extend_from_slice(docs),
+        )
+        .expect("metrics");
+        let inv = m.invocation(&Context::default());
+        inv.counter(Metric::new("orders"))
+            .expect("counter")
+            .add(3.0);
+        let flushed = m.flush_within(Duration::from_secs(1), "req-1").await;
+        assert_eq!(
+            flushed,
+            Flushed {
+                pushed: 0,
+                written: 1
+            }
+        );
+        let docs = written.lock().expect("lock").clone();
+        assert_eq!(docs.len(), 1);
+        let doc: serde_json::Value = serde_json::from_str(&docs[0]).expect("JSON");
+        assert_eq!(
+            (doc["orders"].as_f64(), doc["ColdStart"].as_f64()),
+            (Some(3.0), Some(1.0))
+        );
+        assert_eq!(doc["requestId"], "req-1");
+        // Nothing is left to write twice.
+        assert_eq!(
+            m.flush_within(Duration::from_secs(1), "req-2").await,
+            Flushed::default()
+        );
     }
 
     #[test]
