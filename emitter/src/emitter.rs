@@ -707,6 +707,28 @@ mod tests {
         )
     }
 
+    #[test]
+    fn pending_counts_series_with_data_until_a_flush() {
+        let e = emitter();
+        let c = e.counter(Metric::new("c")).expect("c");
+        let g = e.gauge(Metric::new("g")).expect("g");
+        let d = e.distribution(Metric::new("d")).expect("d");
+        let s = e.statistics(Metric::new("s")).expect("s");
+        assert_eq!(e.pending(), 0);
+        c.increment();
+        d.record(1.0);
+        d.record(2.0);
+        assert_eq!(e.pending(), 2);
+        g.set(3.0);
+        s.record(1.0, 1.0, 1.0, 1.0);
+        assert_eq!(c.add_at(1.0, 1_000), Ok(()));
+        assert_eq!(e.pending(), 5);
+        e.flush_at(2_000).expect("flush");
+        assert_eq!(e.pending(), 0);
+        d.record(4.0);
+        assert_eq!(e.pending(), 1);
+    }
+
     /// Every point of `batches` as (series name, dimensions, point).
     fn points(batches: &[Batch]) -> Vec<(String, Dimensions, wire::Point)> {
         let mut out = Vec::new();

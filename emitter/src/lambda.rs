@@ -333,37 +333,32 @@ impl LambdaMetrics {
     }
 
     fn push_or_write(&self, batches: Vec<Batch>, deadline: Instant, request_id: &str) -> Flushed {
-        let mut flushed = Flushed::default();
-        let mut reachable = true;
-        let (mut sent, mut retried, mut failed) = (0, 0, 0);
-        for batch in batches {
-            // Leave the margin for writing EMF.
-            let left = deadline.saturating_duration_since(Instant::now());
-            let pushed = match &self.0.transport {
-                Some(transport) if reachable && left > Duration::from_millis(5) => {
-                    match transport.send_within(&batch, left) {
-                        Ok(ack) => {
-                            retried += u64::from(ack.retries);
-                            true
-                        }
-                        Err(e) => {
-                            eprintln!(
-                                "edgepush: batch {} not pushed ({e}); writing it as EMF",
-                                batch.id()
-                            );
-                            reachable = !e.is_retryable();
-                            false
-                        }
+        let total = batches.len();
+        let unsent = match &self.0.transport {
+            None => batches,
+            Some(transport) => {
+                // `send_all`'s order and stops, each send cut at the deadline.
+                let (report, unsent) = match crate::send_all(&Until(transport, deadline), batches) {
+                    Ok(report) => (report, Vec::new()),
+                    Err(e) => {
+                        eprintln!(
+                            "edgepush: {} batch(es) not pushed ({}); writing them as EMF",
+                            e.unsent.len(),
+                            e.error
+                        );
+                        (e.report, e.unsent)
                     }
-                }
-                _ => false,
-            };
-            if pushed {
-                sent += 1;
-                flushed.pushed += 1;
-                continue;
+                };
+                self.0.emitter.count_sent(
+                    report.batches as u64,
+                    report.retries,
+                    unsent.len() as u64,
+                );
+                unsent
             }
-            failed += u64::from(self.0.transport.is_some());
+        };
+        let written = unsent.len();
+        for batch in unsent {
             match batch.emf(&[("requestId", request_id)]) {
                 Ok(docs) => (self.0.out)(&docs),
                 Err(e) => eprintln!(
@@ -371,10 +366,11 @@ impl LambdaMetrics {
                     batch.id()
                 ),
             }
-            flushed.written += 1;
         }
-        self.0.emitter.count_sent(sent, retried, failed);
-        flushed
+        Flushed {
+            pushed: total - written,
+            written,
+        }
     }
 
     /// The push budget for an invocation with `deadline_ms` (epoch
@@ -528,6 +524,16 @@ impl LambdaMetrics {
             std::process::exit(0);
         });
         Ok(())
+    }
+}
+
+/// A transport whose sends end by a deadline.
+struct Until<'a>(&'a HttpTransport, Instant);
+
+impl crate::Transport for Until<'_> {
+    fn send(&self, batch: &Batch) -> Result<crate::Ack, crate::SendError> {
+        self.0
+            .send_within(batch, self.1.saturating_duration_since(Instant::now()))
     }
 }
 

@@ -265,23 +265,33 @@ impl HttpTransport {
     /// starts that could not finish in time. For pushes that must end before
     /// a deadline (an AWS Lambda invocation's).
     pub fn send_within(&self, batch: &Batch, budget: Duration) -> Result<Ack, SendError> {
-        let deadline = std::time::Instant::now() + budget;
+        self.send_until(batch, Some(std::time::Instant::now() + budget))
+    }
+
+    /// Tries `batch` up to `1 + retries` times while the receiver is
+    /// unavailable, backing off between tries, and, with a `deadline`, never
+    /// past it.
+    fn send_until(
+        &self,
+        batch: &Batch,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Ack, SendError> {
+        let left = || deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
         let mut wait = self.backoff;
         let mut retries = 0;
         loop {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
+            let timeout = left().map(|left| left.min(self.timeout));
+            if timeout.is_some_and(|t| t.is_zero()) {
                 return Err(SendError::Unavailable {
                     status: None,
                     message: "no time left before the deadline".into(),
                 });
             }
-            match self.attempt_with(batch, Some(left.min(self.timeout))) {
+            match self.attempt(batch, timeout) {
                 Err(e)
                     if e.is_retryable()
                         && retries < self.retries
-                        && deadline.saturating_duration_since(std::time::Instant::now())
-                            > wait * 2 =>
+                        && left().is_none_or(|left| left > wait * 2) =>
                 {
                     retries += 1;
                     thread::sleep(wait);
@@ -293,11 +303,8 @@ impl HttpTransport {
         }
     }
 
-    fn attempt(&self, batch: &Batch) -> Result<Ack, SendError> {
-        self.attempt_with(batch, None)
-    }
-
-    fn attempt_with(&self, batch: &Batch, timeout: Option<Duration>) -> Result<Ack, SendError> {
+    /// One try; `timeout` overrides the agent's for this request.
+    fn attempt(&self, batch: &Batch, timeout: Option<Duration>) -> Result<Ack, SendError> {
         let mut request = self
             .agent
             .post(&self.url)
@@ -361,19 +368,7 @@ fn parse_ack(body: &str) -> Ack {
 #[cfg(feature = "http")]
 impl Transport for HttpTransport {
     fn send(&self, batch: &Batch) -> Result<Ack, SendError> {
-        let mut wait = self.backoff;
-        let mut retries = 0;
-        loop {
-            match self.attempt(batch) {
-                Err(e) if e.is_retryable() && retries < self.retries => {
-                    retries += 1;
-                    thread::sleep(wait);
-                    wait = wait.saturating_mul(2);
-                }
-                Ok(ack) => return Ok(Ack { retries, ..ack }),
-                Err(e) => return Err(e),
-            }
-        }
+        self.send_until(batch, None)
     }
 }
 

@@ -110,8 +110,11 @@ fn main() {
             let start = Instant::now();
             let mut env = env.clone();
             let api_url = api.receiver_url();
-            if !env.is_empty() {
-                env[0] = ("EDGEPUSH_URL", &api_url);
+            // Push to the test server's receiver instead.
+            for (name, value) in &mut env {
+                if *name == "EDGEPUSH_URL" {
+                    *value = &api_url;
+                }
             }
             let function = api.start_function(dir.path(), &release.join(bin), &env);
             let invoked = api.invoke(order.clone(), Duration::from_secs(10));

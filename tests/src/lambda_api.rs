@@ -11,7 +11,6 @@
 //! event (the "freeze").
 
 use std::collections::VecDeque;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::process::Command;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -109,22 +108,12 @@ pub struct LambdaApi {
     /// `host:port`, as `AWS_LAMBDA_RUNTIME_API` wants it.
     pub address: String,
     shared: Arc<Shared>,
-    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    _server: crate::Background,
 }
 
 impl LambdaApi {
     /// Starts the API on a free loopback port.
     pub fn start() -> Self {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let listener = runtime
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr: SocketAddr = listener.local_addr().expect("address");
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 capture: Some(Capture::Accept),
@@ -149,22 +138,17 @@ impl LambdaApi {
             .route("/2020-01-01/extension/exit/error", post(init_error))
             .route("/v1/metrics", post(metrics))
             .with_state(Arc::clone(&shared));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::spawn(move || {
-            runtime.block_on(async move {
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = rx.await;
-                    })
-                    .await;
-            });
-            runtime.shutdown_background();
+        let server = crate::Background::start(move |listener, stop| async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop.await;
+                })
+                .await;
         });
         LambdaApi {
-            address: addr.to_string(),
+            address: server.addr.to_string(),
             shared,
-            shutdown: Some(tx),
-            thread: Some(thread),
+            _server: server,
         }
     }
 
@@ -261,17 +245,6 @@ impl LambdaApi {
     /// How many extensions registered.
     pub fn extensions(&self) -> usize {
         self.shared.lock().extensions.len()
-    }
-}
-
-impl Drop for LambdaApi {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
     }
 }
 

@@ -511,18 +511,25 @@ pub fn cloudwatch_sink(moto: &Moto) -> Sink {
     )
 }
 
-/// The native receiver, served in this process on a free loopback port by
-/// the same code as the `edgepush-receiver` binary.
-pub struct Receiver {
-    /// Its base URL.
-    pub url: String,
+/// A server on a free loopback port, run on a thread of its own (with its
+/// own tokio runtime) until dropped.
+pub struct Background {
+    /// Where it listens.
+    pub addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
-impl Receiver {
-    /// Starts a receiver with `sinks` and `limits`, accepting `api_keys`.
-    pub fn start(sinks: Vec<Sink>, limits: Limits, api_keys: Vec<String>) -> Self {
+impl Background {
+    /// Binds a loopback port and runs `serve` on it; `serve` must return
+    /// once its second argument resolves.
+    pub fn start<F, Fut>(serve: F) -> Self
+    where
+        F: FnOnce(tokio::net::TcpListener, tokio::sync::oneshot::Receiver<()>) -> Fut
+            + Send
+            + 'static,
+        Fut: std::future::Future<Output = ()>,
+    {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -531,35 +538,58 @@ impl Receiver {
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
             .expect("bind");
-        let addr: SocketAddr = listener.local_addr().expect("address");
-        let app = Arc::new(App {
-            ingest: Ingest { limits, api_keys },
-            forwarder: Forwarder::new(sinks).retries(2, Duration::from_millis(50)),
-            seen: Seen::new(Duration::from_secs(900), 10_000),
-        });
+        let addr = listener.local_addr().expect("address");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
-            runtime
-                .block_on(serve(listener, app, async {
-                    let _ = rx.await;
-                }))
-                .expect("serve");
+            runtime.block_on(serve(listener, rx));
+            // Connections left hanging (a test's stalled receiver) end here.
+            runtime.shutdown_background();
         });
-        Receiver {
-            url: format!("http://{addr}"),
+        Background {
+            addr,
             shutdown: Some(tx),
             thread: Some(thread),
         }
     }
 }
 
-impl Drop for Receiver {
+impl Drop for Background {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
         if let Some(t) = self.thread.take() {
             let _ = t.join();
+        }
+    }
+}
+
+/// The native receiver, served in this process on a free loopback port by
+/// the same code as the `edgepush-receiver` binary.
+pub struct Receiver {
+    /// Its base URL.
+    pub url: String,
+    _server: Background,
+}
+
+impl Receiver {
+    /// Starts a receiver with `sinks` and `limits`, accepting `api_keys`.
+    pub fn start(sinks: Vec<Sink>, limits: Limits, api_keys: Vec<String>) -> Self {
+        let app = Arc::new(App {
+            ingest: Ingest { limits, api_keys },
+            forwarder: Forwarder::new(sinks).retries(2, Duration::from_millis(50)),
+            seen: Seen::new(Duration::from_secs(900), 10_000),
+        });
+        let server = Background::start(move |listener, stop| async move {
+            serve(listener, app, async {
+                let _ = stop.await;
+            })
+            .await
+            .expect("serve");
+        });
+        Receiver {
+            url: format!("http://{}", server.addr),
+            _server: server,
         }
     }
 }

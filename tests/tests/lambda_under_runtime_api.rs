@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use edgepush_tests::Process;
 use edgepush_tests::lambda_api::{
     Capture, LambdaApi, emf_documents, emf_totals, lambda_example_binary, wire_totals,
 };
@@ -49,20 +50,23 @@ fn comparable(mut totals: BTreeMap<String, (f64, usize)>) -> BTreeMap<String, (f
     totals
 }
 
-#[test]
-fn end_of_invocation_meets_the_deadline_and_writes_unpushed_batches_as_emf() {
+/// The API, and the function under it pushing to the API's receiver with
+/// flush strategy `flush`.
+fn start(flush: &str) -> (tempfile::TempDir, LambdaApi, Process) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let binary = lambda_example_binary();
     let api = LambdaApi::start();
     let url = api.receiver_url();
-    let mut function = api.start_function(
+    let function = api.start_function(
         dir.path(),
-        &binary,
-        &[
-            ("EDGEPUSH_URL", url.as_str()),
-            ("EDGEPUSH_FLUSH", "end-of-invocation"),
-        ],
+        &lambda_example_binary(),
+        &[("EDGEPUSH_URL", url.as_str()), ("EDGEPUSH_FLUSH", flush)],
     );
+    (dir, api, function)
+}
+
+#[test]
+fn end_of_invocation_meets_the_deadline_and_writes_unpushed_batches_as_emf() {
+    let (_dir, api, mut function) = start("end-of-invocation");
 
     // Receiver up: pushed, nothing written.
     let a = order("acme", 2, 1000, 10.5);
@@ -143,18 +147,7 @@ fn an_unreachable_receiver_loses_nothing() {
 
 #[test]
 fn after_response_pushes_between_the_response_and_the_freeze() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let binary = lambda_example_binary();
-    let api = LambdaApi::start();
-    let url = api.receiver_url();
-    let function = api.start_function(
-        dir.path(),
-        &binary,
-        &[
-            ("EDGEPUSH_URL", url.as_str()),
-            ("EDGEPUSH_FLUSH", "after-response"),
-        ],
-    );
+    let (_dir, api, function) = start("after-response");
     let orders = [
         order("acme", 1, 100, 5.0),
         order("acme", 2, 200, 6.0),
@@ -183,18 +176,7 @@ fn after_response_pushes_between_the_response_and_the_freeze() {
 
 #[test]
 fn periodic_pushes_what_it_buffered_within_300_ms_of_sigterm() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let binary = lambda_example_binary();
-    let api = LambdaApi::start();
-    let url = api.receiver_url();
-    let mut function = api.start_function(
-        dir.path(),
-        &binary,
-        &[
-            ("EDGEPUSH_URL", url.as_str()),
-            ("EDGEPUSH_FLUSH", "periodic:3600:100000"),
-        ],
-    );
+    let (_dir, api, mut function) = start("periodic:3600:100000");
     let orders = [order("acme", 1, 100, 5.0), order("initech", 2, 50, 8.5)];
     let mut last = String::new();
     for o in &orders {
