@@ -56,28 +56,29 @@ pub enum Target {
 
 /// Escapes a measurement: commas and spaces.
 fn measurement(out: &mut String, s: &str) {
-    escape(out, s, &[',', ' ']);
+    escape(out, s, b", ");
 }
 
 /// Escapes a tag key, tag value or field key: commas, `=` and spaces.
 fn tag(out: &mut String, s: &str) {
-    escape(out, s, &[',', '=', ' ']);
+    escape(out, s, b",= ");
 }
 
 /// Puts a backslash before each special character. Validation has refused
 /// backslashes that would escape one (`edgepush::validate`), so every other
 /// backslash stands for itself.
-fn escape(out: &mut String, s: &str, special: &[char]) {
-    if !s.contains(special) {
-        out.push_str(s);
-        return;
-    }
-    for c in s.chars() {
-        if special.contains(&c) {
+fn escape(out: &mut String, s: &str, special: &[u8]) {
+    // The special characters are ASCII, so every byte found is a whole
+    // character and the slices between them fall on character boundaries.
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if special.contains(&b) {
+            out.push_str(&s[start..i]);
             out.push('\\');
+            start = i;
         }
-        out.push(c);
     }
+    out.push_str(&s[start..]);
 }
 
 /// Writes a float field value: whole numbers come out without a fraction,
@@ -280,6 +281,12 @@ mod tests {
                 &[("k", "v=\"q\"")],
                 Value::Counter(1e-3),
                 "m=1,k=v\\=\"q\",namespace=Shop,unit=Count value=0.001 1700000000123\n",
+            ),
+            (
+                "café métrique, été",
+                &[("région", "Zürich=ΣΩ 東京")],
+                Value::Counter(2.0),
+                "café\\ métrique\\,\\ été,namespace=Shop,région=Zürich\\=ΣΩ\\ 東京,unit=Count value=2 1700000000123\n",
             ),
             (
                 "back\\slash",
