@@ -1,0 +1,114 @@
+// Sends encoded batches to the edgepush receiver: gzip with the runtime's
+// CompressionStream (Node.js 18+, Cloudflare Workers), POST with fetch,
+// retries on throttling, 5xx and network errors with backoff inside the
+// flush's time budget, and keeps what could not be sent for the next flush.
+// A batch keeps its id across tries, so the receiver forwards it once.
+
+async function gzip(bytes) {
+  const stream = new Blob([bytes]).stream().pipeThrough(new CompressionStream("gzip"));
+  return new Uint8Array(await new Response(stream).arrayBuffer());
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Milliseconds to wait before try `n` (1-based): Retry-After when the
+// receiver gave one, else exponential backoff with full jitter.
+function backoff(n, retryAfter) {
+  const seconds = Number(retryAfter);
+  if (retryAfter && Number.isFinite(seconds)) return seconds * 1000;
+  return Math.random() * Math.min(2000, 100 * 2 ** n);
+}
+
+// One batch: "sent" (with the receiver's answer), "retry" or "refused".
+async function send(options, batch, deadline, report) {
+  const headers = {
+    "content-type": "application/vnd.edgepush.v1+json",
+    "x-edgepush-batch": batch.id,
+  };
+  if (batch.gzip) headers["content-encoding"] = "gzip";
+  if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
+  let last = "";
+  for (let n = 1; n <= options.attempts; n++) {
+    const left = deadline - Date.now();
+    if (left <= 0) break;
+    let retryAfter = null;
+    try {
+      const response = await fetch(options.endpoint, {
+        method: "POST",
+        headers,
+        body: batch.body,
+        signal: AbortSignal.timeout(left),
+      });
+      const text = await response.text();
+      if (response.ok) return { outcome: "sent", text };
+      last = `${response.status}: ${text}`;
+      if (response.status !== 429 && response.status < 500) {
+        return { outcome: "refused", text: last };
+      }
+      retryAfter = response.headers.get("retry-after");
+    } catch (e) {
+      last = `${e && e.name}: ${e && e.message}`;
+    }
+    if (n < options.attempts) {
+      const wait = backoff(n, retryAfter);
+      if (Date.now() + wait >= deadline) break;
+      report.retried++;
+      await sleep(wait);
+    }
+  }
+  return { outcome: "retry", text: last };
+}
+
+export async function push(options, fresh, carry) {
+  const report = {
+    ok: true,
+    batches: 0,
+    points: 0,
+    rejected: 0,
+    retried: 0,
+    pending: 0,
+    dropped: 0,
+    errors: [],
+  };
+  // Taken out of carry while in flight, so a concurrent flush does not send
+  // them too; what is not sent goes back.
+  const queue = carry.splice(0, carry.length);
+  for (const b of fresh) {
+    const body = options.gzip ? await gzip(b.json) : b.json;
+    queue.push({ id: b.id, points: b.points, body, gzip: options.gzip });
+  }
+  const deadline = Date.now() + options.timeoutMs;
+  const unsent = [];
+  for (const batch of queue) {
+    const { outcome, text } = await send(options, batch, deadline, report);
+    if (outcome === "sent") {
+      report.batches++;
+      let answer = {};
+      try {
+        answer = JSON.parse(text);
+      } catch {}
+      const rejected = Number(answer.rejected_count) || 0;
+      report.points += batch.points - rejected;
+      report.rejected += rejected;
+      for (const r of answer.rejected || []) report.errors.push(JSON.stringify(r));
+    } else if (outcome === "refused") {
+      report.dropped += batch.points;
+      report.errors.push(`batch ${batch.id} refused: ${text}`);
+    } else {
+      unsent.push(batch);
+      report.errors.push(`batch ${batch.id} not sent: ${text}`);
+    }
+  }
+  carry.unshift(...unsent);
+  let bytes = carry.reduce((n, b) => n + b.body.length, 0);
+  while (bytes > options.maxPendingBytes && carry.length > 0) {
+    const old = carry.shift();
+    bytes -= old.body.length;
+    report.dropped += old.points;
+    report.errors.push(`batch ${old.id} dropped: more than maxPendingBytes unsent`);
+  }
+  report.pending = carry.reduce((n, b) => n + b.points, 0);
+  report.ok = report.pending === 0 && report.dropped === 0 && report.rejected === 0;
+  if (!report.ok) console.warn("edgepush: flush incomplete", report);
+  return report;
+}
