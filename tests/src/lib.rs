@@ -621,6 +621,19 @@ impl Receiver {
     }
 }
 
+/// `GET url`: the body of a 2xx answer, or what went wrong.
+pub fn http_get_body(url: &str) -> Result<String, String> {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    agent
+        .get(url)
+        .call()
+        .and_then(|mut r| r.body_mut().read_to_string())
+        .map_err(|e| e.to_string())
+}
+
 /// GETs `url`; the status if anything answered.
 pub fn http_get(url: &str) -> Result<u16, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -699,4 +712,83 @@ pub fn read_all(mut reader: impl Read) -> String {
     let mut s = String::new();
     let _ = reader.read_to_string(&mut s);
     s
+}
+
+/// The emitter's npm package (`emitter/js/pkg`, made by `.ci/build-js` when
+/// its sources are newer) packed with `npm pack`: the tarball's path.
+pub fn js_package() -> PathBuf {
+    static PACKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PACKED
+        .get_or_init(|| {
+            let root = repo_root();
+            let pkg = root.join("emitter/js/pkg");
+            let built = std::fs::metadata(pkg.join("edgepush_bg.wasm"))
+                .and_then(|m| m.modified())
+                .ok();
+            let newest = ["emitter/src", "emitter/js/src", "emitter/js/npm"]
+                .iter()
+                .flat_map(|d| walk(&root.join(d)))
+                .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+                .max();
+            if built.is_none() || built < newest {
+                let status = Command::new("bash")
+                    .arg(root.join(".ci/build-js"))
+                    .status()
+                    .expect("run .ci/build-js");
+                assert!(status.success(), ".ci/build-js failed");
+            }
+            let out = std::env::temp_dir().join(format!("edgepush-npm-{}", std::process::id()));
+            std::fs::create_dir_all(&out).expect("npm pack folder");
+            let packed = Command::new("npm")
+                .args(["pack", "--silent", "--pack-destination"])
+                .arg(&out)
+                .current_dir(&pkg)
+                .output()
+                .expect("run npm pack");
+            assert!(
+                packed.status.success(),
+                "npm pack failed: {}",
+                String::from_utf8_lossy(&packed.stderr)
+            );
+            let name = String::from_utf8_lossy(&packed.stdout).trim().to_string();
+            out.join(name)
+        })
+        .clone()
+}
+
+/// A Node.js project in `dir` with the packed emitter installed from its
+/// tarball (offline: the package has no dependencies) and the files of
+/// `tests/js/` copied in. Returns the project's folder.
+pub fn npm_project(dir: &Path) -> PathBuf {
+    let tarball = js_package();
+    let project = dir.join("app");
+    std::fs::create_dir_all(&project).expect("project folder");
+    std::fs::write(
+        project.join("package.json"),
+        r#"{"name":"edgepush-test-app","private":true,"type":"module"}"#,
+    )
+    .expect("package.json");
+    for file in walk(&repo_root().join("tests/js")) {
+        let name = file.file_name().expect("file name");
+        std::fs::copy(&file, project.join(name)).expect("copy a test file");
+    }
+    let installed = Command::new("npm")
+        .args([
+            "install",
+            "--offline",
+            "--no-audit",
+            "--no-fund",
+            "--silent",
+        ])
+        .arg(&tarball)
+        .current_dir(&project)
+        .output()
+        .expect("run npm install");
+    assert!(
+        installed.status.success(),
+        "npm install of {} failed: {}",
+        tarball.display(),
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    project
 }

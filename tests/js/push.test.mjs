@@ -1,0 +1,89 @@
+// Runs under `node --test` in a project that installed the packed edgepush
+// package (tests/tests/js_package.rs sets it up). Pushes to the native
+// receiver at EDGEPUSH_URL; the Rust test reads the values back from the
+// CloudWatch emulator behind it.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Emitter } from "edgepush";
+
+const endpoint = process.env.EDGEPUSH_URL;
+const apiKey = process.env.EDGEPUSH_API_KEY;
+
+function emitter(options = {}) {
+  return new Emitter({ endpoint, apiKey, namespace: "JsNode", dimensions: { service: "shop" }, ...options });
+}
+
+test("values pushed through the receiver", async () => {
+  const m = emitter();
+  const orders = m.counter("orders", { unit: "Count", dimensions: { route: "/buy" } });
+  orders.add();
+  orders.add(2);
+  m.count("orders", 4, { unit: "Count", dimensions: { route: "/buy" } });
+  m.count("orders", undefined, { unit: "Count", dimensions: { route: "/cart" } });
+  m.set("queue_depth", 7);
+  m.set("queue_depth", 3);
+  for (const v of [1.5, 2.5, 2.5, 40]) m.record("latency", v, { unit: "Milliseconds", highResolution: true });
+  m.distribution("latency", { unit: "Milliseconds", highResolution: true }).record(10, 6);
+  m.statistics("payload", { unit: "Bytes" }).record(4, 100, 10, 40);
+  assert.equal(m.pending(), 5);
+  const report = await m.flush();
+  assert.deepEqual(
+    { ok: report.ok, batches: report.batches, points: report.points, pending: report.pending, errors: report.errors },
+    { ok: true, batches: 1, points: 5, pending: 0, errors: [] },
+  );
+  assert.equal(m.pending(), 0);
+  const again = await m.flush();
+  assert.equal(again.batches, 0, "nothing new, nothing sent");
+});
+
+test("a refused key is reported, not thrown or retried", async () => {
+  const m = emitter({ apiKey: "wrong", attempts: 3 });
+  m.count("refused", 1);
+  const report = await m.flush();
+  assert.equal(report.ok, false);
+  assert.equal(report.dropped, 1);
+  assert.equal(report.retried, 0);
+  assert.match(report.errors[0], /401/);
+});
+
+test("an unreachable receiver keeps the batch for the next flush", async () => {
+  const m = new Emitter({ endpoint: "http://127.0.0.1:9/v1/metrics", namespace: "JsNode", timeoutMs: 400, attempts: 2 });
+  m.count("kept", 1);
+  const first = await m.flush();
+  assert.deepEqual([first.ok, first.pending, first.dropped], [false, 1, 0]);
+  m.count("kept", 1);
+  const second = await m.flush();
+  assert.deepEqual([second.pending, second.dropped], [2, 0], "the old batch and the new one");
+  const tiny = new Emitter({ endpoint: "http://127.0.0.1:9/v1/metrics", namespace: "JsNode", timeoutMs: 200, attempts: 1, maxPendingBytes: 0 });
+  tiny.count("kept", 1);
+  const bounded = await tiny.flush();
+  assert.deepEqual([bounded.pending, bounded.dropped], [0, 1], "past maxPendingBytes the oldest is dropped, and counted");
+});
+
+test("bad arguments throw EdgepushErrors naming the problem", () => {
+  const m = emitter();
+  const cases = [
+    [() => m.count("c", NaN), "invalid_value", /NaN/],
+    [() => m.set("g", Infinity), "invalid_value", /Infinity/],
+    [() => m.record("d", 1, { unit: "Parsecs" }), "invalid_unit", /"Parsecs" is not a CloudWatch unit/],
+    [() => m.count("c", 1, { dimensions: Object.fromEntries(Array.from({ length: 30 }, (_, i) => [`d${i}`, "v"])) }), "too_many_dimensions", /31 dimensions, more than the 30 allowed/],
+    [() => m.count("c", 1, { dimensions: { route: 5 } }), "invalid_dimension_value", /must be a string/],
+    [() => m.count("", 1), "invalid_metric_name", /is empty/],
+    [() => m.count("c", 1, { dimensions: { service: "again" } }), "duplicate_dimension", /"service" is given twice/],
+    [() => m.distribution("d", {}).record(1, 0), "invalid_count", /at least 1/],
+    [() => m.statistics("s", {}).record(2, 10, 9, 1), "invalid_statistics", /min <= max/],
+    [() => new Emitter({ endpoint, namespace: "AWS/Lambda" }), "invalid_namespace", /reserved/],
+    [() => new Emitter({ endpoint: "ftp://x", namespace: "N" }), "invalid_option", /endpoint/],
+    [() => new Emitter({ namespace: "N" }), "invalid_option", /endpoint is required/],
+  ];
+  for (const [call, code, message] of cases) {
+    assert.throws(call, (e) => {
+      assert.equal(e.name, "EdgepushError");
+      assert.equal(e.code, code, e.message);
+      assert.match(e.message, message);
+      return true;
+    });
+  }
+  m.count("c", 1);
+  assert.throws(() => m.record("c", 1), (e) => e.code === "conflict");
+});

@@ -1,0 +1,157 @@
+//! The emitter's npm package, installed from its `npm pack` tarball: Node's
+//! test runner pushes through the native receiver into the CloudWatch
+//! emulator, and a JavaScript Worker bundled by wrangler runs in workerd and
+//! flushes with `ctx.waitUntil` into the receiver Worker. Values are read
+//! back exactly.
+
+use std::process::Command;
+use std::time::Duration;
+
+use edgepush_receiver::limits::Limits;
+use edgepush_tests::{
+    Moto, Receiver, Workerd, cloudwatch_sink, eventually, npm_project, repo_root,
+};
+use serde_json::{Value, json};
+
+fn by_name<'a>(metrics: &'a [Value], name: &str, dims: Value) -> &'a Value {
+    metrics
+        .iter()
+        .find(|m| m["name"] == name && m["dimensions"] == dims)
+        .unwrap_or_else(|| panic!("no {name} {dims} in {metrics:#?}"))
+}
+
+fn stats(m: &Value) -> Value {
+    json!([m["sum"], m["count"], m["min"], m["max"], m["units"]])
+}
+
+#[test]
+fn node_pushes_through_the_native_receiver() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut moto = Moto::start(dir.path());
+    let receiver = Receiver::start(
+        vec![cloudwatch_sink(&moto)],
+        Limits::default(),
+        vec!["node-key".into()],
+    );
+    let project = npm_project(dir.path());
+    let out = Command::new("node")
+        .args(["--test", "push.test.mjs"])
+        .env("EDGEPUSH_URL", format!("{}/v1/metrics", receiver.url))
+        .env("EDGEPUSH_API_KEY", "node-key")
+        .current_dir(&project)
+        .output()
+        .expect("run node --test");
+    assert!(
+        out.status.success(),
+        "node --test failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let metrics = moto.metrics("JsNode");
+    let shop = |extra: &[(&str, &str)]| {
+        let mut d = json!({"service": "shop"});
+        for (k, v) in extra {
+            d[*k] = json!(v);
+        }
+        d
+    };
+    assert_eq!(
+        stats(by_name(&metrics, "orders", shop(&[("route", "/buy")]))),
+        json!([7.0, 1.0, 7.0, 7.0, ["Count"]])
+    );
+    assert_eq!(
+        stats(by_name(&metrics, "orders", shop(&[("route", "/cart")]))),
+        json!([1.0, 1.0, 1.0, 1.0, ["Count"]])
+    );
+    // A gauge set twice: its statistics over the interval.
+    assert_eq!(
+        stats(by_name(&metrics, "queue_depth", shop(&[]))),
+        json!([10.0, 2.0, 3.0, 7.0, ["None"]])
+    );
+    // 1.5, 2.5 twice, 40, and 10 six times.
+    assert_eq!(
+        stats(by_name(&metrics, "latency", shop(&[]))),
+        json!([106.5, 10.0, 1.5, 40.0, ["Milliseconds"]])
+    );
+    assert_eq!(
+        stats(by_name(&metrics, "payload", shop(&[]))),
+        json!([100.0, 4.0, 10.0, 40.0, ["Bytes"]])
+    );
+    assert!(
+        metrics.iter().all(|m| m["name"] != "refused"),
+        "a batch refused for its key is not stored: {metrics:#?}"
+    );
+    assert_eq!(metrics.len(), 5, "{metrics:#?}");
+}
+
+#[test]
+fn a_worker_flushes_with_wait_until_into_the_receiver_worker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut moto = Moto::start(dir.path());
+    let receiver = Workerd::start(
+        dir.path(),
+        &json!({
+            "CLOUDWATCH_REGION": "us-east-1",
+            "CLOUDWATCH_ENDPOINT": format!("{}/", moto.url),
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+        }),
+    );
+
+    // Bundled the way users deploy it: wrangler resolves the package's
+    // `workerd` entry point and the .wasm module.
+    let project = npm_project(dir.path());
+    std::fs::write(
+        project.join("wrangler.toml"),
+        "name = \"edgepush-js-test\"\nmain = \"worker.mjs\"\ncompatibility_date = \"2026-04-26\"\n",
+    )
+    .expect("wrangler.toml");
+    let wrangler = repo_root().join("tests/workerd/node_modules/.bin/wrangler");
+    let bundled = Command::new(&wrangler)
+        .args(["deploy", "--dry-run", "--outdir", "dist"])
+        .env("WRANGLER_SEND_METRICS", "false")
+        .env("CI", "true")
+        .current_dir(&project)
+        .output()
+        .expect("run wrangler");
+    assert!(
+        bundled.status.success(),
+        "wrangler deploy --dry-run failed:\n{}\n{}",
+        String::from_utf8_lossy(&bundled.stdout),
+        String::from_utf8_lossy(&bundled.stderr)
+    );
+    let app = Workerd::start_with(
+        dir.path(),
+        &json!({ "EDGEPUSH_URL": format!("{}/v1/metrics", receiver.url) }),
+        &json!({
+            "scriptPath": project.join("dist/worker.js"),
+            "modulesRoot": project.join("dist"),
+            "modulesRules": [{ "type": "CompiledWasm", "include": ["**/*.wasm"] }],
+        }),
+    );
+
+    for (path, size) in [("/buy", 10), ("/buy", 20), ("/cart", 30), ("/buy", 40)] {
+        let body = edgepush_tests::http_get_body(&format!("{}{path}?size={size}", app.url));
+        assert_eq!(body.as_deref(), Ok("ok"), "{path}");
+    }
+
+    let dims = |route: &str| json!({"service": "shop", "route": route});
+    eventually(Duration::from_secs(20), || {
+        let metrics = moto.metrics("JsWorker");
+        assert_eq!(
+            stats(by_name(&metrics, "requests", dims("/buy"))),
+            json!([3.0, 3.0, 1.0, 1.0, ["Count"]]),
+            "one flush per request"
+        );
+        assert_eq!(
+            stats(by_name(&metrics, "requests", dims("/cart"))),
+            json!([1.0, 1.0, 1.0, 1.0, ["Count"]])
+        );
+        assert_eq!(
+            stats(by_name(&metrics, "body_size", json!({"service": "shop"}))),
+            json!([100.0, 4.0, 10.0, 40.0, ["Bytes"]])
+        );
+        assert_eq!(metrics.len(), 3, "{metrics:#?}");
+    });
+}
