@@ -10,6 +10,9 @@
 //! Build the npm package with `.ci/build-js`; `emitter/js/npm/README.md`
 //! documents the JavaScript API.
 
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
 use edgepush::{Config, Emitter as Core, Error, Field, Metric, Unit};
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
@@ -83,6 +86,40 @@ extern "C" {
     /// `FlushReport`, leaving unsent batches in `carry`.
     #[wasm_bindgen(js_name = push)]
     fn push_batches(options: &JsValue, fresh: Array, carry: &Array) -> js_sys::Promise;
+
+    /// A string naming a metric and its options, for the per-call cache.
+    #[wasm_bindgen(js_name = metricKey)]
+    fn metric_key(name: &JsValue, options: &JsValue) -> String;
+}
+
+/// Handles the per-call methods registered, by [`metric_key`]: reading a
+/// JavaScript options object and registering costs microseconds, a lookup
+/// a fraction of that. Emptied when it reaches this many entries.
+const CACHE_LIMIT: usize = 10_000;
+
+type Cache<H> = RefCell<BTreeMap<String, H>>;
+
+/// The handle for `key`, registered with `register` on a miss.
+fn cached<H: Clone>(
+    cache: &Cache<H>,
+    key: String,
+    register: impl FnOnce() -> Result<H, JsValue>,
+) -> Result<H, JsValue> {
+    if let Some(h) = cache.borrow().get(&key) {
+        return Ok(h.clone());
+    }
+    let h = register()?;
+    let mut cache = cache.borrow_mut();
+    if cache.len() >= CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(key, h.clone());
+    Ok(h)
+}
+
+fn name_of(name: &JsValue) -> Result<String, JsValue> {
+    name.as_string()
+        .ok_or_else(|| error("invalid_metric_name", "metric name must be a string"))
 }
 
 /// An `Error` named `EdgepushError` with a machine-readable `code`.
@@ -239,6 +276,9 @@ pub struct Emitter {
     push: Object,
     /// Batches not sent yet, oldest first.
     carry: Array,
+    counters: Cache<edgepush::Counter>,
+    gauges: Cache<edgepush::Gauge>,
+    distributions: Cache<edgepush::Distribution>,
 }
 
 #[wasm_bindgen]
@@ -304,6 +344,9 @@ impl Emitter {
             core: Core::new(config),
             push,
             carry: Array::new(),
+            counters: RefCell::default(),
+            gauges: RefCell::default(),
+            distributions: RefCell::default(),
         })
     }
 
@@ -360,31 +403,50 @@ impl Emitter {
     /// Adds `value` (default 1) to a counter.
     pub fn count(
         &self,
-        name: &str,
+        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
         value: Option<f64>,
         #[wasm_bindgen(unchecked_param_type = "MetricOptions")] options: JsValue,
     ) -> Result<(), JsValue> {
-        self.counter(name, options)?.add(value)
+        let v = value.unwrap_or(1.0);
+        check_value(v)?;
+        let key = metric_key(&name, &options);
+        cached(&self.counters, key, || {
+            self.counter(&name_of(&name)?, options).map(|c| c.0)
+        })?
+        .add(v);
+        Ok(())
     }
 
     /// Sets a gauge.
     pub fn set(
         &self,
-        name: &str,
+        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
         value: f64,
         #[wasm_bindgen(unchecked_param_type = "MetricOptions")] options: JsValue,
     ) -> Result<(), JsValue> {
-        self.gauge(name, options)?.set(value)
+        check_value(value)?;
+        let key = metric_key(&name, &options);
+        cached(&self.gauges, key, || {
+            self.gauge(&name_of(&name)?, options).map(|g| g.0)
+        })?
+        .set(value);
+        Ok(())
     }
 
     /// Records a value in a distribution.
     pub fn record(
         &self,
-        name: &str,
+        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
         value: f64,
         #[wasm_bindgen(unchecked_param_type = "MetricOptions")] options: JsValue,
     ) -> Result<(), JsValue> {
-        self.distribution(name, options)?.record(value, None)
+        check_value(value)?;
+        let key = metric_key(&name, &options);
+        cached(&self.distributions, key, || {
+            self.distribution(&name_of(&name)?, options).map(|d| d.0)
+        })?
+        .record(value);
+        Ok(())
     }
 
     /// Series holding data not flushed yet.

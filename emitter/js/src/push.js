@@ -112,3 +112,9 @@ export async function push(options, fresh, carry) {
   if (!report.ok) console.warn("edgepush: flush incomplete", report);
   return report;
 }
+
+// The per-call cache's key: the name and the options as JSON. Options
+// written in another key order make another entry for the same series.
+export function metricKey(name, options) {
+  return `${name}\u0000${options === undefined ? "" : JSON.stringify(options)}`;
+}
