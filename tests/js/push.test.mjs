@@ -36,6 +36,21 @@ test("values pushed through the receiver", async () => {
   assert.equal(again.batches, 0, "nothing new, nothing sent");
 });
 
+test("batches go uncompressed when gzip is off", async () => {
+  const m = emitter({ gzip: false });
+  m.count("plain", 3);
+  const report = await m.flush();
+  assert.deepEqual([report.ok, report.points], [true, 1], JSON.stringify(report));
+});
+
+test("a receiver answering 503 is retried, then the batch is kept", async () => {
+  const m = new Emitter({ endpoint: process.env.EDGEPUSH_DOWN_URL, apiKey, namespace: "JsNode", attempts: 2, timeoutMs: 5000 });
+  m.count("kept", 1);
+  const report = await m.flush();
+  assert.deepEqual([report.ok, report.retried, report.pending, report.dropped], [false, 1, 1, 0], JSON.stringify(report));
+  assert.match(report.errors[0], /not sent: 503/);
+});
+
 test("a refused key is reported, not thrown or retried", async () => {
   const m = emitter({ apiKey: "wrong", attempts: 3 });
   m.count("refused", 1);

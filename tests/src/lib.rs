@@ -219,6 +219,21 @@ impl Moto {
         Moto { url, keys, process }
     }
 
+    /// The receiver Worker's settings that forward to this emitter (region,
+    /// endpoint, keys), to extend with others.
+    pub fn worker_settings(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut settings = serde_json::Map::new();
+        for (name, value) in [
+            ("CLOUDWATCH_REGION", "us-east-1".to_string()),
+            ("CLOUDWATCH_ENDPOINT", format!("{}/", self.url)),
+            ("AWS_ACCESS_KEY_ID", self.keys.0.clone()),
+            ("AWS_SECRET_ACCESS_KEY", self.keys.1.clone()),
+        ] {
+            settings.insert(name.into(), value.into());
+        }
+        settings
+    }
+
     /// Every metric of `namespace`, read back with boto3
     /// (`tests/readback/cloudwatch.py`), by name.
     pub fn metrics(&mut self, namespace: &str) -> Vec<serde_json::Value> {
@@ -486,24 +501,34 @@ impl Drop for Workerd {
 fn build_worker() {
     static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
     BUILT.get_or_init(|| {
-        let root = repo_root();
-        let built = std::fs::metadata(root.join("receiver/build/index.js"))
-            .and_then(|m| m.modified())
-            .ok();
-        let newest = ["receiver/src", "emitter/src"]
-            .iter()
-            .flat_map(|d| walk(&root.join(d)))
-            .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-            .max();
-        if built.is_some() && built >= newest {
-            return;
-        }
-        let status = Command::new("bash")
-            .arg(root.join(".ci/build-worker"))
-            .status()
-            .expect("run .ci/build-worker");
-        assert!(status.success(), ".ci/build-worker failed");
+        rebuild_if_stale(
+            ".ci/build-worker",
+            "receiver/build/index.js",
+            &["receiver/src", "emitter/src"],
+        );
     });
+}
+
+/// Runs the build `script` (relative to the repository root) when `output`
+/// is missing or older than any file under `sources`.
+fn rebuild_if_stale(script: &str, output: &str, sources: &[&str]) {
+    let root = repo_root();
+    let built = std::fs::metadata(root.join(output))
+        .and_then(|m| m.modified())
+        .ok();
+    let newest = sources
+        .iter()
+        .flat_map(|d| walk(&root.join(d)))
+        .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
+        .max();
+    if built.is_some() && built >= newest {
+        return;
+    }
+    let status = Command::new("bash")
+        .arg(root.join(script))
+        .status()
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
+    assert!(status.success(), "{script} failed");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -720,23 +745,12 @@ pub fn js_package() -> PathBuf {
     static PACKED: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     PACKED
         .get_or_init(|| {
-            let root = repo_root();
-            let pkg = root.join("emitter/js/pkg");
-            let built = std::fs::metadata(pkg.join("edgepush_bg.wasm"))
-                .and_then(|m| m.modified())
-                .ok();
-            let newest = ["emitter/src", "emitter/js/src", "emitter/js/npm"]
-                .iter()
-                .flat_map(|d| walk(&root.join(d)))
-                .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
-                .max();
-            if built.is_none() || built < newest {
-                let status = Command::new("bash")
-                    .arg(root.join(".ci/build-js"))
-                    .status()
-                    .expect("run .ci/build-js");
-                assert!(status.success(), ".ci/build-js failed");
-            }
+            rebuild_if_stale(
+                ".ci/build-js",
+                "emitter/js/pkg/edgepush_bg.wasm",
+                &["emitter/src", "emitter/js/src", "emitter/js/npm"],
+            );
+            let pkg = repo_root().join("emitter/js/pkg");
             let out = std::env::temp_dir().join(format!("edgepush-npm-{}", std::process::id()));
             std::fs::create_dir_all(&out).expect("npm pack folder");
             let packed = Command::new("npm")

@@ -15,19 +15,11 @@ pub const NAMESPACE: &str = "EdgepushE2E";
 
 /// The Worker settings for the scenario: key `secret-key`, both sinks.
 pub fn worker_settings(moto: &Moto, influx: &Influx) -> serde_json::Map<String, Value> {
-    let settings = json!({
-        "EDGEPUSH_API_KEYS": "secret-key",
-        "CLOUDWATCH_REGION": "us-east-1",
-        "CLOUDWATCH_ENDPOINT": format!("{}/", moto.url),
-        "AWS_ACCESS_KEY_ID": moto.keys.0,
-        "AWS_SECRET_ACCESS_KEY": moto.keys.1,
-        "INFLUXDB_URL": influx.url,
-        "INFLUXDB_DATABASE": influx.database,
-    });
-    match settings {
-        Value::Object(map) => map,
-        _ => unreachable!("json! of an object is an object"),
-    }
+    let mut settings = moto.worker_settings();
+    settings.insert("EDGEPUSH_API_KEYS".into(), "secret-key".into());
+    settings.insert("INFLUXDB_URL".into(), influx.url.clone().into());
+    settings.insert("INFLUXDB_DATABASE".into(), influx.database.clone().into());
+    settings
 }
 
 /// Pushes the scenario to the receiver at `receiver_url` (which must accept

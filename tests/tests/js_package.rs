@@ -8,8 +8,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use edgepush_receiver::limits::Limits;
+use edgepush_receiver::sink::{Sink, line_protocol};
 use edgepush_tests::{
-    Moto, Receiver, Workerd, cloudwatch_sink, eventually, npm_project, repo_root,
+    Moto, Receiver, Workerd, cloudwatch_sink, eventually, free_port, npm_project, repo_root,
 };
 use serde_json::{Value, json};
 
@@ -33,10 +34,23 @@ fn node_pushes_through_the_native_receiver() {
         Limits::default(),
         vec!["node-key".into()],
     );
+    // Its only sink is down: it answers 503 to every push.
+    let down = Receiver::start(
+        vec![Sink::LineProtocol(line_protocol::Target::V1 {
+            url: format!("http://127.0.0.1:{}", free_port()),
+            database: "down".into(),
+            retention_policy: None,
+            username: None,
+            password: None,
+        })],
+        Limits::default(),
+        vec!["node-key".into()],
+    );
     let project = npm_project(dir.path());
     let out = Command::new("node")
         .args(["--test", "push.test.mjs"])
         .env("EDGEPUSH_URL", format!("{}/v1/metrics", receiver.url))
+        .env("EDGEPUSH_DOWN_URL", format!("{}/v1/metrics", down.url))
         .env("EDGEPUSH_API_KEY", "node-key")
         .current_dir(&project)
         .output()
@@ -78,26 +92,22 @@ fn node_pushes_through_the_native_receiver() {
         stats(by_name(&metrics, "payload", shop(&[]))),
         json!([100.0, 4.0, 10.0, 40.0, ["Bytes"]])
     );
+    assert_eq!(
+        stats(by_name(&metrics, "plain", shop(&[]))),
+        json!([3.0, 1.0, 3.0, 3.0, ["None"]])
+    );
     assert!(
         metrics.iter().all(|m| m["name"] != "refused"),
         "a batch refused for its key is not stored: {metrics:#?}"
     );
-    assert_eq!(metrics.len(), 5, "{metrics:#?}");
+    assert_eq!(metrics.len(), 6, "{metrics:#?}");
 }
 
 #[test]
 fn a_worker_flushes_with_wait_until_into_the_receiver_worker() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut moto = Moto::start(dir.path());
-    let receiver = Workerd::start(
-        dir.path(),
-        &json!({
-            "CLOUDWATCH_REGION": "us-east-1",
-            "CLOUDWATCH_ENDPOINT": format!("{}/", moto.url),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-        }),
-    );
+    let receiver = Workerd::start(dir.path(), &moto.worker_settings().into());
 
     // Bundled the way users deploy it: wrangler resolves the package's
     // `workerd` entry point and the .wasm module.

@@ -166,16 +166,12 @@ fn after_one_sink_failed_the_worker_retries_only_that_sink() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut moto = Moto::start(dir.path());
     let influx_port = free_port();
-    let worker = Workerd::start(
-        dir.path(),
-        &json!({
-            "CLOUDWATCH_REGION": "us-east-1",
-            "CLOUDWATCH_ENDPOINT": format!("{}/", moto.url),
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "INFLUXDB_URL": format!("http://127.0.0.1:{influx_port}"),
-            "INFLUXDB_DATABASE": "edgepush",
-        }),
+    let mut settings = moto.worker_settings();
+    settings.insert(
+        "INFLUXDB_URL".into(),
+        format!("http://127.0.0.1:{influx_port}").into(),
     );
+    settings.insert("INFLUXDB_DATABASE".into(), "edgepush".into());
+    let worker = Workerd::start(dir.path(), &settings.into());
     check_partial(&worker.url, &mut moto, influx_port, dir.path());
 }

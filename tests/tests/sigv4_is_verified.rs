@@ -149,16 +149,9 @@ fn moto_checking_signatures_accepts_native_and_wasm_signing_and_refuses_a_wrong_
     assert!(moto.metrics("SignedWrong").is_empty());
 
     // Signing inside wasm, in workerd.
-    let worker = Workerd::start(
-        dir.path(),
-        &json!({
-            "CLOUDWATCH_REGION": "us-east-1",
-            "CLOUDWATCH_ENDPOINT": format!("{}/", moto.url),
-            "CLOUDWATCH_COMPRESS": "false",
-            "AWS_ACCESS_KEY_ID": moto.keys.0,
-            "AWS_SECRET_ACCESS_KEY": moto.keys.1,
-        }),
-    );
+    let mut settings = moto.worker_settings();
+    settings.insert("CLOUDWATCH_COMPRESS".into(), "false".into());
+    let worker = Workerd::start(dir.path(), &settings.into());
     push(&worker.url, "SignedEdge", 11.0).expect("accepted");
     assert_eq!(sum_of(&mut moto, "SignedEdge"), 11.0);
 }

@@ -99,24 +99,6 @@ const CACHE_LIMIT: usize = 10_000;
 
 type Cache<H> = RefCell<BTreeMap<String, H>>;
 
-/// The handle for `key`, registered with `register` on a miss.
-fn cached<H: Clone>(
-    cache: &Cache<H>,
-    key: String,
-    register: impl FnOnce() -> Result<H, JsValue>,
-) -> Result<H, JsValue> {
-    if let Some(h) = cache.borrow().get(&key) {
-        return Ok(h.clone());
-    }
-    let h = register()?;
-    let mut cache = cache.borrow_mut();
-    if cache.len() >= CACHE_LIMIT {
-        cache.clear();
-    }
-    cache.insert(key, h.clone());
-    Ok(h)
-}
-
 fn name_of(name: &JsValue) -> Result<String, JsValue> {
     name.as_string()
         .ok_or_else(|| error("invalid_metric_name", "metric name must be a string"))
@@ -281,6 +263,40 @@ pub struct Emitter {
     distributions: Cache<edgepush::Distribution>,
 }
 
+impl Emitter {
+    /// Registers `name` with `options` through `kind` (`Core::counter`, ...).
+    fn register<H>(
+        &self,
+        name: &str,
+        options: &JsValue,
+        kind: impl FnOnce(&Core, Metric) -> edgepush::Result<H>,
+    ) -> Result<H, JsValue> {
+        kind(&self.core, metric(name, options)?).map_err(|e| core_error(&e))
+    }
+
+    /// The handle of the per-call methods for `name` and `options`, from
+    /// `cache` or registered on a miss.
+    fn cached<H: Clone>(
+        &self,
+        cache: &Cache<H>,
+        name: &JsValue,
+        options: &JsValue,
+        kind: impl FnOnce(&Core, Metric) -> edgepush::Result<H>,
+    ) -> Result<H, JsValue> {
+        let key = metric_key(name, options);
+        if let Some(h) = cache.borrow().get(&key) {
+            return Ok(h.clone());
+        }
+        let h = self.register(&name_of(name)?, options, kind)?;
+        let mut cache = cache.borrow_mut();
+        if cache.len() >= CACHE_LIMIT {
+            cache.clear();
+        }
+        cache.insert(key, h.clone());
+        Ok(h)
+    }
+}
+
 #[wasm_bindgen]
 impl Emitter {
     /// Creates an emitter; throws an `EdgepushError` when an option is wrong.
@@ -357,11 +373,7 @@ impl Emitter {
         name: &str,
         #[wasm_bindgen(unchecked_param_type = "MetricOptions")] options: JsValue,
     ) -> Result<Counter, JsValue> {
-        let m = metric(name, &options)?;
-        self.core
-            .counter(m)
-            .map(Counter)
-            .map_err(|e| core_error(&e))
+        self.register(name, &options, Core::counter).map(Counter)
     }
 
     /// A gauge handle.
@@ -370,8 +382,7 @@ impl Emitter {
         name: &str,
         #[wasm_bindgen(unchecked_param_type = "MetricOptions")] options: JsValue,
     ) -> Result<Gauge, JsValue> {
-        let m = metric(name, &options)?;
-        self.core.gauge(m).map(Gauge).map_err(|e| core_error(&e))
+        self.register(name, &options, Core::gauge).map(Gauge)
     }
 
     /// A distribution handle (CloudWatch values and counts).
@@ -380,11 +391,8 @@ impl Emitter {
         name: &str,
         #[wasm_bindgen(unchecked_param_type = "MetricOptions")] options: JsValue,
     ) -> Result<Distribution, JsValue> {
-        let m = metric(name, &options)?;
-        self.core
-            .distribution(m)
+        self.register(name, &options, Core::distribution)
             .map(Distribution)
-            .map_err(|e| core_error(&e))
     }
 
     /// A statistic-set handle (count, sum, minimum, maximum).
@@ -393,11 +401,8 @@ impl Emitter {
         name: &str,
         #[wasm_bindgen(unchecked_param_type = "MetricOptions")] options: JsValue,
     ) -> Result<Statistics, JsValue> {
-        let m = metric(name, &options)?;
-        self.core
-            .statistics(m)
+        self.register(name, &options, Core::statistics)
             .map(Statistics)
-            .map_err(|e| core_error(&e))
     }
 
     /// Adds `value` (default 1) to a counter.
@@ -409,11 +414,8 @@ impl Emitter {
     ) -> Result<(), JsValue> {
         let v = value.unwrap_or(1.0);
         check_value(v)?;
-        let key = metric_key(&name, &options);
-        cached(&self.counters, key, || {
-            self.counter(&name_of(&name)?, options).map(|c| c.0)
-        })?
-        .add(v);
+        self.cached(&self.counters, &name, &options, Core::counter)?
+            .add(v);
         Ok(())
     }
 
@@ -425,11 +427,8 @@ impl Emitter {
         #[wasm_bindgen(unchecked_param_type = "MetricOptions")] options: JsValue,
     ) -> Result<(), JsValue> {
         check_value(value)?;
-        let key = metric_key(&name, &options);
-        cached(&self.gauges, key, || {
-            self.gauge(&name_of(&name)?, options).map(|g| g.0)
-        })?
-        .set(value);
+        self.cached(&self.gauges, &name, &options, Core::gauge)?
+            .set(value);
         Ok(())
     }
 
@@ -441,11 +440,8 @@ impl Emitter {
         #[wasm_bindgen(unchecked_param_type = "MetricOptions")] options: JsValue,
     ) -> Result<(), JsValue> {
         check_value(value)?;
-        let key = metric_key(&name, &options);
-        cached(&self.distributions, key, || {
-            self.distribution(&name_of(&name)?, options).map(|d| d.0)
-        })?
-        .record(value);
+        self.cached(&self.distributions, &name, &options, Core::distribution)?
+            .record(value);
         Ok(())
     }
 
