@@ -66,13 +66,12 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
                 .ok_or("CLOUDWATCH_REGION is set but AWS_SECRET_ACCESS_KEY is not")?,
             session_token: get("AWS_SESSION_TOKEN"),
         };
+        // A Worker signs AWS JSON itself: the SDK does not run there.
         let config = cloudwatch::Config {
-            region,
             endpoint: get("CLOUDWATCH_ENDPOINT"),
-            access_key_id: None,
-            secret_access_key: None,
-            session_token: None,
             compress: get("CLOUDWATCH_COMPRESS").is_none_or(|v| v != "false"),
+            protocol: cloudwatch::Protocol::Json,
+            ..cloudwatch::Config::new(region)
         };
         sinks.push(Sink::CloudWatch(config, keys));
     }
@@ -138,7 +137,7 @@ mod tests {
         assert_eq!(ingest.limits.max_points, 50);
         assert_eq!(ingest.limits.max_series, Limits::default().max_series);
         assert!(
-            matches!(&sinks[0], Sink::CloudWatch(c, k) if c.region == "eu-west-1" && k.access_key_id == "AK")
+            matches!(&sinks[0], Sink::CloudWatch(c, k) if c.region.as_deref() == Some("eu-west-1") && c.protocol == cloudwatch::Protocol::Json && k.access_key_id == "AK")
         );
         assert!(
             matches!(&sinks[1], Sink::LineProtocol(line_protocol::Target::V2 { bucket, .. }) if bucket == "b")

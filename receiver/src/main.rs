@@ -8,6 +8,7 @@ use edgepush_receiver::dedupe::Seen;
 use edgepush_receiver::ingest::Ingest;
 use edgepush_receiver::native::config::{self, Args};
 use edgepush_receiver::native::{App, Forwarder, serve};
+use edgepush_receiver::sink::Retry;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -22,7 +23,7 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let result = async {
         let config = args.config()?;
-        let sinks = config::sinks(&config.sinks, |k| std::env::var(k).ok())?;
+        let sinks = config::sinks(&config.sinks, Retry::default()).await?;
         let names: Vec<&str> = sinks.iter().map(|s| s.name()).collect();
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await

@@ -36,6 +36,8 @@ impl SinkTag {
     pub fn of(sink: &Sink) -> Option<Self> {
         match sink {
             Sink::CloudWatch(..) => Some(SinkTag::CloudWatch),
+            #[cfg(feature = "native")]
+            Sink::Aws(_) => Some(SinkTag::CloudWatch),
             Sink::LineProtocol(_) => Some(SinkTag::LineProtocol),
             Sink::Stdout => None,
         }

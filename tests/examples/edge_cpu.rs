@@ -131,12 +131,9 @@ fn main() {
     }
     let sink_url = stub_sink();
     let cw = cloudwatch::Config {
-        region: "us-east-1".into(),
         endpoint: Some(format!("{sink_url}/")),
-        access_key_id: None,
-        secret_access_key: None,
-        session_token: None,
-        compress: true,
+        protocol: cloudwatch::Protocol::Json,
+        ..cloudwatch::Config::new("us-east-1")
     };
     let keys = cloudwatch::Keys {
         access_key_id: "AKID".into(),

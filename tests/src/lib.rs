@@ -544,16 +544,13 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// A CloudWatch sink writing to `moto` with test credentials.
+/// A CloudWatch sink signing AWS JSON to `moto` with its credentials.
 pub fn cloudwatch_sink(moto: &Moto) -> Sink {
     Sink::CloudWatch(
         cloudwatch::Config {
-            region: "us-east-1".into(),
             endpoint: Some(format!("{}/", moto.url)),
-            access_key_id: None,
-            secret_access_key: None,
-            session_token: None,
-            compress: true,
+            protocol: cloudwatch::Protocol::Json,
+            ..cloudwatch::Config::new("us-east-1")
         },
         cloudwatch::Keys {
             access_key_id: moto.keys.0.clone(),

@@ -77,12 +77,9 @@ fn the_native_receiver_forwards_a_batch_once() {
     let port = free_port();
     let sink = Sink::CloudWatch(
         cloudwatch::Config {
-            region: "us-east-1".into(),
             endpoint: Some(format!("http://127.0.0.1:{port}/")),
-            access_key_id: None,
-            secret_access_key: None,
-            session_token: None,
-            compress: true,
+            protocol: cloudwatch::Protocol::Json,
+            ..cloudwatch::Config::new("us-east-1")
         },
         cloudwatch::Keys {
             access_key_id: "testing".into(),

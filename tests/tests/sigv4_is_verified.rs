@@ -51,12 +51,9 @@ fn plain_sink(moto: &Moto) -> (cloudwatch::Config, cloudwatch::Keys) {
 #[test]
 fn gzip_signing_matches_botocore() {
     let config = cloudwatch::Config {
-        region: "eu-west-1".into(),
         endpoint: Some("http://127.0.0.1:4566/".into()),
-        access_key_id: None,
-        secret_access_key: None,
-        session_token: None,
-        compress: true,
+        protocol: cloudwatch::Protocol::Json,
+        ..cloudwatch::Config::new("eu-west-1")
     };
     let body = br#"{"Namespace":"N","MetricData":[{"MetricName":"m","Value":1.0}]}"#;
     for token in [None, Some("session-token".to_string())] {

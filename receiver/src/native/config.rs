@@ -7,7 +7,10 @@ use clap::Parser;
 use serde::Deserialize;
 
 use crate::limits::Limits;
-use crate::sink::{Sink, SinkConfig, cloudwatch, line_protocol};
+use std::sync::Arc;
+
+use crate::native::cloudwatch::AwsCloudWatch;
+use crate::sink::{Retry, Sink, SinkConfig, cloudwatch, line_protocol};
 
 /// Settings of the native receiver. With none at all it listens on
 /// `127.0.0.1:8787` and writes line protocol to standard output.
@@ -69,6 +72,15 @@ pub struct Args {
         requires = "cloudwatch_region"
     )]
     pub cloudwatch_endpoint: Option<String>,
+    /// How to send to CloudWatch: through the AWS SDK, or as signed AWS JSON
+    /// (for endpoints that do not speak the SDK's protocol).
+    #[arg(
+        long,
+        env = "EDGEPUSH_CLOUDWATCH_PROTOCOL",
+        requires = "cloudwatch_region",
+        value_parser = ["sdk", "json"]
+    )]
+    pub cloudwatch_protocol: Option<String>,
     /// Forward line protocol to this InfluxDB 1.x-compatible URL.
     #[arg(long, env = "EDGEPUSH_INFLUXDB_URL", requires = "influxdb_database")]
     pub influxdb_url: Option<String>,
@@ -101,12 +113,12 @@ impl Args {
             config
                 .sinks
                 .push(SinkConfig::Cloudwatch(cloudwatch::Config {
-                    region: region.clone(),
                     endpoint: self.cloudwatch_endpoint.clone(),
-                    access_key_id: None,
-                    secret_access_key: None,
-                    session_token: None,
-                    compress: true,
+                    protocol: match self.cloudwatch_protocol.as_deref() {
+                        Some("json") => cloudwatch::Protocol::Json,
+                        _ => cloudwatch::Protocol::Sdk,
+                    },
+                    ..cloudwatch::Config::new(region.clone())
                 }));
         }
         if let (Some(url), Some(database)) = (&self.influxdb_url, &self.influxdb_database) {
@@ -127,52 +139,43 @@ impl Args {
     }
 }
 
-/// Resolves sink settings into sinks: CloudWatch keys come from the config or
-/// from `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` and `AWS_SESSION_TOKEN`.
-/// No sinks configured means standard output.
-pub fn sinks(
-    configs: &[SinkConfig],
-    env: impl Fn(&str) -> Option<String>,
-) -> Result<Vec<Sink>, String> {
+/// Resolves sink settings into sinks. CloudWatch's region, endpoint and
+/// credentials come from the AWS SDK's chains unless set in the sink
+/// ([`AwsCloudWatch::connect`]); `retry` also becomes the SDK's retry
+/// settings. No sinks configured means standard output.
+pub async fn sinks(configs: &[SinkConfig], retry: Retry) -> Result<Vec<Sink>, String> {
     if configs.is_empty() {
         return Ok(vec![Sink::Stdout]);
     }
-    configs
-        .iter()
-        .map(|c| match c {
-            SinkConfig::Stdout => Ok(Sink::Stdout),
-            SinkConfig::Influxdb(target) => Ok(Sink::LineProtocol(target.clone())),
+    let mut sinks = Vec::with_capacity(configs.len());
+    for config in configs {
+        sinks.push(match config {
+            SinkConfig::Stdout => Sink::Stdout,
+            SinkConfig::Influxdb(target) => Sink::LineProtocol(target.clone()),
             SinkConfig::Cloudwatch(cw) => {
-                let pick = |own: &Option<String>, var: &str| own.clone().or_else(|| env(var));
-                let keys = cloudwatch::Keys {
-                    access_key_id: pick(&cw.access_key_id, "AWS_ACCESS_KEY_ID")
-                        .ok_or("CloudWatch sink: no access key (set access_key_id or AWS_ACCESS_KEY_ID)")?,
-                    secret_access_key: pick(&cw.secret_access_key, "AWS_SECRET_ACCESS_KEY")
-                        .ok_or("CloudWatch sink: no secret key (set secret_access_key or AWS_SECRET_ACCESS_KEY)")?,
-                    session_token: pick(&cw.session_token, "AWS_SESSION_TOKEN"),
-                };
-                Ok(Sink::CloudWatch(cw.clone(), keys))
+                Sink::Aws(Arc::new(AwsCloudWatch::connect(cw, retry).await?))
             }
-        })
-        .collect()
+        });
+    }
+    Ok(sinks)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn no_configuration_means_local_stdout() {
+    #[tokio::test]
+    async fn no_configuration_means_local_stdout() {
         let args = Args::parse_from(["edgepush-receiver"]);
         let config = args.config().expect("config");
         assert_eq!(config, Config::default());
         assert_eq!(config.listen.to_string(), "127.0.0.1:8787");
-        let sinks = sinks(&config.sinks, |_| None).expect("sinks");
+        let sinks = sinks(&config.sinks, Retry::default()).await.expect("sinks");
         assert!(matches!(sinks[..], [Sink::Stdout]));
     }
 
-    #[test]
-    fn file_and_flags_combine() {
+    #[tokio::test]
+    async fn file_and_flags_combine() {
         let dir = std::env::temp_dir().join(format!("edgepush-config-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("receiver.toml");
@@ -209,18 +212,47 @@ bucket = "b"
         assert_eq!(config.limits.max_points, 50);
         assert_eq!(config.limits.max_series, Limits::default().max_series);
         assert_eq!(config.sinks.len(), 2);
-        let env = |k: &str| match k {
-            "AWS_ACCESS_KEY_ID" => Some("AK".to_string()),
-            "AWS_SECRET_ACCESS_KEY" => Some("SK".to_string()),
-            _ => None,
-        };
-        let resolved = sinks(&config.sinks, env).expect("sinks");
         assert!(
-            matches!(&resolved[1], Sink::CloudWatch(_, keys) if keys.access_key_id == "AK" && keys.session_token.is_none())
+            matches!(&config.sinks[1], SinkConfig::Cloudwatch(c) if c.protocol == cloudwatch::Protocol::Sdk && c.endpoint.as_deref() == Some("http://127.0.0.1:5000"))
         );
-        let err = sinks(&config.sinks, |_| None).expect_err("no keys");
-        assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn cloudwatch_settings_resolve_with_keys_from_the_file() {
+        let config: Config = toml::from_str(
+            r#"
+[[sinks]]
+type = "cloudwatch"
+region = "eu-west-1"
+endpoint = "http://127.0.0.1:5000/"
+protocol = "json"
+retry_mode = "adaptive"
+access_key_id = "AK"
+secret_access_key = "SK"
+"#,
+        )
+        .expect("parses");
+        let resolved = sinks(&config.sinks, Retry::default()).await.expect("sinks");
+        let [Sink::Aws(aws)] = &resolved[..] else {
+            panic!("{resolved:?}")
+        };
+        assert_eq!(aws.config().region.as_deref(), Some("eu-west-1"));
+        assert_eq!(aws.config().protocol, cloudwatch::Protocol::Json);
+        assert_eq!(aws.config().retry_mode, cloudwatch::RetryMode::Adaptive);
+
+        let half: Config = toml::from_str(
+            "[[sinks]]\ntype = \"cloudwatch\"\nregion = \"r\"\naccess_key_id = \"AK\"\n",
+        )
+        .expect("parses");
+        let err = sinks(&half.sinks, Retry::default())
+            .await
+            .expect_err("half the keys");
+        assert!(err.contains("go together"), "{err}");
+        let typo =
+            toml::from_str::<Config>("[[sinks]]\ntype = \"cloudwatch\"\nprotocol = \"cbor\"\n")
+                .expect_err("unknown protocol");
+        assert!(typo.to_string().contains("cbor"), "{typo}");
     }
 
     #[test]

@@ -98,6 +98,7 @@ impl Forwarder {
             }
             let result = match sink {
                 Sink::Stdout => write_stdout(batch),
+                Sink::Aws(aws) => aws.deliver(&self.client, batch, self.retry).await,
                 _ => deliver(&self.client, sink, batch, SystemTime::now(), self.retry).await,
             };
             match result {

@@ -1,5 +1,6 @@
 //! The native server: axum on tokio, forwarding with reqwest.
 
+pub mod cloudwatch;
 pub mod config;
 mod forward;
 mod server;

@@ -12,7 +12,7 @@ use aws_smithy_runtime_api::client::identity::Identity;
 use edgepush::limits::{MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES, MAX_VALUES_PER_DATUM};
 use serde::Deserialize;
 
-use crate::model::{Batch, Value};
+use crate::model::{Batch, Series, StatisticSet, Value};
 
 /// The `X-Amz-Target` of `PutMetricData` in the AWS JSON 1.0 protocol.
 pub const TARGET: &str = "GraniteServiceVersion20100801.PutMetricData";
@@ -23,26 +23,59 @@ pub const SERVICE: &str = "monitoring";
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
-    /// AWS region, such as `us-east-1`.
-    pub region: String,
+    /// AWS region, such as `us-east-1`. Natively, by default the SDK's
+    /// region chain (`AWS_REGION`, the profile's `region`, the instance's
+    /// metadata); the Worker needs it set.
+    #[serde(default)]
+    pub region: Option<String>,
     /// Endpoint override (an emulator, a VPC endpoint); by default
-    /// `https://monitoring.<region>.amazonaws.com/`.
+    /// `https://monitoring.<region>.amazonaws.com/` (natively: the SDK's
+    /// endpoint resolution, `AWS_ENDPOINT_URL_CLOUDWATCH` included).
     #[serde(default)]
     pub endpoint: Option<String>,
-    /// Access key id; natively the `AWS_ACCESS_KEY_ID` variable by default.
+    /// Access key id. Natively, credentials set here replace the SDK's
+    /// credentials chain; in the Worker they come from secrets.
     #[serde(default)]
     pub access_key_id: Option<String>,
-    /// Secret key; natively `AWS_SECRET_ACCESS_KEY` by default.
+    /// Secret key, with `access_key_id`.
     #[serde(default)]
     pub secret_access_key: Option<String>,
-    /// Session token of temporary credentials; natively `AWS_SESSION_TOKEN`.
+    /// Session token of temporary credentials, with `access_key_id`.
     #[serde(default)]
     pub session_token: Option<String>,
     /// Gzip request bodies (default true). Off for endpoints that cannot
-    /// take compressed bodies, or that verify signatures over the
-    /// decompressed body (moto does).
+    /// take compressed bodies.
     #[serde(default = "yes")]
     pub compress: bool,
+    /// How requests are sent natively (the Worker always signs AWS JSON).
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Natively, how the SDK paces its retries.
+    #[serde(default)]
+    pub retry_mode: RetryMode,
+}
+
+/// How the native receiver sends `PutMetricData`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Protocol {
+    /// Through `aws-sdk-cloudwatch` (rpc-v2-cbor), with the SDK's retries.
+    #[default]
+    Sdk,
+    /// AWS JSON 1.0, signed here with SigV4: what the Worker sends, for
+    /// endpoints that do not speak the SDK's protocol.
+    Json,
+}
+
+/// The SDK's retry modes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RetryMode {
+    /// Exponential backoff with jitter, per request.
+    #[default]
+    Standard,
+    /// Standard, plus client-side rate limiting when throttled.
+    Adaptive,
 }
 
 fn yes() -> bool {
@@ -50,12 +83,42 @@ fn yes() -> bool {
 }
 
 impl Config {
-    /// The endpoint requests go to.
-    pub fn endpoint(&self) -> String {
-        match &self.endpoint {
-            Some(e) => e.clone(),
-            None => format!("https://monitoring.{}.amazonaws.com/", self.region),
+    /// Settings for `region` and nothing else set.
+    pub fn new(region: impl Into<String>) -> Self {
+        Config {
+            region: Some(region.into()),
+            endpoint: None,
+            access_key_id: None,
+            secret_access_key: None,
+            session_token: None,
+            compress: true,
+            protocol: Protocol::default(),
+            retry_mode: RetryMode::default(),
         }
+    }
+
+    /// The region, or an error saying it is missing.
+    pub fn region(&self) -> Result<&str, BuildError> {
+        self.region.as_deref().ok_or(BuildError::Region)
+    }
+
+    /// The endpoint requests go to.
+    pub fn endpoint(&self) -> Result<String, BuildError> {
+        Ok(match &self.endpoint {
+            Some(e) => e.clone(),
+            None => format!("https://monitoring.{}.amazonaws.com/", self.region()?),
+        })
+    }
+
+    /// Whether AWS throttling error code `code` means "slow down".
+    pub fn is_throttling(code: &str) -> bool {
+        matches!(
+            code,
+            "Throttling"
+                | "ThrottlingException"
+                | "RequestLimitExceeded"
+                | "TooManyRequestsException"
+        )
     }
 }
 
@@ -78,7 +141,7 @@ fn numbers(out: &mut Vec<u8>, key: &[u8], vs: &[f64]) {
 /// What every datum of a series starts with: `{"MetricName":..,
 /// "Dimensions":[..],"Unit":..,"StorageResolution":..,` - written once per
 /// series, not once per datum.
-fn series_prefix(series: &crate::model::Series) -> Vec<u8> {
+fn series_prefix(series: &Series) -> Vec<u8> {
     let mut out = br#"{"MetricName":"#.to_vec();
     // Strings always serialise.
     let _ = serde_json::to_writer(&mut out, &series.name);
@@ -108,65 +171,103 @@ fn series_prefix(series: &crate::model::Series) -> Vec<u8> {
     out
 }
 
-/// Calls `f` with the JSON of every datum of `batch`; distributions are cut
-/// into datums of at most 150 values.
-fn for_each_datum(batch: &Batch, mut f: impl FnMut(&[u8])) {
-    let prefixes: Vec<Vec<u8>> = batch.series.iter().map(series_prefix).collect();
-    let mut datum = Vec::with_capacity(512);
-    for point in &batch.points {
-        let start = |datum: &mut Vec<u8>| {
-            datum.clear();
-            datum.extend_from_slice(&prefixes[point.series]);
-            // Seconds since the epoch, as AWS JSON timestamps are.
-            datum.extend_from_slice(br#""Timestamp":"#);
-            number(datum, point.timestamp_ms as f64 / 1000.0);
-            datum.push(b',');
+/// What one CloudWatch datum carries.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Measure<'a> {
+    /// `Value`.
+    Value(f64),
+    /// `StatisticValues`.
+    Statistics(StatisticSet),
+    /// `Values` and `Counts`, at most 150 of each.
+    Values {
+        /// The values.
+        values: &'a [f64],
+        /// How often each occurred.
+        counts: &'a [f64],
+    },
+}
+
+/// One CloudWatch datum, borrowed from a batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Datum<'a> {
+    /// Name, dimensions, unit and storage resolution.
+    pub series: &'a Series,
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The numbers.
+    pub measure: Measure<'a>,
+}
+
+/// Every CloudWatch datum of `batch`, in order. This is the one place that
+/// decides how points become datums, whichever way they are sent (signed
+/// AWS JSON here and in the Worker, the SDK natively): distributions are cut
+/// into datums of at most 150 values, and a gauge set several times goes as
+/// the statistics of every value set (CloudWatch has no "last" statistic),
+/// so its Minimum, Maximum and Average are right.
+pub fn datums(batch: &Batch) -> impl Iterator<Item = Datum<'_>> {
+    indexed_datums(batch).map(|(_, datum)| datum)
+}
+
+/// [`datums`] with the index of each one's series.
+fn indexed_datums(batch: &Batch) -> impl Iterator<Item = (usize, Datum<'_>)> {
+    batch.points.iter().flat_map(move |point| {
+        let series = &batch.series[point.series];
+        let datum = move |measure| {
+            (
+                point.series,
+                Datum {
+                    series,
+                    timestamp_ms: point.timestamp_ms,
+                    measure,
+                },
+            )
         };
-        match &point.value {
+        let (single, chunks) = match &point.value {
             Value::Counter(v)
             | Value::Gauge {
                 last: v,
                 stats: None,
-            } => {
-                start(&mut datum);
-                datum.extend_from_slice(br#""Value":"#);
-                number(&mut datum, *v);
-                datum.push(b'}');
-                f(&datum);
-            }
-            // CloudWatch has no "last" statistic: a gauge set several times
-            // goes as the statistics of every value set, so its Minimum,
-            // Maximum and Average are right.
+            } => (Some(datum(Measure::Value(*v))), None),
             Value::Gauge {
                 stats: Some(st), ..
             }
-            | Value::Statistics(st) => {
-                start(&mut datum);
-                datum.extend_from_slice(br#""StatisticValues":{"SampleCount":"#);
-                number(&mut datum, st.count);
-                datum.extend_from_slice(br#","Sum":"#);
-                number(&mut datum, st.sum);
-                datum.extend_from_slice(br#","Minimum":"#);
-                number(&mut datum, st.min);
-                datum.extend_from_slice(br#","Maximum":"#);
-                number(&mut datum, st.max);
-                datum.extend_from_slice(b"}}");
-                f(&datum);
-            }
-            Value::Distribution { values, counts } => {
-                for (vs, cs) in values
-                    .chunks(MAX_VALUES_PER_DATUM)
-                    .zip(counts.chunks(MAX_VALUES_PER_DATUM))
-                {
-                    start(&mut datum);
-                    numbers(&mut datum, br#""Values":"#, vs);
-                    numbers(&mut datum, br#","Counts":"#, cs);
-                    datum.push(b'}');
-                    f(&datum);
-                }
-            }
+            | Value::Statistics(st) => (Some(datum(Measure::Statistics(*st))), None),
+            Value::Distribution { values, counts } => (
+                None,
+                Some(
+                    values
+                        .chunks(MAX_VALUES_PER_DATUM)
+                        .zip(counts.chunks(MAX_VALUES_PER_DATUM))
+                        .map(move |(values, counts)| datum(Measure::Values { values, counts })),
+                ),
+            ),
+        };
+        single.into_iter().chain(chunks.into_iter().flatten())
+    })
+}
+
+/// Groups items into requests, in order: at most 1000 items per request, and
+/// `envelope` plus the items' sizes plus one separator between items at most
+/// CloudWatch's 1 MB. The sizes are those of the encoding that will be sent
+/// (exact for JSON, an upper bound for CBOR).
+pub fn split<T>(items: impl IntoIterator<Item = (T, usize)>, envelope: usize) -> Vec<Vec<T>> {
+    let mut requests = Vec::new();
+    let mut request = Vec::new();
+    let mut bytes = envelope;
+    for (item, size) in items {
+        let full = request.len() == MAX_DATUMS_PER_REQUEST
+            || bytes + usize::from(!request.is_empty()) + size > MAX_REQUEST_BYTES;
+        if !request.is_empty() && full {
+            requests.push(std::mem::take(&mut request));
+            bytes = envelope;
         }
+        bytes += usize::from(!request.is_empty()) + size;
+        request.push(item);
     }
+    if !request.is_empty() {
+        requests.push(request);
+    }
+    requests
 }
 
 /// The JSON bodies of the `PutMetricData` requests for `batch`: each holds at
@@ -179,28 +280,144 @@ pub fn bodies(batch: &Batch) -> Vec<Vec<u8>> {
     prefix.extend_from_slice(br#","MetricData":["#);
     const SUFFIX: &[u8] = b"]}";
 
-    let mut bodies = Vec::new();
-    let mut body = prefix.clone();
-    let mut datums = 0;
-    for_each_datum(batch, |encoded| {
-        let full = datums == MAX_DATUMS_PER_REQUEST
-            || body.len() + 1 + encoded.len() + SUFFIX.len() > MAX_REQUEST_BYTES;
-        if datums > 0 && full {
-            body.extend_from_slice(SUFFIX);
-            bodies.push(std::mem::replace(&mut body, prefix.clone()));
-            datums = 0;
-        }
-        if datums > 0 {
-            body.push(b',');
-        }
-        body.extend_from_slice(encoded);
-        datums += 1;
-    });
-    if datums > 0 {
-        body.extend_from_slice(SUFFIX);
-        bodies.push(body);
+    // Every datum encoded once, one after the other; the split works on
+    // their ranges.
+    let prefixes: Vec<Vec<u8>> = batch.series.iter().map(series_prefix).collect();
+    let mut all = Vec::with_capacity(batch.points.len() * 160);
+    let mut ranges = Vec::with_capacity(batch.points.len());
+    for (series, datum) in indexed_datums(batch) {
+        let start = all.len();
+        encode_datum(&mut all, &prefixes[series], &datum);
+        ranges.push((start..all.len(), all.len() - start));
     }
-    bodies
+    split(ranges, prefix.len() + SUFFIX.len())
+        .into_iter()
+        .map(|request| {
+            let size = request.iter().map(|r| r.len() + 1).sum::<usize>();
+            let mut body = Vec::with_capacity(prefix.len() + size + SUFFIX.len());
+            body.extend_from_slice(&prefix);
+            for (i, range) in request.into_iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(&all[range]);
+            }
+            body.extend_from_slice(SUFFIX);
+            body
+        })
+        .collect()
+}
+
+fn encode_datum(out: &mut Vec<u8>, prefix: &[u8], datum: &Datum<'_>) {
+    out.extend_from_slice(prefix);
+    // Seconds since the epoch, as AWS JSON timestamps are.
+    out.extend_from_slice(br#""Timestamp":"#);
+    number(out, datum.timestamp_ms as f64 / 1000.0);
+    out.push(b',');
+    match datum.measure {
+        Measure::Value(v) => {
+            out.extend_from_slice(br#""Value":"#);
+            number(out, v);
+            out.push(b'}');
+        }
+        Measure::Statistics(st) => {
+            out.extend_from_slice(br#""StatisticValues":{"SampleCount":"#);
+            number(out, st.count);
+            out.extend_from_slice(br#","Sum":"#);
+            number(out, st.sum);
+            out.extend_from_slice(br#","Minimum":"#);
+            number(out, st.min);
+            out.extend_from_slice(br#","Maximum":"#);
+            number(out, st.max);
+            out.extend_from_slice(b"}}");
+        }
+        Measure::Values { values, counts } => {
+            numbers(out, br#""Values":"#, values);
+            numbers(out, br#","Counts":"#, counts);
+            out.push(b'}');
+        }
+    }
+}
+
+/// CBOR bytes of a text string of `len` bytes, or of a map key.
+fn cbor_text(len: usize) -> usize {
+    len + match len {
+        0..24 => 1,
+        24..256 => 2,
+        256..65_536 => 3,
+        _ => 5,
+    }
+}
+
+/// The most a container's head and end take in CBOR.
+const CBOR_CONTAINER: usize = 3;
+/// A double in CBOR.
+const CBOR_DOUBLE: usize = 9;
+
+/// An upper bound on the CBOR (rpc-v2-cbor, the SDK's protocol) of a
+/// `PutMetricData` input without its datums.
+pub fn cbor_envelope_bound(namespace: &str) -> usize {
+    CBOR_CONTAINER
+        + cbor_text("Namespace".len())
+        + cbor_text(namespace.len())
+        + cbor_text("MetricData".len())
+        + CBOR_CONTAINER
+}
+
+/// An upper bound on the CBOR of one datum: every double taken as 9 bytes,
+/// every container as 3, every text with its longest head. Checked against
+/// the SDK's own bodies in the tests.
+pub fn cbor_datum_bound(datum: &Datum<'_>) -> usize {
+    let series = datum.series;
+    let mut size = CBOR_CONTAINER
+        + cbor_text("MetricName".len())
+        + cbor_text(series.name.len())
+        + cbor_text("Timestamp".len())
+        + 1
+        + CBOR_DOUBLE
+        + cbor_text("Unit".len())
+        + cbor_text(series.unit.as_str().len())
+        + cbor_text("StorageResolution".len())
+        + 5;
+    if !series.dimensions.is_empty() {
+        size += cbor_text("Dimensions".len()) + CBOR_CONTAINER;
+        for (name, value) in &series.dimensions {
+            size += CBOR_CONTAINER
+                + cbor_text("Name".len())
+                + cbor_text(name.len())
+                + cbor_text("Value".len())
+                + cbor_text(value.len());
+        }
+    }
+    size + match datum.measure {
+        Measure::Value(_) => cbor_text("Value".len()) + CBOR_DOUBLE,
+        Measure::Statistics(_) => {
+            cbor_text("StatisticValues".len())
+                + CBOR_CONTAINER
+                + ["SampleCount", "Sum", "Minimum", "Maximum"]
+                    .iter()
+                    .map(|k| cbor_text(k.len()) + CBOR_DOUBLE)
+                    .sum::<usize>()
+        }
+        Measure::Values { values, counts } => {
+            cbor_text("Values".len())
+                + cbor_text("Counts".len())
+                + 2 * CBOR_CONTAINER
+                + CBOR_DOUBLE * (values.len() + counts.len())
+        }
+    }
+}
+
+/// The datums of `batch` grouped into the requests the SDK sends: the same
+/// datums and limits as [`bodies`], measured on the CBOR the SDK writes.
+pub fn sdk_requests(batch: &Batch) -> Vec<Vec<Datum<'_>>> {
+    split(
+        datums(batch).map(|d| {
+            let size = cbor_datum_bound(&d);
+            (d, size)
+        }),
+        cbor_envelope_bound(&batch.namespace),
+    )
 }
 
 /// Credentials to sign with.
@@ -218,6 +435,8 @@ pub struct Keys {
 #[derive(Debug)]
 #[non_exhaustive]
 pub enum BuildError {
+    /// No region is set.
+    Region,
     /// The endpoint is not a valid URI.
     Endpoint(String),
     /// Signing failed.
@@ -227,6 +446,7 @@ pub enum BuildError {
 impl std::fmt::Display for BuildError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            BuildError::Region => f.write_str("no CloudWatch region set"),
             BuildError::Endpoint(e) => write!(f, "invalid CloudWatch endpoint: {e}"),
             BuildError::Signing(e) => write!(f, "cannot sign CloudWatch request: {e}"),
         }
@@ -243,7 +463,7 @@ pub fn request(
     body: &[u8],
     time: SystemTime,
 ) -> Result<http::Request<Vec<u8>>, BuildError> {
-    let endpoint = config.endpoint();
+    let endpoint = config.endpoint()?;
     let uri: http::Uri = endpoint
         .parse()
         .map_err(|e: http::uri::InvalidUri| BuildError::Endpoint(e.to_string()))?;
@@ -279,7 +499,7 @@ pub fn request(
     .into();
     let params = v4::SigningParams::builder()
         .identity(&identity)
-        .region(&config.region)
+        .region(config.region()?)
         .name(SERVICE)
         .time(time)
         .settings(SigningSettings::default())
@@ -477,12 +697,8 @@ mod tests {
     #[test]
     fn request_is_signed_gzip_json() {
         let config = Config {
-            region: "us-east-1".into(),
             endpoint: Some("http://127.0.0.1:5000/".into()),
-            access_key_id: None,
-            secret_access_key: None,
-            session_token: None,
-            compress: true,
+            ..Config::new("us-east-1")
         };
         let keys = Keys {
             access_key_id: "AKIDEXAMPLE".into(),
@@ -539,12 +755,9 @@ mod tests {
         };
         for endpoint in ["localhost:4566", "/just/a/path", "http://", "not a uri"] {
             let config = Config {
-                region: "r".into(),
                 endpoint: Some(endpoint.into()),
-                access_key_id: None,
-                secret_access_key: None,
-                session_token: None,
                 compress: false,
+                ..Config::new("r")
             };
             let err = request(&config, &keys, b"{}", SystemTime::UNIX_EPOCH).expect_err(endpoint);
             assert!(matches!(err, BuildError::Endpoint(_)), "{endpoint}: {err}");

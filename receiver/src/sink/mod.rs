@@ -31,8 +31,12 @@ pub enum SinkConfig {
 pub enum Sink {
     /// Line protocol on standard output.
     Stdout,
-    /// CloudWatch with the keys to sign with.
+    /// CloudWatch over signed AWS JSON, with the keys to sign with.
     CloudWatch(cloudwatch::Config, cloudwatch::Keys),
+    /// CloudWatch natively, with the SDK's credentials chain: through the
+    /// SDK or signed AWS JSON, as configured.
+    #[cfg(feature = "native")]
+    Aws(std::sync::Arc<crate::native::cloudwatch::AwsCloudWatch>),
     /// A line-protocol store.
     LineProtocol(line_protocol::Target),
 }
@@ -43,6 +47,8 @@ impl Sink {
         match self {
             Sink::Stdout => "stdout",
             Sink::CloudWatch(..) => "cloudwatch",
+            #[cfg(feature = "native")]
+            Sink::Aws(_) => "cloudwatch",
             Sink::LineProtocol(_) => "influxdb",
         }
     }
@@ -59,6 +65,8 @@ impl Sink {
                 .iter()
                 .map(|body| cloudwatch::request(config, keys, body, now).map_err(|e| e.to_string()))
                 .collect(),
+            #[cfg(feature = "native")]
+            Sink::Aws(_) => Err("the native CloudWatch sink sends its own requests".into()),
             Sink::LineProtocol(target) => {
                 if batch.points.is_empty() {
                     return Ok(Vec::new());
@@ -82,10 +90,7 @@ impl Sink {
         match self {
             Sink::CloudWatch(..) => {
                 let kind = cloudwatch::error_type(body).unwrap_or_default();
-                let throttled = matches!(
-                    kind.as_str(),
-                    "Throttling" | "ThrottlingException" | "RequestLimitExceeded"
-                );
+                let throttled = cloudwatch::Config::is_throttling(&kind);
                 let message = format!("{status} {kind}: {text}");
                 if retryable || throttled {
                     Outcome::Retry(message)
@@ -135,14 +140,7 @@ mod tests {
     #[test]
     fn classification_table() {
         let cw = Sink::CloudWatch(
-            cloudwatch::Config {
-                region: "r".into(),
-                endpoint: None,
-                access_key_id: None,
-                secret_access_key: None,
-                session_token: None,
-                compress: true,
-            },
+            cloudwatch::Config::new("r"),
             cloudwatch::Keys {
                 access_key_id: "a".into(),
                 secret_access_key: "s".into(),
@@ -181,7 +179,9 @@ mod tests {
         )
         .expect("parses");
         assert_eq!(v[0], SinkConfig::Stdout);
-        assert!(matches!(&v[1], SinkConfig::Cloudwatch(c) if c.region == "eu-west-1"));
+        assert!(
+            matches!(&v[1], SinkConfig::Cloudwatch(c) if c.region.as_deref() == Some("eu-west-1") && c.protocol == cloudwatch::Protocol::Sdk)
+        );
         assert!(
             matches!(&v[2], SinkConfig::Influxdb(line_protocol::Target::V1 { database, .. }) if database == "m")
         );
