@@ -19,6 +19,7 @@ use edgepush_receiver::limits::Limits;
 use edgepush_receiver::native::{App, Forwarder, serve};
 use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
 
+pub mod aws;
 pub mod bad_input;
 pub mod lambda_api;
 pub mod scenario;

@@ -1,0 +1,245 @@
+//! CloudWatch through the AWS SDK's own protocol: `fakecloud` (an AWS
+//! emulator that speaks rpc-v2-cbor, run as a separate process), a read-back
+//! through `aws-sdk-cloudwatch`, the receiver's native CloudWatch sinks, and
+//! the `edgepush-receiver` binary as a process of its own (for tests that
+//! set its environment: credentials, `HOME`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_cloudwatch::types::{Dimension, Statistic};
+use edgepush_receiver::native::config;
+use edgepush_receiver::sink::{Retry, Sink, SinkConfig, cloudwatch};
+use serde_json::{Value, json};
+
+use crate::{Process, free_port, repo_root, tool, wait_for};
+
+/// `fakecloud` on a free loopback port.
+pub struct Fakecloud {
+    /// Its base URL.
+    pub url: String,
+    process: Process,
+}
+
+impl Fakecloud {
+    /// Starts `fakecloud` (installed by `.ci/setup`; `EDGEPUSH_FAKECLOUD`
+    /// overrides the binary) with its data in `dir`.
+    pub fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let mut command = Command::new(tool("EDGEPUSH_FAKECLOUD", "fakecloud", "fakecloud"));
+        command
+            .args(["--addr", &format!("127.0.0.1:{port}")])
+            .current_dir(dir);
+        let mut process = Process::spawn(
+            "fakecloud",
+            command,
+            dir.join(format!("fakecloud-{port}.log")),
+        );
+        wait_for("fakecloud", Duration::from_secs(60), || {
+            process.assert_running();
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Fakecloud {
+            url: format!("http://127.0.0.1:{port}"),
+            process,
+        }
+    }
+
+    /// Every metric of `namespace`, read back through the SDK.
+    pub fn metrics(&mut self, namespace: &str) -> Vec<Value> {
+        self.process.assert_running();
+        read_back(&self.url, namespace)
+    }
+}
+
+/// A CloudWatch sink setting for `endpoint`, test keys, `protocol`.
+pub fn sink_config(endpoint: &str, protocol: cloudwatch::Protocol) -> SinkConfig {
+    SinkConfig::Cloudwatch(cloudwatch::Config {
+        endpoint: Some(endpoint.to_string()),
+        access_key_id: Some("testing".into()),
+        secret_access_key: Some("testing".into()),
+        protocol,
+        ..cloudwatch::Config::new("us-east-1")
+    })
+}
+
+/// The receiver's native sinks for `configs`, resolved as the binary
+/// resolves them (through the SDK's chains).
+pub fn native_sinks(configs: &[SinkConfig]) -> Vec<Sink> {
+    runtime()
+        .block_on(config::sinks(configs, Retry::default()))
+        .expect("sinks")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Every metric of `namespace` at the CloudWatch API `endpoint`, read with
+/// `aws-sdk-cloudwatch` (`ListMetrics`, then `GetMetricStatistics` over the
+/// last and next day), in the shape `Moto::metrics` gives: name,
+/// dimensions, units seen, and the Sum, SampleCount, Minimum and Maximum of
+/// all datapoints; sorted by name and dimensions.
+pub fn read_back(endpoint: &str, namespace: &str) -> Vec<Value> {
+    let config = aws_sdk_cloudwatch::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .endpoint_url(endpoint)
+        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        .http_client(aws_smithy_http_client::Builder::new().build_http())
+        .build();
+    let client = aws_sdk_cloudwatch::Client::from_conf(config);
+    runtime().block_on(async {
+        let mut metrics = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
+        let mut token = None;
+        loop {
+            let page = client
+                .list_metrics()
+                .namespace(namespace)
+                .set_next_token(token)
+                .send()
+                .await
+                .expect("ListMetrics");
+            for metric in page.metrics() {
+                let name = metric.metric_name().unwrap_or_default().to_string();
+                let dimensions: Vec<Dimension> = metric.dimensions().to_vec();
+                let mut dims = serde_json::Map::new();
+                for d in &dimensions {
+                    dims.insert(
+                        d.name().unwrap_or_default().into(),
+                        d.value().unwrap_or_default().into(),
+                    );
+                }
+                if !seen.insert((name.clone(), Value::Object(dims.clone()).to_string())) {
+                    continue;
+                }
+                let now = SystemTime::now();
+                let day = Duration::from_secs(86_400);
+                let points = client
+                    .get_metric_statistics()
+                    .namespace(namespace)
+                    .metric_name(&name)
+                    .set_dimensions(Some(dimensions))
+                    .start_time((now - day).into())
+                    .end_time((now + day).into())
+                    .period(60)
+                    .statistics(Statistic::Sum)
+                    .statistics(Statistic::SampleCount)
+                    .statistics(Statistic::Minimum)
+                    .statistics(Statistic::Maximum)
+                    .send()
+                    .await
+                    .expect("GetMetricStatistics");
+                let points = points.datapoints();
+                let mut units: Vec<String> = points
+                    .iter()
+                    .map(|p| p.unit().map_or("None", |u| u.as_str()).to_string())
+                    .collect();
+                units.sort();
+                units.dedup();
+                let fold = |f: fn(&aws_sdk_cloudwatch::types::Datapoint) -> Option<f64>,
+                            pick: fn(f64, f64) -> f64| {
+                    points.iter().filter_map(f).reduce(pick)
+                };
+                metrics.push(json!({
+                    "name": name,
+                    "dimensions": dims,
+                    "units": units,
+                    "sum": fold(|p| p.sum(), |a, b| a + b).unwrap_or(0.0),
+                    "count": fold(|p| p.sample_count(), |a, b| a + b).unwrap_or(0.0),
+                    "min": fold(|p| p.minimum(), f64::min),
+                    "max": fold(|p| p.maximum(), f64::max),
+                }));
+            }
+            token = page.next_token().map(String::from);
+            if token.is_none() {
+                break;
+            }
+        }
+        metrics.sort_by_key(|m| (m["name"].to_string(), m["dimensions"].to_string()));
+        metrics
+    })
+}
+
+/// The `edgepush-receiver` binary of this build (built once per test run;
+/// `cargo test --workspace` has usually built it already).
+pub fn receiver_binary() -> PathBuf {
+    static BUILT: OnceLock<PathBuf> = OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--quiet",
+                    "--locked",
+                    "-p",
+                    "edgepush-receiver",
+                    "--bin",
+                    "edgepush-receiver",
+                ])
+                .current_dir(repo_root())
+                .status()
+                .expect("run cargo build");
+            assert!(status.success(), "building edgepush-receiver failed");
+            let target = std::env::var_os("CARGO_TARGET_DIR")
+                .map_or_else(|| repo_root().join("target"), PathBuf::from);
+            target.join("debug/edgepush-receiver")
+        })
+        .clone()
+}
+
+/// The `edgepush-receiver` binary running with `args` and nothing of this
+/// process's environment but `PATH` and `env`.
+pub struct ReceiverProcess {
+    /// Its base URL.
+    pub url: String,
+    process: Process,
+}
+
+impl ReceiverProcess {
+    /// Starts the receiver and waits until it answers, or until it exits
+    /// (then the error is its log).
+    pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Self, String> {
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let mut command = Command::new(receiver_binary());
+        command
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            // No instance metadata probe: there is no instance, and no network.
+            .env("AWS_EC2_METADATA_DISABLED", "true")
+            .envs(env.iter().copied())
+            .args(["--listen", &listen])
+            .args(args)
+            .current_dir(dir);
+        let mut process = Process::spawn(
+            "edgepush-receiver",
+            command,
+            dir.join(format!("receiver-{port}.log")),
+        );
+        let url = format!("http://{listen}");
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_secs(30) {
+            if let Ok(Some(_)) = process.child.try_wait() {
+                return Err(process.log_text());
+            }
+            if crate::http_get(&format!("{url}/healthz")).is_ok() {
+                return Ok(ReceiverProcess { url, process });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Err(format!("no answer within 30 s:\n{}", process.log_text()))
+    }
+
+    /// What the receiver logged so far.
+    pub fn log_text(&self) -> String {
+        self.process.log_text()
+    }
+}
