@@ -13,6 +13,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_credential_types::Credentials;
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
+use aws_sdk_cloudwatch::config::SharedHttpClient;
 use aws_sdk_cloudwatch::config::http::HttpResponse;
 use aws_sdk_cloudwatch::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use aws_sdk_cloudwatch::operation::put_metric_data::PutMetricDataError;
@@ -53,8 +54,19 @@ impl AwsCloudWatch {
     /// when it starts rather than at its first batch. `retry` becomes the
     /// SDK's retry settings.
     pub async fn connect(config: &cloudwatch::Config, retry: Retry) -> Result<Self, String> {
+        Self::connect_with(config, retry, https_client()).await
+    }
+
+    /// [`AwsCloudWatch::connect`] with the SDK's requests (credentials and
+    /// region lookups included) going through `http` (benchmarks use an
+    /// in-process client).
+    pub async fn connect_with(
+        config: &cloudwatch::Config,
+        retry: Retry,
+        http: SharedHttpClient,
+    ) -> Result<Self, String> {
         let mut loader = aws_config::defaults(BehaviorVersion::latest())
-            .http_client(https_client())
+            .http_client(http)
             .retry_config(retry_config(config.retry_mode, retry))
             .timeout_config(
                 TimeoutConfig::builder()
@@ -200,7 +212,7 @@ impl AwsCloudWatch {
 }
 
 /// hyper with rustls on ring, the TLS stack the rest of the receiver uses.
-fn https_client() -> aws_sdk_cloudwatch::config::SharedHttpClient {
+fn https_client() -> SharedHttpClient {
     use aws_smithy_http_client::tls::{self, rustls_provider::CryptoMode};
     aws_smithy_http_client::Builder::new()
         .tls_provider(tls::Provider::Rustls(CryptoMode::Ring))
@@ -233,7 +245,8 @@ fn metric_datum(datum: &Datum<'_>) -> MetricDatum {
         ))
         .timestamp(DateTime::from_millis(datum.timestamp_ms))
         .unit(StandardUnit::from(series.unit.as_str()))
-        .storage_resolution(i32::from(series.resolution.seconds() as u8));
+        // 1 or 60.
+        .storage_resolution(series.resolution.seconds() as i32);
     match datum.measure {
         Measure::Value(v) => builder.value(v),
         Measure::Statistics(st) => builder.statistic_values(

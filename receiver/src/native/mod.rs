@@ -5,5 +5,5 @@ pub mod config;
 mod forward;
 mod server;
 
-pub use forward::{Forwarded, Forwarder};
+pub use forward::{Forwarded, Forwarder, Reqwest};
 pub use server::{App, router, serve};
