@@ -4,6 +4,7 @@ pub mod cloudwatch;
 pub mod config;
 mod forward;
 mod server;
+pub mod spool;
 
 pub use forward::{Forwarded, Forwarder, Reqwest};
 pub use server::{App, router, serve};
