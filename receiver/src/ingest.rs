@@ -137,6 +137,10 @@ pub struct Answer<'a> {
     /// was not forwarded again.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub duplicate: bool,
+    /// Sinks that could not take the batch now: it is on the receiver's
+    /// disk and will be delivered to them when they recover.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub spooled: Vec<&'static str>,
 }
 
 impl<'a> Answer<'a> {
@@ -150,6 +154,7 @@ impl<'a> Answer<'a> {
             rejected: &rejected[..rejected.len().min(MAX_LISTED_REJECTIONS)],
             partial: !rejected.is_empty() && !decoded.batch.points.is_empty(),
             duplicate: false,
+            spooled: Vec::new(),
         }
     }
 

@@ -28,12 +28,18 @@ async fn main() -> ExitCode {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let mut forwarder = Forwarder::new(sinks);
+        if let Some(dir) = &config.spool_dir {
+            forwarder = forwarder
+                .spool(dir, config.spool_max_bytes)
+                .map_err(|e| format!("cannot open the spool in {}: {e}", dir.display()))?;
+        }
         let app = Arc::new(App {
             ingest: Ingest {
                 limits: config.limits,
                 api_keys: config.api_keys,
             },
-            forwarder: Forwarder::new(sinks),
+            forwarder,
             seen: Seen::new(
                 std::time::Duration::from_secs(config.dedupe_seconds),
                 config.dedupe_capacity,

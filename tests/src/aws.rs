@@ -207,7 +207,17 @@ impl ReceiverProcess {
     /// Starts the receiver and waits until it answers, or until it exits
     /// (then the error is its log).
     pub fn start(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<Self, String> {
-        let port = free_port();
+        Self::start_on(dir, free_port(), args, env)
+    }
+
+    /// [`ReceiverProcess::start`] on `port` (to restart a receiver where its
+    /// emitters expect it).
+    pub fn start_on(
+        dir: &Path,
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<Self, String> {
         let listen = format!("127.0.0.1:{port}");
         let mut command = Command::new(receiver_binary());
         command
@@ -241,5 +251,10 @@ impl ReceiverProcess {
     /// What the receiver logged so far.
     pub fn log_text(&self) -> String {
         self.process.log_text()
+    }
+
+    /// Kills the receiver (SIGKILL: no chance to tidy up).
+    pub fn kill(&mut self) {
+        self.process.stop();
     }
 }

@@ -804,3 +804,68 @@ pub fn npm_project(dir: &Path) -> PathBuf {
     );
     project
 }
+
+/// A TCP relay on a free loopback port to `target` that can be shut, to
+/// take a sink off the network without stopping it (moto keeps its data in
+/// memory: stopping it would lose what it stored). Shut, it closes every
+/// connection it relays and refuses new ones.
+pub struct Gate {
+    /// Its base URL (`http://127.0.0.1:port`).
+    pub url: String,
+    open: Arc<std::sync::atomic::AtomicBool>,
+    conns: Arc<std::sync::Mutex<Vec<TcpStream>>>,
+}
+
+impl Gate {
+    /// Opens a relay to `target` (`127.0.0.1:port`).
+    pub fn start(target: SocketAddr) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        let open = Arc::new(AtomicBool::new(true));
+        let conns: Arc<std::sync::Mutex<Vec<TcpStream>>> = Arc::default();
+        let (gate_open, gate_conns) = (open.clone(), conns.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                if !gate_open.load(Ordering::SeqCst) {
+                    continue; // dropped: the client sees the connection close
+                }
+                let Ok(server) = TcpStream::connect(target) else {
+                    continue;
+                };
+                if let (Ok(c), Ok(s), Ok(mut list)) =
+                    (client.try_clone(), server.try_clone(), gate_conns.lock())
+                {
+                    list.push(c);
+                    list.push(s);
+                }
+                let pump = |mut from: TcpStream, mut to: TcpStream| {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                };
+                if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
+                    pump(client, s2);
+                    pump(server, c2);
+                }
+            }
+        });
+        Gate { url, open, conns }
+    }
+
+    /// Cuts every relayed connection and refuses new ones.
+    pub fn shut(&self) {
+        self.open.store(false, std::sync::atomic::Ordering::SeqCst);
+        if let Ok(mut list) = self.conns.lock() {
+            for c in list.drain(..) {
+                let _ = c.shutdown(std::net::Shutdown::Both);
+            }
+        }
+    }
+
+    /// Relays again.
+    pub fn open(&self) {
+        self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -30,6 +30,12 @@ pub struct Config {
     pub dedupe_seconds: u64,
     /// How many batch ids are remembered at most.
     pub dedupe_capacity: usize,
+    /// Where batches a sink cannot take wait until it recovers (one
+    /// directory per sink); none means such a push is answered 503 and the
+    /// emitter keeps the batch.
+    pub spool_dir: Option<PathBuf>,
+    /// The most bytes one sink's spool holds.
+    pub spool_max_bytes: u64,
 }
 
 impl Default for Config {
@@ -41,6 +47,8 @@ impl Default for Config {
             sinks: Vec::new(),
             dedupe_seconds: 900,
             dedupe_capacity: 100_000,
+            spool_dir: None,
+            spool_max_bytes: 1 << 30,
         }
     }
 }
@@ -90,6 +98,10 @@ pub struct Args {
     /// Also write line protocol to standard output.
     #[arg(long)]
     pub stdout: bool,
+    /// Spool batches a sink cannot take to this directory, and deliver them
+    /// when it recovers (also across restarts).
+    #[arg(long, env = "EDGEPUSH_SPOOL_DIR")]
+    pub spool_dir: Option<PathBuf>,
 }
 
 impl Args {
@@ -105,6 +117,9 @@ impl Args {
         };
         if let Some(listen) = self.listen {
             config.listen = listen;
+        }
+        if let Some(dir) = &self.spool_dir {
+            config.spool_dir = Some(dir.clone());
         }
         config
             .api_keys

@@ -2,7 +2,13 @@
 //! between retries, and the stdout sink.
 
 use std::io::Write as _;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
+
+use super::spool::Spool;
+use crate::limits::Limits;
+use crate::queue_message::SinkTag;
 
 use crate::model::Batch;
 use crate::sink::{
@@ -46,8 +52,10 @@ impl Client for Reqwest {
 /// failures of the others.
 #[derive(Clone, Debug, Default)]
 pub struct Forwarded {
-    /// Indices of the sinks that took the batch.
+    /// Indices of the sinks that took the batch (or whose spool did).
     pub delivered: Vec<usize>,
+    /// Names of the sinks whose spool took the batch.
+    pub spooled: Vec<&'static str>,
     /// Why the others did not.
     pub failures: Vec<SinkFailure>,
 }
@@ -58,6 +66,8 @@ pub struct Forwarder {
     client: Reqwest,
     sinks: Vec<Sink>,
     retry: Retry,
+    /// Each sink's spool (none for stdout, or without a spool directory).
+    spools: Vec<Option<Arc<Spool>>>,
 }
 
 impl Forwarder {
@@ -70,9 +80,26 @@ impl Forwarder {
             .unwrap_or_default();
         Forwarder {
             client: Reqwest(client),
+            spools: vec![None; sinks.len()],
             sinks,
             retry: Retry::default(),
         }
+    }
+
+    /// Spools what a sink cannot take under `dir` (one directory per sink,
+    /// `<index>-<name>`), at most `max_bytes` per sink; see [`Spool`].
+    pub fn spool(mut self, dir: &Path, max_bytes: u64) -> std::io::Result<Self> {
+        for (index, sink) in self.sinks.iter().enumerate() {
+            if let Some(tag) = SinkTag::of(sink) {
+                let path = dir.join(format!("{index}-{}", sink.name()));
+                let spool = Spool::open(&path, tag, max_bytes)?;
+                if spool.has_backlog() {
+                    tracing::info!(sink = sink.name(), dir = %path.display(), bytes = spool.bytes(), "spool: batches wait from before; replaying");
+                }
+                self.spools[index] = Some(Arc::new(spool));
+            }
+        }
+        Ok(self)
     }
 
     /// Sets how many times a request is tried and the first wait between tries.
@@ -96,10 +123,33 @@ impl Forwarder {
             if skip(index) {
                 continue;
             }
-            let result = match sink {
-                Sink::Stdout => write_stdout(batch),
-                Sink::Aws(aws) => aws.deliver(&self.client, batch, self.retry).await,
-                _ => deliver(&self.client, sink, batch, SystemTime::now(), self.retry).await,
+            let spool = self.spools[index].as_deref();
+            // While a sink's spool has a backlog, new batches queue behind
+            // it: the sink is down, and trying it would only add latency.
+            let result = match spool {
+                Some(spool) if spool.has_backlog() => Err(SinkFailure {
+                    sink: sink.name(),
+                    retryable: true,
+                    message: "batches wait in its spool".into(),
+                }),
+                _ => self.deliver(sink, batch).await,
+            };
+            let result = match (result, spool) {
+                (Err(failure), Some(spool)) if failure.retryable => match spool.append(batch) {
+                    Ok(()) => {
+                        tracing::info!(sink = failure.sink, batch = %batch.id, message = %failure.message, "sink did not take batch; spooled");
+                        forwarded.spooled.push(failure.sink);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        tracing::error!(sink = failure.sink, batch = %batch.id, error = %e, "SPOOL CANNOT TAKE BATCH: answering 503, the emitter keeps it");
+                        Err(SinkFailure {
+                            message: format!("{}; and {e}", failure.message),
+                            ..failure
+                        })
+                    }
+                },
+                (result, _) => result,
             };
             match result {
                 Ok(()) => forwarded.delivered.push(index),
@@ -110,6 +160,84 @@ impl Forwarder {
             }
         }
         forwarded
+    }
+}
+
+impl Forwarder {
+    async fn deliver(&self, sink: &Sink, batch: &Batch) -> Result<(), SinkFailure> {
+        match sink {
+            Sink::Stdout => write_stdout(batch),
+            Sink::Aws(aws) => aws.deliver(&self.client, batch, self.retry).await,
+            _ => deliver(&self.client, sink, batch, SystemTime::now(), self.retry).await,
+        }
+    }
+
+    /// Replays every spool to its sink, oldest batch first, for as long as
+    /// it runs: a sink that still fails is tried again after a wait that
+    /// doubles from one second to `max_wait`; a batch a sink refuses (not
+    /// retryable) is set aside in the spool's `corrupt/` with the reason.
+    pub async fn replay(self, limits: Limits, max_wait: Duration) {
+        let mut waits = vec![Duration::ZERO; self.sinks.len()];
+        let mut next_try = vec![tokio::time::Instant::now(); self.sinks.len()];
+        loop {
+            let mut busy = false;
+            for (index, sink) in self.sinks.iter().enumerate() {
+                let Some(spool) = self.spools[index].as_deref() else {
+                    continue;
+                };
+                if !spool.has_backlog() || tokio::time::Instant::now() < next_try[index] {
+                    continue;
+                }
+                let now_ms = SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64);
+                let entry = match spool.next(now_ms, &limits) {
+                    Ok(Some(entry)) => entry,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::error!(sink = sink.name(), error = %e, "spool: cannot read");
+                        next_try[index] = tokio::time::Instant::now() + max_wait;
+                        continue;
+                    }
+                };
+                let outcome = match self.deliver(sink, &entry.batch).await {
+                    Ok(()) => Ok(()),
+                    Err(f) if f.retryable => Err(f),
+                    Err(f) => {
+                        tracing::error!(sink = sink.name(), batch = %entry.batch.id, message = %f.message, "spool: sink refused a spooled batch; set aside");
+                        spool
+                            .set_aside(&entry, &f.message)
+                            .map_err(|e| SinkFailure {
+                                message: e.to_string(),
+                                ..f
+                            })
+                    }
+                };
+                match outcome.and_then(|()| {
+                    spool.ack(&entry).map_err(|e| SinkFailure {
+                        sink: sink.name(),
+                        retryable: true,
+                        message: format!("spool: cannot record the delivery: {e}"),
+                    })
+                }) {
+                    Ok(()) => {
+                        busy = true;
+                        if !waits[index].is_zero() {
+                            tracing::info!(sink = sink.name(), "spool: sink takes batches again");
+                        }
+                        waits[index] = Duration::ZERO;
+                    }
+                    Err(f) => {
+                        waits[index] = (waits[index] * 2).clamp(Duration::from_secs(1), max_wait);
+                        next_try[index] = tokio::time::Instant::now() + waits[index];
+                        tracing::warn!(sink = sink.name(), wait = ?waits[index], message = %f.message, "spool: sink still failing");
+                    }
+                }
+            }
+            if !busy {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
     }
 }
 

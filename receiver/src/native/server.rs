@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tokio::net::TcpListener;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::forward::Forwarder;
 use crate::dedupe::{self, Seen};
@@ -49,9 +49,16 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(app))
+    let replay = tokio::spawn(
+        app.forwarder
+            .clone()
+            .replay(app.ingest.limits.clone(), Duration::from_secs(30)),
+    );
+    let served = axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
-        .await
+        .await;
+    replay.abort();
+    served
 }
 
 fn json(status: StatusCode, body: String) -> Response {
@@ -117,6 +124,7 @@ async fn push(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Re
                     .contains(&dedupe::sink_key(&key, sink), Instant::now())
             })
             .await;
+        answer.spooled = forwarded.spooled;
         for sink in forwarded.delivered {
             app.seen
                 .insert(dedupe::sink_key(&key, sink), Instant::now());

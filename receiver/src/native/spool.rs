@@ -226,7 +226,13 @@ impl Spool {
     /// reason) and skipped.
     pub fn next(&self, now_ms: i64, limits: &Limits) -> io::Result<Option<Entry>> {
         loop {
-            let Some((at, len, payload, intact)) = self.read_at_cursor()? else {
+            let Some(Raw {
+                at,
+                len,
+                payload,
+                intact,
+            }) = self.read_at_cursor()?
+            else {
                 return Ok(None);
             };
             let decoded = if intact {
@@ -297,7 +303,7 @@ impl Spool {
 
     /// The record at the cursor: position, length with header, payload and
     /// whether its checksum matches; `None` when all are delivered.
-    fn read_at_cursor(&self) -> io::Result<Option<(Position, u64, Vec<u8>, bool)>> {
+    fn read_at_cursor(&self) -> io::Result<Option<Raw>> {
         let at = match self.state.lock() {
             Ok(s) if s.cursor < s.end => s.cursor,
             Ok(_) => return Ok(None),
@@ -316,13 +322,42 @@ impl Spool {
             // be cut into records. All of it is set aside.
             let mut payload = header.to_vec();
             file.read_to_end(&mut payload)?;
-            return Ok(Some((at, rest, payload, false)));
+            return Ok(Some(Raw {
+                at,
+                len: rest,
+                payload,
+                intact: false,
+            }));
         }
         let mut payload = vec![0; len];
         file.read_exact(&mut payload)?;
         let intact = crc32fast::hash(&payload) == crc;
-        Ok(Some((at, (HEADER + len) as u64, payload, intact)))
+        Ok(Some(Raw {
+            at,
+            len: (HEADER + len) as u64,
+            payload,
+            intact,
+        }))
     }
+}
+
+impl Spool {
+    /// Moves `entry` aside (to `corrupt/`, with `reason`) and past it: a
+    /// batch its sink refused, kept for a person to look at.
+    pub fn set_aside(&self, entry: &Entry, reason: &str) -> io::Result<()> {
+        let bytes = queue_message::encode(&entry.batch, self.tag).concat();
+        set_aside(&self.dir, entry.at.segment, entry.at.offset, &bytes, reason)?;
+        self.ack(entry)
+    }
+}
+
+/// A record as read: where, how long with its header, its payload, whether
+/// its checksum matches.
+struct Raw {
+    at: Position,
+    len: u64,
+    payload: Vec<u8>,
+    intact: bool,
 }
 
 /// A spooled record: where it is, its length, its batch.
