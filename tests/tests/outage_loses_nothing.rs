@@ -60,7 +60,7 @@ database = "edgepush"
     // again before the next one. The lock lets the test restart the
     // receiver between two pushes (a receiver killed between spooling a
     // batch and answering would make the emitter send it again, and a new
-    // receiver does not remember ids: see docs/security.md).
+    // receiver does not remember ids: see docs/durability.md).
     let running = Arc::new(AtomicBool::new(true));
     let turn = Arc::new(Mutex::new(()));
     let pusher = {
