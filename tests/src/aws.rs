@@ -40,7 +40,7 @@ impl Fakecloud {
         );
         wait_for("fakecloud", Duration::from_secs(60), || {
             process.assert_running();
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            crate::http_get(&format!("http://127.0.0.1:{port}/_fakecloud/health")) == Ok(200)
         });
         Fakecloud {
             url: format!("http://127.0.0.1:{port}"),
