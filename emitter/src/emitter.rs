@@ -186,8 +186,9 @@ handle! {
     /// The first 150 distinct values of an interval are kept exactly; later
     /// new values are rounded to 7 significant bits (at most 0.8 % off).
     /// When the table ([`Config::distribution_slots`]) is full, further
-    /// values are summarised as a statistic set of the same series. Counts,
-    /// sums, minima and maxima are always exact; nothing is dropped.
+    /// values are summarised as a statistic set of the same series. Counts
+    /// are always exact, and sums, minima and maxima are exact but for the
+    /// rounded values; nothing is dropped.
     Distribution
 }
 handle! {

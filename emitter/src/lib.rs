@@ -48,8 +48,8 @@
 //! - [`Distribution`]: CloudWatch values and counts. The first 150 distinct
 //!   values of an interval are exact; later ones are rounded to 7 significant
 //!   bits (at most 0.8 % off); when the table ([`Config::distribution_slots`])
-//!   is full the rest is summarised as a statistic set. Counts, sums, minima
-//!   and maxima stay exact.
+//!   is full the rest is summarised as a statistic set. Counts stay exact;
+//!   sums, minima and maxima are exact except for the rounded values.
 //! - [`Statistics`]: a statistic set (count, sum, minimum, maximum).
 //!
 //! Metrics may also record under subsets of their dimensions
