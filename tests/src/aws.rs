@@ -15,7 +15,7 @@ use edgepush_receiver::native::config;
 use edgepush_receiver::sink::{Retry, Sink, SinkConfig, cloudwatch};
 use serde_json::{Value, json};
 
-use crate::{Process, free_port, repo_root, tool, wait_for};
+use crate::{Process, free_port, tool, wait_for};
 
 /// `fakecloud` on a free loopback port.
 pub struct Fakecloud {
@@ -173,25 +173,7 @@ pub fn read_back(endpoint: &str, namespace: &str) -> Vec<Value> {
 pub fn receiver_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| {
-            let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--quiet",
-                    "--locked",
-                    "-p",
-                    "edgepush-receiver",
-                    "--bin",
-                    "edgepush-receiver",
-                ])
-                .current_dir(repo_root())
-                .status()
-                .expect("run cargo build");
-            assert!(status.success(), "building edgepush-receiver failed");
-            let target = std::env::var_os("CARGO_TARGET_DIR")
-                .map_or_else(|| repo_root().join("target"), PathBuf::from);
-            target.join("debug/edgepush-receiver")
-        })
+        .get_or_init(|| crate::debug_binary("edgepush-receiver", "edgepush-receiver"))
         .clone()
 }
 

@@ -423,17 +423,7 @@ async fn metrics(State(shared): Api, headers: HeaderMap, body: Bytes) -> Respons
 
 /// Builds the `lambda-example` binary (debug) and returns its path.
 pub fn lambda_example_binary() -> std::path::PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "-p", "lambda-example"])
-        .current_dir(crate::repo_root())
-        .status()
-        .expect("run cargo build");
-    assert!(status.success(), "cargo build -p lambda-example failed");
-    // This test binary lives in <target>/debug/deps.
-    let exe = std::env::current_exe().expect("test binary path");
-    let debug = exe.parent().and_then(Path::parent).expect("target/debug");
-    debug.join("lambda-example")
+    crate::debug_binary("lambda-example", "lambda-example")
 }
 
 /// The EMF documents among a function's output lines.

@@ -29,6 +29,25 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Builds binary `bin` of workspace package `package` (debug, as the tests
+/// are) and returns its path: next to this test binary's `deps/` folder.
+pub fn debug_binary(package: &str, bin: &str) -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .args(["build", "--quiet", "--locked", "-p", package, "--bin", bin])
+        .current_dir(repo_root())
+        .status()
+        .expect("run cargo build");
+    assert!(
+        status.success(),
+        "cargo build -p {package} --bin {bin} failed"
+    );
+    // This test binary lives in <target>/debug/deps.
+    let exe = std::env::current_exe().expect("test binary path");
+    let debug = exe.parent().and_then(Path::parent).expect("target/debug");
+    debug.join(bin)
+}
+
 /// A loopback port nobody listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

@@ -273,10 +273,7 @@ fn failure(e: SdkError<PutMetricDataError, HttpResponse>) -> SinkFailure {
             let status = service.raw().status().as_u16();
             let code = service.err().code().unwrap_or("Unknown");
             (
-                status == 408
-                    || status == 429
-                    || status >= 500
-                    || cloudwatch::Config::is_throttling(code),
+                status == 408 || status == 429 || status >= 500 || cloudwatch::is_throttling(code),
                 format!(
                     "{status} {code}: {}",
                     service.err().message().unwrap_or_default()

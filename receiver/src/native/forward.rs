@@ -172,6 +172,12 @@ impl Forwarder {
         }
     }
 
+    /// Whether any sink has a spool (else [`Forwarder::replay`] has nothing
+    /// to do).
+    pub fn spools(&self) -> bool {
+        self.spools.iter().any(Option::is_some)
+    }
+
     /// Replays every spool to its sink, oldest batch first, for as long as
     /// it runs: a sink that still fails is tried again after a wait that
     /// doubles from one second to `max_wait`; a batch a sink refuses (not
@@ -200,15 +206,18 @@ impl Forwarder {
                         continue;
                     }
                 };
+                // Delivered, or refused for good (set aside): either way the
+                // spool moves past it.
                 let outcome = match self.deliver(sink, &entry.batch).await {
-                    Ok(()) => Ok(()),
                     Err(f) if f.retryable => Err(f),
+                    Ok(()) => Ok(()),
                     Err(f) => {
                         tracing::error!(sink = sink.name(), batch = %entry.batch.id, message = %f.message, "spool: sink refused a spooled batch; set aside");
                         spool
                             .set_aside(&entry, &f.message)
                             .map_err(|e| SinkFailure {
-                                message: e.to_string(),
+                                retryable: true,
+                                message: format!("spool: cannot set a refused batch aside: {e}"),
                                 ..f
                             })
                     }
@@ -252,4 +261,144 @@ fn write_stdout(batch: &Batch) -> Result<(), SinkFailure> {
             retryable: true,
             message: format!("cannot write to stdout: {e}"),
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use edgepush::wire::Kind;
+    use edgepush::{Resolution, Unit};
+
+    use super::*;
+    use crate::model::{Point, Series, Value};
+    use crate::sink::line_protocol::Target;
+
+    /// A line-protocol store answering each write from a script (204 once
+    /// it is used up), recording the bodies it took.
+    async fn store(script: Vec<u16>) -> (String, Arc<Mutex<usize>>) {
+        let script = Arc::new(Mutex::new(script));
+        let writes = Arc::new(Mutex::new(0));
+        let seen = writes.clone();
+        let app = axum::Router::new().fallback(move || {
+            let (script, seen) = (script.clone(), seen.clone());
+            async move {
+                *seen.lock().expect("lock") += 1;
+                let mut script = script.lock().expect("lock");
+                let status = if script.is_empty() {
+                    204
+                } else {
+                    script.remove(0)
+                };
+                axum::http::StatusCode::from_u16(status).expect("status")
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let url = format!("http://{}", listener.local_addr().expect("addr"));
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, writes)
+    }
+
+    fn batch(id: &str) -> Batch {
+        Batch {
+            id: id.into(),
+            namespace: "N".into(),
+            series: vec![Series {
+                name: "m".into(),
+                kind: Kind::Counter,
+                unit: Unit::Count,
+                dimensions: vec![],
+                resolution: Resolution::Standard,
+            }],
+            points: vec![Point {
+                series: 0,
+                timestamp_ms: SystemTime::now()
+                    .duration_since(SystemTime::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as i64),
+                value: Value::Counter(1.0),
+            }],
+        }
+    }
+
+    fn spooling(url: &str, spool: &Path, max_bytes: u64) -> Forwarder {
+        Forwarder::new(vec![Sink::LineProtocol(Target::V2 {
+            url: url.into(),
+            org: "o".into(),
+            bucket: "b".into(),
+            token: None,
+        })])
+        .retries(1, Duration::from_millis(1))
+        .spool(spool, max_bytes)
+        .expect("spool")
+    }
+
+    #[tokio::test]
+    async fn a_down_sink_spools_queues_behind_its_backlog_and_replays() {
+        let dir = tempfile::tempdir().expect("dir");
+        // Down for the first write; then the first replayed batch is refused
+        // outright (400), the second taken.
+        let (url, writes) = store(vec![503, 400]).await;
+        let forwarder = spooling(&url, dir.path(), 1 << 20);
+
+        let first = forwarder.forward(&batch("a"), |_| false).await;
+        assert_eq!(
+            (first.delivered, first.spooled),
+            (vec![0], vec!["influxdb"])
+        );
+        assert!(first.failures.is_empty());
+        // With a backlog, the next batch queues behind it without a try.
+        let second = forwarder.forward(&batch("b"), |_| false).await;
+        assert_eq!(second.spooled, ["influxdb"]);
+        assert_eq!(*writes.lock().expect("lock"), 1);
+
+        // A spool too small for a batch: the push fails, retryable, and says so.
+        let tiny = tempfile::tempdir().expect("dir");
+        let (down, _) = store(vec![503]).await;
+        let full = spooling(&down, tiny.path(), 10)
+            .forward(&batch("c"), |_| false)
+            .await;
+        assert!(full.delivered.is_empty());
+        let failure = &full.failures[0];
+        assert!(failure.retryable, "{failure:?}");
+        assert!(
+            failure.message.contains("spool full (10 bytes)"),
+            "{failure:?}"
+        );
+
+        // Replay: "a" is refused and set aside, "b" delivered; then the spool
+        // is empty.
+        let replay = tokio::spawn(
+            forwarder
+                .clone()
+                .replay(Limits::default(), Duration::from_secs(1)),
+        );
+        let spool = forwarder.spools[0].clone().expect("spool");
+        for _ in 0..200 {
+            if !spool.has_backlog() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        replay.abort();
+        assert!(!spool.has_backlog());
+        assert_eq!(*writes.lock().expect("lock"), 3);
+        let aside: Vec<String> = std::fs::read_dir(dir.path().join("0-influxdb/corrupt"))
+            .expect("corrupt/")
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .collect();
+        assert_eq!(
+            aside.len(),
+            2,
+            "the refused batch and its reason: {aside:?}"
+        );
+        let reason = aside
+            .iter()
+            .find(|n| n.ends_with(".txt"))
+            .map(|n| std::fs::read_to_string(dir.path().join("0-influxdb/corrupt").join(n)))
+            .expect("reason")
+            .expect("read");
+        assert!(reason.starts_with("400"), "{reason}");
+    }
 }

@@ -49,15 +49,19 @@ pub async fn serve(
     app: Arc<App>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let replay = tokio::spawn(
-        app.forwarder
-            .clone()
-            .replay(app.ingest.limits.clone(), Duration::from_secs(30)),
-    );
+    let replay = app.forwarder.spools().then(|| {
+        tokio::spawn(
+            app.forwarder
+                .clone()
+                .replay(app.ingest.limits.clone(), Duration::from_secs(30)),
+        )
+    });
     let served = axum::serve(listener, router(app))
         .with_graceful_shutdown(shutdown)
         .await;
-    replay.abort();
+    if let Some(replay) = replay {
+        replay.abort();
+    }
     served
 }
 

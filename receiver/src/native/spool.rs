@@ -247,16 +247,7 @@ impl Spool {
                 Err(reason) => {
                     tracing::error!(dir = %self.dir.display(), segment = at.segment, offset = at.offset, %reason, "spool: record cannot be replayed; moved to corrupt/");
                     set_aside(&self.dir, at.segment, at.offset, &payload, &reason)?;
-                    self.ack(&Entry {
-                        at,
-                        len,
-                        batch: Batch {
-                            id: String::new(),
-                            namespace: String::new(),
-                            series: Vec::new(),
-                            points: Vec::new(),
-                        },
-                    })?;
+                    self.advance(at, len)?;
                 }
             }
         }
@@ -265,14 +256,20 @@ impl Spool {
     /// Marks `entry` delivered: the cursor moves past it, and segments
     /// wholly delivered are deleted.
     pub fn ack(&self, entry: &Entry) -> io::Result<()> {
+        self.advance(entry.at, entry.len)
+    }
+
+    /// Moves the cursor past the record at `at`, `len` bytes long with its
+    /// header (nothing, if the cursor is elsewhere).
+    fn advance(&self, at: Position, len: u64) -> io::Result<()> {
         let mut state = self
             .state
             .lock()
             .map_err(|_| io::Error::other("spool lock poisoned"))?;
-        if state.cursor != entry.at {
+        if state.cursor != at {
             return Ok(());
         }
-        state.cursor.offset += entry.len;
+        state.cursor.offset += len;
         // Past the end of an older segment: on to the next, deleting it.
         while state.cursor.segment < state.end.segment {
             let path = segment_path(&self.dir, state.cursor.segment);
@@ -342,12 +339,11 @@ impl Spool {
 }
 
 impl Spool {
-    /// Moves `entry` aside (to `corrupt/`, with `reason`) and past it: a
-    /// batch its sink refused, kept for a person to look at.
+    /// Copies `entry` to `corrupt/` with `reason`: a batch its sink
+    /// refused, kept for a person to look at (then [`Spool::ack`] it).
     pub fn set_aside(&self, entry: &Entry, reason: &str) -> io::Result<()> {
         let bytes = queue_message::encode(&entry.batch, self.tag).concat();
-        set_aside(&self.dir, entry.at.segment, entry.at.offset, &bytes, reason)?;
-        self.ack(entry)
+        set_aside(&self.dir, entry.at.segment, entry.at.offset, &bytes, reason)
     }
 }
 

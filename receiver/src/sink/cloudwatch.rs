@@ -109,17 +109,14 @@ impl Config {
             None => format!("https://monitoring.{}.amazonaws.com/", self.region()?),
         })
     }
+}
 
-    /// Whether AWS throttling error code `code` means "slow down".
-    pub fn is_throttling(code: &str) -> bool {
-        matches!(
-            code,
-            "Throttling"
-                | "ThrottlingException"
-                | "RequestLimitExceeded"
-                | "TooManyRequestsException"
-        )
-    }
+/// Whether AWS error code `code` means "slow down" (retry later).
+pub fn is_throttling(code: &str) -> bool {
+    matches!(
+        code,
+        "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequestsException"
+    )
 }
 
 fn number(out: &mut Vec<u8>, v: f64) {

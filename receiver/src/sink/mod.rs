@@ -90,7 +90,7 @@ impl Sink {
         match self {
             Sink::CloudWatch(..) => {
                 let kind = cloudwatch::error_type(body).unwrap_or_default();
-                let throttled = cloudwatch::Config::is_throttling(&kind);
+                let throttled = cloudwatch::is_throttling(&kind);
                 let message = format!("{status} {kind}: {text}");
                 if retryable || throttled {
                     Outcome::Retry(message)
