@@ -136,8 +136,12 @@ pub struct Options {
     pub flush: Flush,
     /// The receiver's base URL; `None` writes every batch as EMF.
     pub endpoint: Option<String>,
-    /// Sent as `Authorization: Bearer <key>`.
+    /// Sent as `Authorization: Bearer <key>`, or used to sign each push
+    /// when `sign` is set.
     pub api_key: Option<String>,
+    /// Sign pushes with `api_key` (an `Edgepush-Signature` header) instead
+    /// of sending it.
+    pub sign: bool,
     /// Time kept free before an invocation's deadline: a push is cut short
     /// this long before it, leaving time to write EMF.
     pub margin: Duration,
@@ -156,6 +160,7 @@ impl Default for Options {
             flush: Flush::EndOfInvocation,
             endpoint: None,
             api_key: None,
+            sign: false,
             margin: Duration::from_millis(100),
             default_budget: Duration::from_secs(2),
             shutdown_budget: Duration::from_millis(250),
@@ -166,13 +171,14 @@ impl Default for Options {
 
 impl Options {
     /// Options from the environment: `EDGEPUSH_URL`, `EDGEPUSH_API_KEY`,
-    /// `EDGEPUSH_FLUSH` (see [`Flush::from_str`]) and
+    /// `EDGEPUSH_SIGN` (`1` or `true`), `EDGEPUSH_FLUSH` (see [`Flush::from_str`]) and
     /// `EDGEPUSH_DEADLINE_MARGIN_MS`.
     pub fn from_env() -> crate::Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let mut options = Options {
             endpoint: var("EDGEPUSH_URL"),
             api_key: var("EDGEPUSH_API_KEY"),
+            sign: var("EDGEPUSH_SIGN").is_some_and(|v| v == "1" || v == "true"),
             ..Options::default()
         };
         if let Some(flush) = var("EDGEPUSH_FLUSH") {
@@ -258,6 +264,7 @@ impl LambdaMetrics {
         let transport = options.endpoint.as_deref().map(|url| {
             let t = HttpTransport::new(url).retries(1, Duration::from_millis(20));
             match &options.api_key {
+                Some(key) if options.sign => t.signing_key(key),
                 Some(key) => t.api_key(key),
                 None => t,
             }

@@ -87,6 +87,8 @@ pub mod lambda;
 pub mod limits;
 #[cfg(feature = "metrics")]
 mod metrics_recorder;
+#[cfg(feature = "sign")]
+pub mod sign;
 #[cfg(feature = "std")]
 mod transport;
 mod unit;

@@ -209,6 +209,8 @@ pub struct HttpTransport {
     agent: ureq::Agent,
     url: String,
     authorization: Option<String>,
+    #[cfg(feature = "sign")]
+    signing_key: Option<String>,
     timeout: Duration,
     retries: u32,
     backoff: Duration,
@@ -229,6 +231,8 @@ impl HttpTransport {
             agent: agent(Duration::from_secs(5)),
             url,
             authorization: None,
+            #[cfg(feature = "sign")]
+            signing_key: None,
             timeout: Duration::from_secs(5),
             retries: 2,
             backoff: Duration::from_millis(50),
@@ -238,6 +242,17 @@ impl HttpTransport {
     /// Sends `Authorization: Bearer <key>`.
     pub fn api_key(mut self, key: &str) -> Self {
         self.authorization = Some(format!("Bearer {key}"));
+        self
+    }
+
+    /// Signs every attempt with `key` (an `Edgepush-Signature` header, see
+    /// [`crate::sign`]) instead of sending the key: the receiver checks the
+    /// signature and refuses it when it is old or seen before. Replaces
+    /// [`HttpTransport::api_key`].
+    #[cfg(feature = "sign")]
+    pub fn signing_key(mut self, key: &str) -> Self {
+        self.authorization = None;
+        self.signing_key = Some(key.to_string());
         self
     }
 
@@ -318,6 +333,20 @@ impl HttpTransport {
         }
         if let Some(auth) = &self.authorization {
             request = request.header("authorization", auth);
+        }
+        // Signed afresh on every attempt: the receiver refuses a signature
+        // it has seen.
+        #[cfg(feature = "sign")]
+        if let Some(key) = &self.signing_key {
+            use std::hash::BuildHasher as _;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            // Each RandomState has fresh keys, seeded from the OS.
+            let nonce = std::collections::hash_map::RandomState::new().hash_one(now.as_nanos());
+            let nonce = format!("{nonce:016x}");
+            let header = crate::sign::header(key, now.as_secs(), &nonce, batch.body());
+            request = request.header(crate::sign::HEADER, header);
         }
         let mut response = request
             .send(batch.body())

@@ -13,9 +13,11 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The key a batch is remembered by once every sink took it.
-pub fn key(namespace: &str, id: &str) -> String {
-    format!("{namespace}\u{1f}{id}")
+/// The key a batch is remembered by once every sink took it: its tenant's
+/// name (`""` when the receiver is open), namespace and id, so that one
+/// tenant cannot mark another's batch as delivered.
+pub fn key(tenant: &str, namespace: &str, id: &str) -> String {
+    format!("{tenant}\u{1f}{namespace}\u{1f}{id}")
 }
 
 /// The key a batch is remembered by once the sink at `index` took it: when
@@ -102,10 +104,10 @@ mod tests {
     fn remembers_within_the_window_only() {
         let seen = Seen::new(Duration::from_secs(10), 100);
         let t0 = Instant::now();
-        seen.insert(key("N", "a"), t0);
-        assert!(seen.contains(&key("N", "a"), t0 + Duration::from_secs(9)));
-        assert!(!seen.contains(&key("M", "a"), t0), "namespaces apart");
-        assert!(!seen.contains(&key("N", "a"), t0 + Duration::from_secs(10)));
+        seen.insert(key("", "N", "a"), t0);
+        assert!(seen.contains(&key("", "N", "a"), t0 + Duration::from_secs(9)));
+        assert!(!seen.contains(&key("", "M", "a"), t0), "namespaces apart");
+        assert!(!seen.contains(&key("", "N", "a"), t0 + Duration::from_secs(10)));
     }
 
     #[test]
@@ -113,17 +115,17 @@ mod tests {
         let seen = Seen::new(Duration::from_secs(60), 2);
         let t0 = Instant::now();
         for id in ["a", "b", "c"] {
-            seen.insert(key("N", id), t0);
+            seen.insert(key("", "N", id), t0);
         }
-        assert!(!seen.contains(&key("N", "a"), t0));
-        assert!(seen.contains(&key("N", "b"), t0) && seen.contains(&key("N", "c"), t0));
+        assert!(!seen.contains(&key("", "N", "a"), t0));
+        assert!(seen.contains(&key("", "N", "b"), t0) && seen.contains(&key("", "N", "c"), t0));
     }
 
     #[test]
     fn a_zero_window_remembers_nothing() {
         let seen = Seen::new(Duration::ZERO, 10);
         let t0 = Instant::now();
-        seen.insert(key("N", "a"), t0);
-        assert!(!seen.contains(&key("N", "a"), t0));
+        seen.insert(key("", "N", "a"), t0);
+        assert!(!seen.contains(&key("", "N", "a"), t0));
     }
 }

@@ -31,6 +31,7 @@ use crate::error::Error;
 use crate::ingest::{self, Answer};
 use crate::queue_message::{self, SinkTag};
 use crate::sink::{Client, Reply, Retry, SinkAnswer, deliver, parse_retry_after};
+use crate::tenant::{self, RateLimiter};
 
 /// `fetch` as the sinks' [`Client`], JS timers between retries.
 struct FetchClient;
@@ -87,7 +88,13 @@ fn json(status: u16, body: String) -> worker::Result<Response> {
 }
 
 fn error(e: &Error) -> worker::Result<Response> {
-    json(e.status, e.to_json())
+    let response = json(e.status, e.to_json())?;
+    if let Some(seconds) = e.retry_after {
+        response
+            .headers()
+            .set("retry-after", &seconds.to_string())?;
+    }
+    Ok(response)
 }
 
 #[event(fetch)]
@@ -127,19 +134,47 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
     }
     let body = req.bytes().await?;
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let (content_type, content_encoding, authorization) = (
+    let (content_type, content_encoding, authorization, signature) = (
         header("content-type"),
         header("content-encoding"),
         header("authorization"),
+        header(edgepush::sign::HEADER),
     );
     let headers = ingest::Headers {
         content_type: content_type.as_deref(),
         content_encoding: content_encoding.as_deref(),
         authorization: authorization.as_deref(),
+        signature: signature.as_deref(),
     };
     let now = now();
     let now_ms = Date::now().as_millis() as i64;
-    let decoded = match ingest.decode(headers, &body, now_ms) {
+    let caller = match ingest.authenticate(headers, &body, now_ms) {
+        Ok(caller) => caller,
+        Err(e) => return error(&e),
+    };
+    // A signature is remembered in the Cache API of this data centre until
+    // it would be stale anyway.
+    if let Some((mac, until_ms)) = caller.signature {
+        let key = format!(
+            "https://edgepush.invalid/signature/{}",
+            mac.iter().map(|b| format!("{b:02x}")).collect::<String>()
+        );
+        if was_seen(&key).await {
+            return error(&tenant::replayed());
+        }
+        remember(&key, ((until_ms - now_ms) / 1000).max(1) as u64).await;
+    }
+    let tenants = &ingest.tenants;
+    let limiter = RATES.with(|r| r.clone());
+    let decoded = limiter
+        .request(tenants, &caller, now_ms)
+        .and_then(|()| ingest.decode_for(&caller, headers, &body, now_ms))
+        .and_then(|d| {
+            limiter
+                .points(tenants, &caller, d.batch.points.len(), now_ms)
+                .map(|()| d)
+        });
+    let decoded = match decoded {
         Ok(d) => d,
         Err(e) => return error(&e),
     };
@@ -147,7 +182,11 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
     let dedupe_seconds = setting(env, "EDGEPUSH_DEDUPE_SECONDS")
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(900);
-    let seen_key = seen_url(&decoded.batch.namespace, &decoded.batch.id);
+    let seen_key = seen_url(
+        tenants.name(&caller),
+        &decoded.batch.namespace,
+        &decoded.batch.id,
+    );
     if dedupe_seconds > 0 && was_seen(&seen_key).await {
         answer.duplicate = true;
         let (status, body) = answer.to_response();
@@ -203,9 +242,16 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
 
 /// The Cache API key that marks a batch as delivered (see
 /// [`crate::dedupe`]: per data centre, and a no-op on `*.workers.dev`).
-fn seen_url(namespace: &str, id: &str) -> String {
+fn seen_url(tenant: &str, namespace: &str, id: &str) -> String {
+    let tenant: String = form_urlencoded::byte_serialize(tenant.as_bytes()).collect();
     let namespace: String = form_urlencoded::byte_serialize(namespace.as_bytes()).collect();
-    format!("https://edgepush.invalid/seen/{namespace}/{id}")
+    format!("https://edgepush.invalid/seen/{tenant}/{namespace}/{id}")
+}
+
+thread_local! {
+    /// Per-tenant rates, per isolate: a best effort, since Cloudflare runs
+    /// many isolates (see docs/security.md).
+    static RATES: std::rc::Rc<RateLimiter> = std::rc::Rc::new(RateLimiter::default());
 }
 
 async fn was_seen(key: &str) -> bool {
@@ -254,7 +300,13 @@ async fn dead_letters(req: &Request, env: &Env) -> worker::Result<Response> {
         Err(message) => return error(&Error::new(500, "misconfigured", message)),
     };
     let authorization = req.headers().get("authorization")?;
-    if let Err(e) = ingest.authenticate(authorization.as_deref()) {
+    let signature = req.headers().get(edgepush::sign::HEADER)?;
+    let headers = ingest::Headers {
+        authorization: authorization.as_deref(),
+        signature: signature.as_deref(),
+        ..ingest::Headers::default()
+    };
+    if let Err(e) = ingest.authenticate(headers, b"", Date::now().as_millis() as i64) {
         return error(&e);
     }
     let Ok(kv) = env.kv(DEAD_LETTERS_BINDING) else {

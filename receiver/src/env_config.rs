@@ -3,8 +3,10 @@
 //!
 //! | name | meaning |
 //! | --- | --- |
-//! | `EDGEPUSH_API_KEYS` (secret) | accepted bearer keys, comma-separated; unset means no authentication |
-//! | `EDGEPUSH_MAX_BODY_BYTES`, `EDGEPUSH_MAX_DECOMPRESSED_BYTES`, `EDGEPUSH_MAX_POINTS`, `EDGEPUSH_MAX_SERIES`, `EDGEPUSH_MAX_VALUES_PER_POINT` | the [`Limits`] |
+//! | `EDGEPUSH_API_KEYS` (secret) | keys of the tenant `default`, which may write any namespace, comma-separated; with no tenants at all the receiver is open |
+//! | `EDGEPUSH_TENANTS` (secret) | more tenants: a JSON array of [`TenantConfig`]s (`name`, `keys`, `namespaces`, `require_signature`, `requests_per_second`, `points_per_second`, `burst_seconds`, `limits`) |
+//! | `EDGEPUSH_SIGNATURE_WINDOW_SECONDS` | how far a signature's time may be from the receiver's clock (default 300) |
+//! | `EDGEPUSH_MAX_BODY_BYTES`, `EDGEPUSH_MAX_DECOMPRESSED_BYTES`, `EDGEPUSH_MAX_POINTS`, `EDGEPUSH_MAX_SERIES`, `EDGEPUSH_MAX_VALUES_PER_POINT`, `EDGEPUSH_MAX_DIMENSIONS`, `EDGEPUSH_MAX_DIMENSION_VALUE_BYTES` | the [`Limits`] |
 //! | `CLOUDWATCH_REGION` | forward to CloudWatch in this region |
 //! | `CLOUDWATCH_ENDPOINT` | CloudWatch endpoint override |
 //! | `CLOUDWATCH_COMPRESS` | `false` sends bodies uncompressed (default: gzip) |
@@ -16,6 +18,7 @@
 use crate::ingest::Ingest;
 use crate::limits::Limits;
 use crate::sink::{Sink, cloudwatch, line_protocol};
+use crate::tenant::{DEFAULT_SIGNATURE_WINDOW_SECONDS, TenantConfig, Tenants};
 
 /// The ingest settings and sinks that `get` describes. An error names the
 /// setting at fault.
@@ -46,7 +49,13 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
             "EDGEPUSH_MAX_VALUES_PER_POINT",
             defaults.max_values_per_point,
         )?,
+        max_dimensions: number("EDGEPUSH_MAX_DIMENSIONS", defaults.max_dimensions)?,
+        max_dimension_value_bytes: number(
+            "EDGEPUSH_MAX_DIMENSION_VALUE_BYTES",
+            defaults.max_dimension_value_bytes,
+        )?,
     };
+    limits.check()?;
     let api_keys = get("EDGEPUSH_API_KEYS")
         .map(|keys| {
             keys.split(',')
@@ -56,6 +65,18 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
                 .collect()
         })
         .unwrap_or_default();
+
+    let tenant_list: Vec<TenantConfig> = match get("EDGEPUSH_TENANTS") {
+        None => Vec::new(),
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| format!("EDGEPUSH_TENANTS is not a JSON array of tenants: {e}"))?,
+    };
+    let window = number(
+        "EDGEPUSH_SIGNATURE_WINDOW_SECONDS",
+        DEFAULT_SIGNATURE_WINDOW_SECONDS as usize,
+    )? as u64;
+    let tenants = Tenants::with_api_keys(api_keys, tenant_list, window)
+        .map_err(|e| format!("EDGEPUSH_API_KEYS / EDGEPUSH_TENANTS: {e}"))?;
 
     let mut sinks = Vec::new();
     if let Some(region) = get("CLOUDWATCH_REGION") {
@@ -103,7 +124,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
     if sinks.is_empty() {
         return Err("no sink configured: set CLOUDWATCH_REGION or INFLUXDB_URL".into());
     }
-    Ok((Ingest { limits, api_keys }, sinks))
+    Ok((Ingest { limits, tenants }, sinks))
 }
 
 #[cfg(test)]
@@ -131,9 +152,34 @@ mod tests {
             ("INFLUXDB_URL", "http://127.0.0.1:8086"),
             ("INFLUXDB_ORG", "o"),
             ("INFLUXDB_BUCKET", "b"),
+            (
+                "EDGEPUSH_TENANTS",
+                r#"[{"name":"shop","keys":["k3"],"namespaces":["Shop/*"],"points_per_second":100}]"#,
+            ),
         ]))
         .expect("valid");
-        assert_eq!(ingest.api_keys, ["k1", "k2"]);
+        let tenant = |key: &str| {
+            let auth = format!("Bearer {key}");
+            let caller = ingest
+                .authenticate(
+                    crate::ingest::Headers {
+                        authorization: Some(&auth),
+                        ..Default::default()
+                    },
+                    b"",
+                    0,
+                )
+                .map_err(|e| e.message)?;
+            Ok::<_, String>(ingest.tenants.name(&caller).to_string())
+        };
+        assert_eq!(tenant("k1").as_deref(), Ok("default"));
+        assert_eq!(tenant("k2").as_deref(), Ok("default"));
+        assert_eq!(tenant("k3").as_deref(), Ok("shop"));
+        assert!(tenant("k4").is_err());
+        assert_eq!(
+            ingest.tenants.get(1).map(|t| t.points_per_second),
+            Some(100)
+        );
         assert_eq!(ingest.limits.max_points, 50);
         assert_eq!(ingest.limits.max_series, Limits::default().max_series);
         assert!(
@@ -148,6 +194,17 @@ mod tests {
     fn bad_settings_are_named() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[], "no sink configured"),
+            (
+                &[("EDGEPUSH_TENANTS", r#"{"name":"x"}"#)],
+                "EDGEPUSH_TENANTS is not a JSON array",
+            ),
+            (
+                &[(
+                    "EDGEPUSH_TENANTS",
+                    r#"[{"name":"x","keys":["k"],"namespaces":[]}]"#,
+                )],
+                "no namespaces",
+            ),
             (&[("CLOUDWATCH_REGION", "r")], "AWS_ACCESS_KEY_ID"),
             (&[("INFLUXDB_URL", "u")], "INFLUXDB_DATABASE"),
             (

@@ -19,6 +19,9 @@ pub struct Error {
     pub field: Option<String>,
     /// What is wrong, for a person.
     pub message: String,
+    /// When to try again, in seconds (sent as `Retry-After` too).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
 }
 
 impl Error {
@@ -29,7 +32,14 @@ impl Error {
             error,
             field: None,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// Tells the client when to try again.
+    pub fn retry_after(mut self, seconds: u64) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// Names the field at fault.

@@ -2,13 +2,12 @@
 //! authentication, content negotiation, decoding and validation, and the
 //! JSON answer.
 
-use serde::Serialize;
-use subtle::ConstantTimeEq;
-
 use crate::decode::{self, Decoded, Rejection, wire_v1};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::sink::SinkFailure;
+use crate::tenant::{Caller, Tenants};
+use serde::Serialize;
 
 /// How many refused points an answer lists; `rejected_count` has them all.
 pub const MAX_LISTED_REJECTIONS: usize = 100;
@@ -22,24 +21,41 @@ pub struct Headers<'a> {
     pub content_encoding: Option<&'a str>,
     /// `Authorization`.
     pub authorization: Option<&'a str>,
+    /// `Edgepush-Signature` (see [`edgepush::sign`]).
+    pub signature: Option<&'a str>,
 }
 
 /// The receiving half of the receiver: checks and decodes pushes.
 #[derive(Clone, Debug, Default)]
 pub struct Ingest {
-    /// Bounds on one request.
+    /// Bounds on one request (a tenant may have its own).
     pub limits: Limits,
-    /// Accepted bearer keys; empty means no authentication (local use).
-    pub api_keys: Vec<String>,
+    /// Who may push; none configured means no authentication (local use).
+    pub tenants: Tenants,
 }
 
 impl Ingest {
-    /// Checks the key, the body size and the media type, then decodes and
-    /// validates the body. `now_ms` is the receiver's clock.
-    pub fn decode(&self, headers: Headers<'_>, body: &[u8], now_ms: i64) -> Result<Decoded> {
-        self.authenticate(headers.authorization)?;
-        if body.len() > self.limits.max_body_bytes {
-            return Err(body_too_large(self.limits.max_body_bytes));
+    /// Finds the request's tenant from its key or signature (see
+    /// [`Tenants::authenticate`]). The caller still has to check the
+    /// signature against its [`crate::tenant::Replays`].
+    pub fn authenticate(&self, headers: Headers<'_>, body: &[u8], now_ms: i64) -> Result<Caller> {
+        self.tenants
+            .authenticate(headers.authorization, headers.signature, body, now_ms)
+    }
+
+    /// Checks the body size and the media type, then decodes and validates
+    /// the body within the caller's limits and namespaces. `now_ms` is the
+    /// receiver's clock.
+    pub fn decode_for(
+        &self,
+        caller: &Caller,
+        headers: Headers<'_>,
+        body: &[u8],
+        now_ms: i64,
+    ) -> Result<Decoded> {
+        let limits = self.tenants.limits(caller, &self.limits);
+        if body.len() > limits.max_body_bytes {
+            return Err(body_too_large(limits.max_body_bytes));
         }
         let content_type = headers.content_type.unwrap_or("");
         if !wire_v1::accepts(content_type)? {
@@ -56,36 +72,19 @@ impl Ingest {
         let json = decode::decode_content(
             body,
             headers.content_encoding,
-            self.limits.max_decompressed_bytes,
+            limits.max_decompressed_bytes,
         )?;
-        wire_v1::decode(&json, now_ms, &self.limits)
+        let decoded = wire_v1::decode(&json, now_ms, limits)?;
+        self.tenants
+            .check_namespace(caller, &decoded.batch.namespace)?;
+        Ok(decoded)
     }
 
-    /// Checks an `Authorization` header against the keys (always passes
-    /// when no keys are configured).
-    pub fn authenticate(&self, authorization: Option<&str>) -> Result<()> {
-        if self.api_keys.is_empty() {
-            return Ok(());
-        }
-        let given = authorization
-            .and_then(|a| a.strip_prefix("Bearer "))
-            .map(str::trim)
-            .unwrap_or("");
-        // Check every key, in constant time, so timing tells nothing.
-        let mut ok = subtle::Choice::from(0u8);
-        for key in &self.api_keys {
-            ok |= key.as_bytes().ct_eq(given.as_bytes());
-        }
-        if bool::from(ok) {
-            Ok(())
-        } else if authorization.is_none() {
-            Err(
-                Error::new(401, "unauthorized", "missing Authorization: Bearer <key>")
-                    .field("authorization"),
-            )
-        } else {
-            Err(Error::new(401, "unauthorized", "the key is not valid").field("authorization"))
-        }
+    /// [`Ingest::authenticate`] then [`Ingest::decode_for`], without replay
+    /// or rate checks.
+    pub fn decode(&self, headers: Headers<'_>, body: &[u8], now_ms: i64) -> Result<Decoded> {
+        let caller = self.authenticate(headers, body, now_ms)?;
+        self.decode_for(&caller, headers, body, now_ms)
     }
 }
 

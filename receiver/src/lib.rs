@@ -38,5 +38,6 @@ pub mod model;
 pub mod native;
 pub mod queue_message;
 pub mod sink;
+pub mod tenant;
 
 pub use error::{Error, Result};

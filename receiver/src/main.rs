@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 use edgepush_receiver::dedupe::Seen;
-use edgepush_receiver::ingest::Ingest;
 use edgepush_receiver::native::config::{self, Args};
 use edgepush_receiver::native::{App, Forwarder, serve};
 use edgepush_receiver::sink::Retry;
+use edgepush_receiver::tenant::Replays;
 
 #[tokio::main]
 async fn main() -> ExitCode {
@@ -23,6 +23,7 @@ async fn main() -> ExitCode {
     let args = Args::parse();
     let result = async {
         let config = args.config()?;
+        let ingest = config.ingest()?;
         let sinks = config::sinks(&config.sinks, Retry::default()).await?;
         let names: Vec<&str> = sinks.iter().map(|s| s.name()).collect();
         let listener = tokio::net::TcpListener::bind(config.listen)
@@ -34,16 +35,15 @@ async fn main() -> ExitCode {
                 .spool(dir, config.spool_max_bytes)
                 .map_err(|e| format!("cannot open the spool in {}: {e}", dir.display()))?;
         }
+        let seen = Seen::new(
+            std::time::Duration::from_secs(config.dedupe_seconds),
+            config.dedupe_capacity,
+        );
         let app = Arc::new(App {
-            ingest: Ingest {
-                limits: config.limits,
-                api_keys: config.api_keys,
-            },
-            forwarder,
-            seen: Seen::new(
-                std::time::Duration::from_secs(config.dedupe_seconds),
-                config.dedupe_capacity,
-            ),
+            replays: Replays::new(config.replay_capacity),
+            read_timeout: std::time::Duration::from_secs(config.read_timeout_seconds.max(1)),
+            max_connections: config.max_connections,
+            ..App::new(ingest, forwarder, seen)
         });
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, sinks = ?names, "edgepush receiver listening");

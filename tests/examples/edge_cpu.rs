@@ -154,7 +154,7 @@ fn main() {
     let headers = Headers {
         content_type: Some("application/vnd.edgepush.v1+json"),
         content_encoding: Some("gzip"),
-        authorization: None,
+        ..Headers::default()
     };
     let n = 200;
     let start = Instant::now();

@@ -18,11 +18,13 @@ use edgepush_receiver::ingest::Ingest;
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::native::{App, Forwarder, serve};
 use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
+use edgepush_receiver::tenant::Tenants;
 
 pub mod aws;
 pub mod bad_input;
 pub mod lambda_api;
 pub mod scenario;
+pub mod security;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -644,11 +646,12 @@ pub struct Receiver {
 impl Receiver {
     /// Starts a receiver with `sinks` and `limits`, accepting `api_keys`.
     pub fn start(sinks: Vec<Sink>, limits: Limits, api_keys: Vec<String>) -> Self {
-        let app = Arc::new(App {
-            ingest: Ingest { limits, api_keys },
-            forwarder: Forwarder::new(sinks).retries(2, Duration::from_millis(50)),
-            seen: Seen::new(Duration::from_secs(900), 10_000),
-        });
+        let tenants = Tenants::with_api_keys(api_keys, Vec::new(), 300).expect("keys");
+        let app = Arc::new(App::new(
+            Ingest { limits, tenants },
+            Forwarder::new(sinks).retries(2, Duration::from_millis(50)),
+            Seen::new(Duration::from_secs(900), 10_000),
+        ));
         let server = Background::start(move |listener, stop| async move {
             serve(listener, app, async {
                 let _ = stop.await;
@@ -706,6 +709,36 @@ pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, serde_jso
     let text = response.body_mut().read_to_string().unwrap_or_default();
     (
         status,
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
+    )
+}
+
+/// [`post`], also returning the answer's `Retry-After` header.
+pub fn post_retry_after(
+    url: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, Option<String>, serde_json::Value) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into();
+    let mut request = agent.post(url);
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let mut response = request.send(body).expect("POST");
+    let status = response.status().as_u16();
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(String::from);
+    let text = response.body_mut().read_to_string().unwrap_or_default();
+    (
+        status,
+        retry_after,
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
     )
 }

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use edgepush_tests::bad_input::{V1, assert_only_kept_arrived, batch, check_refusals};
-use edgepush_tests::{Influx, Moto, Workerd, post, scenario};
+use edgepush_tests::{Influx, Moto, Workerd, post, scenario, security};
 use serde_json::json;
 
 #[test]
@@ -84,4 +84,20 @@ fn keys_sinks_and_routes_are_checked_at_the_edge() {
             .unwrap_or_default()
             .contains("no sink configured")
     );
+}
+
+#[test]
+fn tenants_keys_signatures_and_rates_at_the_edge() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let influx = Influx::start(dir.path());
+    let worker = Workerd::start(
+        dir.path(),
+        &json!({
+            "EDGEPUSH_TENANTS": security::TENANTS_JSON,
+            "INFLUXDB_URL": influx.url,
+            "INFLUXDB_DATABASE": influx.database,
+        }),
+    );
+    security::check_tenants(&worker.url);
+    security::assert_arrivals(&influx);
 }

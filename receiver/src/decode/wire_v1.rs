@@ -1,6 +1,6 @@
 //! Wire format v1 (see `docs/wire-format.md`): gzip'd JSON from the emitter.
 
-use edgepush::limits::{MAX_DIMENSIONS, MAX_FUTURE_MS, MAX_PAST_MS};
+use edgepush::limits::{MAX_FUTURE_MS, MAX_PAST_MS};
 use edgepush::validate::{self, Invalid};
 use edgepush::wire::{self, Kind};
 use edgepush::{Resolution, Unit};
@@ -96,13 +96,14 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
         )
         .field("series"));
     }
-    if raw.dims.0.len() > MAX_DIMENSIONS {
+    if raw.dims.0.len() > limits.max_dimensions {
         return Err(Error::new(
             400,
             "too_many_dimensions",
             format!(
-                "{} common dimensions, more than the {MAX_DIMENSIONS} allowed",
-                raw.dims.0.len()
+                "{} common dimensions, more than the {} allowed (limits.max_dimensions)",
+                raw.dims.0.len(),
+                limits.max_dimensions
             ),
         )
         .field("dims"));
@@ -112,6 +113,18 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
             .map_err(|r| invalid(format!("dims.{name}"), "dimension name", r))?;
         validate::dimension_value(value)
             .map_err(|r| invalid(format!("dims.{name}"), "dimension value", r))?;
+        if value.len() > limits.max_dimension_value_bytes {
+            return Err(Error::new(
+                400,
+                "invalid_dimension",
+                format!(
+                    "dimension value is {} bytes, more than the {} allowed (limits.max_dimension_value_bytes)",
+                    value.len(),
+                    limits.max_dimension_value_bytes
+                ),
+            )
+            .field(format!("dims.{name}")));
+        }
     }
 
     // Validate each series once; points of a bad series are refused with its reason.
@@ -119,7 +132,7 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
     let mut index: Vec<std::result::Result<usize, (String, String)>> =
         Vec::with_capacity(raw.series.len());
     for (i, s) in raw.series.iter().enumerate() {
-        match check_series(i, s, &raw.dims) {
+        match check_series(i, s, &raw.dims, limits) {
             Ok(valid) => {
                 index.push(Ok(series.len()));
                 series.push(valid);
@@ -193,6 +206,7 @@ fn check_series(
     i: usize,
     s: &wire::Series<'_>,
     common: &wire::Dimensions<'_>,
+    limits: &Limits,
 ) -> std::result::Result<Series, (String, String)> {
     let at = |field: &str| format!("series[{i}].{field}");
     validate::metric_name(&s.n).map_err(|r| (at("n"), format!("metric name {r}")))?;
@@ -208,11 +222,12 @@ fn check_series(
             .ok_or_else(|| (at("r"), format!("storage resolution {r} is not 1 or 60")))?,
     };
     let total = common.0.len() + s.d.0.len();
-    if total > MAX_DIMENSIONS {
+    if total > limits.max_dimensions {
         return Err((
             at("d"),
             format!(
-                "{total} dimensions with the common ones, more than the {MAX_DIMENSIONS} allowed"
+                "{total} dimensions with the common ones, more than the {} allowed (limits.max_dimensions)",
+                limits.max_dimensions
             ),
         ));
     }
@@ -224,6 +239,16 @@ fn check_series(
         let field = || at(&format!("d.{name}"));
         validate::dimension_name(name).map_err(|r| (field(), format!("dimension name {r}")))?;
         validate::dimension_value(value).map_err(|r| (field(), format!("dimension value {r}")))?;
+        if value.len() > limits.max_dimension_value_bytes {
+            return Err((
+                field(),
+                format!(
+                    "dimension value is {} bytes, more than the {} allowed (limits.max_dimension_value_bytes)",
+                    value.len(),
+                    limits.max_dimension_value_bytes
+                ),
+            ));
+        }
         if common.0.iter().any(|(n, _)| n == name) {
             return Err((
                 field(),
@@ -522,6 +547,46 @@ mod tests {
         assert_eq!((e.status, e.field.as_deref()), (413, Some("series")));
     }
 
+    #[test]
+    fn dimension_bounds_are_configurable() {
+        let limits = Limits {
+            max_dimensions: 2,
+            max_dimension_value_bytes: 4,
+            ..Limits::default()
+        };
+        // The batch has one common dimension (service=api).
+        let body = batch_with(
+            r#"{"n":"ok","k":"c","d":{"a":"1234"}},{"n":"wide","k":"c","d":{"a":"1","b":"2"}},{"n":"long","k":"c","d":{"a":"12345"}}"#,
+            r#"{"s":0,"x":1},{"s":1,"x":1},{"s":2,"x":1}"#,
+        );
+        let d = decode(body.as_bytes(), NOW, &limits).expect("partly accepted");
+        assert_eq!(d.batch.points.len(), 1);
+        let reasons: Vec<(&str, &str)> = d
+            .rejected
+            .iter()
+            .map(|r| (r.field.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                (
+                    "series[1].d",
+                    "3 dimensions with the common ones, more than the 2 allowed (limits.max_dimensions)"
+                ),
+                (
+                    "series[2].d.a",
+                    "dimension value is 5 bytes, more than the 4 allowed (limits.max_dimension_value_bytes)"
+                ),
+            ]
+        );
+        let one = Limits {
+            max_dimensions: 0,
+            ..limits
+        };
+        let e = decode(body.as_bytes(), NOW, &one).expect_err("common ones too many");
+        assert_eq!((e.status, e.field.as_deref()), (400, Some("dims")));
+    }
+
     /// Point-level refusals: the other points of the batch are still accepted.
     #[test]
     fn point_level_refusals_name_point_field_and_reason() {
@@ -562,7 +627,7 @@ mod tests {
             (
                 1,
                 "series[1].d",
-                "31 dimensions with the common ones, more than the 30 allowed",
+                "31 dimensions with the common ones, more than the 30 allowed (limits.max_dimensions)",
             ),
             (2, "series[2].u", "\"Parsecs\" is not a CloudWatch unit"),
             (3, "series[3].d.x", "dimension value is empty"),

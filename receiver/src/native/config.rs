@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::ingest::Ingest;
 use crate::limits::Limits;
+use crate::tenant::{DEFAULT_SIGNATURE_WINDOW_SECONDS, TenantConfig, Tenants};
 use std::sync::Arc;
 
 use crate::native::cloudwatch::AwsCloudWatch;
@@ -19,8 +21,21 @@ use crate::sink::{Retry, Sink, SinkConfig, cloudwatch, line_protocol};
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Accepted bearer keys; none means no authentication.
+    /// Keys of the tenant `default`, which may write any namespace. With no
+    /// keys and no tenants the receiver is open (local use).
     pub api_keys: Vec<String>,
+    /// Tenants: keys, allowed namespaces, rates and limits.
+    pub tenants: Vec<TenantConfig>,
+    /// How far a signature's time may be from the receiver's clock.
+    pub signature_window_seconds: u64,
+    /// How many recent signatures are remembered to refuse replays; when
+    /// full, signed requests are answered 503 until some expire.
+    pub replay_capacity: usize,
+    /// How long a client may take to send a request's headers, and then its
+    /// body (slow clients are cut off with a 408).
+    pub read_timeout_seconds: u64,
+    /// Most connections open at once; more wait to be accepted.
+    pub max_connections: usize,
     /// Bounds on one request.
     pub limits: Limits,
     /// Where batches go; none means standard output.
@@ -43,6 +58,11 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             api_keys: Vec::new(),
+            tenants: Vec::new(),
+            signature_window_seconds: DEFAULT_SIGNATURE_WINDOW_SECONDS,
+            replay_capacity: 200_000,
+            read_timeout_seconds: 10,
+            max_connections: 4096,
             limits: Limits::default(),
             sinks: Vec::new(),
             dedupe_seconds: 900,
@@ -151,6 +171,31 @@ impl Args {
             config.sinks.push(SinkConfig::Stdout);
         }
         Ok(config)
+    }
+}
+
+impl Config {
+    /// The ingest half these settings describe: limits and tenants (the
+    /// error names the tenant at fault).
+    pub fn ingest(&self) -> Result<Ingest, String> {
+        self.limits.check()?;
+        for tenant in &self.tenants {
+            if let Some(limits) = &tenant.limits {
+                limits
+                    .check()
+                    .map_err(|e| format!("tenant {:?}: {e}", tenant.name))?;
+            }
+        }
+        let tenants = Tenants::with_api_keys(
+            self.api_keys.clone(),
+            self.tenants.clone(),
+            self.signature_window_seconds,
+        )
+        .map_err(|e| format!("tenants: {e}"))?;
+        Ok(Ingest {
+            limits: self.limits.clone(),
+            tenants,
+        })
     }
 }
 

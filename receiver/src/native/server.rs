@@ -1,4 +1,7 @@
 //! The HTTP surface: `POST /v1/metrics`, `GET /healthz`.
+//!
+//! Served by hyper's HTTP/1 server with a header read timeout and a bound
+//! on open connections, so slow or idle clients cannot hold the receiver.
 
 use std::sync::Arc;
 
@@ -8,7 +11,11 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +23,7 @@ use super::forward::Forwarder;
 use crate::dedupe::{self, Seen};
 use crate::error::Error;
 use crate::ingest::{self, Answer, Headers, Ingest};
+use crate::tenant::{RateLimiter, Replays};
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -26,6 +34,30 @@ pub struct App {
     pub forwarder: Forwarder,
     /// Batches delivered recently, so a retry is not forwarded twice.
     pub seen: Seen,
+    /// Signatures seen recently, so a captured request cannot be replayed.
+    pub replays: Replays,
+    /// Per-tenant request and point rates.
+    pub rates: RateLimiter,
+    /// How long a client may take to send its headers, then its body.
+    pub read_timeout: Duration,
+    /// Most connections open at once.
+    pub max_connections: usize,
+}
+
+impl App {
+    /// An app with the default replay capacity (200,000 signatures), read
+    /// timeout (10 s) and connection bound (4,096).
+    pub fn new(ingest: Ingest, forwarder: Forwarder, seen: Seen) -> Self {
+        App {
+            ingest,
+            forwarder,
+            seen,
+            replays: Replays::new(200_000),
+            rates: RateLimiter::default(),
+            read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+        }
+    }
 }
 
 /// The receiver's routes.
@@ -56,13 +88,58 @@ pub async fn serve(
                 .replay(app.ingest.limits.clone(), Duration::from_secs(30)),
         )
     });
-    let served = axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(app.read_timeout);
+    let connections = Arc::new(Semaphore::new(app.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let service = router(app.clone());
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => permit,
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = permit else { break };
+        let stream = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let stream = match stream {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, or a connection reset before it
+                // was accepted: wait a little rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let connection = http.serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(service.clone()),
+        );
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Requests in flight finish (each is bounded by the read timeout and
+    // the sinks' retry budget).
+    if tokio::time::timeout(Duration::from_secs(60), graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("connections still open after 60 s: closing them");
+    }
     if let Some(replay) = replay {
         replay.abort();
     }
-    served
+    Ok(())
 }
 
 fn json(status: StatusCode, body: String) -> Response {
@@ -70,10 +147,33 @@ fn json(status: StatusCode, body: String) -> Response {
 }
 
 fn error(e: &Error) -> Response {
-    json(
+    let mut response = json(
         StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
         e.to_json(),
-    )
+    );
+    if let Some(seconds) = e.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    }
+    response
+}
+
+/// A refused push: logged, then answered.
+fn refused(tenant: &str, e: &Error) -> Response {
+    tracing::info!(tenant, status = e.status, error = e.error, field = ?e.field, message = %e.message, "push refused");
+    error(e)
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(e) = source {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = e.source();
+    }
+    false
 }
 
 async fn not_found() -> Response {
@@ -97,26 +197,63 @@ async fn push(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Re
     if declared.is_some_and(|n| n > max) {
         return error(&ingest::body_too_large(max));
     }
-    // Reads at most max + 1 bytes, whatever the client declared.
-    let body: Bytes = match axum::body::to_bytes(body, max).await {
-        Ok(b) => b,
-        Err(_) => return error(&ingest::body_too_large(max)),
-    };
-    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    // Reads at most max + 1 bytes, whatever the client declared, and no
+    // longer than the read timeout.
+    let body: Bytes =
+        match tokio::time::timeout(app.read_timeout, axum::body::to_bytes(body, max)).await {
+            Ok(Ok(b)) => b,
+            Ok(Err(e)) if is_length_limit(&e) => return error(&ingest::body_too_large(max)),
+            Ok(Err(e)) => {
+                return error(
+                    &Error::new(400, "unreadable_body", format!("cannot read the body: {e}"))
+                        .field("body"),
+                );
+            }
+            Err(_) => {
+                return refused(
+                    "",
+                    &Error::new(
+                        408,
+                        "body_timeout",
+                        format!(
+                            "the body did not arrive within {} s",
+                            app.read_timeout.as_secs_f64()
+                        ),
+                    )
+                    .field("body"),
+                );
+            }
+        };
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let request_headers = Headers {
-        content_type: text(header::CONTENT_TYPE),
-        content_encoding: text(header::CONTENT_ENCODING),
-        authorization: text(header::AUTHORIZATION),
+        content_type: text(header::CONTENT_TYPE.as_str()),
+        content_encoding: text(header::CONTENT_ENCODING.as_str()),
+        authorization: text(header::AUTHORIZATION.as_str()),
+        signature: text(edgepush::sign::HEADER),
     };
-    let decoded = match app.ingest.decode(request_headers, &body, now_ms()) {
+    let now = now_ms();
+    let tenants = &app.ingest.tenants;
+    let caller = match app.ingest.authenticate(request_headers, &body, now) {
+        Ok(caller) => caller,
+        Err(e) => return refused("", &e),
+    };
+    let tenant = tenants.name(&caller);
+    let decoded = app
+        .replays
+        .check(&caller, now)
+        .and_then(|()| app.rates.request(tenants, &caller, now))
+        .and_then(|()| app.ingest.decode_for(&caller, request_headers, &body, now))
+        .and_then(|decoded| {
+            app.rates
+                .points(tenants, &caller, decoded.batch.points.len(), now)
+                .map(|()| decoded)
+        });
+    let decoded = match decoded {
         Ok(d) => d,
-        Err(e) => {
-            tracing::info!(status = e.status, error = e.error, field = ?e.field, message = %e.message, "push refused");
-            return error(&e);
-        }
+        Err(e) => return refused(tenant, &e),
     };
     let mut answer = Answer::new(&decoded);
-    let key = dedupe::key(&decoded.batch.namespace, &decoded.batch.id);
+    let key = dedupe::key(tenant, &decoded.batch.namespace, &decoded.batch.id);
     if app.seen.contains(&key, Instant::now()) {
         answer.duplicate = true;
     } else if !answer.all_refused() {

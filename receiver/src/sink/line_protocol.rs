@@ -2,8 +2,9 @@
 //! and request builders.
 //!
 //! Mapping: measurement = metric name; tags = the series' dimensions, plus
-//! `namespace` and `unit` unless a dimension has that name (the dimension
-//! wins); fields, all floats so that each field name keeps one type:
+//! `namespace` (always the batch's: the tenant boundary; a dimension named
+//! `namespace` is written as `_namespace`, a name no dimension can have)
+//! and `unit` unless a dimension has that name (the dimension wins); fields, all floats so that each field name keeps one type:
 //! `value` for counters and gauges, `count`, `sum`, `min`, `max` for
 //! distributions and statistic sets.
 //!
@@ -105,15 +106,14 @@ pub fn encode(batch: &Batch, out: &mut String) {
         let mut tags: Vec<(&str, &str)> = series
             .dimensions
             .iter()
-            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .map(|(n, v)| match n.as_str() {
+                "namespace" => ("_namespace", v.as_str()),
+                n => (n, v.as_str()),
+            })
             .collect();
-        for (key, value) in [
-            ("namespace", batch.namespace.as_str()),
-            ("unit", series.unit.as_str()),
-        ] {
-            if !tags.iter().any(|(n, _)| *n == key) {
-                tags.push((key, value));
-            }
+        tags.push(("namespace", batch.namespace.as_str()));
+        if !tags.iter().any(|(n, _)| *n == "unit") {
+            tags.push(("unit", series.unit.as_str()));
         }
         // Sorted tags are what InfluxDB indexes fastest.
         tags.sort_unstable();
@@ -287,6 +287,12 @@ mod tests {
                 &[("région", "Zürich=ΣΩ 東京")],
                 Value::Counter(2.0),
                 "café\\ métrique\\,\\ été,namespace=Shop,région=Zürich\\=ΣΩ\\ 東京,unit=Count value=2 1700000000123\n",
+            ),
+            (
+                "spoof",
+                &[("namespace", "Other")],
+                Value::Counter(1.0),
+                "spoof,_namespace=Other,namespace=Shop,unit=Count value=1 1700000000123\n",
             ),
             (
                 "back\\slash",
