@@ -36,7 +36,8 @@ pub struct Seen {
 
 #[derive(Debug, Default)]
 struct Inner {
-    at: HashMap<String, Instant>,
+    /// When each key was remembered, and its value.
+    at: HashMap<String, (Instant, usize)>,
     order: VecDeque<(Instant, String)>,
 }
 
@@ -53,15 +54,24 @@ impl Seen {
 
     /// Whether `key` was remembered within the window.
     pub fn contains(&self, key: &str, now: Instant) -> bool {
-        let Ok(mut inner) = self.inner.lock() else {
-            return false;
-        };
+        self.get(key, now).is_some()
+    }
+
+    /// The value `key` was remembered with, within the window.
+    pub fn get(&self, key: &str, now: Instant) -> Option<usize> {
+        let mut inner = self.inner.lock().ok()?;
         inner.expire(now, self.window);
-        inner.at.contains_key(key)
+        inner.at.get(key).map(|(_, value)| *value)
     }
 
     /// Remembers `key` as delivered at `now`.
     pub fn insert(&self, key: String, now: Instant) {
+        self.insert_value(key, usize::MAX, now);
+    }
+
+    /// Remembers `key` with `value` (how many points of a batch a sink
+    /// took) at `now`; a later call replaces the value.
+    pub fn insert_value(&self, key: String, value: usize, now: Instant) {
         if self.window.is_zero() || self.capacity == 0 {
             return;
         }
@@ -77,7 +87,10 @@ impl Seen {
                 None => break,
             }
         }
-        if inner.at.insert(key.clone(), now).is_none() {
+        if let Some(entry) = inner.at.get_mut(&key) {
+            entry.1 = value;
+        } else {
+            inner.at.insert(key.clone(), (now, value));
             inner.order.push_back((now, key));
         }
     }
@@ -119,6 +132,19 @@ mod tests {
         }
         assert!(!seen.contains(&key("", "N", "a"), t0));
         assert!(seen.contains(&key("", "N", "b"), t0) && seen.contains(&key("", "N", "c"), t0));
+    }
+
+    #[test]
+    fn values_are_kept_and_replaced() {
+        let seen = Seen::new(Duration::from_secs(60), 10);
+        let t0 = Instant::now();
+        seen.insert_value(key("", "N", "a"), 1000, t0);
+        assert_eq!(seen.get(&key("", "N", "a"), t0), Some(1000));
+        seen.insert_value(key("", "N", "a"), 2000, t0);
+        assert_eq!(seen.get(&key("", "N", "a"), t0), Some(2000));
+        seen.insert(key("", "N", "a"), t0);
+        assert_eq!(seen.get(&key("", "N", "a"), t0), Some(usize::MAX));
+        assert_eq!(seen.get(&key("", "N", "b"), t0), None);
     }
 
     #[test]

@@ -159,10 +159,10 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
             "https://edgepush.invalid/signature/{}",
             mac.iter().map(|b| format!("{b:02x}")).collect::<String>()
         );
-        if was_seen(&key).await {
+        if seen_value(&key).await.is_some() {
             return error(&tenant::replayed());
         }
-        remember(&key, ((until_ms - now_ms) / 1000).max(1) as u64).await;
+        remember(&key, 1, ((until_ms - now_ms) / 1000).max(1) as u64).await;
     }
     let tenants = &ingest.tenants;
     let limiter = RATES.with(|r| r.clone());
@@ -187,7 +187,7 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
         &decoded.batch.namespace,
         &decoded.batch.id,
     );
-    if dedupe_seconds > 0 && was_seen(&seen_key).await {
+    if dedupe_seconds > 0 && seen_value(&seen_key).await.is_some() {
         answer.duplicate = true;
         let (status, body) = answer.to_response();
         return json(status, body);
@@ -213,28 +213,51 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
                     }
                 }
             }
-            remember(&seen_key, dedupe_seconds).await;
+            remember(&seen_key, usize::MAX, dedupe_seconds).await;
         }
         let (status, body) = answer.to_response();
         return json(status, body);
     }
     if !answer.all_refused() && !decoded.batch.points.is_empty() {
+        let batch = &decoded.batch;
         let mut failures = Vec::new();
         for (index, sink) in sinks.iter().enumerate() {
-            // A sink that took this batch on an earlier try is not sent it again.
+            // A sink that took this batch, or part of it, on an earlier try
+            // is sent only what it did not take.
             let sink_seen = format!("{seen_key}/{index}");
-            if dedupe_seconds > 0 && was_seen(&sink_seen).await {
+            let done = if dedupe_seconds > 0 {
+                seen_value(&sink_seen).await.unwrap_or(0)
+            } else {
+                0
+            };
+            if done >= batch.points.len() {
                 continue;
             }
-            match deliver(&FetchClient, sink, &decoded.batch, now, Retry::default()).await {
-                Ok(()) => remember(&sink_seen, dedupe_seconds).await,
-                Err(f) => failures.push(f),
+            let rest = batch.from_point(done);
+            match deliver(&FetchClient, sink, &rest, now, Retry::default()).await {
+                Ok(refusals) => {
+                    remember(&sink_seen, usize::MAX, dedupe_seconds).await;
+                    let refusals = refusals
+                        .into_iter()
+                        .map(|mut r| {
+                            r.points.iter_mut().for_each(|p| *p += done);
+                            r
+                        })
+                        .collect();
+                    answer.sink_refused(&decoded, refusals);
+                }
+                Err(f) => {
+                    if f.retryable && f.done > 0 {
+                        remember(&sink_seen, done + f.done, dedupe_seconds).await;
+                    }
+                    failures.push(f);
+                }
             }
         }
         if let Some(e) = ingest::sink_failure(&failures) {
             return error(&e);
         }
-        remember(&seen_key, dedupe_seconds).await;
+        remember(&seen_key, usize::MAX, dedupe_seconds).await;
     }
     let (status, body) = answer.to_response();
     json(status, body)
@@ -254,16 +277,21 @@ thread_local! {
     static RATES: std::rc::Rc<RateLimiter> = std::rc::Rc::new(RateLimiter::default());
 }
 
-async fn was_seen(key: &str) -> bool {
-    matches!(Cache::default().get(key, true).await, Ok(Some(_)))
+/// The value remembered under `key` (how many points a sink took; any
+/// number for a batch or signature seen), if any.
+async fn seen_value(key: &str) -> Option<usize> {
+    let mut response = Cache::default().get(key, true).await.ok()??;
+    let text = response.text().await.ok()?;
+    Some(text.trim().parse().unwrap_or(usize::MAX))
 }
 
-/// Remembers a delivered batch; a failure to do so only loses the dedupe.
-async fn remember(key: &str, seconds: u64) {
+/// Remembers `value` under `key` for `seconds`; a failure to do so only
+/// loses the dedupe.
+async fn remember(key: &str, value: usize, seconds: u64) {
     if seconds == 0 {
         return;
     }
-    let Ok(response) = Response::ok("seen") else {
+    let Ok(response) = Response::ok(value.to_string()) else {
         return;
     };
     if response
@@ -366,9 +394,40 @@ async fn consume(
                         backoff: Duration::from_millis(200),
                         ..Retry::default()
                     };
-                    deliver(&FetchClient, sink, &points, now(), quick)
-                        .await
-                        .map_err(|f| format!("{}: {}", f.sink, f.message))
+                    match deliver(&FetchClient, sink, &points, now(), quick).await {
+                        Ok(refusals) => {
+                            for r in refusals {
+                                worker::console_error!(
+                                    "edgepush: {} refused {} points of batch {}: {}",
+                                    r.sink,
+                                    r.points.len(),
+                                    points.id,
+                                    r.message
+                                );
+                            }
+                            Ok(())
+                        }
+                        // Part taken: the rest goes back to the queue as a
+                        // new message, so the part is not sent again.
+                        Err(f) if f.retryable && f.done > 0 => {
+                            worker::console_warn!(
+                                "edgepush: {} took {} points of batch {}, then: {}; requeueing the rest",
+                                f.sink,
+                                f.done,
+                                points.id,
+                                f.message
+                            );
+                            requeue(&env, &points.from_point(f.done), tag)
+                                .await
+                                .map_err(|e| {
+                                    format!(
+                                        "{}: {}; cannot requeue the rest: {e}",
+                                        f.sink, f.message
+                                    )
+                                })
+                        }
+                        Err(f) => Err(format!("{}: {}", f.sink, f.message)),
+                    }
                 }
             },
         };
@@ -390,6 +449,17 @@ async fn consume(
                 message.retry_with_options(&retry);
             }
         }
+    }
+    Ok(())
+}
+
+/// Sends `batch` to the queue again, for the sink `tag` names.
+async fn requeue(env: &Env, batch: &crate::model::Batch, tag: SinkTag) -> Result<(), String> {
+    let queue = env.queue(QUEUE_BINDING).map_err(|e| e.to_string())?;
+    for message in queue_message::encode(batch, tag) {
+        let raw = RawMessageBuilder::new(js_sys::Uint8Array::from(message.as_slice()).into())
+            .build_with_content_type(QueueContentType::V8);
+        queue.send_raw(raw).await.map_err(|e| e.to_string())?;
     }
     Ok(())
 }

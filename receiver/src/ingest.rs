@@ -5,7 +5,7 @@
 use crate::decode::{self, Decoded, Rejection, wire_v1};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
-use crate::sink::SinkFailure;
+use crate::sink::{SinkFailure, SinkRefusal};
 use crate::tenant::{Caller, Tenants};
 use serde::Serialize;
 
@@ -140,6 +140,10 @@ pub struct Answer<'a> {
     /// disk and will be delivered to them when they recover.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub spooled: Vec<&'static str>,
+    /// Points a sink refused for good while it took the rest: not sent
+    /// again (a retry would be refused too), named by request index.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sink_rejected: Vec<SinkRefusal>,
 }
 
 impl<'a> Answer<'a> {
@@ -154,6 +158,19 @@ impl<'a> Answer<'a> {
             partial: !rejected.is_empty() && !decoded.batch.points.is_empty(),
             duplicate: false,
             spooled: Vec::new(),
+            sink_rejected: Vec::new(),
+        }
+    }
+
+    /// Adds what sinks refused (point indices into `decoded`'s batch,
+    /// reported as request indices); the answer becomes partial.
+    pub fn sink_refused(&mut self, decoded: &Decoded, refusals: Vec<SinkRefusal>) {
+        for mut refusal in refusals {
+            for p in &mut refusal.points {
+                *p = decoded.indices.get(*p).copied().unwrap_or(*p);
+            }
+            self.partial = true;
+            self.sink_rejected.push(refusal);
         }
     }
 

@@ -20,6 +20,19 @@ pub struct Batch {
     pub points: Vec<Point>,
 }
 
+impl Batch {
+    /// The batch from point `first` on (what is left to deliver after a
+    /// sink took the points before it); the series are kept as they are.
+    pub fn from_point(&self, first: usize) -> Batch {
+        Batch {
+            id: self.id.clone(),
+            namespace: self.namespace.clone(),
+            series: self.series.clone(),
+            points: self.points.get(first..).unwrap_or_default().to_vec(),
+        }
+    }
+}
+
 /// What a point measures.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Series {

@@ -164,7 +164,7 @@ fn main() {
             .expect("valid");
         for sink in &sinks {
             let requests = sink
-                .requests(&decoded.batch, SystemTime::now())
+                .parts(&decoded.batch, SystemTime::now())
                 .expect("requests");
             assert!(!requests.is_empty());
         }

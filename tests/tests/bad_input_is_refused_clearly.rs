@@ -160,3 +160,59 @@ fn slow_clients_are_cut_off_and_others_still_served() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains(r#""error":"body_timeout""#), "{answer}");
 }
+
+/// A sink that refuses some points of a batch (InfluxDB's partial write: a
+/// field type conflict) stores the rest; the answer names the refused
+/// points and a retry of the batch sends nothing twice.
+#[test]
+fn a_partial_write_names_the_refused_points() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let influx = Influx::start(dir.path());
+    // `value` of `conflict` is a string in the store already (in the shard
+    // of this week: InfluxDB keeps field types per shard).
+    let line = format!(
+        "conflict,namespace=Bad value=\"text\" {}",
+        edgepush_tests::bad_input::now_ms() * 1_000_000
+    );
+    let status = ureq::post(format!("{}/write", influx.url))
+        .query("db", &influx.database)
+        .send(line.as_bytes())
+        .map(|r| r.status().as_u16());
+    assert_eq!(status.ok(), Some(204));
+    let receiver = Receiver::start(
+        vec![Sink::LineProtocol(influx.target())],
+        Limits::default(),
+        vec![],
+    );
+    let url = format!("{}/v1/metrics", receiver.url);
+    let body = batch(
+        "partial-1",
+        r#"{"n":"fine","k":"c"},{"n":"conflict","k":"c"},{"n":"bad","k":"c","d":{"x":""}}"#,
+        r#"{"s":0,"x":1},{"s":2,"x":1},{"s":1,"x":2},{"s":0,"t":1,"x":3}"#,
+    );
+    let (status, answer) = post(&url, &[("content-type", V1)], body.as_bytes());
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["partial"], true, "{answer}");
+    assert_eq!(answer["accepted"], 3, "{answer}");
+    assert_eq!(answer["rejected"][0]["point"], 1, "{answer}");
+    let refused = &answer["sink_rejected"][0];
+    assert_eq!(refused["sink"], "influxdb", "{answer}");
+    // Request indices: point 2 is `conflict`.
+    assert_eq!(refused["points"], serde_json::json!([2]), "{answer}");
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("field type conflict"),
+        "{answer}"
+    );
+    let fine = influx.rows(r#"SELECT * FROM "fine""#);
+    assert_eq!(fine.len(), 2, "{fine:?}");
+
+    // The emitter's retry of the same batch: acknowledged, not sent again.
+    let (status, answer) = post(&url, &[("content-type", V1)], body.as_bytes());
+    assert_eq!(
+        (status, &answer["duplicate"]),
+        (202, &serde_json::json!(true))
+    );
+}

@@ -32,4 +32,6 @@ pub struct Decoded {
     pub batch: Batch,
     /// The refused points, in request order.
     pub rejected: Vec<Rejection>,
+    /// For each accepted point, its index in the request.
+    pub indices: Vec<usize>,
 }

@@ -142,6 +142,7 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
     }
 
     let mut points = Vec::with_capacity(raw.points.len());
+    let mut indices = Vec::with_capacity(raw.points.len());
     let mut rejected = Vec::new();
     for (i, p) in raw.points.into_iter().enumerate() {
         let target = usize::try_from(p.s)
@@ -160,7 +161,10 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
             Some((_, Ok(s))) => check_point(i, p, *s, &series[*s], raw.t, now_ms, limits),
         };
         match result {
-            Ok(point) => points.push(point),
+            Ok(point) => {
+                points.push(point);
+                indices.push(i);
+            }
             Err((field, reason)) => rejected.push(Rejection {
                 point: i,
                 metric: target.map(|(s, _)| raw.series[s].n.to_string()),
@@ -178,6 +182,7 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
             points,
         },
         rejected,
+        indices,
     })
 }
 

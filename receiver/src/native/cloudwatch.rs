@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 use super::forward::Reqwest;
 use crate::model::Batch;
 use crate::sink::cloudwatch::{self, Datum, Measure, Protocol, RetryMode};
-use crate::sink::{Retry, Sink, SinkFailure, deliver};
+use crate::sink::{Retry, Sink, SinkFailure, SinkRefusal, deliver};
 
 /// How long the credentials chain may take to answer at start-up (the
 /// instance metadata probe is the slow link when there is no instance).
@@ -155,18 +155,41 @@ impl AwsCloudWatch {
         client: &Reqwest,
         batch: &Batch,
         retry: Retry,
-    ) -> Result<(), SinkFailure> {
+    ) -> Result<Vec<SinkRefusal>, SinkFailure> {
         match &self.path {
             Path::Sdk(sdk) => {
-                for datums in cloudwatch::sdk_requests(batch) {
-                    sdk.put_metric_data()
+                let mut refusals: Vec<SinkRefusal> = Vec::new();
+                let mut refused = 0;
+                for (points, datums) in cloudwatch::sdk_requests(batch) {
+                    let sent = sdk
+                        .put_metric_data()
                         .namespace(&batch.namespace)
                         .set_metric_data(Some(datums.iter().map(metric_datum).collect()))
                         .send()
-                        .await
-                        .map_err(failure)?;
+                        .await;
+                    match sent.map_err(|e| failure(e, points.start)) {
+                        Ok(_) => {}
+                        Err(f) if f.retryable => return Err(f),
+                        Err(f) => {
+                            tracing::warn!(sink = "cloudwatch", batch = %batch.id, points = points.len(), message = %f.message, "sink refused points");
+                            refused += points.len();
+                            refusals.push(SinkRefusal {
+                                sink: f.sink,
+                                points: points.collect(),
+                                message: f.message,
+                            });
+                        }
+                    }
                 }
-                Ok(())
+                if refused >= batch.points.len() && !refusals.is_empty() {
+                    return Err(SinkFailure {
+                        sink: "cloudwatch",
+                        retryable: false,
+                        message: refusals.swap_remove(0).message,
+                        done: batch.points.len(),
+                    });
+                }
+                Ok(refusals)
             }
             Path::Json { provider, cached } => {
                 let keys = self.keys(provider, cached).await?;
@@ -198,6 +221,7 @@ impl AwsCloudWatch {
                         sink: "cloudwatch",
                         retryable: true,
                         message: format!("no AWS credentials: {}", DisplayErrorContext(&e)),
+                        done: 0,
                     })?;
                 *cached = Some(c.clone());
                 c
@@ -267,7 +291,7 @@ fn metric_datum(datum: &Datum<'_>) -> MetricDatum {
 /// An SDK error (after the SDK's own retries) as the same failure the signed
 /// JSON path reports: throttling, 408, 429, 5xx, timeouts and network
 /// errors are retryable; other refusals are not.
-fn failure(e: SdkError<PutMetricDataError, HttpResponse>) -> SinkFailure {
+fn failure(e: SdkError<PutMetricDataError, HttpResponse>, done: usize) -> SinkFailure {
     let (retryable, message) = match &e {
         SdkError::ServiceError(service) => {
             let status = service.raw().status().as_u16();
@@ -286,6 +310,7 @@ fn failure(e: SdkError<PutMetricDataError, HttpResponse>) -> SinkFailure {
         sink: "cloudwatch",
         retryable,
         message,
+        done,
     }
 }
 
@@ -439,8 +464,8 @@ mod tests {
         // bytes (well under 1,000 per request), nothing lost.
         assert_eq!(bodies.len(), groups.len());
         assert!(groups.len() >= 3, "{}", groups.len());
-        assert_eq!(groups.iter().map(Vec::len).sum::<usize>(), 2100);
-        for (body, group) in bodies.iter().zip(&groups) {
+        assert_eq!(groups.iter().map(|(_, g)| g.len()).sum::<usize>(), 2100);
+        for (body, (_, group)) in bodies.iter().zip(&groups) {
             let bound = cloudwatch::cbor_envelope_bound(&batch.namespace)
                 + group
                     .iter()
@@ -460,12 +485,38 @@ mod tests {
 
     #[tokio::test]
     async fn sdk_errors_fail_like_the_json_path() {
-        // Refused: not retried, not retryable, the code and message kept.
-        let endpoint = serve_script(vec![(
-            400,
-            cbor_error("InvalidParameterValue", "The value for parameter x is bad"),
-        )])
-        .await;
+        // One request refused: not retried, its points named with the code
+        // and message; the other requests still sent.
+        let refused = || {
+            (
+                400,
+                cbor_error("InvalidParameterValue", "The value for parameter x is bad"),
+            )
+        };
+        let whole = batch();
+        let requests = cloudwatch::sdk_requests(&whole);
+        assert!(requests.len() >= 3);
+        let endpoint = serve_script(vec![refused()]).await;
+        let aws = sink(&endpoint.url, Protocol::Sdk).await;
+        let refusals = aws
+            .deliver(&Reqwest::default(), &batch(), Retry::default())
+            .await
+            .expect("the other requests were taken");
+        assert_eq!(refusals.len(), 1);
+        assert_eq!(
+            refusals[0].points,
+            requests[0].0.clone().collect::<Vec<_>>()
+        );
+        assert!(
+            refusals[0]
+                .message
+                .contains("400 InvalidParameterValue: The value"),
+            "{refusals:?}"
+        );
+        assert_eq!(endpoint.bodies.lock().expect("lock").len(), requests.len());
+
+        // Every request refused: the batch is refused, not retryable.
+        let endpoint = serve_script(vec![refused(); requests.len()]).await;
         let aws = sink(&endpoint.url, Protocol::Sdk).await;
         let failure = aws
             .deliver(&Reqwest::default(), &batch(), Retry::default())
@@ -473,12 +524,9 @@ mod tests {
             .expect_err("refused");
         assert!(!failure.retryable, "{failure:?}");
         assert!(
-            failure
-                .message
-                .contains("400 InvalidParameterValue: The value"),
+            failure.message.contains("InvalidParameterValue"),
             "{failure:?}"
         );
-        assert_eq!(endpoint.bodies.lock().expect("lock").len(), 1);
 
         // Throttled, then throttled again: the SDK retried once (2 attempts),
         // and the failure is retryable.

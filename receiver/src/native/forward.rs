@@ -12,7 +12,8 @@ use crate::queue_message::SinkTag;
 
 use crate::model::Batch;
 use crate::sink::{
-    Client, Reply, Retry, Sink, SinkAnswer, SinkFailure, deliver, line_protocol, parse_retry_after,
+    Client, Reply, Retry, Sink, SinkAnswer, SinkFailure, SinkRefusal, deliver, line_protocol,
+    parse_retry_after,
 };
 
 /// reqwest as a sink [`Client`].
@@ -54,10 +55,17 @@ impl Client for Reqwest {
 pub struct Forwarded {
     /// Indices of the sinks that took the batch (or whose spool did).
     pub delivered: Vec<usize>,
-    /// Names of the sinks whose spool took the batch.
+    /// Names of the sinks whose spool took the batch (or what was left of it).
     pub spooled: Vec<&'static str>,
+    /// Points sinks refused for good while taking the rest (indices into
+    /// the batch's points).
+    pub refused: Vec<SinkRefusal>,
     /// Why the others did not.
     pub failures: Vec<SinkFailure>,
+    /// For each sink that failed after taking part of the batch: its index
+    /// and how many points (from the first) it took, so that the client's
+    /// retry of the batch sends it only the rest.
+    pub progress: Vec<(usize, usize)>,
 }
 
 /// Sends batches to every sink.
@@ -112,17 +120,26 @@ impl Forwarder {
         self
     }
 
-    /// Delivers `batch` to every sink but those `skip` names (by index:
-    /// sinks that took this batch before); the failures, if any.
-    pub async fn forward(&self, batch: &Batch, skip: impl Fn(usize) -> bool) -> Forwarded {
+    /// Delivers `batch` to every sink, each from the point `done(index)`
+    /// on: the points before it that sink took on an earlier try (0 for
+    /// none; the batch's length or more skips the sink).
+    pub async fn forward(&self, batch: &Batch, done: impl Fn(usize) -> usize) -> Forwarded {
         let mut forwarded = Forwarded::default();
         if batch.points.is_empty() {
             return forwarded;
         }
         for (index, sink) in self.sinks.iter().enumerate() {
-            if skip(index) {
+            let skip = done(index);
+            if skip >= batch.points.len() {
                 continue;
             }
+            let rest;
+            let todo = if skip == 0 {
+                batch
+            } else {
+                rest = batch.from_point(skip);
+                &rest
+            };
             let spool = self.spools[index].as_deref();
             // While a sink's spool has a backlog, new batches queue behind
             // it: the sink is down, and trying it would only add latency.
@@ -131,30 +148,55 @@ impl Forwarder {
                     sink: sink.name(),
                     retryable: true,
                     message: "batches wait in its spool".into(),
+                    done: 0,
                 }),
-                _ => self.deliver(sink, batch).await,
+                _ => self.deliver(sink, todo).await,
             };
-            let result = match (result, spool) {
-                (Err(failure), Some(spool)) if failure.retryable => match spool.append(batch) {
-                    Ok(()) => {
-                        tracing::info!(sink = failure.sink, batch = %batch.id, message = %failure.message, "sink did not take batch; spooled");
-                        forwarded.spooled.push(failure.sink);
-                        Ok(())
-                    }
-                    Err(e) => {
-                        tracing::error!(sink = failure.sink, batch = %batch.id, error = %e, "SPOOL CANNOT TAKE BATCH: answering 503, the emitter keeps it");
-                        Err(SinkFailure {
-                            message: format!("{}; and {e}", failure.message),
-                            ..failure
+            // Indices relative to `todo` become indices into `batch`.
+            let result = result
+                .map(|refusals| {
+                    refusals
+                        .into_iter()
+                        .map(|mut r| {
+                            r.points.iter_mut().for_each(|p| *p += skip);
+                            r
                         })
+                        .collect::<Vec<_>>()
+                })
+                .map_err(|f| SinkFailure {
+                    done: f.done + skip,
+                    ..f
+                });
+            let result = match (result, spool) {
+                (Err(failure), Some(spool)) if failure.retryable => {
+                    // Only what the sink did not take waits in the spool.
+                    match spool.append(&batch.from_point(failure.done)) {
+                        Ok(()) => {
+                            tracing::info!(sink = failure.sink, batch = %batch.id, from_point = failure.done, message = %failure.message, "sink did not take batch; spooled");
+                            forwarded.spooled.push(failure.sink);
+                            Ok(Vec::new())
+                        }
+                        Err(e) => {
+                            tracing::error!(sink = failure.sink, batch = %batch.id, error = %e, "SPOOL CANNOT TAKE BATCH: answering 503, the emitter keeps it");
+                            Err(SinkFailure {
+                                message: format!("{}; and {e}", failure.message),
+                                ..failure
+                            })
+                        }
                     }
-                },
+                }
                 (result, _) => result,
             };
             match result {
-                Ok(()) => forwarded.delivered.push(index),
+                Ok(refusals) => {
+                    forwarded.delivered.push(index);
+                    forwarded.refused.extend(refusals);
+                }
                 Err(failure) => {
-                    tracing::warn!(sink = failure.sink, batch = %batch.id, retryable = failure.retryable, message = %failure.message, "sink did not take batch");
+                    tracing::warn!(sink = failure.sink, batch = %batch.id, retryable = failure.retryable, done = failure.done, message = %failure.message, "sink did not take batch");
+                    if failure.retryable && failure.done > 0 {
+                        forwarded.progress.push((index, failure.done));
+                    }
                     forwarded.failures.push(failure);
                 }
             }
@@ -164,9 +206,9 @@ impl Forwarder {
 }
 
 impl Forwarder {
-    async fn deliver(&self, sink: &Sink, batch: &Batch) -> Result<(), SinkFailure> {
+    async fn deliver(&self, sink: &Sink, batch: &Batch) -> Result<Vec<SinkRefusal>, SinkFailure> {
         match sink {
-            Sink::Stdout => write_stdout(batch),
+            Sink::Stdout => write_stdout(batch).map(|()| Vec::new()),
             Sink::Aws(aws) => aws.deliver(&self.client, batch, self.retry).await,
             _ => deliver(&self.client, sink, batch, SystemTime::now(), self.retry).await,
         }
@@ -209,8 +251,22 @@ impl Forwarder {
                 // Delivered, or refused for good (set aside): either way the
                 // spool moves past it.
                 let outcome = match self.deliver(sink, &entry.batch).await {
+                    // Part taken: the rest goes to the end of the spool, so
+                    // the part is not sent again.
+                    Err(f) if f.retryable && f.done > 0 => spool
+                        .append(&entry.batch.from_point(f.done))
+                        .map_err(|e| SinkFailure {
+                            message: format!("{}; and spool: {e}", f.message),
+                            done: 0,
+                            ..f
+                        }),
                     Err(f) if f.retryable => Err(f),
-                    Ok(()) => Ok(()),
+                    Ok(refusals) => {
+                        for r in refusals {
+                            tracing::error!(sink = sink.name(), batch = %entry.batch.id, points = r.points.len(), message = %r.message, "spool: sink refused points of a spooled batch");
+                        }
+                        Ok(())
+                    }
                     Err(f) => {
                         tracing::error!(sink = sink.name(), batch = %entry.batch.id, message = %f.message, "spool: sink refused a spooled batch; set aside");
                         spool
@@ -218,6 +274,7 @@ impl Forwarder {
                             .map_err(|e| SinkFailure {
                                 retryable: true,
                                 message: format!("spool: cannot set a refused batch aside: {e}"),
+                                done: 0,
                                 ..f
                             })
                     }
@@ -227,6 +284,7 @@ impl Forwarder {
                         sink: sink.name(),
                         retryable: true,
                         message: format!("spool: cannot record the delivery: {e}"),
+                        done: 0,
                     })
                 }) {
                     Ok(()) => {
@@ -260,6 +318,7 @@ fn write_stdout(batch: &Batch) -> Result<(), SinkFailure> {
             sink: "stdout",
             retryable: true,
             message: format!("cannot write to stdout: {e}"),
+            done: 0,
         })
 }
 
@@ -342,14 +401,14 @@ mod tests {
         let (url, writes) = store(vec![503, 400]).await;
         let forwarder = spooling(&url, dir.path(), 1 << 20);
 
-        let first = forwarder.forward(&batch("a"), |_| false).await;
+        let first = forwarder.forward(&batch("a"), |_| 0).await;
         assert_eq!(
             (first.delivered, first.spooled),
             (vec![0], vec!["influxdb"])
         );
         assert!(first.failures.is_empty());
         // With a backlog, the next batch queues behind it without a try.
-        let second = forwarder.forward(&batch("b"), |_| false).await;
+        let second = forwarder.forward(&batch("b"), |_| 0).await;
         assert_eq!(second.spooled, ["influxdb"]);
         assert_eq!(*writes.lock().expect("lock"), 1);
 
@@ -357,7 +416,7 @@ mod tests {
         let tiny = tempfile::tempdir().expect("dir");
         let (down, _) = store(vec![503]).await;
         let full = spooling(&down, tiny.path(), 10)
-            .forward(&batch("c"), |_| false)
+            .forward(&batch("c"), |_| 0)
             .await;
         assert!(full.delivered.is_empty());
         let failure = &full.failures[0];

@@ -257,18 +257,25 @@ async fn push(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Re
     if app.seen.contains(&key, Instant::now()) {
         answer.duplicate = true;
     } else if !answer.all_refused() {
-        // A sink that took this batch on an earlier try is not sent it again.
+        // A sink that took this batch, or part of it, on an earlier try is
+        // sent only what it did not take.
         let forwarded = app
             .forwarder
             .forward(&decoded.batch, |sink| {
                 app.seen
-                    .contains(&dedupe::sink_key(&key, sink), Instant::now())
+                    .get(&dedupe::sink_key(&key, sink), Instant::now())
+                    .unwrap_or(0)
             })
             .await;
         answer.spooled = forwarded.spooled;
+        answer.sink_refused(&decoded, forwarded.refused);
         for sink in forwarded.delivered {
             app.seen
                 .insert(dedupe::sink_key(&key, sink), Instant::now());
+        }
+        for (sink, done) in forwarded.progress {
+            app.seen
+                .insert_value(dedupe::sink_key(&key, sink), done, Instant::now());
         }
         if let Some(e) = ingest::sink_failure(&forwarded.failures) {
             return error(&e);

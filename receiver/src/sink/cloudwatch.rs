@@ -3,6 +3,7 @@
 //! filesystem, so the same code runs natively and inside a Worker.
 
 use std::io::Write as _;
+use std::ops::Range;
 use std::time::SystemTime;
 
 use aws_credential_types::Credentials;
@@ -202,67 +203,126 @@ pub struct Datum<'a> {
 /// the statistics of every value set (CloudWatch has no "last" statistic),
 /// so its Minimum, Maximum and Average are right.
 pub fn datums(batch: &Batch) -> impl Iterator<Item = Datum<'_>> {
-    indexed_datums(batch).map(|(_, datum)| datum)
+    indexed_datums(batch).map(|(_, _, datum)| datum)
 }
 
-/// [`datums`] with the index of each one's series.
-fn indexed_datums(batch: &Batch) -> impl Iterator<Item = (usize, Datum<'_>)> {
-    batch.points.iter().flat_map(move |point| {
-        let series = &batch.series[point.series];
-        let datum = move |measure| {
-            (
-                point.series,
-                Datum {
-                    series,
-                    timestamp_ms: point.timestamp_ms,
-                    measure,
-                },
-            )
-        };
-        let (single, chunks) = match &point.value {
-            Value::Counter(v)
-            | Value::Gauge {
-                last: v,
-                stats: None,
-            } => (Some(datum(Measure::Value(*v))), None),
-            Value::Gauge {
-                stats: Some(st), ..
-            }
-            | Value::Statistics(st) => (Some(datum(Measure::Statistics(*st))), None),
-            Value::Distribution { values, counts } => (
-                None,
-                Some(
-                    values
-                        .chunks(MAX_VALUES_PER_DATUM)
-                        .zip(counts.chunks(MAX_VALUES_PER_DATUM))
-                        .map(move |(values, counts)| datum(Measure::Values { values, counts })),
+/// [`datums`] with the index of each one's series and point.
+fn indexed_datums(batch: &Batch) -> impl Iterator<Item = (usize, usize, Datum<'_>)> {
+    batch
+        .points
+        .iter()
+        .enumerate()
+        .flat_map(move |(index, point)| {
+            let series = &batch.series[point.series];
+            let datum = move |measure| {
+                (
+                    point.series,
+                    index,
+                    Datum {
+                        series,
+                        timestamp_ms: point.timestamp_ms,
+                        measure,
+                    },
+                )
+            };
+            let (single, chunks) = match &point.value {
+                Value::Counter(v)
+                | Value::Gauge {
+                    last: v,
+                    stats: None,
+                } => (Some(datum(Measure::Value(*v))), None),
+                Value::Gauge {
+                    stats: Some(st), ..
+                }
+                | Value::Statistics(st) => (Some(datum(Measure::Statistics(*st))), None),
+                Value::Distribution { values, counts } => (
+                    None,
+                    Some(
+                        values
+                            .chunks(MAX_VALUES_PER_DATUM)
+                            .zip(counts.chunks(MAX_VALUES_PER_DATUM))
+                            .map(move |(values, counts)| datum(Measure::Values { values, counts })),
+                    ),
                 ),
-            ),
-        };
-        single.into_iter().chain(chunks.into_iter().flatten())
-    })
+            };
+            single.into_iter().chain(chunks.into_iter().flatten())
+        })
 }
 
 /// Groups items into requests, in order: at most 1000 items per request, and
 /// `envelope` plus the items' sizes plus one separator between items at most
 /// CloudWatch's 1 MB. The sizes are those of the encoding that will be sent
 /// (exact for JSON, an upper bound for CBOR).
-pub fn split<T>(items: impl IntoIterator<Item = (T, usize)>, envelope: usize) -> Vec<Vec<T>> {
-    let mut requests = Vec::new();
-    let mut request = Vec::new();
-    let mut bytes = envelope;
-    for (item, size) in items {
-        let full = request.len() == MAX_DATUMS_PER_REQUEST
-            || bytes + usize::from(!request.is_empty()) + size > MAX_REQUEST_BYTES;
-        if !request.is_empty() && full {
-            requests.push(std::mem::take(&mut request));
-            bytes = envelope;
-        }
-        bytes += usize::from(!request.is_empty()) + size;
-        request.push(item);
+///
+/// Each item belongs to a point (`(point, item, size)`, points in order);
+/// a point's items stay in one request unless they alone overflow one, so
+/// a request that fails concerns whole points. Each request comes with the
+/// range of points it carries.
+pub fn split<T>(
+    items: impl IntoIterator<Item = (usize, T, usize)>,
+    envelope: usize,
+) -> Vec<(Range<usize>, Vec<T>)> {
+    struct Open<T> {
+        first: usize,
+        items: Vec<(usize, T, usize)>,
+        bytes: usize,
     }
-    if !request.is_empty() {
-        requests.push(request);
+    let fits = |open: &Open<T>, size: usize| {
+        open.items.len() < MAX_DATUMS_PER_REQUEST
+            && open.bytes + usize::from(!open.items.is_empty()) + size <= MAX_REQUEST_BYTES
+    };
+    let mut requests = Vec::new();
+    let mut open = Open {
+        first: 0,
+        items: Vec::new(),
+        bytes: envelope,
+    };
+    let close = |open: &mut Open<T>, end: usize, requests: &mut Vec<(Range<usize>, Vec<T>)>| {
+        let items = std::mem::take(&mut open.items);
+        requests.push((
+            open.first..end,
+            items.into_iter().map(|(_, t, _)| t).collect(),
+        ));
+        open.bytes = envelope;
+    };
+    for (point, item, size) in items {
+        if !open.items.is_empty() && !fits(&open, size) {
+            // Move the point's items so far to the next request, unless the
+            // point started this one (then it is too large for any).
+            let start = open.items.iter().position(|(p, _, _)| *p == point);
+            match start {
+                Some(0) => {
+                    close(&mut open, point + 1, &mut requests);
+                    open.first = point;
+                }
+                Some(start) => {
+                    let moved = open.items.split_off(start);
+                    close(&mut open, point, &mut requests);
+                    open.first = point;
+                    for (p, t, size) in moved {
+                        open.bytes += usize::from(!open.items.is_empty()) + size;
+                        open.items.push((p, t, size));
+                    }
+                }
+                None => {
+                    close(&mut open, point, &mut requests);
+                    open.first = point;
+                }
+            }
+            if !open.items.is_empty() && !fits(&open, size) {
+                // The point's own items fill a request.
+                close(&mut open, point + 1, &mut requests);
+                open.first = point;
+            }
+        }
+        if open.items.is_empty() {
+            open.first = point;
+        }
+        open.bytes += usize::from(!open.items.is_empty()) + size;
+        open.items.push((point, item, size));
+    }
+    if let Some(&(last, _, _)) = open.items.last() {
+        close(&mut open, last + 1, &mut requests);
     }
     requests
 }
@@ -271,6 +331,14 @@ pub fn split<T>(items: impl IntoIterator<Item = (T, usize)>, envelope: usize) ->
 /// most 1000 datums and stays under CloudWatch's 1 MB, measured exactly on
 /// the encoded datums (before gzip).
 pub fn bodies(batch: &Batch) -> Vec<Vec<u8>> {
+    body_parts(batch)
+        .into_iter()
+        .map(|(_, body)| body)
+        .collect()
+}
+
+/// [`bodies`], each with the range of points it carries.
+pub fn body_parts(batch: &Batch) -> Vec<(Range<usize>, Vec<u8>)> {
     let mut prefix = br#"{"Namespace":"#.to_vec();
     // A String always serialises.
     let _ = serde_json::to_writer(&mut prefix, &batch.namespace);
@@ -282,14 +350,14 @@ pub fn bodies(batch: &Batch) -> Vec<Vec<u8>> {
     let prefixes: Vec<Vec<u8>> = batch.series.iter().map(series_prefix).collect();
     let mut all = Vec::with_capacity(batch.points.len() * 160);
     let mut ranges = Vec::with_capacity(batch.points.len());
-    for (series, datum) in indexed_datums(batch) {
+    for (series, point, datum) in indexed_datums(batch) {
         let start = all.len();
         encode_datum(&mut all, &prefixes[series], &datum);
-        ranges.push((start..all.len(), all.len() - start));
+        ranges.push((point, start..all.len(), all.len() - start));
     }
     split(ranges, prefix.len() + SUFFIX.len())
         .into_iter()
-        .map(|request| {
+        .map(|(points, request)| {
             let size = request.iter().map(|r| r.len() + 1).sum::<usize>();
             let mut body = Vec::with_capacity(prefix.len() + size + SUFFIX.len());
             body.extend_from_slice(&prefix);
@@ -300,7 +368,7 @@ pub fn bodies(batch: &Batch) -> Vec<Vec<u8>> {
                 body.extend_from_slice(&all[range]);
             }
             body.extend_from_slice(SUFFIX);
-            body
+            (points, body)
         })
         .collect()
 }
@@ -406,12 +474,13 @@ pub fn cbor_datum_bound(datum: &Datum<'_>) -> usize {
 }
 
 /// The datums of `batch` grouped into the requests the SDK sends: the same
-/// datums and limits as [`bodies`], measured on the CBOR the SDK writes.
-pub fn sdk_requests(batch: &Batch) -> Vec<Vec<Datum<'_>>> {
+/// datums and limits as [`bodies`], measured on the CBOR the SDK writes,
+/// each with the range of points it carries.
+pub fn sdk_requests(batch: &Batch) -> Vec<(Range<usize>, Vec<Datum<'_>>)> {
     split(
-        datums(batch).map(|d| {
+        indexed_datums(batch).map(|(_, point, d)| {
             let size = cbor_datum_bound(&d);
-            (d, size)
+            (point, d, size)
         }),
         cbor_envelope_bound(&batch.namespace),
     )
@@ -643,6 +712,8 @@ mod tests {
             .map(|b| parse(b)["MetricData"].as_array().map_or(0, Vec::len))
             .collect();
         assert_eq!(counts, [1000, 1000, 500]);
+        let ranges: Vec<Range<usize>> = body_parts(&batch).into_iter().map(|(r, _)| r).collect();
+        assert_eq!(ranges, [0..1000, 1000..2000, 2000..2500]);
 
         // 400 values: 150 + 150 + 100 in three datums, nothing lost.
         let values: Vec<f64> = (0..400).map(f64::from).collect();
@@ -689,6 +760,31 @@ mod tests {
             total += parse(b)["MetricData"].as_array().map_or(0, Vec::len);
         }
         assert_eq!(total, 100);
+    }
+
+    #[test]
+    fn a_point_stays_in_one_request_unless_it_alone_overflows_one() {
+        // Points of 400 datums each (3 values): a request holds 2 whole
+        // points, never part of a third.
+        let items = (0..5).flat_map(|p| (0..400).map(move |d| (p, (p, d), 10)));
+        let parts = split(items, 0);
+        let ranges: Vec<Range<usize>> = parts.iter().map(|(r, _)| r.clone()).collect();
+        assert_eq!(ranges, [0..2, 2..4, 4..5]);
+        for (range, items) in &parts {
+            assert!(items.iter().all(|(p, _)| range.contains(p)));
+            assert_eq!(items.len(), range.len() * 400);
+        }
+        // A point of 2,500 datums fills requests of its own, named in each.
+        let items = [(0, 0, 10)]
+            .into_iter()
+            .chain((0..2500).map(|d| (1, d, 10)))
+            .chain([(2, 0, 10)]);
+        let parts = split(items, 0);
+        let shape: Vec<(Range<usize>, usize)> = parts
+            .iter()
+            .map(|(r, items)| (r.clone(), items.len()))
+            .collect();
+        assert_eq!(shape, [(0..1, 1), (1..2, 1000), (1..2, 1000), (1..3, 501)]);
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn jittered(nominal: Duration, seed: &str, attempt: u32) -> Duration {
     nominal.mul_f64(0.5 + 0.5 * fraction)
 }
 
-/// A sink that did not take a batch.
+/// A sink that did not take a batch, or not all of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SinkFailure {
     /// The sink's name.
@@ -96,25 +96,47 @@ pub struct SinkFailure {
     pub retryable: bool,
     /// What went wrong.
     pub message: String,
+    /// How many of the batch's points (from the first) the sink took or
+    /// refused for good before it failed: a retry sends only the rest, so
+    /// nothing is stored twice.
+    pub done: usize,
+}
+
+/// Points a sink refused for good while it took the rest of their batch
+/// (a request CloudWatch refused, InfluxDB's partial writes).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct SinkRefusal {
+    /// The sink's name.
+    pub sink: &'static str,
+    /// Indices of the refused points in the batch.
+    pub points: Vec<usize>,
+    /// The sink's reason.
+    pub message: String,
 }
 
 /// Sends every request that delivers `batch` to `sink` (signed at `now`),
-/// retrying what is worth retrying. Requests already delivered are not sent
-/// again when a later one fails.
+/// retrying what is worth retrying. A request the sink refuses for good
+/// does not stop the others: its points are reported as refused. When a
+/// request still fails after the retries, the failure says how many points
+/// were done before it, so that a retry does not send them again. Every
+/// point refused: a failure that is not retryable.
 pub async fn deliver<C: Client>(
     client: &C,
     sink: &Sink,
     batch: &Batch,
     now: SystemTime,
     retry: Retry,
-) -> Result<(), SinkFailure> {
-    let fail = |retryable, message| SinkFailure {
+) -> Result<Vec<SinkRefusal>, SinkFailure> {
+    let fail = |retryable, message, done| SinkFailure {
         sink: sink.name(),
         retryable,
         message,
+        done,
     };
-    let requests = sink.requests(batch, now).map_err(|e| fail(false, e))?;
-    for request in &requests {
+    let parts = sink.parts(batch, now).map_err(|e| fail(false, e, 0))?;
+    let mut refusals: Vec<SinkRefusal> = Vec::new();
+    for part in &parts {
+        let request = &part.request;
         let mut nominal = retry.backoff;
         let mut attempt = 1;
         loop {
@@ -127,14 +149,27 @@ pub async fn deliver<C: Client>(
             };
             match outcome {
                 Outcome::Delivered => break,
-                Outcome::Fail(message) => return Err(fail(false, message)),
+                Outcome::Fail(message) => {
+                    let points = sink.refused_points(batch, part.points.clone(), &message);
+                    tracing::warn!(sink = sink.name(), batch = %batch.id, points = points.len(), message = %message, "sink refused points");
+                    refusals.push(SinkRefusal {
+                        sink: sink.name(),
+                        points,
+                        message,
+                    });
+                    break;
+                }
                 Outcome::Retry(message) if attempt >= retry.attempts.max(1) => {
-                    return Err(fail(true, message));
+                    return Err(fail(true, message, part.points.start));
                 }
                 Outcome::Retry(message) => {
                     let wait = match retry_after {
                         Some(asked) if asked > retry.max_wait => {
-                            return Err(fail(true, format!("{message} (asked to wait {asked:?})")));
+                            return Err(fail(
+                                true,
+                                format!("{message} (asked to wait {asked:?})"),
+                                part.points.start,
+                            ));
                         }
                         Some(asked) => asked,
                         None => jittered(nominal, &batch.id, attempt).min(retry.max_wait),
@@ -147,7 +182,17 @@ pub async fn deliver<C: Client>(
             }
         }
     }
-    Ok(())
+    let mut refused: Vec<usize> = refusals
+        .iter()
+        .flat_map(|r| r.points.iter().copied())
+        .collect();
+    refused.sort_unstable();
+    refused.dedup();
+    if !batch.points.is_empty() && refused.len() == batch.points.len() {
+        let message = refusals.swap_remove(0).message;
+        return Err(fail(false, message, batch.points.len()));
+    }
+    Ok(refusals)
 }
 
 #[cfg(test)]
@@ -220,7 +265,13 @@ mod tests {
         })
     }
 
-    fn run(answers: Vec<Reply>) -> (Result<(), SinkFailure>, usize, Vec<Duration>) {
+    type Run = (Result<Vec<SinkRefusal>, SinkFailure>, usize, Vec<Duration>);
+
+    fn run(answers: Vec<Reply>) -> Run {
+        run_with(&influx(), &batch(), answers)
+    }
+
+    fn run_with(sink: &Sink, batch: &Batch, answers: Vec<Reply>) -> Run {
         let client = Scripted {
             answers: RefCell::new(answers),
             ..Scripted::default()
@@ -230,13 +281,7 @@ mod tests {
             backoff: Duration::from_millis(10),
             max_wait: Duration::from_secs(2),
         };
-        let result = block_on(deliver(
-            &client,
-            &influx(),
-            &batch(),
-            SystemTime::UNIX_EPOCH,
-            retry,
-        ));
+        let result = block_on(deliver(&client, sink, batch, SystemTime::UNIX_EPOCH, retry));
         (result, client.sent.into_inner(), client.slept.into_inner())
     }
 
@@ -247,7 +292,7 @@ mod tests {
             Err("connection refused".into()),
             Ok(SinkAnswer::new(204, vec![])),
         ]);
-        assert_eq!(result, Ok(()));
+        assert_eq!(result, Ok(vec![]));
         assert_eq!(sent, 3);
         // Doubling, each wait jittered to between half and all of it.
         assert_eq!(slept.len(), 2);
@@ -265,7 +310,7 @@ mod tests {
             })
         };
         let (result, sent, slept) = run(vec![asked(1), Ok(SinkAnswer::new(204, vec![]))]);
-        assert_eq!((result, sent), (Ok(()), 2));
+        assert_eq!((result, sent), (Ok(vec![]), 2));
         assert_eq!(slept, [Duration::from_secs(1)]);
 
         // Asked to wait longer than the cap: give up now, retryable.
@@ -319,5 +364,76 @@ mod tests {
         assert!(!failure.retryable);
         assert!(failure.message.contains("field type conflict"));
         assert_eq!((sent, slept.len()), (1, 0));
+    }
+
+    /// 2,500 points: three CloudWatch requests of 1,000, 1,000 and 500.
+    fn cloudwatch_and_big_batch() -> (Sink, Batch) {
+        let sink = Sink::CloudWatch(
+            crate::sink::cloudwatch::Config::new("us-east-1"),
+            crate::sink::cloudwatch::Keys {
+                access_key_id: "a".into(),
+                secret_access_key: "s".into(),
+                session_token: None,
+            },
+        );
+        let mut big = batch();
+        big.points = (0..2500)
+            .map(|i| Point {
+                series: 0,
+                timestamp_ms: i,
+                value: Value::Counter(1.0),
+            })
+            .collect();
+        (sink, big)
+    }
+
+    #[test]
+    fn a_refused_request_does_not_stop_the_others_and_names_its_points() {
+        let (sink, big) = cloudwatch_and_big_batch();
+        let refused = br#"{"__type":"InvalidParameterValue","message":"bad datum"}"#.to_vec();
+        let (result, sent, _) = run_with(
+            &sink,
+            &big,
+            vec![
+                Ok(SinkAnswer::new(200, vec![])),
+                Ok(SinkAnswer::new(400, refused.clone())),
+                Ok(SinkAnswer::new(200, vec![])),
+            ],
+        );
+        let refusals = result.expect("the rest was taken");
+        assert_eq!(sent, 3);
+        assert_eq!(refusals.len(), 1);
+        assert_eq!(refusals[0].points, (1000..2000).collect::<Vec<_>>());
+        assert!(refusals[0].message.contains("InvalidParameterValue"));
+
+        // Every request refused: the batch was refused.
+        let (result, _, _) = run_with(
+            &sink,
+            &big,
+            vec![Ok(SinkAnswer::new(400, refused.clone())); 3],
+        );
+        let failure = result.expect_err("nothing taken");
+        assert_eq!((failure.retryable, failure.done), (false, 2500));
+    }
+
+    #[test]
+    fn a_failure_after_some_requests_says_how_far_it_got() {
+        let (sink, big) = cloudwatch_and_big_batch();
+        let (result, sent, _) = run_with(
+            &sink,
+            &big,
+            vec![
+                Ok(SinkAnswer::new(200, vec![])),
+                Ok(SinkAnswer::new(503, vec![])),
+                Ok(SinkAnswer::new(503, vec![])),
+                Ok(SinkAnswer::new(503, vec![])),
+            ],
+        );
+        let failure = result.expect_err("gave up");
+        assert_eq!((failure.retryable, failure.done, sent), (true, 1000, 4));
+        // What a retry sends: the points from there on.
+        let rest = big.from_point(failure.done);
+        assert_eq!(rest.points.len(), 1500);
+        assert_eq!(rest.points[0].timestamp_ms, 1000);
     }
 }

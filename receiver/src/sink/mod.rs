@@ -6,8 +6,11 @@ pub mod cloudwatch;
 mod deliver;
 pub mod line_protocol;
 
-pub use deliver::{Client, Reply, Retry, SinkAnswer, SinkFailure, deliver, parse_retry_after};
+pub use deliver::{
+    Client, Reply, Retry, SinkAnswer, SinkFailure, SinkRefusal, deliver, parse_retry_after,
+};
 
+use std::ops::Range;
 use std::time::SystemTime;
 
 use serde::Deserialize;
@@ -53,17 +56,18 @@ impl Sink {
         }
     }
 
-    /// The requests that deliver `batch` (none for stdout), signed at `now`.
-    pub fn requests(
-        &self,
-        batch: &Batch,
-        now: SystemTime,
-    ) -> Result<Vec<http::Request<Vec<u8>>>, String> {
+    /// The requests that deliver `batch` (none for stdout), signed at
+    /// `now`, each with the points it carries.
+    pub fn parts(&self, batch: &Batch, now: SystemTime) -> Result<Vec<Part>, String> {
         match self {
             Sink::Stdout => Ok(Vec::new()),
-            Sink::CloudWatch(config, keys) => cloudwatch::bodies(batch)
-                .iter()
-                .map(|body| cloudwatch::request(config, keys, body, now).map_err(|e| e.to_string()))
+            Sink::CloudWatch(config, keys) => cloudwatch::body_parts(batch)
+                .into_iter()
+                .map(|(points, body)| {
+                    let request =
+                        cloudwatch::request(config, keys, &body, now).map_err(|e| e.to_string())?;
+                    Ok(Part { points, request })
+                })
                 .collect(),
             #[cfg(feature = "native")]
             Sink::Aws(_) => Err("the native CloudWatch sink sends its own requests".into()),
@@ -73,10 +77,39 @@ impl Sink {
                 }
                 let mut text = String::new();
                 line_protocol::encode(batch, &mut text);
-                line_protocol::request(target, gzip(text.as_bytes()))
-                    .map(|r| vec![r])
-                    .map_err(|e| e.to_string())
+                let request = line_protocol::request(target, gzip(text.as_bytes()))
+                    .map_err(|e| e.to_string())?;
+                Ok(vec![Part {
+                    points: 0..batch.points.len(),
+                    request,
+                }])
             }
+        }
+    }
+
+    /// The points of `range` that a refusal saying `message` concerns: a
+    /// line-protocol store that names a measurement (InfluxDB's partial
+    /// writes: `... on measurement "m" ...`) refused that measurement's
+    /// points and stored the rest; otherwise the whole request was refused.
+    pub fn refused_points(&self, batch: &Batch, range: Range<usize>, message: &str) -> Vec<usize> {
+        let named = match self {
+            Sink::LineProtocol(_) => measurement_named(message),
+            _ => None,
+        };
+        let all = range.clone().filter(|&i| i < batch.points.len());
+        match named {
+            Some(name) => {
+                let of_it: Vec<usize> = all
+                    .clone()
+                    .filter(|&i| batch.series[batch.points[i].series].name == name)
+                    .collect();
+                if of_it.is_empty() {
+                    all.collect()
+                } else {
+                    of_it
+                }
+            }
+            None => all.collect(),
         }
     }
 
@@ -110,6 +143,25 @@ impl Sink {
     }
 }
 
+/// One request of a delivery and the points of the batch it carries.
+#[derive(Debug)]
+pub struct Part {
+    /// Indices of the batch's points in the request.
+    pub points: Range<usize>,
+    /// The request.
+    pub request: http::Request<Vec<u8>>,
+}
+
+/// The measurement an InfluxDB error names (`measurement "m"` or, in a
+/// JSON body, `measurement \"m\"`), unescaped.
+fn measurement_named(message: &str) -> Option<String> {
+    let rest = message.split_once("measurement ")?.1;
+    let rest = rest.strip_prefix('\\').unwrap_or(rest).strip_prefix('"')?;
+    let end = rest.find('"')?;
+    let name = rest[..end].strip_suffix('\\').unwrap_or(&rest[..end]);
+    Some(name.to_string())
+}
+
 /// What a sink's answer means for the batch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -136,6 +188,16 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn influxdb_refusals_name_their_measurement() {
+        let json = r#"{"error":"partial write: field type conflict: input field \"value\" on measurement \"conflict\" is type float, already exists as type string dropped=1"}"#;
+        assert_eq!(measurement_named(json).as_deref(), Some("conflict"));
+        let plain =
+            r#"field type conflict: input field "value" on measurement "cpu load" is type float"#;
+        assert_eq!(measurement_named(plain).as_deref(), Some("cpu load"));
+        assert_eq!(measurement_named("unable to parse"), None);
+    }
 
     #[test]
     fn classification_table() {
