@@ -169,11 +169,15 @@ pub fn read_back(endpoint: &str, namespace: &str) -> Vec<Value> {
 }
 
 /// The `edgepush-receiver` binary of this build (built once per test run;
-/// `cargo test --workspace` has usually built it already).
+/// `cargo test --workspace` has usually built it already), or the one
+/// `EDGEPUSH_RECEIVER_BIN` names (a release build, for figures).
 pub fn receiver_binary() -> PathBuf {
     static BUILT: OnceLock<PathBuf> = OnceLock::new();
     BUILT
-        .get_or_init(|| crate::debug_binary("edgepush-receiver", "edgepush-receiver"))
+        .get_or_init(|| match std::env::var_os("EDGEPUSH_RECEIVER_BIN") {
+            Some(bin) => PathBuf::from(bin),
+            None => crate::debug_binary("edgepush-receiver", "edgepush-receiver"),
+        })
         .clone()
 }
 
@@ -233,6 +237,11 @@ impl ReceiverProcess {
     /// What the receiver logged so far.
     pub fn log_text(&self) -> String {
         self.process.log_text()
+    }
+
+    /// The receiver's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.child.id()
     }
 
     /// Kills the receiver (SIGKILL: no chance to tidy up).

@@ -117,7 +117,7 @@ pub fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
 /// A child process that is killed and reaped when dropped.
 pub struct Process {
     name: &'static str,
-    child: Child,
+    pub(crate) child: Child,
     log: PathBuf,
 }
 

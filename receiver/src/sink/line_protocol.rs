@@ -390,4 +390,110 @@ mod tests {
         assert_eq!(r.headers()["authorization"], "Token t");
         assert_eq!(r.headers()["content-encoding"], "gzip");
     }
+
+    /// Reads one line the way InfluxDB does (a backslash escapes the
+    /// following comma, space or `=`; any other backslash is literal):
+    /// measurement, tags, fields and timestamp. Written apart from the
+    /// encoder, to check it.
+    type Pairs = Vec<(String, String)>;
+
+    fn parse_line(line: &str) -> (String, Pairs, Pairs, String) {
+        // Splits at the first unescaped character of `stops`.
+        fn token<'a>(s: &'a str, stops: &[char]) -> (String, Option<char>, &'a str) {
+            let mut out = String::new();
+            let mut chars = s.char_indices().peekable();
+            while let Some((i, c)) = chars.next() {
+                if c == '\\' {
+                    if let Some(&(_, next @ (',' | ' ' | '='))) = chars.peek() {
+                        out.push(next);
+                        chars.next();
+                        continue;
+                    }
+                    out.push(c);
+                } else if stops.contains(&c) {
+                    return (out, Some(c), &s[i + c.len_utf8()..]);
+                } else {
+                    out.push(c);
+                }
+            }
+            (out, None, "")
+        }
+        let (measurement, mut stop, mut rest) = token(line, &[',', ' ']);
+        let mut tags = Vec::new();
+        while stop == Some(',') {
+            let (key, eq, after) = token(rest, &['=', ',', ' ']);
+            assert_eq!(eq, Some('='), "tag without '=' in {line:?}");
+            let (value, next, after) = token(after, &[',', ' ', '=']);
+            assert_ne!(next, Some('='), "unescaped '=' in a tag value of {line:?}");
+            tags.push((key, value));
+            stop = next;
+            rest = after;
+        }
+        assert_eq!(stop, Some(' '), "no field set in {line:?}");
+        let (field_set, stop, timestamp) = token(rest, &[' ']);
+        assert_eq!(stop, Some(' '), "no timestamp in {line:?}");
+        assert!(!timestamp.contains(' '), "{line:?}");
+        let fields = field_set
+            .split(',')
+            .map(|f| {
+                let (k, v) = f.split_once('=').expect("field");
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        (measurement, tags, fields, timestamp.to_string())
+    }
+
+    proptest::proptest! {
+        /// Names and dimensions with every character line protocol treats
+        /// specially, through the real decoder then the encoder: whatever
+        /// is accepted comes out as exactly one line with exactly the
+        /// measurement, tags and field it was given.
+        #[test]
+        fn special_characters_never_make_extra_lines_tags_or_fields(
+            name in "[a-z ,=\"\\\\\n\r\t#é東]{1,12}",
+            dims in proptest::collection::btree_map(
+                "[a-z ,=\"\\\\\n#é]{1,8}",
+                "[a-z ,=\"\\\\\n\t#é東]{1,8}",
+                0..4,
+            ),
+            value in -1e6f64..1e6,
+        ) {
+            let body = serde_json::json!({
+                "v": 1, "id": "b", "ns": "Shop", "t": 1_700_000_000_000i64,
+                "series": [{"n": name, "k": "c", "u": "Count", "d": dims}],
+                "points": [{"s": 0, "x": value}],
+            });
+            let decoded = crate::decode::wire_v1::decode(
+                body.to_string().as_bytes(),
+                1_700_000_000_000,
+                &crate::limits::Limits::default(),
+            );
+            let Ok(decoded) = decoded else { return Ok(()) };
+            if decoded.batch.points.is_empty() {
+                return Ok(());
+            }
+            let text = line(&decoded.batch);
+            proptest::prop_assert_eq!(text.matches('\n').count(), 1, "{:?}", text);
+            let (measurement, tags, fields, _) = parse_line(text.trim_end_matches('\n'));
+            proptest::prop_assert_eq!(&measurement, &name);
+            let mut expected: Vec<(String, String)> = dims
+                .iter()
+                .map(|(k, v)| {
+                    let k = if k == "namespace" { "_namespace".to_string() } else { k.clone() };
+                    (k, v.clone())
+                })
+                .collect();
+            expected.push(("namespace".into(), "Shop".into()));
+            if !dims.contains_key("unit") {
+                expected.push(("unit".into(), "Count".into()));
+            }
+            expected.sort();
+            let mut tags = tags;
+            tags.sort();
+            proptest::prop_assert_eq!(tags, expected);
+            proptest::prop_assert_eq!(fields.len(), 1);
+            proptest::prop_assert_eq!(fields[0].0.as_str(), "value");
+            proptest::prop_assert_eq!(fields[0].1.parse::<f64>().ok(), Some(value));
+        }
+    }
 }

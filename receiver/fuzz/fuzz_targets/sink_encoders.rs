@@ -1,0 +1,38 @@
+//! Whatever the decoder accepts, each sink encodes without panicking:
+//! line protocol gives exactly one line per point, CloudWatch bodies are
+//! JSON within the request limits carrying every point.
+#![no_main]
+
+use edgepush_receiver::decode::wire_v1;
+use edgepush_receiver::limits::Limits;
+use edgepush_receiver::sink::{cloudwatch, line_protocol};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let limits = Limits {
+        max_points: 64,
+        max_series: 16,
+        max_values_per_point: 400,
+        ..Limits::default()
+    };
+    let Ok(decoded) = wire_v1::decode(data, 1_700_000_000_000, &limits) else {
+        return;
+    };
+    let batch = &decoded.batch;
+    let mut text = String::new();
+    line_protocol::encode(batch, &mut text);
+    assert_eq!(text.lines().count(), batch.points.len(), "{text}");
+    assert_eq!(text.matches('\n').count(), batch.points.len(), "{text}");
+
+    let mut covered = vec![false; batch.points.len()];
+    for (points, body) in cloudwatch::body_parts(batch) {
+        assert!(body.len() <= edgepush::limits::MAX_REQUEST_BYTES);
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+        let datums = json["MetricData"].as_array().expect("MetricData");
+        assert!(datums.len() <= edgepush::limits::MAX_DATUMS_PER_REQUEST);
+        for p in points {
+            covered[p] = true;
+        }
+    }
+    assert!(covered.iter().all(|c| *c));
+});
