@@ -61,6 +61,27 @@ test("a refused key is reported, not thrown or retried", async () => {
   assert.match(report.errors[0], /401/);
 });
 
+test("signed pushes are taken where bearer keys are refused", async () => {
+  const url = process.env.EDGEPUSH_SIGNED_URL;
+  const key = process.env.EDGEPUSH_SIGNING_KEY;
+  const signed = new Emitter({ endpoint: url, apiKey: key, sign: true, namespace: "JsSigned" });
+  signed.count("signed_orders", 2, { unit: "Count" });
+  let report = await signed.flush();
+  assert.equal(report.ok, true, JSON.stringify(report.errors));
+  assert.equal(report.points, 1);
+  // Uncompressed bodies are signed too.
+  const plain = new Emitter({ endpoint: url, apiKey: key, sign: true, gzip: false, namespace: "JsSigned" });
+  plain.count("signed_orders", 3, { unit: "Count" });
+  report = await plain.flush();
+  assert.equal(report.ok, true, JSON.stringify(report.errors));
+  // The same key as a bearer key: this tenant accepts signed requests only.
+  const bearer = new Emitter({ endpoint: url, apiKey: key, namespace: "JsSigned" });
+  bearer.count("bearer_orders", 1);
+  report = await bearer.flush();
+  assert.equal(report.ok, false);
+  assert.match(report.errors[0], /signed requests only/);
+});
+
 test("an unreachable receiver keeps the batch for the next flush", async () => {
   const m = new Emitter({ endpoint: "http://127.0.0.1:9/v1/metrics", namespace: "JsNode", timeoutMs: 400, attempts: 2 });
   m.count("kept", 1);

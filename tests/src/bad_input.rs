@@ -203,12 +203,14 @@ pub fn check_refusals(url: &str) {
         Case {
             name: "invalid UTF-8 in a metric name",
             headers: gz_v1(),
-            body: gzip(&[
-                &br#"{"v":1,"id":"utf","ns":"Bad","t":0,"series":[{"n":"bad"#[..],
-                &[0xff, 0xfe],
-                &br#"","k":"c"}],"points":[{"s":0,"x":1}]}"#[..],
-            ]
-            .concat()),
+            body: gzip(
+                &[
+                    &br#"{"v":1,"id":"utf","ns":"Bad","t":0,"series":[{"n":"bad"#[..],
+                    &[0xff, 0xfe],
+                    &br#"","k":"c"}],"points":[{"s":0,"x":1}]}"#[..],
+                ]
+                .concat(),
+            ),
             status: 400,
             error: "invalid_json",
             field: Some("series[0].n"),

@@ -647,6 +647,11 @@ impl Receiver {
     /// Starts a receiver with `sinks` and `limits`, accepting `api_keys`.
     pub fn start(sinks: Vec<Sink>, limits: Limits, api_keys: Vec<String>) -> Self {
         let tenants = Tenants::with_api_keys(api_keys, Vec::new(), 300).expect("keys");
+        Self::start_with(sinks, limits, tenants)
+    }
+
+    /// Starts a receiver with `sinks`, `limits` and `tenants`.
+    pub fn start_with(sinks: Vec<Sink>, limits: Limits, tenants: Tenants) -> Self {
         let app = Arc::new(App::new(
             Ingest { limits, tenants },
             Forwarder::new(sinks).retries(2, Duration::from_millis(50)),

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::sink::{Sink, line_protocol};
+use edgepush_receiver::tenant::{TenantConfig, Tenants};
 use edgepush_tests::{
     Moto, Receiver, Workerd, cloudwatch_sink, eventually, free_port, npm_project, repo_root,
 };
@@ -46,9 +47,19 @@ fn node_pushes_through_the_native_receiver() {
         Limits::default(),
         vec!["node-key".into()],
     );
+    // Its only tenant accepts signed requests only.
+    let mut signing = TenantConfig::new("js", &["node-sign-key"], &["JsSigned"]);
+    signing.require_signature = true;
+    let signed = Receiver::start_with(
+        vec![cloudwatch_sink(&moto)],
+        Limits::default(),
+        Tenants::new(vec![signing], 300).expect("tenants"),
+    );
     let project = npm_project(dir.path());
     let out = Command::new("node")
         .args(["--test", "push.test.mjs"])
+        .env("EDGEPUSH_SIGNED_URL", format!("{}/v1/metrics", signed.url))
+        .env("EDGEPUSH_SIGNING_KEY", "node-sign-key")
         .env("EDGEPUSH_URL", format!("{}/v1/metrics", receiver.url))
         .env("EDGEPUSH_DOWN_URL", format!("{}/v1/metrics", down.url))
         .env("EDGEPUSH_API_KEY", "node-key")
@@ -101,6 +112,12 @@ fn node_pushes_through_the_native_receiver() {
         "a batch refused for its key is not stored: {metrics:#?}"
     );
     assert_eq!(metrics.len(), 6, "{metrics:#?}");
+    let signed = moto.metrics("JsSigned");
+    assert_eq!(signed.len(), 1, "{signed:#?}");
+    assert_eq!(
+        stats(by_name(&signed, "signed_orders", json!({}))),
+        json!([5.0, 2.0, 2.0, 3.0, ["Count"]])
+    );
 }
 
 #[test]

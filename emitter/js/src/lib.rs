@@ -35,8 +35,10 @@ export interface EmitterOptions {
   endpoint: string;
   /** CloudWatch namespace (not starting with "AWS/"). */
   namespace: string;
-  /** Sent as "Authorization: Bearer <apiKey>". */
+  /** Sent as "Authorization: Bearer <apiKey>", or used to sign with `sign`. */
   apiKey?: string;
+  /** Sign each push with apiKey (an "Edgepush-Signature" HMAC-SHA256 by WebCrypto) instead of sending it. */
+  sign?: boolean;
   /** Dimensions every metric gets. */
   dimensions?: Record<string, string>;
   /** Gzip batches with CompressionStream (default true). */
@@ -337,6 +339,7 @@ impl Emitter {
             "gzip",
             (!get(&options, "gzip").loose_eq(&false.into())).into(),
         );
+        set("sign", get(&options, "sign").is_truthy().into());
         set(
             "timeoutMs",
             number_option(&options, "timeoutMs", 1)?

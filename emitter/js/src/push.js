@@ -19,6 +19,32 @@ function backoff(n, retryAfter) {
   return Math.random() * Math.min(2000, 100 * 2 ** n);
 }
 
+const utf8 = new TextEncoder();
+
+function hex(bytes) {
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function concat(a, b) {
+  const out = new Uint8Array(a.length + b.length);
+  out.set(a);
+  out.set(b, a.length);
+  return out;
+}
+
+// The Edgepush-Signature of `body` with `key`, made now with a fresh nonce
+// (WebCrypto: the same HMAC-SHA256 as the Rust emitter's `sign` module).
+async function signature(key, body) {
+  const t = Math.floor(Date.now() / 1000);
+  const n = hex(crypto.getRandomValues(new Uint8Array(8)));
+  const digest = await crypto.subtle.digest("SHA-256", concat(utf8.encode("edgepush key id\0"), utf8.encode(key)));
+  const k = hex(new Uint8Array(digest)).slice(0, 16);
+  const hmac = await crypto.subtle.importKey("raw", utf8.encode(key), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+  const bytes = typeof body === "string" ? utf8.encode(body) : new Uint8Array(body);
+  const mac = await crypto.subtle.sign("HMAC", hmac, concat(utf8.encode(`${t}.${n}.`), bytes));
+  return `t=${t},n=${n},k=${k},v1=${hex(new Uint8Array(mac))}`;
+}
+
 // One batch: "sent" (with the receiver's answer), "retry" or "refused".
 async function send(options, batch, deadline, report) {
   const headers = {
@@ -26,13 +52,15 @@ async function send(options, batch, deadline, report) {
     "x-edgepush-batch": batch.id,
   };
   if (batch.gzip) headers["content-encoding"] = "gzip";
-  if (options.apiKey) headers.authorization = `Bearer ${options.apiKey}`;
+  if (options.apiKey && !options.sign) headers.authorization = `Bearer ${options.apiKey}`;
   let last = "";
   for (let n = 1; n <= options.attempts; n++) {
     const left = deadline - Date.now();
     if (left <= 0) break;
     let retryAfter = null;
     try {
+      // Signed afresh on every attempt: the receiver refuses a signature it saw.
+      if (options.apiKey && options.sign) headers["edgepush-signature"] = await signature(options.apiKey, batch.body);
       const response = await fetch(options.endpoint, {
         method: "POST",
         headers,
