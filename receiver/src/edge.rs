@@ -30,7 +30,7 @@ use crate::env_config;
 use crate::error::Error;
 use crate::ingest::{self, Answer};
 use crate::queue_message::{self, SinkTag};
-use crate::sink::{Client, Reply, Retry, SinkAnswer, deliver, parse_retry_after};
+use crate::sink::{Client, Reply, Retry, SinkAnswer, deliver, parse_retry_after, skipped};
 use crate::tenant::{self, RateLimiter};
 
 /// `fetch` as the sinks' [`Client`], JS timers between retries.
@@ -155,25 +155,13 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
     // A signature is remembered in the Cache API of this data centre until
     // it would be stale anyway.
     if let Some((mac, until_ms)) = caller.signature {
-        let key = format!(
-            "https://edgepush.invalid/signature/{}",
-            mac.iter().map(|b| format!("{b:02x}")).collect::<String>()
-        );
+        let key = format!("https://edgepush.invalid/signature/{}", hex::encode(mac));
         if seen_value(&key).await.is_some() {
             return error(&tenant::replayed());
         }
         remember(&key, 1, ((until_ms - now_ms) / 1000).max(1) as u64).await;
     }
-    let tenants = &ingest.tenants;
-    let limiter = RATES.with(|r| r.clone());
-    let decoded = limiter
-        .request(tenants, &caller, now_ms)
-        .and_then(|()| ingest.decode_for(&caller, headers, &body, now_ms))
-        .and_then(|d| {
-            limiter
-                .points(tenants, &caller, d.batch.points.len(), now_ms)
-                .map(|()| d)
-        });
+    let decoded = RATES.with(|rates| ingest.decode_within(rates, &caller, headers, &body, now_ms));
     let decoded = match decoded {
         Ok(d) => d,
         Err(e) => return error(&e),
@@ -183,7 +171,7 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(900);
     let seen_key = seen_url(
-        tenants.name(&caller),
+        ingest.tenants.name(&caller),
         &decoded.batch.namespace,
         &decoded.batch.id,
     );
@@ -234,21 +222,15 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
                 continue;
             }
             let rest = batch.from_point(done);
-            match deliver(&FetchClient, sink, &rest, now, Retry::default()).await {
+            let delivered = deliver(&FetchClient, sink, &rest, now, Retry::default()).await;
+            match skipped(delivered, done) {
                 Ok(refusals) => {
                     remember(&sink_seen, usize::MAX, dedupe_seconds).await;
-                    let refusals = refusals
-                        .into_iter()
-                        .map(|mut r| {
-                            r.points.iter_mut().for_each(|p| *p += done);
-                            r
-                        })
-                        .collect();
                     answer.sink_refused(&decoded, refusals);
                 }
                 Err(f) => {
                     if f.retryable && f.done > 0 {
-                        remember(&sink_seen, done + f.done, dedupe_seconds).await;
+                        remember(&sink_seen, f.done, dedupe_seconds).await;
                     }
                     failures.push(f);
                 }
@@ -274,7 +256,7 @@ fn seen_url(tenant: &str, namespace: &str, id: &str) -> String {
 thread_local! {
     /// Per-tenant rates, per isolate: a best effort, since Cloudflare runs
     /// many isolates (see docs/security.md).
-    static RATES: std::rc::Rc<RateLimiter> = std::rc::Rc::new(RateLimiter::default());
+    static RATES: RateLimiter = RateLimiter::default();
 }
 
 /// The value remembered under `key` (how many points a sink took; any

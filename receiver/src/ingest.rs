@@ -6,7 +6,7 @@ use crate::decode::{self, Decoded, Rejection, wire_v1};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::sink::{SinkFailure, SinkRefusal};
-use crate::tenant::{Caller, Tenants};
+use crate::tenant::{Caller, RateLimiter, Tenants};
 use serde::Serialize;
 
 /// How many refused points an answer lists; `rejected_count` has them all.
@@ -77,6 +77,22 @@ impl Ingest {
         let decoded = wire_v1::decode(&json, now_ms, limits)?;
         self.tenants
             .check_namespace(caller, &decoded.batch.namespace)?;
+        Ok(decoded)
+    }
+
+    /// [`Ingest::decode_for`] within the caller's rates: the request is
+    /// counted first (a refusal costs no decoding), then its points.
+    pub fn decode_within(
+        &self,
+        rates: &RateLimiter,
+        caller: &Caller,
+        headers: Headers<'_>,
+        body: &[u8],
+        now_ms: i64,
+    ) -> Result<Decoded> {
+        rates.request(&self.tenants, caller, now_ms)?;
+        let decoded = self.decode_for(caller, headers, body, now_ms)?;
+        rates.points(&self.tenants, caller, decoded.batch.points.len(), now_ms)?;
         Ok(decoded)
     }
 

@@ -3,6 +3,8 @@
 //! Every ingest format decodes into this model and every sink reads from it,
 //! so formats and sinks never see each other.
 
+use std::borrow::Cow;
+
 use edgepush::wire::Kind;
 use edgepush::{Resolution, Unit};
 
@@ -23,13 +25,17 @@ pub struct Batch {
 impl Batch {
     /// The batch from point `first` on (what is left to deliver after a
     /// sink took the points before it); the series are kept as they are.
-    pub fn from_point(&self, first: usize) -> Batch {
-        Batch {
+    /// Borrowed when `first` is 0: nothing is copied.
+    pub fn from_point(&self, first: usize) -> Cow<'_, Batch> {
+        if first == 0 {
+            return Cow::Borrowed(self);
+        }
+        Cow::Owned(Batch {
             id: self.id.clone(),
             namespace: self.namespace.clone(),
             series: self.series.clone(),
             points: self.points.get(first..).unwrap_or_default().to_vec(),
-        }
+        })
     }
 }
 

@@ -89,8 +89,6 @@ pub const DEFAULT_SIGNATURE_WINDOW_SECONDS: u64 = 300;
 #[derive(Clone, Debug, Default)]
 pub struct Tenants {
     tenants: Vec<TenantConfig>,
-    /// Every key with its tenant, for the bearer check.
-    keys: Vec<(String, u32)>,
     /// Key id to (tenant, key), for signatures.
     key_ids: HashMap<String, (usize, usize)>,
     window_seconds: u64,
@@ -121,7 +119,6 @@ impl Tenants {
         tenants: Vec<TenantConfig>,
         window_seconds: u64,
     ) -> std::result::Result<Self, String> {
-        let mut keys = Vec::new();
         let mut key_ids = HashMap::new();
         let mut names = HashSet::new();
         for (t, tenant) in tenants.iter().enumerate() {
@@ -155,12 +152,10 @@ impl Tenants {
                 if key_ids.insert(sign::key_id(key), (t, k)).is_some() {
                     return Err(format!("tenant {name:?}: a key is used twice"));
                 }
-                keys.push((key.clone(), t as u32));
             }
         }
         Ok(Tenants {
             tenants,
-            keys,
             key_ids,
             window_seconds,
         })
@@ -227,10 +222,12 @@ impl Tenants {
         // without branching, so timing tells nothing about the keys.
         let mut found = subtle::Choice::from(0);
         let mut tenant = 0u32;
-        for (key, t) in &self.keys {
-            let equal = key.as_bytes().ct_eq(given.as_bytes());
-            tenant.conditional_assign(t, equal);
-            found |= equal;
+        for (t, config) in self.tenants.iter().enumerate() {
+            for key in &config.keys {
+                let equal = key.as_bytes().ct_eq(given.as_bytes());
+                tenant.conditional_assign(&(t as u32), equal);
+                found |= equal;
+            }
         }
         if !bool::from(found) {
             return Err(unauthorized("authorization", "the key is not valid"));

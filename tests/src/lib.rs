@@ -700,22 +700,8 @@ pub fn http_get(url: &str) -> Result<u16, String> {
 
 /// POSTs `body` with `headers`; the status and the JSON answer.
 pub fn post(url: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, serde_json::Value) {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into();
-    let mut request = agent.post(url);
-    for (k, v) in headers {
-        request = request.header(*k, *v);
-    }
-    let mut response = request.send(body).expect("POST");
-    let status = response.status().as_u16();
-    let text = response.body_mut().read_to_string().unwrap_or_default();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)),
-    )
+    let (status, _, answer) = post_retry_after(url, headers, body);
+    (status, answer)
 }
 
 /// [`post`], also returning the answer's `Retry-After` header.

@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
-use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
+use edgepush::{
+    Config, Counter, Distribution, Emitter, Gauge, HttpTransport, Metric, Statistics, Unit,
+};
 use serde_json::{Value, json};
 
 use crate::{Influx, Moto};
@@ -22,35 +24,72 @@ pub fn worker_settings(moto: &Moto, influx: &Influx) -> serde_json::Map<String, 
     settings
 }
 
+/// The scenario's metrics, in `namespace` with the common dimension
+/// `service=checkout`: a counter `orders` (`route=/buy`), a high-resolution
+/// distribution `latency`, a gauge `queue depth` and a statistic set
+/// `payload`.
+pub struct Shop {
+    /// The emitter they record into.
+    pub emitter: Emitter,
+    /// `orders`, Count.
+    pub orders: Counter,
+    /// `latency`, Milliseconds, 1-second resolution.
+    pub latency: Distribution,
+    /// `queue depth`, no unit.
+    pub queue: Gauge,
+    /// `payload`, Bytes.
+    pub payload: Statistics,
+}
+
+impl Shop {
+    /// Registers the metrics in `namespace`.
+    pub fn new(namespace: &str) -> Self {
+        let emitter = Emitter::new(
+            Config::new(namespace)
+                .expect("namespace")
+                .dimension("service", "checkout")
+                .expect("dimension"),
+        );
+        let orders = emitter
+            .counter(
+                Metric::new("orders")
+                    .unit(Unit::Count)
+                    .dimension("route", "/buy"),
+            )
+            .expect("counter");
+        let latency = emitter
+            .distribution(
+                Metric::new("latency")
+                    .unit(Unit::Milliseconds)
+                    .high_resolution(),
+            )
+            .expect("distribution");
+        let queue = emitter.gauge(Metric::new("queue depth")).expect("gauge");
+        let payload = emitter
+            .statistics(Metric::new("payload").unit(Unit::Bytes))
+            .expect("statistics");
+        Shop {
+            emitter,
+            orders,
+            latency,
+            queue,
+            payload,
+        }
+    }
+}
+
 /// Pushes the scenario to the receiver at `receiver_url` (which must accept
 /// the key `secret-key` and forward to `moto` and `influx`), then reads both
 /// back and checks every value. `wait` is how long the sinks may take to
 /// show it all (zero when the receiver forwards before it answers).
 pub fn push_and_read_back(receiver_url: &str, moto: &mut Moto, influx: &Influx, wait: Duration) {
-    let emitter = Emitter::new(
-        Config::new(NAMESPACE)
-            .expect("namespace")
-            .dimension("service", "checkout")
-            .expect("dimension"),
-    );
-    let orders = emitter
-        .counter(
-            Metric::new("orders")
-                .unit(Unit::Count)
-                .dimension("route", "/buy"),
-        )
-        .expect("counter");
-    let latency = emitter
-        .distribution(
-            Metric::new("latency")
-                .unit(Unit::Milliseconds)
-                .high_resolution(),
-        )
-        .expect("distribution");
-    let queue = emitter.gauge(Metric::new("queue depth")).expect("gauge");
-    let payload = emitter
-        .statistics(Metric::new("payload").unit(Unit::Bytes))
-        .expect("statistics");
+    let Shop {
+        emitter,
+        orders,
+        latency,
+        queue,
+        payload,
+    } = Shop::new(NAMESPACE);
     let transport = HttpTransport::new(receiver_url).api_key("secret-key");
 
     // Three invocations' worth, each flushed and pushed.

@@ -12,6 +12,7 @@ use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::sink::cloudwatch::Protocol;
 use edgepush_tests::aws::{Fakecloud, ReceiverProcess, native_sinks, sink_config};
+use edgepush_tests::scenario::Shop;
 use edgepush_tests::{Moto, Receiver};
 use serde_json::{Value, json};
 
@@ -31,30 +32,13 @@ fn latency_values() -> Vec<f64> {
 /// a gauge set twice, a statistic set, and names with JSON's special
 /// characters; in two pushes.
 fn push(url: &str, namespace: &str) {
-    let emitter = Emitter::new(
-        Config::new(namespace)
-            .expect("namespace")
-            .dimension("service", "checkout")
-            .expect("dimension"),
-    );
-    let orders = emitter
-        .counter(
-            Metric::new("orders")
-                .unit(Unit::Count)
-                .dimension("route", "/buy"),
-        )
-        .expect("counter");
-    let latency = emitter
-        .distribution(
-            Metric::new("latency")
-                .unit(Unit::Milliseconds)
-                .high_resolution(),
-        )
-        .expect("distribution");
-    let queue = emitter.gauge(Metric::new("queue depth")).expect("gauge");
-    let payload = emitter
-        .statistics(Metric::new("payload").unit(Unit::Bytes))
-        .expect("statistics");
+    let Shop {
+        emitter,
+        orders,
+        latency,
+        queue,
+        payload,
+    } = Shop::new(namespace);
     let odd = emitter
         .counter(
             Metric::new("odd \"name\" é")

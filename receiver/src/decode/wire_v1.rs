@@ -113,18 +113,9 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
             .map_err(|r| invalid(format!("dims.{name}"), "dimension name", r))?;
         validate::dimension_value(value)
             .map_err(|r| invalid(format!("dims.{name}"), "dimension value", r))?;
-        if value.len() > limits.max_dimension_value_bytes {
-            return Err(Error::new(
-                400,
-                "invalid_dimension",
-                format!(
-                    "dimension value is {} bytes, more than the {} allowed (limits.max_dimension_value_bytes)",
-                    value.len(),
-                    limits.max_dimension_value_bytes
-                ),
-            )
-            .field(format!("dims.{name}")));
-        }
+        value_length(value, limits).map_err(|reason| {
+            Error::new(400, "invalid_dimension", reason).field(format!("dims.{name}"))
+        })?;
     }
 
     // Validate each series once; points of a bad series are refused with its reason.
@@ -186,6 +177,18 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
     })
 }
 
+/// Refuses a dimension value longer than `limits.max_dimension_value_bytes`.
+fn value_length(value: &str, limits: &Limits) -> std::result::Result<(), String> {
+    if value.len() <= limits.max_dimension_value_bytes {
+        return Ok(());
+    }
+    Err(format!(
+        "dimension value is {} bytes, more than the {} allowed (limits.max_dimension_value_bytes)",
+        value.len(),
+        limits.max_dimension_value_bytes
+    ))
+}
+
 fn invalid(field: impl Into<String>, what: &str, reason: Invalid) -> Error {
     Error::new(400, "invalid_field", format!("{what} {reason}")).field(field)
 }
@@ -244,16 +247,7 @@ fn check_series(
         let field = || at(&format!("d.{name}"));
         validate::dimension_name(name).map_err(|r| (field(), format!("dimension name {r}")))?;
         validate::dimension_value(value).map_err(|r| (field(), format!("dimension value {r}")))?;
-        if value.len() > limits.max_dimension_value_bytes {
-            return Err((
-                field(),
-                format!(
-                    "dimension value is {} bytes, more than the {} allowed (limits.max_dimension_value_bytes)",
-                    value.len(),
-                    limits.max_dimension_value_bytes
-                ),
-            ));
-        }
+        value_length(value, limits).map_err(|reason| (field(), reason))?;
         if common.0.iter().any(|(n, _)| n == name) {
             return Err((
                 field(),
@@ -590,6 +584,17 @@ mod tests {
         };
         let e = decode(body.as_bytes(), NOW, &one).expect_err("common ones too many");
         assert_eq!((e.status, e.field.as_deref()), (400, Some("dims")));
+        // A common dimension's value too long refuses the batch.
+        let short = Limits {
+            max_dimension_value_bytes: 2,
+            ..limits
+        };
+        let e = decode(body.as_bytes(), NOW, &short).expect_err("service=api is 3 bytes");
+        assert_eq!(
+            (e.status, e.error, e.field.as_deref()),
+            (400, "invalid_dimension", Some("dims.service"))
+        );
+        assert!(e.message.contains("3 bytes, more than the 2"), "{e}");
     }
 
     /// Point-level refusals: the other points of the batch are still accepted.

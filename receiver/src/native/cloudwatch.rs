@@ -24,7 +24,7 @@ use tokio::sync::Mutex;
 use super::forward::Reqwest;
 use crate::model::Batch;
 use crate::sink::cloudwatch::{self, Datum, Measure, Protocol, RetryMode};
-use crate::sink::{Retry, Sink, SinkFailure, SinkRefusal, deliver};
+use crate::sink::{Retry, Sink, SinkFailure, SinkRefusal, deliver, settle};
 
 /// How long the credentials chain may take to answer at start-up (the
 /// instance metadata probe is the slow link when there is no instance).
@@ -158,8 +158,7 @@ impl AwsCloudWatch {
     ) -> Result<Vec<SinkRefusal>, SinkFailure> {
         match &self.path {
             Path::Sdk(sdk) => {
-                let mut refusals: Vec<SinkRefusal> = Vec::new();
-                let mut refused = 0;
+                let mut refusals = Vec::new();
                 for (points, datums) in cloudwatch::sdk_requests(batch) {
                     let sent = sdk
                         .put_metric_data()
@@ -170,26 +169,15 @@ impl AwsCloudWatch {
                     match sent.map_err(|e| failure(e, points.start)) {
                         Ok(_) => {}
                         Err(f) if f.retryable => return Err(f),
-                        Err(f) => {
-                            tracing::warn!(sink = "cloudwatch", batch = %batch.id, points = points.len(), message = %f.message, "sink refused points");
-                            refused += points.len();
-                            refusals.push(SinkRefusal {
-                                sink: f.sink,
-                                points: points.collect(),
-                                message: f.message,
-                            });
-                        }
+                        Err(f) => refusals.push(SinkRefusal::new(
+                            f.sink,
+                            batch,
+                            points.collect(),
+                            f.message,
+                        )),
                     }
                 }
-                if refused >= batch.points.len() && !refusals.is_empty() {
-                    return Err(SinkFailure {
-                        sink: "cloudwatch",
-                        retryable: false,
-                        message: refusals.swap_remove(0).message,
-                        done: batch.points.len(),
-                    });
-                }
-                Ok(refusals)
+                settle("cloudwatch", batch, refusals)
             }
             Path::Json { provider, cached } => {
                 let keys = self.keys(provider, cached).await?;

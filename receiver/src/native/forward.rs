@@ -13,7 +13,7 @@ use crate::queue_message::SinkTag;
 use crate::model::Batch;
 use crate::sink::{
     Client, Reply, Retry, Sink, SinkAnswer, SinkFailure, SinkRefusal, deliver, line_protocol,
-    parse_retry_after,
+    parse_retry_after, skipped,
 };
 
 /// reqwest as a sink [`Client`].
@@ -133,13 +133,7 @@ impl Forwarder {
             if skip >= batch.points.len() {
                 continue;
             }
-            let rest;
-            let todo = if skip == 0 {
-                batch
-            } else {
-                rest = batch.from_point(skip);
-                &rest
-            };
+            let todo = batch.from_point(skip);
             let spool = self.spools[index].as_deref();
             // While a sink's spool has a backlog, new batches queue behind
             // it: the sink is down, and trying it would only add latency.
@@ -150,23 +144,9 @@ impl Forwarder {
                     message: "batches wait in its spool".into(),
                     done: 0,
                 }),
-                _ => self.deliver(sink, todo).await,
+                _ => self.deliver(sink, &todo).await,
             };
-            // Indices relative to `todo` become indices into `batch`.
-            let result = result
-                .map(|refusals| {
-                    refusals
-                        .into_iter()
-                        .map(|mut r| {
-                            r.points.iter_mut().for_each(|p| *p += skip);
-                            r
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .map_err(|f| SinkFailure {
-                    done: f.done + skip,
-                    ..f
-                });
+            let result = skipped(result, skip);
             let result = match (result, spool) {
                 (Err(failure), Some(spool)) if failure.retryable => {
                     // Only what the sink did not take waits in the spool.

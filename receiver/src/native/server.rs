@@ -232,22 +232,15 @@ async fn push(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Re
         signature: text(edgepush::sign::HEADER),
     };
     let now = now_ms();
-    let tenants = &app.ingest.tenants;
     let caller = match app.ingest.authenticate(request_headers, &body, now) {
         Ok(caller) => caller,
         Err(e) => return refused("", &e),
     };
-    let tenant = tenants.name(&caller);
-    let decoded = app
-        .replays
-        .check(&caller, now)
-        .and_then(|()| app.rates.request(tenants, &caller, now))
-        .and_then(|()| app.ingest.decode_for(&caller, request_headers, &body, now))
-        .and_then(|decoded| {
-            app.rates
-                .points(tenants, &caller, decoded.batch.points.len(), now)
-                .map(|()| decoded)
-        });
+    let tenant = app.ingest.tenants.name(&caller);
+    let decoded = app.replays.check(&caller, now).and_then(|()| {
+        app.ingest
+            .decode_within(&app.rates, &caller, request_headers, &body, now)
+    });
     let decoded = match decoded {
         Ok(d) => d,
         Err(e) => return refused(tenant, &e),

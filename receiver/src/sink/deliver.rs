@@ -151,12 +151,7 @@ pub async fn deliver<C: Client>(
                 Outcome::Delivered => break,
                 Outcome::Fail(message) => {
                     let points = sink.refused_points(batch, part.points.clone(), &message);
-                    tracing::warn!(sink = sink.name(), batch = %batch.id, points = points.len(), message = %message, "sink refused points");
-                    refusals.push(SinkRefusal {
-                        sink: sink.name(),
-                        points,
-                        message,
-                    });
+                    refusals.push(SinkRefusal::new(sink.name(), batch, points, message));
                     break;
                 }
                 Outcome::Retry(message) if attempt >= retry.attempts.max(1) => {
@@ -182,17 +177,64 @@ pub async fn deliver<C: Client>(
             }
         }
     }
+    settle(sink.name(), batch, refusals)
+}
+
+impl SinkRefusal {
+    /// `points` of `batch` that `sink` refused, logged.
+    pub fn new(sink: &'static str, batch: &Batch, points: Vec<usize>, message: String) -> Self {
+        tracing::warn!(sink, batch = %batch.id, points = points.len(), message = %message, "sink refused points");
+        SinkRefusal {
+            sink,
+            points,
+            message,
+        }
+    }
+}
+
+/// The end of a delivery in which `sink` took every request but those it
+/// refused: the refusals, or, when they cover every point, a failure that
+/// is not retryable (the sink took nothing).
+pub fn settle(
+    sink: &'static str,
+    batch: &Batch,
+    mut refusals: Vec<SinkRefusal>,
+) -> Result<Vec<SinkRefusal>, SinkFailure> {
     let mut refused: Vec<usize> = refusals
         .iter()
         .flat_map(|r| r.points.iter().copied())
         .collect();
     refused.sort_unstable();
     refused.dedup();
-    if !batch.points.is_empty() && refused.len() == batch.points.len() {
-        let message = refusals.swap_remove(0).message;
-        return Err(fail(false, message, batch.points.len()));
+    if refusals.is_empty() || refused.len() < batch.points.len() {
+        return Ok(refusals);
     }
-    Ok(refusals)
+    Err(SinkFailure {
+        sink,
+        retryable: false,
+        message: refusals.swap_remove(0).message,
+        done: batch.points.len(),
+    })
+}
+
+/// The result of delivering a batch from its point `skipped` on (see
+/// [`Batch::from_point`]), with point indices made the whole batch's.
+pub fn skipped(
+    result: Result<Vec<SinkRefusal>, SinkFailure>,
+    skipped: usize,
+) -> Result<Vec<SinkRefusal>, SinkFailure> {
+    match result {
+        Ok(mut refusals) => {
+            for r in &mut refusals {
+                r.points.iter_mut().for_each(|p| *p += skipped);
+            }
+            Ok(refusals)
+        }
+        Err(f) => Err(SinkFailure {
+            done: f.done + skipped,
+            ..f
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,8 @@ mod deliver;
 pub mod line_protocol;
 
 pub use deliver::{
-    Client, Reply, Retry, SinkAnswer, SinkFailure, SinkRefusal, deliver, parse_retry_after,
+    Client, Reply, Retry, SinkAnswer, SinkFailure, SinkRefusal, deliver, parse_retry_after, settle,
+    skipped,
 };
 
 use std::ops::Range;
