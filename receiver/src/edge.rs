@@ -26,9 +26,10 @@ use worker::{
     event, js_sys,
 };
 
+use crate::decode::Format;
 use crate::env_config;
 use crate::error::Error;
-use crate::ingest::{self, Answer};
+use crate::ingest::{self, Answer, Reply};
 use crate::queue_message::{self, SinkTag};
 use crate::sink::{Client, Reply, Retry, SinkAnswer, deliver, parse_retry_after, skipped};
 use crate::tenant::{self, RateLimiter};
@@ -87,6 +88,19 @@ fn json(status: u16, body: String) -> worker::Result<Response> {
     Ok(response)
 }
 
+fn reply(reply: Reply) -> worker::Result<Response> {
+    let response = Response::from_bytes(reply.body)?.with_status(reply.status);
+    if let Some(content_type) = reply.content_type {
+        response.headers().set("content-type", content_type)?;
+    }
+    if let Some(seconds) = reply.retry_after {
+        response
+            .headers()
+            .set("retry-after", &seconds.to_string())?;
+    }
+    Ok(response)
+}
+
 fn error(e: &Error) -> worker::Result<Response> {
     let response = json(e.status, e.to_json())?;
     if let Some(seconds) = e.retry_after {
@@ -106,23 +120,36 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     if path == DEAD_LETTERS_PATH && req.method() == Method::Get {
         return dead_letters(&req, &env).await;
     }
-    if path != edgepush::wire::PATH {
-        return error(&Error::new(
-            404,
-            "not_found",
-            format!("no such path; push to POST {}", edgepush::wire::PATH),
-        ));
-    }
-    if req.method() != Method::Post {
-        return error(&Error::new(405, "method_not_allowed", "use POST"));
-    }
-    push(req, &env).await
+    let url = req.url()?;
+    let content_type = req.headers().get("content-type")?;
+    let format = match Format::route(
+        req.method().as_ref(),
+        &path,
+        url.query(),
+        content_type.as_deref(),
+    ) {
+        Ok(Some(format)) => format,
+        Ok(None) => {
+            return error(&Error::new(
+                404,
+                "not_found",
+                format!(
+                    "no such path; push to POST {} (edgepush or OTLP), POST /write or \
+                     /api/v2/write (line protocol), or PUT/POST /metrics/job/<job> (Prometheus text)",
+                    edgepush::wire::PATH
+                ),
+            ));
+        }
+        Err(e) => return error(&e),
+    };
+    push(req, &env, format).await
 }
 
-async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
+async fn push(mut req: Request, env: &Env, format: Format) -> worker::Result<Response> {
+    let refuse = |e: &Error| reply(ingest::refusal(Some(&format), e));
     let (ingest, sinks) = match env_config::from_settings(|n| setting(env, n)) {
         Ok(config) => config,
-        Err(message) => return error(&Error::new(500, "misconfigured", message)),
+        Err(message) => return refuse(&Error::new(500, "misconfigured", message)),
     };
     let max = ingest.limits.max_body_bytes;
     let declared = req
@@ -130,41 +157,44 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
         .get("content-length")?
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > max) {
-        return error(&ingest::body_too_large(max));
+        return refuse(&ingest::body_too_large(max));
     }
     let body = req.bytes().await?;
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let (content_type, content_encoding, authorization, signature) = (
+    let (content_type, content_encoding, authorization, signature, namespace) = (
         header("content-type"),
         header("content-encoding"),
         header("authorization"),
         header(edgepush::sign::HEADER),
+        header(ingest::NAMESPACE_HEADER),
     );
     let headers = ingest::Headers {
         content_type: content_type.as_deref(),
         content_encoding: content_encoding.as_deref(),
         authorization: authorization.as_deref(),
         signature: signature.as_deref(),
+        namespace: namespace.as_deref(),
     };
     let now = now();
     let now_ms = Date::now().as_millis() as i64;
-    let caller = match ingest.authenticate(headers, &body, now_ms) {
+    let caller = match ingest.authenticate_push(&format, headers, &body, now_ms) {
         Ok(caller) => caller,
-        Err(e) => return error(&e),
+        Err(e) => return refuse(&e),
     };
     // A signature is remembered in the Cache API of this data centre until
     // it would be stale anyway.
     if let Some((mac, until_ms)) = caller.signature {
         let key = format!("https://edgepush.invalid/signature/{}", hex::encode(mac));
         if seen_value(&key).await.is_some() {
-            return error(&tenant::replayed());
+            return refuse(&tenant::replayed());
         }
         remember(&key, 1, ((until_ms - now_ms) / 1000).max(1) as u64).await;
     }
-    let decoded = RATES.with(|rates| ingest.decode_within(rates, &caller, headers, &body, now_ms));
+    let decoded =
+        RATES.with(|rates| ingest.decode_within(rates, &caller, &format, headers, &body, now_ms));
     let decoded = match decoded {
         Ok(d) => d,
-        Err(e) => return error(&e),
+        Err(e) => return refuse(&e),
     };
     let mut answer = Answer::new(&decoded);
     let dedupe_seconds = setting(env, "EDGEPUSH_DEDUPE_SECONDS")
@@ -177,8 +207,7 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
     );
     if dedupe_seconds > 0 && seen_value(&seen_key).await.is_some() {
         answer.duplicate = true;
-        let (status, body) = answer.to_response();
-        return json(status, body);
+        return reply(ingest::reply(&format, &answer));
     }
     if let Ok(queue) = env.queue(QUEUE_BINDING) {
         if !answer.all_refused() && !decoded.batch.points.is_empty() {
@@ -193,7 +222,7 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
                     if let Err(e) = queue.send_raw(raw).await {
                         // Messages already sent are delivered; the client's
                         // retry of the whole batch may repeat them.
-                        return error(&Error::new(
+                        return refuse(&Error::new(
                             503,
                             "queue_unavailable",
                             format!("cannot enqueue the batch: {e}"),
@@ -203,8 +232,7 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
             }
             remember(&seen_key, usize::MAX, dedupe_seconds).await;
         }
-        let (status, body) = answer.to_response();
-        return json(status, body);
+        return reply(ingest::reply(&format, &answer));
     }
     if !answer.all_refused() && !decoded.batch.points.is_empty() {
         let batch = &decoded.batch;
@@ -237,12 +265,11 @@ async fn push(mut req: Request, env: &Env) -> worker::Result<Response> {
             }
         }
         if let Some(e) = ingest::sink_failure(&failures) {
-            return error(&e);
+            return refuse(&e);
         }
         remember(&seen_key, usize::MAX, dedupe_seconds).await;
     }
-    let (status, body) = answer.to_response();
-    json(status, body)
+    reply(ingest::reply(&format, &answer))
 }
 
 /// The Cache API key that marks a batch as delivered (see

@@ -14,7 +14,9 @@
 //! | `INFLUXDB_URL` | forward line protocol to this store |
 //! | `INFLUXDB_DATABASE` (+ `INFLUXDB_USERNAME`, `INFLUXDB_PASSWORD`) | InfluxDB 1.x `/write` API |
 //! | `INFLUXDB_ORG`, `INFLUXDB_BUCKET` (+ `INFLUXDB_TOKEN`) | InfluxDB 2.x/3.x `/api/v2/write` API |
+//! | `EDGEPUSH_FORMATS` | how other formats map to metrics: a JSON [`Formats`] (`namespace`, `line_protocol`, `otlp`) |
 
+use crate::decode::Formats;
 use crate::ingest::Ingest;
 use crate::limits::Limits;
 use crate::sink::{Sink, cloudwatch, line_protocol};
@@ -124,7 +126,19 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
     if sinks.is_empty() {
         return Err("no sink configured: set CLOUDWATCH_REGION or INFLUXDB_URL".into());
     }
-    Ok((Ingest { limits, tenants }, sinks))
+    let formats = match get("EDGEPUSH_FORMATS") {
+        None => Formats::default(),
+        Some(json) => serde_json::from_str(&json)
+            .map_err(|e| format!("EDGEPUSH_FORMATS is not valid: {e}"))?,
+    };
+    Ok((
+        Ingest {
+            limits,
+            tenants,
+            formats,
+        },
+        sinks,
+    ))
 }
 
 #[cfg(test)]

@@ -2,7 +2,9 @@
 //! authentication, content negotiation, decoding and validation, and the
 //! JSON answer.
 
-use crate::decode::{self, Decoded, Rejection, wire_v1};
+use crate::decode::{
+    self, Decoded, Format, Formats, Rejection, line_protocol, otlp, prometheus, wire_v1,
+};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::sink::{SinkFailure, SinkRefusal};
@@ -23,7 +25,13 @@ pub struct Headers<'a> {
     pub authorization: Option<&'a str>,
     /// `Edgepush-Signature` (see [`edgepush::sign`]).
     pub signature: Option<&'a str>,
+    /// `Edgepush-Namespace`: the namespace of a push in a format that names
+    /// none (OTLP, Prometheus text) or another than its database.
+    pub namespace: Option<&'a str>,
 }
+
+/// The header that names the namespace of a push in another format.
+pub const NAMESPACE_HEADER: &str = "edgepush-namespace";
 
 /// The receiving half of the receiver: checks and decodes pushes.
 #[derive(Clone, Debug, Default)]
@@ -32,6 +40,8 @@ pub struct Ingest {
     pub limits: Limits,
     /// Who may push; none configured means no authentication (local use).
     pub tenants: Tenants,
+    /// How the formats other than wire v1 map to metrics.
+    pub formats: Formats,
 }
 
 impl Ingest {
@@ -43,12 +53,35 @@ impl Ingest {
             .authenticate(headers.authorization, headers.signature, body, now_ms)
     }
 
-    /// Checks the body size and the media type, then decodes and validates
-    /// the body within the caller's limits and namespaces. `now_ms` is the
+    /// [`Ingest::authenticate`] for a push in `format`: an InfluxDB v1 write
+    /// may carry its key as the password (`p=`) instead of a header.
+    pub fn authenticate_push(
+        &self,
+        format: &Format,
+        headers: Headers<'_>,
+        body: &[u8],
+        now_ms: i64,
+    ) -> Result<Caller> {
+        let password;
+        let mut headers = headers;
+        if let Format::LineProtocol(line_protocol::Params {
+            password: Some(p), ..
+        }) = format
+            && headers.authorization.is_none()
+        {
+            password = format!("Bearer {p}");
+            headers.authorization = Some(&password);
+        }
+        self.authenticate(headers, body, now_ms)
+    }
+
+    /// Checks the body size, then decodes and validates the body in
+    /// `format` within the caller's limits and namespaces. `now_ms` is the
     /// receiver's clock.
     pub fn decode_for(
         &self,
         caller: &Caller,
+        format: &Format,
         headers: Headers<'_>,
         body: &[u8],
         now_ms: i64,
@@ -57,24 +90,38 @@ impl Ingest {
         if body.len() > limits.max_body_bytes {
             return Err(body_too_large(limits.max_body_bytes));
         }
-        let content_type = headers.content_type.unwrap_or("");
-        if !wire_v1::accepts(content_type)? {
-            return Err(Error::new(
-                415,
-                "unsupported_media_type",
-                format!(
-                    "content-type {content_type:?} is not supported; send {}",
-                    edgepush::wire::CONTENT_TYPE
-                ),
-            )
-            .field("content-type"));
-        }
-        let json = decode::decode_content(
+        let content = decode::decode_content(
             body,
             headers.content_encoding,
             limits.max_decompressed_bytes,
         )?;
-        let decoded = wire_v1::decode(&json, now_ms, limits)?;
+        let formats = &self.formats;
+        let named = headers.namespace.map(str::trim).filter(|n| !n.is_empty());
+        let decoded = match format {
+            Format::Wire => wire_v1::decode(&content, now_ms, limits)?,
+            Format::Otlp(encoding) => otlp::decode(
+                &content,
+                *encoding,
+                named.unwrap_or(&formats.namespace),
+                &formats.otlp,
+                now_ms,
+                limits,
+            )?,
+            Format::LineProtocol(params) => {
+                let mut mapping = formats.line_protocol.clone();
+                if let Some(n) = named {
+                    mapping.namespace = Some(n.to_string());
+                }
+                line_protocol::decode(&content, params, &mapping, now_ms, limits)?
+            }
+            Format::Prometheus(grouping) => prometheus::decode(
+                &content,
+                grouping,
+                named.unwrap_or(&formats.namespace),
+                now_ms,
+                limits,
+            )?,
+        };
         self.tenants
             .check_namespace(caller, &decoded.batch.namespace)?;
         Ok(decoded)
@@ -86,21 +133,25 @@ impl Ingest {
         &self,
         rates: &RateLimiter,
         caller: &Caller,
+        format: &Format,
         headers: Headers<'_>,
         body: &[u8],
         now_ms: i64,
     ) -> Result<Decoded> {
         rates.request(&self.tenants, caller, now_ms)?;
-        let decoded = self.decode_for(caller, headers, body, now_ms)?;
+        let decoded = self.decode_for(caller, format, headers, body, now_ms)?;
         rates.points(&self.tenants, caller, decoded.batch.points.len(), now_ms)?;
         Ok(decoded)
     }
 
+    /// A push to `POST /v1/metrics` (wire v1 or OTLP, by content type):
     /// [`Ingest::authenticate`] then [`Ingest::decode_for`], without replay
     /// or rate checks.
     pub fn decode(&self, headers: Headers<'_>, body: &[u8], now_ms: i64) -> Result<Decoded> {
+        let format = Format::route("POST", edgepush::wire::PATH, None, headers.content_type)?
+            .unwrap_or(Format::Wire);
         let caller = self.authenticate(headers, body, now_ms)?;
-        self.decode_for(&caller, headers, body, now_ms)
+        self.decode_for(&caller, &format, headers, body, now_ms)
     }
 }
 
@@ -215,4 +266,203 @@ impl<'a> Answer<'a> {
             (202, serde_json::to_string(self).unwrap_or_default())
         }
     }
+}
+
+/// An HTTP answer, in the format the push came in.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Reply {
+    /// Status.
+    pub status: u16,
+    /// `Content-Type` (none for an empty body).
+    pub content_type: Option<&'static str>,
+    /// Body.
+    pub body: Vec<u8>,
+    /// `Retry-After`, in seconds.
+    pub retry_after: Option<u64>,
+}
+
+impl Reply {
+    fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Self {
+        Reply {
+            status,
+            content_type: Some(content_type),
+            body: body.into(),
+            retry_after: None,
+        }
+    }
+
+    fn empty(status: u16) -> Self {
+        Reply {
+            status,
+            content_type: None,
+            body: Vec::new(),
+            retry_after: None,
+        }
+    }
+}
+
+/// The refusals of an answer, as one line each: `<where>: <field>: <reason>`.
+fn refusal_lines(answer: &Answer<'_>, locate: impl Fn(usize) -> String) -> Vec<String> {
+    let mut lines: Vec<String> = answer
+        .rejected
+        .iter()
+        .map(|r| format!("{}: {}: {}", locate(r.point), r.field, r.reason))
+        .collect();
+    for refusal in &answer.sink_rejected {
+        for p in refusal.points.iter().take(MAX_LISTED_REJECTIONS) {
+            lines.push(format!(
+                "{}: refused by {}: {}",
+                locate(*p),
+                refusal.sink,
+                refusal.message
+            ));
+        }
+    }
+    lines
+}
+
+/// The answer to a handled push, in its format's terms:
+/// - wire v1: [`Answer::to_response`];
+/// - line protocol: `204` when every point was taken, else `400` with
+///   InfluxDB's `{"code","message"}` (v2) and `{"error"}` (v1) and the
+///   refused lines (`line`, counted from 1, as InfluxDB 3 names them);
+/// - OTLP: `200` with `ExportMetricsServiceResponse`, its `partial_success`
+///   counting the refused data points; `400` when all were refused;
+/// - Prometheus text: `200` empty, or `400` naming the refused samples by
+///   line (the others were forwarded).
+pub fn reply(format: &Format, answer: &Answer<'_>) -> Reply {
+    let refused = answer.rejected_count
+        + answer
+            .sink_rejected
+            .iter()
+            .map(|r| r.points.len())
+            .sum::<usize>();
+    match format {
+        Format::Wire => {
+            let (status, body) = answer.to_response();
+            Reply::new(status, "application/json", body)
+        }
+        Format::LineProtocol(_) => {
+            if refused == 0 {
+                return Reply::empty(204);
+            }
+            #[derive(Serialize)]
+            struct Line {
+                line: usize,
+                field: String,
+                error_message: String,
+            }
+            let mut data: Vec<Line> = answer
+                .rejected
+                .iter()
+                .map(|r| Line {
+                    line: r.point + 1,
+                    field: r.field.clone(),
+                    error_message: r.reason.clone(),
+                })
+                .collect();
+            for s in &answer.sink_rejected {
+                data.extend(s.points.iter().take(MAX_LISTED_REJECTIONS).map(|p| Line {
+                    line: p + 1,
+                    field: format!("sinks.{}", s.sink),
+                    error_message: s.message.clone(),
+                }));
+            }
+            let first = data
+                .first()
+                .map(|l| format!("line {}: {}: {}", l.line, l.field, l.error_message))
+                .unwrap_or_default();
+            let message = if answer.accepted == 0 {
+                format!("no points written: {first}")
+            } else {
+                format!(
+                    "partial write: {refused} points refused, {} written; first: {first}",
+                    answer
+                        .accepted
+                        .saturating_sub(refused - answer.rejected_count)
+                )
+            };
+            let body = serde_json::json!({
+                "code": "invalid",
+                "message": message,
+                "error": message,
+                "accepted": answer.accepted,
+                "rejected_count": refused,
+                "data": data,
+            });
+            Reply::new(400, "application/json", body.to_string())
+        }
+        Format::Otlp(encoding) => {
+            let lines = refusal_lines(answer, |p| format!("data point {p}"));
+            let message = lines
+                .iter()
+                .take(10)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join("; ");
+            if answer.all_refused() {
+                let e = Error::new(
+                    400,
+                    "invalid_points",
+                    format!("all {refused} data points were refused: {message}"),
+                );
+                return Reply::new(400, encoding.media_type(), otlp::status(*encoding, &e));
+            }
+            Reply::new(
+                200,
+                encoding.media_type(),
+                otlp::response(*encoding, refused, &message),
+            )
+        }
+        Format::Prometheus(_) => {
+            if refused == 0 {
+                return Reply::empty(200);
+            }
+            let lines = refusal_lines(answer, |p| format!("line {}", p + 1));
+            let head = if answer.accepted == 0 {
+                format!("all {refused} samples were refused:\n")
+            } else {
+                format!(
+                    "{refused} samples were refused; the other {} were forwarded:\n",
+                    answer
+                        .accepted
+                        .saturating_sub(refused - answer.rejected_count)
+                )
+            };
+            Reply::new(
+                400,
+                "text/plain; charset=utf-8",
+                head + &lines.join("\n") + "\n",
+            )
+        }
+    }
+}
+
+/// A refused push, in its format's terms (wire v1 and line protocol: the
+/// JSON error, with InfluxDB's `code`/`message` for line protocol; OTLP: a
+/// `google.rpc.Status`; Prometheus text: plain text).
+pub fn refusal(format: Option<&Format>, e: &Error) -> Reply {
+    let mut reply = match format {
+        None | Some(Format::Wire) => Reply::new(e.status, "application/json", e.to_json()),
+        Some(Format::LineProtocol(_)) => {
+            let message = match &e.field {
+                Some(field) => format!("{field}: {}", e.message),
+                None => e.message.clone(),
+            };
+            let mut body = serde_json::to_value(e).unwrap_or_default();
+            if let Some(map) = body.as_object_mut() {
+                map.insert("code".into(), e.error.into());
+                map.insert("message".into(), message.into());
+            }
+            Reply::new(e.status, "application/json", body.to_string())
+        }
+        Some(Format::Otlp(encoding)) => {
+            Reply::new(e.status, encoding.media_type(), otlp::status(*encoding, e))
+        }
+        Some(Format::Prometheus(_)) => {
+            Reply::new(e.status, "text/plain; charset=utf-8", format!("{e}\n"))
+        }
+    };
+    reply.retry_after = e.retry_after;
+    reply
 }

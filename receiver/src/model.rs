@@ -40,7 +40,7 @@ impl Batch {
 }
 
 /// What a point measures.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Series {
     /// Metric name.
     pub name: String,

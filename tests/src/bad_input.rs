@@ -79,12 +79,21 @@ pub fn check_refusals(url: &str) {
         },
         Case {
             name: "wrong content type",
-            headers: vec![("content-type", "application/json".into())],
+            headers: vec![("content-type", "text/csv".into())],
             body: good.clone().into_bytes(),
             status: 415,
             error: "unsupported_media_type",
             field: Some("content-type"),
             words: "application/vnd.edgepush.v1+json",
+        },
+        Case {
+            name: "an edgepush batch sent as OTLP/JSON",
+            headers: vec![("content-type", "application/json".into())],
+            body: good.clone().into_bytes(),
+            status: 400,
+            error: "invalid_json",
+            field: Some("body"),
+            words: "not an OTLP/JSON export: unknown field `v`",
         },
         Case {
             name: "unknown encoding",

@@ -653,7 +653,11 @@ impl Receiver {
     /// Starts a receiver with `sinks`, `limits` and `tenants`.
     pub fn start_with(sinks: Vec<Sink>, limits: Limits, tenants: Tenants) -> Self {
         let app = Arc::new(App::new(
-            Ingest { limits, tenants },
+            Ingest {
+                limits,
+                tenants,
+                ..Ingest::default()
+            },
             Forwarder::new(sinks).retries(2, Duration::from_millis(50)),
             Seen::new(Duration::from_secs(900), 10_000),
         ));

@@ -1,14 +1,142 @@
 //! Ingest formats: each decodes a request body into the internal model.
 
 mod body;
+pub mod build;
 mod json_path;
+pub mod line_protocol;
+pub mod otlp;
+pub mod prometheus;
 pub mod wire_v1;
 
 pub use body::decode_content;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
 use crate::model::Batch;
+
+/// The formats a push may come in, told apart by method, path and media
+/// type (see `docs/ingest-formats.md`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// edgepush wire v1: `POST /v1/metrics`,
+    /// `application/vnd.edgepush.v1+json`.
+    Wire,
+    /// OTLP/HTTP metrics: `POST /v1/metrics`, `application/x-protobuf` or
+    /// `application/json`.
+    Otlp(otlp::Encoding),
+    /// InfluxDB line protocol: `POST /write` (v1) or `POST /api/v2/write`.
+    LineProtocol(line_protocol::Params),
+    /// Prometheus text, Pushgateway-style: `PUT`/`POST /metrics/job/<job>...`.
+    Prometheus(prometheus::Grouping),
+}
+
+/// Path prefix of Pushgateway-style pushes.
+pub const PUSHGATEWAY_PREFIX: &str = "/metrics/job";
+
+impl Format {
+    /// The format of a request, from its method, path, query string and
+    /// `Content-Type`; `Ok(None)` when the path takes no pushes.
+    pub fn route(
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        content_type: Option<&str>,
+    ) -> Result<Option<Format>> {
+        let only_post = || {
+            if method.eq_ignore_ascii_case("POST") {
+                Ok(())
+            } else {
+                Err(Error::new(405, "method_not_allowed", "use POST"))
+            }
+        };
+        if path == edgepush::wire::PATH {
+            only_post()?;
+            let content_type = content_type.unwrap_or("");
+            if wire_v1::accepts(content_type)? {
+                return Ok(Some(Format::Wire));
+            }
+            if let Some(encoding) = otlp::Encoding::of(content_type) {
+                return Ok(Some(Format::Otlp(encoding)));
+            }
+            return Err(Error::new(
+                415,
+                "unsupported_media_type",
+                format!(
+                    "content-type {content_type:?} is not supported at {}; send {} (edgepush), \
+                     application/x-protobuf or application/json (OTLP)",
+                    edgepush::wire::PATH,
+                    edgepush::wire::CONTENT_TYPE
+                ),
+            )
+            .field("content-type"));
+        }
+        if path == "/write" || path == "/api/v2/write" {
+            only_post()?;
+            return line_protocol::Params::from_query(path != "/write", query)
+                .map(|p| Some(Format::LineProtocol(p)));
+        }
+        if let Some(rest) = path.strip_prefix("/metrics")
+            && (rest.starts_with("/job/") || rest == "/job")
+        {
+            if !(method.eq_ignore_ascii_case("PUT") || method.eq_ignore_ascii_case("POST")) {
+                return Err(Error::new(
+                    405,
+                    "method_not_allowed",
+                    "use PUT or POST; edgepush forwards each push once and keeps no \
+                     groups, so there is nothing to read or delete",
+                ));
+            }
+            if !prometheus::accepts(content_type) {
+                return Err(Error::new(
+                    415,
+                    "unsupported_media_type",
+                    format!(
+                        "content-type {:?} is not supported; push the Prometheus text format (text/plain)",
+                        content_type.unwrap_or("")
+                    ),
+                )
+                .field("content-type"));
+            }
+            return prometheus::Grouping::from_path(rest).map(|g| Some(Format::Prometheus(g)));
+        }
+        Ok(None)
+    }
+
+    /// The format's name in logs and the receiver's own metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Format::Wire => "wire_v1",
+            Format::Otlp(_) => "otlp",
+            Format::LineProtocol(_) => "line_protocol",
+            Format::Prometheus(_) => "prometheus",
+        }
+    }
+}
+
+/// How the formats other than wire v1 map to metrics (configurable,
+/// `[formats]` natively, `EDGEPUSH_FORMATS` at the edge).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Formats {
+    /// The namespace of pushes whose format names none (OTLP, Prometheus)
+    /// and that send no `Edgepush-Namespace` header. Default `edgepush`.
+    pub namespace: String,
+    /// Line protocol.
+    pub line_protocol: line_protocol::Mapping,
+    /// OTLP.
+    pub otlp: otlp::Mapping,
+}
+
+impl Default for Formats {
+    fn default() -> Self {
+        Formats {
+            namespace: "edgepush".into(),
+            line_protocol: line_protocol::Mapping::default(),
+            otlp: otlp::Mapping::default(),
+        }
+    }
+}
 
 /// A point refused while the rest of its batch was accepted.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

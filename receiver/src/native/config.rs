@@ -11,6 +11,7 @@ use crate::limits::Limits;
 use crate::tenant::{DEFAULT_SIGNATURE_WINDOW_SECONDS, TenantConfig, Tenants};
 use std::sync::Arc;
 
+use crate::decode::Formats;
 use crate::native::cloudwatch::AwsCloudWatch;
 use crate::sink::{Retry, Sink, SinkConfig, cloudwatch, line_protocol};
 
@@ -38,6 +39,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Bounds on one request.
     pub limits: Limits,
+    /// How pushes in other formats than wire v1 map to metrics.
+    pub formats: Formats,
     /// Where batches go; none means standard output.
     pub sinks: Vec<SinkConfig>,
     /// How long a delivered batch id is remembered, so that a retry of it is
@@ -64,6 +67,7 @@ impl Default for Config {
             read_timeout_seconds: 10,
             max_connections: 4096,
             limits: Limits::default(),
+            formats: Formats::default(),
             sinks: Vec::new(),
             dedupe_seconds: 900,
             dedupe_capacity: 100_000,
@@ -195,6 +199,7 @@ impl Config {
         Ok(Ingest {
             limits: self.limits.clone(),
             tenants,
+            formats: self.formats.clone(),
         })
     }
 }

@@ -1,4 +1,6 @@
-//! The HTTP surface: `POST /v1/metrics`, `GET /healthz`.
+//! The HTTP surface: pushes (`POST /v1/metrics` in wire v1 or OTLP,
+//! `POST /write` and `/api/v2/write` in line protocol, `PUT`/`POST
+//! /metrics/job/...` in Prometheus text), `GET /healthz`.
 //!
 //! Served by hyper's HTTP/1 server with a header read timeout and a bound
 //! on open connections, so slow or idle clients cannot hold the receiver.
@@ -8,9 +10,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::get;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -20,9 +22,10 @@ use tokio::sync::Semaphore;
 use std::time::{Duration, Instant};
 
 use super::forward::Forwarder;
+use crate::decode::Format;
 use crate::dedupe::{self, Seen};
 use crate::error::Error;
-use crate::ingest::{self, Answer, Headers, Ingest};
+use crate::ingest::{self, Answer, Headers, Ingest, Reply};
 use crate::tenant::{RateLimiter, Replays};
 
 /// What the handlers share.
@@ -64,14 +67,10 @@ impl App {
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .route(
-            edgepush::wire::PATH,
-            post(push).fallback(method_not_allowed),
-        )
-        .route(
             "/healthz",
             get(|| async { json(StatusCode::OK, r#"{"status":"ok"}"#.to_string()) }),
         )
-        .fallback(not_found)
+        .fallback(push)
         .with_state(app)
 }
 
@@ -159,12 +158,6 @@ fn error(e: &Error) -> Response {
     response
 }
 
-/// A refused push: logged, then answered.
-fn refused(tenant: &str, e: &Error) -> Response {
-    tracing::info!(tenant, status = e.status, error = e.error, field = ?e.field, message = %e.message, "push refused");
-    error(e)
-}
-
 fn is_length_limit(e: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(e) = source {
@@ -176,41 +169,80 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-async fn not_found() -> Response {
+fn not_found() -> Response {
     error(&Error::new(
         404,
         "not_found",
-        format!("no such path; push to POST {}", edgepush::wire::PATH),
+        format!(
+            "no such path; push to POST {} (edgepush or OTLP), POST /write or /api/v2/write \
+             (line protocol), or PUT/POST /metrics/job/<job> (Prometheus text)",
+            edgepush::wire::PATH
+        ),
     ))
 }
 
-async fn method_not_allowed() -> Response {
-    error(&Error::new(405, "method_not_allowed", "use POST"))
+fn to_response(reply: Reply) -> Response {
+    let mut response = Response::new(Body::from(reply.body));
+    *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
+    if let Some(content_type) = reply.content_type {
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static(content_type),
+        );
+    }
+    if let Some(seconds) = reply.retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    }
+    response
 }
 
-async fn push(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
+async fn push(
+    State(app): State<Arc<App>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let format = match Format::route(
+        method.as_str(),
+        uri.path(),
+        uri.query(),
+        text(header::CONTENT_TYPE.as_str()),
+    ) {
+        Ok(Some(format)) => format,
+        Ok(None) => return not_found(),
+        Err(e) => return error(&e),
+    };
+    let refuse = |tenant: &str, e: &Error| {
+        tracing::info!(tenant, format = format.name(), status = e.status, error = e.error, field = ?e.field, message = %e.message, "push refused");
+        to_response(ingest::refusal(Some(&format), e))
+    };
     let max = app.ingest.limits.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > max) {
-        return error(&ingest::body_too_large(max));
+        return refuse("", &ingest::body_too_large(max));
     }
     // Reads at most max + 1 bytes, whatever the client declared, and no
     // longer than the read timeout.
     let body: Bytes =
         match tokio::time::timeout(app.read_timeout, axum::body::to_bytes(body, max)).await {
             Ok(Ok(b)) => b,
-            Ok(Err(e)) if is_length_limit(&e) => return error(&ingest::body_too_large(max)),
+            Ok(Err(e)) if is_length_limit(&e) => return refuse("", &ingest::body_too_large(max)),
             Ok(Err(e)) => {
-                return error(
+                return refuse(
+                    "",
                     &Error::new(400, "unreadable_body", format!("cannot read the body: {e}"))
                         .field("body"),
                 );
             }
             Err(_) => {
-                return refused(
+                return refuse(
                     "",
                     &Error::new(
                         408,
@@ -224,26 +256,29 @@ async fn push(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Re
                 );
             }
         };
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let request_headers = Headers {
         content_type: text(header::CONTENT_TYPE.as_str()),
         content_encoding: text(header::CONTENT_ENCODING.as_str()),
         authorization: text(header::AUTHORIZATION.as_str()),
         signature: text(edgepush::sign::HEADER),
+        namespace: text(ingest::NAMESPACE_HEADER),
     };
     let now = now_ms();
-    let caller = match app.ingest.authenticate(request_headers, &body, now) {
+    let caller = match app
+        .ingest
+        .authenticate_push(&format, request_headers, &body, now)
+    {
         Ok(caller) => caller,
-        Err(e) => return refused("", &e),
+        Err(e) => return refuse("", &e),
     };
     let tenant = app.ingest.tenants.name(&caller);
     let decoded = app.replays.check(&caller, now).and_then(|()| {
         app.ingest
-            .decode_within(&app.rates, &caller, request_headers, &body, now)
+            .decode_within(&app.rates, &caller, &format, request_headers, &body, now)
     });
     let decoded = match decoded {
         Ok(d) => d,
-        Err(e) => return refused(tenant, &e),
+        Err(e) => return refuse(tenant, &e),
     };
     let mut answer = Answer::new(&decoded);
     let key = dedupe::key(tenant, &decoded.batch.namespace, &decoded.batch.id);
@@ -271,16 +306,12 @@ async fn push(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Re
                 .insert_value(dedupe::sink_key(&key, sink), done, Instant::now());
         }
         if let Some(e) = ingest::sink_failure(&forwarded.failures) {
-            return error(&e);
+            return refuse(tenant, &e);
         }
         app.seen.insert(key, Instant::now());
     }
-    let (status, body) = answer.to_response();
-    tracing::debug!(batch = %decoded.batch.id, accepted = answer.accepted, rejected = answer.rejected_count, "push handled");
-    json(
-        StatusCode::from_u16(status).unwrap_or(StatusCode::ACCEPTED),
-        body,
-    )
+    tracing::debug!(format = format.name(), batch = %decoded.batch.id, accepted = answer.accepted, rejected = answer.rejected_count, "push handled");
+    to_response(ingest::reply(&format, &answer))
 }
 
 fn now_ms() -> i64 {

@@ -1,0 +1,467 @@
+//! The OTLP metrics messages the receiver reads (`opentelemetry/proto`
+//! v1: `collector/metrics/v1`, `metrics/v1`, `common/v1`,
+//! `resource/v1`), declared for both encodings: protobuf (prost) and
+//! OTLP/JSON (serde: lowerCamelCase names, the proto names accepted too,
+//! 64-bit integers as strings or numbers, enums as integers).
+//!
+//! Fields the receiver does not use (exemplars, descriptions, metadata,
+//! schema URLs, flags) are left out: both decoders skip unknown fields.
+
+#![allow(missing_docs)]
+
+use serde::{Deserialize, Deserializer};
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ExportMetricsServiceRequest {
+    #[prost(message, repeated, tag = "1")]
+    #[serde(alias = "resource_metrics")]
+    pub resource_metrics: Vec<ResourceMetrics>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ResourceMetrics {
+    #[prost(message, optional, tag = "1")]
+    pub resource: Option<Resource>,
+    #[prost(message, repeated, tag = "2")]
+    #[serde(alias = "scope_metrics")]
+    pub scope_metrics: Vec<ScopeMetrics>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default)]
+pub struct Resource {
+    #[prost(message, repeated, tag = "1")]
+    pub attributes: Vec<KeyValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default)]
+pub struct ScopeMetrics {
+    #[prost(message, optional, tag = "1")]
+    pub scope: Option<InstrumentationScope>,
+    #[prost(message, repeated, tag = "2")]
+    pub metrics: Vec<Metric>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default)]
+pub struct InstrumentationScope {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "2")]
+    pub version: String,
+    #[prost(message, repeated, tag = "3")]
+    pub attributes: Vec<KeyValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default)]
+pub struct KeyValue {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    #[prost(message, optional, tag = "2")]
+    pub value: Option<AnyValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default)]
+pub struct AnyValue {
+    #[prost(oneof = "any_value::Value", tags = "1, 2, 3, 4, 5, 6, 7")]
+    #[serde(flatten)]
+    pub value: Option<any_value::Value>,
+}
+
+pub mod any_value {
+    use super::*;
+
+    #[derive(Clone, PartialEq, prost::Oneof, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub enum Value {
+        #[prost(string, tag = "1")]
+        #[serde(alias = "string_value")]
+        StringValue(String),
+        #[prost(bool, tag = "2")]
+        #[serde(alias = "bool_value")]
+        BoolValue(bool),
+        #[prost(int64, tag = "3")]
+        #[serde(alias = "int_value", deserialize_with = "int")]
+        IntValue(i64),
+        #[prost(double, tag = "4")]
+        #[serde(alias = "double_value", deserialize_with = "float")]
+        DoubleValue(f64),
+        #[prost(message, tag = "5")]
+        #[serde(alias = "array_value")]
+        ArrayValue(ArrayValue),
+        #[prost(message, tag = "6")]
+        #[serde(alias = "kvlist_value")]
+        KvlistValue(KeyValueList),
+        #[prost(bytes, tag = "7")]
+        #[serde(alias = "bytes_value", deserialize_with = "bytes")]
+        BytesValue(Vec<u8>),
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default)]
+pub struct ArrayValue {
+    #[prost(message, repeated, tag = "1")]
+    pub values: Vec<AnyValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default)]
+pub struct KeyValueList {
+    #[prost(message, repeated, tag = "1")]
+    pub values: Vec<KeyValue>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default)]
+pub struct Metric {
+    #[prost(string, tag = "1")]
+    pub name: String,
+    #[prost(string, tag = "3")]
+    pub unit: String,
+    #[prost(oneof = "metric::Data", tags = "5, 7, 9, 10, 11")]
+    #[serde(flatten)]
+    pub data: Option<metric::Data>,
+}
+
+pub mod metric {
+    use super::*;
+
+    #[derive(Clone, PartialEq, prost::Oneof, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub enum Data {
+        #[prost(message, tag = "5")]
+        Gauge(Gauge),
+        #[prost(message, tag = "7")]
+        Sum(Sum),
+        #[prost(message, tag = "9")]
+        Histogram(Histogram),
+        #[prost(message, tag = "10")]
+        #[serde(alias = "exponential_histogram")]
+        ExponentialHistogram(ExponentialHistogram),
+        #[prost(message, tag = "11")]
+        Summary(Summary),
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Gauge {
+    #[prost(message, repeated, tag = "1")]
+    #[serde(alias = "data_points")]
+    pub data_points: Vec<NumberDataPoint>,
+}
+
+/// `AggregationTemporality`: unspecified.
+pub const TEMPORALITY_UNSPECIFIED: i32 = 0;
+/// `AggregationTemporality`: delta.
+pub const TEMPORALITY_DELTA: i32 = 1;
+/// `AggregationTemporality`: cumulative.
+pub const TEMPORALITY_CUMULATIVE: i32 = 2;
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Sum {
+    #[prost(message, repeated, tag = "1")]
+    #[serde(alias = "data_points")]
+    pub data_points: Vec<NumberDataPoint>,
+    #[prost(int32, tag = "2")]
+    #[serde(alias = "aggregation_temporality", deserialize_with = "temporality")]
+    pub aggregation_temporality: i32,
+    #[prost(bool, tag = "3")]
+    #[serde(alias = "is_monotonic")]
+    pub is_monotonic: bool,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Histogram {
+    #[prost(message, repeated, tag = "1")]
+    #[serde(alias = "data_points")]
+    pub data_points: Vec<HistogramDataPoint>,
+    #[prost(int32, tag = "2")]
+    #[serde(alias = "aggregation_temporality", deserialize_with = "temporality")]
+    pub aggregation_temporality: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ExponentialHistogram {
+    #[prost(message, repeated, tag = "1")]
+    #[serde(alias = "data_points")]
+    pub data_points: Vec<ExponentialHistogramDataPoint>,
+    #[prost(int32, tag = "2")]
+    #[serde(alias = "aggregation_temporality", deserialize_with = "temporality")]
+    pub aggregation_temporality: i32,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Summary {
+    #[prost(message, repeated, tag = "1")]
+    #[serde(alias = "data_points")]
+    pub data_points: Vec<SummaryDataPoint>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct NumberDataPoint {
+    #[prost(message, repeated, tag = "7")]
+    pub attributes: Vec<KeyValue>,
+    #[prost(fixed64, tag = "3")]
+    #[serde(alias = "time_unix_nano", deserialize_with = "uint")]
+    pub time_unix_nano: u64,
+    #[prost(oneof = "number_data_point::Value", tags = "4, 6")]
+    #[serde(flatten)]
+    pub value: Option<number_data_point::Value>,
+}
+
+pub mod number_data_point {
+    use super::*;
+
+    #[derive(Clone, Copy, PartialEq, prost::Oneof, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub enum Value {
+        #[prost(double, tag = "4")]
+        #[serde(alias = "as_double", deserialize_with = "float")]
+        AsDouble(f64),
+        #[prost(sfixed64, tag = "6")]
+        #[serde(alias = "as_int", deserialize_with = "int")]
+        AsInt(i64),
+    }
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct HistogramDataPoint {
+    #[prost(message, repeated, tag = "9")]
+    pub attributes: Vec<KeyValue>,
+    #[prost(fixed64, tag = "3")]
+    #[serde(alias = "time_unix_nano", deserialize_with = "uint")]
+    pub time_unix_nano: u64,
+    #[prost(fixed64, tag = "4")]
+    #[serde(deserialize_with = "uint")]
+    pub count: u64,
+    #[prost(double, optional, tag = "5")]
+    #[serde(deserialize_with = "optional_float")]
+    pub sum: Option<f64>,
+    #[prost(fixed64, repeated, tag = "6")]
+    #[serde(alias = "bucket_counts", deserialize_with = "uints")]
+    pub bucket_counts: Vec<u64>,
+    #[prost(double, repeated, tag = "7")]
+    #[serde(alias = "explicit_bounds", deserialize_with = "floats")]
+    pub explicit_bounds: Vec<f64>,
+    #[prost(double, optional, tag = "11")]
+    #[serde(deserialize_with = "optional_float")]
+    pub min: Option<f64>,
+    #[prost(double, optional, tag = "12")]
+    #[serde(deserialize_with = "optional_float")]
+    pub max: Option<f64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ExponentialHistogramDataPoint {
+    #[prost(message, repeated, tag = "1")]
+    pub attributes: Vec<KeyValue>,
+    #[prost(fixed64, tag = "3")]
+    #[serde(alias = "time_unix_nano", deserialize_with = "uint")]
+    pub time_unix_nano: u64,
+    #[prost(fixed64, tag = "4")]
+    #[serde(deserialize_with = "uint")]
+    pub count: u64,
+    #[prost(double, optional, tag = "5")]
+    #[serde(deserialize_with = "optional_float")]
+    pub sum: Option<f64>,
+    #[prost(sint32, tag = "6")]
+    pub scale: i32,
+    #[prost(fixed64, tag = "7")]
+    #[serde(alias = "zero_count", deserialize_with = "uint")]
+    pub zero_count: u64,
+    #[prost(message, optional, tag = "8")]
+    pub positive: Option<Buckets>,
+    #[prost(message, optional, tag = "9")]
+    pub negative: Option<Buckets>,
+    #[prost(double, optional, tag = "12")]
+    #[serde(deserialize_with = "optional_float")]
+    pub min: Option<f64>,
+    #[prost(double, optional, tag = "13")]
+    #[serde(deserialize_with = "optional_float")]
+    pub max: Option<f64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct Buckets {
+    #[prost(sint32, tag = "1")]
+    pub offset: i32,
+    #[prost(uint64, repeated, tag = "2")]
+    #[serde(alias = "bucket_counts", deserialize_with = "uints")]
+    pub bucket_counts: Vec<u64>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct SummaryDataPoint {
+    #[prost(message, repeated, tag = "7")]
+    pub attributes: Vec<KeyValue>,
+    #[prost(fixed64, tag = "3")]
+    #[serde(alias = "time_unix_nano", deserialize_with = "uint")]
+    pub time_unix_nano: u64,
+    #[prost(fixed64, tag = "4")]
+    #[serde(deserialize_with = "uint")]
+    pub count: u64,
+    #[prost(double, tag = "5")]
+    #[serde(deserialize_with = "float")]
+    pub sum: f64,
+    #[prost(message, repeated, tag = "6")]
+    #[serde(alias = "quantile_values")]
+    pub quantile_values: Vec<ValueAtQuantile>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, Deserialize)]
+#[serde(default)]
+pub struct ValueAtQuantile {
+    #[prost(double, tag = "1")]
+    #[serde(deserialize_with = "float")]
+    pub quantile: f64,
+    #[prost(double, tag = "2")]
+    #[serde(deserialize_with = "float")]
+    pub value: f64,
+}
+
+/// The answer to an export.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportMetricsServiceResponse {
+    #[prost(message, optional, tag = "1")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partial_success: Option<ExportMetricsPartialSuccess>,
+}
+
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExportMetricsPartialSuccess {
+    #[prost(int64, tag = "1")]
+    pub rejected_data_points: i64,
+    #[prost(string, tag = "2")]
+    pub error_message: String,
+}
+
+/// `google.rpc.Status`: the body of a refused export.
+#[derive(Clone, PartialEq, prost::Message, serde::Serialize)]
+pub struct Status {
+    #[prost(int32, tag = "1")]
+    pub code: i32,
+    #[prost(string, tag = "2")]
+    pub message: String,
+}
+
+/// A JSON number, or a string holding one (proto3 JSON writes 64-bit
+/// integers as strings, and NaN and the infinities as `"NaN"`,
+/// `"Infinity"`, `"-Infinity"`).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Number<'a> {
+    Unsigned(u64),
+    Signed(i64),
+    Float(f64),
+    #[serde(borrow)]
+    Text(std::borrow::Cow<'a, str>),
+}
+
+impl Number<'_> {
+    fn float<E: serde::de::Error>(&self) -> Result<f64, E> {
+        Ok(match self {
+            Number::Unsigned(u) => *u as f64,
+            Number::Signed(i) => *i as f64,
+            Number::Float(f) => *f,
+            Number::Text(s) => match s.as_ref() {
+                "NaN" => f64::NAN,
+                "Infinity" => f64::INFINITY,
+                "-Infinity" => f64::NEG_INFINITY,
+                s => s
+                    .parse()
+                    .map_err(|_| E::custom(format!("{s:?} is not a number")))?,
+            },
+        })
+    }
+
+    fn int<E: serde::de::Error, T: TryFrom<u64> + TryFrom<i64> + std::str::FromStr>(
+        &self,
+    ) -> Result<T, E> {
+        let out_of_range = || E::custom("integer out of range");
+        match self {
+            Number::Unsigned(u) => T::try_from(*u).map_err(|_| out_of_range()),
+            Number::Signed(i) => T::try_from(*i).map_err(|_| out_of_range()),
+            Number::Float(f) => Err(E::custom(format!("{f} is not an integer"))),
+            Number::Text(s) => s
+                .parse()
+                .map_err(|_| E::custom(format!("{s:?} is not an integer"))),
+        }
+    }
+}
+
+fn float<'de, D: Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Number::deserialize(d)?.float()
+}
+
+fn optional_float<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Option::<Number<'_>>::deserialize(d)?
+        .map(|n| n.float())
+        .transpose()
+}
+
+fn floats<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<f64>, D::Error> {
+    Vec::<Number<'_>>::deserialize(d)?
+        .iter()
+        .map(Number::float)
+        .collect()
+}
+
+fn uint<'de, D: Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    Number::deserialize(d)?.int()
+}
+
+fn uints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    Vec::<Number<'_>>::deserialize(d)?
+        .iter()
+        .map(Number::int)
+        .collect()
+}
+
+fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
+    Number::deserialize(d)?.int()
+}
+
+fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+    use base64::Engine as _;
+    let s = std::borrow::Cow::<str>::deserialize(d)?;
+    base64::engine::general_purpose::STANDARD
+        .decode(s.as_bytes())
+        .map_err(serde::de::Error::custom)
+}
+
+/// An `AggregationTemporality`: its number, or its name.
+fn temporality<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Given<'a> {
+        Number(i32),
+        #[serde(borrow)]
+        Name(std::borrow::Cow<'a, str>),
+    }
+    Ok(match Given::deserialize(d)? {
+        Given::Number(n) => n,
+        Given::Name(name) => match name.as_ref() {
+            "AGGREGATION_TEMPORALITY_DELTA" => TEMPORALITY_DELTA,
+            "AGGREGATION_TEMPORALITY_CUMULATIVE" => TEMPORALITY_CUMULATIVE,
+            _ => TEMPORALITY_UNSPECIFIED,
+        },
+    })
+}
