@@ -21,10 +21,9 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 use tokio::sync::Mutex;
 
-use super::forward::Reqwest;
 use crate::model::Batch;
 use crate::sink::cloudwatch::{self, Datum, Measure, Protocol, RetryMode};
-use crate::sink::{Retry, Sink, SinkFailure, SinkRefusal, deliver, settle};
+use crate::sink::{Client, Retry, Sink, SinkFailure, SinkRefusal, deliver, settle};
 
 /// How long the credentials chain may take to answer at start-up (the
 /// instance metadata probe is the slow link when there is no instance).
@@ -152,7 +151,7 @@ impl AwsCloudWatch {
     /// SDK's retries, or [`deliver`]'s for signed JSON).
     pub async fn deliver(
         &self,
-        client: &Reqwest,
+        client: &impl Client,
         batch: &Batch,
         retry: Retry,
     ) -> Result<Vec<SinkRefusal>, SinkFailure> {
@@ -311,6 +310,7 @@ mod tests {
     use edgepush::{Resolution, Unit};
 
     use super::*;
+    use crate::native::Reqwest;
     use crate::model::{Point, Series, StatisticSet as Stats, Value};
 
     /// A CBOR text string (short or one-byte length, as the tests need).

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::spool::Spool;
+use super::telemetry::Telemetry;
 use crate::limits::Limits;
 use crate::queue_message::SinkTag;
 
@@ -76,6 +77,8 @@ pub struct Forwarder {
     retry: Retry,
     /// Each sink's spool (none for stdout, or without a spool directory).
     spools: Vec<Option<Arc<Spool>>>,
+    /// The receiver's own metrics.
+    telemetry: Telemetry,
 }
 
 impl Forwarder {
@@ -91,6 +94,20 @@ impl Forwarder {
             spools: vec![None; sinks.len()],
             sinks,
             retry: Retry::default(),
+            telemetry: Telemetry::default(),
+        }
+    }
+
+    /// The receiver's own metrics, which this forwarder counts into.
+    pub fn telemetry(&self) -> &Telemetry {
+        &self.telemetry
+    }
+
+    /// Publishes the bytes waiting in `index`'s spool.
+    fn spool_gauge(&self, index: usize) {
+        if let Some(spool) = &self.spools[index] {
+            self.telemetry
+                .spool_bytes(self.sinks[index].name(), spool.bytes());
         }
     }
 
@@ -104,6 +121,7 @@ impl Forwarder {
                 if spool.has_backlog() {
                     tracing::info!(sink = sink.name(), dir = %path.display(), bytes = spool.bytes(), "spool: batches wait from before; replaying");
                 }
+                self.telemetry.spool_bytes(sink.name(), spool.bytes());
                 self.spools[index] = Some(Arc::new(spool));
             }
         }
@@ -167,6 +185,7 @@ impl Forwarder {
                 }
                 (result, _) => result,
             };
+            self.spool_gauge(index);
             match result {
                 Ok(refusals) => {
                     forwarded.delivered.push(index);
@@ -187,10 +206,11 @@ impl Forwarder {
 
 impl Forwarder {
     async fn deliver(&self, sink: &Sink, batch: &Batch) -> Result<Vec<SinkRefusal>, SinkFailure> {
+        let client = self.telemetry.measure(&self.client, sink.name());
         match sink {
             Sink::Stdout => write_stdout(batch).map(|()| Vec::new()),
-            Sink::Aws(aws) => aws.deliver(&self.client, batch, self.retry).await,
-            _ => deliver(&self.client, sink, batch, SystemTime::now(), self.retry).await,
+            Sink::Aws(aws) => aws.deliver(&client, batch, self.retry).await,
+            _ => deliver(&client, sink, batch, SystemTime::now(), self.retry).await,
         }
     }
 
@@ -259,14 +279,16 @@ impl Forwarder {
                             })
                     }
                 };
-                match outcome.and_then(|()| {
+                let acked = outcome.and_then(|()| {
                     spool.ack(&entry).map_err(|e| SinkFailure {
                         sink: sink.name(),
                         retryable: true,
                         message: format!("spool: cannot record the delivery: {e}"),
                         done: 0,
                     })
-                }) {
+                });
+                self.spool_gauge(index);
+                match acked {
                     Ok(()) => {
                         busy = true;
                         if !waits[index].is_zero() {

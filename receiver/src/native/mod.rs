@@ -5,6 +5,7 @@ pub mod config;
 mod forward;
 mod server;
 pub mod spool;
+pub mod telemetry;
 
 pub use forward::{Forwarded, Forwarder, Reqwest};
 pub use server::{App, router, serve};

@@ -70,6 +70,7 @@ pub fn router(app: Arc<App>) -> Router {
             "/healthz",
             get(|| async { json(StatusCode::OK, r#"{"status":"ok"}"#.to_string()) }),
         )
+        .route("/metrics", get(own_metrics))
         .fallback(push)
         .with_state(app)
 }
@@ -181,6 +182,18 @@ fn not_found() -> Response {
     ))
 }
 
+/// `GET /metrics`: the receiver's own metrics (see [`super::telemetry`]).
+async fn own_metrics(State(app): State<Arc<App>>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.forwarder.telemetry().encode(),
+    )
+        .into_response()
+}
+
 fn to_response(reply: Reply) -> Response {
     let mut response = Response::new(Body::from(reply.body));
     *response.status_mut() = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::BAD_REQUEST);
@@ -216,8 +229,11 @@ async fn push(
         Ok(None) => return not_found(),
         Err(e) => return error(&e),
     };
+    let telemetry = app.forwarder.telemetry();
     let refuse = |tenant: &str, e: &Error| {
         tracing::info!(tenant, format = format.name(), status = e.status, error = e.error, field = ?e.field, message = %e.message, "push refused");
+        telemetry.request(format.name(), tenant, e.status);
+        telemetry.request_refused(format.name(), tenant, e.error);
         to_response(ingest::refusal(Some(&format), e))
     };
     let max = app.ingest.limits.max_body_bytes;
@@ -281,9 +297,16 @@ async fn push(
         Err(e) => return refuse(tenant, &e),
     };
     let mut answer = Answer::new(&decoded);
+    telemetry.points(
+        format.name(),
+        tenant,
+        decoded.batch.points.len(),
+        decoded.rejected.iter().map(|r| r.reason.as_str()),
+    );
     let key = dedupe::key(tenant, &decoded.batch.namespace, &decoded.batch.id);
     if app.seen.contains(&key, Instant::now()) {
         answer.duplicate = true;
+        telemetry.dedupe_hit(format.name(), tenant);
     } else if !answer.all_refused() {
         // A sink that took this batch, or part of it, on an earlier try is
         // sent only what it did not take.
@@ -311,7 +334,13 @@ async fn push(
         app.seen.insert(key, Instant::now());
     }
     tracing::debug!(format = format.name(), batch = %decoded.batch.id, accepted = answer.accepted, rejected = answer.rejected_count, "push handled");
-    to_response(ingest::reply(&format, &answer))
+    let sink_refused: usize = answer.sink_rejected.iter().map(|r| r.points.len()).sum();
+    if sink_refused > 0 {
+        telemetry.points_refused(format.name(), tenant, "sink_refused", sink_refused as u64);
+    }
+    let reply = ingest::reply(&format, &answer);
+    telemetry.request(format.name(), tenant, reply.status);
+    to_response(reply)
 }
 
 fn now_ms() -> i64 {

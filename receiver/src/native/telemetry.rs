@@ -1,0 +1,359 @@
+//! The receiver's own metrics, served at `GET /metrics` in the
+//! OpenMetrics text format for Prometheus to scrape:
+//!
+//! | metric | labels | meaning |
+//! | --- | --- | --- |
+//! | `edgepush_requests_total` | `format`, `tenant`, `status` | pushes answered |
+//! | `edgepush_points_accepted_total` | `format`, `tenant` | points that passed validation |
+//! | `edgepush_points_refused_total` | `format`, `tenant`, `reason` | points refused by validation (reason: `value`, `timestamp`, `dimension`, `name`, `temporality`, `non_numeric`, `syntax`, `other`) or by a sink (`sink_refused`) |
+//! | `edgepush_requests_refused_total` | `format`, `tenant`, `reason` | whole pushes refused (reason: the error code, such as `invalid_json` or `rate_limited`) |
+//! | `edgepush_dedupe_hits_total` | `format`, `tenant` | retries recognised and not forwarded again |
+//! | `edgepush_sink_requests_total` | `sink`, `outcome` | requests to sinks (`2xx`, `4xx`, `5xx`, `error`) |
+//! | `edgepush_sink_request_duration_seconds` | `sink` | their latency |
+//! | `edgepush_sink_retries_total` | `sink` | requests tried again |
+//! | `edgepush_spool_bytes` | `sink` | bytes waiting in a sink's spool |
+//!
+//! Tenants are the configured ones (a bounded set); an unauthenticated
+//! request counts under `tenant=""`.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::sink::{Client, Reply};
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Request {
+    format: &'static str,
+    tenant: String,
+    status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Pushed {
+    format: &'static str,
+    tenant: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Refused {
+    format: &'static str,
+    tenant: String,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkOutcome {
+    sink: &'static str,
+    outcome: &'static str,
+}
+
+fn duration_histogram() -> Histogram {
+    // 1 ms to about 16 s.
+    Histogram::new(exponential_buckets(0.001, 2.0, 15))
+}
+
+/// The receiver's own metrics (cheap to clone: shared).
+#[derive(Clone, Debug)]
+pub struct Telemetry(Arc<Inner>);
+
+#[derive(Debug)]
+struct Inner {
+    registry: Registry,
+    requests: Family<Request, Counter>,
+    accepted: Family<Pushed, Counter>,
+    refused: Family<Refused, Counter>,
+    requests_refused: Family<Refused, Counter>,
+    dedupe_hits: Family<Pushed, Counter>,
+    sink_requests: Family<SinkOutcome, Counter>,
+    sink_duration: Family<SinkLabel, Histogram, fn() -> Histogram>,
+    sink_retries: Family<SinkLabel, Counter>,
+    spool_bytes: Family<SinkLabel, Gauge>,
+}
+
+impl Default for Telemetry {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("edgepush");
+        let requests = Family::<Request, Counter>::default();
+        let accepted = Family::<Pushed, Counter>::default();
+        let refused = Family::<Refused, Counter>::default();
+        let requests_refused = Family::<Refused, Counter>::default();
+        let dedupe_hits = Family::<Pushed, Counter>::default();
+        let sink_requests = Family::<SinkOutcome, Counter>::default();
+        let sink_duration = Family::<SinkLabel, Histogram, fn() -> Histogram>::new_with_constructor(
+            duration_histogram,
+        );
+        let sink_retries = Family::<SinkLabel, Counter>::default();
+        let spool_bytes = Family::<SinkLabel, Gauge>::default();
+        registry.register("requests", "Pushes answered", requests.clone());
+        registry.register(
+            "points_accepted",
+            "Points that passed validation",
+            accepted.clone(),
+        );
+        registry.register(
+            "points_refused",
+            "Points refused by validation or by a sink",
+            refused.clone(),
+        );
+        registry.register(
+            "requests_refused",
+            "Whole pushes refused, by error code",
+            requests_refused.clone(),
+        );
+        registry.register(
+            "dedupe_hits",
+            "Retries recognised and not forwarded again",
+            dedupe_hits.clone(),
+        );
+        registry.register(
+            "sink_requests",
+            "Requests to sinks, by outcome",
+            sink_requests.clone(),
+        );
+        registry.register(
+            "sink_request_duration_seconds",
+            "Latency of requests to sinks",
+            sink_duration.clone(),
+        );
+        registry.register(
+            "sink_retries",
+            "Sink requests tried again",
+            sink_retries.clone(),
+        );
+        registry.register(
+            "spool_bytes",
+            "Bytes waiting in a sink's spool",
+            spool_bytes.clone(),
+        );
+        Telemetry(Arc::new(Inner {
+            registry,
+            requests,
+            accepted,
+            refused,
+            requests_refused,
+            dedupe_hits,
+            sink_requests,
+            sink_duration,
+            sink_retries,
+            spool_bytes,
+        }))
+    }
+}
+
+/// The category of a point refusal, from its reason (a bounded label).
+pub fn refusal_reason(reason: &str) -> &'static str {
+    let has = |s: &str| reason.contains(s);
+    if has("cumulative") || has("temporality") {
+        "temporality"
+    } else if has("string field") || has("boolean field") {
+        "non_numeric"
+    } else if has("timestamp") || has("timeUnixNano") {
+        "timestamp"
+    } else if has("dimension") || has("attribute") || has("label") {
+        "dimension"
+    } else if has("metric name") {
+        "name"
+    } else if has("value") || has("count") || has("bucket") || has("NaN") {
+        "value"
+    } else if has("invalid line protocol") || has("not a") || has("quoted") || has("closed") {
+        "syntax"
+    } else {
+        "other"
+    }
+}
+
+impl Telemetry {
+    /// Counts a push answered with `status`.
+    pub fn request(&self, format: &'static str, tenant: &str, status: u16) {
+        self.0
+            .requests
+            .get_or_create(&Request {
+                format,
+                tenant: tenant.to_string(),
+                status,
+            })
+            .inc();
+    }
+
+    /// Counts a push refused as a whole with the error code `code`.
+    pub fn request_refused(&self, format: &'static str, tenant: &str, code: &'static str) {
+        self.0
+            .requests_refused
+            .get_or_create(&Refused {
+                format,
+                tenant: tenant.to_string(),
+                reason: code,
+            })
+            .inc();
+    }
+
+    /// Counts the points of a decoded push: `accepted`, and each refusal's
+    /// reason.
+    pub fn points<'r>(
+        &self,
+        format: &'static str,
+        tenant: &str,
+        accepted: usize,
+        refused: impl IntoIterator<Item = &'r str>,
+    ) {
+        let pushed = Pushed {
+            format,
+            tenant: tenant.to_string(),
+        };
+        self.0
+            .accepted
+            .get_or_create(&pushed)
+            .inc_by(accepted as u64);
+        for reason in refused {
+            self.points_refused(format, tenant, refusal_reason(reason), 1);
+        }
+    }
+
+    /// Counts `n` points refused for `reason`.
+    pub fn points_refused(&self, format: &'static str, tenant: &str, reason: &'static str, n: u64) {
+        self.0
+            .refused
+            .get_or_create(&Refused {
+                format,
+                tenant: tenant.to_string(),
+                reason,
+            })
+            .inc_by(n);
+    }
+
+    /// Counts a retry recognised as such.
+    pub fn dedupe_hit(&self, format: &'static str, tenant: &str) {
+        self.0
+            .dedupe_hits
+            .get_or_create(&Pushed {
+                format,
+                tenant: tenant.to_string(),
+            })
+            .inc();
+    }
+
+    /// Sets the bytes waiting in `sink`'s spool.
+    pub fn spool_bytes(&self, sink: &'static str, bytes: u64) {
+        self.0
+            .spool_bytes
+            .get_or_create(&SinkLabel { sink })
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    fn sink_request(&self, sink: &'static str, outcome: &'static str, took: Duration) {
+        self.0
+            .sink_requests
+            .get_or_create(&SinkOutcome { sink, outcome })
+            .inc();
+        self.0
+            .sink_duration
+            .get_or_create(&SinkLabel { sink })
+            .observe(took.as_secs_f64());
+    }
+
+    /// The metrics in the OpenMetrics text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.0.registry);
+        out
+    }
+
+    /// `client`, counting and timing its requests to `sink`.
+    pub fn measure<'a, C: Client>(&'a self, client: &'a C, sink: &'static str) -> Measured<'a, C> {
+        Measured {
+            client,
+            sink,
+            telemetry: self,
+        }
+    }
+}
+
+/// A sink [`Client`] whose requests are counted and timed.
+#[derive(Debug)]
+pub struct Measured<'a, C> {
+    client: &'a C,
+    sink: &'static str,
+    telemetry: &'a Telemetry,
+}
+
+impl<C: Client> Client for Measured<'_, C> {
+    async fn send(&self, request: &http::Request<Vec<u8>>) -> Reply {
+        let start = Instant::now();
+        let reply = self.client.send(request).await;
+        let outcome = match &reply {
+            Ok(a) if (200..300).contains(&a.status) => "2xx",
+            Ok(a) if (400..500).contains(&a.status) => "4xx",
+            Ok(_) => "5xx",
+            Err(_) => "error",
+        };
+        self.telemetry
+            .sink_request(self.sink, outcome, start.elapsed());
+        reply
+    }
+
+    async fn sleep(&self, duration: Duration) {
+        // The sinks' delivery sleeps only before trying a request again.
+        self.telemetry
+            .0
+            .sink_retries
+            .get_or_create(&SinkLabel { sink: self.sink })
+            .inc();
+        self.client.sleep(duration).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reasons_are_a_bounded_set() {
+        for (reason, category) in [
+            ("value is NaN or infinite", "value"),
+            ("timestamp is more than 14 days old", "timestamp"),
+            ("31 dimensions, more than the 30 allowed", "dimension"),
+            ("metric name is empty", "name"),
+            (
+                super::super::super::decode::otlp::CUMULATIVE_REFUSED,
+                "temporality",
+            ),
+            (
+                "string field: only numeric fields become metrics",
+                "non_numeric",
+            ),
+            ("invalid line protocol: No fields were provided", "syntax"),
+            ("something else", "other"),
+        ] {
+            assert_eq!(refusal_reason(reason), category, "{reason}");
+        }
+    }
+
+    #[test]
+    fn encodes_what_was_counted() {
+        let t = Telemetry::default();
+        t.request("otlp", "shop", 200);
+        t.points("otlp", "shop", 3, ["value is NaN or infinite"]);
+        let text = t.encode();
+        assert!(
+            text.contains(r#"edgepush_requests_total{format="otlp",tenant="shop",status="200"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"edgepush_points_accepted_total{format="otlp",tenant="shop"} 3"#));
+        assert!(text.contains(
+            r#"edgepush_points_refused_total{format="otlp",tenant="shop",reason="value"} 1"#
+        ));
+    }
+}
