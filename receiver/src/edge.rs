@@ -29,7 +29,7 @@ use worker::{
 use crate::decode::Format;
 use crate::env_config;
 use crate::error::Error;
-use crate::ingest::{self, Answer, Reply};
+use crate::ingest::{self, Answer};
 use crate::queue_message::{self, SinkTag};
 use crate::sink::{Client, Reply, Retry, SinkAnswer, deliver, parse_retry_after, skipped};
 use crate::tenant::{self, RateLimiter};
@@ -88,7 +88,7 @@ fn json(status: u16, body: String) -> worker::Result<Response> {
     Ok(response)
 }
 
-fn reply(reply: Reply) -> worker::Result<Response> {
+fn reply(reply: ingest::Reply) -> worker::Result<Response> {
     let response = Response::from_bytes(reply.body)?.with_status(reply.status);
     if let Some(content_type) = reply.content_type {
         response.headers().set("content-type", content_type)?;

@@ -214,10 +214,11 @@ impl Tenants {
         let Some(given) = authorization else {
             return Err(unauthorized(
                 "authorization",
-                "missing Authorization: Bearer <key> or Edgepush-Signature",
+                "missing Authorization: Bearer <key> (or Token <key>, or Basic with the key as password) or Edgepush-Signature",
             ));
         };
-        let given = given.strip_prefix("Bearer ").map_or("", str::trim);
+        let given = presented_key(given);
+        let given = given.as_deref().unwrap_or("");
         // Every key is compared, in constant time, and the match selected
         // without branching, so timing tells nothing about the keys.
         let mut found = subtle::Choice::from(0);
@@ -478,6 +479,27 @@ impl RateLimiter {
     }
 }
 
+/// The key an `Authorization` header presents: `Bearer <key>`,
+/// `Token <key>` (InfluxDB clients) or `Basic` with the key as the password
+/// (Prometheus' and InfluxDB v1 clients; the user name is ignored).
+fn presented_key(authorization: &str) -> Option<std::borrow::Cow<'_, str>> {
+    use base64::Engine as _;
+    let (scheme, rest) = authorization.trim().split_once(' ')?;
+    let rest = rest.trim();
+    if scheme.eq_ignore_ascii_case("bearer") || scheme.eq_ignore_ascii_case("token") {
+        return Some(std::borrow::Cow::Borrowed(rest));
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(rest)
+            .ok()?;
+        let text = String::from_utf8(decoded).ok()?;
+        let (_, password) = text.split_once(':')?;
+        return Some(std::borrow::Cow::Owned(password.to_string()));
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -527,6 +549,31 @@ mod tests {
             .authenticate(Some("Bearer key-b"), None, b"", NOW)
             .expect_err("must sign");
         assert!(e.message.contains("signed requests only"), "{e}");
+        // The schemes other clients send: InfluxDB's Token, and Basic with
+        // the key as the password (Prometheus clients, InfluxDB v1).
+        let basic = |user_pass: &str| {
+            use base64::Engine as _;
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(user_pass)
+            )
+        };
+        for header in [
+            "Token key-a2".to_string(),
+            "bearer  key-a2 ".to_string(),
+            basic("anyone:key-a2"),
+        ] {
+            let a = t
+                .authenticate(Some(&header), None, b"", NOW)
+                .unwrap_or_else(|e| panic!("{header}: {e}"));
+            assert_eq!(a.tenant, Some(0), "{header}");
+        }
+        for header in [basic("key-a2"), basic("key-a2:"), "Basic !!".to_string()] {
+            let e = t
+                .authenticate(Some(&header), None, b"", NOW)
+                .expect_err(&header);
+            assert_eq!(e.status, 401, "{header}");
+        }
     }
 
     #[test]

@@ -122,7 +122,8 @@ pub struct Process {
 }
 
 impl Process {
-    fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Self {
+    /// Starts `command` as `name`, its output going to `log`.
+    pub fn spawn(name: &'static str, mut command: Command, log: PathBuf) -> Self {
         let file = std::fs::File::create(&log).expect("log file");
         let child = command
             .stdin(Stdio::null())

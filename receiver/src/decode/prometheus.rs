@@ -5,7 +5,8 @@
 //! (`job` first) and each sample's labels are dimensions; counters become
 //! counters, gauges and untyped samples gauges, a histogram one
 //! distribution point (each bucket's observations at the bucket's middle,
-//! so percentiles are within half a bucket of the truth), a summary's
+//! so percentiles are within half a bucket of the truth) and its `_sum`
+//! and `_count` as counters (the exact sum), a summary's
 //! quantiles gauges with a `quantile` dimension and its `_sum` and `_count`
 //! gauges. A sample without a timestamp takes the receiver's clock. Each
 //! push is forwarded once: the receiver keeps nothing, unlike a Pushgateway.
@@ -320,6 +321,10 @@ pub fn decode(
         };
         let (family, role) = match types.get(line.name.as_str()) {
             Some(f) => (*f, Role::Value),
+            // A counter's samples may carry `_total` after the family's name.
+            None if family_of("_total").is_some_and(|(_, f)| f == Family::Counter) => {
+                (Family::Counter, Role::Value)
+            }
             None => match family_of("_bucket") {
                 Some((base, Family::Histogram)) => (Family::Histogram, Role::Bucket(base)),
                 _ => match family_of("_sum").or_else(|| family_of("_count")) {
@@ -380,7 +385,7 @@ pub fn decode(
                 let h = *open.entry(key).or_insert_with(|| {
                     histograms.push(Histogram {
                         name: base.clone(),
-                        dimensions,
+                        dimensions: dimensions.clone(),
                         first_line: line.index,
                         timestamp_ms,
                         buckets: Vec::new(),
@@ -402,7 +407,12 @@ pub fn decode(
                     Role::Count(_) => h.count = Some(line.value),
                     _ => {}
                 }
-                continue;
+                if matches!(role, Role::Bucket(_)) {
+                    continue;
+                }
+                // `_sum` and `_count` are forwarded as counters too: the
+                // distribution's sum is only as exact as its buckets.
+                (Kind::Counter, Value::Counter(line.value))
             }
             (Family::Summary, _) => {
                 if let Some((i, _)) = dimensions
@@ -605,8 +615,8 @@ mod tests {
 
     #[test]
     fn families_map_to_kinds() {
-        let body = "# HELP jobs_total Jobs done.\n\
-            # TYPE jobs_total counter\n\
+        let body = "# HELP jobs Jobs done.\n\
+            # TYPE jobs counter\n\
             jobs_total{queue=\"a\"} 3\n\
             # TYPE temperature gauge\n\
             temperature 21.5 1700000000500\n\
@@ -662,14 +672,33 @@ mod tests {
             got[2],
             ("raw_untyped", Kind::Gauge, vec!["nightly"], &g(7.0))
         );
+        // A histogram's _sum and _count are counters of their own.
         assert_eq!(
             got[3],
+            (
+                "latency_sum",
+                Kind::Counter,
+                vec!["nightly"],
+                &Value::Counter(1.9)
+            )
+        );
+        assert_eq!(
+            got[4],
+            (
+                "latency_count",
+                Kind::Counter,
+                vec!["nightly"],
+                &Value::Counter(6.0)
+            )
+        );
+        assert_eq!(
+            got[5],
             ("rpc", Kind::Gauge, vec!["nightly", "quantile"], &g(0.2))
         );
-        assert_eq!(got[4].0, "rpc_sum");
-        assert_eq!(got[5].0, "rpc_count");
+        assert_eq!(got[6].0, "rpc_sum");
+        assert_eq!(got[7].0, "rpc_count");
         assert_eq!(
-            got[6],
+            got[8],
             (
                 "latency",
                 Kind::Distribution,
@@ -719,7 +748,8 @@ mod tests {
         all.push((format!("m{{{labels}}} 1"), "more than the 30 allowed"));
         for (body, reason) in all {
             let d = decode_str(&format!("{body}\ngood 1\n"));
-            assert_eq!(d.batch.points.len(), 1, "{body}: the good sample stays");
+            let good = d.batch.series.iter().filter(|s| s.name == "good").count();
+            assert_eq!(good, 1, "{body}: the good sample stays");
             let r = d
                 .rejected
                 .first()
@@ -734,7 +764,10 @@ mod tests {
         let d = decode_str(
             "# TYPE h histogram\nh_bucket{le=\"1\"} 0\nh_bucket{le=\"+Inf\"} 0\nh_count 0\n",
         );
-        assert!(d.batch.points.is_empty() && d.rejected.is_empty());
+        // No observations: no distribution, only the count of 0.
+        assert!(d.rejected.is_empty());
+        assert_eq!(d.batch.points.len(), 1);
+        assert_eq!(d.batch.series[0].name, "h_count");
         assert!(accepts(Some("text/plain; version=0.0.4; charset=utf-8")));
         assert!(accepts(None));
         assert!(!accepts(Some("application/vnd.google.protobuf")));

@@ -310,8 +310,8 @@ mod tests {
     use edgepush::{Resolution, Unit};
 
     use super::*;
-    use crate::native::Reqwest;
     use crate::model::{Point, Series, StatisticSet as Stats, Value};
+    use crate::native::Reqwest;
 
     /// A CBOR text string (short or one-byte length, as the tests need).
     fn cbor_text(out: &mut Vec<u8>, s: &str) {
