@@ -2,7 +2,8 @@
 //! their values come back exactly from CloudWatch (moto) and InfluxDB:
 //! InfluxDB's Python client writing line protocol, Prometheus' Python client
 //! pushing as to a Pushgateway, and OpenTelemetry's Rust OTLP/HTTP exporter
-//! (protobuf and JSON, gzip). Then Prometheus (Debian) scrapes the
+//! (protobuf and JSON, gzip); each against the native receiver and against
+//! the Worker in workerd. Then Prometheus (Debian) scrapes the native
 //! receiver's own metrics and finds the counts of what was pushed.
 
 use std::collections::HashMap;
@@ -13,8 +14,8 @@ use std::time::Duration;
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::sink::Sink;
 use edgepush_tests::{
-    Influx, Moto, Process, Receiver, cloudwatch_sink, eventually, free_port, http_get_body, post,
-    repo_root, wait_for,
+    Influx, Moto, Process, Receiver, Workerd, cloudwatch_sink, eventually, free_port,
+    http_get_body, post, repo_root, scenario, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -48,21 +49,44 @@ fn now_ms() -> i64 {
     edgepush::now_ms()
 }
 
+/// A receiver with its two sinks.
 struct Stack {
     moto: Moto,
     influx: Influx,
-    receiver: Receiver,
+    /// The receiver's base URL.
+    url: String,
+    _receiver: Option<Receiver>,
+    _worker: Option<Workerd>,
 }
 
-fn stack(dir: &Path) -> Stack {
+/// The native receiver forwarding to moto and InfluxDB.
+fn native(dir: &Path) -> Stack {
     let moto = Moto::start(dir);
     let influx = Influx::start(dir);
     let sinks = vec![cloudwatch_sink(&moto), Sink::LineProtocol(influx.target())];
     let receiver = Receiver::start(sinks, Limits::default(), vec![KEY.into()]);
     Stack {
+        url: receiver.url.clone(),
         moto,
         influx,
-        receiver,
+        _receiver: Some(receiver),
+        _worker: None,
+    }
+}
+
+/// The Worker in workerd forwarding to moto and InfluxDB.
+fn worker(dir: &Path) -> Stack {
+    let moto = Moto::start(dir);
+    let influx = Influx::start(dir);
+    let mut settings = scenario::worker_settings(&moto, &influx);
+    settings.insert("EDGEPUSH_API_KEYS".into(), KEY.into());
+    let worker = Workerd::start(dir, &settings.into());
+    Stack {
+        url: worker.url.clone(),
+        moto,
+        influx,
+        _receiver: None,
+        _worker: Some(worker),
     }
 }
 
@@ -105,11 +129,20 @@ fn influx_sum(influx: &Influx, measurement: &str, field: &str, namespace: &str) 
 #[test]
 fn influxdb_client_writes_line_protocol() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut s = stack(dir.path());
+    influxdb_client(native(dir.path()));
+}
+
+#[test]
+fn influxdb_client_writes_line_protocol_to_the_worker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    influxdb_client(worker(dir.path()));
+}
+
+fn influxdb_client(mut s: Stack) {
     let t = now_ms();
     let out: Value = serde_json::from_str(&client(
         "influx_write.py",
-        &[&s.receiver.url, KEY, "shop-metrics", &t.to_string()],
+        &[&s.url, KEY, "shop-metrics", &t.to_string()],
     ))
     .expect("client output");
     assert_eq!(out["written"], true, "{out}");
@@ -134,7 +167,7 @@ fn influxdb_client_writes_line_protocol() {
     let (status, answer) = post(
         &format!(
             "{}/write?db=shop-metrics&precision=s&u=any&p={KEY}",
-            s.receiver.url
+            s.url
         ),
         &[],
         format!("queue,shop=us value=2 {}", t / 1000).as_bytes(),
@@ -171,9 +204,18 @@ fn influxdb_client_writes_line_protocol() {
 #[test]
 fn prometheus_client_pushes_as_to_a_pushgateway() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut s = stack(dir.path());
+    prometheus_client(native(dir.path()));
+}
+
+#[test]
+fn prometheus_client_pushes_to_the_worker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    prometheus_client(worker(dir.path()));
+}
+
+fn prometheus_client(mut s: Stack) {
     assert_eq!(
-        client("prometheus_push.py", &[&s.receiver.url, KEY]).trim(),
+        client("prometheus_push.py", &[&s.url, KEY]).trim(),
         "pushed"
     );
     // Observations 0.05, 0.3, 0.3 and 2.0 in buckets 0.1, 0.5, 1, +Inf: at
@@ -225,6 +267,17 @@ fn prometheus_client_pushes_as_to_a_pushgateway() {
 
 #[test]
 fn opentelemetry_exporter_pushes_otlp() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    opentelemetry_exporter(native(dir.path()));
+}
+
+#[test]
+fn opentelemetry_exporter_pushes_otlp_to_the_worker() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    opentelemetry_exporter(worker(dir.path()));
+}
+
+fn opentelemetry_exporter(mut s: Stack) {
     use opentelemetry::KeyValue;
     use opentelemetry::metrics::MeterProvider as _;
     use opentelemetry_otlp::{
@@ -233,8 +286,6 @@ fn opentelemetry_exporter_pushes_otlp() {
     use opentelemetry_sdk::Resource;
     use opentelemetry_sdk::metrics::{SdkMeterProvider, Temporality};
 
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut s = stack(dir.path());
     for (protocol, namespace) in [
         (Protocol::HttpBinary, "otlp-protobuf"),
         (Protocol::HttpJson, "otlp-json"),
@@ -242,7 +293,7 @@ fn opentelemetry_exporter_pushes_otlp() {
         let exporter = MetricExporter::builder()
             .with_http()
             .with_protocol(protocol)
-            .with_endpoint(format!("{}/v1/metrics", s.receiver.url))
+            .with_endpoint(format!("{}/v1/metrics", s.url))
             .with_compression(Compression::Gzip)
             .with_headers(HashMap::from([
                 ("authorization".to_string(), format!("Bearer {KEY}")),
@@ -311,7 +362,7 @@ fn opentelemetry_exporter_pushes_otlp() {
         "sum":{"aggregationTemporality":2,"isMonotonic":true,
           "dataPoints":[{"asInt":"1","timeUnixNano":(now_ms() as u64 * 1_000_000).to_string()}]}}]}]}]});
     let (status, answer) = post(
-        &format!("{}/v1/metrics", s.receiver.url),
+        &format!("{}/v1/metrics", s.url),
         &[
             ("content-type", "application/json"),
             ("authorization", &format!("Bearer {KEY}")),
