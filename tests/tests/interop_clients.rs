@@ -165,10 +165,7 @@ fn influxdb_client(mut s: Stack) {
 
     // InfluxDB v1's /write, with the key as the password and seconds.
     let (status, answer) = post(
-        &format!(
-            "{}/write?db=shop-metrics&precision=s&u=any&p={KEY}",
-            s.url
-        ),
+        &format!("{}/write?db=shop-metrics&precision=s&u=any&p={KEY}", s.url),
         &[],
         format!("queue,shop=us value=2 {}", t / 1000).as_bytes(),
     );

@@ -454,3 +454,31 @@ fn undecodable_exports_and_answers() {
     assert_eq!(unit("{request}"), Unit::Count);
     assert_eq!(unit("furlongs"), Unit::None);
 }
+
+/// The fuzzing seeds are valid exports, so fuzzing starts from inputs that
+/// reach every mapping.
+#[test]
+fn fuzz_seeds_decode() {
+    let far = 1_700_000_000_000;
+    for (seed, points) in [
+        (&include_bytes!("../../../fuzz/seeds/export.pb")[..], 3),
+        (&include_bytes!("../../../fuzz/seeds/export.json")[..], 3),
+    ] {
+        let encoding = if seed[0] % 2 == 0 {
+            Encoding::Protobuf
+        } else {
+            Encoding::Json
+        };
+        let d = decode(
+            &seed[1..],
+            encoding,
+            "Fuzz",
+            &Mapping::default(),
+            far,
+            &Limits::default(),
+        )
+        .expect("seed decodes");
+        assert!(d.rejected.is_empty(), "{:?}", d.rejected);
+        assert_eq!(d.batch.points.len(), points);
+    }
+}
