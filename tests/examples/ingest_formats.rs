@@ -163,7 +163,7 @@ fn main() {
     let now = edgepush::now_ms();
     let otlp: Vec<proto::ExportMetricsServiceRequest> =
         (0..rounds).map(|r| otlp_request(r, now)).collect();
-    let cases = vec![
+    let cases = [
         Case {
             name: "wire v1 (edgepush)",
             path: "/v1/metrics".into(),
