@@ -117,6 +117,12 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     if path == "/healthz" && req.method() == Method::Get {
         return json(200, r#"{"status":"ok"}"#.to_string());
     }
+    if path == "/ping" && matches!(req.method(), Method::Get | Method::Head) {
+        // InfluxDB clients and Telegraf ping before they write.
+        let response = Response::empty()?.with_status(204);
+        response.headers().set("x-influxdb-version", "edgepush")?;
+        return Ok(response);
+    }
     if path == DEAD_LETTERS_PATH && req.method() == Method::Get {
         return dead_letters(&req, &env).await;
     }

@@ -139,6 +139,11 @@ fn influxdb_client_writes_line_protocol_to_the_worker() {
 }
 
 fn influxdb_client(mut s: Stack) {
+    // Influx clients and Telegraf ping first.
+    assert_eq!(
+        edgepush_tests::http_get(&format!("{}/ping", s.url)),
+        Ok(204)
+    );
     let t = now_ms();
     let out: Value = serde_json::from_str(&client(
         "influx_write.py",

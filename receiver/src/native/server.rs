@@ -71,6 +71,11 @@ pub fn router(app: Arc<App>) -> Router {
             get(|| async { json(StatusCode::OK, r#"{"status":"ok"}"#.to_string()) }),
         )
         .route("/metrics", get(own_metrics))
+        // InfluxDB clients and Telegraf ping before they write.
+        .route(
+            "/ping",
+            get(|| async { (StatusCode::NO_CONTENT, [("x-influxdb-version", "edgepush")]) }),
+        )
         .fallback(push)
         .with_state(app)
 }
