@@ -107,13 +107,14 @@ impl Ingest {
                 now_ms,
                 limits,
             )?,
-            Format::LineProtocol(params) => {
-                let mut mapping = formats.line_protocol.clone();
-                if let Some(n) = named {
-                    mapping.namespace = Some(n.to_string());
-                }
-                line_protocol::decode(&content, params, &mapping, now_ms, limits)?
-            }
+            Format::LineProtocol(params) => line_protocol::decode(
+                &content,
+                params,
+                &formats.line_protocol,
+                named,
+                now_ms,
+                limits,
+            )?,
             Format::Prometheus(grouping) => prometheus::decode(
                 &content,
                 grouping,
@@ -241,6 +242,11 @@ impl<'a> Answer<'a> {
         }
     }
 
+    /// How many accepted points sinks refused for good.
+    pub fn refused_by_sinks(&self) -> usize {
+        self.sink_rejected.iter().map(|r| r.points.len()).sum()
+    }
+
     /// Every point was refused: nothing is forwarded and the client gets a 400.
     pub fn all_refused(&self) -> bool {
         self.accepted == 0 && self.rejected_count > 0
@@ -331,12 +337,9 @@ fn refusal_lines(answer: &Answer<'_>, locate: impl Fn(usize) -> String) -> Vec<S
 /// - Prometheus text: `200` empty, or `400` naming the refused samples by
 ///   line (the others were forwarded).
 pub fn reply(format: &Format, answer: &Answer<'_>) -> Reply {
-    let refused = answer.rejected_count
-        + answer
-            .sink_rejected
-            .iter()
-            .map(|r| r.points.len())
-            .sum::<usize>();
+    let by_sinks = answer.refused_by_sinks();
+    let refused = answer.rejected_count + by_sinks;
+    let written = answer.accepted.saturating_sub(by_sinks);
     match format {
         Format::Wire => {
             let (status, body) = answer.to_response();
@@ -376,10 +379,7 @@ pub fn reply(format: &Format, answer: &Answer<'_>) -> Reply {
                 format!("no points written: {first}")
             } else {
                 format!(
-                    "partial write: {refused} points refused, {} written; first: {first}",
-                    answer
-                        .accepted
-                        .saturating_sub(refused - answer.rejected_count)
+                    "partial write: {refused} points refused, {written} written; first: {first}"
                 )
             };
             let body = serde_json::json!({
@@ -422,12 +422,7 @@ pub fn reply(format: &Format, answer: &Answer<'_>) -> Reply {
             let head = if answer.accepted == 0 {
                 format!("all {refused} samples were refused:\n")
             } else {
-                format!(
-                    "{refused} samples were refused; the other {} were forwarded:\n",
-                    answer
-                        .accepted
-                        .saturating_sub(refused - answer.rejected_count)
-                )
+                format!("{refused} samples were refused; the other {written} were forwarded:\n")
             };
             Reply::new(
                 400,
@@ -465,4 +460,164 @@ pub fn refusal(format: Option<&Format>, e: &Error) -> Reply {
     };
     reply.retry_after = e.retry_after;
     reply
+}
+
+#[cfg(test)]
+mod tests {
+    use prost::Message as _;
+
+    use super::*;
+    use crate::decode::otlp::proto;
+
+    const NOW: i64 = 1_700_000_000_000;
+
+    /// Two points, the second line refused.
+    fn partial() -> Decoded {
+        line_protocol::decode(
+            format!("m v=1 {NOW}\nm v=\"text\" {NOW}\nn v=2 {NOW}").as_bytes(),
+            &line_protocol::Params::from_query(false, Some("db=Shop&precision=ms")).expect("q"),
+            &line_protocol::Mapping::default(),
+            None,
+            NOW,
+            &Limits::default(),
+        )
+        .expect("decoded")
+    }
+
+    fn lp() -> Format {
+        Format::LineProtocol(line_protocol::Params::default())
+    }
+
+    fn prom() -> Format {
+        Format::Prometheus(prometheus::Grouping::default())
+    }
+
+    fn otlp(encoding: otlp::Encoding) -> Format {
+        Format::Otlp(encoding)
+    }
+
+    fn text(r: &Reply) -> String {
+        String::from_utf8(r.body.clone()).expect("utf-8")
+    }
+
+    #[test]
+    fn each_format_answers_a_partial_push_in_its_terms() {
+        let d = partial();
+        let answer = Answer::new(&d);
+        assert_eq!(reply(&Format::Wire, &answer).status, 202);
+
+        let r = reply(&lp(), &answer);
+        assert_eq!(r.status, 400);
+        let body: serde_json::Value = serde_json::from_str(&text(&r)).expect("json");
+        assert_eq!(body["data"][0]["line"], 2, "{body}");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("partial write: 1 points refused, 2 written")),
+            "{body}"
+        );
+
+        let r = reply(&otlp(otlp::Encoding::Protobuf), &answer);
+        assert_eq!(r.status, 200);
+        let response = proto::ExportMetricsServiceResponse::decode(&r.body[..]).expect("protobuf");
+        let partial = response.partial_success.expect("partial success");
+        assert_eq!(partial.rejected_data_points, 1);
+        assert!(
+            partial.error_message.contains("string field"),
+            "{partial:?}"
+        );
+
+        let r = reply(&prom(), &answer);
+        assert_eq!(r.status, 400);
+        assert!(
+            text(&r).starts_with("1 samples were refused; the other 2 were forwarded:\nline 2:"),
+            "{}",
+            text(&r)
+        );
+    }
+
+    #[test]
+    fn sink_refusals_count_as_refused_and_not_written() {
+        let d = partial();
+        let mut answer = Answer::new(&d);
+        answer.sink_refused(
+            &d,
+            vec![SinkRefusal {
+                sink: "cloudwatch",
+                points: vec![1],
+                message: "refused".into(),
+            }],
+        );
+        assert_eq!(answer.refused_by_sinks(), 1);
+        let body: serde_json::Value =
+            serde_json::from_str(&text(&reply(&lp(), &answer))).expect("json");
+        assert!(
+            body["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("partial write: 2 points refused, 1 written")),
+            "{body}"
+        );
+        // The point the sink refused is named by its request line.
+        assert_eq!(body["data"][1]["line"], 3, "{body}");
+        assert_eq!(body["data"][1]["field"], "sinks.cloudwatch", "{body}");
+    }
+
+    #[test]
+    fn whole_pushes_answer_in_their_terms() {
+        let ok = Decoded {
+            batch: partial().batch,
+            rejected: Vec::new(),
+            indices: vec![0, 2],
+        };
+        let answer = Answer::new(&ok);
+        assert_eq!(reply(&lp(), &answer), Reply::empty(204));
+        assert_eq!(reply(&prom(), &answer), Reply::empty(200));
+        let r = reply(&otlp(otlp::Encoding::Json), &answer);
+        assert_eq!((r.status, text(&r)), (200, "{}".to_string()));
+
+        let mut none = partial();
+        none.batch.points.clear();
+        none.indices.clear();
+        let r = reply(&otlp(otlp::Encoding::Protobuf), &Answer::new(&none));
+        assert_eq!(r.status, 400);
+        let status = proto::Status::decode(&r.body[..]).expect("status");
+        assert_eq!(status.code, 3);
+        assert!(
+            status.message.contains("all 1 data points were refused"),
+            "{status:?}"
+        );
+    }
+
+    #[test]
+    fn refusals_keep_status_retry_and_reason_in_each_format() {
+        let e = Error::new(429, "rate_limited", "slow down")
+            .field("tenants.t.points_per_second")
+            .retry_after(7);
+        for format in [
+            Format::Wire,
+            lp(),
+            prom(),
+            otlp(otlp::Encoding::Json),
+            otlp(otlp::Encoding::Protobuf),
+        ] {
+            let r = refusal(Some(&format), &e);
+            assert_eq!((r.status, r.retry_after), (429, Some(7)), "{format:?}");
+            assert!(
+                r.body.windows(9).any(|w| w == b"slow down"),
+                "{format:?}: {:?}",
+                text(&r)
+            );
+        }
+        let body: serde_json::Value =
+            serde_json::from_str(&text(&refusal(Some(&lp()), &e))).expect("json");
+        assert_eq!(body["code"], "rate_limited");
+        assert_eq!(body["message"], "tenants.t.points_per_second: slow down");
+        let body: serde_json::Value =
+            serde_json::from_str(&text(&refusal(Some(&otlp(otlp::Encoding::Json)), &e)))
+                .expect("json");
+        assert_eq!(
+            (&body["code"], &body["error"]),
+            (&8.into(), &"rate_limited".into())
+        );
+    }
 }

@@ -7,16 +7,12 @@
 //! cargo run --release -p edgepush-tests --example edge_cpu
 //! ```
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
 use std::time::{Duration, Instant, SystemTime};
 
 use edgepush::{Config, Emitter, Metric, Unit};
 use edgepush_receiver::ingest::{Headers, Ingest};
 use edgepush_receiver::limits::Limits;
-use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
-use edgepush_tests::{Receiver, Workerd, http_get, post};
-use serde_json::json;
+use edgepush_tests::{Receiver, StubSinks, Workerd, http_get, post};
 
 /// One batch of 1,000 points over 1,000 series, as the emitter sends it.
 fn batch() -> Vec<u8> {
@@ -47,47 +43,6 @@ fn batch() -> Vec<u8> {
     let batches = emitter.flush().expect("flush");
     assert_eq!(batches.len(), 1);
     batches[0].body().to_vec()
-}
-
-/// An HTTP server on loopback that answers every request with 204 at once.
-fn stub_sink() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            std::thread::spawn(move || {
-                let mut reader = BufReader::new(stream);
-                loop {
-                    let mut length = 0usize;
-                    let mut line = String::new();
-                    loop {
-                        line.clear();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-                            length = v.trim().parse().unwrap_or(0);
-                        }
-                    }
-                    let mut body = vec![0; length];
-                    if reader.read_exact(&mut body).is_err() {
-                        return;
-                    }
-                    let out = reader.get_mut();
-                    if out
-                        .write_all(b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n")
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
-    });
-    format!("http://{addr}")
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -129,25 +84,8 @@ fn main() {
         std::fs::write(&path, &body).expect("write the batch");
         return;
     }
-    let sink_url = stub_sink();
-    let cw = cloudwatch::Config {
-        endpoint: Some(format!("{sink_url}/")),
-        protocol: cloudwatch::Protocol::Json,
-        ..cloudwatch::Config::new("us-east-1")
-    };
-    let keys = cloudwatch::Keys {
-        access_key_id: "AKID".into(),
-        secret_access_key: "secret".into(),
-        session_token: None,
-    };
-    let target = line_protocol::Target::V1 {
-        url: sink_url.clone(),
-        database: "bench".into(),
-        retention_policy: None,
-        username: None,
-        password: None,
-    };
-    let sinks = vec![Sink::CloudWatch(cw, keys), Sink::LineProtocol(target)];
+    let stub = StubSinks::start();
+    let sinks = stub.sinks();
 
     // Pure CPU, natively.
     let ingest = Ingest::default();
@@ -210,23 +148,19 @@ fn main() {
     let (native_push, native_health) = time_pushes(&native.url, &bodies[..50], 50);
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let worker = Workerd::start(
-        dir.path(),
-        &json!({
-            "CLOUDWATCH_REGION": "us-east-1",
-            "CLOUDWATCH_ENDPOINT": format!("{sink_url}/"),
-            "AWS_ACCESS_KEY_ID": "AKID",
-            "AWS_SECRET_ACCESS_KEY": "secret",
-            // `EDGEPUSH_BENCH_COMPRESS=false` measures uncompressed CloudWatch bodies.
-            "CLOUDWATCH_COMPRESS": std::env::var("EDGEPUSH_BENCH_COMPRESS").unwrap_or_else(|_| "true".into()),
-            "INFLUXDB_URL": sink_url,
-            "INFLUXDB_DATABASE": "bench",
-            // Miniflare implements the Cache API in JavaScript inside the
-            // same workerd, which Cloudflare does not: leave dedupe out of
-            // the CPU figure (each batch here is new anyway).
-            "EDGEPUSH_DEDUPE_SECONDS": "0",
-        }),
+    let mut settings = stub.worker_settings();
+    // `EDGEPUSH_BENCH_COMPRESS=false` measures uncompressed CloudWatch bodies.
+    settings.insert(
+        "CLOUDWATCH_COMPRESS".into(),
+        std::env::var("EDGEPUSH_BENCH_COMPRESS")
+            .unwrap_or_else(|_| "true".into())
+            .into(),
     );
+    // Miniflare implements the Cache API in JavaScript inside the same
+    // workerd, which Cloudflare does not: leave dedupe out of the CPU figure
+    // (each batch here is new anyway).
+    settings.insert("EDGEPUSH_DEDUPE_SECONDS".into(), "0".into());
+    let worker = Workerd::start(dir.path(), &settings.into());
     let (edge_push, edge_health) = time_pushes(&worker.url, &bodies[..50], 50);
     // CPU of the workerd processes: 200 pushes, then 200 health checks.
     let url = format!("{}/v1/metrics", worker.url);

@@ -15,8 +15,7 @@ use edgepush::{Config, Emitter, Metric};
 use edgepush_receiver::decode::Format;
 use edgepush_receiver::decode::otlp::proto;
 use edgepush_receiver::ingest::{Headers, Ingest};
-use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
-use edgepush_tests::{Workerd, gzip, http_get, post};
+use edgepush_tests::{StubSinks, Workerd, gzip, http_get, post};
 use prost::Message as _;
 use serde_json::json;
 
@@ -196,37 +195,8 @@ fn main() {
         },
     ];
 
-    let stub = edgepush_tests::Background::start(|listener, stop| async move {
-        let app = axum::Router::new().fallback(|| async { axum::http::StatusCode::NO_CONTENT });
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stop.await;
-            })
-            .await
-            .expect("stub sink");
-    });
-    let sink_url = format!("http://{}", stub.addr);
-    let sinks = vec![
-        Sink::CloudWatch(
-            cloudwatch::Config {
-                endpoint: Some(format!("{sink_url}/")),
-                protocol: cloudwatch::Protocol::Json,
-                ..cloudwatch::Config::new("us-east-1")
-            },
-            cloudwatch::Keys {
-                access_key_id: "AKID".into(),
-                secret_access_key: "secret".into(),
-                session_token: None,
-            },
-        ),
-        Sink::LineProtocol(line_protocol::Target::V1 {
-            url: sink_url.clone(),
-            database: "bench".into(),
-            retention_policy: None,
-            username: None,
-            password: None,
-        }),
-    ];
+    let stub = StubSinks::start();
+    let sinks = stub.sinks();
 
     // Natively: interleaved rounds over the formats.
     let ingest = Ingest::default();
@@ -264,21 +234,15 @@ fn main() {
     }
 
     let dir = tempfile::tempdir().expect("temp dir");
-    let worker = Workerd::start(
-        dir.path(),
-        &json!({
-            "CLOUDWATCH_REGION": "us-east-1",
-            "CLOUDWATCH_ENDPOINT": format!("{sink_url}/"),
-            "AWS_ACCESS_KEY_ID": "AKID",
-            "AWS_SECRET_ACCESS_KEY": "secret",
-            "INFLUXDB_URL": sink_url,
-            "INFLUXDB_DATABASE": "bench",
-            "EDGEPUSH_FORMATS": json!({"namespace": "Bench"}).to_string(),
-            // Miniflare's Cache API runs in JavaScript in the same workerd,
-            // which Cloudflare's does not (see edge_cpu).
-            "EDGEPUSH_DEDUPE_SECONDS": "0",
-        }),
+    let mut settings = stub.worker_settings();
+    settings.insert(
+        "EDGEPUSH_FORMATS".into(),
+        json!({"namespace": "Bench"}).to_string().into(),
     );
+    // Miniflare's Cache API runs in JavaScript in the same workerd, which
+    // Cloudflare's does not (see edge_cpu).
+    settings.insert("EDGEPUSH_DEDUPE_SECONDS".into(), "0".into());
+    let worker = Workerd::start(dir.path(), &settings.into());
     // /proc counts CPU in clock ticks (10 ms): per push the reading is 0
     // or a tick, so the figure is the mean over many pushes, interleaved
     // (dedupe is off, so a body sent again is forwarded again).

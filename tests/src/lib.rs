@@ -583,6 +583,75 @@ pub fn cloudwatch_sink(moto: &Moto) -> Sink {
     )
 }
 
+/// One stub on loopback that answers every request `204` at once, and the
+/// two sinks (CloudWatch over signed AWS JSON, line protocol v1) pointed at
+/// it: for benchmarks of the receiver, not of a store.
+pub struct StubSinks {
+    /// The stub's base URL.
+    pub url: String,
+    _server: Background,
+}
+
+impl StubSinks {
+    /// Starts the stub.
+    pub fn start() -> Self {
+        let server = Background::start(|listener, stop| async move {
+            let app = axum::Router::new().fallback(|| async { axum::http::StatusCode::NO_CONTENT });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop.await;
+                })
+                .await
+                .expect("stub sink");
+        });
+        StubSinks {
+            url: format!("http://{}", server.addr),
+            _server: server,
+        }
+    }
+
+    /// The native sinks.
+    pub fn sinks(&self) -> Vec<Sink> {
+        vec![
+            Sink::CloudWatch(
+                cloudwatch::Config {
+                    endpoint: Some(format!("{}/", self.url)),
+                    protocol: cloudwatch::Protocol::Json,
+                    ..cloudwatch::Config::new("us-east-1")
+                },
+                cloudwatch::Keys {
+                    access_key_id: "AKID".into(),
+                    secret_access_key: "secret".into(),
+                    session_token: None,
+                },
+            ),
+            Sink::LineProtocol(line_protocol::Target::V1 {
+                url: self.url.clone(),
+                database: "bench".into(),
+                retention_policy: None,
+                username: None,
+                password: None,
+            }),
+        ]
+    }
+
+    /// The same sinks as the Worker's settings.
+    pub fn worker_settings(&self) -> serde_json::Map<String, serde_json::Value> {
+        let mut settings = serde_json::Map::new();
+        for (name, value) in [
+            ("CLOUDWATCH_REGION", "us-east-1".to_string()),
+            ("CLOUDWATCH_ENDPOINT", format!("{}/", self.url)),
+            ("AWS_ACCESS_KEY_ID", "AKID".into()),
+            ("AWS_SECRET_ACCESS_KEY", "secret".into()),
+            ("INFLUXDB_URL", self.url.clone()),
+            ("INFLUXDB_DATABASE", "bench".into()),
+        ] {
+            settings.insert(name.into(), value.into());
+        }
+        settings
+    }
+}
+
 /// A server on a free loopback port, run on a thread of its own (with its
 /// own tokio runtime) until dropped.
 pub struct Background {

@@ -5,10 +5,8 @@
 #![no_main]
 
 use edgepush_receiver::decode::line_protocol::{self, Mapping, Params};
-use edgepush_receiver::limits::Limits;
+use edgepush_receiver_fuzz::{NOW, check, limits};
 use libfuzzer_sys::fuzz_target;
-
-const NOW: i64 = 1_700_000_000_000;
 
 fuzz_target!(|data: &[u8]| {
     let (query, body) = match data.iter().position(|b| *b == b'\n') {
@@ -24,23 +22,9 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let limits = Limits {
-        max_points: 64,
-        max_series: 16,
-        ..Limits::default()
-    };
-    match line_protocol::decode(body, &params, &Mapping::default(), NOW, &limits) {
-        Ok(decoded) => {
-            let batch = &decoded.batch;
-            assert!(batch.points.len() + decoded.rejected.len() <= limits.max_points);
-            assert_eq!(decoded.indices.len(), batch.points.len());
-            for point in &batch.points {
-                assert!(point.series < batch.series.len());
-            }
-            for series in &batch.series {
-                assert!(series.dimensions.len() <= limits.max_dimensions);
-            }
-        }
-        Err(e) => assert!((400..500).contains(&e.status), "{e}"),
-    }
+    let limits = limits();
+    check(
+        line_protocol::decode(body, &params, &Mapping::default(), None, NOW, &limits),
+        &limits,
+    );
 });

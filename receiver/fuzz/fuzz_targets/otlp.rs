@@ -5,10 +5,8 @@
 #![no_main]
 
 use edgepush_receiver::decode::otlp::{self, Encoding, Mapping};
-use edgepush_receiver::limits::Limits;
+use edgepush_receiver_fuzz::{NOW, check, limits};
 use libfuzzer_sys::fuzz_target;
-
-const NOW: i64 = 1_700_000_000_000;
 
 fuzz_target!(|data: &[u8]| {
     let Some((first, body)) = data.split_first() else {
@@ -19,24 +17,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         Encoding::Json
     };
-    let limits = Limits {
-        max_points: 64,
-        max_series: 16,
-        max_values_per_point: 200,
-        ..Limits::default()
-    };
-    match otlp::decode(body, encoding, "Fuzz", &Mapping::default(), NOW, &limits) {
-        Ok(decoded) => {
-            let batch = &decoded.batch;
-            assert!(batch.points.len() + decoded.rejected.len() <= limits.max_points);
-            assert_eq!(decoded.indices.len(), batch.points.len());
-            for point in &batch.points {
-                assert!(point.series < batch.series.len());
-            }
-            for series in &batch.series {
-                assert!(series.dimensions.len() <= limits.max_dimensions);
-            }
-        }
-        Err(e) => assert!((400..500).contains(&e.status), "{e}"),
-    }
+    let limits = limits();
+    let result = otlp::decode(body, encoding, "Fuzz", &Mapping::default(), NOW, &limits);
+    check(result, &limits);
 });

@@ -4,10 +4,8 @@
 #![no_main]
 
 use edgepush_receiver::decode::{Format, prometheus};
-use edgepush_receiver::limits::Limits;
+use edgepush_receiver_fuzz::{NOW, check, limits};
 use libfuzzer_sys::fuzz_target;
-
-const NOW: i64 = 1_700_000_000_000;
 
 fuzz_target!(|data: &[u8]| {
     let (path, body) = match data.iter().position(|b| *b == b'\n') {
@@ -23,21 +21,9 @@ fuzz_target!(|data: &[u8]| {
             return;
         }
     };
-    let limits = Limits {
-        max_points: 64,
-        max_series: 16,
-        max_values_per_point: 200,
-        ..Limits::default()
-    };
-    match prometheus::decode(body, &grouping, "Fuzz", NOW, &limits) {
-        Ok(decoded) => {
-            let batch = &decoded.batch;
-            assert!(batch.points.len() + decoded.rejected.len() <= limits.max_points);
-            assert_eq!(decoded.indices.len(), batch.points.len());
-            for point in &batch.points {
-                assert!(point.series < batch.series.len());
-            }
-        }
-        Err(e) => assert!((400..500).contains(&e.status), "{e}"),
-    }
+    let limits = limits();
+    check(
+        prometheus::decode(body, &grouping, "Fuzz", NOW, &limits),
+        &limits,
+    );
 });

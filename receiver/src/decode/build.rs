@@ -40,8 +40,9 @@ pub struct Sample {
 pub struct Builder<'a> {
     limits: &'a Limits,
     now_ms: i64,
-    series: Vec<Series>,
-    index: HashMap<Series, usize>,
+    /// Each series and its index in the batch: kept once, put in order at
+    /// the end.
+    series: HashMap<Series, usize>,
     points: Vec<Point>,
     indices: Vec<usize>,
     rejected: Vec<Rejection>,
@@ -53,17 +54,11 @@ impl<'a> Builder<'a> {
         Builder {
             limits,
             now_ms,
-            series: Vec::new(),
-            index: HashMap::new(),
+            series: HashMap::new(),
             points: Vec::new(),
             indices: Vec::new(),
             rejected: Vec::new(),
         }
-    }
-
-    /// Points taken so far.
-    pub fn points(&self) -> usize {
-        self.points.len()
     }
 
     /// Refuses the sample at request position `at` (a line, a data point),
@@ -97,10 +92,11 @@ impl<'a> Builder<'a> {
                     dimensions: sample.dimensions,
                     resolution: Resolution::Standard,
                 };
-                let index = match self.index.get(&series) {
+                let next = self.series.len();
+                let index = match self.series.get(&series) {
                     Some(&i) => i,
                     None => {
-                        if self.series.len() >= self.limits.max_series {
+                        if next >= self.limits.max_series {
                             return Err(Error::new(
                                 413,
                                 "too_many_series",
@@ -108,9 +104,8 @@ impl<'a> Builder<'a> {
                             )
                             .field("body"));
                         }
-                        self.index.insert(series.clone(), self.series.len());
-                        self.series.push(series);
-                        self.series.len() - 1
+                        self.series.insert(series, next);
+                        next
                     }
                 };
                 self.points.push(Point {
@@ -163,35 +158,13 @@ impl<'a> Builder<'a> {
         }
         for (i, (name, value)) in dims.iter().enumerate() {
             let at = || format!("dimensions.{name}");
-            validate::dimension_name(name).map_err(|r| (at(), format!("dimension name {r}")))?;
-            validate::dimension_value(value).map_err(|r| (at(), format!("dimension value {r}")))?;
-            if value.len() > self.limits.max_dimension_value_bytes {
-                return Err((
-                    at(),
-                    format!(
-                        "dimension value is {} bytes, more than the {} allowed (limits.max_dimension_value_bytes)",
-                        value.len(),
-                        self.limits.max_dimension_value_bytes
-                    ),
-                ));
-            }
+            dimension(name, value, self.limits).map_err(|reason| (at(), reason))?;
             if dims[..i].iter().any(|(n, _)| n == name) {
                 return Err((at(), "dimension is given twice".into()));
             }
         }
-        let t = sample.timestamp_ms;
-        if t < self.now_ms - MAX_PAST_MS {
-            return Err((
-                "timestamp".into(),
-                "timestamp is more than 14 days old".into(),
-            ));
-        }
-        if t > self.now_ms + MAX_FUTURE_MS {
-            return Err((
-                "timestamp".into(),
-                "timestamp is more than 2 hours in the future".into(),
-            ));
-        }
+        timestamp(sample.timestamp_ms, self.now_ms)
+            .map_err(|reason| ("timestamp".to_string(), reason.to_string()))?;
         let value =
             |v: f64| validate::value(v).map_err(|r| ("value".to_string(), format!("value {r}")));
         let count =
@@ -236,17 +209,67 @@ impl<'a> Builder<'a> {
     /// The batch of every sample added, with `id` and `namespace` (the
     /// caller validated the namespace).
     pub fn finish(self, id: String, namespace: String) -> Decoded {
+        let mut series: Vec<(Series, usize)> = self.series.into_iter().collect();
+        series.sort_unstable_by_key(|(_, i)| *i);
         Decoded {
             batch: Batch {
                 id,
                 namespace,
-                series: self.series,
+                series: series.into_iter().map(|(s, _)| s).collect(),
                 points: self.points,
             },
             rejected: self.rejected,
             indices: self.indices,
         }
     }
+}
+
+/// Refuses a dimension CloudWatch or line protocol would not take: its
+/// name, its value, the value's length within `limits`. The reason, for
+/// the caller to name the field.
+pub fn dimension(name: &str, value: &str, limits: &Limits) -> std::result::Result<(), String> {
+    validate::dimension_name(name).map_err(|r| format!("dimension name {r}"))?;
+    validate::dimension_value(value).map_err(|r| format!("dimension value {r}"))?;
+    value_length(value, limits)
+}
+
+/// Refuses a dimension value longer than `limits.max_dimension_value_bytes`.
+pub fn value_length(value: &str, limits: &Limits) -> std::result::Result<(), String> {
+    if value.len() <= limits.max_dimension_value_bytes {
+        return Ok(());
+    }
+    Err(format!(
+        "dimension value is {} bytes, more than the {} allowed (limits.max_dimension_value_bytes)",
+        value.len(),
+        limits.max_dimension_value_bytes
+    ))
+}
+
+/// Refuses a timestamp CloudWatch would not take (14 days back, 2 hours
+/// ahead of `now_ms`).
+pub fn timestamp(t: i64, now_ms: i64) -> std::result::Result<(), &'static str> {
+    if t < now_ms - MAX_PAST_MS {
+        return Err("timestamp is more than 14 days old");
+    }
+    if t > now_ms + MAX_FUTURE_MS {
+        return Err("timestamp is more than 2 hours in the future");
+    }
+    Ok(())
+}
+
+/// A text body (line protocol, Prometheus text) as UTF-8.
+pub fn text(body: &[u8]) -> Result<&str> {
+    std::str::from_utf8(body).map_err(|e| {
+        Error::new(
+            400,
+            "invalid_utf8",
+            format!(
+                "body is not UTF-8 (invalid byte at offset {})",
+                e.valid_up_to()
+            ),
+        )
+        .field("body")
+    })
 }
 
 /// A batch id for a request in a format without one: a hash of what makes

@@ -158,21 +158,24 @@ impl Params {
     }
 }
 
-/// Decodes a line-protocol body (already decompressed). Each line is
-/// checked on its own: a bad line is refused (named by its index, counted
-/// from 0) while the others go on.
+/// Decodes a line-protocol body (already decompressed); `named` is the
+/// namespace the request named (`Edgepush-Namespace`), which comes before
+/// the mapping's and the database. Each line is checked on its own: a bad
+/// line is refused (named by its index, counted from 0) while the others go
+/// on.
 pub fn decode(
     body: &[u8],
     params: &Params,
     mapping: &Mapping,
+    named: Option<&str>,
     now_ms: i64,
     limits: &Limits,
 ) -> Result<Decoded> {
     let database_key = if params.v2 { "bucket" } else { "db" };
-    let namespace = mapping
-        .namespace
-        .clone()
-        .or_else(|| params.database.clone())
+    let namespace = named
+        .or(mapping.namespace.as_deref())
+        .or(params.database.as_deref())
+        .map(str::to_string)
         .ok_or_else(|| {
             Error::new(
                 400,
@@ -182,17 +185,7 @@ pub fn decode(
             .field(database_key)
         })?;
     build::check_namespace(&namespace, database_key)?;
-    let text = std::str::from_utf8(body).map_err(|e| {
-        Error::new(
-            400,
-            "invalid_utf8",
-            format!(
-                "body is not UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            ),
-        )
-        .field("body")
-    })?;
+    let text = build::text(body)?;
     let kind = match mapping.kind {
         NumericKind::Gauge => Kind::Gauge,
         NumericKind::Counter => Kind::Counter,
@@ -306,6 +299,7 @@ mod tests {
             body.as_bytes(),
             &v1("Shop"),
             &Mapping::default(),
+            None,
             NOW,
             &Limits::default(),
         )
@@ -360,6 +354,7 @@ mod tests {
                 format!("m v=1 {t}").as_bytes(),
                 &params,
                 &Mapping::default(),
+                None,
                 NOW,
                 &Limits::default(),
             )
@@ -387,6 +382,7 @@ mod tests {
             b"req,svc=a value=2 1",
             &v1("ignored"),
             &mapping,
+            None,
             1,
             &Limits::default(),
         )
@@ -395,6 +391,17 @@ mod tests {
         assert_eq!(d.batch.series[0].name, "req.value");
         assert_eq!(d.batch.series[0].kind, Kind::Counter);
         assert_eq!(d.batch.points[0].value, Value::Counter(2.0));
+        // The namespace the request names comes first.
+        let d = decode(
+            b"req value=2 1",
+            &v1("ignored"),
+            &mapping,
+            Some("Header"),
+            1,
+            &Limits::default(),
+        )
+        .expect("decoded");
+        assert_eq!(d.batch.namespace, "Header");
     }
 
     /// Hostile and malformed lines: each is refused on its own, named by
@@ -471,6 +478,7 @@ mod tests {
             b"m v=1",
             &Params::default(),
             &Mapping::default(),
+            None,
             NOW,
             &Limits::default(),
         )
@@ -480,6 +488,7 @@ mod tests {
             b"m v=1",
             &v1("AWS/EC2"),
             &Mapping::default(),
+            None,
             NOW,
             &Limits::default(),
         )
@@ -489,6 +498,7 @@ mod tests {
             b"m v=\xff",
             &v1("a"),
             &Mapping::default(),
+            None,
             NOW,
             &Limits::default(),
         )
@@ -504,6 +514,7 @@ mod tests {
             b"m a=1,b=2,c=3,d=4",
             &v1("a"),
             &Mapping::default(),
+            None,
             NOW,
             &limits,
         )

@@ -31,9 +31,6 @@ pub enum Format {
     Prometheus(prometheus::Grouping),
 }
 
-/// Path prefix of Pushgateway-style pushes.
-pub const PUSHGATEWAY_PREFIX: &str = "/metrics/job";
-
 impl Format {
     /// The format of a request, from its method, path, query string and
     /// `Content-Type`; `Ok(None)` when the path takes no pushes.

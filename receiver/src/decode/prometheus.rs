@@ -252,17 +252,7 @@ pub fn decode(
     limits: &Limits,
 ) -> Result<Decoded> {
     build::check_namespace(namespace, "namespace")?;
-    let text = std::str::from_utf8(body).map_err(|e| {
-        Error::new(
-            400,
-            "invalid_utf8",
-            format!(
-                "body is not UTF-8 (invalid byte at offset {})",
-                e.valid_up_to()
-            ),
-        )
-        .field("body")
-    })?;
+    let text = build::text(body)?;
     let mut b = Builder::new(limits, now_ms);
     let mut types: HashMap<&str, Family> = HashMap::new();
     let mut lines = Vec::new();

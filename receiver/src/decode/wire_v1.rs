@@ -1,11 +1,10 @@
 //! Wire format v1 (see `docs/wire-format.md`): gzip'd JSON from the emitter.
 
-use edgepush::limits::{MAX_FUTURE_MS, MAX_PAST_MS};
 use edgepush::validate::{self, Invalid};
 use edgepush::wire::{self, Kind};
 use edgepush::{Resolution, Unit};
 
-use super::{Decoded, Rejection, json_path};
+use super::{Decoded, Rejection, build, json_path};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::model::{Batch, Point, Series, StatisticSet, Value};
@@ -113,7 +112,7 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
             .map_err(|r| invalid(format!("dims.{name}"), "dimension name", r))?;
         validate::dimension_value(value)
             .map_err(|r| invalid(format!("dims.{name}"), "dimension value", r))?;
-        value_length(value, limits).map_err(|reason| {
+        build::value_length(value, limits).map_err(|reason| {
             Error::new(400, "invalid_dimension", reason).field(format!("dims.{name}"))
         })?;
     }
@@ -177,18 +176,6 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
     })
 }
 
-/// Refuses a dimension value longer than `limits.max_dimension_value_bytes`.
-fn value_length(value: &str, limits: &Limits) -> std::result::Result<(), String> {
-    if value.len() <= limits.max_dimension_value_bytes {
-        return Ok(());
-    }
-    Err(format!(
-        "dimension value is {} bytes, more than the {} allowed (limits.max_dimension_value_bytes)",
-        value.len(),
-        limits.max_dimension_value_bytes
-    ))
-}
-
 fn invalid(field: impl Into<String>, what: &str, reason: Invalid) -> Error {
     Error::new(400, "invalid_field", format!("{what} {reason}")).field(field)
 }
@@ -245,9 +232,7 @@ fn check_series(
     }
     for (name, value) in &s.d.0 {
         let field = || at(&format!("d.{name}"));
-        validate::dimension_name(name).map_err(|r| (field(), format!("dimension name {r}")))?;
-        validate::dimension_value(value).map_err(|r| (field(), format!("dimension value {r}")))?;
-        value_length(value, limits).map_err(|reason| (field(), reason))?;
+        build::dimension(name, value, limits).map_err(|reason| (field(), reason))?;
         if common.0.iter().any(|(n, _)| n == name) {
             return Err((
                 field(),
@@ -282,15 +267,7 @@ fn check_point(
     let timestamp_ms = base_ms
         .checked_add(p.t)
         .ok_or_else(|| (at("t"), "timestamp overflows".to_string()))?;
-    if timestamp_ms < now_ms - MAX_PAST_MS {
-        return Err((at("t"), "timestamp is more than 14 days old".into()));
-    }
-    if timestamp_ms > now_ms + MAX_FUTURE_MS {
-        return Err((
-            at("t"),
-            "timestamp is more than 2 hours in the future".into(),
-        ));
-    }
+    build::timestamp(timestamp_ms, now_ms).map_err(|reason| (at("t"), reason.to_string()))?;
     // Which value fields the kind allows; any other present field is refused.
     let allowed: &[&str] = match s.kind {
         Kind::Counter => &["x"],

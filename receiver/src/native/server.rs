@@ -339,7 +339,7 @@ async fn push(
         app.seen.insert(key, Instant::now());
     }
     tracing::debug!(format = format.name(), batch = %decoded.batch.id, accepted = answer.accepted, rejected = answer.rejected_count, "push handled");
-    let sink_refused: usize = answer.sink_rejected.iter().map(|r| r.points.len()).sum();
+    let sink_refused = answer.refused_by_sinks();
     if sink_refused > 0 {
         telemetry.points_refused(format.name(), tenant, "sink_refused", sink_refused as u64);
     }

@@ -326,10 +326,7 @@ mod tests {
             ("timestamp is more than 14 days old", "timestamp"),
             ("31 dimensions, more than the 30 allowed", "dimension"),
             ("metric name is empty", "name"),
-            (
-                super::super::super::decode::otlp::CUMULATIVE_REFUSED,
-                "temporality",
-            ),
+            (crate::decode::otlp::CUMULATIVE_REFUSED, "temporality"),
             (
                 "string field: only numeric fields become metrics",
                 "non_numeric",
@@ -355,5 +352,54 @@ mod tests {
         assert!(text.contains(
             r#"edgepush_points_refused_total{format="otlp",tenant="shop",reason="value"} 1"#
         ));
+    }
+
+    /// Answers a script of replies, one per request.
+    struct Script(std::sync::Mutex<Vec<Reply>>);
+
+    impl Client for Script {
+        async fn send(&self, _: &http::Request<Vec<u8>>) -> Reply {
+            self.0
+                .lock()
+                .map(|mut replies| replies.remove(0))
+                .unwrap_or_else(|e| Err(e.to_string()))
+        }
+
+        async fn sleep(&self, _: Duration) {}
+    }
+
+    #[test]
+    fn sink_requests_are_counted_by_outcome_with_their_retries() {
+        use crate::sink::SinkAnswer;
+        let t = Telemetry::default();
+        let script = Script(std::sync::Mutex::new(vec![
+            Err("connection refused".into()),
+            Ok(SinkAnswer::new(503, Vec::new())),
+            Ok(SinkAnswer::new(204, Vec::new())),
+        ]));
+        let client = t.measure(&script, "influxdb");
+        let request = http::Request::new(Vec::new());
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("runtime");
+        runtime.block_on(async {
+            for _ in 0..3 {
+                let _ = client.send(&request).await;
+                client.sleep(Duration::ZERO).await;
+            }
+        });
+        t.spool_bytes("influxdb", 4096);
+        let text = t.encode();
+        for line in [
+            r#"edgepush_sink_requests_total{sink="influxdb",outcome="error"} 1"#,
+            r#"edgepush_sink_requests_total{sink="influxdb",outcome="5xx"} 1"#,
+            r#"edgepush_sink_requests_total{sink="influxdb",outcome="2xx"} 1"#,
+            r#"edgepush_sink_retries_total{sink="influxdb"} 3"#,
+            r#"edgepush_sink_request_duration_seconds_count{sink="influxdb"} 3"#,
+            r#"edgepush_spool_bytes{sink="influxdb"} 4096"#,
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
     }
 }

@@ -245,7 +245,7 @@ impl Context<'_, '_> {
             Some(metric::Data::Gauge(g)) => {
                 for (p, point) in g.data_points.iter().enumerate() {
                     let field = format!("{path}.gauge.dataPoints[{p}]");
-                    self.number(&field, point, Kind::Gauge, self.name)?;
+                    self.number(&field, point, Kind::Gauge)?;
                 }
                 Ok(())
             }
@@ -254,10 +254,10 @@ impl Context<'_, '_> {
                     let field = format!("{path}.sum.dataPoints[{p}]");
                     match (sum.aggregation_temporality, sum.is_monotonic) {
                         (proto::TEMPORALITY_DELTA, _) => {
-                            self.number(&field, point, Kind::Counter, self.name)?;
+                            self.number(&field, point, Kind::Counter)?;
                         }
                         (proto::TEMPORALITY_CUMULATIVE, false) => {
-                            self.number(&field, point, Kind::Gauge, self.name)?;
+                            self.number(&field, point, Kind::Gauge)?;
                         }
                         (proto::TEMPORALITY_CUMULATIVE, true) => {
                             let at = self.next();
@@ -270,7 +270,7 @@ impl Context<'_, '_> {
                                 at,
                                 Some(self.name),
                                 format!("{path}.sum.aggregationTemporality"),
-                                "aggregation temporality is not set",
+                                TEMPORALITY_UNSET,
                             )?;
                         }
                     }
@@ -280,11 +280,7 @@ impl Context<'_, '_> {
             Some(metric::Data::Histogram(h)) => {
                 for (p, point) in h.data_points.iter().enumerate() {
                     let field = format!("{path}.histogram.dataPoints[{p}]");
-                    let value = if h.aggregation_temporality == proto::TEMPORALITY_DELTA {
-                        explicit(point)
-                    } else {
-                        Err(temporality_problem(h.aggregation_temporality))
-                    };
+                    let value = delta(h.aggregation_temporality).and_then(|()| explicit(point));
                     self.distribution(&field, &point.attributes, point.time_unix_nano, value)?;
                 }
                 Ok(())
@@ -292,11 +288,7 @@ impl Context<'_, '_> {
             Some(metric::Data::ExponentialHistogram(h)) => {
                 for (p, point) in h.data_points.iter().enumerate() {
                     let field = format!("{path}.exponentialHistogram.dataPoints[{p}]");
-                    let value = if h.aggregation_temporality == proto::TEMPORALITY_DELTA {
-                        exponential(point)
-                    } else {
-                        Err(temporality_problem(h.aggregation_temporality))
-                    };
+                    let value = delta(h.aggregation_temporality).and_then(|()| exponential(point));
                     self.distribution(&field, &point.attributes, point.time_unix_nano, value)?;
                 }
                 Ok(())
@@ -383,13 +375,8 @@ impl Context<'_, '_> {
         Ok((dimensions, (time_unix_nano / 1_000_000) as i64))
     }
 
-    fn number(
-        &mut self,
-        field: &str,
-        point: &proto::NumberDataPoint,
-        kind: Kind,
-        name: &str,
-    ) -> Result<()> {
+    fn number(&mut self, field: &str, point: &proto::NumberDataPoint, kind: Kind) -> Result<()> {
+        let name = self.name;
         let at = self.next();
         let (dimensions, timestamp_ms) = match self.labels(&point.attributes, point.time_unix_nano)
         {
@@ -475,11 +462,15 @@ impl Context<'_, '_> {
     }
 }
 
-fn temporality_problem(temporality: i32) -> String {
-    if temporality == proto::TEMPORALITY_CUMULATIVE {
-        CUMULATIVE_REFUSED.to_string()
-    } else {
-        "aggregation temporality is not set".to_string()
+/// Why a point without an aggregation temporality is refused.
+const TEMPORALITY_UNSET: &str = "aggregation temporality is not set";
+
+/// Whether `temporality` is delta, or why a histogram point is refused.
+fn delta(temporality: i32) -> std::result::Result<(), String> {
+    match temporality {
+        proto::TEMPORALITY_DELTA => Ok(()),
+        proto::TEMPORALITY_CUMULATIVE => Err(CUMULATIVE_REFUSED.into()),
+        _ => Err(TEMPORALITY_UNSET.into()),
     }
 }
 

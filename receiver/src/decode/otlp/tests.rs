@@ -58,6 +58,20 @@ fn histogram(temporality: i32, point: HistogramDataPoint) -> Metric {
     }
 }
 
+/// 6 observations in (-inf, 5], (5, 10], (10, 20] and above, from 2 to 18.
+fn latency() -> HistogramDataPoint {
+    HistogramDataPoint {
+        time_unix_nano: NANOS,
+        count: 6,
+        sum: Some(60.0),
+        bucket_counts: vec![1, 2, 3, 0],
+        explicit_bounds: vec![5.0, 10.0, 20.0],
+        min: Some(2.0),
+        max: Some(18.0),
+        ..HistogramDataPoint::default()
+    }
+}
+
 fn decode_proto(request: &ExportMetricsServiceRequest) -> Decoded {
     decode(
         &request.encode_to_vec(),
@@ -92,19 +106,7 @@ fn each_kind_maps_as_documented() {
                 data_points: vec![number(21.5, vec![])],
             })),
         },
-        histogram(
-            TEMPORALITY_DELTA,
-            HistogramDataPoint {
-                time_unix_nano: NANOS,
-                count: 6,
-                sum: Some(60.0),
-                bucket_counts: vec![1, 2, 3, 0],
-                explicit_bounds: vec![5.0, 10.0, 20.0],
-                min: Some(2.0),
-                max: Some(18.0),
-                ..HistogramDataPoint::default()
-            },
-        ),
+        histogram(TEMPORALITY_DELTA, latency()),
         Metric {
             name: "size".into(),
             unit: "By".into(),
@@ -208,19 +210,7 @@ fn json_reads_as_protobuf_does() {
                 value: Some(number_data_point::Value::AsInt(3)),
             }],
         ),
-        histogram(
-            TEMPORALITY_DELTA,
-            HistogramDataPoint {
-                time_unix_nano: NANOS,
-                count: 6,
-                sum: Some(60.0),
-                bucket_counts: vec![1, 2, 3, 0],
-                explicit_bounds: vec![5.0, 10.0, 20.0],
-                min: Some(2.0),
-                max: Some(18.0),
-                ..HistogramDataPoint::default()
-            },
-        ),
+        histogram(TEMPORALITY_DELTA, latency()),
     ]);
     let p = decode_proto(&request);
     assert_eq!(d.batch.series, p.batch.series);
