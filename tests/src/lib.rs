@@ -924,24 +924,28 @@ pub fn npm_project(dir: &Path) -> PathBuf {
 
 /// A TCP relay on a free loopback port to `target` that can be shut, to
 /// take a sink off the network without stopping it (moto keeps its data in
-/// memory: stopping it would lose what it stored). Shut, it closes every
-/// connection it relays and refuses new ones.
+/// memory: stopping it would lose what it stored).
+///
+/// Shut, it refuses new connections and cuts a relayed connection when its
+/// client next sends: the outage starts between two requests. An answer
+/// already on its way still arrives, because a request the sink took whose
+/// answer is lost is sent again, and CloudWatch, which has no idempotency
+/// key, counts it twice (the limit `docs/durability.md` states).
 pub struct Gate {
     /// Its base URL (`http://127.0.0.1:port`).
     pub url: String,
     open: Arc<std::sync::atomic::AtomicBool>,
-    conns: Arc<std::sync::Mutex<Vec<TcpStream>>>,
 }
 
 impl Gate {
     /// Opens a relay to `target` (`127.0.0.1:port`).
     pub fn start(target: SocketAddr) -> Self {
+        use std::io::{Read, Write};
         use std::sync::atomic::{AtomicBool, Ordering};
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         let open = Arc::new(AtomicBool::new(true));
-        let conns: Arc<std::sync::Mutex<Vec<TcpStream>>> = Arc::default();
-        let (gate_open, gate_conns) = (open.clone(), conns.clone());
+        let gate_open = open.clone();
         std::thread::spawn(move || {
             for client in listener.incoming().flatten() {
                 if !gate_open.load(Ordering::SeqCst) {
@@ -950,35 +954,40 @@ impl Gate {
                 let Ok(server) = TcpStream::connect(target) else {
                     continue;
                 };
-                if let (Ok(c), Ok(s), Ok(mut list)) =
-                    (client.try_clone(), server.try_clone(), gate_conns.lock())
-                {
-                    list.push(c);
-                    list.push(s);
-                }
-                let pump = |mut from: TcpStream, mut to: TcpStream| {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
+                let (Ok(mut from_client), Ok(mut to_server)) =
+                    (client.try_clone(), server.try_clone())
+                else {
+                    continue;
                 };
-                if let (Ok(c2), Ok(s2)) = (client.try_clone(), server.try_clone()) {
-                    pump(client, s2);
-                    pump(server, c2);
-                }
+                let requests_open = gate_open.clone();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    loop {
+                        match from_client.read(&mut buf) {
+                            Ok(n) if n > 0 && requests_open.load(Ordering::SeqCst) => {
+                                if to_server.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                            }
+                            _ => break,
+                        }
+                    }
+                    let _ = from_client.shutdown(std::net::Shutdown::Both);
+                    let _ = to_server.shutdown(std::net::Shutdown::Both);
+                });
+                let (mut from_server, mut to_client) = (server, client);
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut from_server, &mut to_client);
+                    let _ = to_client.shutdown(std::net::Shutdown::Both);
+                });
             }
         });
-        Gate { url, open, conns }
+        Gate { url, open }
     }
 
-    /// Cuts every relayed connection and refuses new ones.
+    /// Refuses new connections and requests; answers on their way arrive.
     pub fn shut(&self) {
         self.open.store(false, std::sync::atomic::Ordering::SeqCst);
-        if let Ok(mut list) = self.conns.lock() {
-            for c in list.drain(..) {
-                let _ = c.shutdown(std::net::Shutdown::Both);
-            }
-        }
     }
 
     /// Relays again.

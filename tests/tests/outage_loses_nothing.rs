@@ -1,6 +1,6 @@
 //! With pushes running every 50 ms, both sinks go away: CloudWatch (moto,
-//! taken off the network by a [`Gate`], since stopping moto would lose what
-//! it stored) and InfluxDB (stopped). During the outage the receiver, the
+//! taken off the network between two requests by a [`Gate`], since stopping
+//! moto would lose what it stored) and InfluxDB (stopped). During the outage the receiver, the
 //! binary with a spool directory, is killed (SIGKILL) and started again on
 //! the same port. Then the sinks come back: every point pushed must arrive
 //! exactly once in each, counted on the sink side.
