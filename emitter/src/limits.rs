@@ -25,6 +25,8 @@ pub const MAX_ABS_VALUE: f64 = 2.348_542_582_773_833_2e108;
 pub const MAX_PAST_MS: i64 = 14 * 24 * 3600 * 1000;
 /// CloudWatch: a timestamp may be at most 2 hours in the future.
 pub const MAX_FUTURE_MS: i64 = 2 * 3600 * 1000;
+/// Line protocol: a string field value is at most 64 KB (InfluxDB's limit).
+pub const MAX_STRING_FIELD_BYTES: usize = 64 * 1024;
 /// CloudWatch: a namespace must not start with `AWS/`.
 pub const RESERVED_NAMESPACE_PREFIX: &str = "AWS/";
 

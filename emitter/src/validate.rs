@@ -5,7 +5,7 @@ use core::fmt;
 
 use crate::limits::{
     MAX_ABS_VALUE, MAX_DIMENSION_NAME_LEN, MAX_DIMENSION_VALUE_LEN, MAX_NAME_LEN,
-    RESERVED_NAMESPACE_PREFIX,
+    MAX_STRING_FIELD_BYTES, RESERVED_NAMESPACE_PREFIX,
 };
 
 /// Why a name, dimension or value was refused.
@@ -36,6 +36,11 @@ pub enum Invalid {
     OutOfRange,
     /// A count is zero or negative.
     NonPositiveCount,
+    /// The string has more bytes than allowed.
+    TooManyBytes {
+        /// The most bytes allowed.
+        max: usize,
+    },
 }
 
 impl fmt::Display for Invalid {
@@ -52,6 +57,7 @@ impl fmt::Display for Invalid {
             Invalid::NotFinite => f.write_str("is NaN or infinite"),
             Invalid::OutOfRange => f.write_str("is outside -2^360..2^360"),
             Invalid::NonPositiveCount => f.write_str("is not a positive count"),
+            Invalid::TooManyBytes { max } => write!(f, "is longer than {max} bytes"),
         }
     }
 }
@@ -133,6 +139,22 @@ pub fn count(c: f64) -> Result<(), Invalid> {
     }
 }
 
+/// A string field value (passed to line-protocol stores): at most
+/// [`MAX_STRING_FIELD_BYTES`], no control character but tab (a newline
+/// would end the line). Empty is allowed, and quotes and backslashes are
+/// escaped when written.
+pub fn string_field(s: &str) -> Result<(), Invalid> {
+    if s.len() > MAX_STRING_FIELD_BYTES {
+        return Err(Invalid::TooManyBytes {
+            max: MAX_STRING_FIELD_BYTES,
+        });
+    }
+    if s.chars().any(|c| c.is_control() && c != '\t') {
+        return Err(Invalid::ControlCharacter);
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,5 +214,30 @@ mod tests {
         assert_eq!(count(1.0), Ok(()));
         assert_eq!(count(0.0), Err(Invalid::NonPositiveCount));
         assert_eq!(count(-2.0), Err(Invalid::NonPositiveCount));
+    }
+
+    #[test]
+    fn string_fields_table() {
+        let max: String = "s".repeat(MAX_STRING_FIELD_BYTES);
+        let over: String = "s".repeat(MAX_STRING_FIELD_BYTES + 1);
+        let cases: &[(&str, Result<(), Invalid>)] = &[
+            ("", Ok(())),
+            ("ok", Ok(())),
+            ("say \"hi\" C:\\temp\\", Ok(())),
+            ("a\tb", Ok(())),
+            (&max, Ok(())),
+            (
+                &over,
+                Err(Invalid::TooManyBytes {
+                    max: MAX_STRING_FIELD_BYTES,
+                }),
+            ),
+            ("a\nb", Err(Invalid::ControlCharacter)),
+            ("a\rb", Err(Invalid::ControlCharacter)),
+            ("a\u{0}b", Err(Invalid::ControlCharacter)),
+        ];
+        for (s, want) in cases {
+            assert_eq!(string_field(s), *want, "{s:?}");
+        }
     }
 }

@@ -10,6 +10,7 @@
 //! input where they can, so decoding does not copy names.
 
 use alloc::borrow::Cow;
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -155,6 +156,14 @@ pub struct Point {
     /// Statistic set: `[count, sum, min, max]`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub st: Option<[f64; 4]>,
+    /// Gauge: a string value instead of `x` (a line-protocol string field,
+    /// stored by line-protocol sinks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sv: Option<String>,
+    /// Gauge: a boolean value instead of `x` (a line-protocol boolean
+    /// field, stored by line-protocol sinks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub b: Option<bool>,
 }
 
 fn is_zero(t: &i64) -> bool {

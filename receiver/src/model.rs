@@ -66,7 +66,9 @@ pub struct Point {
 }
 
 /// A point's value; its variant matches the series' kind, except that a
-/// distribution may also carry a statistic set (values its emitter summarised).
+/// distribution may also carry a statistic set (values its emitter summarised)
+/// and a gauge a string or boolean (a line-protocol field that only
+/// line-protocol sinks store).
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     /// A counter's sum over the interval.
@@ -88,6 +90,10 @@ pub enum Value {
     },
     /// A statistic set.
     Statistics(StatisticSet),
+    /// A gauge's string value (at most 64 KB, no control characters but tab).
+    Text(String),
+    /// A gauge's boolean value.
+    Boolean(bool),
 }
 
 /// CloudWatch `StatisticValues`.
@@ -104,9 +110,9 @@ pub struct StatisticSet {
 }
 
 impl Value {
-    /// The statistic set this value summarises.
-    pub fn statistics(&self) -> StatisticSet {
-        match self {
+    /// The statistic set this value summarises; none for a string or boolean.
+    pub fn statistics(&self) -> Option<StatisticSet> {
+        Some(match self {
             Value::Counter(v)
             | Value::Gauge {
                 last: v,
@@ -134,6 +140,16 @@ impl Value {
                 s
             }
             Value::Statistics(s) => *s,
+            Value::Text(_) | Value::Boolean(_) => return None,
+        })
+    }
+
+    /// What a string or boolean value is called in messages; `None` for a number.
+    pub fn non_numeric(&self) -> Option<&'static str> {
+        match self {
+            Value::Text(_) => Some("string"),
+            Value::Boolean(_) => Some("boolean"),
+            _ => None,
         }
     }
 }

@@ -116,6 +116,8 @@ fn to_wire_json(batch: &Batch, range: std::ops::Range<usize>) -> Vec<u8> {
                 point.cs = Some(counts.clone());
             }
             Value::Statistics(st) => point.st = Some(set(st)),
+            Value::Text(text) => point.sv = Some(text.clone()),
+            Value::Boolean(b) => point.b = Some(*b),
         }
         wire_points.push(point);
     }
@@ -266,6 +268,29 @@ mod tests {
         assert_eq!(messages.len(), 1);
         let (tag, back) = decode(&messages[0], NOW, &Limits::default()).expect("decodes");
         assert_eq!(tag, SinkTag::LineProtocol);
+        assert_eq!(back, b);
+    }
+
+    #[test]
+    fn messages_carry_strings_and_booleans_exactly() {
+        let mut b = batch(3);
+        for (i, value) in [
+            Value::Text("v1 \"blue\" C:\\x\ttab".into()),
+            Value::Text(String::new()),
+            Value::Boolean(true),
+            Value::Boolean(false),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            b.points.push(Point {
+                series: 1,
+                timestamp_ms: NOW - 10 - i as i64,
+                value,
+            });
+        }
+        let messages = encode(&b, SinkTag::LineProtocol);
+        let (_, back) = decode(&messages[0], NOW, &Limits::default()).expect("decodes");
         assert_eq!(back, b);
     }
 

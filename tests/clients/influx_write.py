@@ -3,8 +3,10 @@ through the v2 write API, as a user's code would, and reports what the
 receiver answered. Used by the end-to-end tests as a real client.
 
 Usage: influx_write.py URL TOKEN BUCKET TIME_MS
-Prints JSON: {"written": true} for the good write, then the status and body
-of a write with a string field (a partial write).
+Prints JSON: {"written": true} for the good write; then the status and
+body of a write with string and boolean fields ("typed": line-protocol
+sinks store them, CloudWatch refuses them, so a partial write) and of a
+write with a line the receiver refuses ("partial").
 """
 import json
 import sys
@@ -12,6 +14,15 @@ import sys
 from influxdb_client import InfluxDBClient, Point, WritePrecision
 from influxdb_client.client.write_api import SYNCHRONOUS
 from influxdb_client.rest import ApiException
+
+
+def attempt(write, bucket: str, record) -> dict:
+    """Writes `record`: its status, and the body of an error."""
+    try:
+        write.write(bucket=bucket, record=record, write_precision=WritePrecision.MS)
+        return {"status": 204}
+    except ApiException as e:
+        return {"status": e.status, "body": json.loads(e.body)}
 
 
 def main(url: str, token: str, bucket: str, time_ms: int) -> None:
@@ -28,15 +39,9 @@ def main(url: str, token: str, bucket: str, time_ms: int) -> None:
             write_precision=WritePrecision.MS,
         )
         out["written"] = True
-        try:
-            write.write(
-                bucket=bucket,
-                record=f"stock,shop=eu level=4 {time_ms}\nstock,shop=eu note=\"low\" {time_ms}",
-                write_precision=WritePrecision.MS,
-            )
-            out["partial"] = {"status": 204}
-        except ApiException as e:
-            out["partial"] = {"status": e.status, "body": json.loads(e.body)}
+        typed = Point("stock").tag("shop", "eu").field("level", 4).field("note", 'low "now", C:\\x').field("restocked", True).time(time_ms, WritePrecision.MS)
+        out["typed"] = attempt(write, bucket, [typed])
+        out["partial"] = attempt(write, bucket, f"stock,shop=eu level=5 {time_ms + 1}\nstock,shop=eu,_private=x level=6 {time_ms + 2}")
     json.dump(out, sys.stdout)
 
 

@@ -151,13 +151,45 @@ fn influxdb_client(mut s: Stack) {
     ))
     .expect("client output");
     assert_eq!(out["written"], true, "{out}");
-    // The line with a string field is refused, named by its line; the
-    // other line of that write is stored.
+    // String and boolean fields: stored by InfluxDB, refused by CloudWatch
+    // (numbers only), each named by its line; a partial write.
+    let typed = &out["typed"];
+    assert_eq!(typed["status"], 400, "{out}");
+    let refused: Vec<(&Value, &Value, &str)> = typed["body"]["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|l| {
+            let message = l["error_message"].as_str().unwrap_or_default();
+            (
+                &l["line"],
+                &l["field"],
+                message.split(':').next().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refused,
+        [
+            (&json!(1), &json!("sinks.cloudwatch"), "string value"),
+            (&json!(1), &json!("sinks.cloudwatch"), "boolean value"),
+        ],
+        "{out}"
+    );
+    assert!(
+        typed["body"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("partial write: 2 points refused, 1 written to every sink"),
+        "{out}"
+    );
+    // A line the receiver refuses (a reserved tag name), named by its line;
+    // the other line of that write is stored.
     let partial = &out["partial"];
     assert_eq!(partial["status"], 400, "{out}");
     assert_eq!(partial["body"]["data"][0]["line"], 2, "{out}");
     assert_eq!(
-        partial["body"]["data"][0]["field"], "lines[1].fields.note",
+        partial["body"]["data"][0]["field"], "lines[1].fields.level.dimensions._private",
         "{out}"
     );
     assert!(
@@ -181,7 +213,7 @@ fn influxdb_client(mut s: Stack) {
         ("checkout_items{shop=eu}", [4.0, 2.0, 1.0, 3.0]),
         ("queue{shop=eu}", [7.0, 1.0, 7.0, 7.0]),
         ("queue{shop=us}", [2.0, 1.0, 2.0, 2.0]),
-        ("stock_level{shop=eu}", [4.0, 1.0, 4.0, 4.0]),
+        ("stock_level{shop=eu}", [9.0, 2.0, 4.0, 5.0]),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
@@ -199,8 +231,23 @@ fn influxdb_client(mut s: Stack) {
     );
     assert_eq!(
         influx_sum(&s.influx, "stock_level", "value", "shop-metrics"),
-        (4.0, 1)
+        (9.0, 2)
     );
+    // The string and boolean, exactly as the client wrote them.
+    for (measurement, value) in [
+        ("stock_note", json!("low \"now\", C:\\x")),
+        ("stock_restocked", json!(true)),
+    ] {
+        let rows = s.influx.rows(&format!(
+            "SELECT \"value\", \"shop\" FROM \"{measurement}\" WHERE \"namespace\" = 'shop-metrics'"
+        ));
+        assert_eq!(rows.len(), 1, "{measurement}: {rows:?}");
+        assert_eq!(
+            (&rows[0]["value"], &rows[0]["shop"]),
+            (&value, &json!("eu")),
+            "{measurement}"
+        );
+    }
 }
 
 #[test]
@@ -395,13 +442,13 @@ fn prometheus_scrapes_the_receivers_own_metrics() {
     // 3 line-protocol writes of 2 points, one of them with a third point
     // that is refused; 2 Prometheus pushes of 1 sample; 1 unauthorised push.
     for i in 0..3 {
-        let extra = if i == 0 { ",bad=\"text\"" } else { "" };
+        let extra = if i == 0 { ",bad=1e400" } else { "" };
         let (status, answer) = post(
             &format!("{}/api/v2/write?bucket=own&precision=ms", receiver.url),
             &[("authorization", &auth)],
             format!("m,i={i} a=1,b=2{extra} {t}").as_bytes(),
         );
-        // The first write's string field is refused: a partial write.
+        // The first write's infinite field is refused: a partial write.
         let expected = if i == 0 { 400 } else { 204 };
         assert_eq!(status, expected, "{answer}");
     }
@@ -463,7 +510,7 @@ fn prometheus_scrapes_the_receivers_own_metrics() {
             6.0
         );
         assert_eq!(
-            query(r#"edgepush_points_refused_total{format="line_protocol",reason="non_numeric"}"#),
+            query(r#"edgepush_points_refused_total{format="line_protocol",reason="value"}"#),
             1.0
         );
         assert_eq!(

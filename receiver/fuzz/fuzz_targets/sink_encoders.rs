@@ -1,6 +1,7 @@
 //! Whatever the decoder accepts, each sink encodes without panicking:
 //! line protocol gives exactly one line per point, CloudWatch bodies are
-//! JSON within the request limits carrying every point.
+//! JSON within the request limits carrying every point but the strings and
+//! booleans, which CloudWatch sinks refuse by name.
 #![no_main]
 
 use edgepush_receiver::decode::wire_v1;
@@ -25,6 +26,12 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(text.matches('\n').count(), batch.points.len(), "{text}");
 
     let mut covered = vec![false; batch.points.len()];
+    for refusal in cloudwatch::unstorable(batch) {
+        for p in refusal.points {
+            assert!(batch.points[p].value.non_numeric().is_some());
+            covered[p] = true;
+        }
+    }
     for (points, body) in cloudwatch::body_parts(batch) {
         assert!(body.len() <= edgepush::limits::MAX_REQUEST_BYTES);
         let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");

@@ -195,6 +195,13 @@ impl<'a> Builder<'a> {
                 values.iter().copied().try_for_each(value)?;
                 counts.iter().copied().try_for_each(count)
             }
+            Value::Text(_) | Value::Boolean(_) if sample.kind != Kind::Gauge => Err((
+                "value".into(),
+                "a string or boolean value belongs to a gauge".into(),
+            )),
+            Value::Text(text) => validate::string_field(text)
+                .map_err(|r| ("value".to_string(), format!("string value {r}"))),
+            Value::Boolean(_) => Ok(()),
             Value::Statistics(s) => {
                 count(s.count)?;
                 [s.sum, s.min, s.max].into_iter().try_for_each(value)?;

@@ -6,9 +6,10 @@
 //! named `value_field` is named by its measurement alone), tags are its
 //! dimensions, and numeric fields become gauges (or counters, as
 //! configured). Integers become floats (exact up to 2^53). String and
-//! boolean fields are refused per field: CloudWatch stores numbers only, and
-//! the receiver's model carries what every sink can take. The namespace is
-//! the database (v1 `db`) or bucket (v2 `bucket`) unless one is configured.
+//! boolean fields become gauges with a string or boolean value, which
+//! line-protocol sinks store and CloudWatch sinks refuse per point. The
+//! namespace is the database (v1 `db`) or bucket (v2 `bucket`) unless one is
+//! configured.
 
 use edgepush::Unit;
 use edgepush::wire::Kind;
@@ -239,31 +240,12 @@ pub fn decode(
                 format!("{measurement}{}{key}", mapping.separator)
             };
             let field = format!("{at}.fields.{key}");
-            let number = match value {
-                FieldValue::F64(v) => *v,
-                FieldValue::I64(v) => *v as f64,
-                FieldValue::U64(v) => *v as f64,
-                FieldValue::String(_) | FieldValue::Boolean(_) => {
-                    let what = if matches!(value, FieldValue::String(_)) {
-                        "string"
-                    } else {
-                        "boolean"
-                    };
-                    b.refuse(
-                        i,
-                        Some(&name),
-                        field,
-                        format!("{what} field: only numeric fields become metrics"),
-                    )?;
-                    continue;
-                }
-            };
-            let value = match kind {
-                Kind::Counter => Value::Counter(number),
-                _ => Value::Gauge {
-                    last: number,
-                    stats: None,
-                },
+            let (kind, value) = match value {
+                FieldValue::F64(v) => (kind, number(kind, *v)),
+                FieldValue::I64(v) => (kind, number(kind, *v as f64)),
+                FieldValue::U64(v) => (kind, number(kind, *v as f64)),
+                FieldValue::String(text) => (Kind::Gauge, Value::Text(text.to_string())),
+                FieldValue::Boolean(b) => (Kind::Gauge, Value::Boolean(*b)),
             };
             b.add(
                 i,
@@ -281,6 +263,17 @@ pub fn decode(
     }
     let id = build::content_id("lp", &namespace, body, stamped.then_some(now_ms));
     Ok(b.finish(id, namespace))
+}
+
+/// A numeric field's value as `kind`.
+fn number(kind: Kind, v: f64) -> Value {
+    match kind {
+        Kind::Counter => Value::Counter(v),
+        _ => Value::Gauge {
+            last: v,
+            stats: None,
+        },
+    }
 }
 
 #[cfg(test)]
@@ -404,6 +397,50 @@ mod tests {
         assert_eq!(d.batch.namespace, "Header");
     }
 
+    #[test]
+    fn string_and_boolean_fields_become_gauges_with_their_value() {
+        let body = format!(
+            "deploy,host=a version=\"v1.2 \\\"blue\\\" C:\\\\x\",ok=true,n=3i,empty=\"\" {NOW}\n\
+             deploy,host=a ok=F {NOW}\n"
+        );
+        let d = decode(
+            body.as_bytes(),
+            &v1("Shop"),
+            &Mapping {
+                kind: NumericKind::Counter,
+                ..Mapping::default()
+            },
+            None,
+            NOW,
+            &Limits::default(),
+        )
+        .expect("decoded");
+        assert!(d.rejected.is_empty(), "{:?}", d.rejected);
+        let got: Vec<(&str, Kind, &Value)> = d
+            .batch
+            .points
+            .iter()
+            .map(|p| {
+                let s = &d.batch.series[p.series];
+                (s.name.as_str(), s.kind, &p.value)
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "deploy_version",
+                    Kind::Gauge,
+                    &Value::Text("v1.2 \"blue\" C:\\x".into())
+                ),
+                ("deploy_ok", Kind::Gauge, &Value::Boolean(true)),
+                ("deploy_n", Kind::Counter, &Value::Counter(3.0)),
+                ("deploy_empty", Kind::Gauge, &Value::Text(String::new())),
+                ("deploy_ok", Kind::Gauge, &Value::Boolean(false)),
+            ]
+        );
+    }
+
     /// Hostile and malformed lines: each is refused on its own, named by
     /// line and field, and the good line between them is kept.
     #[test]
@@ -419,8 +456,16 @@ mod tests {
                 "lines[0].fields.v.value",
                 "NaN or infinite",
             ),
-            ("cpu v=\"text\"".into(), "lines[0].fields.v", "string field"),
-            ("cpu v=true".into(), "lines[0].fields.v", "boolean field"),
+            (
+                format!("cpu v=\"{}\"", "s".repeat(64 * 1024 + 1)),
+                "lines[0].fields.v.value",
+                "longer than 65536 bytes",
+            ),
+            (
+                "cpu v=\"two\nlines\"".into(),
+                "lines[0].fields.v.value",
+                "control character",
+            ),
             ("cpu v=1i9".into(), "lines[0]", "invalid line protocol"),
             (
                 "cpu,host=a\\ v=1".into(),

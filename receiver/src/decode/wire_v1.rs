@@ -271,7 +271,7 @@ fn check_point(
     // Which value fields the kind allows; any other present field is refused.
     let allowed: &[&str] = match s.kind {
         Kind::Counter => &["x"],
-        Kind::Gauge => &["x", "st"],
+        Kind::Gauge => &["x", "st", "sv", "b"],
         Kind::Distribution => &["vs", "cs", "st"],
         Kind::Statistics => &["st"],
     };
@@ -280,6 +280,8 @@ fn check_point(
         ("vs", p.vs.is_some()),
         ("cs", p.cs.is_some()),
         ("st", p.st.is_some()),
+        ("sv", p.sv.is_some()),
+        ("b", p.b.is_some()),
     ];
     if let Some((extra, _)) = fields
         .iter()
@@ -314,6 +316,24 @@ fn check_point(
             let x = p.x.ok_or_else(|| (at("x"), "missing".to_string()))?;
             value_ok(&|| at("x"), x)?;
             Value::Counter(x)
+        }
+        Kind::Gauge if p.sv.is_some() || p.b.is_some() => {
+            // A line-protocol string or boolean field: the only value.
+            if let Some(extra) = [("x", p.x.is_some()), ("st", p.st.is_some())]
+                .into_iter()
+                .chain([("b", p.sv.is_some() && p.b.is_some())])
+                .find_map(|(f, here)| here.then_some(f))
+            {
+                return Err((at(extra), "a gauge point has one value: x, sv or b".into()));
+            }
+            match (p.sv, p.b) {
+                (Some(text), _) => {
+                    validate::string_field(&text)
+                        .map_err(|r| (at("sv"), format!("string value {r}")))?;
+                    Value::Text(text)
+                }
+                (None, b) => Value::Boolean(b.unwrap_or_default()),
+            }
         }
         Kind::Gauge => {
             let last = p.x.ok_or_else(|| (at("x"), "missing".to_string()))?;
@@ -646,6 +666,63 @@ mod tests {
         assert_eq!(got, want);
         assert_eq!(d.rejected[1].metric.as_deref(), Some("bad unit"));
         assert_eq!(d.rejected[8].metric, None, "no such series");
+    }
+
+    /// Line-protocol string and boolean fields, as queue messages and the
+    /// spool carry them: a gauge point with `sv` or `b` instead of `x`.
+    #[test]
+    fn gauges_may_carry_one_string_or_boolean_instead_of_a_number() {
+        let long = "s".repeat(64 * 1024 + 1);
+        let points = [
+            r#"{"s":0,"sv":"v1 \"blue\""}"#,
+            r#"{"s":0,"sv":""}"#,
+            r#"{"s":0,"b":false}"#,
+            r#"{"s":0,"x":1,"sv":"both"}"#,
+            r#"{"s":0,"sv":"a","b":true}"#,
+            r#"{"s":0,"b":true,"st":[1,1,1,1]}"#,
+            r#"{"s":1,"sv":"counter"}"#,
+            r#"{"s":0,"sv":"two\nlines"}"#,
+            &format!(r#"{{"s":0,"sv":"{long}"}}"#),
+        ]
+        .join(",");
+        let d = decode_str(&batch_with(
+            r#"{"n":"g","k":"g"},{"n":"c","k":"c"}"#,
+            &points,
+        ))
+        .expect("partly valid");
+        let values: Vec<&Value> = d.batch.points.iter().map(|p| &p.value).collect();
+        assert_eq!(
+            values,
+            [
+                &Value::Text("v1 \"blue\"".into()),
+                &Value::Text(String::new()),
+                &Value::Boolean(false)
+            ]
+        );
+        let got: Vec<(usize, &str, &str)> = d
+            .rejected
+            .iter()
+            .map(|r| (r.point, r.field.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (3, "points[3].x", "a gauge point has one value: x, sv or b"),
+                (4, "points[4].b", "a gauge point has one value: x, sv or b"),
+                (5, "points[5].st", "a gauge point has one value: x, sv or b"),
+                (
+                    6,
+                    "points[6].sv",
+                    "field does not belong to a Counter series"
+                ),
+                (
+                    7,
+                    "points[7].sv",
+                    "string value contains a control character"
+                ),
+                (8, "points[8].sv", "string value is longer than 65536 bytes"),
+            ]
+        );
     }
 
     #[test]

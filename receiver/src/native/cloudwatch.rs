@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 
 use crate::model::Batch;
 use crate::sink::cloudwatch::{self, Datum, Measure, Protocol, RetryMode};
-use crate::sink::{Client, Retry, Sink, SinkFailure, SinkRefusal, deliver, settle};
+use crate::sink::{Client, Retry, Sink, SinkFailure, SinkRefusal, covers, deliver, settle};
 
 /// How long the credentials chain may take to answer at start-up (the
 /// instance metadata probe is the slow link when there is no instance).
@@ -157,6 +157,10 @@ impl AwsCloudWatch {
     ) -> Result<Vec<SinkRefusal>, SinkFailure> {
         match &self.path {
             Path::Sdk(sdk) => {
+                let unstorable = cloudwatch::unstorable(batch);
+                if covers(&unstorable, batch) {
+                    return Ok(unstorable);
+                }
                 let mut refusals = Vec::new();
                 for (points, datums) in cloudwatch::sdk_requests(batch) {
                     let sent = sdk
@@ -176,6 +180,7 @@ impl AwsCloudWatch {
                         )),
                     }
                 }
+                refusals.extend(unstorable);
                 settle("cloudwatch", batch, refusals)
             }
             Path::Json { provider, cached } => {

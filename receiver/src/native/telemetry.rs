@@ -5,7 +5,7 @@
 //! | --- | --- | --- |
 //! | `edgepush_requests_total` | `format`, `tenant`, `status` | pushes answered |
 //! | `edgepush_points_accepted_total` | `format`, `tenant` | points that passed validation |
-//! | `edgepush_points_refused_total` | `format`, `tenant`, `reason` | points refused by validation (reason: `value`, `timestamp`, `dimension`, `name`, `temporality`, `non_numeric`, `syntax`, `other`) or by a sink (`sink_refused`) |
+//! | `edgepush_points_refused_total` | `format`, `tenant`, `reason` | points refused by validation (reason: `value`, `timestamp`, `dimension`, `name`, `temporality`, `syntax`, `other`) or by a sink (`sink_refused`) |
 //! | `edgepush_requests_refused_total` | `format`, `tenant`, `reason` | whole pushes refused (reason: the error code, such as `invalid_json` or `rate_limited`) |
 //! | `edgepush_dedupe_hits_total` | `format`, `tenant` | retries recognised and not forwarded again |
 //! | `edgepush_sink_requests_total` | `sink`, `outcome` | requests to sinks (`2xx`, `4xx`, `5xx`, `error`) |
@@ -157,8 +157,6 @@ pub fn refusal_reason(reason: &str) -> &'static str {
     let has = |s: &str| reason.contains(s);
     if has("cumulative") || has("temporality") {
         "temporality"
-    } else if has("string field") || has("boolean field") {
-        "non_numeric"
     } else if has("timestamp") || has("timeUnixNano") {
         "timestamp"
     } else if has("dimension") || has("attribute") || has("label") {
@@ -327,10 +325,6 @@ mod tests {
             ("31 dimensions, more than the 30 allowed", "dimension"),
             ("metric name is empty", "name"),
             (crate::decode::otlp::CUMULATIVE_REFUSED, "temporality"),
-            (
-                "string field: only numeric fields become metrics",
-                "non_numeric",
-            ),
             ("invalid line protocol: No fields were provided", "syntax"),
             ("something else", "other"),
         ] {

@@ -133,6 +133,10 @@ pub async fn deliver<C: Client>(
         message,
         done,
     };
+    let unstorable = sink.unstorable(batch);
+    if covers(&unstorable, batch) {
+        return Ok(unstorable);
+    }
     let parts = sink.parts(batch, now).map_err(|e| fail(false, e, 0))?;
     let mut refusals: Vec<SinkRefusal> = Vec::new();
     for part in &parts {
@@ -177,7 +181,15 @@ pub async fn deliver<C: Client>(
             }
         }
     }
+    refusals.extend(unstorable);
     settle(sink.name(), batch, refusals)
+}
+
+/// Whether `refusals` name every point of `batch` (refused before any
+/// request: there is nothing to send, and nothing failed).
+pub fn covers(refusals: &[SinkRefusal], batch: &Batch) -> bool {
+    !refusals.is_empty()
+        && refusals.iter().map(|r| r.points.len()).sum::<usize>() >= batch.points.len()
 }
 
 impl SinkRefusal {
@@ -255,11 +267,13 @@ mod tests {
         answers: RefCell<Vec<Reply>>,
         sent: RefCell<usize>,
         slept: RefCell<Vec<Duration>>,
+        bodies: RefCell<Vec<Vec<u8>>>,
     }
 
     impl Client for Scripted {
-        fn send(&self, _: &http::Request<Vec<u8>>) -> impl Future<Output = Reply> {
+        fn send(&self, request: &http::Request<Vec<u8>>) -> impl Future<Output = Reply> {
             *self.sent.borrow_mut() += 1;
+            self.bodies.borrow_mut().push(request.body().clone());
             ready(self.answers.borrow_mut().remove(0))
         }
 
@@ -427,6 +441,122 @@ mod tests {
             })
             .collect();
         (sink, big)
+    }
+
+    /// A counter, a string, a boolean and a counter again.
+    fn mixed_batch() -> Batch {
+        let mut b = batch();
+        b.series.push(Series {
+            name: "state".into(),
+            kind: Kind::Gauge,
+            unit: Unit::None,
+            dimensions: vec![],
+            resolution: Resolution::Standard,
+        });
+        b.points = [
+            (0, Value::Counter(1.0)),
+            (1, Value::Text("ok".into())),
+            (1, Value::Boolean(true)),
+            (0, Value::Counter(2.0)),
+        ]
+        .into_iter()
+        .map(|(series, value)| Point {
+            series,
+            timestamp_ms: 0,
+            value,
+        })
+        .collect();
+        b
+    }
+
+    fn gunzip(body: &[u8]) -> String {
+        use std::io::Read as _;
+        let mut text = String::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_string(&mut text)
+            .expect("gzip");
+        text
+    }
+
+    #[test]
+    fn cloudwatch_refuses_strings_and_booleans_and_takes_the_numbers() {
+        let (sink, _) = cloudwatch_and_big_batch();
+        let client = Scripted {
+            answers: RefCell::new(vec![Ok(SinkAnswer::new(200, vec![]))]),
+            ..Scripted::default()
+        };
+        let result = block_on(deliver(
+            &client,
+            &sink,
+            &mixed_batch(),
+            SystemTime::UNIX_EPOCH,
+            Retry::default(),
+        ));
+        let refusals = result.expect("the numbers were taken");
+        let got: Vec<(&[usize], &str)> = refusals
+            .iter()
+            .map(|r| (r.points.as_slice(), r.message.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    &[1][..],
+                    "string value: CloudWatch stores numbers only (line-protocol sinks store it)"
+                ),
+                (
+                    &[2][..],
+                    "boolean value: CloudWatch stores numbers only (line-protocol sinks store it)"
+                ),
+            ]
+        );
+        let bodies = client.bodies.into_inner();
+        assert_eq!(bodies.len(), 1);
+        let sent: serde_json::Value = serde_json::from_str(&gunzip(&bodies[0])).expect("json");
+        let values: Vec<&serde_json::Value> = sent["MetricData"]
+            .as_array()
+            .expect("datums")
+            .iter()
+            .map(|d| &d["Value"])
+            .collect();
+        assert_eq!(values, [1.0, 2.0]);
+
+        // Only strings and booleans: no request, every point refused by
+        // name (a client error, not a sink failure).
+        let mut text_only = mixed_batch();
+        text_only.points.retain(|p| p.value.non_numeric().is_some());
+        let (result, sent, _) = run_with(&sink, &text_only, vec![]);
+        let refusals = result.expect("refusals, not a failure");
+        assert_eq!(sent, 0);
+        assert_eq!(
+            refusals
+                .iter()
+                .map(|r| r.points.clone())
+                .collect::<Vec<_>>(),
+            [vec![0], vec![1]]
+        );
+    }
+
+    #[test]
+    fn line_protocol_sinks_store_strings_and_booleans() {
+        let client = Scripted {
+            answers: RefCell::new(vec![Ok(SinkAnswer::new(204, vec![]))]),
+            ..Scripted::default()
+        };
+        let result = block_on(deliver(
+            &client,
+            &influx(),
+            &mixed_batch(),
+            SystemTime::UNIX_EPOCH,
+            Retry::default(),
+        ));
+        assert_eq!(result, Ok(vec![]));
+        let text = gunzip(&client.bodies.into_inner()[0]);
+        let fields: Vec<&str> = text
+            .lines()
+            .map(|l| l.split(' ').nth(1).expect("fields"))
+            .collect();
+        assert_eq!(fields, ["value=1", "value=\"ok\"", "value=true", "value=2"]);
     }
 
     #[test]

@@ -142,6 +142,12 @@ pub fn encode(batch: &Batch, out: &mut String) {
                 out.push(',');
                 stats_fields(out, &point.value);
             }
+            Value::Text(text) => {
+                out.push_str("value=\"");
+                string_value(out, text);
+                out.push('"');
+            }
+            Value::Boolean(b) => out.push_str(if *b { "value=true" } else { "value=false" }),
             other => stats_fields(out, other),
         }
         let ns = i128::from(point.timestamp_ms) * 1_000_000 + i128::from(offset);
@@ -151,8 +157,15 @@ pub fn encode(batch: &Batch, out: &mut String) {
     }
 }
 
+/// Writes a string field value's characters: `"` and `\` escaped.
+fn string_value(out: &mut String, s: &str) {
+    escape(out, s, b"\"\\");
+}
+
 fn stats_fields(out: &mut String, value: &Value) {
-    let s = value.statistics();
+    let Some(s) = value.statistics() else {
+        return;
+    };
     for (i, (key, v)) in [
         ("count", s.count),
         ("sum", s.sum),
@@ -238,6 +251,7 @@ mod tests {
                     Value::Gauge { .. } => Kind::Gauge,
                     Value::Distribution { .. } => Kind::Distribution,
                     Value::Statistics(_) => Kind::Statistics,
+                    Value::Text(_) | Value::Boolean(_) => Kind::Gauge,
                 },
                 unit: Unit::Count,
                 dimensions: dims
@@ -343,6 +357,24 @@ mod tests {
                 },
                 "queue,namespace=Shop,unit=Count value=4,count=3,sum=9,min=1,max=4 1700000000123\n",
             ),
+            (
+                "version",
+                &[],
+                Value::Text("v1 \"blue\", C:\\x\\ =".into()),
+                "version,namespace=Shop,unit=Count value=\"v1 \\\"blue\\\", C:\\\\x\\\\ =\" 1700000000123\n",
+            ),
+            (
+                "ready",
+                &[],
+                Value::Boolean(true),
+                "ready,namespace=Shop,unit=Count value=true 1700000000123\n",
+            ),
+            (
+                "ready",
+                &[],
+                Value::Boolean(false),
+                "ready,namespace=Shop,unit=Count value=false 1700000000123\n",
+            ),
         ];
         for (name, dims, value, want) in cases {
             let ns = format!(
@@ -352,6 +384,38 @@ mod tests {
             let want = want.replace(" 1700000000123\n", &ns);
             assert_eq!(line(&batch(name, dims, value.clone())), want, "{name:?}");
         }
+    }
+
+    /// InfluxDB's own parser reads back the string and boolean values written.
+    #[test]
+    fn string_and_boolean_values_read_back_with_influxdbs_parser() {
+        use influxdb_line_protocol::FieldValue;
+        for text in [
+            "",
+            "plain",
+            "q\"uote",
+            "back\\slash\\",
+            "\\\"",
+            "tab\there, =x",
+            "東京 é",
+        ] {
+            let out = line(&batch("m", &[], Value::Text(text.into())));
+            let parsed = influxdb_line_protocol::parse_lines(&out)
+                .next()
+                .expect("a line")
+                .expect("parses");
+            assert_eq!(
+                parsed.field_set[0].1,
+                FieldValue::String(text.into()),
+                "{out:?}"
+            );
+        }
+        let out = line(&batch("m", &[], Value::Boolean(true)));
+        let parsed = influxdb_line_protocol::parse_lines(&out)
+            .next()
+            .expect("a line")
+            .expect("parses");
+        assert_eq!(parsed.field_set[0].1, FieldValue::Boolean(true));
     }
 
     #[test]

@@ -7,8 +7,8 @@ mod deliver;
 pub mod line_protocol;
 
 pub use deliver::{
-    Client, Reply, Retry, SinkAnswer, SinkFailure, SinkRefusal, deliver, parse_retry_after, settle,
-    skipped,
+    Client, Reply, Retry, SinkAnswer, SinkFailure, SinkRefusal, covers, deliver, parse_retry_after,
+    settle, skipped,
 };
 
 use std::ops::Range;
@@ -54,6 +54,19 @@ impl Sink {
             #[cfg(feature = "native")]
             Sink::Aws(_) => "cloudwatch",
             Sink::LineProtocol(_) => "influxdb",
+        }
+    }
+
+    /// The points of `batch` this sink cannot store, whatever it would
+    /// answer, refused before any request: CloudWatch stores numbers only,
+    /// so its sinks refuse string and boolean values (line-protocol sinks
+    /// store them).
+    pub fn unstorable(&self, batch: &Batch) -> Vec<SinkRefusal> {
+        match self {
+            Sink::CloudWatch(..) => cloudwatch::unstorable(batch),
+            #[cfg(feature = "native")]
+            Sink::Aws(_) => cloudwatch::unstorable(batch),
+            Sink::Stdout | Sink::LineProtocol(_) => Vec::new(),
         }
     }
 
