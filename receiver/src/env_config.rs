@@ -14,6 +14,7 @@
 //! | `INFLUXDB_URL` | forward line protocol to this store |
 //! | `INFLUXDB_DATABASE` (+ `INFLUXDB_USERNAME`, `INFLUXDB_PASSWORD`) | InfluxDB 1.x `/write` API |
 //! | `INFLUXDB_ORG`, `INFLUXDB_BUCKET` (+ `INFLUXDB_TOKEN`) | InfluxDB 2.x/3.x `/api/v2/write` API |
+//! | `INFLUXDB_STORE_STRINGS` | `false` refuses string values instead of writing them (for VictoriaMetrics) |
 //! | `EDGEPUSH_FORMATS` | how other formats map to metrics: a JSON [`Formats`] (`namespace`, `line_protocol`, `otlp`) |
 
 use crate::decode::Formats;
@@ -99,6 +100,15 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
         sinks.push(Sink::CloudWatch(config, keys));
     }
     if let Some(url) = get("INFLUXDB_URL") {
+        let store_strings = match get("INFLUXDB_STORE_STRINGS").as_deref() {
+            None | Some("true") => true,
+            Some("false") => false,
+            Some(other) => {
+                return Err(format!(
+                    "INFLUXDB_STORE_STRINGS is {other:?}, not true or false"
+                ));
+            }
+        };
         let target = match (
             get("INFLUXDB_DATABASE"),
             get("INFLUXDB_ORG"),
@@ -110,12 +120,14 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
                 retention_policy: get("INFLUXDB_RETENTION_POLICY"),
                 username: get("INFLUXDB_USERNAME"),
                 password: get("INFLUXDB_PASSWORD"),
+                store_strings,
             },
             (None, Some(org), Some(bucket)) => line_protocol::Target::V2 {
                 url,
                 org,
                 bucket,
                 token: get("INFLUXDB_TOKEN"),
+                store_strings,
             },
             _ => {
                 return Err("INFLUXDB_URL needs INFLUXDB_DATABASE (1.x API) or INFLUXDB_ORG and INFLUXDB_BUCKET (2.x API)".into());
@@ -166,6 +178,7 @@ mod tests {
             ("INFLUXDB_URL", "http://127.0.0.1:8086"),
             ("INFLUXDB_ORG", "o"),
             ("INFLUXDB_BUCKET", "b"),
+            ("INFLUXDB_STORE_STRINGS", "false"),
             (
                 "EDGEPUSH_TENANTS",
                 r#"[{"name":"shop","keys":["k3"],"namespaces":["Shop/*"],"points_per_second":100}]"#,
@@ -200,7 +213,7 @@ mod tests {
             matches!(&sinks[0], Sink::CloudWatch(c, k) if c.region.as_deref() == Some("eu-west-1") && c.protocol == cloudwatch::Protocol::Json && k.access_key_id == "AK")
         );
         assert!(
-            matches!(&sinks[1], Sink::LineProtocol(line_protocol::Target::V2 { bucket, .. }) if bucket == "b")
+            matches!(&sinks[1], Sink::LineProtocol(line_protocol::Target::V2 { bucket, store_strings: false, .. }) if bucket == "b")
         );
     }
 
@@ -221,6 +234,14 @@ mod tests {
             ),
             (&[("CLOUDWATCH_REGION", "r")], "AWS_ACCESS_KEY_ID"),
             (&[("INFLUXDB_URL", "u")], "INFLUXDB_DATABASE"),
+            (
+                &[
+                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_DATABASE", "d"),
+                    ("INFLUXDB_STORE_STRINGS", "no"),
+                ],
+                "INFLUXDB_STORE_STRINGS is \"no\", not true or false",
+            ),
             (
                 &[
                     ("INFLUXDB_URL", "u"),

@@ -383,6 +383,7 @@ impl Influx {
             retention_policy: None,
             username: None,
             password: None,
+            store_strings: true,
         }
     }
 
@@ -631,6 +632,7 @@ impl StubSinks {
                 retention_policy: None,
                 username: None,
                 password: None,
+                store_strings: true,
             }),
         ]
     }
@@ -920,6 +922,74 @@ pub fn npm_project(dir: &Path) -> PathBuf {
         String::from_utf8_lossy(&installed.stderr)
     );
     project
+}
+
+/// A VictoriaMetrics (Debian's `victoria-metrics`) on a free port, with its
+/// data in a temporary directory; stopped when dropped.
+pub struct Victoria {
+    /// Its base URL.
+    pub url: String,
+    _process: Process,
+}
+
+impl Victoria {
+    /// Starts `victoria-metrics` with its data under `dir`.
+    pub fn start(dir: &Path) -> Self {
+        let port = free_port();
+        let mut command = Command::new(tool(
+            "EDGEPUSH_VICTORIA_METRICS",
+            "victoria-metrics",
+            "victoria-metrics",
+        ));
+        command
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!(
+                "-storageDataPath={}",
+                dir.join(format!("victoria-{port}")).display()
+            ))
+            .arg("-loggerLevel=WARN");
+        let mut process = Process::spawn(
+            "victoria-metrics",
+            command,
+            dir.join(format!("victoria-{port}.log")),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for("victoria-metrics", Duration::from_secs(30), || {
+            process.assert_running();
+            http_get(&format!("{url}/health")).is_ok()
+        });
+        Victoria {
+            url,
+            _process: process,
+        }
+    }
+
+    /// A line-protocol sink writing to it through its InfluxDB 1.x API.
+    pub fn target(&self, store_strings: bool) -> line_protocol::Target {
+        line_protocol::Target::V1 {
+            url: self.url.clone(),
+            database: "edgepush".into(),
+            retention_policy: None,
+            username: None,
+            password: None,
+            store_strings,
+        }
+    }
+
+    /// Every sample of the series named `name`, after a flush: (labels,
+    /// values) per series.
+    pub fn export(&self, name: &str) -> Vec<(serde_json::Value, Vec<serde_json::Value>)> {
+        let _ = http_get(&format!("{}/internal/force_flush", self.url));
+        let text = http_get_body(&format!("{}/api/v1/export?match[]={name}", self.url))
+            .expect("VictoriaMetrics export");
+        text.lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .map(|v| {
+                let values = v["values"].as_array().cloned().unwrap_or_default();
+                (v["metric"].clone(), values)
+            })
+            .collect()
+    }
 }
 
 /// A TCP relay on a free loopback port to `target` that can be shut, to

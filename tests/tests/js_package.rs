@@ -43,6 +43,7 @@ fn node_pushes_through_the_native_receiver() {
             retention_policy: None,
             username: None,
             password: None,
+            store_strings: true,
         })],
         Limits::default(),
         vec!["node-key".into()],

@@ -150,6 +150,7 @@ fn after_one_sink_failed_the_retry_goes_only_to_that_sink() {
                 retention_policy: None,
                 username: None,
                 password: None,
+                store_strings: true,
             }),
         ],
         Limits::default(),

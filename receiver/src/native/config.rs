@@ -169,6 +169,7 @@ impl Args {
                     retention_policy: None,
                     username: None,
                     password: None,
+                    store_strings: true,
                 }));
         }
         if self.stdout && !config.sinks.contains(&SinkConfig::Stdout) {

@@ -389,6 +389,7 @@ mod tests {
             org: "o".into(),
             bucket: "b".into(),
             token: None,
+            store_strings: true,
         })])
         .retries(1, Duration::from_millis(1))
         .spool(spool, max_bytes)

@@ -318,6 +318,7 @@ mod tests {
             org: "o".into(),
             bucket: "b".into(),
             token: None,
+            store_strings: true,
         })
     }
 
@@ -557,6 +558,38 @@ mod tests {
             .map(|l| l.split(' ').nth(1).expect("fields"))
             .collect();
         assert_eq!(fields, ["value=1", "value=\"ok\"", "value=true", "value=2"]);
+    }
+
+    #[test]
+    fn a_line_protocol_sink_that_stores_no_strings_refuses_them_by_name() {
+        let numbers_only = Sink::LineProtocol(Target::V2 {
+            url: "http://h".into(),
+            org: "o".into(),
+            bucket: "b".into(),
+            token: None,
+            store_strings: false,
+        });
+        let client = Scripted {
+            answers: RefCell::new(vec![Ok(SinkAnswer::new(204, vec![]))]),
+            ..Scripted::default()
+        };
+        let result = block_on(deliver(
+            &client,
+            &numbers_only,
+            &mixed_batch(),
+            SystemTime::UNIX_EPOCH,
+            Retry::default(),
+        ));
+        let refusals = result.expect("the rest was taken");
+        assert_eq!(refusals.len(), 1);
+        assert_eq!(refusals[0].points, [1]);
+        assert!(refusals[0].message.contains("store_strings = false"));
+        let text = gunzip(&client.bodies.into_inner()[0]);
+        let fields: Vec<&str> = text
+            .lines()
+            .map(|l| l.split(' ').nth(1).expect("fields"))
+            .collect();
+        assert_eq!(fields, ["value=1", "value=true", "value=2"]);
     }
 
     #[test]

@@ -20,6 +20,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 
 use crate::model::{Batch, Value};
+use crate::sink::SinkRefusal;
 
 /// Where a line-protocol sink writes.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -40,6 +41,11 @@ pub enum Target {
         /// Password for basic authentication.
         #[serde(default)]
         password: Option<String>,
+        /// Whether string values are written (default). `false` for stores
+        /// that cannot keep them (VictoriaMetrics 1.79 writes a string field
+        /// as 0): this sink then refuses them per point, by name.
+        #[serde(default = "yes")]
+        store_strings: bool,
     },
     /// InfluxDB 2.x `/api/v2/write?org=&bucket=` (also InfluxDB 3's v2 API).
     V2 {
@@ -52,7 +58,38 @@ pub enum Target {
         /// API token, sent as `Authorization: Token ...`.
         #[serde(default)]
         token: Option<String>,
+        /// Whether string values are written (default). `false` for stores
+        /// that cannot keep them (VictoriaMetrics 1.79 writes a string field
+        /// as 0): this sink then refuses them per point, by name.
+        #[serde(default = "yes")]
+        store_strings: bool,
     },
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Target {
+    /// Whether string values are written, or refused.
+    pub fn stores_strings(&self) -> bool {
+        match self {
+            Target::V1 { store_strings, .. } | Target::V2 { store_strings, .. } => *store_strings,
+        }
+    }
+}
+
+/// The string points of `batch`, refused by a sink that stores numbers
+/// (and booleans) only, configured with `store_strings = false`.
+pub fn unstorable(batch: &Batch) -> Vec<SinkRefusal> {
+    let points: Vec<usize> = (0..batch.points.len())
+        .filter(|&i| matches!(batch.points[i].value, Value::Text(_)))
+        .collect();
+    if points.is_empty() {
+        return Vec::new();
+    }
+    let message = "string value: this sink stores numbers only (store_strings = false)".to_string();
+    vec![SinkRefusal::new("influxdb", batch, points, message)]
 }
 
 /// Escapes a measurement: commas and spaces.
@@ -99,8 +136,17 @@ pub fn batch_offset_ns(id: &str) -> i64 {
 
 /// Appends one line per point of `batch` to `out`.
 pub fn encode(batch: &Batch, out: &mut String) {
+    encode_for(batch, out, true);
+}
+
+/// [`encode`], for a target: without the string points when it does not
+/// store strings ([`unstorable`] refuses them).
+pub fn encode_for(batch: &Batch, out: &mut String, strings: bool) {
     let offset = batch_offset_ns(&batch.id);
     for point in &batch.points {
+        if !strings && matches!(point.value, Value::Text(_)) {
+            continue;
+        }
         let series = &batch.series[point.series];
         measurement(out, &series.name);
         let mut tags: Vec<(&str, &str)> = series
@@ -436,6 +482,7 @@ mod tests {
             retention_policy: None,
             username: Some("u".into()),
             password: Some("p".into()),
+            store_strings: true,
         };
         let r = request(&v1, vec![]).expect("request");
         assert_eq!(r.uri(), "http://h:8086/write?db=my+db&precision=ns");
@@ -445,6 +492,7 @@ mod tests {
             org: "o".into(),
             bucket: "b".into(),
             token: Some("t".into()),
+            store_strings: true,
         };
         let r = request(&v2, vec![]).expect("request");
         assert_eq!(

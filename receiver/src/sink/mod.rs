@@ -59,13 +59,16 @@ impl Sink {
 
     /// The points of `batch` this sink cannot store, whatever it would
     /// answer, refused before any request: CloudWatch stores numbers only,
-    /// so its sinks refuse string and boolean values (line-protocol sinks
-    /// store them).
+    /// so its sinks refuse string and boolean values; line-protocol sinks
+    /// store them, unless configured not to store strings.
     pub fn unstorable(&self, batch: &Batch) -> Vec<SinkRefusal> {
         match self {
             Sink::CloudWatch(..) => cloudwatch::unstorable(batch),
             #[cfg(feature = "native")]
             Sink::Aws(_) => cloudwatch::unstorable(batch),
+            Sink::LineProtocol(target) if !target.stores_strings() => {
+                line_protocol::unstorable(batch)
+            }
             Sink::Stdout | Sink::LineProtocol(_) => Vec::new(),
         }
     }
@@ -90,7 +93,7 @@ impl Sink {
                     return Ok(Vec::new());
                 }
                 let mut text = String::new();
-                line_protocol::encode(batch, &mut text);
+                line_protocol::encode_for(batch, &mut text, target.stores_strings());
                 let request = line_protocol::request(target, gzip(text.as_bytes()))
                     .map_err(|e| e.to_string())?;
                 Ok(vec![Part {
@@ -228,6 +231,7 @@ mod tests {
             org: "o".into(),
             bucket: "b".into(),
             token: None,
+            store_strings: true,
         });
         assert_eq!(cw.classify(200, b""), Outcome::Delivered);
         assert_eq!(lp.classify(204, b""), Outcome::Delivered);

@@ -1,0 +1,90 @@
+//! VictoriaMetrics (Debian's `victoria-metrics`) as a line-protocol sink,
+//! through its InfluxDB 1.x `/write` API: what the emitter pushes lands
+//! with its exact values, and, since VictoriaMetrics would store a string
+//! field as 0, a sink configured with `store_strings = false` refuses string
+//! values by name while numbers and booleans (as 1 and 0) are stored.
+
+use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
+use edgepush_receiver::limits::Limits;
+use edgepush_receiver::sink::Sink;
+use edgepush_tests::{Receiver, Victoria, eventually, post};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// The one value of the series `name` with `labels` (others may be there).
+fn only_value(vm: &Victoria, name: &str) -> (Value, Value) {
+    let series = vm.export(name);
+    assert_eq!(series.len(), 1, "{name}: {series:?}");
+    let (labels, values) = &series[0];
+    assert_eq!(values.len(), 1, "{name}: {values:?}");
+    (labels.clone(), values[0].clone())
+}
+
+#[test]
+fn victoria_metrics_stores_what_is_pushed_and_no_string_becomes_zero() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vm = Victoria::start(dir.path());
+    let receiver = Receiver::start(
+        vec![Sink::LineProtocol(vm.target(false))],
+        Limits::default(),
+        Vec::new(),
+    );
+
+    // The emitter's kinds, through wire v1.
+    let emitter = Emitter::new(Config::new("Shop").expect("namespace"));
+    let orders = emitter
+        .counter(
+            Metric::new("orders")
+                .unit(Unit::Count)
+                .dimension("route", "/buy"),
+        )
+        .expect("counter");
+    let latency = emitter
+        .distribution(Metric::new("latency").unit(Unit::Milliseconds))
+        .expect("distribution");
+    orders.add(2.0);
+    orders.add(4.0);
+    for v in [10.0, 20.0, 20.0] {
+        latency.record(v);
+    }
+    let pushed = emitter
+        .push(&HttpTransport::new(&receiver.url))
+        .expect("push");
+    assert_eq!(pushed.rejected, 0);
+
+    // Line protocol with a number, a boolean and a string field.
+    let t = edgepush::now_ms();
+    let (status, answer) = post(
+        &format!("{}/write?db=Deploys&precision=ms", receiver.url),
+        &[],
+        format!("deploy,host=a replicas=3i,ok=true,version=\"v2 \\\"blue\\\"\" {t}").as_bytes(),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(
+        answer["data"],
+        json!([{
+            "line": 1,
+            "field": "sinks.influxdb",
+            "error_message": "string value: this sink stores numbers only (store_strings = false)",
+        }]),
+        "{answer}"
+    );
+
+    eventually(Duration::from_secs(20), || {
+        let (labels, value) = only_value(&vm, "orders_value");
+        assert_eq!(value, json!(6), "{labels}");
+        assert_eq!(
+            (&labels["namespace"], &labels["route"], &labels["unit"]),
+            (&json!("Shop"), &json!("/buy"), &json!("Count")),
+            "{labels}"
+        );
+        for (field, want) in [("count", 3), ("sum", 50), ("min", 10), ("max", 20)] {
+            let (_, value) = only_value(&vm, &format!("latency_{field}"));
+            assert_eq!(value, json!(want), "latency_{field}");
+        }
+        assert_eq!(only_value(&vm, "deploy_replicas_value").1, json!(3));
+        assert_eq!(only_value(&vm, "deploy_ok_value").1, json!(1));
+    });
+    // The string was refused, not written as 0.
+    assert_eq!(vm.export("deploy_version_value"), []);
+}
