@@ -255,7 +255,8 @@ mod tests {
         let v: Vec<SinkConfig> = serde_json::from_str(
             r#"[{"type":"stdout"},
                 {"type":"cloudwatch","region":"eu-west-1","endpoint":"http://127.0.0.1:5000"},
-                {"type":"influxdb","api":"v1","url":"http://127.0.0.1:8086","database":"m"}]"#,
+                {"type":"influxdb","api":"v1","url":"http://127.0.0.1:8086","database":"m"},
+                {"type":"influxdb","api":"v2","url":"u","org":"o","bucket":"b","store_strings":false}]"#,
         )
         .expect("parses");
         assert_eq!(v[0], SinkConfig::Stdout);
@@ -263,7 +264,10 @@ mod tests {
             matches!(&v[1], SinkConfig::Cloudwatch(c) if c.region.as_deref() == Some("eu-west-1") && c.protocol == cloudwatch::Protocol::Sdk)
         );
         assert!(
-            matches!(&v[2], SinkConfig::Influxdb(line_protocol::Target::V1 { database, .. }) if database == "m")
+            matches!(&v[2], SinkConfig::Influxdb(t @ line_protocol::Target::V1 { database, .. }) if database == "m" && t.stores_strings())
+        );
+        assert!(
+            matches!(&v[3], SinkConfig::Influxdb(t @ line_protocol::Target::V2 { .. }) if !t.stores_strings())
         );
         let bad = serde_json::from_str::<Vec<SinkConfig>>(
             r#"[{"type":"influxdb","api":"v1","url":"u","database":"m","colour":"red"}]"#,
