@@ -9,8 +9,8 @@
 use edgepush_receiver::decode::line_protocol::{self, Mapping, Params};
 use edgepush_receiver::model::Value;
 use edgepush_receiver::sink;
-use influxdb_line_protocol::FieldValue;
 use edgepush_receiver_fuzz::{NOW, check, limits};
+use influxdb_line_protocol::FieldValue;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
