@@ -528,13 +528,26 @@ fn build_worker() {
         rebuild_if_stale(
             ".ci/build-worker",
             "receiver/build/index.js",
-            &["receiver/src", "emitter/src"],
+            &[
+                "receiver/src",
+                "emitter/src",
+                "Cargo.lock",
+                "receiver/Cargo.toml",
+                ".ci/build-worker",
+            ],
         );
     });
 }
 
+/// The Worker's wasm (`receiver/build/index_bg.wasm`), built if stale.
+pub fn worker_wasm() -> PathBuf {
+    build_worker();
+    repo_root().join("receiver/build/index_bg.wasm")
+}
+
 /// Runs the build `script` (relative to the repository root) when `output`
-/// is missing or older than any file under `sources`.
+/// is missing or older than any of `sources` (files, or directories and
+/// every file under them).
 fn rebuild_if_stale(script: &str, output: &str, sources: &[&str]) {
     let root = repo_root();
     let built = std::fs::metadata(root.join(output))
@@ -542,7 +555,14 @@ fn rebuild_if_stale(script: &str, output: &str, sources: &[&str]) {
         .ok();
     let newest = sources
         .iter()
-        .flat_map(|d| walk(&root.join(d)))
+        .flat_map(|d| {
+            let path = root.join(d);
+            if path.is_file() {
+                vec![path]
+            } else {
+                walk(&path)
+            }
+        })
         .filter_map(|f| std::fs::metadata(f).and_then(|m| m.modified()).ok())
         .max();
     if built.is_some() && built >= newest {

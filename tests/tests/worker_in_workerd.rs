@@ -8,6 +8,25 @@ use edgepush_tests::bad_input::{V1, assert_only_kept_arrived, batch, check_refus
 use edgepush_tests::{Influx, Moto, Workerd, post, scenario, security};
 use serde_json::json;
 
+/// What the Worker's wasm may weigh, gzip -9 (what Cloudflare counts).
+/// The target is 300 KB; this budget only stops it from growing
+/// unnoticed: lower it whenever the Worker shrinks (docs/BENCHMARKS.md).
+const WASM_GZIP_BUDGET: usize = 490_000;
+
+#[test]
+fn the_worker_stays_within_its_size_budget() {
+    use std::io::Write as _;
+    let wasm = std::fs::read(edgepush_tests::worker_wasm()).expect("the Worker's wasm");
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gz.write_all(&wasm).expect("gzip");
+    let gzipped = gz.finish().expect("gzip").len();
+    println!("Worker wasm: {} bytes, {gzipped} gzip -9", wasm.len());
+    assert!(
+        gzipped <= WASM_GZIP_BUDGET,
+        "the Worker's wasm grew to {gzipped} bytes gzip'd, over its budget of {WASM_GZIP_BUDGET}"
+    );
+}
+
 #[test]
 fn pushed_metrics_arrive_exactly_through_the_worker() {
     let dir = tempfile::tempdir().expect("temp dir");
