@@ -9,6 +9,9 @@
 
 #![allow(missing_docs)]
 
+use std::borrow::Cow;
+
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 
 #[derive(Clone, PartialEq, prost::Message, Deserialize)]
@@ -65,41 +68,73 @@ pub struct KeyValue {
     pub value: Option<AnyValue>,
 }
 
-#[derive(Clone, PartialEq, prost::Message, Deserialize)]
-#[serde(default)]
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct AnyValue {
     #[prost(oneof = "any_value::Value", tags = "1, 2, 3, 4, 5, 6, 7")]
-    #[serde(flatten)]
     pub value: Option<any_value::Value>,
 }
 
 pub mod any_value {
     use super::*;
 
-    #[derive(Clone, PartialEq, prost::Oneof, Deserialize)]
-    #[serde(rename_all = "camelCase")]
+    #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Value {
         #[prost(string, tag = "1")]
-        #[serde(alias = "string_value")]
         StringValue(String),
         #[prost(bool, tag = "2")]
-        #[serde(alias = "bool_value")]
         BoolValue(bool),
         #[prost(int64, tag = "3")]
-        #[serde(alias = "int_value", deserialize_with = "int")]
         IntValue(i64),
         #[prost(double, tag = "4")]
-        #[serde(alias = "double_value", deserialize_with = "float")]
         DoubleValue(f64),
         #[prost(message, tag = "5")]
-        #[serde(alias = "array_value")]
         ArrayValue(ArrayValue),
         #[prost(message, tag = "6")]
-        #[serde(alias = "kvlist_value")]
         KvlistValue(KeyValueList),
         #[prost(bytes, tag = "7")]
-        #[serde(alias = "bytes_value", deserialize_with = "bytes")]
         BytesValue(Vec<u8>),
+    }
+}
+
+// The oneofs are read by hand rather than with `#[serde(flatten)]`, which
+// buffers every field of the object first: slower, and most of the OTLP/JSON
+// decoder's code in the Worker's wasm.
+impl<'de> Deserialize<'de> for AnyValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = AnyValue;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an AnyValue object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyValue, A::Error> {
+                use any_value::Value;
+                let mut value = None;
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                    value = Some(match key.as_ref() {
+                        "stringValue" | "string_value" => Value::StringValue(map.next_value()?),
+                        "boolValue" | "bool_value" => Value::BoolValue(map.next_value()?),
+                        "intValue" | "int_value" => {
+                            Value::IntValue(map.next_value::<Number<'_>>()?.int()?)
+                        }
+                        "doubleValue" | "double_value" => {
+                            Value::DoubleValue(map.next_value::<Number<'_>>()?.float()?)
+                        }
+                        "arrayValue" | "array_value" => Value::ArrayValue(map.next_value()?),
+                        "kvlistValue" | "kvlist_value" => Value::KvlistValue(map.next_value()?),
+                        "bytesValue" | "bytes_value" => {
+                            Value::BytesValue(base64_bytes(&map.next_value::<Cow<'_, str>>()?)?)
+                        }
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    });
+                }
+                Ok(AnyValue { value })
+            }
+        }
+        d.deserialize_map(Visit)
     }
 }
 
@@ -117,23 +152,20 @@ pub struct KeyValueList {
     pub values: Vec<KeyValue>,
 }
 
-#[derive(Clone, PartialEq, prost::Message, Deserialize)]
-#[serde(default)]
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct Metric {
     #[prost(string, tag = "1")]
     pub name: String,
     #[prost(string, tag = "3")]
     pub unit: String,
     #[prost(oneof = "metric::Data", tags = "5, 7, 9, 10, 11")]
-    #[serde(flatten)]
     pub data: Option<metric::Data>,
 }
 
 pub mod metric {
     use super::*;
 
-    #[derive(Clone, PartialEq, prost::Oneof, Deserialize)]
-    #[serde(rename_all = "camelCase")]
+    #[derive(Clone, PartialEq, prost::Oneof)]
     pub enum Data {
         #[prost(message, tag = "5")]
         Gauge(Gauge),
@@ -142,10 +174,50 @@ pub mod metric {
         #[prost(message, tag = "9")]
         Histogram(Histogram),
         #[prost(message, tag = "10")]
-        #[serde(alias = "exponential_histogram")]
         ExponentialHistogram(ExponentialHistogram),
         #[prost(message, tag = "11")]
         Summary(Summary),
+    }
+}
+
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Metric;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a Metric object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metric, A::Error> {
+                use metric::Data;
+                let mut metric = Metric::default();
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                    metric.data = Some(match key.as_ref() {
+                        "name" => {
+                            metric.name = map.next_value()?;
+                            continue;
+                        }
+                        "unit" => {
+                            metric.unit = map.next_value()?;
+                            continue;
+                        }
+                        "gauge" => Data::Gauge(map.next_value()?),
+                        "sum" => Data::Sum(map.next_value()?),
+                        "histogram" => Data::Histogram(map.next_value()?),
+                        "exponentialHistogram" | "exponential_histogram" => {
+                            Data::ExponentialHistogram(map.next_value()?)
+                        }
+                        "summary" => Data::Summary(map.next_value()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    });
+                }
+                Ok(metric)
+            }
+        }
+        d.deserialize_map(Visit)
     }
 }
 
@@ -208,31 +280,61 @@ pub struct Summary {
     pub data_points: Vec<SummaryDataPoint>,
 }
 
-#[derive(Clone, PartialEq, prost::Message, Deserialize)]
-#[serde(default, rename_all = "camelCase")]
+#[derive(Clone, PartialEq, prost::Message)]
 pub struct NumberDataPoint {
     #[prost(message, repeated, tag = "7")]
     pub attributes: Vec<KeyValue>,
     #[prost(fixed64, tag = "3")]
-    #[serde(alias = "time_unix_nano", deserialize_with = "uint")]
     pub time_unix_nano: u64,
     #[prost(oneof = "number_data_point::Value", tags = "4, 6")]
-    #[serde(flatten)]
     pub value: Option<number_data_point::Value>,
 }
 
 pub mod number_data_point {
-    use super::*;
-
-    #[derive(Clone, Copy, PartialEq, prost::Oneof, Deserialize)]
-    #[serde(rename_all = "camelCase")]
+    #[derive(Clone, Copy, PartialEq, prost::Oneof)]
     pub enum Value {
         #[prost(double, tag = "4")]
-        #[serde(alias = "as_double", deserialize_with = "float")]
         AsDouble(f64),
         #[prost(sfixed64, tag = "6")]
-        #[serde(alias = "as_int", deserialize_with = "int")]
         AsInt(i64),
+    }
+}
+
+impl<'de> Deserialize<'de> for NumberDataPoint {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = NumberDataPoint;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a NumberDataPoint object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NumberDataPoint, A::Error> {
+                use number_data_point::Value;
+                let mut point = NumberDataPoint::default();
+                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                    point.value = Some(match key.as_ref() {
+                        "attributes" => {
+                            point.attributes = map.next_value()?;
+                            continue;
+                        }
+                        "timeUnixNano" | "time_unix_nano" => {
+                            point.time_unix_nano = map.next_value::<Number<'_>>()?.int()?;
+                            continue;
+                        }
+                        "asDouble" | "as_double" => {
+                            Value::AsDouble(map.next_value::<Number<'_>>()?.float()?)
+                        }
+                        "asInt" | "as_int" => Value::AsInt(map.next_value::<Number<'_>>()?.int()?),
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    });
+                }
+                Ok(point)
+            }
+        }
+        d.deserialize_map(Visit)
     }
 }
 
@@ -365,14 +467,39 @@ pub struct Status {
 /// A JSON number, or a string holding one (proto3 JSON writes 64-bit
 /// integers as strings, and NaN and the infinities as `"NaN"`,
 /// `"Infinity"`, `"-Infinity"`).
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum Number<'a> {
     Unsigned(u64),
     Signed(i64),
     Float(f64),
-    #[serde(borrow)]
-    Text(std::borrow::Cow<'a, str>),
+    Text(Cow<'a, str>),
+}
+
+impl<'de> Deserialize<'de> for Number<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Number<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a number, or a string holding one")
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Number<'de>, E> {
+                Ok(Number::Unsigned(v))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Number<'de>, E> {
+                Ok(Number::Signed(v))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Number<'de>, E> {
+                Ok(Number::Float(v))
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Number<'de>, E> {
+                Ok(Number::Text(v.into()))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Number<'de>, E> {
+                Ok(Number::Text(v.to_string().into()))
+            }
+        }
+        d.deserialize_any(Visit)
+    }
 }
 
 impl Number<'_> {
@@ -435,33 +562,43 @@ fn uints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
         .collect()
 }
 
-fn int<'de, D: Deserializer<'de>>(d: D) -> Result<i64, D::Error> {
-    Number::deserialize(d)?.int()
+/// An object's key, borrowed from the body unless it holds escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> Visitor<'de> for Visit {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(v.to_string())))
+            }
+        }
+        d.deserialize_str(Visit)
+    }
 }
 
-fn bytes<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+fn base64_bytes<E: serde::de::Error>(text: &str) -> Result<Vec<u8>, E> {
     use base64::Engine as _;
-    let s = std::borrow::Cow::<str>::deserialize(d)?;
     base64::engine::general_purpose::STANDARD
-        .decode(s.as_bytes())
-        .map_err(serde::de::Error::custom)
+        .decode(text.as_bytes())
+        .map_err(E::custom)
 }
 
 /// An `AggregationTemporality`: its number, or its name.
 fn temporality<'de, D: Deserializer<'de>>(d: D) -> Result<i32, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Given<'a> {
-        Number(i32),
-        #[serde(borrow)]
-        Name(std::borrow::Cow<'a, str>),
-    }
-    Ok(match Given::deserialize(d)? {
-        Given::Number(n) => n,
-        Given::Name(name) => match name.as_ref() {
+    Ok(match Number::deserialize(d)? {
+        Number::Text(name) => match name.as_ref() {
             "AGGREGATION_TEMPORALITY_DELTA" => TEMPORALITY_DELTA,
             "AGGREGATION_TEMPORALITY_CUMULATIVE" => TEMPORALITY_CUMULATIVE,
             _ => TEMPORALITY_UNSPECIFIED,
         },
+        n => n.int()?,
     })
 }

@@ -472,3 +472,104 @@ fn fuzz_seeds_decode() {
         assert_eq!(d.batch.points.len(), points);
     }
 }
+
+/// The oneofs read by hand: every `AnyValue` and data-point form in both
+/// spellings, unknown fields skipped, an escaped key, the last member given
+/// winning, and a wrong type refused with the place.
+#[test]
+fn json_oneofs_read_every_form() {
+    let any = |json: &str| {
+        serde_json::from_str::<AnyValue>(json)
+            .map(|a| a.value)
+            .map_err(|e| e.to_string())
+    };
+    use any_value::Value as V;
+    assert_eq!(
+        any(r#"{"stringValue":"s"}"#),
+        Ok(Some(V::StringValue("s".into())))
+    );
+    assert_eq!(
+        any(r#"{"string_value":"s"}"#),
+        Ok(Some(V::StringValue("s".into())))
+    );
+    assert_eq!(any(r#"{"bool_value":true}"#), Ok(Some(V::BoolValue(true))));
+    assert_eq!(any(r#"{"intValue":"-9"}"#), Ok(Some(V::IntValue(-9))));
+    assert_eq!(any(r#"{"int_value":12}"#), Ok(Some(V::IntValue(12))));
+    assert_eq!(
+        any(r#"{"doubleValue":"NaN"}"#).map(|v| matches!(v, Some(V::DoubleValue(d)) if d.is_nan())),
+        Ok(true)
+    );
+    assert_eq!(
+        any(r#"{"double_value":1.5}"#),
+        Ok(Some(V::DoubleValue(1.5)))
+    );
+    assert_eq!(
+        any(r#"{"bytesValue":"aGk="}"#),
+        Ok(Some(V::BytesValue(b"hi".to_vec())))
+    );
+    assert_eq!(
+        any(r#"{"arrayValue":{"values":[{"intValue":1}]}}"#),
+        Ok(Some(V::ArrayValue(ArrayValue {
+            values: vec![AnyValue {
+                value: Some(V::IntValue(1))
+            }]
+        })))
+    );
+    assert_eq!(
+        any(r#"{"kvlist_value":{"values":[{"key":"k","value":{"boolValue":false}}]}}"#),
+        Ok(Some(V::KvlistValue(KeyValueList {
+            values: vec![KeyValue {
+                key: "k".into(),
+                value: Some(AnyValue {
+                    value: Some(V::BoolValue(false))
+                })
+            }]
+        })))
+    );
+    assert_eq!(
+        any(r#"{"future":{"x":[1,2]},"str\u0069ngValue":"e"}"#),
+        Ok(Some(V::StringValue("e".into())))
+    );
+    assert_eq!(any(r#"{}"#), Ok(None));
+    assert_eq!(
+        any(r#"{"intValue":1,"stringValue":"last"}"#),
+        Ok(Some(V::StringValue("last".into())))
+    );
+    for (bad, says) in [
+        (r#"{"intValue":1.5}"#, "is not an integer"),
+        (r#"{"intValue":"x"}"#, "\"x\" is not an integer"),
+        (r#"{"bytesValue":"%%"}"#, "Invalid"),
+        (r#"[1]"#, "an AnyValue object"),
+    ] {
+        let e = any(bad).expect_err(bad);
+        assert!(e.contains(says), "{bad}: {e}");
+    }
+
+    let point =
+        |json: &str| serde_json::from_str::<NumberDataPoint>(json).map_err(|e| e.to_string());
+    assert_eq!(
+        point(r#"{"as_double":"-Infinity","time_unix_nano":"5","flags":1,"exemplars":[]}"#)
+            .map(|p| (p.value, p.time_unix_nano)),
+        Ok((
+            Some(number_data_point::Value::AsDouble(f64::NEG_INFINITY)),
+            5
+        ))
+    );
+    assert_eq!(
+        point(r#"{"asInt":"9007199254740993"}"#).map(|p| p.value),
+        Ok(Some(number_data_point::Value::AsInt(9_007_199_254_740_993)))
+    );
+    assert!(point(r#"{"timeUnixNano":-1}"#).is_err());
+
+    let metric = |json: &str| serde_json::from_str::<Metric>(json).map_err(|e| e.to_string());
+    let m = metric(r#"{"name":"q","description":"d","unit":"By","exponential_histogram":{"aggregation_temporality":"AGGREGATION_TEMPORALITY_DELTA","data_points":[]},"metadata":[]}"#)
+        .expect("metric");
+    assert_eq!((m.name.as_str(), m.unit.as_str()), ("q", "By"));
+    assert!(
+        matches!(m.data, Some(metric::Data::ExponentialHistogram(ref h)) if h.aggregation_temporality == TEMPORALITY_DELTA),
+        "{:?}",
+        m.data.is_some()
+    );
+    assert!(metric(r#"{"name":"q"}"#).is_ok_and(|m| m.data.is_none()));
+    assert!(metric(r#"{"gauge":7}"#).is_err());
+}
