@@ -14,7 +14,7 @@ use edgepush::limits::{MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES, MAX_VALUES_PER
 use serde::Deserialize;
 
 use crate::model::{Batch, Series, StatisticSet, Value};
-use crate::sink::SinkRefusal;
+use crate::sink::{SinkRefusal, refuse_values};
 
 /// The `X-Amz-Target` of `PutMetricData` in the AWS JSON 1.0 protocol.
 pub const TARGET: &str = "GraniteServiceVersion20100801.PutMetricData";
@@ -253,27 +253,14 @@ fn indexed_datums(batch: &Batch) -> impl Iterator<Item = (usize, usize, Datum<'_
 }
 
 /// The points of `batch` CloudWatch cannot store (strings and booleans,
-/// which line-protocol sinks store), refused by type; they have no datums.
+/// which line-protocol sinks store), refused by kind; they have no datums.
 pub fn unstorable(batch: &Batch) -> Vec<SinkRefusal> {
-    let mut by_type: Vec<(&'static str, Vec<usize>)> = Vec::new();
-    for (i, point) in batch.points.iter().enumerate() {
-        let Some(what) = point.value.non_numeric() else {
-            continue;
-        };
-        match by_type.iter_mut().find(|(w, _)| *w == what) {
-            Some((_, points)) => points.push(i),
-            None => by_type.push((what, vec![i])),
-        }
-    }
-    by_type
-        .into_iter()
-        .map(|(what, points)| {
-            let message = format!(
-                "{what} value: CloudWatch stores numbers only (line-protocol sinks store it)"
-            );
-            SinkRefusal::new("cloudwatch", batch, points, message)
-        })
-        .collect()
+    refuse_values(
+        "cloudwatch",
+        batch,
+        |_| true,
+        "CloudWatch stores numbers only (line-protocol sinks store it)",
+    )
 }
 
 /// Groups items into requests, in order: at most 1000 items per request, and

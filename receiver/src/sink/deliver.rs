@@ -6,7 +6,7 @@ use std::future::Future;
 use std::time::{Duration, SystemTime};
 
 use super::{Outcome, Sink};
-use crate::model::Batch;
+use crate::model::{Batch, Value};
 
 /// A sink's answer to one request.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -190,6 +190,31 @@ pub async fn deliver<C: Client>(
 pub fn covers(refusals: &[SinkRefusal], batch: &Batch) -> bool {
     !refusals.is_empty()
         && refusals.iter().map(|r| r.points.len()).sum::<usize>() >= batch.points.len()
+}
+
+/// The points of `batch` whose values `sink` cannot store (`refused`),
+/// one refusal per kind of value (`string value: <why>`, `boolean value:
+/// <why>`), made before any request.
+pub fn refuse_values(
+    sink: &'static str,
+    batch: &Batch,
+    refused: impl Fn(&Value) -> bool,
+    why: &str,
+) -> Vec<SinkRefusal> {
+    let mut by_kind: Vec<(&'static str, Vec<usize>)> = Vec::new();
+    for (i, point) in batch.points.iter().enumerate() {
+        let Some(what) = point.value.non_numeric().filter(|_| refused(&point.value)) else {
+            continue;
+        };
+        match by_kind.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, points)) => points.push(i),
+            None => by_kind.push((what, vec![i])),
+        }
+    }
+    by_kind
+        .into_iter()
+        .map(|(what, points)| SinkRefusal::new(sink, batch, points, format!("{what} value: {why}")))
+        .collect()
 }
 
 impl SinkRefusal {

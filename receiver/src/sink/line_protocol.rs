@@ -20,7 +20,7 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
 
 use crate::model::{Batch, Value};
-use crate::sink::SinkRefusal;
+use crate::sink::{SinkRefusal, refuse_values};
 
 /// Where a line-protocol sink writes.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -82,14 +82,12 @@ impl Target {
 /// The string points of `batch`, refused by a sink that stores numbers
 /// (and booleans) only, configured with `store_strings = false`.
 pub fn unstorable(batch: &Batch) -> Vec<SinkRefusal> {
-    let points: Vec<usize> = (0..batch.points.len())
-        .filter(|&i| matches!(batch.points[i].value, Value::Text(_)))
-        .collect();
-    if points.is_empty() {
-        return Vec::new();
-    }
-    let message = "string value: this sink stores numbers only (store_strings = false)".to_string();
-    vec![SinkRefusal::new("influxdb", batch, points, message)]
+    refuse_values(
+        "influxdb",
+        batch,
+        |v| matches!(v, Value::Text(_)),
+        "this sink stores numbers only (store_strings = false)",
+    )
 }
 
 /// Escapes a measurement: commas and spaces.

@@ -8,7 +8,7 @@ pub mod line_protocol;
 
 pub use deliver::{
     Client, Reply, Retry, SinkAnswer, SinkFailure, SinkRefusal, covers, deliver, parse_retry_after,
-    settle, skipped,
+    refuse_values, settle, skipped,
 };
 
 use std::ops::Range;
