@@ -96,45 +96,32 @@ pub mod any_value {
     }
 }
 
-// The oneofs are read by hand rather than with `#[serde(flatten)]`, which
-// buffers every field of the object first: slower, and most of the OTLP/JSON
-// decoder's code in the Worker's wasm.
 impl<'de> Deserialize<'de> for AnyValue {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> Visitor<'de> for Visit {
-            type Value = AnyValue;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("an AnyValue object")
+        read_object(d)
+    }
+}
+
+impl<'de> Fields<'de> for AnyValue {
+    const WHAT: &'static str = "an AnyValue object";
+
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        use any_value::Value;
+        self.value = Some(match key {
+            "stringValue" | "string_value" => Value::StringValue(map.next_value()?),
+            "boolValue" | "bool_value" => Value::BoolValue(map.next_value()?),
+            "intValue" | "int_value" => Value::IntValue(map.next_value::<Number<'_>>()?.int()?),
+            "doubleValue" | "double_value" => {
+                Value::DoubleValue(map.next_value::<Number<'_>>()?.float()?)
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AnyValue, A::Error> {
-                use any_value::Value;
-                let mut value = None;
-                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                    value = Some(match key.as_ref() {
-                        "stringValue" | "string_value" => Value::StringValue(map.next_value()?),
-                        "boolValue" | "bool_value" => Value::BoolValue(map.next_value()?),
-                        "intValue" | "int_value" => {
-                            Value::IntValue(map.next_value::<Number<'_>>()?.int()?)
-                        }
-                        "doubleValue" | "double_value" => {
-                            Value::DoubleValue(map.next_value::<Number<'_>>()?.float()?)
-                        }
-                        "arrayValue" | "array_value" => Value::ArrayValue(map.next_value()?),
-                        "kvlistValue" | "kvlist_value" => Value::KvlistValue(map.next_value()?),
-                        "bytesValue" | "bytes_value" => {
-                            Value::BytesValue(base64_bytes(&map.next_value::<Cow<'_, str>>()?)?)
-                        }
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
-                    });
-                }
-                Ok(AnyValue { value })
+            "arrayValue" | "array_value" => Value::ArrayValue(map.next_value()?),
+            "kvlistValue" | "kvlist_value" => Value::KvlistValue(map.next_value()?),
+            "bytesValue" | "bytes_value" => {
+                Value::BytesValue(base64_bytes(&map.next_value::<Cow<'_, str>>()?)?)
             }
-        }
-        d.deserialize_map(Visit)
+            _ => return Ok(false),
+        });
+        Ok(true)
     }
 }
 
@@ -182,42 +169,34 @@ pub mod metric {
 
 impl<'de> Deserialize<'de> for Metric {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> Visitor<'de> for Visit {
-            type Value = Metric;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a Metric object")
+        read_object(d)
+    }
+}
+
+impl<'de> Fields<'de> for Metric {
+    const WHAT: &'static str = "a Metric object";
+
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        use metric::Data;
+        self.data = Some(match key {
+            "name" => {
+                self.name = map.next_value()?;
+                return Ok(true);
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Metric, A::Error> {
-                use metric::Data;
-                let mut metric = Metric::default();
-                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                    metric.data = Some(match key.as_ref() {
-                        "name" => {
-                            metric.name = map.next_value()?;
-                            continue;
-                        }
-                        "unit" => {
-                            metric.unit = map.next_value()?;
-                            continue;
-                        }
-                        "gauge" => Data::Gauge(map.next_value()?),
-                        "sum" => Data::Sum(map.next_value()?),
-                        "histogram" => Data::Histogram(map.next_value()?),
-                        "exponentialHistogram" | "exponential_histogram" => {
-                            Data::ExponentialHistogram(map.next_value()?)
-                        }
-                        "summary" => Data::Summary(map.next_value()?),
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
-                    });
-                }
-                Ok(metric)
+            "unit" => {
+                self.unit = map.next_value()?;
+                return Ok(true);
             }
-        }
-        d.deserialize_map(Visit)
+            "gauge" => Data::Gauge(map.next_value()?),
+            "sum" => Data::Sum(map.next_value()?),
+            "histogram" => Data::Histogram(map.next_value()?),
+            "exponentialHistogram" | "exponential_histogram" => {
+                Data::ExponentialHistogram(map.next_value()?)
+            }
+            "summary" => Data::Summary(map.next_value()?),
+            _ => return Ok(false),
+        });
+        Ok(true)
     }
 }
 
@@ -302,39 +281,29 @@ pub mod number_data_point {
 
 impl<'de> Deserialize<'de> for NumberDataPoint {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct Visit;
-        impl<'de> Visitor<'de> for Visit {
-            type Value = NumberDataPoint;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a NumberDataPoint object")
+        read_object(d)
+    }
+}
+
+impl<'de> Fields<'de> for NumberDataPoint {
+    const WHAT: &'static str = "a NumberDataPoint object";
+
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error> {
+        use number_data_point::Value;
+        self.value = Some(match key {
+            "attributes" => {
+                self.attributes = map.next_value()?;
+                return Ok(true);
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<NumberDataPoint, A::Error> {
-                use number_data_point::Value;
-                let mut point = NumberDataPoint::default();
-                while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
-                    point.value = Some(match key.as_ref() {
-                        "attributes" => {
-                            point.attributes = map.next_value()?;
-                            continue;
-                        }
-                        "timeUnixNano" | "time_unix_nano" => {
-                            point.time_unix_nano = map.next_value::<Number<'_>>()?.int()?;
-                            continue;
-                        }
-                        "asDouble" | "as_double" => {
-                            Value::AsDouble(map.next_value::<Number<'_>>()?.float()?)
-                        }
-                        "asInt" | "as_int" => Value::AsInt(map.next_value::<Number<'_>>()?.int()?),
-                        _ => {
-                            map.next_value::<IgnoredAny>()?;
-                            continue;
-                        }
-                    });
-                }
-                Ok(point)
+            "timeUnixNano" | "time_unix_nano" => {
+                self.time_unix_nano = map.next_value::<Number<'_>>()?.int()?;
+                return Ok(true);
             }
-        }
-        d.deserialize_map(Visit)
+            "asDouble" | "as_double" => Value::AsDouble(map.next_value::<Number<'_>>()?.float()?),
+            "asInt" | "as_int" => Value::AsInt(map.next_value::<Number<'_>>()?.int()?),
+            _ => return Ok(false),
+        });
+        Ok(true)
     }
 }
 
@@ -560,6 +529,39 @@ fn uints<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
         .iter()
         .map(Number::int)
         .collect()
+}
+
+/// A message with a oneof, read from a JSON object key by key by hand.
+/// (`#[serde(flatten)]` would buffer every field of the object first:
+/// slower, and most of the OTLP/JSON decoder's code in the Worker's wasm.)
+trait Fields<'de>: Default {
+    /// What the object is, for errors.
+    const WHAT: &'static str;
+
+    /// Reads the value of `key` into `self`; `false` for a key it does not
+    /// know, whose value is then skipped (the last oneof member given wins).
+    fn field<A: MapAccess<'de>>(&mut self, key: &str, map: &mut A) -> Result<bool, A::Error>;
+}
+
+/// Reads a [`Fields`] message from a JSON object.
+fn read_object<'de, D: Deserializer<'de>, T: Fields<'de>>(d: D) -> Result<T, D::Error> {
+    struct Visit<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Fields<'de>> Visitor<'de> for Visit<T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(T::WHAT)
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<T, A::Error> {
+            let mut out = T::default();
+            while let Some(Key(key)) = map.next_key::<Key<'de>>()? {
+                if !out.field(&key, &mut map)? {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_map(Visit(std::marker::PhantomData))
 }
 
 /// An object's key, borrowed from the body unless it holds escapes.
