@@ -358,6 +358,15 @@ mod tests {
         let mut late = gauge("cpu", &[], 1.0);
         late.timestamp_ms = NOW - MAX_PAST_MS - 1;
         b.add(4, "lines[4]", late).expect("ok");
+        // A string belongs to a gauge: a decoder that made it a counter
+        // would have its point refused, not forwarded as a counter.
+        let mut text_counter = gauge("state", &[], 0.0);
+        text_counter.kind = Kind::Counter;
+        text_counter.value = Value::Text("ok".into());
+        b.add(5, "lines[5]", text_counter).expect("ok");
+        let mut control = gauge("state", &[], 0.0);
+        control.value = Value::Text("a\nb".into());
+        b.add(6, "lines[6]", control).expect("ok");
         let d = b.finish("x".into(), "ns".into());
         assert_eq!(d.batch.series.len(), 1);
         assert_eq!(d.indices, vec![0, 1]);
@@ -375,6 +384,16 @@ mod tests {
                     4,
                     "lines[4].timestamp",
                     "timestamp is more than 14 days old"
+                ),
+                (
+                    5,
+                    "lines[5].value",
+                    "a string or boolean value belongs to a gauge"
+                ),
+                (
+                    6,
+                    "lines[6].value",
+                    "string value contains a control character"
                 ),
             ]
         );

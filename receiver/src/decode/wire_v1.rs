@@ -319,11 +319,14 @@ fn check_point(
         }
         Kind::Gauge if p.sv.is_some() || p.b.is_some() => {
             // A line-protocol string or boolean field: the only value.
-            if let Some(extra) = [("x", p.x.is_some()), ("st", p.st.is_some())]
-                .into_iter()
-                .chain([("b", p.sv.is_some() && p.b.is_some())])
-                .find_map(|(f, here)| here.then_some(f))
-            {
+            let extra = [
+                ("x", p.x.is_some()),
+                ("st", p.st.is_some()),
+                ("b", p.sv.is_some() && p.b.is_some()),
+            ]
+            .into_iter()
+            .find_map(|(f, here)| here.then_some(f));
+            if let Some(extra) = extra {
                 return Err((at(extra), "a gauge point has one value: x, sv or b".into()));
             }
             match (p.sv, p.b) {
@@ -332,7 +335,7 @@ fn check_point(
                         .map_err(|r| (at("sv"), format!("string value {r}")))?;
                     Value::Text(text)
                 }
-                (None, b) => Value::Boolean(b.unwrap_or_default()),
+                (None, b) => Value::Boolean(b == Some(true)),
             }
         }
         Kind::Gauge => {
