@@ -4,9 +4,10 @@
 //! field as 0, a sink configured with `store_strings = false` refuses string
 //! values by name while numbers and booleans (as 1 and 0) are stored.
 
-use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
+use edgepush::HttpTransport;
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::sink::Sink;
+use edgepush_tests::scenario::Shop;
 use edgepush_tests::{Receiver, Victoria, eventually, post};
 use serde_json::{Value, json};
 use std::time::Duration;
@@ -30,18 +31,14 @@ fn victoria_metrics_stores_what_is_pushed_and_no_string_becomes_zero() {
         Vec::new(),
     );
 
-    // The emitter's kinds, through wire v1.
-    let emitter = Emitter::new(Config::new("Shop").expect("namespace"));
-    let orders = emitter
-        .counter(
-            Metric::new("orders")
-                .unit(Unit::Count)
-                .dimension("route", "/buy"),
-        )
-        .expect("counter");
-    let latency = emitter
-        .distribution(Metric::new("latency").unit(Unit::Milliseconds))
-        .expect("distribution");
+    // The emitter's kinds, through wire v1: the shop's counter and
+    // distribution (its gauge and statistic set record nothing here).
+    let Shop {
+        emitter,
+        orders,
+        latency,
+        ..
+    } = Shop::new("Shop");
     orders.add(2.0);
     orders.add(4.0);
     for v in [10.0, 20.0, 20.0] {
@@ -74,8 +71,18 @@ fn victoria_metrics_stores_what_is_pushed_and_no_string_becomes_zero() {
         let (labels, value) = only_value(&vm, "orders_value");
         assert_eq!(value, json!(6), "{labels}");
         assert_eq!(
-            (&labels["namespace"], &labels["route"], &labels["unit"]),
-            (&json!("Shop"), &json!("/buy"), &json!("Count")),
+            (
+                &labels["namespace"],
+                &labels["route"],
+                &labels["service"],
+                &labels["unit"]
+            ),
+            (
+                &json!("Shop"),
+                &json!("/buy"),
+                &json!("checkout"),
+                &json!("Count")
+            ),
             "{labels}"
         );
         for (field, want) in [("count", 3), ("sum", 50), ("min", 10), ("max", 20)] {
