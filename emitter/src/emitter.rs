@@ -1,7 +1,7 @@
 //! The emitter: registration, recording handles and flushing.
 
 use alloc::collections::BTreeMap;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -13,7 +13,7 @@ use crate::batch::Batch;
 use crate::cell::{Double, Drained, GaugeBuffer, Stats, Sum, Table};
 use crate::config::{Config, Metric, check_dimension};
 use crate::encode::{self, Taken};
-use crate::error::{Error, Field, Result};
+use crate::error::{Error, Field, Result, not_json};
 use crate::limits::MAX_DIMENSIONS;
 use crate::unit::{Resolution, Unit};
 use crate::validate;
@@ -656,7 +656,7 @@ fn series_json(
         ),
         r: (resolution != Resolution::Standard).then_some(resolution.seconds()),
     };
-    serde_json::to_string(&series).map_err(|e| Error::Encode(e.to_string()))
+    serde_json::to_string(&series).map_err(|_| not_json())
 }
 
 /// Takes the cell's aggregate, leaving it empty; `None` if nothing was recorded.
@@ -1080,6 +1080,11 @@ mod tests {
         );
         assert_eq!(e.telemetry().timestamped_refused, 1);
         let b = decode(&e.flush_at(1_000).expect("flush")[0]);
+        assert_eq!(
+            b.series.len(),
+            2,
+            "c's two points share one series definition"
+        );
         let mut got: Vec<(i64, Option<f64>, Option<Vec<f64>>)> = b
             .points
             .iter()

@@ -4,9 +4,8 @@
 //! A batch is closed before a point would take it past the configured
 //! datums or bytes, so no batch is ever encoded twice.
 
-use alloc::collections::BTreeMap;
 use alloc::format;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering::Relaxed;
@@ -16,7 +15,7 @@ use portable_atomic::AtomicU64;
 use crate::batch::Batch;
 use crate::config::Config;
 use crate::emitter::Cell;
-use crate::error::{Error, Result};
+use crate::error::{Result, not_json};
 use crate::limits::MAX_VALUES_PER_DATUM;
 use crate::wire::{self, Kind};
 
@@ -178,8 +177,12 @@ fn number(out: &mut String, v: f64) {
 struct Open {
     series: String,
     points: String,
-    /// Cell id to series index in this batch.
-    index: BTreeMap<usize, u32>,
+    /// Series defined in this batch so far.
+    defined: u32,
+    /// The cell whose series was defined last, and its index: the cells
+    /// come sorted, so a cell's points follow each other and a series is
+    /// defined once per batch.
+    last: Option<(usize, u32)>,
     count: usize,
     datums: usize,
 }
@@ -189,28 +192,32 @@ impl Open {
         Open {
             series: String::new(),
             points: String::new(),
-            index: BTreeMap::new(),
+            defined: 0,
+            last: None,
             count: 0,
             datums: 0,
         }
     }
 
     fn series_index(&self, id: usize) -> Option<u32> {
-        self.index.get(&id).copied()
+        self.last.filter(|&(last, _)| last == id).map(|(_, s)| s)
     }
 }
 
 /// The most characters a batch id takes (`{:016x}-{:x}` of a u64).
 const MAX_ID_LEN: usize = 16 + 1 + 16;
 
-/// Encodes `taken` as batches stamped `now_ms`.
+/// Encodes `taken` as batches stamped `now_ms`. `taken` comes sorted by
+/// series (as a flush takes it), so each series is defined once per batch;
+/// in another order a series may be defined more than once, which is
+/// still a valid batch.
 pub(crate) fn batches(
     config: &Config,
     sequence: &AtomicU64,
     now_ms: i64,
     taken: &[(Arc<Cell>, i64, Taken)],
 ) -> Result<Vec<Batch>> {
-    let ns = serde_json::to_string(&config.namespace).map_err(|e| Error::Encode(e.to_string()))?;
+    let ns = serde_json::to_string(&config.namespace).map_err(|_| not_json())?;
     let dims = if config.dimensions.is_empty() {
         String::new()
     } else {
@@ -221,7 +228,7 @@ pub(crate) fn batches(
                 .map(|(n, v)| (n.as_str().into(), v.as_str().into()))
                 .collect(),
         );
-        let json = serde_json::to_string(&d).map_err(|e| Error::Encode(e.to_string()))?;
+        let json = serde_json::to_string(&d).map_err(|_| not_json())?;
         format!(",\"dims\":{json}")
     };
     // Everything but the series and points, with the longest id.
@@ -243,7 +250,7 @@ pub(crate) fn batches(
             } else {
                 cell.json.len() + 1
             };
-            let index = known.unwrap_or(open.index.len() as u32);
+            let index = known.unwrap_or(open.defined);
             // `,{"s":N` and the rest.
             let size = frame
                 + open.series.len()
@@ -261,12 +268,13 @@ pub(crate) fn batches(
             let s = match open.series_index(cell.id) {
                 Some(s) => s,
                 None => {
-                    let s = open.index.len() as u32;
+                    let s = open.defined;
                     if s > 0 {
                         open.series.push(',');
                     }
                     open.series.push_str(&cell.json);
-                    open.index.insert(cell.id, s);
+                    open.defined += 1;
+                    open.last = Some((cell.id, s));
                     s
                 }
             };

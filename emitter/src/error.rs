@@ -95,20 +95,25 @@ impl fmt::Display for Error {
                 field,
                 input,
                 reason,
-            } => write!(f, "{field} {input:?} {reason}"),
+            } => write!(f, "{field} {} {reason}", Quoted(input)),
             Error::TooManyDimensions { name, count } => write!(
                 f,
-                "metric {name:?} would have {count} dimensions, more than the {} allowed",
+                "metric {} would have {count} dimensions, more than the {} allowed",
+                Quoted(name),
                 crate::limits::MAX_DIMENSIONS
             ),
-            Error::DuplicateDimension { name } => write!(f, "dimension {name:?} is given twice"),
+            Error::DuplicateDimension { name } => {
+                write!(f, "dimension {} is given twice", Quoted(name))
+            }
             Error::UnknownDimension { name } => write!(
                 f,
-                "dimension set names {name:?}, which is not a dimension of the metric"
+                "dimension set names {}, which is not a dimension of the metric",
+                Quoted(name)
             ),
             Error::Conflict { name } => write!(
                 f,
-                "metric {name:?} is already registered with another kind or unit"
+                "metric {} is already registered with another kind or unit",
+                Quoted(name)
             ),
             Error::Encode(message) => write!(f, "cannot encode batch: {message}"),
             Error::Config(message) => write!(f, "bad setting: {message}"),
@@ -118,5 +123,53 @@ impl fmt::Display for Error {
 
 impl core::error::Error for Error {}
 
+/// Serializing names and dimensions to a string cannot fail; should it,
+/// this says so without serde_json's error formatting (its code stays out
+/// of the wasm).
+pub(crate) fn not_json() -> Error {
+    Error::Encode("a name or dimension did not encode as JSON".into())
+}
+
+/// A name as error messages show it: in double quotes, with quotes,
+/// backslashes and control characters escaped (`\"`, `\\`, `\u{1b}`).
+/// Unlike `{:?}`, it leaves other characters as they are, which keeps
+/// core's Unicode tables out of a wasm build.
+pub struct Quoted<'a>(pub &'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"")?;
+        for c in self.0.chars() {
+            match c {
+                '"' | '\\' => write!(f, "\\{c}")?,
+                c if c.is_control() => write!(f, "\\u{{{:x}}}", u32::from(c))?,
+                c => fmt::Write::write_char(f, c)?,
+            }
+        }
+        f.write_str("\"")
+    }
+}
+
 /// The emitter's result type.
 pub type Result<T, E = Error> = core::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::format;
+
+    #[test]
+    fn quoted_escapes_what_would_break_a_message_and_nothing_else() {
+        for (name, shown) in [
+            ("latency", r#""latency""#),
+            (r#"say "hi""#, r#""say \"hi\"""#),
+            (r"C:\tmp", r#""C:\\tmp""#),
+            ("a\nb\u{1b}", r#""a\u{a}b\u{1b}""#),
+            ("\u{85}", r#""\u{85}""#),
+            ("héllo ✓", r#""héllo ✓""#),
+            ("", r#""""#),
+        ] {
+            assert_eq!(format!("{}", Quoted(name)), shown, "{name:?}");
+        }
+    }
+}

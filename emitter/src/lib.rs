@@ -100,7 +100,7 @@ pub use config::{Config, Metric};
 pub use emitter::{
     Counter, Distribution, Emitter, Gauge, OVERFLOW_METRIC, Statistics, TelemetrySnapshot,
 };
-pub use error::{Error, Field, Result};
+pub use error::{Error, Field, Quoted, Result};
 #[cfg(feature = "metrics")]
 pub use metrics_recorder::{MetricsRecorder, cloudwatch_unit};
 #[cfg(feature = "http")]

@@ -26,6 +26,52 @@ fn stats(m: &Value) -> Value {
     json!([m["sum"], m["count"], m["min"], m["max"], m["units"]])
 }
 
+/// The most the package's code (wasm and JavaScript, each gzip -9) may
+/// weigh: the size target in docs/BENCHMARKS.md.
+const CODE_GZIP_BUDGET: usize = 40_000;
+
+#[test]
+fn the_package_stays_within_its_size_budget() {
+    use std::io::Write as _;
+    edgepush_tests::js_package();
+    let pkg = repo_root().join("emitter/js/pkg");
+    let mut files = Vec::new();
+    let mut dirs = vec![pkg.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).expect("package folder") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path
+                .extension()
+                .is_some_and(|e| e == "wasm" || e == "js" || e == "mjs")
+            {
+                files.push(path);
+            }
+        }
+    }
+    let mut total = 0;
+    for file in &files {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&std::fs::read(file).expect("read"))
+            .expect("gzip");
+        let size = gz.finish().expect("gzip").len();
+        println!(
+            "{}: {size} bytes gzip -9",
+            file.strip_prefix(&pkg).expect("in pkg").display()
+        );
+        total += size;
+    }
+    assert!(
+        files.iter().any(|f| f.ends_with("edgepush_bg.wasm")),
+        "no wasm in {files:?}"
+    );
+    assert!(
+        total <= CODE_GZIP_BUDGET,
+        "the package's code grew to {total} bytes gzip'd, over its budget of {CODE_GZIP_BUDGET}"
+    );
+}
+
 #[test]
 fn node_pushes_through_the_native_receiver() {
     let dir = tempfile::tempdir().expect("temp dir");

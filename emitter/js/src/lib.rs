@@ -11,9 +11,8 @@
 //! documents the JavaScript API.
 
 use std::cell::RefCell;
-use std::collections::BTreeMap;
 
-use edgepush::{Config, Emitter as Core, Error, Field, Metric, Unit};
+use edgepush::{Config, Emitter as Core, Error, Field, Metric, Quoted, Unit};
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use wasm_bindgen::prelude::*;
 
@@ -99,7 +98,9 @@ extern "C" {
 /// a fraction of that. Emptied when it reaches this many entries.
 const CACHE_LIMIT: usize = 10_000;
 
-type Cache<H> = RefCell<BTreeMap<String, H>>;
+/// Sorted by key: a binary search finds a handle, and the wasm carries no
+/// map code for it.
+type Cache<H> = RefCell<Vec<(String, H)>>;
 
 fn name_of(name: &JsValue) -> Result<String, JsValue> {
     name.as_string()
@@ -200,7 +201,7 @@ fn dimensions(object: &JsValue) -> Result<Vec<(String, String)>, JsValue> {
         let Some(value) = pair.get(1).as_string() else {
             return Err(error(
                 "invalid_dimension_value",
-                &format!("dimension value of {name:?} must be a string"),
+                &format!("dimension value of {} must be a string", Quoted(&name)),
             ));
         };
         out.push((name, value));
@@ -214,7 +215,10 @@ fn metric(name: &str, options: &JsValue) -> Result<Metric, JsValue> {
         let unit: Unit = unit.parse().map_err(|_| {
             error(
                 "invalid_unit",
-                &format!("unit {unit:?} is not a CloudWatch unit (such as \"Count\", \"Milliseconds\", \"Bytes/Second\")"),
+                &format!(
+                    "unit {} is not a CloudWatch unit (such as \"Count\", \"Milliseconds\", \"Bytes/Second\")",
+                    Quoted(&unit)
+                ),
             )
         })?;
         m = m.unit(unit);
@@ -286,15 +290,20 @@ impl Emitter {
         kind: impl FnOnce(&Core, Metric) -> edgepush::Result<H>,
     ) -> Result<H, JsValue> {
         let key = metric_key(name, options);
-        if let Some(h) = cache.borrow().get(&key) {
-            return Ok(h.clone());
-        }
+        let at = cache.borrow().binary_search_by(|(k, _)| k.cmp(&key));
+        let at = match at {
+            Ok(found) => return Ok(cache.borrow()[found].1.clone()),
+            Err(at) => at,
+        };
         let h = self.register(&name_of(name)?, options, kind)?;
         let mut cache = cache.borrow_mut();
-        if cache.len() >= CACHE_LIMIT {
+        let at = if cache.len() >= CACHE_LIMIT {
             cache.clear();
-        }
-        cache.insert(key, h.clone());
+            0
+        } else {
+            at
+        };
+        cache.insert(at, (key, h.clone()));
         Ok(h)
     }
 }
@@ -313,7 +322,10 @@ impl Emitter {
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(error(
                 "invalid_option",
-                &format!("option endpoint {endpoint:?} must be an http:// or https:// URL"),
+                &format!(
+                    "option endpoint {} must be an http:// or https:// URL",
+                    Quoted(&endpoint)
+                ),
             ));
         }
         let namespace = string_option(&options, "namespace", true)?.unwrap_or_default();
