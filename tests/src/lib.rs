@@ -534,6 +534,7 @@ fn build_worker() {
                 "Cargo.lock",
                 "receiver/Cargo.toml",
                 ".ci/build-worker",
+                ".ci/wasm-size",
             ],
         );
     });
@@ -885,7 +886,13 @@ pub fn js_package() -> PathBuf {
             rebuild_if_stale(
                 ".ci/build-js",
                 "emitter/js/pkg/edgepush_bg.wasm",
-                &["emitter/src", "emitter/js/src", "emitter/js/npm"],
+                &[
+                    "emitter/src",
+                    "emitter/js/src",
+                    "emitter/js/npm",
+                    ".ci/build-js",
+                    ".ci/wasm-size",
+                ],
             );
             let pkg = repo_root().join("emitter/js/pkg");
             let out = std::env::temp_dir().join(format!("edgepush-npm-{}", std::process::id()));
