@@ -71,7 +71,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
 
     let tenant_list: Vec<TenantConfig> = match get("EDGEPUSH_TENANTS") {
         None => Vec::new(),
-        Some(json) => serde_json::from_str(&json)
+        Some(json) => serde_json::from_slice(json.as_bytes())
             .map_err(|e| format!("EDGEPUSH_TENANTS is not a JSON array of tenants: {e}"))?,
     };
     let window = number(
@@ -140,7 +140,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
     }
     let formats = match get("EDGEPUSH_FORMATS") {
         None => Formats::default(),
-        Some(json) => serde_json::from_str(&json)
+        Some(json) => serde_json::from_slice(json.as_bytes())
             .map_err(|e| format!("EDGEPUSH_FORMATS is not valid: {e}"))?,
     };
     Ok((

@@ -2,9 +2,7 @@
 //! authentication, content negotiation, decoding and validation, and the
 //! JSON answer.
 
-use crate::decode::{
-    self, Decoded, Format, Formats, Rejection, line_protocol, otlp, prometheus, wire_v1,
-};
+use crate::decode::{self, Decoded, Format, Formats, Rejection, line_protocol, otlp, wire_v1};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::sink::{SinkFailure, SinkRefusal};
@@ -99,6 +97,7 @@ impl Ingest {
         let named = headers.namespace.map(str::trim).filter(|n| !n.is_empty());
         let decoded = match format {
             Format::Wire => wire_v1::decode(&content, now_ms, limits)?,
+            #[cfg(feature = "ingest-otlp")]
             Format::Otlp(encoding) => otlp::decode(
                 &content,
                 *encoding,
@@ -107,6 +106,7 @@ impl Ingest {
                 now_ms,
                 limits,
             )?,
+            #[cfg(feature = "ingest-line-protocol")]
             Format::LineProtocol(params) => line_protocol::decode(
                 &content,
                 params,
@@ -115,13 +115,24 @@ impl Ingest {
                 now_ms,
                 limits,
             )?,
-            Format::Prometheus(grouping) => prometheus::decode(
+            #[cfg(feature = "ingest-prometheus")]
+            Format::Prometheus(grouping) => decode::prometheus::decode(
                 &content,
                 grouping,
                 named.unwrap_or(&formats.namespace),
                 now_ms,
                 limits,
             )?,
+            // Routing refuses them first; this is for callers that did not route.
+            #[cfg(not(all(
+                feature = "ingest-otlp",
+                feature = "ingest-line-protocol",
+                feature = "ingest-prometheus"
+            )))]
+            other => {
+                let _ = (formats, named);
+                return Err(other.not_built());
+            }
         };
         self.tenants
             .check_namespace(caller, &decoded.batch.namespace)?;
@@ -489,7 +500,7 @@ mod tests {
     }
 
     fn prom() -> Format {
-        Format::Prometheus(prometheus::Grouping::default())
+        Format::Prometheus(decode::prometheus::Grouping::default())
     }
 
     fn otlp(encoding: otlp::Encoding) -> Format {

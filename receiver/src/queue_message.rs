@@ -147,8 +147,15 @@ pub fn peek(message: &[u8]) -> Option<(SinkTag, String)> {
         2 => SinkTag::LineProtocol,
         _ => return None,
     };
-    let json = flate2::read::GzDecoder::new(body);
-    let id: Id = serde_json::from_reader(json).ok()?;
+    // Read whole and parsed from bytes, like every other JSON here: a
+    // streaming reader would be another copy of serde_json's parser in the
+    // Worker's wasm. Bounded like a push's body.
+    let mut json = Vec::new();
+    flate2::read::GzDecoder::new(body)
+        .take(Limits::default().max_decompressed_bytes as u64)
+        .read_to_end(&mut json)
+        .ok()?;
+    let id: Id = serde_json::from_slice(&json).ok()?;
     Some((tag, id.id))
 }
 

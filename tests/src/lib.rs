@@ -416,9 +416,27 @@ impl Workerd {
         options: &serde_json::Value,
     ) -> Self {
         build_worker();
+        Self::serve(dir, "receiver/build/index.js", bindings, options)
+    }
+
+    /// [`Workerd::start`] on the smallest build, wire v1 only
+    /// (`EDGEPUSH_WORKER_FORMATS=""`, in `receiver/build-wire-only/`).
+    pub fn start_wire_only(dir: &Path, bindings: &serde_json::Value) -> Self {
+        wire_only_worker_wasm();
+        let script = "receiver/build-wire-only/index.js";
+        Self::serve(dir, script, bindings, &serde_json::json!({}))
+    }
+
+    fn serve(
+        dir: &Path,
+        script: &str,
+        bindings: &serde_json::Value,
+        options: &serde_json::Value,
+    ) -> Self {
         let port = free_port();
         let mut command = Command::new(tool("EDGEPUSH_NODE", "node", "node"));
         command
+            .env("EDGEPUSH_WORKER_SCRIPT", script)
             .arg(repo_root().join("tests/workerd/serve.mjs"))
             .arg(port.to_string())
             .arg(bindings.to_string())
@@ -520,6 +538,16 @@ impl Drop for Workerd {
     }
 }
 
+/// What the Worker builds from: a build older than any of these is stale.
+const WORKER_SOURCES: &[&str] = &[
+    "receiver/src",
+    "emitter/src",
+    "Cargo.lock",
+    "receiver/Cargo.toml",
+    ".ci/build-worker",
+    ".ci/wasm-size",
+];
+
 /// Runs `.ci/build-worker` once per test run, if `receiver/build/index.js`
 /// is missing or older than any source of the receiver or the emitter.
 fn build_worker() {
@@ -527,17 +555,29 @@ fn build_worker() {
     BUILT.get_or_init(|| {
         rebuild_if_stale(
             ".ci/build-worker",
+            &[],
             "receiver/build/index.js",
-            &[
-                "receiver/src",
-                "emitter/src",
-                "Cargo.lock",
-                "receiver/Cargo.toml",
-                ".ci/build-worker",
-                ".ci/wasm-size",
-            ],
+            WORKER_SOURCES,
         );
     });
+}
+
+/// The wasm of the Worker built with no ingest format but wire v1
+/// (`receiver/build-wire-only/index_bg.wasm`), built if stale.
+pub fn wire_only_worker_wasm() -> PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        rebuild_if_stale(
+            ".ci/build-worker",
+            &[
+                ("EDGEPUSH_WORKER_FORMATS", ""),
+                ("EDGEPUSH_WORKER_OUT", "build-wire-only"),
+            ],
+            "receiver/build-wire-only/index.js",
+            WORKER_SOURCES,
+        );
+    });
+    repo_root().join("receiver/build-wire-only/index_bg.wasm")
 }
 
 /// The Worker's wasm (`receiver/build/index_bg.wasm`), built if stale.
@@ -546,10 +586,10 @@ pub fn worker_wasm() -> PathBuf {
     repo_root().join("receiver/build/index_bg.wasm")
 }
 
-/// Runs the build `script` (relative to the repository root) when `output`
-/// is missing or older than any of `sources` (files, or directories and
-/// every file under them).
-fn rebuild_if_stale(script: &str, output: &str, sources: &[&str]) {
+/// Runs the build `script` (relative to the repository root, with `env`)
+/// when `output` is missing or older than any of `sources` (files, or
+/// directories and every file under them).
+fn rebuild_if_stale(script: &str, env: &[(&str, &str)], output: &str, sources: &[&str]) {
     let root = repo_root();
     let built = std::fs::metadata(root.join(output))
         .and_then(|m| m.modified())
@@ -571,6 +611,7 @@ fn rebuild_if_stale(script: &str, output: &str, sources: &[&str]) {
     }
     let status = Command::new("bash")
         .arg(root.join(script))
+        .envs(env.iter().copied())
         .status()
         .unwrap_or_else(|e| panic!("run {script}: {e}"));
     assert!(status.success(), "{script} failed");
@@ -885,6 +926,7 @@ pub fn js_package() -> PathBuf {
         .get_or_init(|| {
             rebuild_if_stale(
                 ".ci/build-js",
+                &[],
                 "emitter/js/pkg/edgepush_bg.wasm",
                 &[
                     "emitter/src",

@@ -11,7 +11,7 @@ use serde_json::json;
 /// What the Worker's wasm may weigh, gzip -9 (what Cloudflare counts).
 /// The issue's target is 300 KB; this budget only stops it from growing
 /// unnoticed: lower it whenever the Worker shrinks (docs/BENCHMARKS.md).
-const WASM_GZIP_BUDGET: usize = 480_000;
+const WASM_GZIP_BUDGET: usize = 420_000;
 
 #[test]
 fn the_worker_stays_within_its_size_budget() {
@@ -25,6 +25,75 @@ fn the_worker_stays_within_its_size_budget() {
         gzipped <= WASM_GZIP_BUDGET,
         "the Worker's wasm grew to {gzipped} bytes gzip'd, over its budget of {WASM_GZIP_BUDGET}"
     );
+}
+
+/// The same for the smallest build, wire v1 only (`EDGEPUSH_WORKER_FORMATS=""`).
+const WIRE_ONLY_GZIP_BUDGET: usize = 320_000;
+
+#[test]
+fn the_wire_only_worker_is_smaller_and_refuses_the_other_formats_by_name() {
+    use std::io::Write as _;
+    let gzipped = |path| {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        gz.write_all(&std::fs::read(path).expect("wasm"))
+            .expect("gzip");
+        gz.finish().expect("gzip").len()
+    };
+    let lean = gzipped(edgepush_tests::wire_only_worker_wasm());
+    let full = gzipped(edgepush_tests::worker_wasm());
+    println!("Worker wasm gzip -9: {lean} bytes wire v1 only, {full} with every format");
+    assert!(
+        lean <= WIRE_ONLY_GZIP_BUDGET && lean < full,
+        "wire-v1-only Worker {lean} bytes gzip'd (budget {WIRE_ONLY_GZIP_BUDGET}, full build {full})"
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let influx = Influx::start(dir.path());
+    let worker = Workerd::start_wire_only(
+        dir.path(),
+        &json!({ "INFLUXDB_URL": influx.url, "INFLUXDB_DATABASE": influx.database }),
+    );
+    let body = batch("lean", r#"{"n":"kept","k":"g"}"#, r#"{"s":0,"x":5}"#);
+    let url = format!("{}/v1/metrics", worker.url);
+    let (status, answer) = post(&url, &[("content-type", V1)], body.as_bytes());
+    assert_eq!(status, 202, "{answer}");
+    for (path, content_type, body, status, feature) in [
+        (
+            "/v1/metrics",
+            "application/json",
+            &br#"{"resourceMetrics":[]}"#[..],
+            415,
+            "ingest-otlp",
+        ),
+        (
+            "/write?db=x",
+            "text/plain",
+            b"m value=1",
+            404,
+            "ingest-line-protocol",
+        ),
+        (
+            "/metrics/job/j",
+            "text/plain",
+            b"m 1\n",
+            404,
+            "ingest-prometheus",
+        ),
+    ] {
+        let (got, answer) = post(
+            &format!("{}{path}", worker.url),
+            &[("content-type", content_type)],
+            body,
+        );
+        assert_eq!(
+            (got, answer["error"].as_str()),
+            (status, Some("format_not_built")),
+            "{path}: {answer}"
+        );
+        let message = answer["message"].as_str().unwrap_or_default();
+        assert!(message.contains(feature), "{path}: {message}");
+    }
+    assert_only_kept_arrived(&influx);
 }
 
 #[test]

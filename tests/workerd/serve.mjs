@@ -1,4 +1,5 @@
-// Runs the built receiver Worker (receiver/build/index.js) in workerd through
+// Runs the built receiver Worker (receiver/build/index.js, or the build that
+// EDGEPUSH_WORKER_SCRIPT names relative to the repository) in workerd through
 // Miniflare, for the end-to-end tests.
 //
 //   node tests/workerd/serve.mjs PORT BINDINGS_JSON [MINIFLARE_OPTIONS_JSON]
@@ -15,7 +16,8 @@ const [port, bindings, options] = process.argv.slice(2);
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 const mf = new Miniflare({
   modules: true,
-  scriptPath: path.join(root, "receiver/build/index.js"),
+  // EDGEPUSH_WORKER_SCRIPT: another build, such as receiver/build-wire-only.
+  scriptPath: path.join(root, process.env.EDGEPUSH_WORKER_SCRIPT ?? "receiver/build/index.js"),
   modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
   compatibilityDate: "2026-04-26",
   host: "127.0.0.1",

@@ -33,8 +33,55 @@ pub enum Format {
 
 impl Format {
     /// The format of a request, from its method, path, query string and
-    /// `Content-Type`; `Ok(None)` when the path takes no pushes.
+    /// `Content-Type`; `Ok(None)` when the path takes no pushes. A format
+    /// this receiver was built without is refused by name.
     pub fn route(
+        method: &str,
+        path: &str,
+        query: Option<&str>,
+        content_type: Option<&str>,
+    ) -> Result<Option<Format>> {
+        match Self::route_any(method, path, query, content_type)? {
+            Some(format) if !format.built() => Err(format.not_built()),
+            routed => Ok(routed),
+        }
+    }
+
+    /// Whether this receiver was built with the format's decoder (the
+    /// cargo features `ingest-otlp`, `ingest-line-protocol` and
+    /// `ingest-prometheus`; wire v1 is always built).
+    pub fn built(&self) -> bool {
+        match self {
+            Format::Wire => true,
+            Format::Otlp(_) => cfg!(feature = "ingest-otlp"),
+            Format::LineProtocol(_) => cfg!(feature = "ingest-line-protocol"),
+            Format::Prometheus(_) => cfg!(feature = "ingest-prometheus"),
+        }
+    }
+
+    /// The refusal of a format this receiver was built without: 415 for
+    /// OTLP (told apart from wire v1 by its media type), 404 for the
+    /// formats that have paths of their own.
+    pub fn not_built(&self) -> Error {
+        let (status, feature) = match self {
+            Format::Wire => (500, "none"),
+            Format::Otlp(_) => (415, "ingest-otlp"),
+            Format::LineProtocol(_) => (404, "ingest-line-protocol"),
+            Format::Prometheus(_) => (404, "ingest-prometheus"),
+        };
+        Error::new(
+            status,
+            "format_not_built",
+            format!(
+                "this receiver was built without {} ingest (cargo feature `{feature}`): push \
+                 edgepush wire v1 ({}), or deploy a build with the feature",
+                self.name(),
+                edgepush::wire::CONTENT_TYPE
+            ),
+        )
+    }
+
+    fn route_any(
         method: &str,
         path: &str,
         query: Option<&str>,
