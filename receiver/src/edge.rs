@@ -365,11 +365,10 @@ async fn dead_letters(req: &Request, env: &Env) -> worker::Result<Response> {
         .await
         .map_err(|e| worker::Error::RustError(e.to_string()))?;
     let names: Vec<String> = list.keys.into_iter().map(|k| k.name).collect();
-    // Serialising strings cannot fail; `to_vec` rather than `Value`'s
+    // Serialising strings cannot fail; `to_string` rather than `Value`'s
     // Display keeps the pretty printer out of the wasm.
-    let body =
-        serde_json::to_vec(&serde_json::json!({ "dead_letters": names })).unwrap_or_default();
-    json(200, String::from_utf8(body).unwrap_or_default())
+    let body = serde_json::to_string(&serde_json::json!({ "dead_letters": names }));
+    json(200, body.unwrap_or_default())
 }
 
 /// Queue consumer: forwards queued batches, or keeps dead letters.

@@ -12,7 +12,7 @@ use std::io::Read as _;
 
 use edgepush::wire;
 
-use crate::decode::wire_v1;
+use crate::decode::{decode_content, wire_v1};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::model::{Batch, Value};
@@ -147,14 +147,10 @@ pub fn peek(message: &[u8]) -> Option<(SinkTag, String)> {
         2 => SinkTag::LineProtocol,
         _ => return None,
     };
-    // Read whole and parsed from bytes, like every other JSON here: a
+    // Inflated whole and parsed from bytes, like every other JSON here: a
     // streaming reader would be another copy of serde_json's parser in the
     // Worker's wasm. Bounded like a push's body.
-    let mut json = Vec::new();
-    flate2::read::GzDecoder::new(body)
-        .take(Limits::default().max_decompressed_bytes as u64)
-        .read_to_end(&mut json)
-        .ok()?;
+    let json = decode_content(body, Some("gzip"), Limits::default().max_decompressed_bytes).ok()?;
     let id: Id = serde_json::from_slice(&json).ok()?;
     Some((tag, id.id))
 }

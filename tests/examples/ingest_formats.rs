@@ -58,7 +58,7 @@ fn line_protocol_body(round: usize, now: i64) -> Vec<u8> {
 }
 
 fn prometheus_body(round: usize, now: i64) -> Vec<u8> {
-    let mut text = String::from("");
+    let mut text = String::new();
     for i in 0..POINTS {
         text.push_str(&format!(
             "metric_{}{{service=\"api\",route=\"/api/r{i}\"}} {} {now}\n",
