@@ -153,7 +153,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
 
 async fn push(mut req: Request, env: &Env, format: Format) -> worker::Result<Response> {
     let refuse = |e: &Error| reply(ingest::refusal(Some(&format), e));
-    let (ingest, sinks) = match env_config::from_settings(|n| setting(env, n)) {
+    let (ingest, sinks) = match settings(env) {
         Ok(config) => config,
         Err(message) => return refuse(&Error::new(500, "misconfigured", message)),
     };
@@ -329,6 +329,15 @@ const MAX_RETRY_DELAY_SECONDS: u64 = 3600;
 /// How long a dead letter is kept (Queues keep messages 14 days at most too).
 const DEAD_LETTER_TTL_SECONDS: u64 = 14 * 24 * 3600;
 
+/// The Worker's configuration, or why it cannot run: its settings, and the
+/// runtime's zlib that every gzip goes through (`crate::gzip`).
+fn settings(env: &Env) -> Result<(ingest::Ingest, Vec<crate::sink::Sink>), String> {
+    if let Some(reason) = crate::gzip::unavailable() {
+        return Err(reason);
+    }
+    env_config::from_settings(|n| setting(env, n))
+}
+
 fn setting(env: &Env, name: &str) -> Option<String> {
     env.secret(name)
         .map(|s| s.to_string())
@@ -338,7 +347,7 @@ fn setting(env: &Env, name: &str) -> Option<String> {
 
 /// Lists the dead letters' keys (`<time>-<batch id>-<sink>`), newest last.
 async fn dead_letters(req: &Request, env: &Env) -> worker::Result<Response> {
-    let (ingest, _) = match env_config::from_settings(|n| setting(env, n)) {
+    let (ingest, _) = match settings(env) {
         Ok(config) => config,
         Err(message) => return error(&Error::new(500, "misconfigured", message)),
     };
@@ -383,7 +392,7 @@ async fn consume(
     if batch.queue() == dead_letter_queue {
         return keep_dead_letters(batch, &env).await;
     }
-    let (ingest, sinks) = match env_config::from_settings(|n| setting(&env, n)) {
+    let (ingest, sinks) = match settings(&env) {
         Ok(config) => config,
         Err(message) => {
             // Nothing can be delivered until the settings are fixed: keep

@@ -31,6 +31,7 @@ pub mod dedupe;
 mod edge;
 pub mod env_config;
 pub mod error;
+pub mod gzip;
 pub mod ingest;
 pub mod limits;
 pub mod model;

@@ -8,15 +8,14 @@
 //! 128 KB.
 
 use std::borrow::Cow;
-use std::io::Read as _;
 
 use edgepush::wire;
 
-use crate::decode::{decode_content, wire_v1};
+use crate::decode::wire_v1;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::model::{Batch, Value};
-use crate::sink::{Sink, gzip};
+use crate::sink::Sink;
 
 /// Cloudflare Queues: at most 128 KB per message; this leaves room for the
 /// queue's own framing.
@@ -64,7 +63,7 @@ fn encode_points(
 ) {
     let json = to_wire_json(batch, range.clone());
     let mut message = vec![tag as u8];
-    message.extend(gzip(&json));
+    message.extend(crate::gzip::compress(&json));
     if message.len() <= MAX_MESSAGE_BYTES || range.len() <= 1 {
         out.push(message);
         return;
@@ -150,7 +149,7 @@ pub fn peek(message: &[u8]) -> Option<(SinkTag, String)> {
     // Inflated whole and parsed from bytes, like every other JSON here: a
     // streaming reader would be another copy of serde_json's parser in the
     // Worker's wasm. Bounded like a push's body.
-    let json = decode_content(body, Some("gzip"), Limits::default().max_decompressed_bytes).ok()?;
+    let json = crate::gzip::inflate(body, Limits::default().max_decompressed_bytes).ok()?;
     let id: Id = serde_json::from_slice(&json).ok()?;
     Some((tag, id.id))
 }
@@ -172,11 +171,13 @@ pub fn decode(message: &[u8], now_ms: i64, limits: &Limits) -> Result<(SinkTag, 
             ));
         }
     };
-    let mut json = Vec::new();
-    flate2::read::GzDecoder::new(body)
-        .take(limits.max_decompressed_bytes as u64 + 1)
-        .read_to_end(&mut json)
-        .map_err(|e| Error::new(400, "invalid_message", format!("not gzip: {e}")))?;
+    let json = crate::gzip::inflate(body, limits.max_decompressed_bytes).map_err(|e| {
+        Error::new(
+            400,
+            "invalid_message",
+            format!("batch is not gzip'd wire v1: {e}"),
+        )
+    })?;
     let decoded = wire_v1::decode(&json, now_ms, limits)?;
     if let Some(r) = decoded.rejected.first() {
         return Err(Error::new(

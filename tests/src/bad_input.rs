@@ -69,6 +69,15 @@ pub fn check_refusals(url: &str) {
             words: "not valid gzip",
         },
         Case {
+            name: "gzip followed by bytes that are not gzip",
+            headers: gz_v1(),
+            body: [&gz_good[..], b"trailing"].concat(),
+            status: 400,
+            error: "invalid_gzip",
+            field: Some("body"),
+            words: "not valid gzip",
+        },
+        Case {
             name: "gzip bomb",
             headers: gz_v1(),
             body: bomb,

@@ -5,13 +5,15 @@
 use std::time::Duration;
 
 use edgepush_tests::bad_input::{V1, assert_only_kept_arrived, batch, check_refusals};
-use edgepush_tests::{Influx, Moto, Workerd, post, scenario, security};
+use edgepush_tests::{Influx, Moto, Workerd, gzip, post, scenario, security};
 use serde_json::json;
 
 /// What the Worker's wasm may weigh, gzip -9 (what Cloudflare counts).
-/// The issue's target is 300 KB; this budget only stops it from growing
-/// unnoticed: lower it whenever the Worker shrinks (docs/BENCHMARKS.md).
-const WASM_GZIP_BUDGET: usize = 420_000;
+/// The issue's target, 300 KB, is met by the wire-v1-only build below; with
+/// every ingest format the Worker is larger, and this budget stops it from
+/// growing unnoticed: lower it whenever the Worker shrinks
+/// (docs/BENCHMARKS.md).
+const WASM_GZIP_BUDGET: usize = 375_000;
 
 #[test]
 fn the_worker_stays_within_its_size_budget() {
@@ -27,8 +29,9 @@ fn the_worker_stays_within_its_size_budget() {
     );
 }
 
-/// The same for the smallest build, wire v1 only (`EDGEPUSH_WORKER_FORMATS=""`).
-const WIRE_ONLY_GZIP_BUDGET: usize = 320_000;
+/// The smallest build, wire v1 only (`EDGEPUSH_WORKER_FORMATS=""`): the
+/// issue's 300 KB target.
+const WIRE_ONLY_GZIP_BUDGET: usize = 300_000;
 
 #[test]
 fn the_wire_only_worker_is_smaller_and_refuses_the_other_formats_by_name() {
@@ -171,6 +174,40 @@ fn keys_sinks_and_routes_are_checked_at_the_edge() {
             .as_str()
             .unwrap_or_default()
             .contains("no sink configured")
+    );
+
+    // Gzip is the runtime's own (`node:zlib`): a Worker deployed without
+    // Node.js compatibility says so, with a 5xx the emitter retries, rather
+    // than refusing the push as bad gzip.
+    let no_node = Workerd::start_with(
+        dir.path(),
+        &json!({
+            "EDGEPUSH_API_KEYS": "k1",
+            "INFLUXDB_URL": influx.url,
+            "INFLUXDB_DATABASE": influx.database,
+        }),
+        &json!({ "compatibilityFlags": [] }),
+    );
+    let (status, answer) = post(
+        &format!("{}/v1/metrics", no_node.url),
+        &[
+            ("content-type", V1),
+            ("content-encoding", "gzip"),
+            ("authorization", "Bearer k1"),
+        ],
+        &gzip(body.as_bytes()),
+    );
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (500, Some("misconfigured")),
+        "{answer}"
+    );
+    assert!(
+        answer["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains(r#"compatibility_flags = ["nodejs_compat"]"#),
+        "{answer}"
     );
 }
 

@@ -20,6 +20,8 @@ const mf = new Miniflare({
   scriptPath: path.join(root, process.env.EDGEPUSH_WORKER_SCRIPT ?? "receiver/build/index.js"),
   modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
   compatibilityDate: "2026-04-26",
+  // As wrangler.toml: gzip through `node:zlib`.
+  compatibilityFlags: ["nodejs_compat"],
   host: "127.0.0.1",
   port: Number(port),
   bindings: JSON.parse(bindings ?? "{}"),

@@ -1,9 +1,8 @@
 //! Request bodies: content encoding, with a hard cap on decompressed size.
 
-use std::borrow::Cow;
-use std::io::Read;
-
 use crate::error::{Error, Result};
+use crate::gzip::InflateError;
+use std::borrow::Cow;
 
 /// Undoes the `Content-Encoding` (`gzip` or `identity`), refusing a body that
 /// is larger than `max` bytes once decompressed. Inflation stops at `max + 1`
@@ -29,17 +28,15 @@ pub fn decode_content<'a>(
             Ok(Cow::Borrowed(body))
         }
         Some(e) if e.eq_ignore_ascii_case("gzip") || e.eq_ignore_ascii_case("x-gzip") => {
-            let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
-            flate2::read::MultiGzDecoder::new(body)
-                .take(max as u64 + 1)
-                .read_to_end(&mut out)
-                .map_err(|e| {
-                    Error::new(400, "invalid_gzip", format!("body is not valid gzip: {e}"))
-                        .field("body")
-                })?;
-            if out.len() > max {
-                return Err(too_large());
-            }
+            let out = crate::gzip::inflate(body, max).map_err(|e| match e {
+                InflateError::TooLarge => too_large(),
+                InflateError::Invalid(reason) => Error::new(
+                    400,
+                    "invalid_gzip",
+                    format!("body is not valid gzip: {reason}"),
+                )
+                .field("body"),
+            })?;
             Ok(Cow::Owned(out))
         }
         Some(other) => Err(Error::new(

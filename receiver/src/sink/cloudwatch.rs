@@ -2,7 +2,6 @@
 //! splitting, gzip and SigV4 signing. Pure: no clock, no network, no
 //! filesystem, so the same code runs natively and inside a Worker.
 
-use std::io::Write as _;
 use std::ops::Range;
 use std::time::SystemTime;
 
@@ -556,14 +555,7 @@ pub fn request(
         .header("content-type", "application/x-amz-json-1.0")
         .header("x-amz-target", TARGET);
     let mut request = if config.compress {
-        let mut gz = flate2::write::GzEncoder::new(
-            Vec::with_capacity(body.len() / 4 + 64),
-            flate2::Compression::fast(),
-        );
-        let gzipped = gz
-            .write_all(body)
-            .and_then(|()| gz.finish())
-            .map_err(|e| BuildError::Signing(e.to_string()))?;
+        let gzipped = crate::gzip::compress(body);
         builder.header("content-encoding", "gzip").body(gzipped)
     } else {
         builder.body(body.to_vec())

@@ -94,8 +94,9 @@ impl Sink {
                 }
                 let mut text = String::new();
                 line_protocol::encode_for(batch, &mut text, target.stores_strings());
-                let request = line_protocol::request(target, gzip(text.as_bytes()))
-                    .map_err(|e| e.to_string())?;
+                let request =
+                    line_protocol::request(target, crate::gzip::compress(text.as_bytes()))
+                        .map_err(|e| e.to_string())?;
                 Ok(vec![Part {
                     points: 0..batch.points.len(),
                     request,
@@ -188,18 +189,6 @@ pub enum Outcome {
     Retry(String),
     /// Not stored, and trying again will not help.
     Fail(String),
-}
-
-/// Gzip at the fast level: sink bodies are compressed once, on the hot path.
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    use std::io::Write as _;
-    let mut gz = flate2::write::GzEncoder::new(
-        Vec::with_capacity(data.len() / 4 + 64),
-        flate2::Compression::fast(),
-    );
-    // Writing to a Vec cannot fail.
-    let _ = gz.write_all(data);
-    gz.finish().unwrap_or_default()
 }
 
 #[cfg(test)]
