@@ -427,6 +427,13 @@ impl Workerd {
         Self::serve(dir, script, bindings, &serde_json::json!({}))
     }
 
+    /// Runs a Worker already built elsewhere (`script`, relative to the
+    /// repository, such as `receiver/build-wire-only/index.js`), as it is:
+    /// for benchmarks that compare builds side by side.
+    pub fn start_script(dir: &Path, script: &str, bindings: &serde_json::Value) -> Self {
+        Self::serve(dir, script, bindings, &serde_json::json!({}))
+    }
+
     fn serve(
         dir: &Path,
         script: &str,

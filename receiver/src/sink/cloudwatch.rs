@@ -140,7 +140,16 @@ fn numbers(out: &mut Vec<u8>, key: &[u8], vs: &[f64]) {
 /// "Dimensions":[..],"Unit":..,"StorageResolution":..,` - written once per
 /// series, not once per datum.
 fn series_prefix(series: &Series) -> Vec<u8> {
-    let mut out = br#"{"MetricName":"#.to_vec();
+    // Room for the text unescaped, so that it is written without growing.
+    let size = 100
+        + series.name.len()
+        + series
+            .dimensions
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 24)
+            .sum::<usize>();
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(br#"{"MetricName":"#);
     // Strings always serialise.
     let _ = serde_json::to_writer(&mut out, &series.name);
     if !series.dimensions.is_empty() {

@@ -141,27 +141,27 @@ pub fn encode(batch: &Batch, out: &mut String) {
 /// store strings ([`unstorable`] refuses them).
 pub fn encode_for(batch: &Batch, out: &mut String, strings: bool) {
     let offset = batch_offset_ns(&batch.id);
+    out.reserve(batch.points.len() * 100);
+    // One list of tags, refilled for every point.
+    let mut tags: Vec<(&str, &str)> = Vec::new();
     for point in &batch.points {
         if !strings && matches!(point.value, Value::Text(_)) {
             continue;
         }
         let series = &batch.series[point.series];
         measurement(out, &series.name);
-        let mut tags: Vec<(&str, &str)> = series
-            .dimensions
-            .iter()
-            .map(|(n, v)| match n.as_str() {
-                "namespace" => ("_namespace", v.as_str()),
-                n => (n, v.as_str()),
-            })
-            .collect();
+        tags.clear();
+        tags.extend(series.dimensions.iter().map(|(n, v)| match n.as_str() {
+            "namespace" => ("_namespace", v.as_str()),
+            n => (n, v.as_str()),
+        }));
         tags.push(("namespace", batch.namespace.as_str()));
         if !tags.iter().any(|(n, _)| *n == "unit") {
             tags.push(("unit", series.unit.as_str()));
         }
         // Sorted tags are what InfluxDB indexes fastest.
         tags.sort_unstable();
-        for (key, value) in tags {
+        for &(key, value) in &tags {
             out.push(',');
             tag(out, key);
             out.push('=');
