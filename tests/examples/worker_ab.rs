@@ -82,7 +82,11 @@ fn main() {
     }
     // /proc counts CPU in 10 ms ticks: the figure is a mean over many
     // pushes, taken in turns so that both builds see the same machine.
-    let passes = 10;
+    // `EDGEPUSH_AB_PASSES`: more for finer differences (40 pushes a pass).
+    let passes: usize = std::env::var("EDGEPUSH_AB_PASSES")
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(10);
     let mut push = vec![Duration::ZERO; workers.len()];
     let mut health = vec![Duration::ZERO; workers.len()];
     let mut pushes = 0u32;
