@@ -9,41 +9,9 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use edgepush::{Config, Emitter, Metric, Unit};
 use edgepush_receiver::ingest::{Headers, Ingest};
 use edgepush_receiver::limits::Limits;
-use edgepush_tests::{Receiver, StubSinks, Workerd, http_get, post};
-
-/// One batch of 1,000 points over 1,000 series, as the emitter sends it.
-fn batch() -> Vec<u8> {
-    let emitter = Emitter::new(
-        Config::new("Bench")
-            .expect("ns")
-            .dimension("service", "api")
-            .expect("dim")
-            .max_batch_bytes(4 << 20),
-    );
-    for i in 0..1000u32 {
-        let m = Metric::new(format!("metric_{}", i % 20))
-            .unit(Unit::Milliseconds)
-            .dimension("route", format!("/api/v1/resource{}", i / 20));
-        match i % 4 {
-            0 => emitter.counter(m).expect("c").add(f64::from(i)),
-            1 => emitter.gauge(m).expect("g").set(f64::from(i)),
-            2 => {
-                let d = emitter.distribution(m).expect("d");
-                (0..5).for_each(|v| d.record(f64::from(i + v) * 1.25));
-            }
-            _ => emitter
-                .statistics(m)
-                .expect("s")
-                .record(4.0, f64::from(i), 1.0, f64::from(i)),
-        }
-    }
-    let batches = emitter.flush().expect("flush");
-    assert_eq!(batches.len(), 1);
-    batches[0].body().to_vec()
-}
+use edgepush_tests::{Receiver, StubSinks, Workerd, edge_batch, http_get, post};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -74,10 +42,10 @@ fn time_pushes(base: &str, bodies: &[Vec<u8>], n: usize) -> (Duration, Duration)
 }
 
 fn main() {
-    let body = batch();
+    let body = edge_batch();
     // A batch seen before is acknowledged without being forwarded, so every
     // timed push sends a batch of its own (same points, new id).
-    let bodies: Vec<Vec<u8>> = (0..260).map(|_| batch()).collect();
+    let bodies: Vec<Vec<u8>> = (0..260).map(|_| edge_batch()).collect();
     // `EDGEPUSH_BENCH_BODY=path` writes the batch out, to push it by other means
     // (for example into a workerd run under `perf`).
     if let Ok(path) = std::env::var("EDGEPUSH_BENCH_BODY") {

@@ -15,40 +15,7 @@
 
 use std::time::Duration;
 
-use edgepush::{Config, Emitter, Metric, Unit};
-use edgepush_tests::{StubSinks, Workerd, http_get, post};
-
-/// Batch `i` of 1,000 points over 1,000 series (a new id each: none is a
-/// duplicate), as the emitter sends it, gzip'd.
-fn batch() -> Vec<u8> {
-    let emitter = Emitter::new(
-        Config::new("Bench")
-            .expect("ns")
-            .dimension("service", "api")
-            .expect("dim")
-            .max_batch_bytes(4 << 20),
-    );
-    for i in 0..1000u32 {
-        let m = Metric::new(format!("metric_{}", i % 20))
-            .unit(Unit::Milliseconds)
-            .dimension("route", format!("/api/v1/resource{}", i / 20));
-        match i % 4 {
-            0 => emitter.counter(m).expect("c").add(f64::from(i)),
-            1 => emitter.gauge(m).expect("g").set(f64::from(i)),
-            2 => {
-                let d = emitter.distribution(m).expect("d");
-                (0..5).for_each(|v| d.record(f64::from(i + v) * 1.25));
-            }
-            _ => emitter
-                .statistics(m)
-                .expect("s")
-                .record(4.0, f64::from(i), 1.0, f64::from(i)),
-        }
-    }
-    let batches = emitter.flush().expect("flush");
-    assert_eq!(batches.len(), 1);
-    batches[0].body().to_vec()
-}
+use edgepush_tests::{StubSinks, Workerd, edge_batch, http_get, post};
 
 fn main() {
     let scripts: Vec<String> = std::env::var("EDGEPUSH_AB")
@@ -72,7 +39,7 @@ fn main() {
         ("content-type", "application/vnd.edgepush.v1+json"),
         ("content-encoding", "gzip"),
     ];
-    let bodies: Vec<Vec<u8>> = (0..40).map(|_| batch()).collect();
+    let bodies: Vec<Vec<u8>> = (0..40).map(|_| edge_batch()).collect();
     // Warm up: V8 tiers the wasm up over the first pushes.
     for worker in &workers {
         for body in &bodies[..10] {

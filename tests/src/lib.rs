@@ -423,8 +423,7 @@ impl Workerd {
     /// (`EDGEPUSH_WORKER_FORMATS=""`, in `receiver/build-wire-only/`).
     pub fn start_wire_only(dir: &Path, bindings: &serde_json::Value) -> Self {
         wire_only_worker_wasm();
-        let script = "receiver/build-wire-only/index.js";
-        Self::serve(dir, script, bindings, &serde_json::json!({}))
+        Self::start_script(dir, "receiver/build-wire-only/index.js", bindings)
     }
 
     /// Runs a Worker already built elsewhere (`script`, relative to the
@@ -908,6 +907,39 @@ pub fn post_headers_only(url: &str, headers: &[(&str, &str)]) -> (u16, serde_jso
         status,
         serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_string())),
     )
+}
+
+/// The edge benchmarks' batch (`edge_cpu`, `worker_ab`): 1,000 points over
+/// 1,000 series, a quarter of each kind, as the emitter sends it (gzip'd wire
+/// v1). Every call makes a new batch id, so no push of it is a duplicate.
+pub fn edge_batch() -> Vec<u8> {
+    let emitter = edgepush::Emitter::new(
+        edgepush::Config::new("Bench")
+            .expect("ns")
+            .dimension("service", "api")
+            .expect("dim")
+            .max_batch_bytes(4 << 20),
+    );
+    for i in 0..1000u32 {
+        let m = edgepush::Metric::new(format!("metric_{}", i % 20))
+            .unit(edgepush::Unit::Milliseconds)
+            .dimension("route", format!("/api/v1/resource{}", i / 20));
+        match i % 4 {
+            0 => emitter.counter(m).expect("c").add(f64::from(i)),
+            1 => emitter.gauge(m).expect("g").set(f64::from(i)),
+            2 => {
+                let d = emitter.distribution(m).expect("d");
+                (0..5).for_each(|v| d.record(f64::from(i + v) * 1.25));
+            }
+            _ => emitter
+                .statistics(m)
+                .expect("s")
+                .record(4.0, f64::from(i), 1.0, f64::from(i)),
+        }
+    }
+    let batches = emitter.flush().expect("flush");
+    assert_eq!(batches.len(), 1);
+    batches[0].body().to_vec()
 }
 
 /// Gzips `data`.
