@@ -170,7 +170,7 @@ fn list(out: &mut String, key: &str, vs: &[f64]) {
 }
 
 fn number(out: &mut String, v: f64) {
-    out.push_str(wire::Number::new(v).as_str());
+    wire::format_number(v, |text| out.push_str(text));
 }
 
 /// The batch being filled.

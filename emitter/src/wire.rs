@@ -28,47 +28,17 @@ pub const PATH: &str = "/v1/metrics";
 /// without decompressing the body. It must equal the body's `id`.
 pub const BATCH_ID_HEADER: &str = "x-edgepush-batch";
 
-/// A number as edgepush writes it, in wire v1 and in the sinks' formats:
-/// whole numbers (below 2^53) without a fraction, others as the shortest
-/// decimal that reads back to the same f64. Formatted on the stack.
-#[derive(Clone, Copy)]
-pub struct Number {
-    buf: [u8; 40],
-    len: u8,
-}
-
-impl Number {
-    /// Formats a finite `v`.
-    pub fn new(v: f64) -> Self {
-        const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
-        let mut n = Number {
-            buf: [0; 40],
-            len: 0,
-        };
-        let mut ints = itoa::Buffer::new();
-        let mut floats = zmij::Buffer::new();
-        // `f64::fract` needs std; a round trip through i64 tells the same.
-        let text = if v.abs() < EXACT_INTEGERS && (v as i64) as f64 == v {
-            ints.format(v as i64)
-        } else {
-            floats.format_finite(v)
-        };
-        let len = text.len().min(n.buf.len());
-        n.buf[..len].copy_from_slice(&text.as_bytes()[..len]);
-        n.len = len as u8;
-        n
-    }
-
-    /// The text.
-    pub fn as_str(&self) -> &str {
-        // Only whole formatter outputs (ASCII) are copied in.
-        core::str::from_utf8(&self.buf[..usize::from(self.len)]).unwrap_or("0")
-    }
-}
-
-impl fmt::Debug for Number {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+/// Formats a finite `v` as edgepush writes numbers, in wire v1 and in the
+/// sinks' formats, and hands the text to `f`: whole numbers (below 2^53)
+/// without a fraction, others as the shortest decimal that reads back to
+/// the same f64. Formatted on the stack, nothing copied.
+pub fn format_number<R>(v: f64, f: impl FnOnce(&str) -> R) -> R {
+    const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
+    // `f64::fract` needs std; a round trip through i64 tells the same.
+    if v.abs() < EXACT_INTEGERS && (v as i64) as f64 == v {
+        f(itoa::Buffer::new().format(v as i64))
+    } else {
+        f(zmij::Buffer::new().format_finite(v))
     }
 }
 
@@ -285,7 +255,7 @@ mod tests {
     #[test]
     fn numbers_are_short_and_exact() {
         for (v, want) in [(3.0, "3"), (-0.5, "-0.5"), (0.001, "0.001"), (-42.0, "-42")] {
-            assert_eq!(Number::new(v).as_str(), want);
+            assert_eq!(format_number(v, str::to_owned), want);
         }
         for v in [
             1e300,
@@ -295,9 +265,9 @@ mod tests {
             f64::MIN_POSITIVE,
             0.1 + 0.2,
         ] {
-            let text = Number::new(v);
-            assert_eq!(text.as_str().parse::<f64>(), Ok(v), "{text:?}");
-            assert!(text.as_str().len() <= 24, "{text:?}");
+            let text = format_number(v, str::to_owned);
+            assert_eq!(text.parse::<f64>(), Ok(v), "{text:?}");
+            assert!(text.len() <= 24, "{text:?}");
         }
     }
 

@@ -121,7 +121,7 @@ pub fn is_throttling(code: &str) -> bool {
 }
 
 fn number(out: &mut Vec<u8>, v: f64) {
-    out.extend_from_slice(edgepush::wire::Number::new(v).as_str().as_bytes());
+    edgepush::wire::format_number(v, |text| out.extend_from_slice(text.as_bytes()));
 }
 
 fn numbers(out: &mut Vec<u8>, key: &[u8], vs: &[f64]) {

@@ -92,23 +92,43 @@ pub fn unstorable(batch: &Batch) -> Vec<SinkRefusal> {
 
 /// Escapes a measurement: commas and spaces.
 fn measurement(out: &mut String, s: &str) {
-    escape(out, s, b", ");
+    escape(out, s, const { special(b", ") });
 }
 
 /// Escapes a tag key, tag value or field key: commas, `=` and spaces.
 fn tag(out: &mut String, s: &str) {
-    escape(out, s, b",= ");
+    escape(out, s, const { special(b",= ") });
 }
 
-/// Puts a backslash before each special character. Validation has refused
-/// backslashes that would escape one (`edgepush::validate`), so every other
-/// backslash stands for itself.
-fn escape(out: &mut String, s: &str, special: &[u8]) {
+/// A set of ASCII bytes as a bit mask, bit `b` for byte `b`.
+const fn special(bytes: &[u8]) -> u128 {
+    let mut mask = 0;
+    let mut i = 0;
+    while i < bytes.len() {
+        mask |= 1 << bytes[i];
+        i += 1;
+    }
+    mask
+}
+
+fn is_special(b: u8, mask: u128) -> bool {
+    b < 128 && mask >> b & 1 == 1
+}
+
+/// Puts a backslash before each special character (`mask`, from
+/// [`special`]). Validation has refused backslashes that would escape one
+/// (`edgepush::validate`), so every other backslash stands for itself.
+/// Names and values seldom hold one: the text is then copied whole.
+fn escape(out: &mut String, s: &str, mask: u128) {
+    if !s.bytes().any(|b| is_special(b, mask)) {
+        out.push_str(s);
+        return;
+    }
     // The special characters are ASCII, so every byte found is a whole
     // character and the slices between them fall on character boundaries.
     let mut start = 0;
     for (i, b) in s.bytes().enumerate() {
-        if special.contains(&b) {
+        if is_special(b, mask) {
             out.push_str(&s[start..i]);
             out.push('\\');
             start = i;
@@ -121,7 +141,7 @@ fn escape(out: &mut String, s: &str, special: &[u8]) {
 /// which line protocol still reads as a float (only an `i` suffix makes an
 /// integer).
 fn float(out: &mut String, v: f64) {
-    out.push_str(edgepush::wire::Number::new(v).as_str());
+    edgepush::wire::format_number(v, |text| out.push_str(text));
 }
 
 /// The batch's offset in nanoseconds, below one millisecond (FNV-1a of the id).
@@ -203,7 +223,7 @@ pub fn encode_for(batch: &Batch, out: &mut String, strings: bool) {
 
 /// Writes a string field value's characters: `"` and `\` escaped.
 fn string_value(out: &mut String, s: &str) {
-    escape(out, s, b"\"\\");
+    escape(out, s, const { special(b"\"\\") });
 }
 
 fn stats_fields(out: &mut String, value: &Value) {
