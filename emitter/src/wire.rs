@@ -18,6 +18,8 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub mod v2;
+
 /// The wire format version this crate writes and reads.
 pub const VERSION: u32 = 1;
 /// The media type of a wire v1 batch (the JSON before compression).

@@ -1,0 +1,917 @@
+//! Wire format v2: the same batch as v1 ([`super::Batch`]), in a compact
+//! binary encoding. Specified in `docs/wire-format.md`.
+//!
+//! Integers are LEB128 varints (signed ones zigzag'd first), strings a
+//! varint length and UTF-8, and numbers decimals: a signed varint
+//! significand and a signed varint power of ten. `123.4` takes three bytes
+//! where v1 writes six characters and a separator, and a whole number
+//! below 64 takes two; gzip still finds the repetition a batch has.
+//!
+//! ```text
+//! batch  = str id, str ns, svarint t, dims, varint n, series*n, varint n, point*n
+//! dims   = varint n, (str name, str value)*n
+//! series = str name, u8 head, [str unit], [varint r], dims
+//!          head: bits 0-1 kind (0 counter, 1 gauge, 2 distribution,
+//!          3 statistic set), bit 2 unit present, bit 3 r present
+//! point  = varint s, u8 flags, [svarint t], [num x], [varint n, num*n vs],
+//!          [num*n cs], [num*4 st], [str sv]
+//!          flags: bit 0 t, 1 x, 2 vs, 3 cs, 4 st, 5 sv, 6 b, 7 b's value
+//! num    = svarint significand, svarint exponent   (significand * 10^exponent)
+//! ```
+
+use alloc::borrow::Cow;
+use alloc::format;
+use alloc::string::{String, ToString};
+use alloc::vec::Vec;
+use core::fmt;
+
+use super::{Batch, Dimensions, Kind, Point, Series};
+
+/// The wire format version of this encoding.
+pub const VERSION: u32 = 2;
+/// The media type of a wire v2 batch (before compression).
+pub const CONTENT_TYPE: &str = "application/vnd.edgepush.v2";
+
+/// Largest integer below which every integer is an exact f64 (2^53).
+const EXACT: f64 = 9_007_199_254_740_992.0;
+
+/// Exact powers of ten as f64 (10^22 is the largest).
+const POWERS: [f64; 23] = [
+    1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+    1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+];
+
+/// Exponents beyond this are refused (f64 reaches 10^308, and down to 10^-324).
+const MAX_EXPONENT: i64 = 400;
+
+// Point flags.
+const T: u8 = 1;
+const X: u8 = 1 << 1;
+const VS: u8 = 1 << 2;
+const CS: u8 = 1 << 3;
+const ST: u8 = 1 << 4;
+const SV: u8 = 1 << 5;
+const B: u8 = 1 << 6;
+const B_TRUE: u8 = 1 << 7;
+
+// Series head bits.
+const UNIT: u8 = 1 << 2;
+const RESOLUTION: u8 = 1 << 3;
+
+/// Appends `v` as a LEB128 varint.
+pub fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// How many bytes [`varint`] writes for `v`.
+pub fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Appends `v` zigzag'd as a varint.
+pub fn svarint(out: &mut Vec<u8>, v: i64) {
+    varint(out, ((v << 1) ^ (v >> 63)) as u64);
+}
+
+/// Appends a string: its length, then its bytes.
+pub fn string(out: &mut Vec<u8>, s: &str) {
+    varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// Appends dimensions.
+pub fn dimensions<'a>(out: &mut Vec<u8>, dims: impl ExactSizeIterator<Item = (&'a str, &'a str)>) {
+    varint(out, dims.len() as u64);
+    for (name, value) in dims {
+        string(out, name);
+        string(out, value);
+    }
+}
+
+/// Appends a series definition.
+pub fn series<'a>(
+    out: &mut Vec<u8>,
+    name: &str,
+    kind: Kind,
+    unit: Option<&str>,
+    resolution: Option<u32>,
+    dims: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
+) {
+    string(out, name);
+    let kind_bits = match kind {
+        Kind::Counter => 0,
+        Kind::Gauge => 1,
+        Kind::Distribution => 2,
+        Kind::Statistics => 3,
+    };
+    let head = kind_bits
+        | if unit.is_some() { UNIT } else { 0 }
+        | if resolution.is_some() { RESOLUTION } else { 0 };
+    out.push(head);
+    if let Some(unit) = unit {
+        string(out, unit);
+    }
+    if let Some(r) = resolution {
+        varint(out, u64::from(r));
+    }
+    dimensions(out, dims);
+}
+
+/// The significand and power of ten of a finite `v`, shortest first: whole
+/// numbers below 2^53 as themselves, numbers with up to 15 decimals as a
+/// scaled integer when that reads back exactly (the reader divides by the
+/// same exact power of ten), anything else from the shortest decimal that
+/// reads back to `v`.
+pub fn decimal(v: f64) -> (i64, i64) {
+    if v.abs() < EXACT && (v as i64) as f64 == v {
+        return (v as i64, 0);
+    }
+    for (k, scale) in POWERS.iter().enumerate().take(16).skip(1) {
+        let x = v * scale;
+        if x.abs() >= EXACT {
+            break;
+        }
+        if (x as i64) as f64 == x && x / scale == v {
+            return (x as i64, -(k as i64));
+        }
+    }
+    zmij::Buffer::new()
+        .format_finite(v)
+        .parse::<Text>()
+        .map(|t| (t.0, t.1))
+        .unwrap_or((0, 0))
+}
+
+/// A decimal read from a formatter's text (`-1.25e-7`, `123.5`, `1e300`).
+struct Text(i64, i64);
+
+impl core::str::FromStr for Text {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        let (mantissa, exponent) = match s.find(['e', 'E']) {
+            Some(i) => (&s[..i], s[i + 1..].parse::<i64>().map_err(|_| ())?),
+            None => (s, 0),
+        };
+        let (negative, digits) = match mantissa.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, mantissa),
+        };
+        let mut significand: i64 = 0;
+        let mut exponent = exponent;
+        let mut fraction = false;
+        for b in digits.bytes() {
+            match b {
+                b'.' if !fraction => fraction = true,
+                b'0'..=b'9' => {
+                    significand = significand
+                        .checked_mul(10)
+                        .and_then(|m| m.checked_add(i64::from(b - b'0')))
+                        .ok_or(())?;
+                    if fraction {
+                        exponent -= 1;
+                    }
+                }
+                _ => return Err(()),
+            }
+        }
+        Ok(Text(
+            if negative { -significand } else { significand },
+            exponent,
+        ))
+    }
+}
+
+/// Appends a number.
+pub fn number(out: &mut Vec<u8>, v: f64) {
+    let (significand, exponent) = decimal(v);
+    svarint(out, significand);
+    svarint(out, exponent);
+}
+
+/// The f64 nearest to `significand * 10^exponent`.
+pub fn from_decimal(significand: i64, exponent: i64) -> f64 {
+    let m = significand as f64;
+    if significand.unsigned_abs() <= 1 << 53 {
+        if exponent == 0 {
+            return m;
+        }
+        // One exact operand and one rounding: correctly rounded.
+        if (-22..0).contains(&exponent) {
+            return m / POWERS[(-exponent) as usize];
+        }
+        if (1..=22).contains(&exponent) {
+            return m * POWERS[exponent as usize];
+        }
+    }
+    // Rare: read the decimal's text, which core rounds correctly.
+    let mut text = [0u8; 48];
+    let mut len = 0;
+    let mut int = itoa::Buffer::new();
+    for part in [int.format(significand).as_bytes(), b"e"] {
+        text[len..len + part.len()].copy_from_slice(part);
+        len += part.len();
+    }
+    let part = int.format(exponent).as_bytes();
+    text[len..len + part.len()].copy_from_slice(part);
+    len += part.len();
+    core::str::from_utf8(&text[..len])
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(f64::NAN)
+}
+
+/// Encodes a whole batch (the emitter writes the same bytes piece by
+/// piece, measuring as it goes).
+pub fn encode(batch: &Batch<'_>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64 + batch.series.len() * 32 + batch.points.len() * 16);
+    string(&mut out, &batch.id);
+    string(&mut out, &batch.ns);
+    svarint(&mut out, batch.t);
+    dimensions(&mut out, pairs(&batch.dims));
+    varint(&mut out, batch.series.len() as u64);
+    for s in &batch.series {
+        series(&mut out, &s.n, s.k, s.u.as_deref(), s.r, pairs(&s.d));
+    }
+    varint(&mut out, batch.points.len() as u64);
+    for p in &batch.points {
+        varint(&mut out, u64::from(p.s));
+        point(&mut out, p);
+    }
+    out
+}
+
+fn pairs<'a>(d: &'a Dimensions<'_>) -> impl ExactSizeIterator<Item = (&'a str, &'a str)> {
+    d.0.iter().map(|(n, v)| (n.as_ref(), v.as_ref()))
+}
+
+/// Appends a point after its series index: flags and fields.
+pub fn point(out: &mut Vec<u8>, p: &Point) {
+    let flags = (if p.t != 0 { T } else { 0 })
+        | if p.x.is_some() { X } else { 0 }
+        | if p.vs.is_some() { VS } else { 0 }
+        | if p.vs.is_some() && p.cs.is_some() {
+            CS
+        } else {
+            0
+        }
+        | if p.st.is_some() { ST } else { 0 }
+        | if p.sv.is_some() { SV } else { 0 }
+        | match p.b {
+            Some(true) => B | B_TRUE,
+            Some(false) => B,
+            None => 0,
+        };
+    fields(
+        out,
+        flags,
+        p.t,
+        p.x,
+        p.vs.as_deref(),
+        p.cs.as_deref(),
+        p.st.as_ref(),
+        p.sv.as_deref(),
+    );
+}
+
+/// Appends a point's flags and fields: `cs` only with `vs`, of its length
+/// (the caller's promise; the reader checks).
+#[allow(clippy::too_many_arguments)]
+pub fn fields(
+    out: &mut Vec<u8>,
+    flags: u8,
+    t: i64,
+    x: Option<f64>,
+    vs: Option<&[f64]>,
+    cs: Option<&[f64]>,
+    st: Option<&[f64; 4]>,
+    sv: Option<&str>,
+) {
+    out.push(flags);
+    if flags & T != 0 {
+        svarint(out, t);
+    }
+    if let Some(x) = x {
+        number(out, x);
+    }
+    if let Some(vs) = vs {
+        varint(out, vs.len() as u64);
+        for v in vs {
+            number(out, *v);
+        }
+        if flags & CS != 0
+            && let Some(cs) = cs
+        {
+            for c in cs {
+                number(out, *c);
+            }
+        }
+    }
+    if let Some(st) = st {
+        for v in st {
+            number(out, *v);
+        }
+    }
+    if let Some(sv) = sv {
+        string(out, sv);
+    }
+}
+
+/// The flags of a point with these fields present.
+pub fn flags(t: i64, x: bool, vs: bool, cs: bool, st: bool) -> u8 {
+    (if t != 0 { T } else { 0 })
+        | if x { X } else { 0 }
+        | if vs { VS } else { 0 }
+        | if vs && cs { CS } else { 0 }
+        | if st { ST } else { 0 }
+}
+
+/// Why a body is not a wire v2 batch: where, and what was wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DecodeError {
+    /// The byte offset in the body.
+    pub offset: usize,
+    /// The field being read, as wire v1 would name it (`points[3].vs`).
+    pub field: String,
+    /// What was wrong.
+    pub reason: String,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} at byte {} ({})",
+            self.reason, self.offset, self.field
+        )
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+type Read<T> = Result<T, (usize, String)>;
+
+impl<'a> Reader<'a> {
+    fn fail<T>(&self, reason: impl Into<String>) -> Read<T> {
+        Err((self.at, reason.into()))
+    }
+
+    fn byte(&mut self) -> Read<u8> {
+        match self.bytes.get(self.at) {
+            Some(b) => {
+                self.at += 1;
+                Ok(*b)
+            }
+            None => self.fail("the body ends early"),
+        }
+    }
+
+    fn varint(&mut self) -> Read<u64> {
+        let mut v: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            let bits = u64::from(b & 0x7f);
+            if shift == 63 && bits > 1 {
+                return self.fail("a varint is larger than 64 bits");
+            }
+            v |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        self.fail("a varint is longer than 10 bytes")
+    }
+
+    fn svarint(&mut self) -> Read<i64> {
+        let v = self.varint()?;
+        Ok((v >> 1) as i64 ^ -((v & 1) as i64))
+    }
+
+    /// A count of items that each take at least `min` bytes: never more
+    /// than the rest of the body could hold, so no allocation outgrows it.
+    fn count(&mut self, min: usize) -> Read<usize> {
+        let n = self.varint()?;
+        let left = (self.bytes.len() - self.at) / min;
+        if n > left as u64 {
+            return self.fail(format!(
+                "{n} items announced, more than the rest of the body holds"
+            ));
+        }
+        Ok(n as usize)
+    }
+
+    fn str(&mut self) -> Read<&'a str> {
+        let len = self.varint()?;
+        let start = self.at;
+        let end = usize::try_from(len)
+            .ok()
+            .and_then(|len| start.checked_add(len))
+            .filter(|end| *end <= self.bytes.len());
+        let Some(end) = end else {
+            return self.fail("a string runs past the end of the body");
+        };
+        match core::str::from_utf8(&self.bytes[start..end]) {
+            Ok(s) => {
+                self.at = end;
+                Ok(s)
+            }
+            Err(_) => self.fail("a string is not UTF-8"),
+        }
+    }
+
+    fn number(&mut self) -> Read<f64> {
+        let significand = self.svarint()?;
+        let exponent = self.svarint()?;
+        if exponent.abs() > MAX_EXPONENT {
+            return self.fail(format!("exponent {exponent} is out of range"));
+        }
+        Ok(from_decimal(significand, exponent))
+    }
+
+    fn numbers(&mut self, n: usize) -> Read<Vec<f64>> {
+        let mut vs = Vec::with_capacity(n);
+        for _ in 0..n {
+            vs.push(self.number()?);
+        }
+        Ok(vs)
+    }
+
+    fn dimensions(&mut self) -> Read<Dimensions<'a>> {
+        let n = self.count(2)?;
+        let mut pairs: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::with_capacity(n);
+        for _ in 0..n {
+            let name = self.str()?;
+            let value = self.str()?;
+            if pairs.iter().any(|(n, _)| n == name) {
+                return self.fail(format!("dimension {name:?} appears twice"));
+            }
+            pairs.push((Cow::Borrowed(name), Cow::Borrowed(value)));
+        }
+        Ok(Dimensions(pairs))
+    }
+}
+
+/// Decodes a wire v2 body (decompressed) into the batch it carries, with
+/// `v` set to [`VERSION`]. Strings borrow from `bytes`. Checks the
+/// encoding only; what the batch says is checked as for v1 (the receiver's
+/// validation).
+pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
+    let mut r = Reader { bytes, at: 0 };
+    let mut field = String::from("id");
+    let fail = |field: &str, (offset, reason): (usize, String)| DecodeError {
+        offset,
+        field: field.to_string(),
+        reason,
+    };
+    let mut read = || -> Read<Batch<'_>> {
+        let id = r.str()?;
+        field = "ns".into();
+        let ns = r.str()?;
+        field = "t".into();
+        let t = r.svarint()?;
+        field = "dims".into();
+        let dims = r.dimensions()?;
+        field = "series".into();
+        let n = r.count(3)?;
+        let mut series = Vec::with_capacity(n);
+        for i in 0..n {
+            field = format!("series[{i}]");
+            let name = r.str()?;
+            let head = r.byte()?;
+            if head >> 4 != 0 {
+                return r.fail(format!("unknown series flags {head:#04x}"));
+            }
+            let k = match head & 3 {
+                0 => Kind::Counter,
+                1 => Kind::Gauge,
+                2 => Kind::Distribution,
+                _ => Kind::Statistics,
+            };
+            let u = if head & UNIT != 0 {
+                Some(Cow::Borrowed(r.str()?))
+            } else {
+                None
+            };
+            let res = if head & RESOLUTION != 0 {
+                let v = r.varint()?;
+                match u32::try_from(v) {
+                    Ok(v) => Some(v),
+                    Err(_) => return r.fail(format!("resolution {v} is out of range")),
+                }
+            } else {
+                None
+            };
+            field = format!("series[{i}].d");
+            let d = r.dimensions()?;
+            series.push(Series {
+                n: Cow::Borrowed(name),
+                k,
+                u,
+                d,
+                r: res,
+            });
+        }
+        field = "points".into();
+        let n = r.count(2)?;
+        let mut points = Vec::with_capacity(n);
+        for i in 0..n {
+            field = format!("points[{i}]");
+            let s = r.varint()?;
+            let Ok(s) = u32::try_from(s) else {
+                return r.fail(format!("series index {s} is out of range"));
+            };
+            let flags = r.byte()?;
+            if flags & CS != 0 && flags & VS == 0 {
+                return r.fail("cs without vs");
+            }
+            if flags & B_TRUE != 0 && flags & B == 0 {
+                return r.fail("a boolean's value without the boolean");
+            }
+            let mut p = Point {
+                s,
+                ..Point::default()
+            };
+            if flags & T != 0 {
+                field = format!("points[{i}].t");
+                p.t = r.svarint()?;
+            }
+            if flags & X != 0 {
+                field = format!("points[{i}].x");
+                p.x = Some(r.number()?);
+            }
+            if flags & VS != 0 {
+                field = format!("points[{i}].vs");
+                let n = r.count(2)?;
+                p.vs = Some(r.numbers(n)?);
+                if flags & CS != 0 {
+                    field = format!("points[{i}].cs");
+                    p.cs = Some(r.numbers(n)?);
+                }
+            }
+            if flags & ST != 0 {
+                field = format!("points[{i}].st");
+                p.st = Some([r.number()?, r.number()?, r.number()?, r.number()?]);
+            }
+            if flags & SV != 0 {
+                field = format!("points[{i}].sv");
+                p.sv = Some(r.str()?.into());
+            }
+            if flags & B != 0 {
+                p.b = Some(flags & B_TRUE != 0);
+            }
+            points.push(p);
+        }
+        field = "points".into();
+        if r.at != r.bytes.len() {
+            return r.fail(format!(
+                "{} bytes follow the last point",
+                r.bytes.len() - r.at
+            ));
+        }
+        Ok(Batch {
+            v: VERSION,
+            id: Cow::Borrowed(id),
+            ns: Cow::Borrowed(ns),
+            t,
+            dims,
+            series,
+            points,
+        })
+    };
+    let result = read();
+    result.map_err(|e| fail(&field, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+    use proptest::prelude::*;
+
+    fn sample() -> Batch<'static> {
+        Batch {
+            v: VERSION,
+            id: "0123abcd-7".into(),
+            ns: "Shop".into(),
+            t: 1_700_000_000_000,
+            dims: Dimensions(vec![("service".into(), "checkout".into())]),
+            series: vec![
+                Series {
+                    n: "orders".into(),
+                    k: Kind::Counter,
+                    u: Some("Count".into()),
+                    d: Dimensions(vec![("route".into(), "/buy".into())]),
+                    r: None,
+                },
+                Series {
+                    n: "latency".into(),
+                    k: Kind::Distribution,
+                    u: Some("Milliseconds".into()),
+                    d: Dimensions::default(),
+                    r: Some(1),
+                },
+                Series {
+                    n: "état".into(),
+                    k: Kind::Gauge,
+                    u: None,
+                    d: Dimensions::default(),
+                    r: Some(60),
+                },
+            ],
+            points: vec![
+                Point {
+                    s: 0,
+                    x: Some(3.0),
+                    ..Point::default()
+                },
+                Point {
+                    s: 1,
+                    t: -5,
+                    vs: Some(vec![1.5, 2.5, 1000.9]),
+                    cs: Some(vec![3.0, 1.0, 2.0]),
+                    ..Point::default()
+                },
+                Point {
+                    s: 1,
+                    st: Some([4.0, 10.25, 0.001, 7.0]),
+                    ..Point::default()
+                },
+                Point {
+                    s: 2,
+                    x: Some(-0.5),
+                    st: Some([2.0, 1.5, -0.5, 2.0]),
+                    ..Point::default()
+                },
+                Point {
+                    s: 2,
+                    sv: Some("blue \"sky\"".into()),
+                    ..Point::default()
+                },
+                Point {
+                    s: 2,
+                    b: Some(false),
+                    ..Point::default()
+                },
+                Point {
+                    s: 2,
+                    t: 1,
+                    b: Some(true),
+                    ..Point::default()
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_batch_decodes_to_what_was_encoded_and_is_smaller_than_v1() {
+        let batch = sample();
+        let bytes = encode(&batch);
+        assert_eq!(decode(&bytes), Ok(batch.clone()));
+        let json = serde_json::to_string(&batch).expect("json");
+        assert!(
+            bytes.len() * 2 < json.len(),
+            "{} vs {}",
+            bytes.len(),
+            json.len()
+        );
+        let back = decode(&bytes).expect("decodes");
+        assert!(matches!(back.series[0].n, Cow::Borrowed(_)), "names borrow");
+    }
+
+    #[test]
+    fn numbers_take_few_bytes() {
+        for (v, bytes) in [
+            (0.0, 2),
+            (1.0, 2),
+            (-42.0, 2),
+            (123.4, 3),
+            (1000.9, 4),
+            (0.001, 2),
+            (1e300, 3),
+        ] {
+            let mut out = Vec::new();
+            number(&mut out, v);
+            assert_eq!(out.len(), bytes, "{v}");
+        }
+    }
+
+    #[test]
+    fn every_kind_of_number_reads_back_exactly() {
+        for v in [
+            0.0,
+            -0.0,
+            1.0,
+            0.1,
+            0.1 + 0.2,
+            123.4,
+            -2.5e-8,
+            1e-300,
+            5e-324,
+            f64::MIN_POSITIVE,
+            f64::MAX,
+            f64::MIN,
+            9_007_199_254_740_993.0,
+            1e22,
+            1e23,
+            4.35,
+            1000.9,
+        ] {
+            let (m, e) = decimal(v);
+            assert_eq!(from_decimal(m, e), v + 0.0, "{v}: {m}e{e}");
+        }
+        assert_eq!(decimal(123.4), (1234, -1), "shortest");
+        assert_eq!(decimal(1e300), (1, 300));
+    }
+
+    proptest! {
+        #[test]
+        fn any_finite_number_reads_back_exactly(bits in any::<u64>()) {
+            let v = f64::from_bits(bits);
+            prop_assume!(v.is_finite());
+            let (m, e) = decimal(v);
+            prop_assert_eq!(from_decimal(m, e).to_bits(), (v + 0.0).to_bits(), "{} -> {}e{}", v, m, e);
+        }
+
+        #[test]
+        fn decimal_numbers_read_back_exactly(m in -10_000_000i64..10_000_000, k in 0i32..9) {
+            let v = m as f64 / 10f64.powi(k);
+            let (sig, e) = decimal(v);
+            prop_assert_eq!(from_decimal(sig, e).to_bits(), (v + 0.0).to_bits());
+        }
+
+        #[test]
+        fn any_batch_decodes_to_what_was_encoded(batch in batches()) {
+            let bytes = encode(&batch);
+            prop_assert_eq!(decode(&bytes), Ok(batch));
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+            let _ = decode(&bytes);
+        }
+    }
+
+    fn number_strategy() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>().prop_filter("finite", |v| v.is_finite()),
+            (-100_000i64..100_000).prop_map(|m| m as f64 / 10.0),
+            (0u32..1000).prop_map(f64::from),
+        ]
+        .prop_map(|v| v + 0.0)
+    }
+
+    fn dims() -> impl Strategy<Value = Dimensions<'static>> {
+        prop::collection::btree_map("[a-z]{1,6}", "\\PC{0,8}", 0..4)
+            .prop_map(|m| Dimensions(m.into_iter().map(|(k, v)| (k.into(), v.into())).collect()))
+    }
+
+    fn batches() -> impl Strategy<Value = Batch<'static>> {
+        let series = (
+            "\\PC{1,12}",
+            0u8..4,
+            prop::option::of("[A-Za-z/]{1,12}"),
+            prop::option::of(prop_oneof![Just(1u32), Just(60), any::<u32>()]),
+            dims(),
+        )
+            .prop_map(|(n, k, u, r, d)| Series {
+                n: n.into(),
+                k: [
+                    Kind::Counter,
+                    Kind::Gauge,
+                    Kind::Distribution,
+                    Kind::Statistics,
+                ][usize::from(k)],
+                u: u.map(Into::into),
+                d,
+                r,
+            });
+        let point = (
+            any::<u32>(),
+            any::<i64>(),
+            prop::option::of(number_strategy()),
+            prop::option::of(prop::collection::vec(
+                (number_strategy(), number_strategy()),
+                0..5,
+            )),
+            any::<bool>(),
+            prop::option::of([
+                number_strategy(),
+                number_strategy(),
+                number_strategy(),
+                number_strategy(),
+            ]),
+            prop::option::of("\\PC{0,10}"),
+            prop::option::of(any::<bool>()),
+        )
+            .prop_map(|(s, t, x, vcs, cs, st, sv, b)| Point {
+                s,
+                t,
+                x,
+                vs: vcs.as_ref().map(|p| p.iter().map(|(v, _)| *v).collect()),
+                cs: vcs
+                    .filter(|_| cs)
+                    .map(|p| p.iter().map(|(_, c)| *c).collect()),
+                st,
+                sv,
+                b,
+            });
+        (
+            "[0-9a-z-]{1,20}",
+            "\\PC{1,20}",
+            any::<i64>(),
+            dims(),
+            prop::collection::vec(series, 0..6),
+            prop::collection::vec(point, 0..12),
+        )
+            .prop_map(|(id, ns, t, dims, series, points)| Batch {
+                v: VERSION,
+                id: id.into(),
+                ns: ns.into(),
+                t,
+                dims,
+                series,
+                points,
+            })
+    }
+
+    #[test]
+    fn broken_bodies_are_refused_with_where_and_why() {
+        let good = encode(&sample());
+        let cases: Vec<(Vec<u8>, &str, &str)> = vec![
+            (Vec::new(), "id", "the body ends early"),
+            (
+                good[..good.len() - 1].to_vec(),
+                "points[6].t",
+                "the body ends early",
+            ),
+            (
+                [&good[..], &[0][..]].concat(),
+                "points",
+                "1 bytes follow the last point",
+            ),
+            (
+                [&[0xff; 9][..], &[0x81, 0][..]].concat(),
+                "id",
+                "a varint is longer than 10 bytes",
+            ),
+            (
+                [&[0xff; 9][..], &[0x7f][..]].concat(),
+                "id",
+                "a varint is larger than 64 bits",
+            ),
+            (
+                vec![5, b'a'],
+                "id",
+                "a string runs past the end of the body",
+            ),
+            (vec![2, 0xc3, 0x28], "id", "a string is not UTF-8"),
+            // id "a", ns "N", t 0, no dims, 200 series announced.
+            (
+                vec![1, b'a', 1, b'N', 0, 0, 0xc8, 1],
+                "series",
+                "200 items announced, more than the rest of the body holds",
+            ),
+            // ... one point whose flags say cs without vs.
+            (
+                vec![1, b'a', 1, b'N', 0, 0, 0, 1, 0, CS],
+                "points[0]",
+                "cs without vs",
+            ),
+            // ... one point with x = 1e999.
+            (
+                vec![1, b'a', 1, b'N', 0, 0, 0, 1, 0, X, 2, 0xce, 0x0f],
+                "points[0].x",
+                "exponent 999 is out of range",
+            ),
+            // ... a series with unknown head bits.
+            (
+                vec![1, b'a', 1, b'N', 0, 0, 1, 1, b'n', 0x10, 0, 0],
+                "series[0]",
+                "unknown series flags 0x10",
+            ),
+            // ... common dimensions with a name twice.
+            (
+                vec![
+                    1, b'a', 1, b'N', 0, 2, 1, b'k', 1, b'v', 1, b'k', 1, b'w', 0, 0,
+                ],
+                "dims",
+                "dimension \"k\" appears twice",
+            ),
+        ];
+        for (bytes, field, reason) in cases {
+            let err = decode(&bytes).expect_err(reason);
+            assert_eq!(
+                (err.field.as_str(), err.reason.as_str()),
+                (field, reason),
+                "{bytes:?}"
+            );
+        }
+    }
+}
