@@ -7,7 +7,7 @@ use crate::config::Config;
 use crate::error::Result;
 use crate::wire;
 
-/// One wire v1 batch: its id and its body, compressed with gzip when the
+/// One batch: its id and its body (wire v2, or v1 if configured), compressed with gzip when the
 /// `std` feature is on.
 ///
 /// A batch that could not be sent is handed back to the caller, who can send
@@ -19,6 +19,7 @@ pub struct Batch {
     points: usize,
     body: Vec<u8>,
     gzip: bool,
+    format: wire::Format,
 }
 
 impl core::fmt::Debug for Batch {
@@ -34,28 +35,43 @@ impl core::fmt::Debug for Batch {
 
 impl Batch {
     #[cfg(feature = "std")]
-    pub(crate) fn new(id: String, points: usize, json: Vec<u8>, config: &Config) -> Result<Self> {
+    pub(crate) fn new(
+        id: String,
+        points: usize,
+        encoded: Vec<u8>,
+        format: wire::Format,
+        config: &Config,
+    ) -> Result<Self> {
         use std::io::Write;
         let level = flate2::Compression::new(config.gzip_level);
-        let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(json.len() / 4 + 64), level);
-        gz.write_all(&json)
+        let mut gz =
+            flate2::write::GzEncoder::new(Vec::with_capacity(encoded.len() / 3 + 64), level);
+        gz.write_all(&encoded)
             .and_then(|()| gz.finish())
             .map(|body| Batch {
                 id,
                 points,
                 body,
                 gzip: true,
+                format,
             })
             .map_err(|e| crate::Error::Encode(alloc::string::ToString::to_string(&e)))
     }
 
     #[cfg(not(feature = "std"))]
-    pub(crate) fn new(id: String, points: usize, json: Vec<u8>, _config: &Config) -> Result<Self> {
+    pub(crate) fn new(
+        id: String,
+        points: usize,
+        encoded: Vec<u8>,
+        format: wire::Format,
+        _config: &Config,
+    ) -> Result<Self> {
         Ok(Batch {
             id,
             points,
-            body: json,
+            body: encoded,
             gzip: false,
+            format,
         })
     }
 
@@ -76,7 +92,12 @@ impl Batch {
 
     /// The `Content-Type` to send the body with.
     pub fn content_type(&self) -> &'static str {
-        wire::CONTENT_TYPE
+        self.format.content_type()
+    }
+
+    /// The wire format the body is in.
+    pub fn format(&self) -> wire::Format {
+        self.format
     }
 
     /// The `Content-Encoding` to send the body with, if any.
@@ -84,8 +105,22 @@ impl Batch {
         self.gzip.then_some("gzip")
     }
 
-    /// The JSON inside the body (decompressed if needed).
+    /// The batch as wire v1 JSON, whatever its format: for logs, tests and
+    /// [`Batch::emf`].
     pub fn json(&self) -> Result<Vec<u8>> {
+        let encoded = self.encoded()?;
+        match self.format {
+            wire::Format::V1 => Ok(encoded),
+            wire::Format::V2 => {
+                let batch = wire::v2::decode(&encoded)
+                    .map_err(|e| crate::Error::Encode(alloc::string::ToString::to_string(&e)))?;
+                serde_json::to_vec(&batch).map_err(|_| crate::error::not_json())
+            }
+        }
+    }
+
+    /// The encoded batch inside the body (decompressed if needed).
+    pub fn encoded(&self) -> Result<Vec<u8>> {
         #[cfg(feature = "std")]
         if self.gzip {
             use std::io::Read;
@@ -103,9 +138,12 @@ impl Batch {
     /// be pushed. See [`crate::emf`].
     #[cfg(feature = "std")]
     pub fn emf(&self, properties: &[(&str, &str)]) -> Result<Vec<String>> {
-        let json = self.json()?;
-        let batch: wire::Batch<'_> = serde_json::from_slice(&json)
-            .map_err(|e| crate::Error::Encode(alloc::string::ToString::to_string(&e)))?;
+        let encoded = self.encoded()?;
+        let fault = |e: &dyn core::fmt::Display| crate::Error::Encode(alloc::format!("{e}"));
+        let batch: wire::Batch<'_> = match self.format {
+            wire::Format::V1 => serde_json::from_slice(&encoded).map_err(|e| fault(&e))?,
+            wire::Format::V2 => wire::v2::decode(&encoded).map_err(|e| fault(&e))?,
+        };
         Ok(crate::emf::documents(&batch, properties))
     }
 }

@@ -23,6 +23,7 @@ pub struct Config {
     pub(crate) instance_id: u64,
     #[cfg(feature = "std")]
     pub(crate) gzip_level: u32,
+    pub(crate) wire: crate::wire::Format,
 }
 
 impl Config {
@@ -43,6 +44,7 @@ impl Config {
             instance_id: default_instance_id(),
             #[cfg(feature = "std")]
             gzip_level: 6,
+            wire: crate::wire::Format::V2,
         })
     }
 
@@ -70,8 +72,8 @@ impl Config {
         self
     }
 
-    /// Most bytes of wire JSON (before compression) in one batch; default
-    /// 1 MiB. Measured exactly while the batch is assembled; a single point
+    /// Most bytes of an encoded batch (before compression) in one batch;
+    /// default 1 MiB. Measured exactly while the batch is assembled; a single point
     /// larger than this still goes out, alone.
     pub fn max_batch_bytes(mut self, bytes: usize) -> Self {
         self.max_batch_bytes = bytes;
@@ -123,6 +125,14 @@ impl Config {
     #[cfg(feature = "std")]
     pub fn gzip_level(mut self, level: u32) -> Self {
         self.gzip_level = level.min(9);
+        self
+    }
+
+    /// The wire format batches are encoded in: [`crate::wire::Format::V2`]
+    /// (binary, the default) or [`crate::wire::Format::V1`] (JSON, for
+    /// receivers older than v2).
+    pub fn wire_format(mut self, format: crate::wire::Format) -> Self {
+        self.wire = format;
         self
     }
 

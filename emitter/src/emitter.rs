@@ -40,8 +40,9 @@ pub(crate) struct Cell {
     pub(crate) kind: Kind,
     pub(crate) unit: Unit,
     pub(crate) resolution: Resolution,
-    /// The series as wire JSON, serialised at registration.
-    pub(crate) json: String,
+    /// The series' definition in the configured wire format, encoded at
+    /// registration.
+    pub(crate) def: Vec<u8>,
     state: State,
 }
 
@@ -490,7 +491,14 @@ impl Emitter {
                 kind,
                 unit,
                 resolution,
-                json: series_json(&key.0, kind, unit, &key.1, resolution)?,
+                def: series_def(
+                    self.shared.config.wire,
+                    &key.0,
+                    kind,
+                    unit,
+                    &key.1,
+                    resolution,
+                )?,
                 state,
             });
             registry.cells.push(Arc::clone(&cell));
@@ -512,7 +520,8 @@ impl Emitter {
             kind: Kind::Counter,
             unit: Unit::Count,
             resolution: Resolution::Standard,
-            json: series_json(
+            def: series_def(
+                self.shared.config.wire,
                 OVERFLOW_METRIC,
                 Kind::Counter,
                 Unit::Count,
@@ -577,7 +586,7 @@ impl Emitter {
             }
         }
         // Series with like names and dimensions side by side compress best.
-        taken.sort_by(|a, b| a.0.json.cmp(&b.0.json).then(a.1.cmp(&b.1)));
+        taken.sort_by(|a, b| a.0.def.cmp(&b.0.def).then(a.1.cmp(&b.1)));
         let batches = encode::batches(&self.shared.config, &self.shared.sequence, now_ms, &taken)?;
         let t = &self.shared.telemetry;
         let points: usize = batches.iter().map(Batch::points).sum();
@@ -637,26 +646,45 @@ impl Emitter {
     }
 }
 
-fn series_json(
+fn series_def(
+    format: wire::Format,
     name: &str,
     kind: Kind,
     unit: Unit,
     dims: &[(String, String)],
     resolution: Resolution,
-) -> Result<String> {
+) -> Result<Vec<u8>> {
     use alloc::borrow::Cow;
-    let series = wire::Series {
-        n: Cow::Borrowed(name),
-        k: kind,
-        u: (unit != Unit::None).then(|| Cow::Borrowed(unit.as_str())),
-        d: wire::Dimensions(
-            dims.iter()
-                .map(|(n, v)| (Cow::Borrowed(n.as_str()), Cow::Borrowed(v.as_str())))
-                .collect(),
-        ),
-        r: (resolution != Resolution::Standard).then_some(resolution.seconds()),
-    };
-    serde_json::to_string(&series).map_err(|_| not_json())
+    let unit = (unit != Unit::None).then(|| unit.as_str());
+    let r = (resolution != Resolution::Standard).then_some(resolution.seconds());
+    match format {
+        wire::Format::V1 => {
+            let series = wire::Series {
+                n: Cow::Borrowed(name),
+                k: kind,
+                u: unit.map(Cow::Borrowed),
+                d: wire::Dimensions(
+                    dims.iter()
+                        .map(|(n, v)| (Cow::Borrowed(n.as_str()), Cow::Borrowed(v.as_str())))
+                        .collect(),
+                ),
+                r,
+            };
+            serde_json::to_vec(&series).map_err(|_| not_json())
+        }
+        wire::Format::V2 => {
+            let mut out = Vec::new();
+            wire::v2::series(
+                &mut out,
+                name,
+                kind,
+                unit,
+                r,
+                dims.iter().map(|(n, v)| (n.as_str(), v.as_str())),
+            );
+            Ok(out)
+        }
+    }
 }
 
 /// Takes the cell's aggregate, leaving it empty; `None` if nothing was recorded.
@@ -968,47 +996,64 @@ mod tests {
 
     #[test]
     fn batches_respect_datums_and_bytes_exactly() {
-        let e = Emitter::new(
-            Config::new("N")
-                .expect("ns")
-                .max_points_per_batch(10)
-                .max_batch_bytes(600)
-                .distribution_slots(1024),
-        );
-        for i in 0..35 {
-            e.counter(Metric::new(format!("metric_{i}")))
-                .expect("counter")
-                .increment();
-        }
-        // 400 distinct values: several datums, each a point of at most 150.
-        let d = e.distribution(Metric::new("big")).expect("dist");
-        for i in 0..400 {
-            d.record(f64::from(i) * 10.0);
-        }
-        let batches = e.flush_at(0).expect("flush");
-        let mut ids: Vec<&str> = batches.iter().map(Batch::id).collect();
-        ids.sort();
-        ids.dedup();
-        assert_eq!(ids.len(), batches.len(), "ids are unique");
-        let (mut counters, mut values) = (0, 0);
-        for b in &batches {
-            let json = b.json().expect("json");
-            assert!(json.len() <= 600 || b.points() == 1, "{} bytes", json.len());
-            assert!(b.points() <= 10, "one datum per point, at most 10");
-            for p in decode(b).points {
-                match (&p.vs, &p.cs) {
-                    (Some(vs), cs) => {
-                        assert!(vs.len() <= 150, "{} values in a point", vs.len());
-                        values += cs
-                            .as_ref()
-                            .map_or(vs.len(), |c| c.iter().sum::<f64>() as usize);
+        // Limits where the bytes bind before the datums do.
+        for (format, limit) in [(wire::Format::V1, 300), (wire::Format::V2, 120)] {
+            let e = Emitter::new(
+                Config::new("N")
+                    .expect("ns")
+                    .max_points_per_batch(10)
+                    .max_batch_bytes(limit)
+                    .distribution_slots(1024)
+                    .wire_format(format),
+            );
+            for i in 0..35 {
+                e.counter(Metric::new(format!("metric_{i}")))
+                    .expect("counter")
+                    .increment();
+            }
+            // 400 distinct values: several datums, each a point of at most 150.
+            let d = e.distribution(Metric::new("big")).expect("dist");
+            for i in 0..400 {
+                d.record(f64::from(i) * 10.0);
+            }
+            let batches = e.flush_at(0).expect("flush");
+            let mut ids: Vec<&str> = batches.iter().map(Batch::id).collect();
+            ids.sort();
+            ids.dedup();
+            assert_eq!(ids.len(), batches.len(), "ids are unique");
+            let (mut counters, mut values, mut largest) = (0, 0, 0);
+            for b in &batches {
+                assert_eq!(b.format(), format);
+                let encoded = b.encoded().expect("encoded");
+                assert!(
+                    encoded.len() <= limit || b.points() == 1,
+                    "{} bytes",
+                    encoded.len()
+                );
+                if b.points() > 1 {
+                    largest = largest.max(encoded.len());
+                }
+                assert!(b.points() <= 10, "one datum per point, at most 10");
+                for p in decode(b).points {
+                    match (&p.vs, &p.cs) {
+                        (Some(vs), cs) => {
+                            assert!(vs.len() <= 150, "{} values in a point", vs.len());
+                            values += cs
+                                .as_ref()
+                                .map_or(vs.len(), |c| c.iter().sum::<f64>() as usize);
+                        }
+                        (None, _) => counters += 1,
                     }
-                    (None, _) => counters += 1,
                 }
             }
+            assert_eq!((counters, values), (35, 400), "{format:?}");
+            assert!(batches.len() >= 5, "{} batches", batches.len());
+            // Filled close to the limit: sizes are measured, not guessed.
+            assert!(
+                largest > limit * 5 / 6,
+                "{format:?}: largest batch {largest} bytes"
+            );
         }
-        assert_eq!((counters, values), (35, 400));
-        assert!(batches.len() >= 5, "{} batches", batches.len());
     }
 
     #[test]

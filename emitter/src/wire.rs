@@ -44,6 +44,29 @@ pub fn format_number<R>(v: f64, f: impl FnOnce(&str) -> R) -> R {
     }
 }
 
+/// The encodings a batch can be sent in; the receiver tells them apart by
+/// media type.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Format {
+    /// JSON ([`CONTENT_TYPE`]).
+    V1,
+    /// Binary ([`v2::CONTENT_TYPE`]): about half the bytes of v1 before
+    /// compression, and faster to write and read.
+    #[default]
+    V2,
+}
+
+impl Format {
+    /// The media type of a batch in this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::V1 => CONTENT_TYPE,
+            Format::V2 => v2::CONTENT_TYPE,
+        }
+    }
+}
+
 /// One pushed batch.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -96,7 +96,8 @@ impl Ingest {
         let formats = &self.formats;
         let named = headers.namespace.map(str::trim).filter(|n| !n.is_empty());
         let decoded = match format {
-            Format::Wire => wire_v1::decode(&content, now_ms, limits)?,
+            Format::Wire(edgepush::wire::Format::V1) => wire_v1::decode(&content, now_ms, limits)?,
+            Format::Wire(_) => wire_v1::decode_v2(&content, now_ms, limits)?,
             #[cfg(feature = "ingest-otlp")]
             Format::Otlp(encoding) => otlp::decode(
                 &content,
@@ -161,7 +162,7 @@ impl Ingest {
     /// or rate checks.
     pub fn decode(&self, headers: Headers<'_>, body: &[u8], now_ms: i64) -> Result<Decoded> {
         let format = Format::route("POST", edgepush::wire::PATH, None, headers.content_type)?
-            .unwrap_or(Format::Wire);
+            .unwrap_or(Format::Wire(edgepush::wire::Format::V1));
         let caller = self.authenticate(headers, body, now_ms)?;
         self.decode_for(&caller, &format, headers, body, now_ms)
     }
@@ -352,7 +353,7 @@ pub fn reply(format: &Format, answer: &Answer<'_>) -> Reply {
     let refused = answer.rejected_count + by_sinks;
     let written = answer.accepted.saturating_sub(by_sinks);
     match format {
-        Format::Wire => {
+        Format::Wire(_) => {
             let (status, body) = answer.to_response();
             Reply::new(status, "application/json", body)
         }
@@ -449,7 +450,7 @@ pub fn reply(format: &Format, answer: &Answer<'_>) -> Reply {
 /// `google.rpc.Status`; Prometheus text: plain text).
 pub fn refusal(format: Option<&Format>, e: &Error) -> Reply {
     let mut reply = match format {
-        None | Some(Format::Wire) => Reply::new(e.status, "application/json", e.to_json()),
+        None | Some(Format::Wire(_)) => Reply::new(e.status, "application/json", e.to_json()),
         Some(Format::LineProtocol(_)) => {
             let message = match &e.field {
                 Some(field) => format!("{field}: {}", e.message),
@@ -515,7 +516,10 @@ mod tests {
     fn each_format_answers_a_partial_push_in_its_terms() {
         let d = partial();
         let answer = Answer::new(&d);
-        assert_eq!(reply(&Format::Wire, &answer).status, 202);
+        assert_eq!(
+            reply(&Format::Wire(edgepush::wire::Format::V1), &answer).status,
+            202
+        );
 
         let r = reply(&lp(), &answer);
         assert_eq!(r.status, 400);
@@ -602,7 +606,7 @@ mod tests {
             .field("tenants.t.points_per_second")
             .retry_after(7);
         for format in [
-            Format::Wire,
+            Format::Wire(edgepush::wire::Format::V1),
             lp(),
             prom(),
             otlp(otlp::Encoding::Json),

@@ -37,6 +37,19 @@ struct Case {
     words: &'static str,
 }
 
+/// The wire v2 encoding of a wire v1 JSON batch.
+pub fn v2(json: &str) -> Vec<u8> {
+    let batch: edgepush::wire::Batch<'_> = serde_json::from_str(json).expect("a v1 batch");
+    edgepush::wire::v2::encode(&batch)
+}
+
+fn gz_v2() -> Vec<(&'static str, String)> {
+    vec![
+        ("content-type", edgepush::wire::v2::CONTENT_TYPE.into()),
+        ("content-encoding", "gzip".into()),
+    ]
+}
+
 fn gz_v1() -> Vec<(&'static str, String)> {
     vec![
         ("content-type", V1.into()),
@@ -133,6 +146,49 @@ pub fn check_refusals(url: &str) {
             error: "unsupported_version",
             field: Some("v"),
             words: "version 2",
+        },
+        Case {
+            name: "unknown wire version (binary media type)",
+            headers: vec![("content-type", "application/vnd.edgepush.v3".into())],
+            body: v2(&good),
+            status: 415,
+            error: "unsupported_version",
+            field: Some("content-type"),
+            words: "wire version 3",
+        },
+        Case {
+            name: "wire v2 body cut short",
+            headers: gz_v2(),
+            body: {
+                let full = v2(&good);
+                gzip(&full[..full.len() - 1])
+            },
+            status: 400,
+            error: "invalid_body",
+            field: Some("points[0].x"),
+            words: "not a wire v2 batch: the body ends early",
+        },
+        Case {
+            name: "wire v1 JSON sent as wire v2",
+            headers: gz_v2(),
+            body: gz_good.clone(),
+            status: 400,
+            error: "invalid_body",
+            field: Some("id"),
+            words: "not a wire v2 batch",
+        },
+        Case {
+            name: "wire v2 value beyond CloudWatch's range",
+            headers: gz_v2(),
+            body: gzip(&v2(&batch(
+                "big2",
+                r#"{"n":"m","k":"g"}"#,
+                r#"{"s":0,"x":1e200}"#,
+            ))),
+            status: 400,
+            error: "invalid_points",
+            field: Some("points[0].x"),
+            words: "outside -2^360..2^360",
         },
         Case {
             name: "NaN",

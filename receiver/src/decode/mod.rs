@@ -19,9 +19,9 @@ use crate::model::Batch;
 /// type (see `docs/ingest-formats.md`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Format {
-    /// edgepush wire v1: `POST /v1/metrics`,
-    /// `application/vnd.edgepush.v1+json`.
-    Wire,
+    /// edgepush wire v1 or v2: `POST /v1/metrics`,
+    /// `application/vnd.edgepush.v1+json` or `application/vnd.edgepush.v2`.
+    Wire(edgepush::wire::Format),
     /// OTLP/HTTP metrics: `POST /v1/metrics`, `application/x-protobuf` or
     /// `application/json`.
     Otlp(otlp::Encoding),
@@ -52,7 +52,7 @@ impl Format {
     /// `ingest-prometheus`; wire v1 is always built).
     pub fn built(&self) -> bool {
         match self {
-            Format::Wire => true,
+            Format::Wire(_) => true,
             Format::Otlp(_) => cfg!(feature = "ingest-otlp"),
             Format::LineProtocol(_) => cfg!(feature = "ingest-line-protocol"),
             Format::Prometheus(_) => cfg!(feature = "ingest-prometheus"),
@@ -64,7 +64,7 @@ impl Format {
     /// formats that have paths of their own.
     pub fn not_built(&self) -> Error {
         let (status, feature) = match self {
-            Format::Wire => (500, "none"),
+            Format::Wire(_) => (500, "none"),
             Format::Otlp(_) => (415, "ingest-otlp"),
             Format::LineProtocol(_) => (404, "ingest-line-protocol"),
             Format::Prometheus(_) => (404, "ingest-prometheus"),
@@ -97,8 +97,8 @@ impl Format {
         if path == edgepush::wire::PATH {
             only_post()?;
             let content_type = content_type.unwrap_or("");
-            if wire_v1::accepts(content_type)? {
-                return Ok(Some(Format::Wire));
+            if let Some(version) = wire_v1::accepts(content_type)? {
+                return Ok(Some(Format::Wire(version)));
             }
             if let Some(encoding) = otlp::Encoding::of(content_type) {
                 return Ok(Some(Format::Otlp(encoding)));
@@ -107,9 +107,10 @@ impl Format {
                 415,
                 "unsupported_media_type",
                 format!(
-                    "content-type {content_type:?} is not supported at {}; send {} (edgepush), \
-                     application/x-protobuf or application/json (OTLP)",
+                    "content-type {content_type:?} is not supported at {}; send {} or {} \
+                     (edgepush), application/x-protobuf or application/json (OTLP)",
                     edgepush::wire::PATH,
+                    edgepush::wire::v2::CONTENT_TYPE,
                     edgepush::wire::CONTENT_TYPE
                 ),
             )
@@ -150,7 +151,8 @@ impl Format {
     /// The format's name in logs and the receiver's own metrics.
     pub fn name(&self) -> &'static str {
         match self {
-            Format::Wire => "wire_v1",
+            Format::Wire(edgepush::wire::Format::V1) => "wire_v1",
+            Format::Wire(_) => "wire_v2",
             Format::Otlp(_) => "otlp",
             Format::LineProtocol(_) => "line_protocol",
             Format::Prometheus(_) => "prometheus",

@@ -9,29 +9,47 @@ use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::model::{Batch, Point, Series, StatisticSet, Value};
 
-/// Is this `Content-Type` wire v1? `Ok(false)` for other media types,
-/// an error for another edgepush wire version.
-pub fn accepts(content_type: &str) -> Result<bool> {
+/// Which edgepush wire format a `Content-Type` names: `Ok(None)` for other
+/// media types, an error for an edgepush wire version this receiver does
+/// not speak.
+pub fn accepts(content_type: &str) -> Result<Option<wire::Format>> {
     let media = content_type.split(';').next().unwrap_or("").trim();
-    if media.eq_ignore_ascii_case(wire::CONTENT_TYPE) {
-        return Ok(true);
+    for format in [wire::Format::V1, wire::Format::V2] {
+        if media.eq_ignore_ascii_case(format.content_type()) {
+            return Ok(Some(format));
+        }
     }
     let lower = media.to_ascii_lowercase();
-    if let Some(version) = lower
-        .strip_prefix("application/vnd.edgepush.v")
-        .and_then(|rest| rest.strip_suffix("+json"))
-    {
+    if let Some(version) = lower.strip_prefix("application/vnd.edgepush.v") {
+        let version = version.strip_suffix("+json").unwrap_or(version);
         return Err(Error::new(
             415,
             "unsupported_version",
             format!(
-                "wire version {version} is not supported; this receiver speaks {}",
-                wire::CONTENT_TYPE
+                "wire version {version} is not supported; this receiver speaks {} and {}",
+                wire::CONTENT_TYPE,
+                wire::v2::CONTENT_TYPE
             ),
         )
         .field("content-type"));
     }
-    Ok(false)
+    Ok(None)
+}
+
+/// Decodes and validates a wire v2 batch (already decompressed): the same
+/// batch as v1 in its binary encoding, so the same checks follow. A body
+/// that is not v2 is refused whole, naming the field being read and the
+/// byte where it went wrong.
+pub fn decode_v2(bytes: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
+    let raw = wire::v2::decode(bytes).map_err(|e| {
+        Error::new(
+            400,
+            "invalid_body",
+            format!("not a wire v2 batch: {} at byte {}", e.reason, e.offset),
+        )
+        .field(e.field)
+    })?;
+    validate(raw, now_ms, limits)
 }
 
 /// Decodes and validates a wire v1 batch (already decompressed).
@@ -69,6 +87,11 @@ pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
         )
         .field("v"));
     }
+    validate(raw, now_ms, limits)
+}
+
+/// Checks a batch, v1 or v2, and builds the model from what is valid.
+fn validate(raw: wire::Batch<'_>, now_ms: i64, limits: &Limits) -> Result<Decoded> {
     check_id(&raw.id)?;
     validate::namespace(&raw.ns).map_err(|r| invalid("ns", "namespace", r))?;
     if raw.points.len() > limits.max_points {
@@ -785,14 +808,25 @@ mod tests {
 
     #[test]
     fn media_types() {
-        assert_eq!(accepts("application/vnd.edgepush.v1+json").ok(), Some(true));
+        let v1 = Some(Some(wire::Format::V1));
+        assert_eq!(accepts("application/vnd.edgepush.v1+json").ok(), v1);
         assert_eq!(
             accepts("Application/VND.edgepush.v1+JSON; charset=utf-8").ok(),
-            Some(true)
+            v1
         );
-        assert_eq!(accepts("application/json").ok(), Some(false));
-        let e = accepts("application/vnd.edgepush.v2+json").expect_err("v2");
-        assert_eq!((e.status, e.error), (415, "unsupported_version"));
+        assert_eq!(
+            accepts("application/vnd.edgepush.v2").ok(),
+            Some(Some(wire::Format::V2))
+        );
+        assert_eq!(accepts("application/json").ok(), Some(None));
+        for other in [
+            "application/vnd.edgepush.v2+json",
+            "application/vnd.edgepush.v3",
+        ] {
+            let e = accepts(other).expect_err(other);
+            assert_eq!((e.status, e.error), (415, "unsupported_version"));
+            assert!(e.message.contains(wire::v2::CONTENT_TYPE), "{}", e.message);
+        }
     }
 }
 
@@ -867,8 +901,14 @@ mod round_trip {
         fn what_the_emitter_records_is_what_the_receiver_decodes(
             all in series(),
             max_points in 1usize..10,
+            v2 in any::<bool>(),
         ) {
-            let emitter = Emitter::new(Config::new("Prop").expect("ns").max_points_per_batch(max_points));
+            let emitter = Emitter::new(
+                Config::new("Prop")
+                    .expect("ns")
+                    .max_points_per_batch(max_points)
+                    .wire_format(if v2 { wire::Format::V2 } else { wire::Format::V1 }),
+            );
             let mut want: BTreeMap<String, Value> = BTreeMap::new();
             for (name, dims, rec) in &all {
                 let mut m = Metric::new(name.clone());
@@ -932,7 +972,12 @@ mod round_trip {
             let batches = emitter.flush_at(NOW).expect("flush");
             for b in &batches {
                 prop_assert!(b.points() <= max_points);
-                let d = decode(&b.json().expect("json"), NOW, &Limits::default()).expect("decodes");
+                let encoded = b.encoded().expect("encoded");
+                let d = match b.format() {
+                    wire::Format::V1 => decode(&encoded, NOW, &Limits::default()),
+                    _ => decode_v2(&encoded, NOW, &Limits::default()),
+                }
+                .expect("decodes");
                 prop_assert!(d.rejected.is_empty(), "{:?}", d.rejected);
                 for p in d.batch.points {
                     let s = &d.batch.series[p.series];
