@@ -480,7 +480,12 @@ impl Emitter {
             let b = Object::new();
             let _ = Reflect::set(&b, &"id".into(), &batch.id().into());
             let _ = Reflect::set(&b, &"points".into(), &(batch.points() as f64).into());
-            let _ = Reflect::set(&b, &"json".into(), &Uint8Array::from(batch.body()).into());
+            let _ = Reflect::set(
+                &b,
+                &"encoded".into(),
+                &Uint8Array::from(batch.body()).into(),
+            );
+            let _ = Reflect::set(&b, &"contentType".into(), &batch.content_type().into());
             fresh.push(&b);
         }
         push_batches(&self.push, fresh, &self.carry)

@@ -48,7 +48,7 @@ async function signature(key, body) {
 // One batch: "sent" (with the receiver's answer), "retry" or "refused".
 async function send(options, batch, deadline, report) {
   const headers = {
-    "content-type": "application/vnd.edgepush.v1+json",
+    "content-type": batch.contentType,
     "x-edgepush-batch": batch.id,
   };
   if (batch.gzip) headers["content-encoding"] = "gzip";
@@ -102,8 +102,8 @@ export async function push(options, fresh, carry) {
   // them too; what is not sent goes back.
   const queue = carry.splice(0, carry.length);
   for (const b of fresh) {
-    const body = options.gzip ? await gzip(b.json) : b.json;
-    queue.push({ id: b.id, points: b.points, body, gzip: options.gzip });
+    const body = options.gzip ? await gzip(b.encoded) : b.encoded;
+    queue.push({ id: b.id, points: b.points, body, gzip: options.gzip, contentType: b.contentType });
   }
   const deadline = Date.now() + options.timeoutMs;
   const unsent = [];

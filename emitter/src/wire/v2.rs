@@ -432,7 +432,11 @@ impl<'a> Reader<'a> {
         if exponent.abs() > MAX_EXPONENT {
             return self.fail(format!("exponent {exponent} is out of range"));
         }
-        Ok(from_decimal(significand, exponent))
+        let v = from_decimal(significand, exponent);
+        if !v.is_finite() {
+            return self.fail(format!("number {significand}e{exponent} is out of range"));
+        }
+        Ok(v)
     }
 
     fn numbers(&mut self, n: usize) -> Read<Vec<f64>> {
@@ -889,6 +893,12 @@ mod tests {
                 vec![1, b'a', 1, b'N', 0, 0, 0, 1, 0, X, 2, 0xce, 0x0f],
                 "points[0].x",
                 "exponent 999 is out of range",
+            ),
+            // ... one point with x = 1e400, beyond f64.
+            (
+                vec![1, b'a', 1, b'N', 0, 0, 0, 1, 0, X, 2, 0xa0, 0x06],
+                "points[0].x",
+                "number 1e400 is out of range",
             ),
             // ... a series with unknown head bits.
             (
