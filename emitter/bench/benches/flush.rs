@@ -7,27 +7,29 @@
 //!
 //! Group `flush-10k-values-1k-series` (each iteration records the workload
 //! untimed, then times only the flush):
-//! - `edgepush/flush_at`: `Emitter::flush_at`, which takes the aggregates,
-//!   encodes one wire v1 batch (1,000 points) and gzips it (level 6);
+//! - `edgepush/flush_at_v2` and `edgepush/flush_at_v1`: `Emitter::flush_at`,
+//!   which takes the aggregates, encodes one batch (1,000 points) in wire
+//!   v2 (binary, the default) or v1 (JSON) and gzips it (level 6);
 //! - `metrics_cwe/flush`: `metrics_cloudwatch_embedded`'s `Collector::flush`
 //!   into a `Vec`: the same data as EMF JSON lines (one document per
 //!   dimension set, no compression: Lambda ships stdout as is);
-//! - `reference/gzip6_of_edgepush_json`: gzip level 6 alone of the JSON
-//!   `edgepush/flush_at` produces, to see how much of the flush is gzip;
+//! - `reference/gzip6_of_edgepush_v2` and `_v1`: gzip level 6 alone of the
+//!   batch each flush encodes, to see how much of the flush is gzip;
 //! - `reference/emf_powertools_serde_json`: [`Workload::emf_lines`] alone,
 //!   this crate's Powertools-style EMF encoder (serde_json, no gzip).
 //!
 //! Before benchmarking it prints, once, the bytes per recorded value of the
 //! same data as CloudWatch EMF log lines the way AWS Lambda Powertools prints
 //! them (built by [`Workload::emf_lines`], raw and gzip), as
-//! metrics_cloudwatch_embedded writes them, and as edgepush wire v1 (raw JSON
-//! and gzip as sent).
+//! metrics_cloudwatch_embedded writes them, and as edgepush wire v1 and v2
+//! (raw and gzip as sent).
 //!
 //! Full run: `cargo bench -p edgepush-bench --bench flush`.
 
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
+use edgepush::wire::Format;
 use edgepush_bench::{
     COMMON_DIMENSION, GZIP_LEVEL, NAMESPACE, TIMESTAMP_MS, Workload, emf_stream, gzip,
 };
@@ -37,7 +39,8 @@ use edgepush_bench::{
 const CLOUDWATCH_LOGS_EVENT_OVERHEAD: usize = 26;
 
 /// Prints the bytes-per-value table.
-fn print_sizes(w: &Workload, edgepush_raw: usize, edgepush_gzip: usize, cwe_raw: usize) {
+fn print_sizes(w: &Workload, edgepush: [(usize, usize); 2], cwe_raw: usize) {
+    let [(v1_raw, v1_gzip), (edgepush_raw, edgepush_gzip)] = edgepush;
     let values = w.values();
     let lines = w.emf_lines(TIMESTAMP_MS).expect("EMF encoding");
     let stream = emf_stream(&lines);
@@ -62,19 +65,21 @@ fn print_sizes(w: &Workload, edgepush_raw: usize, edgepush_gzip: usize, cwe_raw:
             emf_logs,
         ),
         ("EMF JSON lines (metrics_cloudwatch_embedded), raw", cwe_raw),
-        ("edgepush wire v1, raw JSON", edgepush_raw),
-        ("edgepush wire v1, gzip -6 (as sent)", edgepush_gzip),
+        ("edgepush wire v1, raw JSON", v1_raw),
+        ("edgepush wire v1, gzip -6", v1_gzip),
+        ("edgepush wire v2, raw", edgepush_raw),
+        ("edgepush wire v2, gzip -6 (as sent)", edgepush_gzip),
     ];
     for (name, bytes) in rows {
         println!("| {name} | {bytes} | {:.2} |", per(bytes));
     }
     println!(
-        "ratio edgepush gzip / EMF raw: {:.3} (1 : {:.1})",
+        "ratio edgepush v2 gzip / EMF raw: {:.3} (1 : {:.1})",
         edgepush_gzip as f64 / emf_raw as f64,
         emf_raw as f64 / edgepush_gzip as f64
     );
     println!(
-        "ratio edgepush gzip / EMF gzip: {:.3}",
+        "ratio edgepush v2 gzip / EMF gzip: {:.3}",
         edgepush_gzip as f64 / emf_gzip as f64
     );
     println!();
@@ -83,18 +88,31 @@ fn print_sizes(w: &Workload, edgepush_raw: usize, edgepush_gzip: usize, cwe_raw:
 fn flush(c: &mut Criterion) {
     let w = Workload::flush();
 
-    // edgepush: register once; every iteration records then flushes.
-    let emitter = w.emitter().expect("config");
-    let handles = w.register(&emitter).expect("register");
-    w.record(&handles);
-    let batches = emitter.flush_at(TIMESTAMP_MS).expect("flush");
-    let points: usize = batches.iter().map(|b| b.points()).sum();
-    assert_eq!(points, w.series.len(), "one point per series");
-    let edgepush_raw = batches
-        .iter()
-        .map(|b| b.json().expect("decompress").len())
-        .sum();
-    let edgepush_gzip = batches.iter().map(|b| b.body().len()).sum();
+    // edgepush: register once; every iteration records then flushes. One
+    // emitter per wire format.
+    let setups: Vec<_> = [Format::V1, Format::V2]
+        .into_iter()
+        .map(|format| {
+            let emitter = w.emitter(format).expect("config");
+            let handles = w.register(&emitter).expect("register");
+            w.record(&handles);
+            let batches = emitter.flush_at(TIMESTAMP_MS).expect("flush");
+            let points: usize = batches.iter().map(|b| b.points()).sum();
+            assert_eq!(points, w.series.len(), "one point per series");
+            (format, emitter, handles, batches)
+        })
+        .collect();
+    let sizes = |i: usize| -> (usize, usize) {
+        let batches = &setups[i].3;
+        (
+            batches
+                .iter()
+                .map(|b| b.encoded().expect("decompress").len())
+                .sum(),
+            batches.iter().map(|b| b.body().len()).sum(),
+        )
+    };
+    let edgepush = [sizes(0), sizes(1)];
 
     // metrics_cloudwatch_embedded as the global recorder, handles registered once.
     let collector = metrics_cloudwatch_embedded::Builder::new()
@@ -148,18 +166,24 @@ fn flush(c: &mut Criterion) {
         "metrics_cloudwatch_embedded kept every value"
     );
 
-    print_sizes(&w, edgepush_raw, edgepush_gzip, out.len());
+    print_sizes(&w, edgepush, out.len());
 
     let mut group = c.benchmark_group("flush-10k-values-1k-series");
     // Both libraries keep their state in one shared registry, so every
     // iteration records, untimed, right before its flush.
-    group.bench_function("edgepush/flush_at", |b| {
-        b.iter_batched(
-            || w.record(&handles),
-            |()| emitter.flush_at(TIMESTAMP_MS).expect("flush"),
-            BatchSize::PerIteration,
-        );
-    });
+    for (format, emitter, handles, _) in &setups {
+        let name = match format {
+            Format::V1 => "edgepush/flush_at_v1",
+            _ => "edgepush/flush_at_v2",
+        };
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || w.record(handles),
+                |()| emitter.flush_at(TIMESTAMP_MS).expect("flush"),
+                BatchSize::PerIteration,
+            );
+        });
+    }
     group.bench_function("metrics_cwe/flush", |b| {
         b.iter_batched(
             || {
@@ -175,10 +199,16 @@ fn flush(c: &mut Criterion) {
     });
     // References, to read the flush times against: gzip alone of the same
     // wire JSON, and this crate's Powertools-style EMF encoding alone.
-    let wire_json = batches[0].json().expect("decompress");
-    group.bench_function("reference/gzip6_of_edgepush_json", |b| {
-        b.iter(|| gzip(black_box(&wire_json), GZIP_LEVEL));
-    });
+    for (format, _, _, batches) in &setups {
+        let name = match format {
+            Format::V1 => "reference/gzip6_of_edgepush_v1",
+            _ => "reference/gzip6_of_edgepush_v2",
+        };
+        let encoded = batches[0].encoded().expect("decompress");
+        group.bench_function(name, |b| {
+            b.iter(|| gzip(black_box(&encoded), GZIP_LEVEL));
+        });
+    }
     group.bench_function("reference/emf_powertools_serde_json", |b| {
         b.iter(|| black_box(&w).emf_lines(TIMESTAMP_MS).expect("EMF encoding"));
     });

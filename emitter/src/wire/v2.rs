@@ -13,10 +13,21 @@
 //! series = str name, u8 head, [str unit], [varint r], dims
 //!          head: bits 0-1 kind (0 counter, 1 gauge, 2 distribution,
 //!          3 statistic set), bit 2 unit present, bit 3 r present
-//! point  = varint s, u8 flags, [svarint t], [num x], [varint n, num*n vs],
-//!          [num*n cs], [num*4 st], [str sv]
+//! point  = varint s, u8 flags, [svarint t], [num x], [vs], [num*n cs],
+//!          [num*4 st], [str sv]
 //!          flags: bit 0 t, 1 x, 2 vs, 3 cs, 4 st, 5 sv, 6 b, 7 b's value
 //! num    = svarint significand, svarint exponent   (significand * 10^exponent)
+//! ```
+//!
+//! `vs` is denser: its length is written doubled, plus one when every value
+//! is written with the same exponent, which then follows once; each significand after
+//! the first is written as its difference from the one before (wrapping).
+//! The emitter sends a distribution's values ascending, so the differences
+//! are small.
+//!
+//! ```text
+//! vs     = varint 2n+1, svarint exponent, svarint significand*n   (one exponent)
+//!        | varint 2n, (svarint significand, svarint exponent)*n
 //! ```
 
 use alloc::borrow::Cow;
@@ -299,10 +310,7 @@ pub fn fields(
         number(out, x);
     }
     if let Some(vs) = vs {
-        varint(out, vs.len() as u64);
-        for v in vs {
-            number(out, *v);
-        }
+        values(out, vs);
         if flags & CS != 0
             && let Some(cs) = cs
         {
@@ -318,6 +326,40 @@ pub fn fields(
     }
     if let Some(sv) = sv {
         string(out, sv);
+    }
+}
+
+/// Appends a distribution's values (`vs`, see the module's description):
+/// with one exponent, the smallest, when every significand scales to it
+/// without overflow (the value each then stands for is the same number, so
+/// it reads back the same f64).
+fn values(out: &mut Vec<u8>, vs: &[f64]) {
+    let start = out.len();
+    let smallest = vs.iter().map(|v| decimal(*v).1).min().unwrap_or(0);
+    varint(out, (vs.len() as u64) << 1 | 1);
+    svarint(out, smallest);
+    let mut previous = 0i64;
+    for v in vs {
+        let (significand, exponent) = decimal(*v);
+        let scaled = u32::try_from(exponent - smallest)
+            .ok()
+            .and_then(|d| 10i64.checked_pow(d))
+            .and_then(|scale| significand.checked_mul(scale));
+        let Some(significand) = scaled else {
+            // Too far apart for one exponent: each value with its own.
+            out.truncate(start);
+            varint(out, (vs.len() as u64) << 1);
+            previous = 0;
+            for v in vs {
+                let (significand, exponent) = decimal(*v);
+                svarint(out, significand.wrapping_sub(previous));
+                svarint(out, exponent);
+                previous = significand;
+            }
+            return;
+        };
+        svarint(out, significand.wrapping_sub(previous));
+        previous = significand;
     }
 }
 
@@ -428,7 +470,33 @@ impl<'a> Reader<'a> {
 
     fn number(&mut self) -> Read<f64> {
         let significand = self.svarint()?;
+        self.number_with(significand)
+    }
+
+    /// The rest of a number whose significand was read.
+    fn number_with(&mut self, significand: i64) -> Read<f64> {
         let exponent = self.svarint()?;
+        self.decimal(significand, exponent)
+    }
+
+    /// The length of a `vs` list and, if it has one, its common exponent.
+    fn values_head(&mut self) -> Read<(usize, Option<i64>)> {
+        let head = self.varint()?;
+        let n = head >> 1;
+        if n > (self.bytes.len() - self.at) as u64 {
+            return self.fail(format!(
+                "{n} values announced, more than the rest of the body holds"
+            ));
+        }
+        let exponent = if head & 1 == 1 {
+            Some(self.svarint()?)
+        } else {
+            None
+        };
+        Ok((n as usize, exponent))
+    }
+
+    fn decimal(&mut self, significand: i64, exponent: i64) -> Read<f64> {
         if exponent.abs() > MAX_EXPONENT {
             return self.fail(format!("exponent {exponent} is out of range"));
         }
@@ -552,8 +620,21 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
             }
             if flags & VS != 0 {
                 field = format!("points[{i}].vs");
-                let n = r.count(2)?;
-                p.vs = Some(r.numbers(n)?);
+                let (n, one_exponent) = r.values_head()?;
+                let mut vs = Vec::with_capacity(n);
+                let mut previous = 0i64;
+                if let Some(exponent) = one_exponent {
+                    for _ in 0..n {
+                        previous = previous.wrapping_add(r.svarint()?);
+                        vs.push(r.decimal(previous, exponent)?);
+                    }
+                } else {
+                    for _ in 0..n {
+                        previous = previous.wrapping_add(r.svarint()?);
+                        vs.push(r.number_with(previous)?);
+                    }
+                }
+                p.vs = Some(vs);
                 if flags & CS != 0 {
                     field = format!("points[{i}].cs");
                     p.cs = Some(r.numbers(n)?);
@@ -704,6 +785,26 @@ mod tests {
             number(&mut out, v);
             assert_eq!(out.len(), bytes, "{v}");
         }
+    }
+
+    #[test]
+    fn ascending_values_share_one_exponent_and_take_differences() {
+        let mut out = Vec::new();
+        values(&mut out, &[12.0, 12.5, 13.25]);
+        // 3 values, one exponent (-2); 1200, +50, +75.
+        assert_eq!(out, [7, 3, 0xe0, 0x12, 100, 150, 1]);
+        let mut r = Reader { bytes: &out, at: 0 };
+        assert_eq!(r.values_head(), Ok((3, Some(-2))));
+        // Mixed magnitudes that do not scale to one exponent.
+        let mixed = [1e-300, 2.5, 1e300];
+        let batch = Batch {
+            points: vec![Point {
+                vs: Some(mixed.to_vec()),
+                ..Point::default()
+            }],
+            ..sample()
+        };
+        assert_eq!(decode(&encode(&batch)), Ok(batch));
     }
 
     #[test]
