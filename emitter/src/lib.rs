@@ -3,8 +3,9 @@
 //! Push metrics from serverless functions. A function registers counters,
 //! gauges, distributions and statistic sets, records into them (aggregated in
 //! memory), and flushes: the emitter encodes everything recorded as compact
-//! wire v1 batches, gzips them and pushes them to an edgepush receiver, which
-//! forwards them to CloudWatch or a line-protocol store.
+//! wire v2 batches (binary; v1 JSON on request), gzips them and pushes them
+//! to an edgepush receiver, which forwards them to CloudWatch or a
+//! line-protocol store.
 //!
 //! ```
 //! use edgepush::{Config, Emitter, Metric, Unit};

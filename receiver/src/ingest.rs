@@ -157,7 +157,7 @@ impl Ingest {
         Ok(decoded)
     }
 
-    /// A push to `POST /v1/metrics` (wire v1 or OTLP, by content type):
+    /// A push to `POST /v1/metrics` (wire v1 or v2, or OTLP, by content type):
     /// [`Ingest::authenticate`] then [`Ingest::decode_for`], without replay
     /// or rate checks.
     pub fn decode(&self, headers: Headers<'_>, body: &[u8], now_ms: i64) -> Result<Decoded> {

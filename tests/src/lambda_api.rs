@@ -415,7 +415,18 @@ async fn metrics(State(shared): Api, headers: HeaderMap, body: Bytes) -> Respons
     } else {
         body.to_vec()
     };
-    let value: Value = serde_json::from_slice(&json).unwrap_or(Value::Null);
+    // Captured in wire v1's JSON shape, whichever format came.
+    let v2 = headers
+        .get("content-type")
+        .is_some_and(|v| v.as_bytes() == edgepush::wire::v2::CONTENT_TYPE.as_bytes());
+    let value: Value = if v2 {
+        edgepush::wire::v2::decode(&json)
+            .ok()
+            .and_then(|batch| serde_json::to_value(batch).ok())
+            .unwrap_or(Value::Null)
+    } else {
+        serde_json::from_slice(&json).unwrap_or(Value::Null)
+    };
     let points = value["points"].as_array().map_or(0, Vec::len);
     shared.lock().captured.push((arrived, value));
     axum::Json(json!({"accepted": points, "rejected": []})).into_response()

@@ -1,4 +1,4 @@
-//! The HTTP surface: pushes (`POST /v1/metrics` in wire v1 or OTLP,
+//! The HTTP surface: pushes (`POST /v1/metrics` in wire v1 or v2 or OTLP,
 //! `POST /write` and `/api/v2/write` in line protocol, `PUT`/`POST
 //! /metrics/job/...` in Prometheus text), `GET /healthz`.
 //!
