@@ -113,6 +113,8 @@ database = "{}"
     for (i, body) in bodies.iter().enumerate() {
         std::fs::write(bodies_dir.join(format!("{}.gz", i + 1)), body).expect("body");
     }
+    // The emitter's default format, as the bodies were flushed.
+    let content_type = edgepush::wire::v2::CONTENT_TYPE;
     let script = dir.path().join("push.lua");
     std::fs::write(
         &script,
@@ -126,7 +128,7 @@ for i = 1, {BODIES} do
 end
 local n = 0
 wrk.method = "POST"
-wrk.headers["content-type"] = "application/vnd.edgepush.v1+json"
+wrk.headers["content-type"] = "{content_type}"
 wrk.headers["content-encoding"] = "gzip"
 wrk.headers["authorization"] = "Bearer load-key-0123456789"
 request = function()
