@@ -225,7 +225,7 @@ mod tests {
     use super::*;
     use alloc::vec;
 
-    fn sample() -> Batch<'static> {
+    pub(super) fn sample() -> Batch<'static> {
         Batch {
             v: VERSION,
             id: "0123abcd".into(),

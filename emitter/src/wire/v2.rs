@@ -262,16 +262,13 @@ fn pairs<'a>(d: &'a Dimensions<'_>) -> impl ExactSizeIterator<Item = (&'a str, &
 
 /// Appends a point after its series index: flags and fields.
 pub fn point(out: &mut Vec<u8>, p: &Point) {
-    let flags = (if p.t != 0 { T } else { 0 })
-        | if p.x.is_some() { X } else { 0 }
-        | if p.vs.is_some() { VS } else { 0 }
-        | if p.vs.is_some() && p.cs.is_some() {
-            CS
-        } else {
-            0
-        }
-        | if p.st.is_some() { ST } else { 0 }
-        | if p.sv.is_some() { SV } else { 0 }
+    let flags = flags(
+        p.t,
+        p.x.is_some(),
+        p.vs.is_some(),
+        p.cs.is_some(),
+        p.st.is_some(),
+    ) | if p.sv.is_some() { SV } else { 0 }
         | match p.b {
             Some(true) => B | B_TRUE,
             Some(false) => B,
@@ -390,6 +387,19 @@ impl fmt::Display for DecodeError {
             "{} at byte {} ({})",
             self.reason, self.offset, self.field
         )
+    }
+}
+
+/// A field of a batch: `At("points", Some(3), ".vs")` is `points[3].vs`.
+#[derive(Clone, Copy)]
+struct At(&'static str, Option<usize>, &'static str);
+
+impl At {
+    fn name(self) -> String {
+        match self.1 {
+            Some(i) => format!("{}[{i}]{}", self.0, self.2),
+            None => self.0.to_string(),
+        }
     }
 }
 
@@ -536,25 +546,22 @@ impl<'a> Reader<'a> {
 /// validation).
 pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
     let mut r = Reader { bytes, at: 0 };
-    let mut field = String::from("id");
-    let fail = |field: &str, (offset, reason): (usize, String)| DecodeError {
-        offset,
-        field: field.to_string(),
-        reason,
-    };
+    // Where the reader is, named only when something is wrong: no text is
+    // made per series or point.
+    let mut field = At("id", None, "");
     let mut read = || -> Read<Batch<'_>> {
         let id = r.str()?;
-        field = "ns".into();
+        field = At("ns", None, "");
         let ns = r.str()?;
-        field = "t".into();
+        field = At("t", None, "");
         let t = r.svarint()?;
-        field = "dims".into();
+        field = At("dims", None, "");
         let dims = r.dimensions()?;
-        field = "series".into();
+        field = At("series", None, "");
         let n = r.count(3)?;
         let mut series = Vec::with_capacity(n);
         for i in 0..n {
-            field = format!("series[{i}]");
+            field = At("series", Some(i), "");
             let name = r.str()?;
             let head = r.byte()?;
             if head >> 4 != 0 {
@@ -580,7 +587,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
             } else {
                 None
             };
-            field = format!("series[{i}].d");
+            field = At("series", Some(i), ".d");
             let d = r.dimensions()?;
             series.push(Series {
                 n: Cow::Borrowed(name),
@@ -590,11 +597,11 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
                 r: res,
             });
         }
-        field = "points".into();
+        field = At("points", None, "");
         let n = r.count(2)?;
         let mut points = Vec::with_capacity(n);
         for i in 0..n {
-            field = format!("points[{i}]");
+            field = At("points", Some(i), "");
             let s = r.varint()?;
             let Ok(s) = u32::try_from(s) else {
                 return r.fail(format!("series index {s} is out of range"));
@@ -611,15 +618,15 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
                 ..Point::default()
             };
             if flags & T != 0 {
-                field = format!("points[{i}].t");
+                field = At("points", Some(i), ".t");
                 p.t = r.svarint()?;
             }
             if flags & X != 0 {
-                field = format!("points[{i}].x");
+                field = At("points", Some(i), ".x");
                 p.x = Some(r.number()?);
             }
             if flags & VS != 0 {
-                field = format!("points[{i}].vs");
+                field = At("points", Some(i), ".vs");
                 let (n, one_exponent) = r.values_head()?;
                 let mut vs = Vec::with_capacity(n);
                 let mut previous = 0i64;
@@ -636,16 +643,16 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
                 }
                 p.vs = Some(vs);
                 if flags & CS != 0 {
-                    field = format!("points[{i}].cs");
+                    field = At("points", Some(i), ".cs");
                     p.cs = Some(r.numbers(n)?);
                 }
             }
             if flags & ST != 0 {
-                field = format!("points[{i}].st");
+                field = At("points", Some(i), ".st");
                 p.st = Some([r.number()?, r.number()?, r.number()?, r.number()?]);
             }
             if flags & SV != 0 {
-                field = format!("points[{i}].sv");
+                field = At("points", Some(i), ".sv");
                 p.sv = Some(r.str()?.into());
             }
             if flags & B != 0 {
@@ -653,7 +660,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
             }
             points.push(p);
         }
-        field = "points".into();
+        field = At("points", None, "");
         if r.at != r.bytes.len() {
             return r.fail(format!(
                 "{} bytes follow the last point",
@@ -671,7 +678,11 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
         })
     };
     let result = read();
-    result.map_err(|e| fail(&field, e))
+    result.map_err(|(offset, reason)| DecodeError {
+        offset,
+        field: field.name(),
+        reason,
+    })
 }
 
 #[cfg(test)]
@@ -680,78 +691,47 @@ mod tests {
     use alloc::vec;
     use proptest::prelude::*;
 
+    /// Wire v1's sample batch, with a gauge's every kind of point added.
     fn sample() -> Batch<'static> {
-        Batch {
-            v: VERSION,
-            id: "0123abcd-7".into(),
-            ns: "Shop".into(),
-            t: 1_700_000_000_000,
-            dims: Dimensions(vec![("service".into(), "checkout".into())]),
-            series: vec![
-                Series {
-                    n: "orders".into(),
-                    k: Kind::Counter,
-                    u: Some("Count".into()),
-                    d: Dimensions(vec![("route".into(), "/buy".into())]),
-                    r: None,
-                },
-                Series {
-                    n: "latency".into(),
-                    k: Kind::Distribution,
-                    u: Some("Milliseconds".into()),
-                    d: Dimensions::default(),
-                    r: Some(1),
-                },
-                Series {
-                    n: "état".into(),
-                    k: Kind::Gauge,
-                    u: None,
-                    d: Dimensions::default(),
-                    r: Some(60),
-                },
-            ],
-            points: vec![
-                Point {
-                    s: 0,
-                    x: Some(3.0),
-                    ..Point::default()
-                },
-                Point {
-                    s: 1,
-                    t: -5,
-                    vs: Some(vec![1.5, 2.5, 1000.9]),
-                    cs: Some(vec![3.0, 1.0, 2.0]),
-                    ..Point::default()
-                },
-                Point {
-                    s: 1,
-                    st: Some([4.0, 10.25, 0.001, 7.0]),
-                    ..Point::default()
-                },
-                Point {
-                    s: 2,
-                    x: Some(-0.5),
-                    st: Some([2.0, 1.5, -0.5, 2.0]),
-                    ..Point::default()
-                },
-                Point {
-                    s: 2,
-                    sv: Some("blue \"sky\"".into()),
-                    ..Point::default()
-                },
-                Point {
-                    s: 2,
-                    b: Some(false),
-                    ..Point::default()
-                },
-                Point {
-                    s: 2,
-                    t: 1,
-                    b: Some(true),
-                    ..Point::default()
-                },
-            ],
-        }
+        let mut batch = super::super::tests::sample();
+        batch.v = VERSION;
+        batch.points[1].t = -5;
+        batch.points[1].vs = Some(vec![1.5, 2.5, 1000.9]);
+        batch.points[1].cs = Some(vec![3.0, 1.0, 2.0]);
+        batch.series.push(Series {
+            n: "état".into(),
+            k: Kind::Gauge,
+            u: None,
+            d: Dimensions::default(),
+            r: Some(60),
+        });
+        let point = |p: Point| Point { s: 2, ..p };
+        batch.points.extend([
+            Point {
+                s: 1,
+                st: Some([4.0, 10.25, 0.001, 7.0]),
+                ..Point::default()
+            },
+            point(Point {
+                x: Some(-0.5),
+                st: Some([2.0, 1.5, -0.5, 2.0]),
+                ..Point::default()
+            }),
+            point(Point {
+                sv: Some("blue \"sky\"".into()),
+                ..Point::default()
+            }),
+            point(Point {
+                b: Some(false),
+                ..Point::default()
+            }),
+            point(Point {
+                t: 1,
+                b: Some(true),
+                ..Point::default()
+            }),
+        ]);
+        batch
     }
 
     #[test]
