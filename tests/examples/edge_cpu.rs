@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use edgepush_receiver::ingest::{Headers, Ingest};
 use edgepush_receiver::limits::Limits;
-use edgepush_tests::{Receiver, StubSinks, Workerd, edge_batch, http_get, post};
+use edgepush_tests::{Receiver, StubSinks, Workerd, edge_batch, edge_format, http_get, post};
 
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
@@ -23,7 +23,7 @@ fn median(mut v: Vec<Duration>) -> Duration {
 fn time_pushes(base: &str, bodies: &[Vec<u8>], n: usize) -> (Duration, Duration) {
     let url = format!("{base}/v1/metrics");
     let headers = [
-        ("content-type", "application/vnd.edgepush.v1+json"),
+        ("content-type", edge_format().content_type()),
         ("content-encoding", "gzip"),
     ];
     let mut pushes = Vec::new();
@@ -42,10 +42,10 @@ fn time_pushes(base: &str, bodies: &[Vec<u8>], n: usize) -> (Duration, Duration)
 }
 
 fn main() {
-    let body = edge_batch();
+    let body = edge_batch(edge_format());
     // A batch seen before is acknowledged without being forwarded, so every
     // timed push sends a batch of its own (same points, new id).
-    let bodies: Vec<Vec<u8>> = (0..260).map(|_| edge_batch()).collect();
+    let bodies: Vec<Vec<u8>> = (0..260).map(|_| edge_batch(edge_format())).collect();
     // `EDGEPUSH_BENCH_BODY=path` writes the batch out, to push it by other means
     // (for example into a workerd run under `perf`).
     if let Ok(path) = std::env::var("EDGEPUSH_BENCH_BODY") {
@@ -58,7 +58,7 @@ fn main() {
     // Pure CPU, natively.
     let ingest = Ingest::default();
     let headers = Headers {
-        content_type: Some("application/vnd.edgepush.v1+json"),
+        content_type: Some(edge_format().content_type()),
         content_encoding: Some("gzip"),
         ..Headers::default()
     };
@@ -133,7 +133,7 @@ fn main() {
     // CPU of the workerd processes: 200 pushes, then 200 health checks.
     let url = format!("{}/v1/metrics", worker.url);
     let headers = [
-        ("content-type", "application/vnd.edgepush.v1+json"),
+        ("content-type", edge_format().content_type()),
         ("content-encoding", "gzip"),
     ];
     let n = 200u32;

@@ -33,8 +33,13 @@ fn value(i: usize, round: usize) -> f64 {
     (i * 7 + round) as f64 * 0.25
 }
 
-fn wire(round: usize) -> Vec<u8> {
-    let emitter = Emitter::new(Config::new("Bench").expect("ns").max_batch_bytes(4 << 20));
+fn wire(round: usize, format: edgepush::wire::Format) -> Vec<u8> {
+    let emitter = Emitter::new(
+        Config::new("Bench")
+            .expect("ns")
+            .max_batch_bytes(4 << 20)
+            .wire_format(format),
+    );
     for i in 0..POINTS {
         let m = Metric::new(format!("metric_{}", i % 20))
             .dimension("service", "api")
@@ -164,10 +169,20 @@ fn main() {
         (0..rounds).map(|r| otlp_request(r, now)).collect();
     let cases = [
         Case {
+            name: "wire v2 (edgepush)",
+            path: "/v1/metrics".into(),
+            content_type: edgepush::wire::v2::CONTENT_TYPE,
+            bodies: (0..rounds)
+                .map(|r| wire(r, edgepush::wire::Format::V2))
+                .collect(),
+        },
+        Case {
             name: "wire v1 (edgepush)",
             path: "/v1/metrics".into(),
-            content_type: "application/vnd.edgepush.v1+json",
-            bodies: (0..rounds).map(wire).collect(),
+            content_type: edgepush::wire::CONTENT_TYPE,
+            bodies: (0..rounds)
+                .map(|r| wire(r, edgepush::wire::Format::V1))
+                .collect(),
         },
         Case {
             name: "OTLP protobuf",

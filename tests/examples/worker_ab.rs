@@ -15,7 +15,7 @@
 
 use std::time::Duration;
 
-use edgepush_tests::{StubSinks, Workerd, edge_batch, http_get, post};
+use edgepush_tests::{StubSinks, Workerd, edge_batch, edge_format, http_get, post};
 
 fn main() {
     let scripts: Vec<String> = std::env::var("EDGEPUSH_AB")
@@ -36,10 +36,10 @@ fn main() {
         .map(|script| Workerd::start_script(dir.path(), script, &settings))
         .collect();
     let headers = [
-        ("content-type", "application/vnd.edgepush.v1+json"),
+        ("content-type", edge_format().content_type()),
         ("content-encoding", "gzip"),
     ];
-    let bodies: Vec<Vec<u8>> = (0..40).map(|_| edge_batch()).collect();
+    let bodies: Vec<Vec<u8>> = (0..40).map(|_| edge_batch(edge_format())).collect();
     // Warm up: V8 tiers the wasm up over the first pushes.
     for worker in &workers {
         for body in &bodies[..10] {

@@ -909,13 +909,25 @@ pub fn post_headers_only(url: &str, headers: &[(&str, &str)]) -> (u16, serde_jso
     )
 }
 
+/// The wire format the edge benchmarks push: `EDGEPUSH_WIRE=v1` or `v2`
+/// (default v2, what the emitter sends).
+pub fn edge_format() -> edgepush::wire::Format {
+    match std::env::var("EDGEPUSH_WIRE").as_deref() {
+        Ok("v1") => edgepush::wire::Format::V1,
+        Ok("v2") | Err(_) => edgepush::wire::Format::V2,
+        Ok(other) => panic!("EDGEPUSH_WIRE={other}: say v1 or v2"),
+    }
+}
+
 /// The edge benchmarks' batch (`edge_cpu`, `worker_ab`): 1,000 points over
-/// 1,000 series, a quarter of each kind, as the emitter sends it (gzip'd wire
-/// v1). Every call makes a new batch id, so no push of it is a duplicate.
-pub fn edge_batch() -> Vec<u8> {
+/// 1,000 series, a quarter of each kind, as the emitter sends it (gzip'd, in
+/// `format`). Every call makes a new batch id, so no push of it is a
+/// duplicate.
+pub fn edge_batch(format: edgepush::wire::Format) -> Vec<u8> {
     let emitter = edgepush::Emitter::new(
         edgepush::Config::new("Bench")
             .expect("ns")
+            .wire_format(format)
             .dimension("service", "api")
             .expect("dim")
             .max_batch_bytes(4 << 20),
