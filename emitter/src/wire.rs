@@ -140,16 +140,32 @@ pub struct Point {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub t: i64,
     /// Counter sum or gauge value.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "number"
+    )]
     pub x: Option<f64>,
     /// Distribution: distinct values.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "numbers"
+    )]
     pub vs: Option<Vec<f64>>,
     /// Distribution: how often each value in `vs` occurred; absent means 1 each.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "numbers"
+    )]
     pub cs: Option<Vec<f64>>,
     /// Statistic set: `[count, sum, min, max]`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "statistics"
+    )]
     pub st: Option<[f64; 4]>,
     /// Gauge: a string value instead of `x` (a line-protocol string field,
     /// stored by line-protocol sinks only).
@@ -159,6 +175,42 @@ pub struct Point {
     /// field, stored by line-protocol sinks only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub b: Option<bool>,
+}
+
+/// A number serialised as edgepush writes it ([`format_number`]): whole
+/// numbers without a fraction, so a batch serialised with serde reads the
+/// same as one the emitter wrote.
+struct Whole(f64);
+
+impl Serialize for Whole {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
+        if self.0.abs() < EXACT_INTEGERS && (self.0 as i64) as f64 == self.0 {
+            serializer.serialize_i64(self.0 as i64)
+        } else {
+            serializer.serialize_f64(self.0)
+        }
+    }
+}
+
+struct Wholes<'a>(&'a [f64]);
+
+impl Serialize for Wholes<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|v| Whole(*v)))
+    }
+}
+
+fn number<S: Serializer>(v: &Option<f64>, serializer: S) -> Result<S::Ok, S::Error> {
+    v.map(Whole).serialize(serializer)
+}
+
+fn numbers<S: Serializer>(v: &Option<Vec<f64>>, serializer: S) -> Result<S::Ok, S::Error> {
+    v.as_deref().map(Wholes).serialize(serializer)
+}
+
+fn statistics<S: Serializer>(v: &Option<[f64; 4]>, serializer: S) -> Result<S::Ok, S::Error> {
+    v.as_ref().map(|st| Wholes(st)).serialize(serializer)
 }
 
 fn is_zero(t: &i64) -> bool {
@@ -270,7 +322,7 @@ mod tests {
         let json = serde_json::to_string(&sample()).expect("encodes");
         assert_eq!(
             json,
-            r#"{"v":1,"id":"0123abcd","ns":"Shop","t":1700000000000,"dims":{"service":"checkout"},"series":[{"n":"orders","k":"c","u":"Count","d":{"route":"/buy"}},{"n":"latency","k":"d","u":"Milliseconds","r":1}],"points":[{"s":0,"x":3.0},{"s":1,"t":5,"vs":[1.5,2.5],"cs":[3.0,1.0]}]}"#
+            r#"{"v":1,"id":"0123abcd","ns":"Shop","t":1700000000000,"dims":{"service":"checkout"},"series":[{"n":"orders","k":"c","u":"Count","d":{"route":"/buy"}},{"n":"latency","k":"d","u":"Milliseconds","r":1}],"points":[{"s":0,"x":3},{"s":1,"t":5,"vs":[1.5,2.5],"cs":[3,1]}]}"#
         );
         let back: Batch<'_> = serde_json::from_str(&json).expect("decodes");
         assert_eq!(back, sample());
