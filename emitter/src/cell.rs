@@ -1,5 +1,9 @@
 //! Per-series aggregation state, recorded into without locks or allocation.
 //!
+//! With `std`, counters and distributions are mostly written through the
+//! threads' staging buffers (`staging`), by one consumer at a time; the
+//! cells stay safe for direct concurrent writers, which every kind has.
+//!
 //! A counter is one atomic word. Gauges, statistic sets and distributions
 //! need several words to stay consistent with each other, so they use two
 //! buffers: recorders write into the active one, and a flush switches
@@ -107,6 +111,14 @@ impl<T> Double<T> {
             }
             self.writers[i].fetch_sub(1, SeqCst);
         }
+    }
+
+    /// Runs `f` on the active buffer without the writers' protocol: only
+    /// for callers that exclude [`Double::take`] by other means (the
+    /// emitter's registry lock, under which flushes take).
+    #[cfg(feature = "std")]
+    pub(crate) fn write_excluding_take<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+        f(&self.buffers[self.generation.load(SeqCst) & 1])
     }
 
     /// Looks at the active buffer without taking it.

@@ -15,6 +15,8 @@ use crate::config::{Config, Metric, check_dimension};
 use crate::encode::{self, Taken};
 use crate::error::{Error, Field, Result, not_json};
 use crate::limits::MAX_DIMENSIONS;
+#[cfg(feature = "std")]
+use crate::staging::{self, Buffer};
 use crate::unit::{Resolution, Unit};
 use crate::validate;
 use crate::wire::{self, Kind};
@@ -91,6 +93,122 @@ struct Shared {
     registry: spin::Mutex<Registry>,
     timestamped: spin::Mutex<BTreeMap<(usize, i64), Taken>>,
     sequence: AtomicU64,
+    /// This emitter's id for the threads' staging buffers.
+    #[cfg(feature = "std")]
+    id: u64,
+    /// Every thread's staging buffer for this emitter.
+    #[cfg(feature = "std")]
+    buffers: spin::Mutex<Vec<Arc<Buffer>>>,
+}
+
+#[cfg(feature = "std")]
+impl Shared {
+    /// A staging buffer for the calling thread, unless
+    /// [`staging::MAX_BUFFERS`] threads have one already.
+    #[cold]
+    fn attach(&self) -> Option<Arc<Buffer>> {
+        let mut buffers = self.buffers.lock();
+        if buffers.len() >= staging::MAX_BUFFERS {
+            // Buffers of threads that are gone count until applied.
+            if let Some(registry) = self.registry.try_lock() {
+                apply_staged(&registry, &mut buffers);
+            }
+            if buffers.len() >= staging::MAX_BUFFERS {
+                return None;
+            }
+        }
+        let buffer = Arc::new(Buffer::new());
+        buffers.push(Arc::clone(&buffer));
+        Some(buffer)
+    }
+
+    /// Applies the calling thread's full buffer, if no one holds the
+    /// registry (never waits).
+    #[cold]
+    fn apply_own(&self, buffer: &Buffer) -> bool {
+        let Some(registry) = self.registry.try_lock() else {
+            return false;
+        };
+        let mut applier = Applier::new(&registry.cells);
+        buffer.drain(|id, v| applier.apply(id, v));
+        applier.finish();
+        true
+    }
+
+    /// Gives the calling thread its buffer now, so that its first
+    /// recording does not allocate.
+    fn prepare(&self) {
+        staging::prepare(self.id, || self.attach());
+    }
+}
+
+/// Applies every thread's staged recordings and lets go of the buffers of
+/// threads that are gone. The registry lock is what makes the caller the
+/// buffers' only consumer.
+#[cfg(feature = "std")]
+fn apply_staged(registry: &Registry, buffers: &mut Vec<Arc<Buffer>>) {
+    let mut applier = Applier::new(&registry.cells);
+    buffers.retain(|buffer| {
+        buffer.drain(|id, v| applier.apply(id, v));
+        !Buffer::orphaned(buffer)
+    });
+    applier.finish();
+}
+
+/// Applies staged recordings to their series (counters and distributions:
+/// nothing else is staged). A counter's recordings are added up first, so
+/// that a counter costs one compare-and-swap per buffer rather than one
+/// per recording. The caller holds the registry, so no flush takes a
+/// distribution's buffer meanwhile.
+#[cfg(feature = "std")]
+struct Applier<'a> {
+    cells: &'a [Arc<Cell>],
+    /// Counter sums not yet applied: `(series id, sum)`.
+    sums: [(usize, f64); 4],
+    len: usize,
+}
+
+#[cfg(feature = "std")]
+impl<'a> Applier<'a> {
+    fn new(cells: &'a [Arc<Cell>]) -> Self {
+        Applier {
+            cells,
+            sums: [(0, 0.0); 4],
+            len: 0,
+        }
+    }
+
+    fn apply(&mut self, id: usize, v: f64) {
+        match self.cells.get(id).map(|cell| &cell.state) {
+            Some(State::Counter(_)) => {
+                if let Some((_, sum)) = self.sums[..self.len].iter_mut().find(|(i, _)| *i == id) {
+                    *sum += v;
+                    return;
+                }
+                if self.len == self.sums.len() {
+                    self.finish_sums();
+                }
+                self.sums[self.len] = (id, v);
+                self.len += 1;
+            }
+            Some(State::Distribution(d)) => d.write_excluding_take(|t| t.record(v, 1)),
+            _ => debug_assert!(false, "only counters and distributions are staged"),
+        }
+    }
+
+    fn finish_sums(&mut self) {
+        for (id, v) in &self.sums[..self.len] {
+            if let Some(State::Counter(sum)) = self.cells.get(*id).map(|cell| &cell.state) {
+                sum.add(*v);
+            }
+        }
+        self.len = 0;
+    }
+
+    /// Applies the counter sums still held.
+    fn finish(mut self) {
+        self.finish_sums();
+    }
 }
 
 /// Dimensions as sorted name/value pairs.
@@ -122,9 +240,39 @@ struct SelfMetrics {
 struct Handle {
     cells: Arc<[Arc<Cell>]>,
     shared: Arc<Shared>,
+    /// The id of the handle's one series when recordings into it are
+    /// staged (a counter or distribution without extra dimension sets);
+    /// [`UNSTAGED`] otherwise.
+    staged: usize,
 }
 
+/// [`Handle::staged`] of a handle whose recordings go to each cell.
+const UNSTAGED: usize = usize::MAX;
+
 impl Handle {
+    /// Stages `v` for series `id` on the calling thread's buffer; false if
+    /// it must be recorded directly.
+    #[inline]
+    fn stage(&self, id: usize, v: f64) -> bool {
+        #[cfg(feature = "std")]
+        {
+            let shared = &*self.shared;
+            id != UNSTAGED
+                && staging::stage(
+                    shared.id,
+                    id,
+                    v,
+                    || shared.attach(),
+                    |buffer| shared.apply_own(buffer),
+                )
+        }
+        #[cfg(not(feature = "std"))]
+        {
+            let _ = (id, v);
+            false
+        }
+    }
+
     #[inline]
     fn valid(&self, v: f64) -> bool {
         if validate::value(v).is_ok() {
@@ -166,7 +314,9 @@ macro_rules! handle {
         $(#[$doc])*
         ///
         /// Cheap to clone, `Send + Sync`; recording takes no lock and
-        /// allocates nothing.
+        /// allocates nothing. (With `std`, a thread's first recording
+        /// into an emitter's counters or distributions allocates the
+        /// thread's staging buffer for that emitter, 4 KB, once.)
         #[derive(Clone, Debug)]
         pub struct $name(Handle);
     };
@@ -202,7 +352,7 @@ impl Counter {
     /// in [`TelemetrySnapshot::invalid_values`].
     #[inline]
     pub fn add(&self, v: f64) {
-        if !self.0.valid(v) {
+        if !self.0.valid(v) || self.0.stage(self.0.staged, v) {
             return;
         }
         for cell in self.0.cells.iter() {
@@ -272,7 +422,7 @@ impl Distribution {
             self.0.shared.telemetry.invalid_values.fetch_add(1, Relaxed);
             return;
         }
-        if !self.0.valid(v) {
+        if !self.0.valid(v) || (count == 1 && self.0.stage(self.0.staged, v)) {
             return;
         }
         for cell in self.0.cells.iter() {
@@ -357,6 +507,10 @@ impl Emitter {
                 registry: spin::Mutex::new(Registry::default()),
                 timestamped: spin::Mutex::new(BTreeMap::new()),
                 sequence: AtomicU64::new(0),
+                #[cfg(feature = "std")]
+                id: staging::next_owner(),
+                #[cfg(feature = "std")]
+                buffers: spin::Mutex::new(Vec::new()),
             }),
         };
         if self_metrics {
@@ -505,9 +659,19 @@ impl Emitter {
             registry.by_key.insert(key, Arc::clone(&cell));
             cells.push(cell);
         }
+        drop(registry);
+        let staged = match &cells[..] {
+            [cell] if matches!(cell.state, State::Counter(_) | State::Distribution(_)) => cell.id,
+            _ => UNSTAGED,
+        };
+        #[cfg(feature = "std")]
+        if staged != UNSTAGED {
+            self.shared.prepare();
+        }
         Ok(Handle {
             cells: cells.into(),
             shared: Arc::clone(&self.shared),
+            staged,
         })
     }
 
@@ -572,6 +736,8 @@ impl Emitter {
         let mut taken: Vec<(Arc<Cell>, i64, Taken)> = Vec::new();
         {
             let mut registry = self.shared.registry.lock();
+            #[cfg(feature = "std")]
+            apply_staged(&registry, &mut self.shared.buffers.lock());
             self.report_self_metrics(&mut registry);
             for cell in registry.cells.iter().chain(registry.overflow.iter()) {
                 if let Some(t) = take(cell) {
@@ -601,6 +767,8 @@ impl Emitter {
     /// a hot path.
     pub fn pending(&self) -> usize {
         let registry = self.shared.registry.lock();
+        #[cfg(feature = "std")]
+        apply_staged(&registry, &mut self.shared.buffers.lock());
         let series = registry
             .cells
             .iter()
@@ -1205,5 +1373,71 @@ mod tests {
         collect(e.flush_at(0).expect("flush"));
         let total = f64::from(2 * per_thread);
         assert_eq!((counted, values, sets), (total, total, total));
+    }
+
+    /// Sum of a counter's points and count of a distribution's values.
+    fn totals(batches: &[Batch]) -> (f64, f64) {
+        let (mut counted, mut values) = (0.0, 0.0);
+        for (_, _, p) in points(batches) {
+            counted += p.x.unwrap_or(0.0);
+            values +=
+                p.cs.map_or_else(|| p.vs.map_or(0.0, |v| v.len() as f64), |c| c.iter().sum())
+                    + p.st.map_or(0.0, |s| s[0]);
+        }
+        (counted, values)
+    }
+
+    #[cfg(feature = "std")]
+    #[test]
+    fn recordings_staged_by_threads_that_are_gone_are_flushed() {
+        let e = emitter();
+        let c = e.counter(Metric::new("c")).expect("c");
+        let d = e.distribution(Metric::new("d")).expect("d");
+        // More threads than the emitter stages for, each recording less or
+        // more than a buffer holds, all gone before the flush.
+        let threads = staging::MAX_BUFFERS + 16;
+        let per = |t: usize| t * 37 % (3 * staging::SLOTS);
+        std::thread::scope(|s| {
+            for t in 0..threads {
+                let (c, d) = (&c, &d);
+                s.spawn(move || {
+                    for i in 0..per(t) {
+                        c.increment();
+                        d.record(i as f64);
+                    }
+                });
+            }
+        });
+        let expected = (0..threads).map(per).sum::<usize>() as f64;
+        assert_eq!(totals(&e.flush_at(0).expect("flush")), (expected, expected));
+        assert_eq!(
+            e.shared.buffers.lock().len(),
+            1,
+            "the buffers of threads that are gone are let go; this thread's stays"
+        );
+    }
+
+    #[test]
+    fn a_thread_recording_into_many_emitters_loses_nothing() {
+        // More emitters than a thread keeps buffers for, in turns.
+        let emitters: Vec<Emitter> = (0..12).map(|_| emitter()).collect();
+        let handles: Vec<(Counter, Distribution)> = emitters
+            .iter()
+            .map(|e| {
+                (
+                    e.counter(Metric::new("c")).expect("c"),
+                    e.distribution(Metric::new("d")).expect("d"),
+                )
+            })
+            .collect();
+        for i in 0..1000 {
+            for (c, d) in &handles {
+                c.increment();
+                d.record(f64::from(i % 10));
+            }
+        }
+        for e in &emitters {
+            assert_eq!(totals(&e.flush_at(0).expect("flush")), (1000.0, 1000.0));
+        }
     }
 }

@@ -69,6 +69,29 @@ fn recording_allocates_nothing_and_registration_does() {
     }
     assert!(runs.contains(&(0, 0, 0)), "{runs:?}");
 
+    // Another thread allocates its staging buffer at its first recording
+    // into the emitter, and nothing after that.
+    let other = std::thread::scope(|s| {
+        s.spawn(|| {
+            counter.increment();
+            latency.record(1.0);
+            let mut runs = Vec::new();
+            for _ in 0..3 {
+                let recording = Region::new(GLOBAL);
+                for i in 0..100_000u32 {
+                    counter.increment();
+                    latency.record(f64::from(i % 300));
+                }
+                let change = recording.change();
+                runs.push((change.allocations, change.reallocations));
+            }
+            runs
+        })
+        .join()
+        .expect("recording thread")
+    });
+    assert!(other.contains(&(0, 0)), "{other:?}");
+
     // And it was all recorded.
     let batches = emitter.flush_at(0).expect("flush");
     assert!(!batches.is_empty());

@@ -163,6 +163,7 @@ fn recording(c: &mut Criterion) {
     // edgepush: one emitter for the full value table, one for 64 values.
     let (_emitter, ep_counter, ep_latency) = edgepush_handles();
     let (_emitter64, ep64_counter, ep64_latency) = edgepush_handles();
+    let (epf_emitter, epf_counter, epf_latency) = edgepush_handles();
 
     // metrics + metrics_cloudwatch_embedded.
     let collector = cwe_collector();
@@ -209,6 +210,17 @@ fn recording(c: &mut Criterion) {
                 ep_latency.record(values.get(i));
             },
             || {},
+        );
+        bench(
+            &mut group,
+            "edgepush/handle_flushed_like_cwe",
+            threads,
+            cwe_chunk,
+            |_, i| {
+                epf_counter.increment();
+                epf_latency.record(values.get(i));
+            },
+            || drop(epf_emitter.flush_at(0).expect("flush")),
         );
         bench(
             &mut group,
