@@ -32,7 +32,7 @@ pub const SERIES_DIMENSIONS: [(&str, &str); 2] = [("route", "/a"), ("method", "G
 /// Timestamp stamped on every flush, milliseconds since the Unix epoch.
 pub const TIMESTAMP_MS: i64 = 1_764_000_000_000;
 /// gzip level edgepush uses by default; EMF streams are compressed with it too.
-pub const GZIP_LEVEL: u32 = 6;
+pub const GZIP_LEVEL: u32 = 5;
 
 /// EMF: at most 100 metric definitions per document (per `CloudWatchMetrics`
 /// directive).
