@@ -18,6 +18,9 @@
 //! - `reference/emf_powertools_serde_json`: [`Workload::emf_lines`] alone,
 //!   this crate's Powertools-style EMF encoder (serde_json, no gzip).
 //!
+//! Group `gzip-levels`: gzip alone of each format's batch at levels 1 to 9
+//! (the sizes are printed), which is how the default level was chosen.
+//!
 //! Before benchmarking it prints, once, the bytes per recorded value of the
 //! same data as CloudWatch EMF log lines the way AWS Lambda Powertools prints
 //! them (built by [`Workload::emf_lines`], raw and gzip), as
@@ -213,6 +216,26 @@ fn flush(c: &mut Criterion) {
     group.bench_function("reference/emf_powertools_serde_json", |b| {
         b.iter(|| black_box(&w).emf_lines(TIMESTAMP_MS).expect("EMF encoding"));
     });
+    group.finish();
+
+    // What each gzip level gives on the batches, to choose the default.
+    let mut group = c.benchmark_group("gzip-levels");
+    for (format, _, _, batches) in &setups {
+        let encoded = batches[0].encoded().expect("decompress");
+        let format = match format {
+            Format::V1 => "v1",
+            _ => "v2",
+        };
+        for level in 1..=9 {
+            println!(
+                "gzip level {level} of the wire {format} batch: {} bytes",
+                gzip(&encoded, level).len()
+            );
+            group.bench_function(format!("{format}/level_{level}"), |b| {
+                b.iter(|| gzip(black_box(&encoded), level));
+            });
+        }
+    }
     group.finish();
 }
 

@@ -15,7 +15,13 @@
 //!   contention), and the throughput counts both threads' iterations.
 //!
 //! Libraries:
-//! - `edgepush/handle`: registered `Counter` and `Distribution` handles;
+//! - `edgepush/handle`: registered `Counter` and `Distribution` handles,
+//!   never flushed: the recordings a thread stages are applied to the series
+//!   whenever its buffer fills, inside the timed loop;
+//! - `edgepush/handle_flushed_like_cwe`: the same, flushed (untimed) every
+//!   100 values as metrics_cloudwatch_embedded is below, so that the staged
+//!   recordings are applied at the flush: the cost of the recording call
+//!   itself;
 //! - `edgepush/handle_64_distinct_values`: the same, recording only the
 //!   first 64 values of the table. An edgepush distribution keeps distinct
 //!   values (exactly up to a limit, then rounded), so its cost depends on
