@@ -134,6 +134,11 @@ impl Process {
         Process { name, child, log }
     }
 
+    /// Its process id.
+    pub fn child_id(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Panics with the process's log if it has exited.
     pub fn assert_running(&mut self) {
         if let Ok(Some(status)) = self.child.try_wait() {
@@ -332,6 +337,11 @@ impl Influx {
         };
         influx.query("CREATE DATABASE edgepush");
         influx
+    }
+
+    /// The `influxd` process id.
+    pub fn pid(&self) -> u32 {
+        self.process.child_id()
     }
 
     /// Runs an InfluxQL query (epoch in ms) and returns the JSON answer.
@@ -1049,7 +1059,7 @@ pub fn npm_project(dir: &Path) -> PathBuf {
 pub struct Victoria {
     /// Its base URL.
     pub url: String,
-    _process: Process,
+    process: Process,
 }
 
 impl Victoria {
@@ -1078,10 +1088,12 @@ impl Victoria {
             process.assert_running();
             http_get(&format!("{url}/health")).is_ok()
         });
-        Victoria {
-            url,
-            _process: process,
-        }
+        Victoria { url, process }
+    }
+
+    /// The `victoria-metrics` process id.
+    pub fn pid(&self) -> u32 {
+        self.process.child_id()
     }
 
     /// A line-protocol sink writing to it through its InfluxDB 1.x API.
