@@ -115,7 +115,8 @@ fn edgepush(series: &[Series], distribution: bool, format: Format) -> usize {
 /// set holding its metrics (the distribution workload uses the bench
 /// crate's encoder).
 fn emf_counters(series: &[Series]) -> Vec<u8> {
-    let mut groups: Vec<(Vec<(String, String)>, Vec<&Series>)> = Vec::new();
+    type Dimensions = Vec<(String, String)>;
+    let mut groups: Vec<(Dimensions, Vec<&Series>)> = Vec::new();
     for s in series {
         match groups.iter_mut().find(|(d, _)| *d == s.dims) {
             Some((_, members)) => members.push(s),
