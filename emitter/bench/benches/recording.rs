@@ -54,11 +54,12 @@
 //! Full run: `cargo bench -p edgepush-bench --bench recording`.
 
 use std::hint::black_box;
+use std::time::Duration;
 
 use cadence::prelude::*;
 use cadence::{NopMetricSink, StatsdClient};
 use criterion::measurement::WallTime;
-use criterion::{BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkGroup, Criterion, Throughput};
 use edgepush::{Config, Emitter, Metric, Unit};
 use edgepush_bench::{COMMON_DIMENSION, NAMESPACE, SERIES_DIMENSIONS, latencies, run_concurrent};
 use metrics_cloudwatch_embedded::Collector;
@@ -83,19 +84,44 @@ impl Values {
     }
 }
 
-/// Adds one benchmark to `group`: `op` on `threads` threads, with `drain`
-/// run (untimed) every `chunk` iterations per thread.
-fn bench<O, D>(
-    group: &mut BenchmarkGroup<'_, WallTime>,
-    name: &str,
+/// One benchmark of the interleaved mode: how long `iters` iterations take.
+struct Case<'a> {
+    threads: usize,
+    name: &'static str,
+    run: Box<dyn Fn(u64) -> Duration + 'a>,
+}
+
+/// Where the benchmarks go: a criterion group, or the interleaved runner's
+/// list (`EDGEPUSH_BENCH_INTERLEAVED`).
+enum Runs<'g, 'a> {
+    Criterion(BenchmarkGroup<'g, WallTime>),
+    Interleaved(&'g mut Vec<Case<'a>>),
+}
+
+/// Adds one benchmark: `op` on `threads` threads, with `drain` run
+/// (untimed) every `chunk` iterations per thread.
+fn bench<'a, O, D>(
+    runs: &mut Runs<'_, 'a>,
+    name: &'static str,
     threads: usize,
     chunk: u64,
     op: O,
     drain: D,
 ) where
-    O: Fn(usize, u64) + Sync,
-    D: Fn() + Sync,
+    O: Fn(usize, u64) + Sync + 'a,
+    D: Fn() + Sync + 'a,
 {
+    let group = match runs {
+        Runs::Criterion(group) => group,
+        Runs::Interleaved(cases) => {
+            cases.push(Case {
+                threads,
+                name,
+                run: Box::new(move |iters| run_concurrent(threads, iters, chunk, &op, &drain)),
+            });
+            return;
+        }
+    };
     group.bench_function(name, |b| {
         b.iter_custom(|iters| run_concurrent(threads, iters, chunk, &op, &drain));
     });
@@ -162,7 +188,11 @@ fn edgepush_handles() -> (Emitter, edgepush::Counter, edgepush::Distribution) {
     (emitter, counter, latency)
 }
 
-fn recording(c: &mut Criterion) {
+/// Runs every benchmark with criterion (`c`), or interleaved when `c` is
+/// `None`: each case once per round, in turn, for `EDGEPUSH_BENCH_ROUNDS`
+/// rounds (default 15) of about 40 ms a case; the medians and the median
+/// per-round ratio to the fastest peer go to `out` as JSON.
+fn recording(mut c: Option<&mut Criterion>, out: Option<&std::path::Path>) {
     let values = Values::new();
     let [(route, route_value), (method, method_value)] = SERIES_DIMENSIONS;
 
@@ -196,18 +226,25 @@ fn recording(c: &mut Criterion) {
         KeyValue::new(method, method_value),
     ];
 
+    let mut cases: Vec<Case<'_>> = Vec::new();
     for threads in [1usize, 2] {
         let name = if threads == 1 {
             "recording-1thread".to_string()
         } else {
             format!("recording-{threads}threads")
         };
-        let mut group = c.benchmark_group(name);
-        group.throughput(Throughput::Elements(threads as u64));
+        let mut runs = match c.as_deref_mut() {
+            Some(c) => {
+                let mut group = c.benchmark_group(name);
+                group.throughput(Throughput::Elements(threads as u64));
+                Runs::Criterion(group)
+            }
+            None => Runs::Interleaved(&mut cases),
+        };
         let cwe_chunk = CWE_MAX_UNFLUSHED / threads as u64;
 
         bench(
-            &mut group,
+            &mut runs,
             "edgepush/handle",
             threads,
             u64::MAX,
@@ -218,7 +255,7 @@ fn recording(c: &mut Criterion) {
             || {},
         );
         bench(
-            &mut group,
+            &mut runs,
             "edgepush/handle_flushed_like_cwe",
             threads,
             cwe_chunk,
@@ -229,7 +266,7 @@ fn recording(c: &mut Criterion) {
             || drop(epf_emitter.flush_at(0).expect("flush")),
         );
         bench(
-            &mut group,
+            &mut runs,
             "edgepush/handle_64_distinct_values",
             threads,
             u64::MAX,
@@ -240,7 +277,7 @@ fn recording(c: &mut Criterion) {
             || {},
         );
         bench(
-            &mut group,
+            &mut runs,
             "metrics_cwe/handle",
             threads,
             cwe_chunk,
@@ -251,7 +288,7 @@ fn recording(c: &mut Criterion) {
             cwe_drain,
         );
         bench(
-            &mut group,
+            &mut runs,
             "metrics_cwe/macro_per_call",
             threads,
             cwe_chunk,
@@ -263,7 +300,7 @@ fn recording(c: &mut Criterion) {
             cwe_drain,
         );
         bench(
-            &mut group,
+            &mut runs,
             "cadence/nop_sink",
             threads,
             u64::MAX,
@@ -282,7 +319,7 @@ fn recording(c: &mut Criterion) {
             || {},
         );
         bench(
-            &mut group,
+            &mut runs,
             "otel_sdk/manual_reader",
             threads,
             u64::MAX,
@@ -292,8 +329,14 @@ fn recording(c: &mut Criterion) {
             },
             || {},
         );
-        group.finish();
+        if let Runs::Criterion(group) = runs {
+            group.finish();
+        }
     }
+    if let Some(out) = out {
+        interleaved(&cases, out);
+    }
+    drop(cases);
 
     // The macro form above spells the labels out; make sure they are the
     // same series as the handles'.
@@ -301,5 +344,78 @@ fn recording(c: &mut Criterion) {
     drop(provider);
 }
 
-criterion_group!(benches, recording);
-criterion_main!(benches);
+/// Runs `cases` interleaved and writes the results to `out`.
+fn interleaved(cases: &[Case<'_>], out: &std::path::Path) {
+    let rounds: usize = std::env::var("EDGEPUSH_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(15);
+    // Iterations per turn: about 40 ms each, from a first timing.
+    let iters: Vec<u64> = cases
+        .iter()
+        .map(|case| {
+            let probe = 20_000;
+            let t = (case.run)(probe).as_secs_f64().max(1e-6);
+            ((0.04 / t * probe as f64) as u64).clamp(1_000, 50_000_000)
+        })
+        .collect();
+    let mut ns: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
+    for _ in 0..rounds {
+        for (i, case) in cases.iter().enumerate() {
+            let t = (case.run)(iters[i]);
+            ns[i].push(t.as_secs_f64() * 1e9 / iters[i] as f64);
+        }
+    }
+    let median = |v: &[f64]| {
+        let mut v = v.to_vec();
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let is_peer = |name: &str| !name.starts_with("edgepush");
+    let mut results = Vec::new();
+    for (i, case) in cases.iter().enumerate() {
+        // Per round, this case against the fastest peer of that round.
+        let ratios: Vec<f64> = (0..rounds)
+            .map(|r| {
+                let fastest = cases
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, c)| c.threads == case.threads && is_peer(c.name))
+                    .map(|(j, _)| ns[j][r])
+                    .fold(f64::INFINITY, f64::min);
+                ns[i][r] / fastest
+            })
+            .collect();
+        let m = median(&ns[i]);
+        println!(
+            "{} thread(s) {:<40} {m:>9.2} ns  {:.2}x the fastest peer",
+            case.threads,
+            case.name,
+            median(&ratios)
+        );
+        results.push(serde_json::json!({
+            "threads": case.threads,
+            "name": case.name,
+            "ns_median": m,
+            "ns_rounds": ns[i],
+            "ratio_to_fastest_peer": median(&ratios),
+        }));
+    }
+    let doc = serde_json::json!({ "rounds": rounds, "cases": results });
+    if let Some(parent) = out.parent() {
+        std::fs::create_dir_all(parent).expect("output dir");
+    }
+    std::fs::write(out, serde_json::to_vec_pretty(&doc).expect("json")).expect("write");
+    eprintln!("wrote {}", out.display());
+}
+
+fn main() {
+    match std::env::var_os("EDGEPUSH_BENCH_INTERLEAVED") {
+        Some(out) => recording(None, Some(std::path::Path::new(&out))),
+        None => {
+            let mut c = Criterion::default().configure_from_args();
+            recording(Some(&mut c), None);
+            c.final_summary();
+        }
+    }
+}
