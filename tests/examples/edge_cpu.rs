@@ -83,7 +83,7 @@ fn main() {
             .expect("valid");
     }
     let decode = decode_start.elapsed() / n;
-    let json = {
+    let encoded = {
         use std::io::Read as _;
         let mut out = Vec::new();
         flate2::read::GzDecoder::new(&body[..])
@@ -93,14 +93,18 @@ fn main() {
     };
     let parse_start = Instant::now();
     for _ in 0..n {
-        let parsed: edgepush::wire::Batch<'_> = serde_json::from_slice(&json).expect("json");
+        // The wire format the bodies are in (`EDGEPUSH_WIRE`).
+        let parsed: edgepush::wire::Batch<'_> = match edge_format() {
+            edgepush::wire::Format::V1 => serde_json::from_slice(&encoded).expect("wire v1"),
+            _ => edgepush::wire::v2::decode(&encoded).expect("wire v2"),
+        };
         std::hint::black_box(parsed);
     }
     let parse = parse_start.elapsed() / n;
     let inflate_start = Instant::now();
     for _ in 0..n {
         use std::io::Read as _;
-        let mut out = Vec::with_capacity(json.len());
+        let mut out = Vec::with_capacity(encoded.len());
         flate2::read::GzDecoder::new(&body[..])
             .read_to_end(&mut out)
             .expect("gzip");
