@@ -235,6 +235,9 @@ struct Open {
     /// come sorted, so a cell's points follow each other and a series is
     /// defined once per batch.
     last: Option<(usize, u32)>,
+    /// The series index of the last point written (v2 writes the next
+    /// one's as a difference).
+    previous: Option<u32>,
     count: usize,
     datums: usize,
 }
@@ -246,6 +249,7 @@ impl Open {
             points: Vec::new(),
             defined: 0,
             last: None,
+            previous: None,
             count: 0,
             datums: 0,
         }
@@ -323,7 +327,7 @@ impl Frame {
                     + body
                     + v2::varint_len(u64::from(defined))
                     + v2::varint_len(open.count as u64 + 1)
-                    + v2::varint_len(u64::from(index))
+                    + v2::svarint_len(v2::series_delta(index, open.previous))
             }
         }
     }
@@ -379,8 +383,11 @@ pub(crate) fn batches(
                     open.points
                         .extend_from_slice(itoa::Buffer::new().format(s).as_bytes());
                 }
-                Format::V2 => v2::varint(&mut open.points, u64::from(s)),
+                Format::V2 => {
+                    v2::svarint(&mut open.points, v2::series_delta(s, open.previous));
+                }
             }
+            open.previous = Some(s);
             open.points.extend_from_slice(&rest);
             open.count += 1;
             open.datums += 1;

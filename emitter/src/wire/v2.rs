@@ -88,6 +88,19 @@ pub fn svarint(out: &mut Vec<u8>, v: i64) {
     varint(out, ((v << 1) ^ (v >> 63)) as u64);
 }
 
+/// How many bytes [`svarint`] writes for `v`.
+pub fn svarint_len(v: i64) -> usize {
+    varint_len(((v << 1) ^ (v >> 63)) as u64)
+}
+
+/// What a point writes for its series index `s`: the difference from the
+/// index after the previous point's (`None` before the first point). Points
+/// in series order write 0 (a new series) or -1 (the same series again):
+/// one byte each, and runs of them compress to almost nothing.
+pub fn series_delta(s: u32, previous: Option<u32>) -> i64 {
+    i64::from(s) - previous.map_or(0, |p| i64::from(p) + 1)
+}
+
 /// Appends a string: its length, then its bytes.
 pub fn string(out: &mut Vec<u8>, s: &str) {
     varint(out, s.len() as u64);
@@ -249,8 +262,10 @@ pub fn encode(batch: &Batch<'_>) -> Vec<u8> {
         series(&mut out, &s.n, s.k, s.u.as_deref(), s.r, pairs(&s.d));
     }
     varint(&mut out, batch.points.len() as u64);
+    let mut previous = None;
     for p in &batch.points {
-        varint(&mut out, u64::from(p.s));
+        svarint(&mut out, series_delta(p.s, previous));
+        previous = Some(p.s);
         point(&mut out, p);
     }
     out
@@ -600,12 +615,18 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
         field = At("points", None, "");
         let n = r.count(2)?;
         let mut points = Vec::with_capacity(n);
+        let mut previous: Option<u32> = None;
         for i in 0..n {
             field = At("points", Some(i), "");
-            let s = r.varint()?;
-            let Ok(s) = u32::try_from(s) else {
-                return r.fail(format!("series index {s} is out of range"));
+            let delta = r.svarint()?;
+            let s = previous.map_or(0, |p| i64::from(p) + 1).checked_add(delta);
+            let Some(s) = s.and_then(|s| u32::try_from(s).ok()) else {
+                return r.fail(format!(
+                    "series index {} is out of range",
+                    previous.map_or(0, |p| i128::from(p) + 1) + i128::from(delta)
+                ));
             };
+            previous = Some(s);
             let flags = r.byte()?;
             if flags & CS != 0 && flags & VS == 0 {
                 return r.fail("cs without vs");
