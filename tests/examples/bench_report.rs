@@ -276,13 +276,13 @@ fn bytes(doc: &mut String, plots: &Path, b: &Value) -> Result<(), String> {
         doc,
         "Where edgepush loses: line protocol is smaller on distributions because it drops \
          the values (four statistics per series); and on one-value counters over many \
-         series, every compressed format but wire v1 beats wire v2. There each datapoint is \
+         series, the formats listed as smaller above beat wire v2. There each datapoint is \
          a series of its own, and wire v2 writes every series' full definition (name, unit, \
          dimensions, each length-prefixed) next to a one-number point, in an order (by \
          encoded definition) that keeps a name's series together but spreads the same host \
          over ten places; EMF writes a dimension set once for the ten metrics that share \
          it, which gzip then finds across documents. Sharing dimension sets between series \
-         in the wire format is the obvious remedy; not done yet.\n"
+         in the wire format is the next remedy; not done yet.\n"
     );
     Ok(())
 }
