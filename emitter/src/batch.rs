@@ -111,11 +111,16 @@ impl Batch {
         let encoded = self.encoded()?;
         match self.format {
             wire::Format::V1 => Ok(encoded),
-            wire::Format::V2 => {
-                let batch = wire::v2::decode(&encoded)
-                    .map_err(|e| crate::Error::Encode(alloc::string::ToString::to_string(&e)))?;
-                serde_json::to_vec(&batch).map_err(|_| crate::error::not_json())
-            }
+            _ => serde_json::to_vec(&self.decode(&encoded)?).map_err(|_| crate::error::not_json()),
+        }
+    }
+
+    /// Reads `encoded` (this batch's [`Batch::encoded`]) back in its format.
+    fn decode<'a>(&self, encoded: &'a [u8]) -> Result<wire::Batch<'a>> {
+        let fault = |e: &dyn core::fmt::Display| crate::Error::Encode(alloc::format!("{e}"));
+        match self.format {
+            wire::Format::V1 => serde_json::from_slice(encoded).map_err(|e| fault(&e)),
+            _ => wire::v2::decode(encoded).map_err(|e| fault(&e)),
         }
     }
 
@@ -139,11 +144,6 @@ impl Batch {
     #[cfg(feature = "std")]
     pub fn emf(&self, properties: &[(&str, &str)]) -> Result<Vec<String>> {
         let encoded = self.encoded()?;
-        let fault = |e: &dyn core::fmt::Display| crate::Error::Encode(alloc::format!("{e}"));
-        let batch: wire::Batch<'_> = match self.format {
-            wire::Format::V1 => serde_json::from_slice(&encoded).map_err(|e| fault(&e))?,
-            wire::Format::V2 => wire::v2::decode(&encoded).map_err(|e| fault(&e))?,
-        };
-        Ok(crate::emf::documents(&batch, properties))
+        Ok(crate::emf::documents(&self.decode(&encoded)?, properties))
     }
 }

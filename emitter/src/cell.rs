@@ -113,16 +113,10 @@ impl<T> Double<T> {
         }
     }
 
-    /// Runs `f` on the active buffer without the writers' protocol: only
-    /// for callers that exclude [`Double::take`] by other means (the
-    /// emitter's registry lock, under which flushes take).
-    #[cfg(feature = "std")]
-    pub(crate) fn write_excluding_take<R>(&self, f: impl FnOnce(&T) -> R) -> R {
-        f(&self.buffers[self.generation.load(SeqCst) & 1])
-    }
-
-    /// Looks at the active buffer without taking it.
-    pub(crate) fn peek<R>(&self, f: impl FnOnce(&T) -> R) -> R {
+    /// Runs `f` on the active buffer without the writers' protocol: to look
+    /// at it, or to write into it when [`Double::take`] is excluded by other
+    /// means (the emitter's registry lock, under which flushes take).
+    pub(crate) fn active<R>(&self, f: impl FnOnce(&T) -> R) -> R {
         f(&self.buffers[self.generation.load(SeqCst) & 1])
     }
 

@@ -191,7 +191,7 @@ impl<'a> Applier<'a> {
                 self.sums[self.len] = (id, v);
                 self.len += 1;
             }
-            Some(State::Distribution(d)) => d.write_excluding_take(|t| t.record(v, 1)),
+            Some(State::Distribution(d)) => d.active(|t| t.record(v, 1)),
             _ => debug_assert!(false, "only counters and distributions are staged"),
         }
     }
@@ -775,9 +775,9 @@ impl Emitter {
             .chain(registry.overflow.iter())
             .filter(|cell| match &cell.state {
                 State::Counter(sum) | State::Overflow(sum) => sum.has_data(),
-                State::Gauge(double) => double.peek(GaugeBuffer::has_data),
-                State::Distribution(double) => double.peek(Table::has_data),
-                State::Statistics(double) => double.peek(Stats::has_data),
+                State::Gauge(double) => double.active(GaugeBuffer::has_data),
+                State::Distribution(double) => double.active(Table::has_data),
+                State::Statistics(double) => double.active(Stats::has_data),
             })
             .count();
         series + self.shared.timestamped.lock().len()
@@ -1410,6 +1410,13 @@ mod tests {
         });
         let expected = (0..threads).map(per).sum::<usize>() as f64;
         assert_eq!(totals(&e.flush_at(0).expect("flush")), (expected, expected));
+        // A thread lets go of its buffer in its exit hooks, which may run
+        // after `scope` returns: a later flush drops what is left.
+        let start = std::time::Instant::now();
+        while e.shared.buffers.lock().len() > 1 && start.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            assert_eq!(totals(&e.flush_at(0).expect("flush")), (0.0, 0.0));
+        }
         assert_eq!(
             e.shared.buffers.lock().len(),
             1,

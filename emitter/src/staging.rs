@@ -137,15 +137,27 @@ pub(crate) fn stage(
             let Ok(mut local) = local.try_borrow_mut() else {
                 return false;
             };
-            if local.first().is_none_or(|(o, _)| *o != owner) {
-                select(&mut local, owner, attach);
-            }
-            let Some((_, Some(buffer))) = local.first() else {
+            let Some(buffer) = front(&mut local, owner, attach) else {
                 return false;
             };
             buffer.push(id, v) || (apply(buffer) && buffer.push(id, v))
         })
         .unwrap_or(false)
+}
+
+/// This thread's buffer for emitter `owner`, brought to the front first
+/// (and attached if the thread has none); `None` if the emitter had none
+/// to spare.
+#[inline]
+fn front(
+    local: &mut Local,
+    owner: u64,
+    attach: impl FnOnce() -> Option<Arc<Buffer>>,
+) -> Option<&Arc<Buffer>> {
+    if local.first().is_none_or(|(o, _)| *o != owner) {
+        select(local, owner, attach);
+    }
+    local.first().and_then(|(_, buffer)| buffer.as_ref())
 }
 
 /// Moves `owner`'s buffer to the front, attaching one if the thread has
@@ -165,10 +177,8 @@ fn select(local: &mut Local, owner: u64, attach: impl FnOnce() -> Option<Arc<Buf
 /// so that its first recording does not allocate.
 pub(crate) fn prepare(owner: u64, attach: impl FnOnce() -> Option<Arc<Buffer>>) {
     let _ = LOCAL.try_with(|local| {
-        if let Ok(mut local) = local.try_borrow_mut()
-            && local.first().is_none_or(|(o, _)| *o != owner)
-        {
-            select(&mut local, owner, attach);
+        if let Ok(mut local) = local.try_borrow_mut() {
+            front(&mut local, owner, attach);
         }
     });
 }

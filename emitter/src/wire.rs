@@ -35,13 +35,20 @@ pub const BATCH_ID_HEADER: &str = "x-edgepush-batch";
 /// without a fraction, others as the shortest decimal that reads back to
 /// the same f64. Formatted on the stack, nothing copied.
 pub fn format_number<R>(v: f64, f: impl FnOnce(&str) -> R) -> R {
-    const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
-    // `f64::fract` needs std; a round trip through i64 tells the same.
-    if v.abs() < EXACT_INTEGERS && (v as i64) as f64 == v {
-        f(itoa::Buffer::new().format(v as i64))
-    } else {
-        f(zmij::Buffer::new().format_finite(v))
+    match whole(v) {
+        Some(i) => f(itoa::Buffer::new().format(i)),
+        None => f(zmij::Buffer::new().format_finite(v)),
     }
+}
+
+/// Largest integer below which every integer is an exact f64 (2^53).
+pub(crate) const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
+
+/// `v` as an integer if it is a whole number below 2^53, which edgepush
+/// writes without a fraction.
+pub(crate) fn whole(v: f64) -> Option<i64> {
+    // `f64::fract` needs std; a round trip through i64 tells the same.
+    (v.abs() < EXACT_INTEGERS && (v as i64) as f64 == v).then_some(v as i64)
 }
 
 /// The encodings a batch can be sent in; the receiver tells them apart by
@@ -184,11 +191,9 @@ struct Whole(f64);
 
 impl Serialize for Whole {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0; // 2^53
-        if self.0.abs() < EXACT_INTEGERS && (self.0 as i64) as f64 == self.0 {
-            serializer.serialize_i64(self.0 as i64)
-        } else {
-            serializer.serialize_f64(self.0)
+        match whole(self.0) {
+            Some(i) => serializer.serialize_i64(i),
+            None => serializer.serialize_f64(self.0),
         }
     }
 }

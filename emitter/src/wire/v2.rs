@@ -13,8 +13,10 @@
 //! series = str name, u8 head, [str unit], [varint r], dims
 //!          head: bits 0-1 kind (0 counter, 1 gauge, 2 distribution,
 //!          3 statistic set), bit 2 unit present, bit 3 r present
-//! point  = varint s, u8 flags, [svarint t], [num x], [vs], [num*n cs],
+//! point  = svarint ds, u8 flags, [svarint t], [num x], [vs], [num*n cs],
 //!          [num*4 st], [str sv]
+//!          series index = ds + the previous point's index + 1 (ds alone
+//!          for the first point)
 //!          flags: bit 0 t, 1 x, 2 vs, 3 cs, 4 st, 5 sv, 6 b, 7 b's value
 //! num    = svarint significand, svarint exponent   (significand * 10^exponent)
 //! ```
@@ -36,15 +38,12 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::{Batch, Dimensions, Kind, Point, Series};
+use super::{Batch, Dimensions, EXACT_INTEGERS as EXACT, Kind, Point, Series, whole};
 
 /// The wire format version of this encoding.
 pub const VERSION: u32 = 2;
 /// The media type of a wire v2 batch (before compression).
 pub const CONTENT_TYPE: &str = "application/vnd.edgepush.v2";
-
-/// Largest integer below which every integer is an exact f64 (2^53).
-const EXACT: f64 = 9_007_199_254_740_992.0;
 
 /// Exact powers of ten as f64 (10^22 is the largest).
 const POWERS: [f64; 23] = [
@@ -151,16 +150,18 @@ pub fn series<'a>(
 /// same exact power of ten), anything else from the shortest decimal that
 /// reads back to `v`.
 pub fn decimal(v: f64) -> (i64, i64) {
-    if v.abs() < EXACT && (v as i64) as f64 == v {
-        return (v as i64, 0);
+    if let Some(i) = whole(v) {
+        return (i, 0);
     }
     for (k, scale) in POWERS.iter().enumerate().take(16).skip(1) {
         let x = v * scale;
         if x.abs() >= EXACT {
             break;
         }
-        if (x as i64) as f64 == x && x / scale == v {
-            return (x as i64, -(k as i64));
+        if let Some(i) = whole(x)
+            && x / scale == v
+        {
+            return (i, -(k as i64));
         }
     }
     zmij::Buffer::new()
@@ -618,13 +619,9 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
         let mut previous: Option<u32> = None;
         for i in 0..n {
             field = At("points", Some(i), "");
-            let delta = r.svarint()?;
-            let s = previous.map_or(0, |p| i64::from(p) + 1).checked_add(delta);
-            let Some(s) = s.and_then(|s| u32::try_from(s).ok()) else {
-                return r.fail(format!(
-                    "series index {} is out of range",
-                    previous.map_or(0, |p| i128::from(p) + 1) + i128::from(delta)
-                ));
+            let s = previous.map_or(0, |p| i128::from(p) + 1) + i128::from(r.svarint()?);
+            let Ok(s) = u32::try_from(s) else {
+                return r.fail(format!("series index {s} is out of range"));
             };
             previous = Some(s);
             let flags = r.byte()?;
@@ -1001,6 +998,20 @@ mod tests {
                 vec![1, b'a', 1, b'N', 0, 0, 0, 1, 0, X, 2, 0xa0, 0x06],
                 "points[0].x",
                 "number 1e400 is out of range",
+            ),
+            // ... one point naming series -1 (difference -1 from the start).
+            (
+                vec![1, b'a', 1, b'N', 0, 0, 0, 1, 1, 0],
+                "points[0]",
+                "series index -1 is out of range",
+            ),
+            // ... a second point past u32 (difference 2^32 from index 1).
+            (
+                vec![
+                    1, b'a', 1, b'N', 0, 0, 0, 2, 0, 0, 0x80, 0x80, 0x80, 0x80, 0x20, 0,
+                ],
+                "points[1]",
+                "series index 4294967297 is out of range",
             ),
             // ... a series with unknown head bits.
             (
