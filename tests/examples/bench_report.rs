@@ -86,6 +86,20 @@ fn bars(path: &Path, title: &str, unit: &str, rows: &[(String, f64)]) -> Result<
     root.present().map_err(|e| e.to_string())
 }
 
+/// Draws [`bars`] into `plots/file` and puts the picture in `doc`.
+fn plot(
+    doc: &mut String,
+    plots: &Path,
+    file: &str,
+    title: &str,
+    unit: &str,
+    rows: &[(String, f64)],
+) -> Result<(), String> {
+    bars(&plots.join(file), title, unit, rows)?;
+    let _ = writeln!(doc, "\n![{title}](bench/{file})\n");
+    Ok(())
+}
+
 /// 4,520,000 -> "4.52 M"; 13.9 -> "13.9".
 fn short(v: f64) -> String {
     if v >= 1e6 {
@@ -123,12 +137,22 @@ fn machine() -> String {
     format!("{cpu}, {cores} cores{memory}, Linux {}", kernel.trim())
 }
 
-fn today() -> String {
-    let out = std::process::Command::new("date")
-        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
-        .output()
-        .ok();
-    out.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+/// When the results in `dir` were measured: the time of the newest one (a
+/// report written again later keeps the measurements' date).
+fn measured(dir: &Path) -> String {
+    let newest = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .max();
+    let mut date = std::process::Command::new("date");
+    date.args(["-u", "+%Y-%m-%d %H:%M UTC"]);
+    if let Some((_, path)) = &newest {
+        date.arg("-r").arg(path);
+    }
+    date.output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_default()
 }
 
@@ -176,14 +200,14 @@ fn recording(doc: &mut String, plots: &Path, r: &Value) -> Result<(), String> {
             );
             rows.push((name.to_string(), f(&c["ns_median"])));
         }
-        let png = format!("recording-{threads}thread.png");
-        bars(
-            &plots.join(&png),
+        plot(
+            doc,
+            plots,
+            &format!("recording-{threads}thread.png"),
             &format!("Recording, {threads} thread(s): ns per iteration (lower is better)"),
             "ns per iteration",
             &rows,
         )?;
-        let _ = writeln!(doc, "\n![recording, {threads} thread(s)](bench/{png})\n");
     }
     let ratio = |threads: i64, name: &str| {
         r["cases"]
@@ -256,7 +280,6 @@ fn bytes(doc: &mut String, plots: &Path, b: &Value) -> Result<(), String> {
                 format!("smaller: {}", smaller.join("; "))
             }
         );
-        let png = format!("bytes-{name}.png");
         // Raw Prometheus text and StatsD dwarf the rest: plot what is sent
         // compressed, plus EMF raw as the reference.
         let plotted: Vec<(String, f64)> = rows
@@ -264,13 +287,14 @@ fn bytes(doc: &mut String, plots: &Path, b: &Value) -> Result<(), String> {
             .filter(|r| r.0.contains("gzip") || r.0.contains("EMF JSON lines, raw"))
             .cloned()
             .collect();
-        bars(
-            &plots.join(&png),
+        plot(
+            doc,
+            plots,
+            &format!("bytes-{name}.png"),
             &format!("Bytes per datapoint, {name} (lower is better)"),
             "bytes per datapoint",
             &plotted,
         )?;
-        let _ = writeln!(doc, "![bytes, {name}](bench/{png})\n");
     }
     let _ = writeln!(
         doc,
@@ -345,15 +369,17 @@ fn ingest(doc: &mut String, plots: &Path, i: &Value) -> Result<(), String> {
         per_core("VictoriaMetrics") / ours,
         per_core("InfluxDB 1.x") / ours,
     );
-    bars(
-        &plots.join("ingest.png"),
+    plot(
+        doc,
+        plots,
+        "ingest.png",
         "Ingest: datapoints per CPU-second of the server (higher is better)",
         "datapoints per core-second",
         &rows,
     )?;
     let _ = writeln!(
         doc,
-        "![ingest](bench/ingest.png)\n\nReading it: the receiver forwarding to InfluxDB \
+        "Reading it: the receiver forwarding to InfluxDB \
          goes as fast as InfluxDB takes the writes (the store spends several times the \
          receiver's CPU per datapoint); VictoriaMetrics' own line-protocol endpoint is as \
          cheap per datapoint as the receiver, so a user who only wants VictoriaMetrics and \
@@ -419,7 +445,7 @@ fn main() {
         "{BEGIN}\n## Side by side with the alternatives ({})\n\nMeasured by `.ci/bench` in one \
          run on {}: a shared, noisy machine, so every comparison is interleaved and read as \
          medians and ratios.\n",
-        today(),
+        measured(&results),
         machine()
     );
     let mut missing = Vec::new();

@@ -30,7 +30,6 @@
 //! `cargo run --release -p edgepush-tests --example compare_bytes`
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -43,12 +42,10 @@ use opentelemetry::metrics::MeterProvider as _;
 use serde_json::json;
 
 const TS_MS: i64 = 1_764_000_000_000;
-const LEVEL: u32 = 5;
-
+/// Gzip'd size at the emitter's default level (the level every gzip'd
+/// format here is compared at).
 fn gzip(bytes: &[u8]) -> usize {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(LEVEL));
-    e.write_all(bytes).expect("gzip");
-    e.finish().expect("gzip").len()
+    edgepush_bench::gzip(bytes, edgepush_bench::GZIP_LEVEL).len()
 }
 
 /// One series of either workload: name, dimensions (common first), values.

@@ -31,7 +31,7 @@
 //! `cargo run --release -p edgepush-tests --example compare_ingest` (after
 //! `cargo build --release -p edgepush-receiver`; `.ci/bench` does both).
 
-use std::io::{Read, Write};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -39,7 +39,7 @@ use std::time::{Duration, Instant};
 use edgepush::{Config, Emitter, Metric, Unit};
 use edgepush_receiver::decode::Format;
 use edgepush_receiver::ingest::{Headers, Ingest};
-use edgepush_tests::{Influx, Process, Victoria, free_port, http_get, wait_for};
+use edgepush_tests::{Influx, Process, Victoria, free_port, http_get, proc_status_kib, wait_for};
 use serde_json::json;
 
 /// Datapoints per request.
@@ -120,10 +120,9 @@ fn prometheus_text(b: usize) -> String {
     out
 }
 
+/// Gzip'd at the emitter's default level, as edgepush's own bodies are.
 fn gzip(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(5));
-    e.write_all(bytes).expect("gzip");
-    e.finish().expect("gzip")
+    edgepush_bench::gzip(bytes, edgepush_bench::GZIP_LEVEL)
 }
 
 /// One load target.
@@ -144,36 +143,24 @@ struct Target {
 
 /// utime + stime of `pid`, in seconds.
 fn cpu_seconds(pid: u32) -> f64 {
+    static TICKS: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("proc stat");
     // Fields after the command name, which is in parentheses.
     let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| fields[i].parse::<f64>().expect("ticks");
     // utime and stime are fields 14 and 15 (1-based), 11 and 12 after ')'.
-    (ticks(11) + ticks(12)) / clock_ticks()
-}
-
-fn clock_ticks() -> f64 {
-    let out = Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .expect("getconf");
-    String::from_utf8_lossy(&out.stdout)
-        .trim()
-        .parse()
-        .unwrap_or(100.0)
-}
-
-/// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`).
-fn status_kib(pid: u32, field: &str) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        })
-        .unwrap_or(0)
+    let per_second = TICKS.get_or_init(|| {
+        let out = Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .expect("getconf");
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(100.0)
+    });
+    (ticks(11) + ticks(12)) / per_second
 }
 
 /// What one turn measured.
@@ -232,14 +219,12 @@ end
 fn turn(target: &Target, script: &Path, seconds: u64) -> Turn {
     let cpu0 = cpu_seconds(target.pid);
     let behind0 = target.behind.map_or(0.0, cpu_seconds);
-    let start = Instant::now();
     let out = Command::new(std::env::var("EDGEPUSH_WRK").unwrap_or_else(|_| "wrk".into()))
         .args(["-t1", "-c8", &format!("-d{seconds}s"), "-s"])
         .arg(script)
         .arg(&target.url)
         .output()
         .expect("run wrk (Debian package wrk; .ci/setup installs it)");
-    let elapsed = start.elapsed().as_secs_f64();
     let cpu = cpu_seconds(target.pid) - cpu0;
     let behind_cpu = target.behind.map_or(0.0, cpu_seconds) - behind0;
     let report = String::from_utf8_lossy(&out.stdout);
@@ -270,7 +255,6 @@ fn turn(target: &Target, script: &Path, seconds: u64) -> Turn {
             Some((n.parse::<f64>().ok()?, secs))
         })
         .unwrap_or_else(|| panic!("no request count in\n{report}"));
-    let _ = elapsed;
     Turn {
         requests,
         seconds: secs,
@@ -552,7 +536,7 @@ fn main() {
             )
         });
         let per_core = 1e6 / cpu_per_m;
-        let rss = status_kib(t.pid, "VmHWM");
+        let rss = proc_status_kib(t.pid, "VmHWM").unwrap_or(0);
         println!(
             "| {} | {dps:.0} | {cpu_per_m:.3}{} | {per_core:.0} | {:.1} MiB |",
             t.name,

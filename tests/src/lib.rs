@@ -972,6 +972,16 @@ pub fn gzip(data: &[u8]) -> Vec<u8> {
     gz.finish().expect("gzip")
 }
 
+/// A `/proc/<pid>/status` field in KiB (`VmRSS`, `VmHWM`), if the process
+/// is there.
+pub fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
 /// Reads all of `reader` into a string.
 pub fn read_all(mut reader: impl Read) -> String {
     let mut s = String::new();

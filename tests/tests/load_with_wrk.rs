@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use edgepush::{Config, Emitter, Metric, Unit};
-use edgepush_tests::Influx;
 use edgepush_tests::aws::ReceiverProcess;
+use edgepush_tests::{Influx, proc_status_kib};
 
 /// Distinct bodies the load cycles through.
 const BODIES: usize = 64;
@@ -52,14 +52,6 @@ fn bodies() -> Vec<Vec<u8>> {
             batches[0].body().to_vec()
         })
         .collect()
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// The value after `label` on the line that starts with it (`50%`, ...).
@@ -149,7 +141,7 @@ end
         let (running, samples) = (running.clone(), samples.clone());
         std::thread::spawn(move || {
             while running.load(Ordering::Relaxed) {
-                if let (Some(rss), Ok(mut s)) = (rss_kib(pid), samples.lock()) {
+                if let (Some(rss), Ok(mut s)) = (proc_status_kib(pid, "VmRSS"), samples.lock()) {
                     s.push(rss);
                 }
                 std::thread::sleep(Duration::from_millis(200));

@@ -411,7 +411,11 @@ fn interleaved(cases: &[Case<'_>], out: &std::path::Path) {
 
 fn main() {
     match std::env::var_os("EDGEPUSH_BENCH_INTERLEAVED") {
-        Some(out) => recording(None, Some(std::path::Path::new(&out))),
+        Some(out) => {
+            // Relative to the workspace, not to this crate (cargo's cwd).
+            let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+            recording(None, Some(&root.join(out)))
+        }
         None => {
             let mut c = Criterion::default().configure_from_args();
             recording(Some(&mut c), None);
