@@ -126,12 +126,16 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     if path == DEAD_LETTERS_PATH && req.method() == Method::Get {
         return dead_letters(&req, &env).await;
     }
-    let url = req.url()?;
+    // The query is read from the URL string as the runtime serialised it
+    // (`worker::Request::url` would parse it again with the `url` crate,
+    // whose parser and IDNA tables are the Worker's largest dependency
+    // after serde_json).
+    let url = req.inner().url();
     let content_type = req.headers().get("content-type")?;
     let format = match Format::route(
         req.method().as_ref(),
         &path,
-        url.query(),
+        crate::decode::url_query(&url),
         content_type.as_deref(),
     ) {
         Ok(Some(format)) => format,

@@ -85,6 +85,8 @@ const zlib = () => (z ??= process.getBuiltinModule("node:zlib"));
 export function zlibMissing() {
   try {
     zlib().gzipSync;
+    // crate::digest's hash comes from the same Node.js compatibility.
+    process.getBuiltinModule("node:crypto").createHash;
     return "";
   } catch (e) {
     return String(e && e.message);
@@ -110,13 +112,14 @@ export function gunzip(data, max) {
         fn gunzip(data: &[u8], max: f64) -> Result<Vec<u8>, JsValue>;
     }
 
-    /// Why the runtime's zlib cannot be reached (the Worker runs without
-    /// Node.js compatibility), or `None` when it can.
+    /// Why the runtime's zlib (or crypto, for [`crate::digest`]) cannot be
+    /// reached (the Worker runs without Node.js compatibility), or `None`
+    /// when they can.
     pub fn unavailable() -> Option<String> {
         let reason = zlib_missing();
         (!reason.is_empty()).then(|| {
             format!(
-                "gzip needs the runtime's node:zlib ({reason}): add compatibility_flags = [\"nodejs_compat\"] to wrangler.toml"
+                "gzip and request signing need the runtime's node:zlib and node:crypto ({reason}): add compatibility_flags = [\"nodejs_compat\"] to wrangler.toml"
             )
         })
     }

@@ -27,6 +27,7 @@
 
 pub mod decode;
 pub mod dedupe;
+pub mod digest;
 #[cfg(all(feature = "worker", target_arch = "wasm32"))]
 mod edge;
 pub mod env_config;

@@ -25,6 +25,12 @@ const mf = new Miniflare({
   host: "127.0.0.1",
   port: Number(port),
   bindings: JSON.parse(bindings ?? "{}"),
+  // Subrequests go straight to the network, as on Cloudflare. By default
+  // Miniflare passes each one through a JavaScript Worker of its own that
+  // removes a CF-Connecting-IP header (which the receiver never sets): a
+  // second request and subrequest per fetch in the same workerd thread,
+  // counted in the CPU figures although Cloudflare runs no such thing.
+  stripCfConnectingIp: false,
   ...JSON.parse(options ?? "{}"),
 });
 await mf.ready;

@@ -31,6 +31,14 @@ pub enum Format {
     Prometheus(prometheus::Grouping),
 }
 
+/// The query of a URL as a runtime serialises it (WHATWG, as a Worker's
+/// request carries it): between the first `?` and a fragment; `None` when
+/// there is none.
+pub fn url_query(url: &str) -> Option<&str> {
+    let url = url.split_once('#').map_or(url, |(url, _)| url);
+    url.split_once('?').map(|(_, query)| query)
+}
+
 impl Format {
     /// The format of a request, from its method, path, query string and
     /// `Content-Type`; `Ok(None)` when the path takes no pushes. A format
@@ -208,4 +216,24 @@ pub struct Decoded {
     pub rejected: Vec<Rejection>,
     /// For each accepted point, its index in the request.
     pub indices: Vec<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::url_query;
+
+    #[test]
+    fn url_query_is_what_follows_the_first_question_mark() {
+        let cases = [
+            ("https://edge.example/write?db=metrics&precision=ms", Some("db=metrics&precision=ms")),
+            ("https://edge.example/v1/metrics", None),
+            ("https://edge.example/write?", Some("")),
+            ("https://edge.example/write?db=a?b#frag", Some("db=a?b")),
+            ("https://edge.example/write#frag", None),
+            ("https://edge.example/write#frag?db=a", None),
+        ];
+        for (url, query) in cases {
+            assert_eq!(url_query(url), query, "{url}");
+        }
+    }
 }

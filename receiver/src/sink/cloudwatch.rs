@@ -595,7 +595,7 @@ pub fn request(
         "POST",
         &endpoint,
         headers,
-        SignableBody::Bytes(request.body()),
+        SignableBody::Precomputed(crate::digest::sha256_hex(request.body())),
     )
     .map_err(|e| BuildError::Signing(e.to_string()))?;
     let (instructions, _signature) = sign(signable, &params)
