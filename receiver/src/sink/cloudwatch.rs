@@ -9,6 +9,7 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
+use edgepush::Resolution;
 use edgepush::limits::{MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES, MAX_VALUES_PER_DATUM};
 use serde::Deserialize;
 
@@ -137,8 +138,8 @@ fn numbers(out: &mut Vec<u8>, key: &[u8], vs: &[f64]) {
 }
 
 /// What every datum of a series starts with: `{"MetricName":..,
-/// "Dimensions":[..],"Unit":..,"StorageResolution":..,` - written once per
-/// series, not once per datum.
+/// "Dimensions":[..],"Unit":..,` and `"StorageResolution":1,` for high
+/// resolution - written once per series, not once per datum.
 fn series_prefix(series: &Series) -> Vec<u8> {
     // Room for the text unescaped, so that it is written without growing.
     let size = 100
@@ -168,13 +169,17 @@ fn series_prefix(series: &Series) -> Vec<u8> {
     }
     out.extend_from_slice(br#","Unit":""#);
     out.extend_from_slice(series.unit.as_str().as_bytes());
-    out.extend_from_slice(br#"","StorageResolution":"#);
-    out.extend_from_slice(
-        itoa::Buffer::new()
-            .format(series.resolution.seconds())
-            .as_bytes(),
-    );
-    out.push(b',');
+    out.extend_from_slice(br#"","#);
+    // 60 s is CloudWatch's default resolution: said only when it is not.
+    if series.resolution != Resolution::Standard {
+        out.extend_from_slice(br#""StorageResolution":"#);
+        out.extend_from_slice(
+            itoa::Buffer::new()
+                .format(series.resolution.seconds())
+                .as_bytes(),
+        );
+        out.push(b',');
+    }
     out
 }
 
@@ -367,17 +372,32 @@ pub fn body_parts(batch: &Batch) -> Vec<(Range<usize>, Vec<u8>)> {
     prefix.extend_from_slice(br#","MetricData":["#);
     const SUFFIX: &[u8] = b"]}";
 
-    // Every datum encoded once, one after the other; the split works on
-    // their ranges.
+    // Every datum encoded once, one after the other, as the body of one
+    // request would hold them; the split works on their ranges.
     let prefixes: Vec<Vec<u8>> = batch.series.iter().map(series_prefix).collect();
-    let mut all = Vec::with_capacity(batch.points.len() * 160);
+    let mut all = Vec::with_capacity(prefix.len() + batch.points.len() * 160 + SUFFIX.len());
+    all.extend_from_slice(&prefix);
     let mut ranges = Vec::with_capacity(batch.points.len());
     for (series, point, datum) in indexed_datums(batch) {
+        if !ranges.is_empty() {
+            all.push(b',');
+        }
         let start = all.len();
         encode_datum(&mut all, &prefixes[series], &datum);
         ranges.push((point, start..all.len(), all.len() - start));
     }
-    split(ranges, prefix.len() + SUFFIX.len())
+    let requests = split(ranges, prefix.len() + SUFFIX.len());
+    // Most batches fit one request, whose body is then `all` as it stands.
+    if let [(points, request)] = &requests[..]
+        && request.first().is_some_and(|r| r.start == prefix.len())
+        && request.last().is_some_and(|r| r.end == all.len())
+        && request.windows(2).all(|w| w[0].end + 1 == w[1].start)
+    {
+        let points = points.clone();
+        all.extend_from_slice(SUFFIX);
+        return vec![(points, all)];
+    }
+    requests
         .into_iter()
         .map(|(points, request)| {
             let size = request.iter().map(|r| r.len() + 1).sum::<usize>();
@@ -704,6 +724,28 @@ mod tests {
             ]
         });
         assert_eq!(parse(&bodies[0]), want);
+    }
+
+    #[test]
+    fn standard_resolution_is_left_to_cloudwatch_default() {
+        let mut standard = series("a", Kind::Counter);
+        standard.resolution = Resolution::Standard;
+        let batch = Batch {
+            id: "x".into(),
+            namespace: "Shop".into(),
+            series: vec![standard, series("b", Kind::Counter)],
+            points: (0..2)
+                .map(|series| Point {
+                    series,
+                    timestamp_ms: 1_700_000_000_000,
+                    value: Value::Counter(1.0),
+                })
+                .collect(),
+        };
+        let body = parse(&bodies(&batch)[0]);
+        let data = body["MetricData"].as_array().expect("datums");
+        assert_eq!(data[0].get("StorageResolution"), None, "{body}");
+        assert_eq!(data[1]["StorageResolution"], 1, "{body}");
     }
 
     #[test]
