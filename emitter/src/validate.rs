@@ -70,6 +70,11 @@ fn text(s: &str, max: usize) -> Result<(), Invalid> {
     if s.len() > max && s.chars().count() > max {
         return Err(Invalid::TooLong { max });
     }
+    // Most names and values are printable ASCII without a backslash: one
+    // pass over the bytes settles them.
+    if s.bytes().all(|b| (b' '..=b'~').contains(&b) && b != b'\\') {
+        return Ok(());
+    }
     if s.chars().any(char::is_control) {
         return Err(Invalid::ControlCharacter);
     }
