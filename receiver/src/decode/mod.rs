@@ -225,7 +225,10 @@ mod tests {
     #[test]
     fn url_query_is_what_follows_the_first_question_mark() {
         let cases = [
-            ("https://edge.example/write?db=metrics&precision=ms", Some("db=metrics&precision=ms")),
+            (
+                "https://edge.example/write?db=metrics&precision=ms",
+                Some("db=metrics&precision=ms"),
+            ),
             ("https://edge.example/v1/metrics", None),
             ("https://edge.example/write?", Some("")),
             ("https://edge.example/write?db=a?b#frag", Some("db=a?b")),

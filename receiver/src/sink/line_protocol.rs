@@ -93,13 +93,21 @@ pub fn unstorable(batch: &Batch) -> Vec<SinkRefusal> {
 /// Escapes a measurement: commas and spaces.
 fn measurement(out: &mut String, s: &str) {
     const SPECIAL: Special = special(b", ");
-    escape(out, s, &SPECIAL);
+    if memchr::memchr2(b',', b' ', s.as_bytes()).is_none() {
+        out.push_str(s);
+    } else {
+        escape(out, s, &SPECIAL);
+    }
 }
 
 /// Escapes a tag key, tag value or field key: commas, `=` and spaces.
 fn tag(out: &mut String, s: &str) {
     const SPECIAL: Special = special(b",= ");
-    escape(out, s, &SPECIAL);
+    if memchr::memchr3(b',', b'=', b' ', s.as_bytes()).is_none() {
+        out.push_str(s);
+    } else {
+        escape(out, s, &SPECIAL);
+    }
 }
 
 /// A set of bytes, as a table indexed by byte: one load per byte tested
@@ -119,12 +127,9 @@ const fn special(bytes: &[u8]) -> Special {
 /// Puts a backslash before each special character (from [`special`]; all
 /// ASCII). Validation has refused backslashes that would escape one
 /// (`edgepush::validate`), so every other backslash stands for itself.
-/// Names and values seldom hold one: the text is then copied whole.
+/// Names and values seldom hold one: the callers copy those whole once
+/// `memchr` (a word at a time) has found none.
 fn escape(out: &mut String, s: &str, special: &Special) {
-    if !s.bytes().any(|b| special[usize::from(b)]) {
-        out.push_str(s);
-        return;
-    }
     // The special characters are ASCII, so every byte found is a whole
     // character and the slices between them fall on character boundaries.
     let mut start = 0;
@@ -236,7 +241,11 @@ pub fn encode_for(batch: &Batch, out: &mut String, strings: bool) {
 /// Writes a string field value's characters: `"` and `\` escaped.
 fn string_value(out: &mut String, s: &str) {
     const SPECIAL: Special = special(b"\"\\");
-    escape(out, s, &SPECIAL);
+    if memchr::memchr2(b'"', b'\\', s.as_bytes()).is_none() {
+        out.push_str(s);
+    } else {
+        escape(out, s, &SPECIAL);
+    }
 }
 
 fn stats_fields(out: &mut String, value: &Value) {
