@@ -1,7 +1,7 @@
 //! Two Worker builds side by side in workerd: CPU of the isolate's thread
-//! per 1,000-point wire v1 push, forwarded to both sinks (stubs that answer
-//! at once), the builds taking turns push by push (A B A B ...), less the
-//! CPU of a `GET /healthz` on each. For deciding a build trade (size against
+//! per 1,000-point push (wire v2, or `EDGEPUSH_WIRE=v1`), forwarded to both
+//! sinks (stubs that answer at once), the builds taking turns push by push
+//! (A B A B ...), less the CPU of a `GET /healthz` on each. For deciding a build trade (size against
 //! CPU) on this noisy machine, where two runs minutes apart differ by ±20%.
 //!
 //! ```text
@@ -73,7 +73,8 @@ fn main() {
         }
     }
     println!(
-        "1,000-point wire v1 push ({} bytes gzip'd) forwarded to two stub sinks; means of {pushes} pushes per build, in turns",
+        "1,000-point {:?} push ({} bytes gzip'd) forwarded to two stub sinks; means of {pushes} pushes per build, in turns",
+        edge_format(),
         bodies[0].len()
     );
     println!(
