@@ -468,8 +468,10 @@ fn main() {
             "### 4. Edge budget",
             "Reading it: the last row of the first table is the isolate's CPU per \
              1,000-datapoint batch, to hold against the free plan's 10 ms and the project's \
-             own 2 ms target; part of it is the runtime's own request and fetch work (the \
-             earlier workerd sections measure that apart). The native rows are the same \
+             own 2 ms target. The runtime's own share is small: a JavaScript Worker that \
+             only reads such a body and makes the same two subrequests costs at most 0.3 ms \
+             more than a /healthz here (docs/BENCHMARKS.md, session 12); the rest is the \
+             receiver's wasm and what it calls (gzip, fetch). The native rows are the same \
              work outside the runtime.",
         ),
         (
