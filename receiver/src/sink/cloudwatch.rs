@@ -211,19 +211,10 @@ fn needs_json_escape(bytes: &[u8]) -> bool {
 
 /// What every datum of a series starts with: `{"MetricName":..,
 /// "Dimensions":[..],"Unit":..,` and `"StorageResolution":1,` for high
-/// resolution - written once per series, not once per datum.
-fn series_prefix(series: &Series) -> Vec<u8> {
-    // Room for the text unescaped, so that it is written without growing.
-    let size = 100
-        + series.name.len()
-        + series
-            .dimensions
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 24)
-            .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
+/// resolution - written once per series, not once per datum, into `out`.
+fn series_prefix(out: &mut Vec<u8>, series: &Series) {
     out.extend_from_slice(br#"{"MetricName":"#);
-    json_string(&mut out, &series.name);
+    json_string(out, &series.name);
     if !series.dimensions.is_empty() {
         out.extend_from_slice(br#","Dimensions":["#);
         for (i, (name, value)) in series.dimensions.iter().enumerate() {
@@ -231,9 +222,9 @@ fn series_prefix(series: &Series) -> Vec<u8> {
                 out.push(b',');
             }
             out.extend_from_slice(br#"{"Name":"#);
-            json_string(&mut out, name);
+            json_string(out, name);
             out.extend_from_slice(br#","Value":"#);
-            json_string(&mut out, value);
+            json_string(out, value);
             out.push(b'}');
         }
         out.push(b']');
@@ -251,7 +242,6 @@ fn series_prefix(series: &Series) -> Vec<u8> {
         );
         out.push(b',');
     }
-    out
 }
 
 /// What one CloudWatch datum carries.
@@ -445,7 +435,28 @@ pub fn body_parts(batch: &Batch) -> Vec<(Range<usize>, Vec<u8>)> {
 
     // Every datum encoded once, one after the other, as the body of one
     // request would hold them; the split works on their ranges.
-    let prefixes: Vec<Vec<u8>> = batch.series.iter().map(series_prefix).collect();
+    // Every series' prefix in one buffer (one allocation, not one each).
+    let capacity: usize = batch
+        .series
+        .iter()
+        .map(|s| {
+            100 + s.name.len()
+                + s.dimensions
+                    .iter()
+                    .map(|(n, v)| n.len() + v.len() + 24)
+                    .sum::<usize>()
+        })
+        .sum();
+    let mut prefix_text = Vec::with_capacity(capacity);
+    let prefixes: Vec<Range<usize>> = batch
+        .series
+        .iter()
+        .map(|series| {
+            let start = prefix_text.len();
+            series_prefix(&mut prefix_text, series);
+            start..prefix_text.len()
+        })
+        .collect();
     let mut all = Vec::with_capacity(prefix.len() + batch.points.len() * 160 + SUFFIX.len());
     all.extend_from_slice(&prefix);
     let mut ranges = Vec::with_capacity(batch.points.len());
@@ -454,7 +465,7 @@ pub fn body_parts(batch: &Batch) -> Vec<(Range<usize>, Vec<u8>)> {
             all.push(b',');
         }
         let start = all.len();
-        encode_datum(&mut all, &prefixes[series], &datum);
+        encode_datum(&mut all, &prefix_text[prefixes[series].clone()], &datum);
         ranges.push((point, start..all.len(), all.len() - start));
     }
     let requests = split(ranges, prefix.len() + SUFFIX.len());
