@@ -182,7 +182,7 @@ fn json_string(out: &mut Vec<u8>, s: &str) {
     }
 }
 
-/// Whether `bytes` hold a `"`, a `\\` or a control character below space,
+/// Whether `bytes` hold a quote, a backslash or a control character below space,
 /// tested eight bytes at a time: for each byte b of a word x, the top bit
 /// of `(x - 0x01..01 * n) & !x & 0x80..80` is set somewhere iff some byte
 /// is below n (n <= 128), and a byte equal to c is a zero byte of
@@ -433,8 +433,6 @@ pub fn body_parts(batch: &Batch) -> Vec<(Range<usize>, Vec<u8>)> {
     prefix.extend_from_slice(br#","MetricData":["#);
     const SUFFIX: &[u8] = b"]}";
 
-    // Every datum encoded once, one after the other, as the body of one
-    // request would hold them; the split works on their ranges.
     // Every series' prefix in one buffer (one allocation, not one each).
     let capacity: usize = batch
         .series
@@ -457,6 +455,8 @@ pub fn body_parts(batch: &Batch) -> Vec<(Range<usize>, Vec<u8>)> {
             start..prefix_text.len()
         })
         .collect();
+    // Every datum encoded once, one after the other, as the body of one
+    // request would hold them; the split works on their ranges.
     let mut all = Vec::with_capacity(prefix.len() + batch.points.len() * 160 + SUFFIX.len());
     all.extend_from_slice(&prefix);
     let mut ranges = Vec::with_capacity(batch.points.len());
