@@ -92,53 +92,26 @@ pub fn unstorable(batch: &Batch) -> Vec<SinkRefusal> {
 
 /// Escapes a measurement: commas and spaces.
 fn measurement(out: &mut String, s: &str) {
-    const SPECIAL: Special = special(b", ");
-    if memchr::memchr2(b',', b' ', s.as_bytes()).is_none() {
-        out.push_str(s);
-    } else {
-        escape(out, s, &SPECIAL);
-    }
+    escape(out, s, memchr::memchr2_iter(b',', b' ', s.as_bytes()));
 }
 
 /// Escapes a tag key, tag value or field key: commas, `=` and spaces.
 fn tag(out: &mut String, s: &str) {
-    const SPECIAL: Special = special(b",= ");
-    if memchr::memchr3(b',', b'=', b' ', s.as_bytes()).is_none() {
-        out.push_str(s);
-    } else {
-        escape(out, s, &SPECIAL);
-    }
+    escape(out, s, memchr::memchr3_iter(b',', b'=', b' ', s.as_bytes()));
 }
 
-/// A set of bytes, as a table indexed by byte: one load per byte tested
-/// (a 128-bit mask costs a two-word shift per byte in wasm).
-type Special = [bool; 256];
-
-const fn special(bytes: &[u8]) -> Special {
-    let mut table = [false; 256];
-    let mut i = 0;
-    while i < bytes.len() {
-        table[bytes[i] as usize] = true;
-        i += 1;
-    }
-    table
-}
-
-/// Puts a backslash before each special character (from [`special`]; all
-/// ASCII). Validation has refused backslashes that would escape one
+/// Copies `s`, a backslash before each of the `special` positions (found
+/// by `memchr`, a word at a time; the characters are ASCII, so each is a
+/// whole character and the slices between fall on character boundaries).
+/// Validation has refused backslashes that would escape one
 /// (`edgepush::validate`), so every other backslash stands for itself.
-/// Names and values seldom hold one: the callers copy those whole once
-/// `memchr` (a word at a time) has found none.
-fn escape(out: &mut String, s: &str, special: &Special) {
-    // The special characters are ASCII, so every byte found is a whole
-    // character and the slices between them fall on character boundaries.
+/// Names and values seldom hold one: they are then copied whole.
+fn escape(out: &mut String, s: &str, special: impl Iterator<Item = usize>) {
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        if special[usize::from(b)] {
-            out.push_str(&s[start..i]);
-            out.push('\\');
-            start = i;
-        }
+    for i in special {
+        out.push_str(&s[start..i]);
+        out.push('\\');
+        start = i;
     }
     out.push_str(&s[start..]);
 }
@@ -240,12 +213,7 @@ pub fn encode_for(batch: &Batch, out: &mut String, strings: bool) {
 
 /// Writes a string field value's characters: `"` and `\` escaped.
 fn string_value(out: &mut String, s: &str) {
-    const SPECIAL: Special = special(b"\"\\");
-    if memchr::memchr2(b'"', b'\\', s.as_bytes()).is_none() {
-        out.push_str(s);
-    } else {
-        escape(out, s, &SPECIAL);
-    }
+    escape(out, s, memchr::memchr2_iter(b'"', b'\\', s.as_bytes()));
 }
 
 fn stats_fields(out: &mut String, value: &Value) {
