@@ -288,24 +288,22 @@ fn otlp(series: &[Series], distribution: bool) -> usize {
             .map(|(n, v)| KeyValue::new(n.clone(), v.clone()))
             .collect()
     };
-    if distribution {
-        let mut instruments = HashMap::new();
-        for s in series {
-            let h = instruments
-                .entry(s.name.clone())
-                .or_insert_with(|| meter.f64_histogram(s.name.clone()).with_unit("ms").build());
-            let a = attributes(s);
-            s.values.iter().for_each(|v| h.record(*v, &a));
-        }
-    } else {
-        let mut instruments = HashMap::new();
-        for s in series {
-            let c = instruments
-                .entry(s.name.clone())
-                .or_insert_with(|| meter.f64_counter(s.name.clone()).with_unit("1").build());
-            let a = attributes(s);
-            s.values.iter().for_each(|v| c.add(*v, &a));
-        }
+    // One instrument per name: a histogram for distributions, a counter
+    // for counters.
+    type Record = Box<dyn Fn(f64, &[KeyValue])>;
+    let mut instruments: HashMap<String, Record> = HashMap::new();
+    for s in series {
+        let record = instruments.entry(s.name.clone()).or_insert_with(|| {
+            if distribution {
+                let h = meter.f64_histogram(s.name.clone()).with_unit("ms").build();
+                Box::new(move |v, a| h.record(v, a))
+            } else {
+                let c = meter.f64_counter(s.name.clone()).with_unit("1").build();
+                Box::new(move |v, a| c.add(v, a))
+            }
+        });
+        let a = attributes(s);
+        s.values.iter().for_each(|v| record(*v, &a));
     }
     provider.shutdown().expect("export and shut down");
     drop(server);
