@@ -5,7 +5,7 @@ use alloc::vec::Vec;
 
 use crate::config::Config;
 use crate::error::Result;
-use crate::wire;
+use edgepush_protocol::wire;
 
 /// One batch: its id and its body (wire v2, or v1 if configured), compressed with gzip when the
 /// `std` feature is on.

@@ -237,7 +237,7 @@ pub(crate) fn quantize(v: f64) -> f64 {
 
 /// How many distinct values a distribution keeps exactly per interval (one
 /// CloudWatch datum's worth).
-pub(crate) const EXACT_VALUES: usize = crate::limits::MAX_VALUES_PER_DATUM;
+pub(crate) const EXACT_VALUES: usize = edgepush_protocol::limits::MAX_VALUES_PER_DATUM;
 
 /// A distribution's values and counts: a fixed open-addressing table,
 /// allocated once at registration.

@@ -4,9 +4,9 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
 use crate::error::{Error, Field, Result};
-use crate::limits::MAX_DIMENSIONS;
-use crate::unit::{Resolution, Unit};
-use crate::validate;
+use edgepush_protocol::limits::MAX_DIMENSIONS;
+use edgepush_protocol::validate;
+use edgepush_protocol::{Resolution, Unit};
 
 /// Emitter settings. [`Config::new`] validates the namespace; the other
 /// setters validate what they are given.
@@ -23,7 +23,7 @@ pub struct Config {
     pub(crate) instance_id: u64,
     #[cfg(feature = "std")]
     pub(crate) gzip_level: u32,
-    pub(crate) wire: crate::wire::Format,
+    pub(crate) wire: edgepush_protocol::wire::Format,
 }
 
 impl Config {
@@ -35,7 +35,7 @@ impl Config {
         Ok(Config {
             namespace,
             dimensions: Vec::new(),
-            max_datums_per_batch: crate::limits::MAX_DATUMS_PER_REQUEST,
+            max_datums_per_batch: edgepush_protocol::limits::MAX_DATUMS_PER_REQUEST,
             max_batch_bytes: 1 << 20,
             max_series: 10_000,
             distribution_slots: 512,
@@ -44,7 +44,7 @@ impl Config {
             instance_id: default_instance_id(),
             #[cfg(feature = "std")]
             gzip_level: 5,
-            wire: crate::wire::Format::V2,
+            wire: edgepush_protocol::wire::Format::V2,
         })
     }
 
@@ -68,7 +68,8 @@ impl Config {
     /// 1000, CloudWatch's limit per request). A distribution point counts one
     /// datum per 150 values.
     pub fn max_points_per_batch(mut self, datums: usize) -> Self {
-        self.max_datums_per_batch = datums.clamp(1, crate::limits::MAX_DATUMS_PER_REQUEST);
+        self.max_datums_per_batch =
+            datums.clamp(1, edgepush_protocol::limits::MAX_DATUMS_PER_REQUEST);
         self
     }
 
@@ -130,10 +131,10 @@ impl Config {
         self
     }
 
-    /// The wire format batches are encoded in: [`crate::wire::Format::V2`]
-    /// (binary, the default) or [`crate::wire::Format::V1`] (JSON, for
+    /// The wire format batches are encoded in: [`edgepush_protocol::wire::Format::V2`]
+    /// (binary, the default) or [`edgepush_protocol::wire::Format::V1`] (JSON, for
     /// receivers older than v2).
-    pub fn wire_format(mut self, format: crate::wire::Format) -> Self {
+    pub fn wire_format(mut self, format: edgepush_protocol::wire::Format) -> Self {
         self.wire = format;
         self
     }

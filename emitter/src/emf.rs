@@ -26,7 +26,7 @@ use alloc::vec::Vec;
 
 use serde_json::{Map, Value, json};
 
-use crate::wire::{Batch, Kind, Point, Series};
+use edgepush_protocol::wire::{Batch, Kind, Point, Series};
 
 /// Metrics per document (the EMF limit).
 pub const MAX_METRICS: usize = 100;
@@ -236,9 +236,9 @@ fn statistic_values([count, sum, min, max]: [f64; 4]) -> (Vec<f64>, Option<(f64,
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::Dimensions;
     use alloc::borrow::Cow;
     use alloc::vec;
+    use edgepush_protocol::wire::Dimensions;
 
     fn series(n: &'static str, k: Kind, d: &[(&'static str, &'static str)]) -> Series<'static> {
         Series {

@@ -14,12 +14,12 @@ use crate::cell::{Double, Drained, GaugeBuffer, Stats, Sum, Table};
 use crate::config::{Config, Metric, check_dimension};
 use crate::encode::{self, Taken};
 use crate::error::{Error, Field, Result, not_json};
-use crate::limits::MAX_DIMENSIONS;
 #[cfg(feature = "std")]
 use crate::staging::{self, Buffer};
-use crate::unit::{Resolution, Unit};
-use crate::validate;
-use crate::wire::{self, Kind};
+use edgepush_protocol::limits::MAX_DIMENSIONS;
+use edgepush_protocol::validate;
+use edgepush_protocol::wire::{self, Kind};
+use edgepush_protocol::{Resolution, Unit};
 
 /// Name of the counter that records into series refused by the cardinality
 /// guard ([`Config::max_series`]).
@@ -482,9 +482,7 @@ impl Statistics {
 }
 
 fn valid_set(count: f64, sum: f64, min: f64, max: f64) -> bool {
-    validate::count(count).is_ok()
-        && [sum, min, max].iter().all(|v| validate::value(*v).is_ok())
-        && min <= max
+    validate::statistic_set([count, sum, min, max]).is_ok()
 }
 
 /// Aggregates metrics in memory and turns them into wire batches on flush.

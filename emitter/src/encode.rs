@@ -15,8 +15,8 @@ use crate::batch::Batch;
 use crate::config::Config;
 use crate::emitter::Cell;
 use crate::error::{Result, not_json};
-use crate::limits::MAX_VALUES_PER_DATUM;
-use crate::wire::{self, Format, Kind, v2};
+use edgepush_protocol::limits::MAX_VALUES_PER_DATUM;
+use edgepush_protocol::wire::{self, Format, Kind, v2};
 
 /// What one series (or one series at one explicit time) held at a flush.
 #[derive(Clone, Debug, PartialEq)]
@@ -222,7 +222,7 @@ fn list(out: &mut Vec<u8>, key: &str, vs: &[f64]) {
 }
 
 fn number(out: &mut Vec<u8>, v: f64) {
-    wire::format_number(v, |text| out.extend_from_slice(text.as_bytes()));
+    edgepush_protocol::format_number(v, |text| out.extend_from_slice(text.as_bytes()));
 }
 
 /// The batch being filled.
@@ -293,7 +293,7 @@ impl Frame {
                     head.extend_from_slice(format!(",\"dims\":{json}").as_bytes());
                 }
                 // `{"v":1,"id":""` HEAD `,"series":[],"points":[]}`
-                format!("{{\"v\":{},\"id\":\"\"", wire::VERSION).len()
+                format!("{{\"v\":{},\"id\":\"\"", wire::v1::VERSION).len()
                     + head.len()
                     + ",\"series\":[],\"points\":[]}".len()
                     + MAX_ID_LEN
@@ -415,7 +415,9 @@ fn close(config: &Config, sequence: &AtomicU64, frame: &Frame, open: Open) -> Re
     let mut body = Vec::with_capacity(frame.size + open.series.len() + open.points.len());
     match frame.format {
         Format::V1 => {
-            body.extend_from_slice(format!("{{\"v\":{},\"id\":\"{id}\"", wire::VERSION).as_bytes());
+            body.extend_from_slice(
+                format!("{{\"v\":{},\"id\":\"{id}\"", wire::v1::VERSION).as_bytes(),
+            );
             body.extend_from_slice(&frame.head);
             body.extend_from_slice(b",\"series\":[");
             body.extend_from_slice(&open.series);

@@ -3,7 +3,7 @@
 use alloc::string::String;
 use core::fmt;
 
-pub use crate::validate::Invalid;
+pub use edgepush_protocol::validate::Invalid;
 
 /// What was being checked when a rule was broken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -100,7 +100,7 @@ impl fmt::Display for Error {
                 f,
                 "metric {} would have {count} dimensions, more than the {} allowed",
                 Quoted(name),
-                crate::limits::MAX_DIMENSIONS
+                edgepush_protocol::limits::MAX_DIMENSIONS
             ),
             Error::DuplicateDimension { name } => {
                 write!(f, "dimension {} is given twice", Quoted(name))

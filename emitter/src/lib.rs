@@ -86,18 +86,12 @@ mod encode;
 mod error;
 #[cfg(feature = "lambda")]
 pub mod lambda;
-pub mod limits;
 #[cfg(feature = "metrics")]
 mod metrics_recorder;
-#[cfg(feature = "sign")]
-pub mod sign;
 #[cfg(feature = "std")]
 mod staging;
 #[cfg(feature = "std")]
 mod transport;
-mod unit;
-pub mod validate;
-pub mod wire;
 
 pub use batch::Batch;
 pub use config::{Config, Metric};
@@ -111,7 +105,11 @@ pub use metrics_recorder::{MetricsRecorder, cloudwatch_unit};
 pub use transport::HttpTransport;
 #[cfg(feature = "std")]
 pub use transport::{Ack, PushError, PushReport, SendError, Transport, send_all};
-pub use unit::{Resolution, Unit, UnknownUnit};
+// What the emitter and the receiver agree on lives in `edgepush-protocol`;
+// the parts a user of the emitter meets are re-exported here.
+#[cfg(feature = "sign")]
+pub use edgepush_protocol::sign;
+pub use edgepush_protocol::{Resolution, Unit, UnknownUnit, limits, validate, wire};
 
 /// Milliseconds since the Unix epoch by the system clock.
 #[cfg(feature = "std")]

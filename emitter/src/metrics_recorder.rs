@@ -222,7 +222,7 @@ impl metrics::HistogramFn for crate::Distribution {
 mod tests {
     use super::*;
     use crate::Config;
-    use crate::wire;
+    use edgepush_protocol::wire;
 
     #[test]
     fn facade_calls_become_edgepush_series() {

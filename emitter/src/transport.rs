@@ -8,6 +8,8 @@ use std::{thread, time::Duration};
 
 use crate::batch::Batch;
 use crate::emitter::Emitter;
+#[cfg(feature = "http")]
+use edgepush_protocol::answer::Answer;
 
 /// What the receiver said about a batch it took.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -222,10 +224,14 @@ impl HttpTransport {
     /// `https://metrics.example.com`), posting to `/v1/metrics` with a 5 s
     /// timeout and 2 retries.
     pub fn new(base_url: &str) -> Self {
-        let url = if base_url.ends_with(crate::wire::PATH) {
+        let url = if base_url.ends_with(edgepush_protocol::wire::PATH) {
             base_url.to_string()
         } else {
-            format!("{}{}", base_url.trim_end_matches('/'), crate::wire::PATH)
+            format!(
+                "{}{}",
+                base_url.trim_end_matches('/'),
+                edgepush_protocol::wire::PATH
+            )
         };
         HttpTransport {
             agent: agent(Duration::from_secs(5)),
@@ -246,7 +252,7 @@ impl HttpTransport {
     }
 
     /// Signs every attempt with `key` (an `Edgepush-Signature` header, see
-    /// [`crate::sign`]) instead of sending the key: the receiver checks the
+    /// [`edgepush_protocol::sign`]) instead of sending the key: the receiver checks the
     /// signature and refuses it when it is old or seen before. Replaces
     /// [`HttpTransport::api_key`].
     #[cfg(feature = "sign")]
@@ -324,7 +330,7 @@ impl HttpTransport {
             .agent
             .post(&self.url)
             .header("content-type", batch.content_type())
-            .header(crate::wire::BATCH_ID_HEADER, batch.id());
+            .header(edgepush_protocol::wire::BATCH_ID_HEADER, batch.id());
         if let Some(timeout) = timeout {
             request = request.config().timeout_global(Some(timeout)).build();
         }
@@ -345,8 +351,8 @@ impl HttpTransport {
             // Each RandomState has fresh keys, seeded from the OS.
             let nonce = std::collections::hash_map::RandomState::new().hash_one(now.as_nanos());
             let nonce = format!("{nonce:016x}");
-            let header = crate::sign::header(key, now.as_secs(), &nonce, batch.body());
-            request = request.header(crate::sign::HEADER, header);
+            let header = edgepush_protocol::sign::header(key, now.as_secs(), &nonce, batch.body());
+            request = request.header(edgepush_protocol::sign::HEADER, header);
         }
         let mut response = request
             .send(batch.body())
@@ -379,18 +385,15 @@ fn agent(timeout: Duration) -> ureq::Agent {
 }
 
 #[cfg(feature = "http")]
-/// Reads `accepted` and the number of `rejected` entries from a receiver's
-/// 2xx answer; an answer without them counts as nothing refused.
+/// Reads `accepted` and how many points were refused from a receiver's 2xx
+/// answer ([`edgepush_protocol::answer::Answer`]); an answer without them
+/// counts as nothing refused.
 fn parse_ack(body: &str) -> Ack {
-    let value: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+    let answer: Answer<'_> = serde_json::from_str(body).unwrap_or_default();
     Ack {
         retries: 0,
-        accepted: value["accepted"].as_u64().unwrap_or(0),
-        // `rejected_count` counts every refused point; `rejected` lists the first ones.
-        rejected: value["rejected_count"]
-            .as_u64()
-            .or_else(|| value["rejected"].as_array().map(|r| r.len() as u64))
-            .unwrap_or(0),
+        accepted: answer.accepted as u64,
+        rejected: answer.refused() as u64,
     }
 }
 

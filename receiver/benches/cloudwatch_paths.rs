@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime};
 
 use aws_smithy_http_client::test_util::infallible_client_fn;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use edgepush::wire::Kind;
-use edgepush::{Resolution, Unit};
+use edgepush_protocol::wire::Kind;
+use edgepush_protocol::{Resolution, Unit};
 use edgepush_receiver::model::{Batch, Point, Series, StatisticSet, Value};
 use edgepush_receiver::native::Reqwest;
 use edgepush_receiver::native::cloudwatch::AwsCloudWatch;

@@ -31,9 +31,9 @@ use worker::{
 use crate::decode::Format;
 use crate::env_config;
 use crate::error::Error;
-use crate::ingest::{self, Answer};
+use crate::ingest;
 use crate::queue_message::{self, SinkTag};
-use crate::sink::{Client, Reply, Retry, SinkAnswer, deliver, parse_retry_after, skipped};
+use crate::sink::{Client, Encoder, Reply, Retry, SinkAnswer, deliver, parse_retry_after, skipped};
 use crate::tenant::{self, RateLimiter};
 
 /// `fetch` as the sinks' [`Client`], JS timers between retries.
@@ -147,7 +147,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
                 format!(
                     "no such path; push to POST {} (edgepush or OTLP), POST /write or \
                      /api/v2/write (line protocol), or PUT/POST /metrics/job/<job> (Prometheus text)",
-                    edgepush::wire::PATH
+                    edgepush_protocol::wire::PATH
                 ),
             ));
         }
@@ -177,7 +177,7 @@ async fn push(mut req: Request, env: &Env, format: Format) -> worker::Result<Res
         header("content-type"),
         header("content-encoding"),
         header("authorization"),
-        header(edgepush::sign::HEADER),
+        header(edgepush_protocol::sign::HEADER),
         header(ingest::NAMESPACE_HEADER),
     );
     let headers = ingest::Headers {
@@ -208,7 +208,7 @@ async fn push(mut req: Request, env: &Env, format: Format) -> worker::Result<Res
         Ok(d) => d,
         Err(e) => return refuse(&e),
     };
-    let mut answer = Answer::new(&decoded);
+    let mut answer = ingest::answer_for(&decoded);
     let dedupe_seconds = setting(env, "EDGEPUSH_DEDUPE_SECONDS")
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(900);
@@ -224,10 +224,7 @@ async fn push(mut req: Request, env: &Env, format: Format) -> worker::Result<Res
     if let Ok(queue) = env.queue(QUEUE_BINDING) {
         if !answer.all_refused() && !decoded.batch.points.is_empty() {
             for sink in sinks {
-                let Some(tag) = SinkTag::of(sink) else {
-                    continue;
-                };
-                for message in queue_message::encode(&decoded.batch, tag) {
+                for message in queue_message::encode(&decoded.batch, sink.tag()) {
                     let raw =
                         RawMessageBuilder::new(js_sys::Uint8Array::from(message.as_slice()).into())
                             .build_with_content_type(QueueContentType::V8);
@@ -266,7 +263,7 @@ async fn push(mut req: Request, env: &Env, format: Format) -> worker::Result<Res
             match skipped(delivered, done) {
                 Ok(refusals) => {
                     remember(&sink_seen, usize::MAX, dedupe_seconds).await;
-                    answer.sink_refused(&decoded, refusals);
+                    ingest::sink_refused(&mut answer, &decoded, refusals);
                 }
                 Err(f) => {
                     if f.retryable && f.done > 0 {
@@ -376,7 +373,7 @@ async fn dead_letters(req: &Request, env: &Env) -> worker::Result<Response> {
     };
     let (ingest, _) = &*config;
     let authorization = req.headers().get("authorization")?;
-    let signature = req.headers().get(edgepush::sign::HEADER)?;
+    let signature = req.headers().get(edgepush_protocol::sign::HEADER)?;
     let headers = ingest::Headers {
         authorization: authorization.as_deref(),
         signature: signature.as_deref(),
@@ -435,7 +432,7 @@ async fn consume(
         let now_ms = Date::now().as_millis() as i64;
         let outcome = match queue_message::decode(&bytes, now_ms, &ingest.limits) {
             Err(e) => Err(e.to_string()),
-            Ok((tag, points)) => match sinks.iter().find(|s| tag.names(s)) {
+            Ok((tag, points)) => match sinks.iter().find(|s| s.tag() == tag) {
                 None => Err(format!("no {tag:?} sink is configured")),
                 Some(sink) => {
                     let quick = Retry {

@@ -2,15 +2,12 @@
 //! authentication, content negotiation, decoding and validation, and the
 //! JSON answer.
 
-use crate::decode::{self, Decoded, Format, Formats, Rejection, line_protocol, otlp, wire_v1};
+use crate::decode::{self, Decoded, Format, Formats, line_protocol, otlp, wire_v1};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::sink::{SinkFailure, SinkRefusal};
 use crate::tenant::{Caller, RateLimiter, Tenants};
 use serde::Serialize;
-
-/// How many refused points an answer lists; `rejected_count` has them all.
-pub const MAX_LISTED_REJECTIONS: usize = 100;
 
 /// The request headers ingest looks at.
 #[derive(Clone, Copy, Debug, Default)]
@@ -21,7 +18,7 @@ pub struct Headers<'a> {
     pub content_encoding: Option<&'a str>,
     /// `Authorization`.
     pub authorization: Option<&'a str>,
-    /// `Edgepush-Signature` (see [`edgepush::sign`]).
+    /// `Edgepush-Signature` (see [`edgepush_protocol::sign`]).
     pub signature: Option<&'a str>,
     /// `Edgepush-Namespace`: the namespace of a push in a format that names
     /// none (OTLP, Prometheus text) or another than its database.
@@ -96,7 +93,9 @@ impl Ingest {
         let formats = &self.formats;
         let named = headers.namespace.map(str::trim).filter(|n| !n.is_empty());
         let decoded = match format {
-            Format::Wire(edgepush::wire::Format::V1) => wire_v1::decode(&content, now_ms, limits)?,
+            Format::Wire(edgepush_protocol::wire::Format::V1) => {
+                wire_v1::decode(&content, now_ms, limits)?
+            }
             Format::Wire(_) => wire_v1::decode_v2(&content, now_ms, limits)?,
             #[cfg(feature = "ingest-otlp")]
             Format::Otlp(encoding) => otlp::decode(
@@ -161,8 +160,13 @@ impl Ingest {
     /// [`Ingest::authenticate`] then [`Ingest::decode_for`], without replay
     /// or rate checks.
     pub fn decode(&self, headers: Headers<'_>, body: &[u8], now_ms: i64) -> Result<Decoded> {
-        let format = Format::route("POST", edgepush::wire::PATH, None, headers.content_type)?
-            .unwrap_or(Format::Wire(edgepush::wire::Format::V1));
+        let format = Format::route(
+            "POST",
+            edgepush_protocol::wire::PATH,
+            None,
+            headers.content_type,
+        )?
+        .unwrap_or(Format::Wire(edgepush_protocol::wire::Format::V1));
         let caller = self.authenticate(headers, body, now_ms)?;
         self.decode_for(&caller, &format, headers, body, now_ms)
     }
@@ -198,91 +202,57 @@ pub fn body_too_large(max: usize) -> Error {
     .field("body")
 }
 
-/// The answer to a decoded push, before or without forwarding.
-#[derive(Clone, Debug, Serialize)]
-pub struct Answer<'a> {
-    /// The batch id.
-    pub batch: &'a str,
-    /// Points accepted (and forwarded, in a 202).
-    pub accepted: usize,
-    /// Points refused.
-    pub rejected_count: usize,
-    /// The first refused points with their reasons.
-    pub rejected: &'a [Rejection],
-    /// Set when some points were refused and the rest accepted.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub partial: bool,
-    /// Set when the batch was delivered before (same namespace and id) and
-    /// was not forwarded again.
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    pub duplicate: bool,
-    /// Sinks that could not take the batch now: it is on the receiver's
-    /// disk and will be delivered to them when they recover.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub spooled: Vec<&'static str>,
-    /// Points a sink refused for good while it took the rest: not sent
-    /// again (a retry would be refused too), named by request index.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub sink_rejected: Vec<SinkRefusal>,
+/// The answer to a decoded push (the type the emitter reads back).
+pub use edgepush_protocol::answer::{Answer, MAX_LISTED_REJECTIONS};
+
+/// The answer for `decoded`, before or without forwarding.
+pub fn answer_for(decoded: &Decoded) -> Answer<'_> {
+    let rejected = &decoded.rejected;
+    Answer {
+        batch: decoded.batch.id.as_str().into(),
+        accepted: decoded.batch.points.len(),
+        rejected_count: rejected.len(),
+        rejected: std::borrow::Cow::Borrowed(
+            &rejected[..rejected.len().min(MAX_LISTED_REJECTIONS)],
+        ),
+        partial: !rejected.is_empty() && !decoded.batch.points.is_empty(),
+        duplicate: false,
+        spooled: Vec::new(),
+        sink_rejected: Vec::new(),
+    }
 }
 
-impl<'a> Answer<'a> {
-    /// The answer for `decoded`.
-    pub fn new(decoded: &'a Decoded) -> Self {
-        let rejected = &decoded.rejected;
-        Answer {
-            batch: &decoded.batch.id,
-            accepted: decoded.batch.points.len(),
-            rejected_count: rejected.len(),
-            rejected: &rejected[..rejected.len().min(MAX_LISTED_REJECTIONS)],
-            partial: !rejected.is_empty() && !decoded.batch.points.is_empty(),
-            duplicate: false,
-            spooled: Vec::new(),
-            sink_rejected: Vec::new(),
+/// Adds to `answer` what sinks refused (point indices into `decoded`'s
+/// batch, reported as request indices); the answer becomes partial.
+pub fn sink_refused(answer: &mut Answer<'_>, decoded: &Decoded, refusals: Vec<SinkRefusal>) {
+    for mut refusal in refusals {
+        for p in &mut refusal.points {
+            *p = decoded.indices.get(*p).copied().unwrap_or(*p);
         }
+        answer.partial = true;
+        answer.sink_rejected.push(refusal);
     }
+}
 
-    /// Adds what sinks refused (point indices into `decoded`'s batch,
-    /// reported as request indices); the answer becomes partial.
-    pub fn sink_refused(&mut self, decoded: &Decoded, refusals: Vec<SinkRefusal>) {
-        for mut refusal in refusals {
-            for p in &mut refusal.points {
-                *p = decoded.indices.get(*p).copied().unwrap_or(*p);
-            }
-            self.partial = true;
-            self.sink_rejected.push(refusal);
+/// The status and JSON body of `answer` once forwarding succeeded: `202`,
+/// or `400` with `invalid_points` when every point was refused.
+pub fn to_response(answer: &Answer<'_>) -> (u16, String) {
+    if answer.all_refused() {
+        #[derive(Serialize)]
+        struct Refused<'a> {
+            error: &'static str,
+            message: String,
+            #[serde(flatten)]
+            answer: &'a Answer<'a>,
         }
-    }
-
-    /// How many accepted points sinks refused for good.
-    pub fn refused_by_sinks(&self) -> usize {
-        self.sink_rejected.iter().map(|r| r.points.len()).sum()
-    }
-
-    /// Every point was refused: nothing is forwarded and the client gets a 400.
-    pub fn all_refused(&self) -> bool {
-        self.accepted == 0 && self.rejected_count > 0
-    }
-
-    /// The status and JSON body to answer with once forwarding succeeded.
-    pub fn to_response(&self) -> (u16, String) {
-        if self.all_refused() {
-            #[derive(Serialize)]
-            struct Refused<'a> {
-                error: &'static str,
-                message: String,
-                #[serde(flatten)]
-                answer: &'a Answer<'a>,
-            }
-            let body = Refused {
-                error: "invalid_points",
-                message: format!("all {} points were refused", self.rejected_count),
-                answer: self,
-            };
-            (400, serde_json::to_string(&body).unwrap_or_default())
-        } else {
-            (202, serde_json::to_string(self).unwrap_or_default())
-        }
+        let body = Refused {
+            error: "invalid_points",
+            message: format!("all {} points were refused", answer.rejected_count),
+            answer,
+        };
+        (400, serde_json::to_string(&body).unwrap_or_default())
+    } else {
+        (202, serde_json::to_string(answer).unwrap_or_default())
     }
 }
 
@@ -340,7 +310,7 @@ fn refusal_lines(answer: &Answer<'_>, locate: impl Fn(usize) -> String) -> Vec<S
 }
 
 /// The answer to a handled push, in its format's terms:
-/// - wire v1: [`Answer::to_response`];
+/// - wire v1: [`to_response`];
 /// - line protocol: `204` when every point was taken, else `400` with
 ///   InfluxDB's `{"code","message"}` (v2) and `{"error"}` (v1) and the
 ///   refused lines (`line`, counted from 1, as InfluxDB 3 names them);
@@ -354,7 +324,7 @@ pub fn reply(format: &Format, answer: &Answer<'_>) -> Reply {
     let written = answer.accepted.saturating_sub(by_sinks);
     match format {
         Format::Wire(_) => {
-            let (status, body) = answer.to_response();
+            let (status, body) = to_response(answer);
             Reply::new(status, "application/json", body)
         }
         Format::LineProtocol(_) => {
@@ -515,9 +485,9 @@ mod tests {
     #[test]
     fn each_format_answers_a_partial_push_in_its_terms() {
         let d = partial();
-        let answer = Answer::new(&d);
+        let answer = answer_for(&d);
         assert_eq!(
-            reply(&Format::Wire(edgepush::wire::Format::V1), &answer).status,
+            reply(&Format::Wire(edgepush_protocol::wire::Format::V1), &answer).status,
             202
         );
 
@@ -551,11 +521,12 @@ mod tests {
     #[test]
     fn sink_refusals_count_as_refused_and_not_written() {
         let d = partial();
-        let mut answer = Answer::new(&d);
-        answer.sink_refused(
+        let mut answer = answer_for(&d);
+        sink_refused(
+            &mut answer,
             &d,
             vec![SinkRefusal {
-                sink: "cloudwatch",
+                sink: "cloudwatch".into(),
                 points: vec![1],
                 message: "refused".into(),
             }],
@@ -581,7 +552,7 @@ mod tests {
             rejected: Vec::new(),
             indices: vec![0, 2],
         };
-        let answer = Answer::new(&ok);
+        let answer = answer_for(&ok);
         assert_eq!(reply(&lp(), &answer), Reply::empty(204));
         assert_eq!(reply(&prom(), &answer), Reply::empty(200));
         let r = reply(&otlp(otlp::Encoding::Json), &answer);
@@ -590,7 +561,7 @@ mod tests {
         let mut none = partial();
         none.batch.points.clear();
         none.indices.clear();
-        let r = reply(&otlp(otlp::Encoding::Protobuf), &Answer::new(&none));
+        let r = reply(&otlp(otlp::Encoding::Protobuf), &answer_for(&none));
         assert_eq!(r.status, 400);
         let status = proto::Status::decode(&r.body[..]).expect("status");
         assert_eq!(status.code, 3);
@@ -606,7 +577,7 @@ mod tests {
             .field("tenants.t.points_per_second")
             .retry_after(7);
         for format in [
-            Format::Wire(edgepush::wire::Format::V1),
+            Format::Wire(edgepush_protocol::wire::Format::V1),
             lp(),
             prom(),
             otlp(otlp::Encoding::Json),

@@ -1,6 +1,6 @@
 //! Configurable bounds on what one request may carry.
 
-use edgepush::limits::{MAX_DIMENSION_VALUE_LEN, MAX_DIMENSIONS};
+use edgepush_protocol::limits::{MAX_DIMENSION_VALUE_LEN, MAX_DIMENSIONS};
 use serde::Deserialize;
 
 /// Bounds on one request. Every one is checked before the work it bounds.

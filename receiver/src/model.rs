@@ -5,8 +5,8 @@
 
 use std::borrow::Cow;
 
-use edgepush::wire::Kind;
-use edgepush::{Resolution, Unit};
+use edgepush_protocol::wire::Kind;
+use edgepush_protocol::{Resolution, Unit};
 
 /// A validated batch: every series and point in it obeys CloudWatch's and
 /// line protocol's rules.

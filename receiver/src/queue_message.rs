@@ -9,44 +9,18 @@
 
 use std::borrow::Cow;
 
-use edgepush::wire;
+use edgepush_protocol::wire;
 
 use crate::decode::wire_v1;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::model::{Batch, Value};
-use crate::sink::Sink;
 
 /// Cloudflare Queues: at most 128 KB per message; this leaves room for the
 /// queue's own framing.
 pub const MAX_MESSAGE_BYTES: usize = 120 * 1024;
 
-/// Which sink a message is for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SinkTag {
-    /// The CloudWatch sink.
-    CloudWatch = 1,
-    /// The line-protocol sink.
-    LineProtocol = 2,
-}
-
-impl SinkTag {
-    /// The tag of `sink`; `None` for standard output, which is not queued.
-    pub fn of(sink: &Sink) -> Option<Self> {
-        match sink {
-            Sink::CloudWatch(..) => Some(SinkTag::CloudWatch),
-            #[cfg(feature = "native")]
-            Sink::Aws(_) => Some(SinkTag::CloudWatch),
-            Sink::LineProtocol(_) => Some(SinkTag::LineProtocol),
-            Sink::Stdout => None,
-        }
-    }
-
-    /// Whether `sink` is the one this tag names.
-    pub fn names(self, sink: &Sink) -> bool {
-        SinkTag::of(sink) == Some(self)
-    }
-}
+pub use crate::sink::SinkTag;
 
 /// The messages that carry `batch` to the sink tagged `tag`.
 pub fn encode(batch: &Batch, tag: SinkTag) -> Vec<Vec<u8>> {
@@ -121,7 +95,7 @@ fn to_wire_json(batch: &Batch, range: std::ops::Range<usize>) -> Vec<u8> {
         wire_points.push(point);
     }
     let batch = wire::Batch {
-        v: wire::VERSION,
+        v: wire::v1::VERSION,
         id: Cow::Borrowed(&batch.id),
         ns: Cow::Borrowed(&batch.namespace),
         t: base,
@@ -193,8 +167,8 @@ pub fn decode(message: &[u8], now_ms: i64, limits: &Limits) -> Result<(SinkTag, 
 mod tests {
     use super::*;
     use crate::model::{Point, Series, StatisticSet};
-    use edgepush::wire::Kind;
-    use edgepush::{Resolution, Unit};
+    use edgepush_protocol::wire::Kind;
+    use edgepush_protocol::{Resolution, Unit};
 
     const NOW: i64 = 1_764_000_000_000;
 

@@ -4,7 +4,7 @@
 //! (exact names, or `Prefix/*`), optional request and point rates, and
 //! optionally its own [`Limits`]. A request proves its tenant with
 //! `Authorization: Bearer <key>` or with an `Edgepush-Signature` (see
-//! [`edgepush::sign`]): an HMAC-SHA256 of the time and the body, refused
+//! [`edgepush_protocol::sign`]): an HMAC-SHA256 of the time and the body, refused
 //! when it is more than the window away from the receiver's clock or was
 //! seen before ([`Replays`]). Keys are compared in constant time.
 //!
@@ -14,7 +14,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 
-use edgepush::sign;
+use edgepush_protocol::sign;
 use serde::Deserialize;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use edgepush_receiver::ingest::{Headers, Ingest};
 use edgepush_receiver::limits::Limits;
+use edgepush_receiver::sink::Encoder as _;
 use edgepush_tests::{Receiver, StubSinks, Workerd, edge_batch, edge_format, http_get, post};
 
 fn median(mut v: Vec<Duration>) -> Duration {

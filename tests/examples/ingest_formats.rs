@@ -15,6 +15,7 @@ use edgepush::{Config, Emitter, Metric};
 use edgepush_receiver::decode::Format;
 use edgepush_receiver::decode::otlp::proto;
 use edgepush_receiver::ingest::{Headers, Ingest};
+use edgepush_receiver::sink::Encoder as _;
 use edgepush_tests::{StubSinks, Workerd, gzip, http_get, post};
 use prost::Message as _;
 use serde_json::json;
@@ -179,7 +180,7 @@ fn main() {
         Case {
             name: "wire v1 (edgepush)",
             path: "/v1/metrics".into(),
-            content_type: edgepush::wire::CONTENT_TYPE,
+            content_type: edgepush::wire::v1::CONTENT_TYPE,
             bodies: (0..rounds)
                 .map(|r| wire(r, edgepush::wire::Format::V1))
                 .collect(),

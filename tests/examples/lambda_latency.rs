@@ -16,6 +16,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edgepush_receiver::limits::Limits;
+use edgepush_receiver::sink::Sink;
 use edgepush_tests::lambda_api::{CargoLambdaWatch, LambdaApi};
 use edgepush_tests::{Receiver, repo_root};
 use serde_json::json;
@@ -43,7 +44,7 @@ fn main() {
         .expect("cargo build");
     assert!(status.success());
     let dir = tempfile::tempdir().expect("temp dir");
-    let receiver = Receiver::start(vec![], Limits::default(), vec![]);
+    let receiver = Receiver::start(Vec::<Sink>::new(), Limits::default(), vec![]);
     let url = receiver.url.clone();
     let variants: Vec<Variant<'_>> = vec![
         ("no metrics (baseline)", "baseline", vec![]),

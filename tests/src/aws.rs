@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
-use edgepush_receiver::native::config;
-use edgepush_receiver::sink::{Retry, Sink, SinkConfig, cloudwatch};
+use edgepush_receiver::native::NativeSink;
+use edgepush_receiver::native::config::{self, SinkConfig};
+use edgepush_receiver::sink::{Retry, cloudwatch};
 use serde_json::{Value, json};
 
 use crate::{Process, free_port, tool, wait_for};
@@ -68,7 +69,7 @@ pub fn sink_config(endpoint: &str, protocol: cloudwatch::Protocol) -> SinkConfig
 
 /// The receiver's native sinks for `configs`, resolved as the binary
 /// resolves them (through the SDK's chains).
-pub fn native_sinks(configs: &[SinkConfig]) -> Vec<Sink> {
+pub fn native_sinks(configs: &[SinkConfig]) -> Vec<NativeSink> {
     runtime()
         .block_on(config::sinks(configs, Retry::default()))
         .expect("sinks")

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use edgepush_receiver::dedupe::Seen;
 use edgepush_receiver::ingest::Ingest;
 use edgepush_receiver::limits::Limits;
-use edgepush_receiver::native::{App, Forwarder, serve};
+use edgepush_receiver::native::{App, Forwarder, NativeSink, serve};
 use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
 use edgepush_receiver::tenant::Tenants;
 
@@ -795,13 +795,13 @@ pub struct Receiver {
 
 impl Receiver {
     /// Starts a receiver with `sinks` and `limits`, accepting `api_keys`.
-    pub fn start(sinks: Vec<Sink>, limits: Limits, api_keys: Vec<String>) -> Self {
+    pub fn start(sinks: Vec<impl Into<NativeSink>>, limits: Limits, api_keys: Vec<String>) -> Self {
         let tenants = Tenants::with_api_keys(api_keys, Vec::new(), 300).expect("keys");
         Self::start_with(sinks, limits, tenants)
     }
 
     /// Starts a receiver with `sinks`, `limits` and `tenants`.
-    pub fn start_with(sinks: Vec<Sink>, limits: Limits, tenants: Tenants) -> Self {
+    pub fn start_with(sinks: Vec<impl Into<NativeSink>>, limits: Limits, tenants: Tenants) -> Self {
         let app = Arc::new(App::new(
             Ingest {
                 limits,

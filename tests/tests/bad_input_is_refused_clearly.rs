@@ -25,7 +25,11 @@ fn every_bad_request_gets_a_clear_4xx_and_nothing_is_forwarded() {
 
 #[test]
 fn wrong_or_missing_keys_are_401_and_other_routes_answer_json() {
-    let receiver = Receiver::start(vec![], Limits::default(), vec!["k1".into(), "k2".into()]);
+    let receiver = Receiver::start(
+        Vec::<Sink>::new(),
+        Limits::default(),
+        vec!["k1".into(), "k2".into()],
+    );
     let url = format!("{}/v1/metrics", receiver.url);
     let body = batch("auth", r#"{"n":"m","k":"c"}"#, r#"{"s":0,"x":1}"#);
     let (status, answer) = post(&url, &[("content-type", V1)], body.as_bytes());

@@ -2,7 +2,7 @@
 //! reason, and authentication never panics whatever the header and body.
 #![no_main]
 
-use edgepush::sign;
+use edgepush_protocol::sign;
 use edgepush_receiver::tenant::{TenantConfig, Tenants};
 use libfuzzer_sys::fuzz_target;
 

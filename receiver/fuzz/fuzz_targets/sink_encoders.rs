@@ -33,10 +33,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     for (points, body) in cloudwatch::body_parts(batch) {
-        assert!(body.len() <= edgepush::limits::MAX_REQUEST_BYTES);
+        assert!(body.len() <= edgepush_protocol::limits::MAX_REQUEST_BYTES);
         let json: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
         let datums = json["MetricData"].as_array().expect("MetricData");
-        assert!(datums.len() <= edgepush::limits::MAX_DATUMS_PER_REQUEST);
+        assert!(datums.len() <= edgepush_protocol::limits::MAX_DATUMS_PER_REQUEST);
         for p in points {
             covered[p] = true;
         }

@@ -3,7 +3,7 @@
 //! encodes back to a body that decodes to the same batch.
 #![no_main]
 
-use edgepush::wire::v2;
+use edgepush_protocol::wire::v2;
 use edgepush_receiver::decode::wire_v1;
 use edgepush_receiver_fuzz::{NOW, check, limits};
 use libfuzzer_sys::fuzz_target;

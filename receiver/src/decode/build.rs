@@ -7,10 +7,10 @@
 
 use std::collections::HashMap;
 
-use edgepush::limits::{MAX_FUTURE_MS, MAX_PAST_MS};
-use edgepush::validate;
-use edgepush::wire::Kind;
-use edgepush::{Resolution, Unit};
+use edgepush_protocol::limits::{MAX_FUTURE_MS, MAX_PAST_MS};
+use edgepush_protocol::validate;
+use edgepush_protocol::wire::Kind;
+use edgepush_protocol::{Resolution, Unit};
 use sha2::{Digest as _, Sha256};
 
 use super::{Decoded, Rejection};
@@ -202,14 +202,12 @@ impl<'a> Builder<'a> {
             Value::Text(text) => validate::string_field(text)
                 .map_err(|r| ("value".to_string(), format!("string value {r}"))),
             Value::Boolean(_) => Ok(()),
-            Value::Statistics(s) => {
-                count(s.count)?;
-                [s.sum, s.min, s.max].into_iter().try_for_each(value)?;
-                if s.min > s.max {
-                    return Err(("value".into(), "minimum is larger than maximum".into()));
-                }
-                Ok(())
-            }
+            Value::Statistics(s) => validate::statistic_set([s.count, s.sum, s.min, s.max])
+                .map_err(|(part, r)| match part {
+                    Some(0) => ("count".to_string(), format!("count {r}")),
+                    Some(_) => ("value".to_string(), format!("value {r}")),
+                    None => ("value".to_string(), r.to_string()),
+                }),
         }
     }
 

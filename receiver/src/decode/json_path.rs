@@ -151,8 +151,9 @@ mod tests {
             r#"{"v":1,"id":"a","ns":"N","t":0,"series":[],"points":[]"#,
         ];
         for body in bodies {
-            let fast = serde_json::from_slice::<edgepush::wire::Batch<'_>>(body.as_bytes())
-                .expect_err(body);
+            let fast =
+                serde_json::from_slice::<edgepush_protocol::wire::Batch<'_>>(body.as_bytes())
+                    .expect_err(body);
             let position = if fast.is_eof() {
                 body.len()
             } else {
@@ -160,10 +161,11 @@ mod tests {
             };
             let ours = at(body.as_bytes(), position);
             let de = &mut serde_json::Deserializer::from_slice(body.as_bytes());
-            let reference = serde_path_to_error::deserialize::<_, edgepush::wire::Batch<'_>>(de)
-                .expect_err(body)
-                .path()
-                .to_string();
+            let reference =
+                serde_path_to_error::deserialize::<_, edgepush_protocol::wire::Batch<'_>>(de)
+                    .expect_err(body)
+                    .path()
+                    .to_string();
             let reference = if reference == "." || reference == "?" {
                 String::new()
             } else {

@@ -11,8 +11,8 @@
 //! namespace is the database (v1 `db`) or bucket (v2 `bucket`) unless one is
 //! configured.
 
-use edgepush::Unit;
-use edgepush::wire::Kind;
+use edgepush_protocol::Unit;
+use edgepush_protocol::wire::Kind;
 use influxdb_line_protocol::FieldValue;
 use serde::Deserialize;
 

@@ -10,7 +10,7 @@ pub mod wire_v1;
 
 pub use body::decode_content;
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::error::{Error, Result};
 use crate::model::Batch;
@@ -21,7 +21,7 @@ use crate::model::Batch;
 pub enum Format {
     /// edgepush wire v1 or v2: `POST /v1/metrics`,
     /// `application/vnd.edgepush.v1+json` or `application/vnd.edgepush.v2`.
-    Wire(edgepush::wire::Format),
+    Wire(edgepush_protocol::wire::Format),
     /// OTLP/HTTP metrics: `POST /v1/metrics`, `application/x-protobuf` or
     /// `application/json`.
     Otlp(otlp::Encoding),
@@ -84,7 +84,7 @@ impl Format {
                 "this receiver was built without {} ingest (cargo feature `{feature}`): push \
                  edgepush wire v1 ({}), or deploy a build with the feature",
                 self.name(),
-                edgepush::wire::CONTENT_TYPE
+                edgepush_protocol::wire::v1::CONTENT_TYPE
             ),
         )
     }
@@ -102,7 +102,7 @@ impl Format {
                 Err(Error::new(405, "method_not_allowed", "use POST"))
             }
         };
-        if path == edgepush::wire::PATH {
+        if path == edgepush_protocol::wire::PATH {
             only_post()?;
             let content_type = content_type.unwrap_or("");
             if let Some(version) = wire_v1::accepts(content_type)? {
@@ -117,9 +117,9 @@ impl Format {
                 format!(
                     "content-type {content_type:?} is not supported at {}; send {} or {} \
                      (edgepush), application/x-protobuf or application/json (OTLP)",
-                    edgepush::wire::PATH,
-                    edgepush::wire::v2::CONTENT_TYPE,
-                    edgepush::wire::CONTENT_TYPE
+                    edgepush_protocol::wire::PATH,
+                    edgepush_protocol::wire::v2::CONTENT_TYPE,
+                    edgepush_protocol::wire::v1::CONTENT_TYPE
                 ),
             )
             .field("content-type"));
@@ -159,7 +159,7 @@ impl Format {
     /// The format's name in logs and the receiver's own metrics.
     pub fn name(&self) -> &'static str {
         match self {
-            Format::Wire(edgepush::wire::Format::V1) => "wire_v1",
+            Format::Wire(edgepush_protocol::wire::Format::V1) => "wire_v1",
             Format::Wire(_) => "wire_v2",
             Format::Otlp(_) => "otlp",
             Format::LineProtocol(_) => "line_protocol",
@@ -193,18 +193,7 @@ impl Default for Formats {
 }
 
 /// A point refused while the rest of its batch was accepted.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Rejection {
-    /// Index of the point in the request.
-    pub point: usize,
-    /// Metric name of the point's series, when known.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub metric: Option<String>,
-    /// The field at fault, as a path into the request.
-    pub field: String,
-    /// What is wrong.
-    pub reason: String,
-}
+pub use edgepush_protocol::answer::Rejection;
 
 /// A decoded request: the accepted points as a validated batch, and every
 /// refused point with its reason.

@@ -13,8 +13,8 @@
 
 use std::collections::HashMap;
 
-use edgepush::Unit;
-use edgepush::wire::Kind;
+use edgepush_protocol::Unit;
+use edgepush_protocol::wire::Kind;
 
 use super::Decoded;
 use super::build::{self, Builder, Sample};

@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 
 use crate::model::Batch;
 use crate::sink::cloudwatch::{self, Datum, Measure, Protocol, RetryMode};
-use crate::sink::{Client, Retry, Sink, SinkFailure, SinkRefusal, covers, deliver, settle};
+use crate::sink::{self, Client, Retry, Sink, SinkFailure, SinkRefusal, covers, deliver, settle};
 
 /// How long the credentials chain may take to answer at start-up (the
 /// instance metadata probe is the slow link when there is no instance).
@@ -172,12 +172,9 @@ impl AwsCloudWatch {
                     match sent.map_err(|e| failure(e, points.start)) {
                         Ok(_) => {}
                         Err(f) if f.retryable => return Err(f),
-                        Err(f) => refusals.push(SinkRefusal::new(
-                            f.sink,
-                            batch,
-                            points.collect(),
-                            f.message,
-                        )),
+                        Err(f) => {
+                            refusals.push(sink::refusal(f.sink, batch, points.collect(), f.message))
+                        }
                     }
                 }
                 refusals.extend(unstorable);
@@ -311,8 +308,8 @@ mod tests {
     use std::sync::{Arc, Mutex as StdMutex};
 
     use axum::body::Bytes;
-    use edgepush::wire::Kind;
-    use edgepush::{Resolution, Unit};
+    use edgepush_protocol::wire::Kind;
+    use edgepush_protocol::{Resolution, Unit};
 
     use super::*;
     use crate::model::{Point, Series, StatisticSet as Stats, Value};
@@ -467,7 +464,7 @@ mod tests {
                 + group.len();
             assert!(body.len() <= bound, "{} > {bound}", body.len());
             assert!(
-                body.len() <= edgepush::limits::MAX_REQUEST_BYTES,
+                body.len() <= edgepush_protocol::limits::MAX_REQUEST_BYTES,
                 "{}",
                 body.len()
             );

@@ -11,9 +11,10 @@ use crate::limits::Limits;
 use crate::tenant::{DEFAULT_SIGNATURE_WINDOW_SECONDS, TenantConfig, Tenants};
 use std::sync::Arc;
 
+use super::sink::NativeSink;
 use crate::decode::Formats;
 use crate::native::cloudwatch::AwsCloudWatch;
-use crate::sink::{Retry, Sink, SinkConfig, cloudwatch, line_protocol};
+use crate::sink::{Retry, Sink, cloudwatch, line_protocol};
 
 /// Settings of the native receiver. With none at all it listens on
 /// `127.0.0.1:8787` and writes line protocol to standard output.
@@ -205,21 +206,33 @@ impl Config {
     }
 }
 
+/// A sink as configured.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum SinkConfig {
+    /// Line protocol on standard output (the embedded default).
+    Stdout,
+    /// CloudWatch `PutMetricData`.
+    Cloudwatch(cloudwatch::Config),
+    /// An InfluxDB-compatible line-protocol store.
+    Influxdb(line_protocol::Target),
+}
+
 /// Resolves sink settings into sinks. CloudWatch's region, endpoint and
 /// credentials come from the AWS SDK's chains unless set in the sink
 /// ([`AwsCloudWatch::connect`]); `retry` also becomes the SDK's retry
 /// settings. No sinks configured means standard output.
-pub async fn sinks(configs: &[SinkConfig], retry: Retry) -> Result<Vec<Sink>, String> {
+pub async fn sinks(configs: &[SinkConfig], retry: Retry) -> Result<Vec<NativeSink>, String> {
     if configs.is_empty() {
-        return Ok(vec![Sink::Stdout]);
+        return Ok(vec![NativeSink::Stdout]);
     }
     let mut sinks = Vec::with_capacity(configs.len());
     for config in configs {
         sinks.push(match config {
-            SinkConfig::Stdout => Sink::Stdout,
-            SinkConfig::Influxdb(target) => Sink::LineProtocol(target.clone()),
+            SinkConfig::Stdout => NativeSink::Stdout,
+            SinkConfig::Influxdb(target) => Sink::LineProtocol(target.clone()).into(),
             SinkConfig::Cloudwatch(cw) => {
-                Sink::Aws(Arc::new(AwsCloudWatch::connect(cw, retry).await?))
+                NativeSink::Aws(Arc::new(AwsCloudWatch::connect(cw, retry).await?))
             }
         });
     }
@@ -237,7 +250,7 @@ mod tests {
         assert_eq!(config, Config::default());
         assert_eq!(config.listen.to_string(), "127.0.0.1:8787");
         let sinks = sinks(&config.sinks, Retry::default()).await.expect("sinks");
-        assert!(matches!(sinks[..], [Sink::Stdout]));
+        assert!(matches!(sinks[..], [NativeSink::Stdout]));
     }
 
     #[tokio::test]
@@ -300,7 +313,7 @@ secret_access_key = "SK"
         )
         .expect("parses");
         let resolved = sinks(&config.sinks, Retry::default()).await.expect("sinks");
-        let [Sink::Aws(aws)] = &resolved[..] else {
+        let [NativeSink::Aws(aws)] = &resolved[..] else {
             panic!("{resolved:?}")
         };
         assert_eq!(aws.config().region.as_deref(), Some("eu-west-1"));
@@ -326,5 +339,30 @@ secret_access_key = "SK"
         let err =
             toml::from_str::<Config>("listen = \"127.0.0.1:1\"\nsinkz = []\n").expect_err("typo");
         assert!(err.to_string().contains("sinkz"), "{err}");
+    }
+
+    #[test]
+    fn sink_config_reads_from_toml_shapes() {
+        let v: Vec<SinkConfig> = serde_json::from_str(
+            r#"[{"type":"stdout"},
+                {"type":"cloudwatch","region":"eu-west-1","endpoint":"http://127.0.0.1:5000"},
+                {"type":"influxdb","api":"v1","url":"http://127.0.0.1:8086","database":"m"},
+                {"type":"influxdb","api":"v2","url":"u","org":"o","bucket":"b","store_strings":false}]"#,
+        )
+        .expect("parses");
+        assert_eq!(v[0], SinkConfig::Stdout);
+        assert!(
+            matches!(&v[1], SinkConfig::Cloudwatch(c) if c.region.as_deref() == Some("eu-west-1") && c.protocol == cloudwatch::Protocol::Sdk)
+        );
+        assert!(
+            matches!(&v[2], SinkConfig::Influxdb(t @ line_protocol::Target::V1 { database, .. }) if database == "m" && t.stores_strings())
+        );
+        assert!(
+            matches!(&v[3], SinkConfig::Influxdb(t @ line_protocol::Target::V2 { .. }) if !t.stores_strings())
+        );
+        let bad = serde_json::from_str::<Vec<SinkConfig>>(
+            r#"[{"type":"influxdb","api":"v1","url":"u","database":"m","colour":"red"}]"#,
+        );
+        assert!(bad.is_err());
     }
 }

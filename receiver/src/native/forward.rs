@@ -1,20 +1,17 @@
 //! Forwarding natively: reqwest as the sinks' [`Client`], tokio's timer
 //! between retries, and the stdout sink.
 
-use std::io::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use super::sink::{NativeSink, write_stdout};
 use super::spool::Spool;
 use super::telemetry::Telemetry;
 use crate::limits::Limits;
-use crate::queue_message::SinkTag;
-
 use crate::model::Batch;
 use crate::sink::{
-    Client, Reply, Retry, Sink, SinkAnswer, SinkFailure, SinkRefusal, deliver, line_protocol,
-    parse_retry_after, skipped,
+    Client, Reply, Retry, SinkAnswer, SinkFailure, SinkRefusal, deliver, parse_retry_after, skipped,
 };
 
 /// reqwest as a sink [`Client`].
@@ -73,7 +70,7 @@ pub struct Forwarded {
 #[derive(Clone, Debug)]
 pub struct Forwarder {
     client: Reqwest,
-    sinks: Vec<Sink>,
+    sinks: Vec<NativeSink>,
     retry: Retry,
     /// Each sink's spool (none for stdout, or without a spool directory).
     spools: Vec<Option<Arc<Spool>>>,
@@ -84,7 +81,8 @@ pub struct Forwarder {
 impl Forwarder {
     /// A forwarder to `sinks`, with a 10 s timeout per request and the
     /// default [`Retry`].
-    pub fn new(sinks: Vec<Sink>) -> Self {
+    pub fn new(sinks: impl IntoIterator<Item = impl Into<NativeSink>>) -> Self {
+        let sinks: Vec<NativeSink> = sinks.into_iter().map(Into::into).collect();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
@@ -115,7 +113,7 @@ impl Forwarder {
     /// `<index>-<name>`), at most `max_bytes` per sink; see [`Spool`].
     pub fn spool(mut self, dir: &Path, max_bytes: u64) -> std::io::Result<Self> {
         for (index, sink) in self.sinks.iter().enumerate() {
-            if let Some(tag) = SinkTag::of(sink) {
+            if let Some(tag) = sink.tag() {
                 let path = dir.join(format!("{index}-{}", sink.name()));
                 let spool = Spool::open(&path, tag, max_bytes)?;
                 if spool.has_backlog() {
@@ -205,12 +203,18 @@ impl Forwarder {
 }
 
 impl Forwarder {
-    async fn deliver(&self, sink: &Sink, batch: &Batch) -> Result<Vec<SinkRefusal>, SinkFailure> {
+    async fn deliver(
+        &self,
+        sink: &NativeSink,
+        batch: &Batch,
+    ) -> Result<Vec<SinkRefusal>, SinkFailure> {
         let client = self.telemetry.measure(&self.client, sink.name());
         match sink {
-            Sink::Stdout => write_stdout(batch).map(|()| Vec::new()),
-            Sink::Aws(aws) => aws.deliver(&client, batch, self.retry).await,
-            _ => deliver(&client, sink, batch, SystemTime::now(), self.retry).await,
+            NativeSink::Stdout => write_stdout(batch).map(|()| Vec::new()),
+            NativeSink::Aws(aws) => aws.deliver(&client, batch, self.retry).await,
+            NativeSink::Encoded(sink) => {
+                deliver(&client, sink, batch, SystemTime::now(), self.retry).await
+            }
         }
     }
 
@@ -310,29 +314,16 @@ impl Forwarder {
     }
 }
 
-fn write_stdout(batch: &Batch) -> Result<(), SinkFailure> {
-    let mut text = String::new();
-    line_protocol::encode(batch, &mut text);
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())
-        .and_then(|()| out.flush())
-        .map_err(|e| SinkFailure {
-            sink: "stdout",
-            retryable: true,
-            message: format!("cannot write to stdout: {e}"),
-            done: 0,
-        })
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
 
-    use edgepush::wire::Kind;
-    use edgepush::{Resolution, Unit};
+    use edgepush_protocol::wire::Kind;
+    use edgepush_protocol::{Resolution, Unit};
 
     use super::*;
     use crate::model::{Point, Series, Value};
+    use crate::sink::Sink;
     use crate::sink::line_protocol::Target;
 
     /// A line-protocol store answering each write from a script (204 once

@@ -25,7 +25,7 @@ use super::forward::Forwarder;
 use crate::decode::Format;
 use crate::dedupe::{self, Seen};
 use crate::error::Error;
-use crate::ingest::{self, Answer, Headers, Ingest, Reply};
+use crate::ingest::{self, Headers, Ingest, Reply};
 use crate::tenant::{RateLimiter, Replays};
 
 /// What the handlers share.
@@ -182,7 +182,7 @@ fn not_found() -> Response {
         format!(
             "no such path; push to POST {} (edgepush or OTLP), POST /write or /api/v2/write \
              (line protocol), or PUT/POST /metrics/job/<job> (Prometheus text)",
-            edgepush::wire::PATH
+            edgepush_protocol::wire::PATH
         ),
     ))
 }
@@ -281,7 +281,7 @@ async fn push(
         content_type: text(header::CONTENT_TYPE.as_str()),
         content_encoding: text(header::CONTENT_ENCODING.as_str()),
         authorization: text(header::AUTHORIZATION.as_str()),
-        signature: text(edgepush::sign::HEADER),
+        signature: text(edgepush_protocol::sign::HEADER),
         namespace: text(ingest::NAMESPACE_HEADER),
     };
     let now = now_ms();
@@ -301,7 +301,7 @@ async fn push(
         Ok(d) => d,
         Err(e) => return refuse(tenant, &e),
     };
-    let mut answer = Answer::new(&decoded);
+    let mut answer = ingest::answer_for(&decoded);
     telemetry.points(
         format.name(),
         tenant,
@@ -323,8 +323,8 @@ async fn push(
                     .unwrap_or(0)
             })
             .await;
-        answer.spooled = forwarded.spooled;
-        answer.sink_refused(&decoded, forwarded.refused);
+        answer.spooled = forwarded.spooled.into_iter().map(Into::into).collect();
+        ingest::sink_refused(&mut answer, &decoded, forwarded.refused);
         for sink in forwarded.delivered {
             app.seen
                 .insert(dedupe::sink_key(&key, sink), Instant::now());

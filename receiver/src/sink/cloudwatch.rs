@@ -9,8 +9,8 @@ use aws_credential_types::Credentials;
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use aws_smithy_runtime_api::client::identity::Identity;
-use edgepush::Resolution;
-use edgepush::limits::{MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES, MAX_VALUES_PER_DATUM};
+use edgepush_protocol::Resolution;
+use edgepush_protocol::limits::{MAX_DATUMS_PER_REQUEST, MAX_REQUEST_BYTES, MAX_VALUES_PER_DATUM};
 use serde::Deserialize;
 
 use crate::model::{Batch, Series, StatisticSet, Value};
@@ -122,7 +122,7 @@ pub fn is_throttling(code: &str) -> bool {
 }
 
 fn number(out: &mut Vec<u8>, v: f64) {
-    edgepush::wire::format_number(v, |text| out.extend_from_slice(text.as_bytes()));
+    edgepush_protocol::format_number(v, |text| out.extend_from_slice(text.as_bytes()));
 }
 
 fn numbers(out: &mut Vec<u8>, key: &[u8], vs: &[f64]) {
@@ -684,8 +684,8 @@ pub fn error_type(body: &[u8]) -> Option<String> {
 mod tests {
     use super::*;
     use crate::model::{Point, Series, StatisticSet};
-    use edgepush::wire::Kind;
-    use edgepush::{Resolution, Unit};
+    use edgepush_protocol::wire::Kind;
+    use edgepush_protocol::{Resolution, Unit};
 
     fn series(name: &str, kind: Kind) -> Series {
         Series {

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::time::{Duration, SystemTime};
 
-use super::{Outcome, Sink};
+use super::{Encoder, Outcome};
 use crate::model::{Batch, Value};
 
 /// A sink's answer to one request.
@@ -104,15 +104,7 @@ pub struct SinkFailure {
 
 /// Points a sink refused for good while it took the rest of their batch
 /// (a request CloudWatch refused, InfluxDB's partial writes).
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
-pub struct SinkRefusal {
-    /// The sink's name.
-    pub sink: &'static str,
-    /// Indices of the refused points in the batch.
-    pub points: Vec<usize>,
-    /// The sink's reason.
-    pub message: String,
-}
+pub use edgepush_protocol::answer::SinkRefusal;
 
 /// Sends every request that delivers `batch` to `sink` (signed at `now`),
 /// retrying what is worth retrying. A request the sink refuses for good
@@ -120,9 +112,9 @@ pub struct SinkRefusal {
 /// request still fails after the retries, the failure says how many points
 /// were done before it, so that a retry does not send them again. Every
 /// point refused: a failure that is not retryable.
-pub async fn deliver<C: Client>(
+pub async fn deliver<C: Client, E: Encoder + ?Sized>(
     client: &C,
-    sink: &Sink,
+    sink: &E,
     batch: &Batch,
     now: SystemTime,
     retry: Retry,
@@ -155,7 +147,7 @@ pub async fn deliver<C: Client>(
                 Outcome::Delivered => break,
                 Outcome::Fail(message) => {
                     let points = sink.refused_points(batch, part.points.clone(), &message);
-                    refusals.push(SinkRefusal::new(sink.name(), batch, points, message));
+                    refusals.push(refusal(sink.name(), batch, points, message));
                     break;
                 }
                 Outcome::Retry(message) if attempt >= retry.attempts.max(1) => {
@@ -213,19 +205,22 @@ pub fn refuse_values(
     }
     by_kind
         .into_iter()
-        .map(|(what, points)| SinkRefusal::new(sink, batch, points, format!("{what} value: {why}")))
+        .map(|(what, points)| refusal(sink, batch, points, format!("{what} value: {why}")))
         .collect()
 }
 
-impl SinkRefusal {
-    /// `points` of `batch` that `sink` refused, logged.
-    pub fn new(sink: &'static str, batch: &Batch, points: Vec<usize>, message: String) -> Self {
-        tracing::warn!(sink, batch = %batch.id, points = points.len(), message = %message, "sink refused points");
-        SinkRefusal {
-            sink,
-            points,
-            message,
-        }
+/// `points` of `batch` that `sink` refused, logged.
+pub fn refusal(
+    sink: &'static str,
+    batch: &Batch,
+    points: Vec<usize>,
+    message: String,
+) -> SinkRefusal {
+    tracing::warn!(sink, batch = %batch.id, points = points.len(), message = %message, "sink refused points");
+    SinkRefusal {
+        sink: sink.into(),
+        points,
+        message,
     }
 }
 
@@ -279,11 +274,12 @@ mod tests {
     use std::cell::RefCell;
     use std::future::ready;
 
-    use edgepush::wire::Kind;
-    use edgepush::{Resolution, Unit};
+    use edgepush_protocol::wire::Kind;
+    use edgepush_protocol::{Resolution, Unit};
 
     use super::*;
     use crate::model::{Point, Series, Value};
+    use crate::sink::Sink;
     use crate::sink::line_protocol::Target;
 
     /// Answers from a script and records what it was asked.

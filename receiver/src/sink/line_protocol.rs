@@ -104,7 +104,7 @@ fn tag(out: &mut String, s: &str) {
 /// by `memchr`, a word at a time; the characters are ASCII, so each is a
 /// whole character and the slices between fall on character boundaries).
 /// Validation has refused backslashes that would escape one
-/// (`edgepush::validate`), so every other backslash stands for itself.
+/// (`edgepush_protocol::validate`), so every other backslash stands for itself.
 /// Names and values seldom hold one: they are then copied whole.
 fn escape(out: &mut String, s: &str, special: impl Iterator<Item = usize>) {
     let mut start = 0;
@@ -120,7 +120,7 @@ fn escape(out: &mut String, s: &str, special: impl Iterator<Item = usize>) {
 /// which line protocol still reads as a float (only an `i` suffix makes an
 /// integer).
 fn float(out: &mut String, v: f64) {
-    edgepush::wire::format_number(v, |text| out.push_str(text));
+    edgepush_protocol::format_number(v, |text| out.push_str(text));
 }
 
 /// The batch's offset in nanoseconds, below one millisecond (FNV-1a of the id).
@@ -291,8 +291,8 @@ pub fn request(target: &Target, body: Vec<u8>) -> http::Result<http::Request<Vec
 mod tests {
     use super::*;
     use crate::model::{Point, Series, StatisticSet};
-    use edgepush::wire::Kind;
-    use edgepush::{Resolution, Unit};
+    use edgepush_protocol::wire::Kind;
+    use edgepush_protocol::{Resolution, Unit};
 
     fn batch(name: &str, dims: &[(&str, &str)], value: Value) -> Batch {
         Batch {

@@ -1,6 +1,6 @@
-//! Sinks: where validated batches go. Each sink is a pure request builder
-//! (batch in, `http::Request`s out) and a classifier of the answers; the
-//! caller does the I/O, natively or in a Worker.
+//! Sinks: where validated batches go. Each sink is an [`Encoder`]: a pure
+//! request builder (batch in, `http::Request`s out) and a classifier of the
+//! answers; the caller does the I/O ([`deliver`]), natively or in a Worker.
 
 pub mod cloudwatch;
 mod deliver;
@@ -8,76 +8,95 @@ pub mod line_protocol;
 
 pub use deliver::{
     Client, Reply, Retry, SinkAnswer, SinkFailure, SinkRefusal, covers, deliver, parse_retry_after,
-    refuse_values, settle, skipped,
+    refusal, refuse_values, settle, skipped,
 };
 
 use std::ops::Range;
 use std::time::SystemTime;
 
-use serde::Deserialize;
-
 use crate::model::Batch;
 
-/// A sink as configured.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum SinkConfig {
-    /// Line protocol on standard output (the embedded default).
-    Stdout,
-    /// CloudWatch `PutMetricData`.
-    Cloudwatch(cloudwatch::Config),
-    /// An InfluxDB-compatible line-protocol store.
-    Influxdb(line_protocol::Target),
+/// What a sink is called in queue messages and spool records: one byte
+/// naming the sink a stored batch is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SinkTag {
+    /// The CloudWatch sink.
+    CloudWatch = 1,
+    /// The line-protocol sink.
+    LineProtocol = 2,
 }
 
-/// A sink ready to build requests: credentials resolved.
+/// A sink without I/O: it turns a batch into `http::Request`s and tells
+/// what the answers mean. The caller sends the requests ([`deliver`]),
+/// natively or in a Worker; sinks that do their own I/O (the AWS SDK's
+/// client, standard output) belong to the native host.
+pub trait Encoder {
+    /// A short name for logs and answers.
+    fn name(&self) -> &'static str;
+
+    /// The tag of this sink's queue messages and spool records.
+    fn tag(&self) -> SinkTag;
+
+    /// The points of `batch` this sink cannot store, whatever it would
+    /// answer, refused before any request.
+    fn unstorable(&self, batch: &Batch) -> Vec<SinkRefusal>;
+
+    /// The requests that deliver `batch`, signed at `now`, each with the
+    /// points it carries.
+    fn parts(&self, batch: &Batch, now: SystemTime) -> Result<Vec<Part>, String>;
+
+    /// The points of `range` that a refusal saying `message` concerns
+    /// (by default: all of them).
+    fn refused_points(&self, batch: &Batch, range: Range<usize>, _message: &str) -> Vec<usize> {
+        range.filter(|&i| i < batch.points.len()).collect()
+    }
+
+    /// What an answer to one of this sink's requests means.
+    fn classify(&self, status: u16, body: &[u8]) -> Outcome {
+        generic_outcome(status, body)
+    }
+}
+
+/// The sinks the receiver core encodes for, ready to build requests:
+/// credentials resolved.
 #[derive(Clone, Debug)]
 pub enum Sink {
-    /// Line protocol on standard output.
-    Stdout,
     /// CloudWatch over signed AWS JSON, with the keys to sign with.
     CloudWatch(cloudwatch::Config, cloudwatch::Keys),
-    /// CloudWatch natively, with the SDK's credentials chain: through the
-    /// SDK or signed AWS JSON, as configured.
-    #[cfg(feature = "native")]
-    Aws(std::sync::Arc<crate::native::cloudwatch::AwsCloudWatch>),
     /// A line-protocol store.
     LineProtocol(line_protocol::Target),
 }
 
-impl Sink {
-    /// A short name for logs and answers.
-    pub fn name(&self) -> &'static str {
+impl Encoder for Sink {
+    fn name(&self) -> &'static str {
         match self {
-            Sink::Stdout => "stdout",
             Sink::CloudWatch(..) => "cloudwatch",
-            #[cfg(feature = "native")]
-            Sink::Aws(_) => "cloudwatch",
             Sink::LineProtocol(_) => "influxdb",
         }
     }
 
-    /// The points of `batch` this sink cannot store, whatever it would
-    /// answer, refused before any request: CloudWatch stores numbers only,
-    /// so its sinks refuse string and boolean values; line-protocol sinks
-    /// store them, unless configured not to store strings.
-    pub fn unstorable(&self, batch: &Batch) -> Vec<SinkRefusal> {
+    fn tag(&self) -> SinkTag {
         match self {
-            Sink::CloudWatch(..) => cloudwatch::unstorable(batch),
-            #[cfg(feature = "native")]
-            Sink::Aws(_) => cloudwatch::unstorable(batch),
-            Sink::LineProtocol(target) if !target.stores_strings() => {
-                line_protocol::unstorable(batch)
-            }
-            Sink::Stdout | Sink::LineProtocol(_) => Vec::new(),
+            Sink::CloudWatch(..) => SinkTag::CloudWatch,
+            Sink::LineProtocol(_) => SinkTag::LineProtocol,
         }
     }
 
-    /// The requests that deliver `batch` (none for stdout), signed at
-    /// `now`, each with the points it carries.
-    pub fn parts(&self, batch: &Batch, now: SystemTime) -> Result<Vec<Part>, String> {
+    /// CloudWatch stores numbers only, so its sinks refuse string and
+    /// boolean values; line-protocol sinks store them, unless configured
+    /// not to store strings.
+    fn unstorable(&self, batch: &Batch) -> Vec<SinkRefusal> {
         match self {
-            Sink::Stdout => Ok(Vec::new()),
+            Sink::CloudWatch(..) => cloudwatch::unstorable(batch),
+            Sink::LineProtocol(target) if !target.stores_strings() => {
+                line_protocol::unstorable(batch)
+            }
+            Sink::LineProtocol(_) => Vec::new(),
+        }
+    }
+
+    fn parts(&self, batch: &Batch, now: SystemTime) -> Result<Vec<Part>, String> {
+        match self {
             Sink::CloudWatch(config, keys) => cloudwatch::body_parts(batch)
                 .into_iter()
                 .map(|(points, body)| {
@@ -86,8 +105,6 @@ impl Sink {
                     Ok(Part { points, request })
                 })
                 .collect(),
-            #[cfg(feature = "native")]
-            Sink::Aws(_) => Err("the native CloudWatch sink sends its own requests".into()),
             Sink::LineProtocol(target) => {
                 if batch.points.is_empty() {
                     return Ok(Vec::new());
@@ -105,14 +122,13 @@ impl Sink {
         }
     }
 
-    /// The points of `range` that a refusal saying `message` concerns: a
-    /// line-protocol store that names a measurement (InfluxDB's partial
+    /// A line-protocol store that names a measurement (InfluxDB's partial
     /// writes: `... on measurement "m" ...`) refused that measurement's
     /// points and stored the rest; otherwise the whole request was refused.
-    pub fn refused_points(&self, batch: &Batch, range: Range<usize>, message: &str) -> Vec<usize> {
+    fn refused_points(&self, batch: &Batch, range: Range<usize>, message: &str) -> Vec<usize> {
         let named = match self {
             Sink::LineProtocol(_) => measurement_named(message),
-            _ => None,
+            Sink::CloudWatch(..) => None,
         };
         let all = range.clone().filter(|&i| i < batch.points.len());
         match named {
@@ -131,15 +147,12 @@ impl Sink {
         }
     }
 
-    /// What an answer to one of this sink's requests means.
-    pub fn classify(&self, status: u16, body: &[u8]) -> Outcome {
-        if (200..300).contains(&status) {
-            return Outcome::Delivered;
-        }
-        let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
-        let retryable = status == 408 || status == 429 || status >= 500;
+    /// CloudWatch also retries its throttling errors, whatever their status.
+    fn classify(&self, status: u16, body: &[u8]) -> Outcome {
         match self {
-            Sink::CloudWatch(..) => {
+            Sink::CloudWatch(..) if !(200..300).contains(&status) => {
+                let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+                let retryable = status == 408 || status == 429 || status >= 500;
                 let kind = cloudwatch::error_type(body).unwrap_or_default();
                 let throttled = cloudwatch::is_throttling(&kind);
                 let message = format!("{status} {kind}: {text}");
@@ -149,15 +162,23 @@ impl Sink {
                     Outcome::Fail(message)
                 }
             }
-            _ => {
-                let message = format!("{status}: {text}");
-                if retryable {
-                    Outcome::Retry(message)
-                } else {
-                    Outcome::Fail(message)
-                }
-            }
+            _ => generic_outcome(status, body),
         }
+    }
+}
+
+/// What an HTTP answer means to a sink that knows nothing more: 2xx
+/// stored; 408, 429 and 5xx worth a retry; anything else refused.
+fn generic_outcome(status: u16, body: &[u8]) -> Outcome {
+    if (200..300).contains(&status) {
+        return Outcome::Delivered;
+    }
+    let text = String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned();
+    let message = format!("{status}: {text}");
+    if status == 408 || status == 429 || status >= 500 {
+        Outcome::Retry(message)
+    } else {
+        Outcome::Fail(message)
     }
 }
 
@@ -237,30 +258,5 @@ mod tests {
         assert!(
             matches!(lp.classify(400, b"field type conflict"), Outcome::Fail(m) if m.contains("conflict"))
         );
-    }
-
-    #[test]
-    fn sink_config_reads_from_toml_shapes() {
-        let v: Vec<SinkConfig> = serde_json::from_str(
-            r#"[{"type":"stdout"},
-                {"type":"cloudwatch","region":"eu-west-1","endpoint":"http://127.0.0.1:5000"},
-                {"type":"influxdb","api":"v1","url":"http://127.0.0.1:8086","database":"m"},
-                {"type":"influxdb","api":"v2","url":"u","org":"o","bucket":"b","store_strings":false}]"#,
-        )
-        .expect("parses");
-        assert_eq!(v[0], SinkConfig::Stdout);
-        assert!(
-            matches!(&v[1], SinkConfig::Cloudwatch(c) if c.region.as_deref() == Some("eu-west-1") && c.protocol == cloudwatch::Protocol::Sdk)
-        );
-        assert!(
-            matches!(&v[2], SinkConfig::Influxdb(t @ line_protocol::Target::V1 { database, .. }) if database == "m" && t.stores_strings())
-        );
-        assert!(
-            matches!(&v[3], SinkConfig::Influxdb(t @ line_protocol::Target::V2 { .. }) if !t.stores_strings())
-        );
-        let bad = serde_json::from_str::<Vec<SinkConfig>>(
-            r#"[{"type":"influxdb","api":"v1","url":"u","database":"m","colour":"red"}]"#,
-        );
-        assert!(bad.is_err());
     }
 }

@@ -25,8 +25,8 @@
 
 pub mod proto;
 
-use edgepush::Unit;
-use edgepush::wire::Kind;
+use edgepush_protocol::Unit;
+use edgepush_protocol::wire::Kind;
 use prost::Message as _;
 use serde::Deserialize;
 
@@ -163,7 +163,7 @@ pub fn decode(
                     "invalid_json",
                     format!(
                         "body is not an OTLP/JSON export: {e} (an edgepush batch is sent as {})",
-                        edgepush::wire::CONTENT_TYPE
+                        edgepush_protocol::wire::v1::CONTENT_TYPE
                     ),
                 )
                 .field("body")

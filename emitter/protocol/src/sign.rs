@@ -12,7 +12,7 @@
 //! key to check against without revealing it.
 //!
 //! ```
-//! use edgepush::sign;
+//! use edgepush_protocol::sign;
 //!
 //! let header = sign::header("s3cret", 1_700_000_000, "n1", b"body");
 //! let parsed = sign::parse(&header).expect("well formed");

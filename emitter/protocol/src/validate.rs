@@ -41,6 +41,8 @@ pub enum Invalid {
         /// The most bytes allowed.
         max: usize,
     },
+    /// A statistic set's minimum is larger than its maximum.
+    MinAboveMax,
 }
 
 impl fmt::Display for Invalid {
@@ -58,6 +60,7 @@ impl fmt::Display for Invalid {
             Invalid::OutOfRange => f.write_str("is outside -2^360..2^360"),
             Invalid::NonPositiveCount => f.write_str("is not a positive count"),
             Invalid::TooManyBytes { max } => write!(f, "is longer than {max} bytes"),
+            Invalid::MinAboveMax => f.write_str("minimum is larger than maximum"),
         }
     }
 }
@@ -144,6 +147,21 @@ pub fn count(c: f64) -> Result<(), Invalid> {
     }
 }
 
+/// A statistic set `[count, sum, min, max]`: a valid count, valid sum and
+/// extremes, and `min <= max`. On failure, the index of the part at fault
+/// (`None` for the set as a whole) and the rule it broke.
+pub fn statistic_set(set: [f64; 4]) -> Result<(), (Option<usize>, Invalid)> {
+    let [count_, sum, min, max] = set;
+    count(count_).map_err(|r| (Some(0), r))?;
+    for (i, v) in [(1, sum), (2, min), (3, max)] {
+        value(v).map_err(|r| (Some(i), r))?;
+    }
+    if min > max {
+        return Err((None, Invalid::MinAboveMax));
+    }
+    Ok(())
+}
+
 /// A string field value (passed to line-protocol stores): at most
 /// [`MAX_STRING_FIELD_BYTES`], no control character but tab (a newline
 /// would end the line). Empty is allowed, and quotes and backslashes are
@@ -164,6 +182,40 @@ pub fn string_field(s: &str) -> Result<(), Invalid> {
 mod tests {
     use super::*;
     use alloc::string::String;
+
+    #[test]
+    fn statistic_sets_table() {
+        type Outcome = Result<(), (Option<usize>, Invalid)>;
+        let cases: &[([f64; 4], Outcome)] = &[
+            ([3.0, 6.0, 1.0, 3.0], Ok(())),
+            ([1.0, 2.0, 2.0, 2.0], Ok(())),
+            (
+                [0.0, 0.0, 0.0, 0.0],
+                Err((Some(0), Invalid::NonPositiveCount)),
+            ),
+            (
+                [-1.0, 0.0, 0.0, 0.0],
+                Err((Some(0), Invalid::NonPositiveCount)),
+            ),
+            (
+                [f64::NAN, 0.0, 0.0, 0.0],
+                Err((Some(0), Invalid::NotFinite)),
+            ),
+            (
+                [1.0, f64::INFINITY, 0.0, 0.0],
+                Err((Some(1), Invalid::NotFinite)),
+            ),
+            (
+                [1.0, 0.0, f64::NAN, 0.0],
+                Err((Some(2), Invalid::NotFinite)),
+            ),
+            ([1.0, 0.0, 0.0, 1e300], Err((Some(3), Invalid::OutOfRange))),
+            ([1.0, 1.0, 3.0, 2.0], Err((None, Invalid::MinAboveMax))),
+        ];
+        for (set, want) in cases {
+            assert_eq!(statistic_set(*set), *want, "{set:?}");
+        }
+    }
 
     #[test]
     fn names_table() {

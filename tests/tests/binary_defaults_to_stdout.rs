@@ -8,7 +8,10 @@ use std::time::Duration;
 
 use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
 
-const BINARY: &str = env!("CARGO_BIN_EXE_edgepush-receiver");
+/// The receiver binary, built if it is not yet.
+fn binary() -> std::path::PathBuf {
+    edgepush_tests::debug_binary("edgepush-receiver", "edgepush-receiver")
+}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
@@ -42,7 +45,7 @@ fn with_no_configuration_it_writes_line_protocol_to_stdout() {
     let port = free_port();
     let addr = format!("127.0.0.1:{port}");
     let mut child = Child(
-        Command::new(BINARY)
+        Command::new(binary())
             .env("EDGEPUSH_LISTEN", &addr)
             .env_remove("EDGEPUSH_CONFIG")
             .stdout(Stdio::piped())
@@ -95,7 +98,7 @@ fn a_config_file_sets_keys_and_limits() {
     )
     .expect("write config");
     let _child = Child(
-        Command::new(BINARY)
+        Command::new(binary())
             .arg("--config")
             .arg(&path)
             .stdout(Stdio::null())

@@ -38,7 +38,8 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 
-use super::{Batch, Dimensions, EXACT_INTEGERS as EXACT, Kind, Point, Series, whole};
+use super::{Batch, Dimensions, Kind, Point, Series};
+use crate::number::{EXACT_INTEGERS as EXACT, whole};
 
 /// The wire format version of this encoding.
 pub const VERSION: u32 = 2;

@@ -1,13 +1,14 @@
-//! Wire format v1: the batch an emitter pushes to a receiver.
+//! The wire formats: the batch an emitter pushes to a receiver.
 //!
-//! A batch is one JSON object, gzip-compressed on the wire. Series (name,
-//! kind, unit, dimensions, storage resolution) are written once and points
-//! refer to them by index, so names are never repeated per point. The full
-//! specification, with examples, is `docs/wire-format.md`.
+//! A batch names its series (name, kind, unit, dimensions, storage
+//! resolution) once, and points refer to them by index, so names are never
+//! repeated per point. The types here are the batch both encodings carry:
+//! [`v1`] is them as JSON (through serde), [`v2`] a compact binary
+//! encoding. The full specification, with examples, is
+//! `docs/wire-format.md`.
 //!
-//! These types are shared by the emitter (which serialises them) and the
-//! receiver (which deserialises and then validates them). They borrow from the
-//! input where they can, so decoding does not copy names.
+//! The types borrow from the input where they can, so decoding does not
+//! copy names.
 
 use alloc::borrow::Cow;
 use alloc::string::String;
@@ -18,105 +19,22 @@ use serde::de::{self, MapAccess, Visitor};
 use serde::ser::SerializeMap;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::number::whole;
+
+pub mod v1;
 pub mod v2;
 
-/// The wire format version this crate writes and reads.
-pub const VERSION: u32 = 1;
-/// The media type of a wire v1 batch (the JSON before compression).
-pub const CONTENT_TYPE: &str = "application/vnd.edgepush.v1+json";
-/// The path a receiver accepts wire v1 batches on.
+/// The path a receiver accepts batches on, in either encoding.
 pub const PATH: &str = "/v1/metrics";
 /// The header that carries the batch id, so proxies and logs can see it
 /// without decompressing the body. It must equal the body's `id`.
 pub const BATCH_ID_HEADER: &str = "x-edgepush-batch";
 
-/// Formats a finite `v` as edgepush writes numbers, in wire v1 and in the
-/// sinks' formats, and hands the text to `f`: whole numbers (below 2^53)
-/// without a fraction, others as the shortest decimal that reads back to
-/// the same f64. Formatted on the stack, nothing copied.
-pub fn format_number<R>(v: f64, f: impl FnOnce(&str) -> R) -> R {
-    if let Some(i) = whole(v) {
-        return f(itoa::Buffer::new().format(i));
-    }
-    let mut short = ShortDecimal::default();
-    match short.format(v) {
-        Some(text) => f(text),
-        None => f(zmij::Buffer::new().format_finite(v)),
-    }
-}
-
-/// The text of a number with at most four decimals (`12.25`, `-0.5`), the
-/// common case, without a shortest-float search (128-bit multiplications,
-/// slow in wasm).
-struct ShortDecimal([u8; 40]);
-
-impl Default for ShortDecimal {
-    fn default() -> Self {
-        ShortDecimal([0; 40])
-    }
-}
-
-impl ShortDecimal {
-    /// `v` with k <= 4 decimals if `n / 10^k` for a whole `n` is exactly
-    /// `v`. Below 10^11 a double's spacing is under half of 10^-4, so no
-    /// other decimal of at most four places reads back to `v`: this is the
-    /// shortest text, as the float formatter would write it (tested).
-    fn format(&mut self, v: f64) -> Option<&str> {
-        const SCALES: [f64; 4] = [10.0, 100.0, 1_000.0, 10_000.0];
-        if v.is_nan() || v.abs() >= 1e11 {
-            return None;
-        }
-        let (k, n) = SCALES.iter().enumerate().find_map(|(k, &scale)| {
-            let n = (v * scale) as i64;
-            (n as f64 / scale == v).then_some((k + 1, n.unsigned_abs()))
-        })?;
-        let divisor = 10u64.pow(k as u32);
-        let mut fraction = n % divisor;
-        if fraction == 0 {
-            // Whole: not this writer's to format.
-            return None;
-        }
-        let mut len = 0;
-        if v < 0.0 {
-            self.0[0] = b'-';
-            len = 1;
-        }
-        let mut integer = itoa::Buffer::new();
-        let integer = integer.format(n / divisor).as_bytes();
-        self.0[len..len + integer.len()].copy_from_slice(integer);
-        len += integer.len();
-        self.0[len] = b'.';
-        len += 1;
-        let mut digits = k;
-        while fraction.is_multiple_of(10) {
-            fraction /= 10;
-            digits -= 1;
-        }
-        for i in (0..digits).rev() {
-            self.0[len + i] = b'0' + (fraction % 10) as u8;
-            fraction /= 10;
-        }
-        len += digits;
-        core::str::from_utf8(&self.0[..len]).ok()
-    }
-}
-
-/// Largest integer below which every integer is an exact f64 (2^53).
-pub(crate) const EXACT_INTEGERS: f64 = 9_007_199_254_740_992.0;
-
-/// `v` as an integer if it is a whole number below 2^53, which edgepush
-/// writes without a fraction.
-pub(crate) fn whole(v: f64) -> Option<i64> {
-    // `f64::fract` needs std; a round trip through i64 tells the same.
-    (v.abs() < EXACT_INTEGERS && (v as i64) as f64 == v).then_some(v as i64)
-}
-
 /// The encodings a batch can be sent in; the receiver tells them apart by
-/// media type.
+/// media type. A closed set: both sides must know a format to use it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-#[non_exhaustive]
 pub enum Format {
-    /// JSON ([`CONTENT_TYPE`]).
+    /// JSON ([`v1::CONTENT_TYPE`]).
     V1,
     /// Binary ([`v2::CONTENT_TYPE`]): about half the bytes of v1 before
     /// compression, and faster to write and read.
@@ -128,7 +46,7 @@ impl Format {
     /// The media type of a batch in this format.
     pub fn content_type(self) -> &'static str {
         match self {
-            Format::V1 => CONTENT_TYPE,
+            Format::V1 => v1::CONTENT_TYPE,
             Format::V2 => v2::CONTENT_TYPE,
         }
     }
@@ -138,7 +56,8 @@ impl Format {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Batch<'a> {
-    /// Format version; always [`VERSION`].
+    /// Format version: [`v1::VERSION`] or [`v2::VERSION`], the encoding that
+    /// carried the batch.
     pub v: u32,
     /// Unique per flush and stable across retries of the same batch, so a
     /// receiver can recognise a retry. 1-64 characters of `[0-9A-Za-z_-]`.
@@ -244,7 +163,7 @@ pub struct Point {
     pub b: Option<bool>,
 }
 
-/// A number serialised as edgepush writes it ([`format_number`]): whole
+/// A number serialised as edgepush writes it ([`crate::format_number`]): whole
 /// numbers without a fraction, so a batch serialised with serde reads the
 /// same as one the emitter wrote.
 struct Whole(f64);
@@ -344,7 +263,7 @@ mod tests {
 
     pub(super) fn sample() -> Batch<'static> {
         Batch {
-            v: VERSION,
+            v: v1::VERSION,
             id: "0123abcd".into(),
             ns: "Shop".into(),
             t: 1_700_000_000_000,
@@ -392,69 +311,6 @@ mod tests {
         let back: Batch<'_> = serde_json::from_str(&json).expect("decodes");
         assert_eq!(back, sample());
         assert!(matches!(back.series[0].n, Cow::Borrowed(_)), "names borrow");
-    }
-
-    #[test]
-    fn numbers_are_short_and_exact() {
-        for (v, want) in [(3.0, "3"), (-0.5, "-0.5"), (0.001, "0.001"), (-42.0, "-42")] {
-            assert_eq!(format_number(v, str::to_owned), want);
-        }
-        for v in [
-            1e300,
-            -2.5e-8,
-            9_007_199_254_740_992.0,
-            f64::MAX,
-            f64::MIN_POSITIVE,
-            0.1 + 0.2,
-        ] {
-            let text = format_number(v, str::to_owned);
-            assert_eq!(text.parse::<f64>(), Ok(v), "{text:?}");
-            assert!(text.len() <= 24, "{text:?}");
-        }
-    }
-
-    /// The short-decimal path writes what the shortest-float formatter
-    /// writes, for every number it takes.
-    #[test]
-    fn short_decimals_are_the_float_formatter_s_text() {
-        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        let mut taken = 0;
-        let mut check = |v: f64| {
-            if let Some(text) = ShortDecimal::default().format(v) {
-                taken += 1;
-                assert_eq!(text, zmij::Buffer::new().format_finite(v), "{v:?}");
-            }
-        };
-        for v in [
-            0.5,
-            -0.5,
-            0.0001,
-            -0.0001,
-            1.25,
-            99_999_999_999.999_9,
-            0.3,
-            0.1 + 0.2,
-            1e-5,
-        ] {
-            check(v);
-        }
-        for _ in 0..200_000 {
-            let r = next();
-            // Decimals of 1 to 4 places over many magnitudes, and raw doubles.
-            let places = 10f64.powi((r % 5) as i32);
-            let whole =
-                ((r >> 8) % 1_000_000_000_000_000) as f64 / 10f64.powi(((r >> 4) % 12) as i32);
-            let sign = if r & 1 == 0 { 1.0 } else { -1.0 };
-            check(sign * (whole * places).round() / places);
-            check(f64::from_bits(next()));
-        }
-        assert!(taken > 100_000, "{taken}");
     }
 
     #[test]
