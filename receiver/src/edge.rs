@@ -23,18 +23,21 @@ use std::rc::Rc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use worker::{
-    Cache, Context, Date, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method,
+    Cache, Context, Date, Delay, Env, Fetch, Headers, MessageBatch, MessageExt, Method, Queue,
     QueueContentType, QueueRetryOptionsBuilder, RawMessageBuilder, Request, RequestInit, Response,
     event, js_sys,
 };
 
-use crate::decode::Format;
 use crate::env_config;
 use crate::error::Error;
 use crate::ingest;
+use crate::model::Batch;
+use crate::pipeline::{self, Dispatch, Head, Host, SeenKey, Taken};
 use crate::queue_message::{self, SinkTag};
-use crate::sink::{Client, Encoder, Reply, Retry, SinkAnswer, deliver, parse_retry_after, skipped};
-use crate::tenant::{self, RateLimiter};
+use crate::sink::{
+    Client, Encoder, Reply, Retry, SinkAnswer, SinkFailure, deliver, parse_retry_after, skipped,
+};
+use crate::tenant::{self, Caller, RateLimiter};
 
 /// `fetch` as the sinks' [`Client`], JS timers between retries.
 struct FetchClient;
@@ -132,167 +135,164 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     // `worker::Request::url` would parse it again with the `url` crate,
     // whose parser and IDNA tables were 20 KB of the gzip'd Worker.
     let url = req.inner().url();
-    let content_type = req.headers().get("content-type")?;
-    let format = match Format::route(
-        req.method().as_ref(),
-        &path,
-        crate::decode::url_query(&url),
-        content_type.as_deref(),
-    ) {
-        Ok(Some(format)) => format,
-        Ok(None) => {
-            return error(&Error::new(
-                404,
-                "not_found",
-                format!(
-                    "no such path; push to POST {} (edgepush or OTLP), POST /write or \
-                     /api/v2/write (line protocol), or PUT/POST /metrics/job/<job> (Prometheus text)",
-                    edgepush_protocol::wire::PATH
-                ),
-            ));
-        }
-        Err(e) => return error(&e),
-    };
-    push(req, &env, format).await
-}
-
-async fn push(mut req: Request, env: &Env, format: Format) -> worker::Result<Response> {
-    let refuse = |e: &Error| reply(ingest::refusal(Some(&format), e));
-    let config = match settings(env) {
-        Ok(config) => config,
-        Err(message) => return refuse(&Error::new(500, "misconfigured", message)),
-    };
-    let (ingest, sinks) = &*config;
-    let max = ingest.limits.max_body_bytes;
-    let declared = req
-        .headers()
-        .get("content-length")?
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return refuse(&ingest::body_too_large(max));
-    }
-    let body = req.bytes().await?;
+    let method = req.method();
     let header = |name: &str| req.headers().get(name).ok().flatten();
-    let (content_type, content_encoding, authorization, signature, namespace) = (
+    let (content_type, content_encoding, authorization, signature, namespace, length) = (
         header("content-type"),
         header("content-encoding"),
         header("authorization"),
         header(edgepush_protocol::sign::HEADER),
         header(ingest::NAMESPACE_HEADER),
+        header("content-length"),
     );
-    let headers = ingest::Headers {
-        content_type: content_type.as_deref(),
-        content_encoding: content_encoding.as_deref(),
-        authorization: authorization.as_deref(),
-        signature: signature.as_deref(),
-        namespace: namespace.as_deref(),
+    let head = Head {
+        method: method.as_ref(),
+        path: &path,
+        query: crate::decode::url_query(&url),
+        content_length: length.and_then(|v| v.parse().ok()),
+        headers: ingest::Headers {
+            content_type: content_type.as_deref(),
+            content_encoding: content_encoding.as_deref(),
+            authorization: authorization.as_deref(),
+            signature: signature.as_deref(),
+            namespace: namespace.as_deref(),
+        },
     };
-    let now = now();
-    let now_ms = Date::now().as_millis() as i64;
-    let caller = match ingest.authenticate_push(&format, headers, &body, now_ms) {
-        Ok(caller) => caller,
-        Err(e) => return refuse(&e),
+    let format = match pipeline::route(&head) {
+        Ok(format) => format,
+        Err(refused) => return reply(refused),
     };
-    // A signature is remembered in the Cache API of this data centre until
-    // it would be stale anyway.
-    if let Some((mac, until_ms)) = caller.signature {
-        let key = format!("https://edgepush.invalid/signature/{}", hex::encode(mac));
-        if seen_value(&key).await.is_some() {
-            return refuse(&tenant::replayed());
+    let settings = match settings(&env) {
+        Ok(settings) => settings,
+        Err(message) => {
+            let e = Error::new(500, "misconfigured", message);
+            return reply(ingest::refusal(Some(&format), &e));
         }
-        remember(&key, 1, ((until_ms - now_ms) / 1000).max(1) as u64).await;
-    }
-    let decoded =
-        RATES.with(|rates| ingest.decode_within(rates, &caller, &format, headers, &body, now_ms));
-    let decoded = match decoded {
-        Ok(d) => d,
-        Err(e) => return refuse(&e),
     };
-    let mut answer = ingest::answer_for(&decoded);
-    let dedupe_seconds = setting(env, "EDGEPUSH_DEDUPE_SECONDS")
-        .and_then(|s| s.parse::<u64>().ok())
-        .unwrap_or(900);
-    let seen_key = seen_url(
-        ingest.tenants.name(&caller),
-        &decoded.batch.namespace,
-        &decoded.batch.id,
-    );
-    if dedupe_seconds > 0 && seen_value(&seen_key).await.is_some() {
-        answer.duplicate = true;
-        return reply(ingest::reply(&format, &answer));
-    }
-    if let Ok(queue) = env.queue(QUEUE_BINDING) {
-        if !answer.all_refused() && !decoded.batch.points.is_empty() {
-            for sink in sinks {
-                for message in queue_message::encode(&decoded.batch, sink.tag()) {
-                    let raw =
-                        RawMessageBuilder::new(js_sys::Uint8Array::from(message.as_slice()).into())
-                            .build_with_content_type(QueueContentType::V8);
-                    if let Err(e) = queue.send_raw(raw).await {
-                        // Messages already sent are delivered; the client's
-                        // retry of the whole batch may repeat them.
-                        return refuse(&Error::new(
-                            503,
-                            "queue_unavailable",
-                            format!("cannot enqueue the batch: {e}"),
-                        ));
-                    }
-                }
-            }
-            remember(&seen_key, usize::MAX, dedupe_seconds).await;
-        }
-        return reply(ingest::reply(&format, &answer));
-    }
-    if !answer.all_refused() && !decoded.batch.points.is_empty() {
-        let batch = &decoded.batch;
-        let mut failures = Vec::new();
-        for (index, sink) in sinks.iter().enumerate() {
-            // A sink that took this batch, or part of it, on an earlier try
-            // is sent only what it did not take.
-            let sink_seen = format!("{seen_key}/{index}");
-            let done = if dedupe_seconds > 0 {
-                seen_value(&sink_seen).await.unwrap_or(0)
-            } else {
-                0
-            };
-            if done >= batch.points.len() {
-                continue;
-            }
-            let rest = batch.from_point(done);
-            let delivered = deliver(&FetchClient, sink, &rest, now, Retry::default()).await;
-            match skipped(delivered, done) {
-                Ok(refusals) => {
-                    remember(&sink_seen, usize::MAX, dedupe_seconds).await;
-                    ingest::sink_refused(&mut answer, &decoded, refusals);
-                }
-                Err(f) => {
-                    if f.retryable && f.done > 0 {
-                        remember(&sink_seen, f.done, dedupe_seconds).await;
-                    }
-                    failures.push(f);
-                }
-            }
-        }
-        if let Some(e) = ingest::sink_failure(&failures) {
-            return refuse(&e);
-        }
-        remember(&seen_key, usize::MAX, dedupe_seconds).await;
-    }
-    reply(ingest::reply(&format, &answer))
+    let host = EdgeHost {
+        settings,
+        queue: env.queue(QUEUE_BINDING).ok(),
+        dedupe_seconds: setting(&env, "EDGEPUSH_DEDUPE_SECONDS")
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(900),
+        now: now(),
+    };
+    reply(pipeline::push(&format, &head, req, &host).await)
 }
 
-/// The Cache API key that marks a batch as delivered (see
-/// [`crate::dedupe`]: per data centre, and a no-op on `*.workers.dev`).
-fn seen_url(tenant: &str, namespace: &str, id: &str) -> String {
-    let tenant: String = form_urlencoded::byte_serialize(tenant.as_bytes()).collect();
-    let namespace: String = form_urlencoded::byte_serialize(namespace.as_bytes()).collect();
-    format!("https://edgepush.invalid/seen/{tenant}/{namespace}/{id}")
+/// The Worker as the pipeline's host: the body read by the runtime, the
+/// JS clock, replays and dedupe in this data centre's Cache API, delivery
+/// inline through `fetch` or, with a queue bound, queued.
+struct EdgeHost {
+    settings: Rc<Settings>,
+    queue: Option<Queue>,
+    dedupe_seconds: u64,
+    /// When the push arrived: requests to the sinks are signed at this time.
+    now: SystemTime,
 }
 
-thread_local! {
-    /// Per-tenant rates, per isolate: a best effort, since Cloudflare runs
-    /// many isolates (see docs/security.md).
-    static RATES: RateLimiter = RateLimiter::default();
+impl Host for EdgeHost {
+    type Body = Request;
+    type Bytes = Vec<u8>;
+
+    fn ingest(&self) -> &ingest::Ingest {
+        &self.settings.ingest
+    }
+
+    fn rates(&self) -> &RateLimiter {
+        &self.settings.rates
+    }
+
+    fn now_ms(&self) -> i64 {
+        Date::now().as_millis() as i64
+    }
+
+    async fn read_body(&self, mut body: Request, _max: usize) -> Result<Vec<u8>, Error> {
+        body.bytes().await.map_err(|e| {
+            Error::new(400, "unreadable_body", format!("cannot read the body: {e}")).field("body")
+        })
+    }
+
+    /// A signature is remembered in the Cache API of this data centre until
+    /// it would be stale anyway.
+    async fn check_replay(&self, caller: &Caller, now_ms: i64) -> Result<(), Error> {
+        if let Some((mac, until_ms)) = caller.signature {
+            let key = format!("https://edgepush.invalid/signature/{}", hex::encode(mac));
+            if seen_value(&key).await.is_some() {
+                return Err(tenant::replayed());
+            }
+            remember(&key, 1, ((until_ms - now_ms) / 1000).max(1) as u64).await;
+        }
+        Ok(())
+    }
+
+    async fn seen(&self, key: SeenKey<'_>) -> Option<usize> {
+        if self.dedupe_seconds == 0 {
+            return None;
+        }
+        seen_value(&seen_url(key)).await
+    }
+
+    async fn remember(&self, key: SeenKey<'_>, value: usize) {
+        remember(&seen_url(key), value, self.dedupe_seconds).await;
+    }
+
+    fn dispatch(&self) -> Dispatch {
+        if self.queue.is_some() {
+            Dispatch::Queued
+        } else {
+            Dispatch::Inline
+        }
+    }
+
+    fn sinks(&self) -> usize {
+        self.settings.sinks.len()
+    }
+
+    fn sink_name(&self, index: usize) -> &'static str {
+        self.settings.sinks[index].name()
+    }
+
+    fn sink_tag(&self, index: usize) -> Option<SinkTag> {
+        Some(self.settings.sinks[index].tag())
+    }
+
+    async fn deliver(
+        &self,
+        index: usize,
+        batch: &Batch,
+        from: usize,
+    ) -> Result<Taken, SinkFailure> {
+        let sink = &self.settings.sinks[index];
+        let rest = batch.from_point(from);
+        let delivered = deliver(&FetchClient, sink, &rest, self.now, Retry::default()).await;
+        skipped(delivered, from).map(|refusals| Taken {
+            refusals,
+            spooled: false,
+        })
+    }
+
+    async fn enqueue(&self, message: Vec<u8>) -> Result<(), String> {
+        let Some(queue) = &self.queue else {
+            return Err(format!("no queue bound as {QUEUE_BINDING}"));
+        };
+        let raw = RawMessageBuilder::new(js_sys::Uint8Array::from(message.as_slice()).into())
+            .build_with_content_type(QueueContentType::V8);
+        queue.send_raw(raw).await.map_err(|e| e.to_string())
+    }
+}
+
+/// The Cache API key that marks a batch as delivered, or one sink's
+/// progress through it (see [`crate::dedupe`]: per data centre, and a
+/// no-op on `*.workers.dev`).
+fn seen_url(key: SeenKey<'_>) -> String {
+    let tenant: String = form_urlencoded::byte_serialize(key.tenant.as_bytes()).collect();
+    let namespace: String = form_urlencoded::byte_serialize(key.namespace.as_bytes()).collect();
+    let id = key.id;
+    match key.sink {
+        Some(index) => format!("https://edgepush.invalid/seen/{tenant}/{namespace}/{id}/{index}"),
+        None => format!("https://edgepush.invalid/seen/{tenant}/{namespace}/{id}"),
+    }
 }
 
 /// The value remembered under `key` (how many points a sink took; any
@@ -332,8 +332,16 @@ const MAX_RETRY_DELAY_SECONDS: u64 = 3600;
 /// How long a dead letter is kept (Queues keep messages 14 days at most too).
 const DEAD_LETTER_TTL_SECONDS: u64 = 14 * 24 * 3600;
 
-/// The ingest settings and the sinks.
-type Settings = (ingest::Ingest, Vec<crate::sink::Sink>);
+/// What an isolate keeps between requests.
+struct Settings {
+    /// The ingest settings.
+    ingest: ingest::Ingest,
+    /// The sinks.
+    sinks: Vec<crate::sink::Sink>,
+    /// Per-tenant rates, per isolate: a best effort, since Cloudflare runs
+    /// many isolates (see docs/security.md).
+    rates: RateLimiter,
+}
 
 thread_local! {
     /// The settings, read once per isolate: vars and secrets stay the same
@@ -353,7 +361,12 @@ fn settings(env: &Env) -> Result<Rc<Settings>, String> {
     if let Some(reason) = crate::gzip::unavailable() {
         return Err(reason);
     }
-    let settings = Rc::new(env_config::from_settings(|n| setting(env, n))?);
+    let (ingest, sinks) = env_config::from_settings(|n| setting(env, n))?;
+    let settings = Rc::new(Settings {
+        ingest,
+        sinks,
+        rates: RateLimiter::default(),
+    });
     SETTINGS.set(Some(Rc::clone(&settings)));
     Ok(settings)
 }
@@ -371,7 +384,7 @@ async fn dead_letters(req: &Request, env: &Env) -> worker::Result<Response> {
         Ok(config) => config,
         Err(message) => return error(&Error::new(500, "misconfigured", message)),
     };
-    let (ingest, _) = &*config;
+    let ingest = &config.ingest;
     let authorization = req.headers().get("authorization")?;
     let signature = req.headers().get(edgepush_protocol::sign::HEADER)?;
     let headers = ingest::Headers {
@@ -423,7 +436,7 @@ async fn consume(
             return Ok(());
         }
     };
-    let (ingest, sinks) = &*config;
+    let (ingest, sinks) = (&config.ingest, &config.sinks);
     let base_delay = setting(&env, "EDGEPUSH_RETRY_DELAY_SECONDS")
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(30);

@@ -38,6 +38,7 @@ pub mod limits;
 pub mod model;
 #[cfg(feature = "native")]
 pub mod native;
+pub mod pipeline;
 pub mod queue_message;
 pub mod sink;
 pub mod tenant;

@@ -10,6 +10,7 @@ use super::spool::Spool;
 use super::telemetry::Telemetry;
 use crate::limits::Limits;
 use crate::model::Batch;
+use crate::pipeline::Taken;
 use crate::sink::{
     Client, Reply, Retry, SinkAnswer, SinkFailure, SinkRefusal, deliver, parse_retry_after, skipped,
 };
@@ -136,6 +137,11 @@ impl Forwarder {
         self
     }
 
+    /// How many sinks there are.
+    pub fn sinks(&self) -> &[NativeSink] {
+        &self.sinks
+    }
+
     /// Delivers `batch` to every sink, each from the point `done(index)`
     /// on: the points before it that sink took on an earlier try (0 for
     /// none; the batch's length or more skips the sink).
@@ -144,53 +150,20 @@ impl Forwarder {
         if batch.points.is_empty() {
             return forwarded;
         }
-        for (index, sink) in self.sinks.iter().enumerate() {
+        for index in 0..self.sinks.len() {
             let skip = done(index);
             if skip >= batch.points.len() {
                 continue;
             }
-            let todo = batch.from_point(skip);
-            let spool = self.spools[index].as_deref();
-            // While a sink's spool has a backlog, new batches queue behind
-            // it: the sink is down, and trying it would only add latency.
-            let result = match spool {
-                Some(spool) if spool.has_backlog() => Err(SinkFailure {
-                    sink: sink.name(),
-                    retryable: true,
-                    message: "batches wait in its spool".into(),
-                    done: 0,
-                }),
-                _ => self.deliver(sink, &todo).await,
-            };
-            let result = skipped(result, skip);
-            let result = match (result, spool) {
-                (Err(failure), Some(spool)) if failure.retryable => {
-                    // Only what the sink did not take waits in the spool.
-                    match spool.append(&batch.from_point(failure.done)) {
-                        Ok(()) => {
-                            tracing::info!(sink = failure.sink, batch = %batch.id, from_point = failure.done, message = %failure.message, "sink did not take batch; spooled");
-                            forwarded.spooled.push(failure.sink);
-                            Ok(Vec::new())
-                        }
-                        Err(e) => {
-                            tracing::error!(sink = failure.sink, batch = %batch.id, error = %e, "SPOOL CANNOT TAKE BATCH: answering 503, the emitter keeps it");
-                            Err(SinkFailure {
-                                message: format!("{}; and {e}", failure.message),
-                                ..failure
-                            })
-                        }
-                    }
-                }
-                (result, _) => result,
-            };
-            self.spool_gauge(index);
-            match result {
-                Ok(refusals) => {
+            match self.forward_one(index, batch, skip).await {
+                Ok(taken) => {
                     forwarded.delivered.push(index);
-                    forwarded.refused.extend(refusals);
+                    if taken.spooled {
+                        forwarded.spooled.push(self.sinks[index].name());
+                    }
+                    forwarded.refused.extend(taken.refusals);
                 }
                 Err(failure) => {
-                    tracing::warn!(sink = failure.sink, batch = %batch.id, retryable = failure.retryable, done = failure.done, message = %failure.message, "sink did not take batch");
                     if failure.retryable && failure.done > 0 {
                         forwarded.progress.push((index, failure.done));
                     }
@@ -199,6 +172,60 @@ impl Forwarder {
             }
         }
         forwarded
+    }
+
+    /// Delivers the points of `batch` from `skip` on to sink `index`; what
+    /// it cannot take now goes to its spool, when it has one. Point indices
+    /// in the result are the whole batch's.
+    pub async fn forward_one(
+        &self,
+        index: usize,
+        batch: &Batch,
+        skip: usize,
+    ) -> Result<Taken, SinkFailure> {
+        let sink = &self.sinks[index];
+        let todo = batch.from_point(skip);
+        let spool = self.spools[index].as_deref();
+        // While a sink's spool has a backlog, new batches queue behind it:
+        // the sink is down, and trying it would only add latency.
+        let result = match spool {
+            Some(spool) if spool.has_backlog() => Err(SinkFailure {
+                sink: sink.name(),
+                retryable: true,
+                message: "batches wait in its spool".into(),
+                done: 0,
+            }),
+            _ => self.deliver(sink, &todo).await,
+        };
+        let mut spooled = false;
+        let result = match (skipped(result, skip), spool) {
+            (Err(failure), Some(spool)) if failure.retryable => {
+                // Only what the sink did not take waits in the spool.
+                match spool.append(&batch.from_point(failure.done)) {
+                    Ok(()) => {
+                        tracing::info!(sink = failure.sink, batch = %batch.id, from_point = failure.done, message = %failure.message, "sink did not take batch; spooled");
+                        spooled = true;
+                        Ok(Vec::new())
+                    }
+                    Err(e) => {
+                        tracing::error!(sink = failure.sink, batch = %batch.id, error = %e, "SPOOL CANNOT TAKE BATCH: answering 503, the emitter keeps it");
+                        Err(SinkFailure {
+                            message: format!("{}; and {e}", failure.message),
+                            ..failure
+                        })
+                    }
+                }
+            }
+            (result, _) => result,
+        };
+        self.spool_gauge(index);
+        match result {
+            Ok(refusals) => Ok(Taken { refusals, spooled }),
+            Err(failure) => {
+                tracing::warn!(sink = failure.sink, batch = %batch.id, retryable = failure.retryable, done = failure.done, message = %failure.message, "sink did not take batch");
+                Err(failure)
+            }
+        }
     }
 }
 

@@ -26,7 +26,10 @@ use crate::decode::Format;
 use crate::dedupe::{self, Seen};
 use crate::error::Error;
 use crate::ingest::{self, Headers, Ingest, Reply};
-use crate::tenant::{RateLimiter, Replays};
+use crate::model::Batch;
+use crate::pipeline::{self, Dispatch, Event, Head, Host, SeenKey, Taken};
+use crate::sink::{SinkFailure, SinkTag};
+use crate::tenant::{Caller, RateLimiter, Replays};
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -151,19 +154,6 @@ fn json(status: StatusCode, body: String) -> Response {
     (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
 }
 
-fn error(e: &Error) -> Response {
-    let mut response = json(
-        StatusCode::from_u16(e.status).unwrap_or(StatusCode::BAD_REQUEST),
-        e.to_json(),
-    );
-    if let Some(seconds) = e.retry_after {
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
-    }
-    response
-}
-
 fn is_length_limit(e: &axum::Error) -> bool {
     let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(e) = source {
@@ -173,18 +163,6 @@ fn is_length_limit(e: &axum::Error) -> bool {
         source = e.source();
     }
     false
-}
-
-fn not_found() -> Response {
-    error(&Error::new(
-        404,
-        "not_found",
-        format!(
-            "no such path; push to POST {} (edgepush or OTLP), POST /write or /api/v2/write \
-             (line protocol), or PUT/POST /metrics/job/<job> (Prometheus text)",
-            edgepush_protocol::wire::PATH
-        ),
-    ))
 }
 
 /// `GET /metrics`: the receiver's own metrics (see [`super::telemetry`]).
@@ -216,6 +194,7 @@ fn to_response(reply: Reply) -> Response {
     response
 }
 
+/// Every other request: a push, through the one pipeline.
 async fn push(
     State(app): State<Arc<App>>,
     method: Method,
@@ -224,132 +203,140 @@ async fn push(
     body: Body,
 ) -> Response {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let format = match Format::route(
-        method.as_str(),
-        uri.path(),
-        uri.query(),
-        text(header::CONTENT_TYPE.as_str()),
-    ) {
-        Ok(Some(format)) => format,
-        Ok(None) => return not_found(),
-        Err(e) => return error(&e),
+    let head = Head {
+        method: method.as_str(),
+        path: uri.path(),
+        query: uri.query(),
+        content_length: text(header::CONTENT_LENGTH.as_str()).and_then(|v| v.parse().ok()),
+        headers: Headers {
+            content_type: text(header::CONTENT_TYPE.as_str()),
+            content_encoding: text(header::CONTENT_ENCODING.as_str()),
+            authorization: text(header::AUTHORIZATION.as_str()),
+            signature: text(edgepush_protocol::sign::HEADER),
+            namespace: text(ingest::NAMESPACE_HEADER),
+        },
     };
-    let telemetry = app.forwarder.telemetry();
-    let refuse = |tenant: &str, e: &Error| {
-        tracing::info!(tenant, format = format.name(), status = e.status, error = e.error, field = ?e.field, message = %e.message, "push refused");
-        telemetry.request(format.name(), tenant, e.status);
-        telemetry.request_refused(format.name(), tenant, e.error);
-        to_response(ingest::refusal(Some(&format), e))
-    };
-    let max = app.ingest.limits.max_body_bytes;
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return refuse("", &ingest::body_too_large(max));
-    }
-    // Reads at most max + 1 bytes, whatever the client declared, and no
-    // longer than the read timeout.
-    let body: Bytes =
-        match tokio::time::timeout(app.read_timeout, axum::body::to_bytes(body, max)).await {
-            Ok(Ok(b)) => b,
-            Ok(Err(e)) if is_length_limit(&e) => return refuse("", &ingest::body_too_large(max)),
-            Ok(Err(e)) => {
-                return refuse(
-                    "",
-                    &Error::new(400, "unreadable_body", format!("cannot read the body: {e}"))
-                        .field("body"),
-                );
-            }
-            Err(_) => {
-                return refuse(
-                    "",
-                    &Error::new(
-                        408,
-                        "body_timeout",
-                        format!(
-                            "the body did not arrive within {} s",
-                            app.read_timeout.as_secs_f64()
-                        ),
-                    )
-                    .field("body"),
-                );
-            }
-        };
-    let request_headers = Headers {
-        content_type: text(header::CONTENT_TYPE.as_str()),
-        content_encoding: text(header::CONTENT_ENCODING.as_str()),
-        authorization: text(header::AUTHORIZATION.as_str()),
-        signature: text(edgepush_protocol::sign::HEADER),
-        namespace: text(ingest::NAMESPACE_HEADER),
-    };
-    let now = now_ms();
-    let caller = match app
-        .ingest
-        .authenticate_push(&format, request_headers, &body, now)
-    {
-        Ok(caller) => caller,
-        Err(e) => return refuse("", &e),
-    };
-    let tenant = app.ingest.tenants.name(&caller);
-    let decoded = app.replays.check(&caller, now).and_then(|()| {
-        app.ingest
-            .decode_within(&app.rates, &caller, &format, request_headers, &body, now)
-    });
-    let decoded = match decoded {
-        Ok(d) => d,
-        Err(e) => return refuse(tenant, &e),
-    };
-    let mut answer = ingest::answer_for(&decoded);
-    telemetry.points(
-        format.name(),
-        tenant,
-        decoded.batch.points.len(),
-        decoded.rejected.iter().map(|r| r.reason.as_str()),
-    );
-    let key = dedupe::key(tenant, &decoded.batch.namespace, &decoded.batch.id);
-    if app.seen.contains(&key, Instant::now()) {
-        answer.duplicate = true;
-        telemetry.dedupe_hit(format.name(), tenant);
-    } else if !answer.all_refused() {
-        // A sink that took this batch, or part of it, on an earlier try is
-        // sent only what it did not take.
-        let forwarded = app
-            .forwarder
-            .forward(&decoded.batch, |sink| {
-                app.seen
-                    .get(&dedupe::sink_key(&key, sink), Instant::now())
-                    .unwrap_or(0)
-            })
-            .await;
-        answer.spooled = forwarded.spooled.into_iter().map(Into::into).collect();
-        ingest::sink_refused(&mut answer, &decoded, forwarded.refused);
-        for sink in forwarded.delivered {
-            app.seen
-                .insert(dedupe::sink_key(&key, sink), Instant::now());
-        }
-        for (sink, done) in forwarded.progress {
-            app.seen
-                .insert_value(dedupe::sink_key(&key, sink), done, Instant::now());
-        }
-        if let Some(e) = ingest::sink_failure(&forwarded.failures) {
-            return refuse(tenant, &e);
-        }
-        app.seen.insert(key, Instant::now());
-    }
-    tracing::debug!(format = format.name(), batch = %decoded.batch.id, accepted = answer.accepted, rejected = answer.rejected_count, "push handled");
-    let sink_refused = answer.refused_by_sinks();
-    if sink_refused > 0 {
-        telemetry.points_refused(format.name(), tenant, "sink_refused", sink_refused as u64);
-    }
-    let reply = ingest::reply(&format, &answer);
-    telemetry.request(format.name(), tenant, reply.status);
-    to_response(reply)
+    to_response(pipeline::handle(&head, body, &*app).await)
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+/// The native host: bodies read within the read timeout, replays and
+/// dedupe in memory, delivery inline through the forwarder (and its
+/// spools), telemetry for `GET /metrics`.
+impl Host for App {
+    type Body = Body;
+    type Bytes = Bytes;
+
+    fn ingest(&self) -> &Ingest {
+        &self.ingest
+    }
+
+    fn rates(&self) -> &RateLimiter {
+        &self.rates
+    }
+
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    /// Reads at most `max` + 1 bytes, whatever the client declared, and no
+    /// longer than the read timeout.
+    async fn read_body(&self, body: Body, max: usize) -> Result<Bytes, Error> {
+        match tokio::time::timeout(self.read_timeout, axum::body::to_bytes(body, max)).await {
+            Ok(Ok(b)) => Ok(b),
+            Ok(Err(e)) if is_length_limit(&e) => Err(ingest::body_too_large(max)),
+            Ok(Err(e)) => {
+                Err(
+                    Error::new(400, "unreadable_body", format!("cannot read the body: {e}"))
+                        .field("body"),
+                )
+            }
+            Err(_) => Err(Error::new(
+                408,
+                "body_timeout",
+                format!(
+                    "the body did not arrive within {} s",
+                    self.read_timeout.as_secs_f64()
+                ),
+            )
+            .field("body")),
+        }
+    }
+
+    async fn check_replay(&self, caller: &Caller, now_ms: i64) -> Result<(), Error> {
+        self.replays.check(caller, now_ms)
+    }
+
+    async fn seen(&self, key: SeenKey<'_>) -> Option<usize> {
+        self.seen.get(&seen_key(key), Instant::now())
+    }
+
+    async fn remember(&self, key: SeenKey<'_>, value: usize) {
+        self.seen.insert_value(seen_key(key), value, Instant::now());
+    }
+
+    fn dispatch(&self) -> Dispatch {
+        Dispatch::Inline
+    }
+
+    fn sinks(&self) -> usize {
+        self.forwarder.sinks().len()
+    }
+
+    fn sink_name(&self, index: usize) -> &'static str {
+        self.forwarder.sinks()[index].name()
+    }
+
+    fn sink_tag(&self, index: usize) -> Option<SinkTag> {
+        self.forwarder.sinks()[index].tag()
+    }
+
+    async fn deliver(
+        &self,
+        index: usize,
+        batch: &Batch,
+        from: usize,
+    ) -> Result<Taken, SinkFailure> {
+        self.forwarder.forward_one(index, batch, from).await
+    }
+
+    async fn enqueue(&self, _message: Vec<u8>) -> Result<(), String> {
+        Err("the native receiver delivers inline".into())
+    }
+
+    fn record(&self, format: &Format, event: Event<'_>) {
+        let telemetry = self.forwarder.telemetry();
+        let format = format.name();
+        match event {
+            Event::Refused { tenant, error } => {
+                telemetry.request(format, tenant, error.status);
+                telemetry.request_refused(format, tenant, error.error);
+            }
+            Event::Points {
+                tenant,
+                accepted,
+                rejected,
+            } => telemetry.points(
+                format,
+                tenant,
+                accepted,
+                rejected.iter().map(|r| r.reason.as_str()),
+            ),
+            Event::DedupeHit { tenant } => telemetry.dedupe_hit(format, tenant),
+            Event::SinkRefused { tenant, points } => {
+                telemetry.points_refused(format, tenant, "sink_refused", points as u64);
+            }
+            Event::Answered { tenant, status } => telemetry.request(format, tenant, status),
+        }
+    }
+}
+
+/// The in-memory dedupe store's key for `key` ([`dedupe::key`]).
+fn seen_key(key: SeenKey<'_>) -> String {
+    let batch = dedupe::key(key.tenant, key.namespace, key.id);
+    match key.sink {
+        Some(index) => dedupe::sink_key(&batch, index),
+        None => batch,
+    }
 }
