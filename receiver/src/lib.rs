@@ -1,14 +1,17 @@
 //! # edgepush-receiver
 //!
-//! The receiving end of edgepush. It authenticates pushes, bounds and
-//! validates them against CloudWatch's and line protocol's rules, and forwards
-//! the accepted points to CloudWatch (`PutMetricData`) and to line-protocol
-//! stores (InfluxDB 1/2/3, VictoriaMetrics, QuestDB).
+//! The core of the receiving end of edgepush, without I/O. It authenticates
+//! pushes, bounds and validates them against CloudWatch's and line
+//! protocol's rules, and forwards the accepted points to CloudWatch
+//! (`PutMetricData`) and to line-protocol stores (InfluxDB 1/2/3,
+//! VictoriaMetrics, QuestDB).
 //!
-//! The core is sans-IO: [`ingest`] turns a request into a validated
-//! [`model::Batch`], and each [`sink`] turns a batch into `http::Request`s and
-//! classifies the answers. The native server ([`native`], feature `native`)
-//! does the I/O with tokio and reqwest.
+//! [`pipeline`] handles one push from request to answer for every host;
+//! [`ingest`] turns a request into a validated [`model::Batch`], and each
+//! [`sink`] turns a batch into `http::Request`s and classifies the answers.
+//! The hosts do the I/O: crate `edgepush-receiver-native` (the server and
+//! its binary, with tokio, reqwest and the AWS SDK) and crate
+//! `edgepush-receiver-worker` (the Cloudflare Worker).
 //!
 //! ```
 //! use edgepush_receiver::ingest::{Headers, Ingest};
@@ -21,23 +24,20 @@
 //! ```
 //!
 //! ## Features
-//! - `native` (default): the `edgepush-receiver` server binary and `native`.
-//! - `worker`: the Cloudflare Worker entry points (built for `wasm32` by
-//!   `worker-build`; configured as [`env_config`] describes).
+//! - `formats` (default): every ingest format beside edgepush's wire
+//!   formats (`ingest-otlp`, `ingest-line-protocol`, `ingest-prometheus`).
+//! - `worker`: on wasm32, gzip and SHA-256 through the Workers runtime
+//!   (`node:zlib`, `node:crypto`), for the Worker crate.
 
 pub mod decode;
 pub mod dedupe;
 pub mod digest;
-#[cfg(all(feature = "worker", target_arch = "wasm32"))]
-mod edge;
 pub mod env_config;
 pub mod error;
 pub mod gzip;
 pub mod ingest;
 pub mod limits;
 pub mod model;
-#[cfg(feature = "native")]
-pub mod native;
 pub mod pipeline;
 pub mod queue_message;
 pub mod sink;

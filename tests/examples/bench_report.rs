@@ -470,7 +470,7 @@ fn main() {
              1,000-datapoint batch, to hold against the free plan's 10 ms and the project's \
              own 2 ms target. The runtime's own share is small: a JavaScript Worker that \
              only reads such a body and makes the same two subrequests costs at most 0.3 ms \
-             more than a /healthz here (docs/BENCHMARKS.md, session 12); the rest is the \
+             more than a /healthz here (docs/BENCHMARKS-HISTORY.md, session 12); the rest is the \
              receiver's wasm and what it calls (gzip, fetch). The native rows are the same \
              work outside the runtime.",
         ),

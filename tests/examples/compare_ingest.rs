@@ -29,7 +29,7 @@
 //! `target/bench/ingest.json`) for the report, and prints a table.
 //!
 //! `cargo run --release -p edgepush-tests --example compare_ingest` (after
-//! `cargo build --release -p edgepush-receiver`; `.ci/bench` does both).
+//! `cargo build --release -p edgepush-receiver-native`; `.ci/bench` does both).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};

@@ -11,9 +11,9 @@ use std::time::{Duration, SystemTime};
 
 use aws_sdk_cloudwatch::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_cloudwatch::types::{Dimension, Statistic};
-use edgepush_receiver::native::NativeSink;
-use edgepush_receiver::native::config::{self, SinkConfig};
 use edgepush_receiver::sink::{Retry, cloudwatch};
+use edgepush_receiver_native::NativeSink;
+use edgepush_receiver_native::config::{self, SinkConfig};
 use serde_json::{Value, json};
 
 use crate::{Process, free_port, tool, wait_for};
@@ -177,7 +177,7 @@ pub fn receiver_binary() -> PathBuf {
     BUILT
         .get_or_init(|| match std::env::var_os("EDGEPUSH_RECEIVER_BIN") {
             Some(bin) => PathBuf::from(bin),
-            None => crate::debug_binary("edgepush-receiver", "edgepush-receiver"),
+            None => crate::debug_binary("edgepush-receiver-native", "edgepush-receiver"),
         })
         .clone()
 }

@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use edgepush_receiver::dedupe::Seen;
 use edgepush_receiver::ingest::Ingest;
 use edgepush_receiver::limits::Limits;
-use edgepush_receiver::native::{App, Forwarder, NativeSink, serve};
 use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
 use edgepush_receiver::tenant::Tenants;
+use edgepush_receiver_native::{App, Forwarder, NativeSink, serve};
 
 pub mod aws;
 pub mod bad_input;
@@ -557,9 +557,11 @@ impl Drop for Workerd {
 /// What the Worker builds from: a build older than any of these is stale.
 const WORKER_SOURCES: &[&str] = &[
     "receiver/src",
-    "emitter/src",
+    "receiver/worker/src",
+    "emitter/protocol/src",
     "Cargo.lock",
     "receiver/Cargo.toml",
+    "receiver/worker/Cargo.toml",
     ".ci/build-worker",
     ".ci/wasm-size",
 ];

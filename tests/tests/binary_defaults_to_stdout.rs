@@ -10,7 +10,7 @@ use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
 
 /// The receiver binary, built if it is not yet.
 fn binary() -> std::path::PathBuf {
-    edgepush_tests::debug_binary("edgepush-receiver", "edgepush-receiver")
+    edgepush_tests::debug_binary("edgepush-receiver-native", "edgepush-receiver")
 }
 
 fn free_port() -> u16 {

@@ -21,15 +21,15 @@ use tokio::sync::Semaphore;
 
 use std::time::{Duration, Instant};
 
-use super::forward::Forwarder;
-use crate::decode::Format;
-use crate::dedupe::{self, Seen};
-use crate::error::Error;
-use crate::ingest::{self, Headers, Ingest, Reply};
-use crate::model::Batch;
-use crate::pipeline::{self, Dispatch, Event, Head, Host, SeenKey, Taken};
-use crate::sink::{SinkFailure, SinkTag};
-use crate::tenant::{Caller, RateLimiter, Replays};
+use crate::forward::Forwarder;
+use edgepush_receiver::decode::Format;
+use edgepush_receiver::dedupe::{self, Seen};
+use edgepush_receiver::error::Error;
+use edgepush_receiver::ingest::{self, Headers, Ingest, Reply};
+use edgepush_receiver::model::Batch;
+use edgepush_receiver::pipeline::{self, Dispatch, Event, Head, Host, SeenKey, Taken};
+use edgepush_receiver::sink::{SinkFailure, SinkTag};
+use edgepush_receiver::tenant::{Caller, RateLimiter, Replays};
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -165,7 +165,7 @@ fn is_length_limit(e: &axum::Error) -> bool {
     false
 }
 
-/// `GET /metrics`: the receiver's own metrics (see [`super::telemetry`]).
+/// `GET /metrics`: the receiver's own metrics (see [`crate::telemetry`]).
 async fn own_metrics(State(app): State<Arc<App>>) -> Response {
     (
         [(

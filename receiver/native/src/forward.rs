@@ -5,13 +5,13 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::sink::{NativeSink, write_stdout};
-use super::spool::Spool;
-use super::telemetry::Telemetry;
-use crate::limits::Limits;
-use crate::model::Batch;
-use crate::pipeline::Taken;
-use crate::sink::{
+use crate::sink::{NativeSink, write_stdout};
+use crate::spool::Spool;
+use crate::telemetry::Telemetry;
+use edgepush_receiver::limits::Limits;
+use edgepush_receiver::model::Batch;
+use edgepush_receiver::pipeline::Taken;
+use edgepush_receiver::sink::{
     Client, Reply, Retry, SinkAnswer, SinkFailure, SinkRefusal, deliver, parse_retry_after, skipped,
 };
 
@@ -349,9 +349,9 @@ mod tests {
     use edgepush_protocol::{Resolution, Unit};
 
     use super::*;
-    use crate::model::{Point, Series, Value};
-    use crate::sink::Sink;
-    use crate::sink::line_protocol::Target;
+    use edgepush_receiver::model::{Point, Series, Value};
+    use edgepush_receiver::sink::Sink;
+    use edgepush_receiver::sink::line_protocol::Target;
 
     /// A line-protocol store answering each write from a script (204 once
     /// it is used up), recording the bodies it took.

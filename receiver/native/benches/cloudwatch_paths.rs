@@ -6,7 +6,7 @@
 //!   as the Worker does.
 //!
 //! No network in either: the cost measured is the receiver's own.
-//! `cargo bench -p edgepush-receiver --bench cloudwatch_paths`
+//! `cargo bench -p edgepush-receiver-native --bench cloudwatch_paths`
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -18,10 +18,10 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use edgepush_protocol::wire::Kind;
 use edgepush_protocol::{Resolution, Unit};
 use edgepush_receiver::model::{Batch, Point, Series, StatisticSet, Value};
-use edgepush_receiver::native::Reqwest;
-use edgepush_receiver::native::cloudwatch::AwsCloudWatch;
 use edgepush_receiver::sink::Retry;
 use edgepush_receiver::sink::cloudwatch::{self, Protocol};
+use edgepush_receiver_native::Reqwest;
+use edgepush_receiver_native::cloudwatch::AwsCloudWatch;
 
 /// 1,000 datums over 100 series with three dimensions each: 400 counters,
 /// 200 gauges, 200 distributions of 10 distinct values, 200 statistic sets.

@@ -26,7 +26,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::sink::{Client, Reply};
+use edgepush_receiver::sink::{Client, Reply};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Request {
@@ -324,7 +324,10 @@ mod tests {
             ("timestamp is more than 14 days old", "timestamp"),
             ("31 dimensions, more than the 30 allowed", "dimension"),
             ("metric name is empty", "name"),
-            (crate::decode::otlp::CUMULATIVE_REFUSED, "temporality"),
+            (
+                edgepush_receiver::decode::otlp::CUMULATIVE_REFUSED,
+                "temporality",
+            ),
             ("invalid line protocol: No fields were provided", "syntax"),
             ("something else", "other"),
         ] {
@@ -364,7 +367,7 @@ mod tests {
 
     #[test]
     fn sink_requests_are_counted_by_outcome_with_their_retries() {
-        use crate::sink::SinkAnswer;
+        use edgepush_receiver::sink::SinkAnswer;
         let t = Telemetry::default();
         let script = Script(std::sync::Mutex::new(vec![
             Err("connection refused".into()),

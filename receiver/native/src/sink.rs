@@ -5,9 +5,9 @@
 use std::io::Write as _;
 use std::sync::Arc;
 
-use super::cloudwatch::AwsCloudWatch;
-use crate::model::Batch;
-use crate::sink::{Encoder, Sink, SinkFailure, SinkTag, line_protocol};
+use crate::cloudwatch::AwsCloudWatch;
+use edgepush_receiver::model::Batch;
+use edgepush_receiver::sink::{Encoder, Sink, SinkFailure, SinkTag, line_protocol};
 
 /// A sink as the native server runs it.
 #[derive(Clone, Debug)]

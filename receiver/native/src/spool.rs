@@ -7,7 +7,7 @@
 //! offset of the oldest record not yet delivered). A segment is a sequence of
 //! records: payload length (u32, little-endian), CRC-32 of the payload
 //! (u32, little-endian), payload. A payload is a queue message
-//! ([`crate::queue_message`]: the batch as gzip'd wire v1 JSON), so replay
+//! ([`edgepush_receiver::queue_message`]: the batch as gzip'd wire v1 JSON), so replay
 //! decodes it with the same checks as a push.
 //!
 //! Durability: every append is written and `fsync`ed (file and, for a new
@@ -29,9 +29,9 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::limits::Limits;
-use crate::model::Batch;
-use crate::queue_message::{self, SinkTag};
+use edgepush_receiver::limits::Limits;
+use edgepush_receiver::model::Batch;
+use edgepush_receiver::queue_message::{self, SinkTag};
 
 /// A segment is closed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
@@ -425,7 +425,7 @@ mod tests {
     use edgepush_protocol::{Resolution, Unit};
 
     use super::*;
-    use crate::model::{Point, Series, Value};
+    use edgepush_receiver::model::{Point, Series, Value};
 
     fn batch(id: &str, value: f64) -> Batch {
         Batch {

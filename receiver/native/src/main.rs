@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use clap::Parser;
 use edgepush_receiver::dedupe::Seen;
-use edgepush_receiver::native::config::{self, Args};
-use edgepush_receiver::native::{App, Forwarder, serve};
 use edgepush_receiver::sink::Retry;
 use edgepush_receiver::tenant::Replays;
+use edgepush_receiver_native::config::{self, Args};
+use edgepush_receiver_native::{App, Forwarder, serve};
 
 #[tokio::main]
 async fn main() -> ExitCode {

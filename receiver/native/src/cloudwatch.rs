@@ -21,9 +21,11 @@ use aws_sdk_cloudwatch::primitives::DateTime;
 use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit, StatisticSet};
 use tokio::sync::Mutex;
 
-use crate::model::Batch;
-use crate::sink::cloudwatch::{self, Datum, Measure, Protocol, RetryMode};
-use crate::sink::{self, Client, Retry, Sink, SinkFailure, SinkRefusal, covers, deliver, settle};
+use edgepush_receiver::model::Batch;
+use edgepush_receiver::sink::cloudwatch::{self, Datum, Measure, Protocol, RetryMode};
+use edgepush_receiver::sink::{
+    self, Client, Retry, Sink, SinkFailure, SinkRefusal, covers, deliver, settle,
+};
 
 /// How long the credentials chain may take to answer at start-up (the
 /// instance metadata probe is the slow link when there is no instance).
@@ -312,8 +314,8 @@ mod tests {
     use edgepush_protocol::{Resolution, Unit};
 
     use super::*;
-    use crate::model::{Point, Series, StatisticSet as Stats, Value};
-    use crate::native::Reqwest;
+    use crate::Reqwest;
+    use edgepush_receiver::model::{Point, Series, StatisticSet as Stats, Value};
 
     /// A CBOR text string (short or one-byte length, as the tests need).
     fn cbor_text(out: &mut Vec<u8>, s: &str) {

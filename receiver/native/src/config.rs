@@ -6,15 +6,15 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Deserialize;
 
-use crate::ingest::Ingest;
-use crate::limits::Limits;
-use crate::tenant::{DEFAULT_SIGNATURE_WINDOW_SECONDS, TenantConfig, Tenants};
+use edgepush_receiver::ingest::Ingest;
+use edgepush_receiver::limits::Limits;
+use edgepush_receiver::tenant::{DEFAULT_SIGNATURE_WINDOW_SECONDS, TenantConfig, Tenants};
 use std::sync::Arc;
 
-use super::sink::NativeSink;
-use crate::decode::Formats;
-use crate::native::cloudwatch::AwsCloudWatch;
-use crate::sink::{Retry, Sink, cloudwatch, line_protocol};
+use crate::cloudwatch::AwsCloudWatch;
+use crate::sink::NativeSink;
+use edgepush_receiver::decode::Formats;
+use edgepush_receiver::sink::{Retry, Sink, cloudwatch, line_protocol};
 
 /// Settings of the native receiver. With none at all it listens on
 /// `127.0.0.1:8787` and writes line protocol to standard output.

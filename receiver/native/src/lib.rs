@@ -1,0 +1,20 @@
+//! # edgepush-receiver-native
+//!
+//! The receiver as a native server, and its binary `edgepush-receiver`:
+//! the push pipeline of crate `edgepush-receiver` hosted by axum on tokio
+//! ([`App`] is its [`edgepush_receiver::pipeline::Host`]), forwarding with
+//! reqwest, CloudWatch through the AWS SDK ([`cloudwatch`]), spools on disk
+//! ([`spool`]), its own metrics ([`telemetry`]) and its configuration
+//! ([`config`]).
+
+pub mod cloudwatch;
+pub mod config;
+mod forward;
+mod server;
+pub mod sink;
+pub mod spool;
+pub mod telemetry;
+
+pub use forward::{Forwarded, Forwarder, Reqwest};
+pub use server::{App, router, serve};
+pub use sink::NativeSink;

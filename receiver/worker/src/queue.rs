@@ -1,0 +1,200 @@
+//! Queued delivery: the queue consumer, requeueing what a sink took only
+//! part of, and the dead letters (kept in KV, listed over HTTP).
+
+use std::time::Duration;
+
+use edgepush_receiver::error::Error;
+use edgepush_receiver::ingest;
+use edgepush_receiver::model::Batch;
+use edgepush_receiver::queue_message::{self, SinkTag};
+use edgepush_receiver::sink::{Encoder, Retry, deliver};
+use worker::{
+    Context, Date, Env, MessageBatch, MessageExt, QueueContentType, QueueRetryOptionsBuilder,
+    RawMessageBuilder, Request, Response, event, js_sys,
+};
+
+use crate::fetch::FetchClient;
+use crate::{
+    DEAD_LETTER_TTL_SECONDS, DEAD_LETTERS_BINDING, MAX_RETRY_DELAY_SECONDS, QUEUE_BINDING, error,
+    json, now, setting, settings,
+};
+
+/// Lists the dead letters' keys (`<time>-<batch id>-<sink>`), newest last.
+pub(crate) async fn dead_letters(req: &Request, env: &Env) -> worker::Result<Response> {
+    let config = match settings(env) {
+        Ok(config) => config,
+        Err(message) => return error(&Error::new(500, "misconfigured", message)),
+    };
+    let ingest = &config.ingest;
+    let authorization = req.headers().get("authorization")?;
+    let signature = req.headers().get(edgepush_protocol::sign::HEADER)?;
+    let headers = ingest::Headers {
+        authorization: authorization.as_deref(),
+        signature: signature.as_deref(),
+        ..ingest::Headers::default()
+    };
+    if let Err(e) = ingest.authenticate(headers, b"", Date::now().as_millis() as i64) {
+        return error(&e);
+    }
+    let Ok(kv) = env.kv(DEAD_LETTERS_BINDING) else {
+        return error(&Error::new(
+            404,
+            "not_found",
+            format!("no KV namespace bound as {DEAD_LETTERS_BINDING}"),
+        ));
+    };
+    let list = kv
+        .list()
+        .execute()
+        .await
+        .map_err(|e| worker::Error::RustError(e.to_string()))?;
+    let names: Vec<String> = list.keys.into_iter().map(|k| k.name).collect();
+    // Serialising strings cannot fail; `to_string` rather than `Value`'s
+    // Display keeps the pretty printer out of the wasm.
+    let body = serde_json::to_string(&serde_json::json!({ "dead_letters": names }));
+    json(200, body.unwrap_or_default())
+}
+
+/// Queue consumer: forwards queued batches, or keeps dead letters.
+#[event(queue)]
+async fn consume(
+    batch: MessageBatch<serde_json::Value>,
+    env: Env,
+    _ctx: Context,
+) -> worker::Result<()> {
+    let dead_letter_queue = setting(&env, "EDGEPUSH_DEAD_LETTER_QUEUE")
+        .unwrap_or_else(|| "edgepush-dead-letters".into());
+    if batch.queue() == dead_letter_queue {
+        return keep_dead_letters(batch, &env).await;
+    }
+    let config = match settings(&env) {
+        Ok(config) => config,
+        Err(message) => {
+            // Nothing can be delivered until the settings are fixed: keep
+            // every message in the queue.
+            worker::console_error!("edgepush: {message}");
+            batch.retry_all();
+            return Ok(());
+        }
+    };
+    let (ingest, sinks) = (&config.ingest, &config.sinks);
+    let base_delay = setting(&env, "EDGEPUSH_RETRY_DELAY_SECONDS")
+        .and_then(|s| s.parse::<u64>().ok())
+        .unwrap_or(30);
+    for message in batch.raw_iter() {
+        let bytes = js_sys::Uint8Array::new(&message.body()).to_vec();
+        let now_ms = Date::now().as_millis() as i64;
+        let outcome = match queue_message::decode(&bytes, now_ms, &ingest.limits) {
+            Err(e) => Err(e.to_string()),
+            Ok((tag, points)) => match sinks.iter().find(|s| s.tag() == tag) {
+                None => Err(format!("no {tag:?} sink is configured")),
+                Some(sink) => {
+                    let quick = Retry {
+                        attempts: 2,
+                        backoff: Duration::from_millis(200),
+                        ..Retry::default()
+                    };
+                    match deliver(&FetchClient, sink, &points, now(), quick).await {
+                        Ok(refusals) => {
+                            for r in refusals {
+                                worker::console_error!(
+                                    "edgepush: {} refused {} points of batch {}: {}",
+                                    r.sink,
+                                    r.points.len(),
+                                    points.id,
+                                    r.message
+                                );
+                            }
+                            Ok(())
+                        }
+                        // Part taken: the rest goes back to the queue as a
+                        // new message, so the part is not sent again.
+                        Err(f) if f.retryable && f.done > 0 => {
+                            worker::console_warn!(
+                                "edgepush: {} took {} points of batch {}, then: {}; requeueing the rest",
+                                f.sink,
+                                f.done,
+                                points.id,
+                                f.message
+                            );
+                            requeue(&env, &points.from_point(f.done), tag)
+                                .await
+                                .map_err(|e| {
+                                    format!(
+                                        "{}: {}; cannot requeue the rest: {e}",
+                                        f.sink, f.message
+                                    )
+                                })
+                        }
+                        Err(f) => Err(format!("{}: {}", f.sink, f.message)),
+                    }
+                }
+            },
+        };
+        match outcome {
+            Ok(()) => message.ack(),
+            Err(reason) => {
+                worker::console_warn!("edgepush: message {} not delivered: {reason}", message.id());
+                // Exponential backoff without an attempt counter (the
+                // runtime does not expose it): wait as long as the message
+                // has already waited, at least the base delay.
+                let age = Date::now()
+                    .as_millis()
+                    .saturating_sub(message.timestamp().as_millis())
+                    / 1000;
+                let delay = age.clamp(base_delay, MAX_RETRY_DELAY_SECONDS.max(base_delay));
+                let retry = QueueRetryOptionsBuilder::new()
+                    .with_delay_seconds(u32::try_from(delay).unwrap_or(u32::MAX))
+                    .build();
+                message.retry_with_options(&retry);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Sends `batch` to the queue again, for the sink `tag` names.
+async fn requeue(env: &Env, batch: &Batch, tag: SinkTag) -> Result<(), String> {
+    let queue = env.queue(QUEUE_BINDING).map_err(|e| e.to_string())?;
+    for message in queue_message::encode(batch, tag) {
+        let raw = RawMessageBuilder::new(js_sys::Uint8Array::from(message.as_slice()).into())
+            .build_with_content_type(QueueContentType::V8);
+        queue.send_raw(raw).await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn keep_dead_letters(
+    batch: MessageBatch<serde_json::Value>,
+    env: &Env,
+) -> worker::Result<()> {
+    let Ok(kv) = env.kv(DEAD_LETTERS_BINDING) else {
+        worker::console_error!(
+            "edgepush: dead letters arrive but no KV namespace is bound as {DEAD_LETTERS_BINDING}"
+        );
+        batch.retry_all();
+        return Ok(());
+    };
+    for message in batch.raw_iter() {
+        let bytes = js_sys::Uint8Array::new(&message.body()).to_vec();
+        let (id, sink) = match queue_message::peek(&bytes) {
+            Some((tag, id)) => (id, format!("{tag:?}")),
+            None => (message.id(), "undecodable".to_string()),
+        };
+        let key = format!("{}-{id}-{sink}", Date::now().as_millis());
+        let stored = match kv.put_bytes(&key, &bytes) {
+            Ok(put) => put
+                .expiration_ttl(DEAD_LETTER_TTL_SECONDS)
+                .execute()
+                .await
+                .is_ok(),
+            Err(_) => false,
+        };
+        if stored {
+            message.ack();
+        } else {
+            message.retry();
+        }
+    }
+    Ok(())
+}
