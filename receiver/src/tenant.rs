@@ -10,6 +10,9 @@
 //!
 //! With no tenant configured the receiver is open (local use): every
 //! request is accepted and may write any namespace.
+//!
+//! About 500 lines: tenants, keys, signatures, replay and rate limits are
+//! the one question "who may push what, how often", answered in one place.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;

@@ -31,6 +31,11 @@
 //! vs     = varint 2n+1, svarint exponent, svarint significand*n   (one exponent)
 //!        | varint 2n, (svarint significand, svarint exponent)*n
 //! ```
+//!
+//! One file of about 700 lines: the encoder and the decoder of one format
+//! are kept side by side, against the grammar above, so that a change to
+//! one is seen next to the other; most of the length is the decoder naming
+//! the field and byte of every way a body can be malformed.
 
 use alloc::borrow::Cow;
 use alloc::format;
