@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 
 use crate::config::Config;
 use crate::error::Result;
+use crate::format::{BatchWriter, Writer};
 use edgepush_protocol::wire;
 
 /// One batch: its id and its body (wire v2, or v1 if configured), compressed with gzip when the
@@ -108,20 +109,7 @@ impl Batch {
     /// The batch as wire v1 JSON, whatever its format: for logs, tests and
     /// [`Batch::emf`].
     pub fn json(&self) -> Result<Vec<u8>> {
-        let encoded = self.encoded()?;
-        match self.format {
-            wire::Format::V1 => Ok(encoded),
-            _ => serde_json::to_vec(&self.decode(&encoded)?).map_err(|_| crate::error::not_json()),
-        }
-    }
-
-    /// Reads `encoded` (this batch's [`Batch::encoded`]) back in its format.
-    fn decode<'a>(&self, encoded: &'a [u8]) -> Result<wire::Batch<'a>> {
-        let fault = |e: &dyn core::fmt::Display| crate::Error::Encode(alloc::format!("{e}"));
-        match self.format {
-            wire::Format::V1 => serde_json::from_slice(encoded).map_err(|e| fault(&e)),
-            _ => wire::v2::decode(encoded).map_err(|e| fault(&e)),
-        }
+        Writer(self.format).json(self.encoded()?)
     }
 
     /// The encoded batch inside the body (decompressed if needed).
@@ -144,6 +132,7 @@ impl Batch {
     #[cfg(feature = "std")]
     pub fn emf(&self, properties: &[(&str, &str)]) -> Result<Vec<String>> {
         let encoded = self.encoded()?;
-        Ok(crate::emf::documents(&self.decode(&encoded)?, properties))
+        let batch = Writer(self.format).decode(&encoded)?;
+        Ok(crate::emf::documents(&batch, properties))
     }
 }

@@ -72,6 +72,11 @@
 //!
 //! Without default features the crate is `no_std` (it needs `alloc`): batches
 //! are plain JSON and the caller supplies the time and sends the bytes.
+//!
+//! In AWS Lambda, crate `edgepush-lambda` runs a `lambda_runtime` handler
+//! with an emitter and pushes at the end of each invocation, after the
+//! response or periodically, with CloudWatch EMF (module `emf`) as the
+//! fallback.
 #![cfg_attr(not(feature = "std"), no_std)]
 
 extern crate alloc;
@@ -84,8 +89,9 @@ pub mod emf;
 mod emitter;
 mod encode;
 mod error;
-#[cfg(feature = "lambda")]
-pub mod lambda;
+mod format;
+#[cfg(feature = "http")]
+mod http;
 #[cfg(feature = "metrics")]
 mod metrics_recorder;
 #[cfg(feature = "std")]
@@ -99,10 +105,10 @@ pub use emitter::{
     Counter, Distribution, Emitter, Gauge, OVERFLOW_METRIC, Statistics, TelemetrySnapshot,
 };
 pub use error::{Error, Field, Quoted, Result};
+#[cfg(feature = "http")]
+pub use http::HttpTransport;
 #[cfg(feature = "metrics")]
 pub use metrics_recorder::{MetricsRecorder, cloudwatch_unit};
-#[cfg(feature = "http")]
-pub use transport::HttpTransport;
 #[cfg(feature = "std")]
 pub use transport::{Ack, PushError, PushReport, SendError, Transport, send_all};
 // What the emitter and the receiver agree on lives in `edgepush-protocol`;

@@ -1,13 +1,13 @@
 //! An AWS Lambda function that records an order's metrics with edgepush.
 //!
-//! Configured from the environment (see `edgepush::lambda::Options::from_env`):
+//! Configured from the environment (see `edgepush_lambda::Options::from_env`):
 //! `EDGEPUSH_URL` (the receiver; unset writes EMF to stdout instead),
 //! `EDGEPUSH_API_KEY`, `EDGEPUSH_FLUSH` (`end-of-invocation`, the default,
 //! `after-response` or `periodic[:seconds[:series]]`).
 
-use edgepush::lambda::{self, Invocation, LambdaMetrics};
 use edgepush::{Config, Metric, Unit};
-use lambda_runtime::{Error, LambdaEvent};
+use edgepush_lambda::{Invocation, LambdaMetrics};
+use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde::{Deserialize, Serialize};
 
 /// An order, as the function is invoked with it.
@@ -29,8 +29,9 @@ struct Receipt {
     request_id: String,
 }
 
-async fn handler(event: LambdaEvent<Order>, mut metrics: Invocation) -> Result<Receipt, Error> {
+async fn handler(event: LambdaEvent<Order>) -> Result<Receipt, Error> {
     let order = event.payload;
+    let metrics = Invocation::current()?;
     metrics.dimension("tenant", order.tenant);
     metrics
         .counter(Metric::new("orders").unit(Unit::Count))?
@@ -61,13 +62,13 @@ async fn handler(event: LambdaEvent<Order>, mut metrics: Invocation) -> Result<R
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     let metrics = LambdaMetrics::from_env(Config::new("LambdaExample")?)?;
-    lambda::run(metrics, handler).await
+    edgepush_lambda::run(metrics, service_fn(handler)).await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use edgepush::lambda::Options;
+    use edgepush_lambda::Options;
     use lambda_runtime::Context;
 
     #[tokio::test]
@@ -85,7 +86,7 @@ mod tests {
             Context::default(),
         );
         let invocation = metrics.invocation(&event.context);
-        let receipt = handler(event, invocation).await.expect("handled");
+        let receipt = invocation.scope(handler(event)).await.expect("handled");
         assert!(receipt.accepted);
 
         let batches = metrics

@@ -1,0 +1,86 @@
+//! Flushing: every series' aggregate taken under the registry lock, then
+//! encoded as batches outside it.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::Emitter;
+use super::series::Cell;
+#[cfg(feature = "std")]
+use super::staged::apply_staged;
+use crate::batch::Batch;
+use crate::encode::{self, Item};
+use crate::error::Result;
+
+impl Emitter {
+    /// Takes everything recorded since the last flush and encodes it as
+    /// batches stamped with `now_ms` (milliseconds since the Unix epoch).
+    /// Each batch holds at most
+    /// [`Config::max_points_per_batch`](crate::Config::max_points_per_batch)
+    /// CloudWatch datums and
+    /// [`Config::max_batch_bytes`](crate::Config::max_batch_bytes) of JSON.
+    /// Series with nothing recorded are left out; no batch is made when
+    /// nothing was recorded.
+    pub fn flush_at(&self, now_ms: i64) -> Result<Vec<Batch>> {
+        let mut items: Vec<Item<Arc<Cell>>> = Vec::new();
+        {
+            let mut registry = self.shared.registry.lock();
+            #[cfg(feature = "std")]
+            apply_staged(&registry, &mut self.shared.buffers.lock());
+            self.report_self_metrics(&mut registry);
+            for cell in registry.all() {
+                if let Some(taken) = cell.take() {
+                    items.push(Item {
+                        series: Arc::clone(cell),
+                        ts: now_ms,
+                        taken,
+                    });
+                }
+            }
+            let timestamped = core::mem::take(&mut *self.shared.timestamped.lock());
+            for ((id, ts), taken) in timestamped {
+                if let Some(cell) = registry.cells.get(id) {
+                    items.push(Item {
+                        series: Arc::clone(cell),
+                        ts,
+                        taken,
+                    });
+                }
+            }
+        }
+        // Series with like names and dimensions side by side compress best.
+        items.sort_by(|a, b| a.series.def.cmp(&b.series.def).then(a.ts.cmp(&b.ts)));
+        let shared = &self.shared;
+        let batches = encode::batches(
+            &shared.config,
+            &shared.writer,
+            &shared.sequence,
+            now_ms,
+            &items,
+        )?;
+        let t = &shared.telemetry;
+        let points: usize = batches.iter().map(Batch::points).sum();
+        t.points_flushed.fetch_add(points as u64, Relaxed);
+        t.batches_encoded.fetch_add(batches.len() as u64, Relaxed);
+        Ok(batches)
+    }
+
+    /// How many series hold data not yet flushed (each becomes at least one
+    /// data point at the next flush), plus explicitly timestamped values
+    /// waiting. Looks at every series: for deciding when to flush, not for
+    /// a hot path.
+    pub fn pending(&self) -> usize {
+        let registry = self.shared.registry.lock();
+        #[cfg(feature = "std")]
+        apply_staged(&registry, &mut self.shared.buffers.lock());
+        let series = registry.all().filter(|cell| cell.has_data()).count();
+        series + self.shared.timestamped.lock().len()
+    }
+
+    /// [`Emitter::flush_at`] with the system clock.
+    #[cfg(feature = "std")]
+    pub fn flush(&self) -> Result<Vec<Batch>> {
+        self.flush_at(crate::now_ms())
+    }
+}

@@ -1,0 +1,211 @@
+//! Registering metrics: names and dimensions checked, dimension sets
+//! expanded into series, series found again or created (within
+//! [`Config::max_series`](crate::Config::max_series)).
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::sync::atomic::Ordering::Relaxed;
+
+use super::Emitter;
+use super::handles::{Counter, Distribution, Gauge, Handle, Statistics, UNSTAGED};
+use super::series::{Cell, State};
+use super::telemetry::{SelfMetrics, TelemetrySnapshot};
+use crate::cell::Sum;
+use crate::config::{Metric, check_dimension};
+use crate::error::{Error, Field, Result};
+use crate::format::{BatchWriter, SeriesDef};
+use edgepush_protocol::limits::MAX_DIMENSIONS;
+use edgepush_protocol::validate;
+use edgepush_protocol::wire::Kind;
+use edgepush_protocol::{Resolution, Unit};
+
+/// Name of the counter that records into series refused by the cardinality
+/// guard ([`Config::max_series`](crate::Config::max_series)).
+pub const OVERFLOW_METRIC: &str = "edgepush_series_overflow";
+
+/// Dimensions as sorted name/value pairs.
+pub(super) type Dimensions = Vec<(String, String)>;
+
+/// Every series of an emitter.
+#[derive(Debug, Default)]
+pub(super) struct Registry {
+    pub(super) by_key: BTreeMap<(String, Dimensions), Arc<Cell>>,
+    /// By id.
+    pub(super) cells: Vec<Arc<Cell>>,
+    /// The cardinality guard's series, once a registration was refused.
+    pub(super) overflow: Option<Arc<Cell>>,
+    /// Self-metric counters, when enabled.
+    pub(super) self_metrics: Option<SelfMetrics>,
+    /// Telemetry already reported as self-metrics.
+    pub(super) reported: TelemetrySnapshot,
+}
+
+impl Registry {
+    /// Every series, the overflow series last.
+    pub(super) fn all(&self) -> impl Iterator<Item = &Arc<Cell>> {
+        self.cells.iter().chain(self.overflow.iter())
+    }
+}
+
+impl Emitter {
+    /// Registers (or finds) a counter.
+    pub fn counter(&self, metric: Metric) -> Result<Counter> {
+        self.register(metric, Kind::Counter).map(Counter)
+    }
+
+    /// Registers (or finds) a gauge.
+    pub fn gauge(&self, metric: Metric) -> Result<Gauge> {
+        self.register(metric, Kind::Gauge).map(Gauge)
+    }
+
+    /// Registers (or finds) a distribution.
+    pub fn distribution(&self, metric: Metric) -> Result<Distribution> {
+        self.register(metric, Kind::Distribution).map(Distribution)
+    }
+
+    /// Registers (or finds) a statistic set.
+    pub fn statistics(&self, metric: Metric) -> Result<Statistics> {
+        self.register(metric, Kind::Statistics).map(Statistics)
+    }
+
+    pub(super) fn register(&self, metric: Metric, kind: Kind) -> Result<Handle> {
+        let Metric {
+            name,
+            unit,
+            dimensions,
+            dimension_sets,
+            resolution,
+        } = metric;
+        validate::metric_name(&name)
+            .map_err(|reason| Error::invalid(Field::MetricName, &name, reason))?;
+        let mut dims = Vec::with_capacity(dimensions.len());
+        for (n, v) in dimensions {
+            dims.push(check_dimension(n, v)?);
+        }
+        dims.sort();
+        if let Some(pair) = dims.windows(2).find(|p| p[0].0 == p[1].0) {
+            return Err(Error::DuplicateDimension {
+                name: pair[0].0.clone(),
+            });
+        }
+        let common = &self.shared.config.dimensions;
+        if let Some((n, _)) = dims
+            .iter()
+            .find(|(n, _)| common.iter().any(|(c, _)| c == n))
+        {
+            return Err(Error::DuplicateDimension { name: n.clone() });
+        }
+        let count = dims.len() + common.len();
+        if count > MAX_DIMENSIONS {
+            return Err(Error::TooManyDimensions { name, count });
+        }
+        // The full set, then each extra set, without repeats.
+        let mut sets: Vec<Dimensions> = vec![dims.clone()];
+        for set in dimension_sets {
+            if let Some(unknown) = set.iter().find(|n| !dims.iter().any(|(d, _)| d == *n)) {
+                return Err(Error::UnknownDimension {
+                    name: unknown.clone(),
+                });
+            }
+            let subset: Dimensions = dims
+                .iter()
+                .filter(|(d, _)| set.contains(d))
+                .cloned()
+                .collect();
+            if !sets.contains(&subset) {
+                sets.push(subset);
+            }
+        }
+
+        let mut registry = self.shared.registry.lock();
+        let mut cells = Vec::with_capacity(sets.len());
+        for set in sets {
+            let key = (name.clone(), set);
+            if let Some(cell) = registry.by_key.get(&key) {
+                if cell.kind != kind || cell.unit != unit || cell.resolution != resolution {
+                    return Err(Error::Conflict { name });
+                }
+                cells.push(Arc::clone(cell));
+                continue;
+            }
+            if registry.cells.len() >= self.shared.config.max_series {
+                self.shared
+                    .telemetry
+                    .series_overflowed
+                    .fetch_add(1, Relaxed);
+                cells.push(self.overflow_cell(&mut registry)?);
+                continue;
+            }
+            let cell = Arc::new(Cell {
+                id: registry.cells.len(),
+                kind,
+                unit,
+                resolution,
+                def: definition(&self.shared.writer, &key.0, kind, unit, &key.1, resolution)?,
+                state: State::new(kind, self.shared.config.distribution_slots),
+            });
+            registry.cells.push(Arc::clone(&cell));
+            registry.by_key.insert(key, Arc::clone(&cell));
+            cells.push(cell);
+        }
+        drop(registry);
+        let staged = match &cells[..] {
+            [cell] if matches!(cell.state, State::Counter(_) | State::Distribution(_)) => cell.id,
+            _ => UNSTAGED,
+        };
+        #[cfg(feature = "std")]
+        if staged != UNSTAGED {
+            self.shared.prepare();
+        }
+        Ok(Handle {
+            cells: cells.into(),
+            shared: Arc::clone(&self.shared),
+            staged,
+        })
+    }
+
+    fn overflow_cell(&self, registry: &mut Registry) -> Result<Arc<Cell>> {
+        if let Some(cell) = &registry.overflow {
+            return Ok(Arc::clone(cell));
+        }
+        let cell = Arc::new(Cell {
+            id: usize::MAX,
+            kind: Kind::Counter,
+            unit: Unit::Count,
+            resolution: Resolution::Standard,
+            def: definition(
+                &self.shared.writer,
+                OVERFLOW_METRIC,
+                Kind::Counter,
+                Unit::Count,
+                &[],
+                Resolution::Standard,
+            )?,
+            state: State::Overflow(Sum::new()),
+        });
+        registry.overflow = Some(Arc::clone(&cell));
+        Ok(cell)
+    }
+}
+
+/// A series' definition as `writer` writes it.
+fn definition(
+    writer: &impl BatchWriter,
+    name: &str,
+    kind: Kind,
+    unit: Unit,
+    dimensions: &[(String, String)],
+    resolution: Resolution,
+) -> Result<Vec<u8>> {
+    let series = SeriesDef {
+        name,
+        kind,
+        unit: (unit != Unit::None).then(|| unit.as_str()),
+        resolution: (resolution != Resolution::Standard).then_some(resolution.seconds()),
+        dimensions,
+    };
+    writer.series(&series)
+}

@@ -1,0 +1,118 @@
+//! Applying what threads staged (with `std`): each thread's recordings
+//! into counters and distributions wait in its own buffer
+//! ([`crate::staging`]) until a flush, or the thread itself when its buffer
+//! is full, applies them to the series under the registry lock.
+
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+
+use super::Shared;
+use super::registry::Registry;
+use super::series::{Cell, State};
+use crate::staging::{self, Buffer};
+
+impl Shared {
+    /// A staging buffer for the calling thread, unless
+    /// [`staging::MAX_BUFFERS`] threads have one already.
+    #[cold]
+    pub(super) fn attach(&self) -> Option<Arc<Buffer>> {
+        let mut buffers = self.buffers.lock();
+        if buffers.len() >= staging::MAX_BUFFERS {
+            // Buffers of threads that are gone count until applied.
+            if let Some(registry) = self.registry.try_lock() {
+                apply_staged(&registry, &mut buffers);
+            }
+            if buffers.len() >= staging::MAX_BUFFERS {
+                return None;
+            }
+        }
+        let buffer = Arc::new(Buffer::new());
+        buffers.push(Arc::clone(&buffer));
+        Some(buffer)
+    }
+
+    /// Applies the calling thread's full buffer, if no one holds the
+    /// registry (never waits).
+    #[cold]
+    pub(super) fn apply_own(&self, buffer: &Buffer) -> bool {
+        let Some(registry) = self.registry.try_lock() else {
+            return false;
+        };
+        let mut applier = Applier::new(&registry.cells);
+        buffer.drain(|id, v| applier.apply(id, v));
+        applier.finish();
+        true
+    }
+
+    /// Gives the calling thread its buffer now, so that its first
+    /// recording does not allocate.
+    pub(super) fn prepare(&self) {
+        staging::prepare(self.id, || self.attach());
+    }
+}
+
+/// Applies every thread's staged recordings and lets go of the buffers of
+/// threads that are gone. The registry lock is what makes the caller the
+/// buffers' only consumer.
+pub(super) fn apply_staged(registry: &Registry, buffers: &mut Vec<Arc<Buffer>>) {
+    let mut applier = Applier::new(&registry.cells);
+    buffers.retain(|buffer| {
+        buffer.drain(|id, v| applier.apply(id, v));
+        !Buffer::orphaned(buffer)
+    });
+    applier.finish();
+}
+
+/// Applies staged recordings to their series (counters and distributions:
+/// nothing else is staged). A counter's recordings are added up first, so
+/// that a counter costs one compare-and-swap per buffer rather than one
+/// per recording. The caller holds the registry, so no flush takes a
+/// distribution's buffer meanwhile.
+struct Applier<'a> {
+    cells: &'a [Arc<Cell>],
+    /// Counter sums not yet applied: `(series id, sum)`.
+    sums: [(usize, f64); 4],
+    len: usize,
+}
+
+impl<'a> Applier<'a> {
+    fn new(cells: &'a [Arc<Cell>]) -> Self {
+        Applier {
+            cells,
+            sums: [(0, 0.0); 4],
+            len: 0,
+        }
+    }
+
+    fn apply(&mut self, id: usize, v: f64) {
+        match self.cells.get(id).map(|cell| &cell.state) {
+            Some(State::Counter(_)) => {
+                if let Some((_, sum)) = self.sums[..self.len].iter_mut().find(|(i, _)| *i == id) {
+                    *sum += v;
+                    return;
+                }
+                if self.len == self.sums.len() {
+                    self.finish_sums();
+                }
+                self.sums[self.len] = (id, v);
+                self.len += 1;
+            }
+            Some(State::Distribution(d)) => d.active(|t| t.record(v, 1)),
+            _ => debug_assert!(false, "only counters and distributions are staged"),
+        }
+    }
+
+    fn finish_sums(&mut self) {
+        for (id, v) in &self.sums[..self.len] {
+            if let Some(State::Counter(sum)) = self.cells.get(*id).map(|cell| &cell.state) {
+                sum.add(*v);
+            }
+        }
+        self.len = 0;
+    }
+
+    /// Applies the counter sums still held.
+    fn finish(mut self) {
+        self.finish_sums();
+    }
+}
