@@ -23,7 +23,7 @@ pub struct Config {
     pub(crate) instance_id: u64,
     #[cfg(feature = "std")]
     pub(crate) gzip_level: u32,
-    pub(crate) wire: edgepush_protocol::wire::Format,
+    pub(crate) wire: edgepush_protocol::wire::Version,
 }
 
 impl Config {
@@ -44,7 +44,7 @@ impl Config {
             instance_id: default_instance_id(),
             #[cfg(feature = "std")]
             gzip_level: 5,
-            wire: edgepush_protocol::wire::Format::V2,
+            wire: edgepush_protocol::wire::Version::V2,
         })
     }
 
@@ -131,11 +131,11 @@ impl Config {
         self
     }
 
-    /// The wire format batches are encoded in: [`edgepush_protocol::wire::Format::V2`]
-    /// (binary, the default) or [`edgepush_protocol::wire::Format::V1`] (JSON, for
+    /// The wire version batches are encoded in: [`edgepush_protocol::wire::Version::V2`]
+    /// (binary, the default) or [`edgepush_protocol::wire::Version::V1`] (JSON, for
     /// receivers older than v2).
-    pub fn wire_format(mut self, format: edgepush_protocol::wire::Format) -> Self {
-        self.wire = format;
+    pub fn wire_version(mut self, version: edgepush_protocol::wire::Version) -> Self {
+        self.wire = version;
         self
     }
 

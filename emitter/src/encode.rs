@@ -11,10 +11,10 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use portable_atomic::AtomicU64;
 
-use crate::batch::Batch;
 use crate::config::Config;
 use crate::error::Result;
 use crate::format::{BatchWriter, Body, Fields};
+use crate::payload::Payload;
 use edgepush_protocol::limits::MAX_VALUES_PER_DATUM;
 use edgepush_protocol::wire::Kind;
 
@@ -145,9 +145,9 @@ impl Taken {
     }
 }
 
-/// What the encoder needs of a series (the emitter's series implement
-/// it): its id and its definition.
-pub(crate) trait Series {
+/// A registered series, as the encoder needs it (the emitter's series
+/// implement this): its id and its definition.
+pub(crate) trait Registered {
     /// The series id (the same id, the same series).
     fn id(&self) -> usize;
     /// The series' definition, as the writer wrote it at registration.
@@ -206,8 +206,8 @@ pub(crate) fn batches(
     writer: &impl BatchWriter,
     sequence: &AtomicU64,
     now_ms: i64,
-    items: &[Item<impl Series>],
-) -> Result<Vec<Batch>> {
+    items: &[Item<impl Registered>],
+) -> Result<Vec<Payload>> {
     let mut head = Vec::new();
     let size = writer.head(config, now_ms, &mut head)?;
     let frame = Frame { head, size };
@@ -255,11 +255,11 @@ fn close(
     sequence: &AtomicU64,
     frame: &Frame,
     open: Open,
-) -> Result<Batch> {
+) -> Result<Payload> {
     let seq = sequence.fetch_add(1, Relaxed);
     let id = format!("{:016x}-{seq:x}", config.instance_id);
     let body = &open.body;
     let mut out = Vec::with_capacity(frame.size + body.series.len() + body.points.len());
     writer.close(&id, &frame.head, body, &mut out);
-    Batch::new(id, body.count, out, writer.format(), config)
+    Payload::new(id, body.count, out, writer.version(), config)
 }

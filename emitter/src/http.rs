@@ -4,7 +4,7 @@
 use std::string::String;
 use std::{thread, time::Duration};
 
-use crate::batch::Batch;
+use crate::payload::Payload;
 use crate::transport::{Ack, SendError, Transport};
 use edgepush_protocol::answer::Answer;
 
@@ -91,7 +91,7 @@ impl HttpTransport {
     /// is spent: each attempt's timeout is what is left of it, and no retry
     /// starts that could not finish in time. For pushes that must end before
     /// a deadline (an AWS Lambda invocation's).
-    pub fn send_within(&self, batch: &Batch, budget: Duration) -> Result<Ack, SendError> {
+    pub fn send_within(&self, batch: &Payload, budget: Duration) -> Result<Ack, SendError> {
         self.send_until(batch, Some(std::time::Instant::now() + budget))
     }
 
@@ -100,7 +100,7 @@ impl HttpTransport {
     /// past it.
     fn send_until(
         &self,
-        batch: &Batch,
+        batch: &Payload,
         deadline: Option<std::time::Instant>,
     ) -> Result<Ack, SendError> {
         let left = || deadline.map(|d| d.saturating_duration_since(std::time::Instant::now()));
@@ -131,7 +131,7 @@ impl HttpTransport {
     }
 
     /// One try; `timeout` overrides the agent's for this request.
-    fn attempt(&self, batch: &Batch, timeout: Option<Duration>) -> Result<Ack, SendError> {
+    fn attempt(&self, batch: &Payload, timeout: Option<Duration>) -> Result<Ack, SendError> {
         let mut request = self
             .agent
             .post(&self.url)
@@ -202,7 +202,7 @@ fn parse_ack(body: &str) -> Ack {
 }
 
 impl Transport for HttpTransport {
-    fn send(&self, batch: &Batch) -> Result<Ack, SendError> {
+    fn send(&self, batch: &Payload) -> Result<Ack, SendError> {
         self.send_until(batch, None)
     }
 }

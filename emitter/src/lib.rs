@@ -81,7 +81,6 @@
 
 extern crate alloc;
 
-mod batch;
 mod cell;
 mod config;
 #[cfg(feature = "std")]
@@ -94,12 +93,12 @@ mod format;
 mod http;
 #[cfg(feature = "metrics")]
 mod metrics_recorder;
+mod payload;
 #[cfg(feature = "std")]
 mod staging;
 #[cfg(feature = "std")]
 mod transport;
 
-pub use batch::Batch;
 pub use config::{Config, Metric};
 pub use emitter::{
     Counter, Distribution, Emitter, Gauge, OVERFLOW_METRIC, Statistics, TelemetrySnapshot,
@@ -109,6 +108,7 @@ pub use error::{Error, Field, Quoted, Result};
 pub use http::HttpTransport;
 #[cfg(feature = "metrics")]
 pub use metrics_recorder::{MetricsRecorder, cloudwatch_unit};
+pub use payload::Payload;
 #[cfg(feature = "std")]
 pub use transport::{Ack, PushError, PushReport, SendError, Transport, send_all};
 // What the emitter and the receiver agree on lives in `edgepush-protocol`;

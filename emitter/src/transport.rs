@@ -6,7 +6,7 @@ use std::fmt;
 use std::string::String;
 use std::vec::Vec;
 
-use crate::batch::Batch;
+use crate::payload::Payload;
 
 /// What the receiver said about a batch it took.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -85,11 +85,11 @@ impl std::error::Error for SendError {}
 /// a retry sends the same bytes with the same id.
 pub trait Transport {
     /// Sends `batch` and returns the receiver's acknowledgement.
-    fn send(&self, batch: &Batch) -> Result<Ack, SendError>;
+    fn send(&self, batch: &Payload) -> Result<Ack, SendError>;
 }
 
 impl<T: Transport + ?Sized> Transport for &T {
-    fn send(&self, batch: &Batch) -> Result<Ack, SendError> {
+    fn send(&self, batch: &Payload) -> Result<Ack, SendError> {
         (**self).send(batch)
     }
 }
@@ -117,7 +117,7 @@ pub struct PushError {
     /// The first error met.
     pub error: SendError,
     /// Batches not taken by the receiver, in order.
-    pub unsent: Vec<Batch>,
+    pub unsent: Vec<Payload>,
     /// What was delivered before and besides the failure.
     pub report: PushReport,
 }
@@ -141,7 +141,10 @@ impl std::error::Error for PushError {
 
 /// Sends `batches` in order. A refused batch is set aside and the others are
 /// still sent; once the receiver is unavailable the rest are not tried.
-pub fn send_all(transport: &impl Transport, batches: Vec<Batch>) -> Result<PushReport, PushError> {
+pub fn send_all(
+    transport: &impl Transport,
+    batches: Vec<Payload>,
+) -> Result<PushReport, PushError> {
     let mut report = PushReport::default();
     let mut unsent = Vec::new();
     let mut first_error = None;
@@ -178,7 +181,7 @@ pub fn send_all(transport: &impl Transport, batches: Vec<Batch>) -> Result<PushR
 mod tests {
     use super::*;
     use crate::Config;
-    use edgepush_protocol::wire::Format;
+    use edgepush_protocol::wire::Version;
     use std::cell::RefCell;
 
     /// Answers from a script, recording the ids it was sent.
@@ -188,16 +191,16 @@ mod tests {
     }
 
     impl Transport for Scripted {
-        fn send(&self, batch: &Batch) -> Result<Ack, SendError> {
+        fn send(&self, batch: &Payload) -> Result<Ack, SendError> {
             self.seen.borrow_mut().push(batch.id().to_string());
             self.answers.borrow_mut().remove(0)
         }
     }
 
-    fn three_batches() -> Vec<Batch> {
+    fn three_batches() -> Vec<Payload> {
         let config = Config::new("N").expect("ns");
         ["a", "b", "c"]
-            .map(|id| Batch::new(id.into(), 1, Vec::new(), Format::V2, &config).expect("batch"))
+            .map(|id| Payload::new(id.into(), 1, Vec::new(), Version::V2, &config).expect("batch"))
             .into()
     }
 
@@ -219,7 +222,7 @@ mod tests {
         let err = send_all(&t, batches).expect_err("fails");
         assert!(err.error.is_retryable());
         assert_eq!(err.report.batches, 1);
-        let unsent: Vec<&str> = err.unsent.iter().map(Batch::id).collect();
+        let unsent: Vec<&str> = err.unsent.iter().map(Payload::id).collect();
         assert_eq!(unsent, [ids[1].as_str(), ids[2].as_str()]);
         assert_eq!(t.seen.borrow().len(), 2, "stopped after the outage");
     }

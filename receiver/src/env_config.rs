@@ -20,7 +20,7 @@
 use crate::decode::Formats;
 use crate::ingest::Ingest;
 use crate::limits::Limits;
-use crate::sink::{Sink, cloudwatch, line_protocol};
+use crate::sink::{Sink, cloudwatch, influxdb};
 use crate::tenant::{DEFAULT_SIGNATURE_WINDOW_SECONDS, TenantConfig, Tenants};
 
 /// The ingest settings and sinks that `get` describes. An error names the
@@ -114,7 +114,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
             get("INFLUXDB_ORG"),
             get("INFLUXDB_BUCKET"),
         ) {
-            (Some(database), None, None) => line_protocol::Target::V1 {
+            (Some(database), None, None) => influxdb::Target::V1 {
                 url,
                 database,
                 retention_policy: get("INFLUXDB_RETENTION_POLICY"),
@@ -122,7 +122,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
                 password: get("INFLUXDB_PASSWORD"),
                 store_strings,
             },
-            (None, Some(org), Some(bucket)) => line_protocol::Target::V2 {
+            (None, Some(org), Some(bucket)) => influxdb::Target::V2 {
                 url,
                 org,
                 bucket,
@@ -133,7 +133,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
                 return Err("INFLUXDB_URL needs INFLUXDB_DATABASE (1.x API) or INFLUXDB_ORG and INFLUXDB_BUCKET (2.x API)".into());
             }
         };
-        sinks.push(Sink::LineProtocol(target));
+        sinks.push(Sink::Influxdb(target));
     }
     if sinks.is_empty() {
         return Err("no sink configured: set CLOUDWATCH_REGION or INFLUXDB_URL".into());
@@ -213,7 +213,7 @@ mod tests {
             matches!(&sinks[0], Sink::CloudWatch(c, k) if c.region.as_deref() == Some("eu-west-1") && c.protocol == cloudwatch::Protocol::Json && k.access_key_id == "AK")
         );
         assert!(
-            matches!(&sinks[1], Sink::LineProtocol(line_protocol::Target::V2 { bucket, store_strings: false, .. }) if bucket == "b")
+            matches!(&sinks[1], Sink::Influxdb(influxdb::Target::V2 { bucket, store_strings: false, .. }) if bucket == "b")
         );
     }
 

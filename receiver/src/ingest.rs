@@ -2,7 +2,7 @@
 //! authentication, content negotiation, decoding and validation, and the
 //! JSON answer.
 
-use crate::decode::{self, Decoded, Format, Formats, line_protocol, otlp, wire_v1};
+use crate::decode::{self, Decoded, Format, Formats, line_protocol, otlp, wire};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::sink::{SinkFailure, SinkRefusal};
@@ -93,10 +93,10 @@ impl Ingest {
         let formats = &self.formats;
         let named = headers.namespace.map(str::trim).filter(|n| !n.is_empty());
         let decoded = match format {
-            Format::Wire(edgepush_protocol::wire::Format::V1) => {
-                wire_v1::decode(&content, now_ms, limits)?
+            Format::Wire(edgepush_protocol::wire::Version::V1) => {
+                wire::decode_v1(&content, now_ms, limits)?
             }
-            Format::Wire(_) => wire_v1::decode_v2(&content, now_ms, limits)?,
+            Format::Wire(_) => wire::decode_v2(&content, now_ms, limits)?,
             #[cfg(feature = "ingest-otlp")]
             Format::Otlp(encoding) => otlp::decode(
                 &content,
@@ -166,7 +166,7 @@ impl Ingest {
             None,
             headers.content_type,
         )?
-        .unwrap_or(Format::Wire(edgepush_protocol::wire::Format::V1));
+        .unwrap_or(Format::Wire(edgepush_protocol::wire::Version::V1));
         let caller = self.authenticate(headers, body, now_ms)?;
         self.decode_for(&caller, &format, headers, body, now_ms)
     }
@@ -487,7 +487,7 @@ mod tests {
         let d = partial();
         let answer = answer_for(&d);
         assert_eq!(
-            reply(&Format::Wire(edgepush_protocol::wire::Format::V1), &answer).status,
+            reply(&Format::Wire(edgepush_protocol::wire::Version::V1), &answer).status,
             202
         );
 
@@ -577,7 +577,7 @@ mod tests {
             .field("tenants.t.points_per_second")
             .retry_after(7);
         for format in [
-            Format::Wire(edgepush_protocol::wire::Format::V1),
+            Format::Wire(edgepush_protocol::wire::Version::V1),
             lp(),
             prom(),
             otlp(otlp::Encoding::Json),

@@ -33,13 +33,13 @@ pub mod decode;
 pub mod dedupe;
 pub mod digest;
 pub mod env_config;
+pub mod envelope;
 pub mod error;
 pub mod gzip;
 pub mod ingest;
 pub mod limits;
 pub mod model;
 pub mod pipeline;
-pub mod queue_message;
 pub mod sink;
 pub mod tenant;
 

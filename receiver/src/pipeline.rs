@@ -10,10 +10,10 @@
 use std::future::Future;
 
 use crate::decode::{Decoded, Format, Rejection};
+use crate::envelope;
 use crate::error::Error;
 use crate::ingest::{self, Answer, Headers, Ingest, Reply};
 use crate::model::Batch;
-use crate::queue_message;
 use crate::sink::{SinkFailure, SinkRefusal, SinkTag};
 use crate::tenant::{Caller, RateLimiter};
 
@@ -47,7 +47,7 @@ pub struct SeenKey<'a> {
 
 /// What one sink did with a batch.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Taken {
+pub struct Delivery {
     /// Points it refused for good (indices into the whole batch).
     pub refusals: Vec<SinkRefusal>,
     /// Whether what it did not take waits in its spool.
@@ -160,7 +160,7 @@ pub trait Host {
         index: usize,
         batch: &Batch,
         from: usize,
-    ) -> impl Future<Output = Result<Taken, SinkFailure>>;
+    ) -> impl Future<Output = Result<Delivery, SinkFailure>>;
 
     /// Sends one queue message ([`Dispatch::Queued`]).
     fn enqueue(&self, message: Vec<u8>) -> impl Future<Output = Result<(), String>>;
@@ -345,7 +345,7 @@ async fn enqueue<H: Host>(host: &H, batch: &Batch) -> Result<(), Error> {
         let Some(tag) = host.sink_tag(index) else {
             continue;
         };
-        for message in queue_message::encode(batch, tag) {
+        for message in envelope::encode(batch, tag) {
             if let Err(e) = host.enqueue(message).await {
                 return Err(Error::new(
                     503,

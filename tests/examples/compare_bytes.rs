@@ -33,7 +33,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use edgepush::wire::Format;
+use edgepush::wire::Version;
 use edgepush::{Config, Emitter, Metric, Unit};
 use edgepush_bench::Workload;
 use edgepush_tests::Background;
@@ -80,12 +80,12 @@ fn counters() -> Vec<Series> {
 }
 
 /// The emitter's batch body (gzip'd) for `series`.
-fn edgepush(series: &[Series], distribution: bool, format: Format) -> usize {
+fn edgepush(series: &[Series], distribution: bool, format: Version) -> usize {
     let emitter = Emitter::new(
         Config::new("Bench")
             .and_then(|c| c.dimension("service", "api"))
             .expect("config")
-            .wire_format(format)
+            .wire_version(format)
             .max_points_per_batch(1000)
             .max_batch_bytes(4 << 20),
     );
@@ -334,11 +334,11 @@ fn main() {
         let rows: Vec<(&str, usize)> = vec![
             (
                 "edgepush wire v2, gzip",
-                edgepush(&series, distribution, Format::V2),
+                edgepush(&series, distribution, Version::V2),
             ),
             (
                 "edgepush wire v1, gzip",
-                edgepush(&series, distribution, Format::V1),
+                edgepush(&series, distribution, Version::V1),
             ),
             ("CloudWatch EMF JSON lines, raw", emf.len()),
             ("CloudWatch EMF JSON lines, gzip", gzip(&emf)),

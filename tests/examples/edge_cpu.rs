@@ -96,7 +96,7 @@ fn main() {
     for _ in 0..n {
         // The wire format the bodies are in (`EDGEPUSH_WIRE`).
         let parsed: edgepush::wire::Batch<'_> = match edge_format() {
-            edgepush::wire::Format::V1 => serde_json::from_slice(&encoded).expect("wire v1"),
+            edgepush::wire::Version::V1 => serde_json::from_slice(&encoded).expect("wire v1"),
             _ => edgepush::wire::v2::decode(&encoded).expect("wire v2"),
         };
         std::hint::black_box(parsed);

@@ -34,12 +34,12 @@ fn value(i: usize, round: usize) -> f64 {
     (i * 7 + round) as f64 * 0.25
 }
 
-fn wire(round: usize, format: edgepush::wire::Format) -> Vec<u8> {
+fn wire(round: usize, format: edgepush::wire::Version) -> Vec<u8> {
     let emitter = Emitter::new(
         Config::new("Bench")
             .expect("ns")
             .max_batch_bytes(4 << 20)
-            .wire_format(format),
+            .wire_version(format),
     );
     for i in 0..POINTS {
         let m = Metric::new(format!("metric_{}", i % 20))
@@ -174,7 +174,7 @@ fn main() {
             path: "/v1/metrics".into(),
             content_type: edgepush::wire::v2::CONTENT_TYPE,
             bodies: (0..rounds)
-                .map(|r| wire(r, edgepush::wire::Format::V2))
+                .map(|r| wire(r, edgepush::wire::Version::V2))
                 .collect(),
         },
         Case {
@@ -182,7 +182,7 @@ fn main() {
             path: "/v1/metrics".into(),
             content_type: edgepush::wire::v1::CONTENT_TYPE,
             bodies: (0..rounds)
-                .map(|r| wire(r, edgepush::wire::Format::V1))
+                .map(|r| wire(r, edgepush::wire::Version::V1))
                 .collect(),
         },
         Case {

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use edgepush_receiver::dedupe::Seen;
 use edgepush_receiver::ingest::Ingest;
 use edgepush_receiver::limits::Limits;
-use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
+use edgepush_receiver::sink::{Sink, cloudwatch, influxdb};
 use edgepush_receiver::tenant::Tenants;
 use edgepush_receiver_native::{App, Forwarder, NativeSink, serve};
 
@@ -386,8 +386,8 @@ impl Influx {
     }
 
     /// The sink configuration that writes here (InfluxDB 1.x API).
-    pub fn target(&self) -> line_protocol::Target {
-        line_protocol::Target::V1 {
+    pub fn target(&self) -> influxdb::Target {
+        influxdb::Target::V1 {
             url: self.url.clone(),
             database: self.database.clone(),
             retention_policy: None,
@@ -706,7 +706,7 @@ impl StubSinks {
                     session_token: None,
                 },
             ),
-            Sink::LineProtocol(line_protocol::Target::V1 {
+            Sink::Influxdb(influxdb::Target::V1 {
                 url: self.url.clone(),
                 database: "bench".into(),
                 retention_policy: None,
@@ -923,10 +923,10 @@ pub fn post_headers_only(url: &str, headers: &[(&str, &str)]) -> (u16, serde_jso
 
 /// The wire format the edge benchmarks push: `EDGEPUSH_WIRE=v1` or `v2`
 /// (default v2, what the emitter sends).
-pub fn edge_format() -> edgepush::wire::Format {
+pub fn edge_format() -> edgepush::wire::Version {
     match std::env::var("EDGEPUSH_WIRE").as_deref() {
-        Ok("v1") => edgepush::wire::Format::V1,
-        Ok("v2") | Err(_) => edgepush::wire::Format::V2,
+        Ok("v1") => edgepush::wire::Version::V1,
+        Ok("v2") | Err(_) => edgepush::wire::Version::V2,
         Ok(other) => panic!("EDGEPUSH_WIRE={other}: say v1 or v2"),
     }
 }
@@ -935,11 +935,11 @@ pub fn edge_format() -> edgepush::wire::Format {
 /// 1,000 series, a quarter of each kind, as the emitter sends it (gzip'd, in
 /// `format`). Every call makes a new batch id, so no push of it is a
 /// duplicate.
-pub fn edge_batch(format: edgepush::wire::Format) -> Vec<u8> {
+pub fn edge_batch(format: edgepush::wire::Version) -> Vec<u8> {
     let emitter = edgepush::Emitter::new(
         edgepush::Config::new("Bench")
             .expect("ns")
-            .wire_format(format)
+            .wire_version(format)
             .dimension("service", "api")
             .expect("dim")
             .max_batch_bytes(4 << 20),
@@ -1109,8 +1109,8 @@ impl Victoria {
     }
 
     /// A line-protocol sink writing to it through its InfluxDB 1.x API.
-    pub fn target(&self, store_strings: bool) -> line_protocol::Target {
-        line_protocol::Target::V1 {
+    pub fn target(&self, store_strings: bool) -> influxdb::Target {
+        influxdb::Target::V1 {
             url: self.url.clone(),
             database: "edgepush".into(),
             retention_policy: None,

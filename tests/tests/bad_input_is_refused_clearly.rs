@@ -17,7 +17,7 @@ fn every_bad_request_gets_a_clear_4xx_and_nothing_is_forwarded() {
         max_decompressed_bytes: 1 << 20,
         ..Limits::default()
     };
-    let receiver = Receiver::start(vec![Sink::LineProtocol(influx.target())], limits, vec![]);
+    let receiver = Receiver::start(vec![Sink::Influxdb(influx.target())], limits, vec![]);
     check_refusals(&format!("{}/v1/metrics", receiver.url));
 
     assert_only_kept_arrived(&influx);
@@ -184,7 +184,7 @@ fn a_partial_write_names_the_refused_points() {
         .map(|r| r.status().as_u16());
     assert_eq!(status.ok(), Some(204));
     let receiver = Receiver::start(
-        vec![Sink::LineProtocol(influx.target())],
+        vec![Sink::Influxdb(influx.target())],
         Limits::default(),
         vec![],
     );

@@ -63,7 +63,7 @@ struct Stack {
 fn native(dir: &Path) -> Stack {
     let moto = Moto::start(dir);
     let influx = Influx::start(dir);
-    let sinks = vec![cloudwatch_sink(&moto), Sink::LineProtocol(influx.target())];
+    let sinks = vec![cloudwatch_sink(&moto), Sink::Influxdb(influx.target())];
     let receiver = Receiver::start(sinks, Limits::default(), vec![KEY.into()]);
     Stack {
         url: receiver.url.clone(),
@@ -433,7 +433,7 @@ fn prometheus_scrapes_the_receivers_own_metrics() {
     let dir = tempfile::tempdir().expect("temp dir");
     let influx = Influx::start(dir.path());
     let receiver = Receiver::start(
-        vec![Sink::LineProtocol(influx.target())],
+        vec![Sink::Influxdb(influx.target())],
         Limits::default(),
         vec![KEY.into()],
     );

@@ -8,7 +8,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use edgepush_receiver::limits::Limits;
-use edgepush_receiver::sink::{Sink, line_protocol};
+use edgepush_receiver::sink::{Sink, influxdb};
 use edgepush_receiver::tenant::{TenantConfig, Tenants};
 use edgepush_tests::{
     Moto, Receiver, Workerd, cloudwatch_sink, eventually, free_port, npm_project, repo_root,
@@ -83,7 +83,7 @@ fn node_pushes_through_the_native_receiver() {
     );
     // Its only sink is down: it answers 503 to every push.
     let down = Receiver::start(
-        vec![Sink::LineProtocol(line_protocol::Target::V1 {
+        vec![Sink::Influxdb(influxdb::Target::V1 {
             url: format!("http://127.0.0.1:{}", free_port()),
             database: "down".into(),
             retention_policy: None,

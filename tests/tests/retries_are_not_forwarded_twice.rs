@@ -3,13 +3,13 @@
 //! edge; a batch whose delivery failed is not remembered, so its retry goes
 //! through once the sink is back. CloudWatch (moto) shows every value once.
 
-use edgepush::{Batch, Config, Emitter, Metric, Unit};
+use edgepush::{Config, Emitter, Metric, Payload, Unit};
 use edgepush_receiver::limits::Limits;
-use edgepush_receiver::sink::{Sink, cloudwatch, line_protocol};
+use edgepush_receiver::sink::{Sink, cloudwatch, influxdb};
 use edgepush_tests::{Influx, Moto, Receiver, Workerd, cloudwatch_sink, free_port, post};
 use serde_json::{Value, json};
 
-fn one_batch(namespace: &str, value: f64) -> Batch {
+fn one_batch(namespace: &str, value: f64) -> Payload {
     let emitter = Emitter::new(Config::new(namespace).expect("ns"));
     emitter
         .counter(Metric::new("once").unit(Unit::Count))
@@ -18,7 +18,7 @@ fn one_batch(namespace: &str, value: f64) -> Batch {
     emitter.flush().expect("flush").remove(0)
 }
 
-fn send(base: &str, batch: &Batch) -> (u16, Value) {
+fn send(base: &str, batch: &Payload) -> (u16, Value) {
     let headers = [
         ("content-type", batch.content_type()),
         (
@@ -144,7 +144,7 @@ fn after_one_sink_failed_the_retry_goes_only_to_that_sink() {
     let native = Receiver::start(
         vec![
             cloudwatch_sink(&moto),
-            Sink::LineProtocol(line_protocol::Target::V1 {
+            Sink::Influxdb(influxdb::Target::V1 {
                 url: format!("http://127.0.0.1:{influx_port}"),
                 database: "edgepush".into(),
                 retention_policy: None,

@@ -15,7 +15,7 @@ fn pushed_metrics_arrive_exactly_in_cloudwatch_and_influxdb() {
     let mut moto = Moto::start(dir.path());
     let influx = Influx::start(dir.path());
     let receiver = Receiver::start(
-        vec![cloudwatch_sink(&moto), Sink::LineProtocol(influx.target())],
+        vec![cloudwatch_sink(&moto), Sink::Influxdb(influx.target())],
         Limits::default(),
         vec!["secret-key".into()],
     );

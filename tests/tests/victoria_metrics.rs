@@ -26,7 +26,7 @@ fn victoria_metrics_stores_what_is_pushed_and_no_string_becomes_zero() {
     let dir = tempfile::tempdir().expect("temp dir");
     let vm = Victoria::start(dir.path());
     let receiver = Receiver::start(
-        vec![Sink::LineProtocol(vm.target(false))],
+        vec![Sink::Influxdb(vm.target(false))],
         Limits::default(),
         Vec::new(),
     );

@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use edgepush::wire;
 use edgepush_protocol::validate;
-use edgepush_receiver::decode::wire_v1::{decode, decode_v2};
+use edgepush_receiver::decode::wire::{decode_v1, decode_v2};
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::model::{StatisticSet, Value};
 
@@ -78,7 +78,7 @@ proptest! {
             Config::new("Prop")
                 .expect("ns")
                 .max_points_per_batch(max_points)
-                .wire_format(if v2 { wire::Format::V2 } else { wire::Format::V1 }),
+                .wire_version(if v2 { wire::Version::V2 } else { wire::Version::V1 }),
         );
         let mut want: BTreeMap<String, Value> = BTreeMap::new();
         for (name, dims, rec) in &all {
@@ -144,8 +144,8 @@ proptest! {
         for b in &batches {
             prop_assert!(b.points() <= max_points);
             let encoded = b.encoded().expect("encoded");
-            let d = match b.format() {
-                wire::Format::V1 => decode(&encoded, NOW, &Limits::default()),
+            let d = match b.version() {
+                wire::Version::V1 => decode_v1(&encoded, NOW, &Limits::default()),
                 _ => decode_v2(&encoded, NOW, &Limits::default()),
             }
             .expect("decodes");

@@ -128,7 +128,7 @@ fn a_batch_that_keeps_failing_lands_in_the_dead_letter_queue() {
     });
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert!(
-        listed[0].contains(&id) && listed[0].ends_with("LineProtocol"),
+        listed[0].contains(&id) && listed[0].ends_with("Influxdb"),
         "{listed:?}"
     );
 }

@@ -32,7 +32,7 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
-use edgepush::wire::Format;
+use edgepush::wire::Version;
 use edgepush_bench::{
     COMMON_DIMENSION, GZIP_LEVEL, NAMESPACE, TIMESTAMP_MS, Workload, emf_stream, gzip,
 };
@@ -94,7 +94,7 @@ fn flush(c: &mut Criterion) {
 
     // edgepush: register once; every iteration records then flushes. One
     // emitter per wire format.
-    let setups: Vec<_> = [Format::V1, Format::V2]
+    let setups: Vec<_> = [Version::V1, Version::V2]
         .into_iter()
         .map(|format| {
             let emitter = w.emitter(format).expect("config");
@@ -177,7 +177,7 @@ fn flush(c: &mut Criterion) {
     // iteration records, untimed, right before its flush.
     for (format, emitter, handles, _) in &setups {
         let name = match format {
-            Format::V1 => "edgepush/flush_at_v1",
+            Version::V1 => "edgepush/flush_at_v1",
             _ => "edgepush/flush_at_v2",
         };
         group.bench_function(name, |b| {
@@ -205,7 +205,7 @@ fn flush(c: &mut Criterion) {
     // wire JSON, and this crate's Powertools-style EMF encoding alone.
     for (format, _, _, batches) in &setups {
         let name = match format {
-            Format::V1 => "reference/gzip_of_edgepush_v1",
+            Version::V1 => "reference/gzip_of_edgepush_v1",
             _ => "reference/gzip_of_edgepush_v2",
         };
         let encoded = batches[0].encoded().expect("decompress");
@@ -223,7 +223,7 @@ fn flush(c: &mut Criterion) {
     for (format, _, _, batches) in &setups {
         let encoded = batches[0].encoded().expect("decompress");
         let format = match format {
-            Format::V1 => "v1",
+            Version::V1 => "v1",
             _ => "v2",
         };
         for level in 1..=9 {

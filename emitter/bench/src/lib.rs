@@ -233,9 +233,9 @@ impl Workload {
 
     /// An emitter with this workload's namespace and common dimensions that
     /// puts all 1,000 series of a flush in one batch, in wire `format`.
-    pub fn emitter(&self, format: edgepush::wire::Format) -> edgepush::Result<Emitter> {
+    pub fn emitter(&self, format: edgepush::wire::Version) -> edgepush::Result<Emitter> {
         let mut config = Config::new(self.namespace.clone())?
-            .wire_format(format)
+            .wire_version(format)
             .max_points_per_batch(1000)
             .max_batch_bytes(4 << 20)
             .gzip_level(GZIP_LEVEL);
@@ -636,7 +636,7 @@ mod tests {
     #[test]
     fn edgepush_flush_carries_every_value() {
         let w = Workload::flush();
-        let emitter = w.emitter(edgepush::wire::Format::V2).expect("config");
+        let emitter = w.emitter(edgepush::wire::Version::V2).expect("config");
         let handles = w.register(&emitter).expect("registers");
         w.record(&handles);
         let batches = emitter.flush_at(TIMESTAMP_MS).expect("flushes");

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use edgepush::{
-    Ack, Batch, Config, Counter, Emitter, HttpTransport, Metric, SendError, Transport, Unit,
+    Ack, Config, Counter, Emitter, HttpTransport, Metric, Payload, SendError, Transport, Unit,
 };
 use lambda_runtime::Context;
 
@@ -211,7 +211,7 @@ impl LambdaMetrics {
 
     /// Pushes `batches` until `deadline` and writes what was not taken as
     /// EMF (blocking).
-    fn push_or_write(&self, batches: Vec<Batch>, deadline: Instant, request_id: &str) -> Flushed {
+    fn push_or_write(&self, batches: Vec<Payload>, deadline: Instant, request_id: &str) -> Flushed {
         let total = batches.len();
         let unsent = match &self.0.transport {
             None => batches,
@@ -288,7 +288,7 @@ impl LambdaMetrics {
 struct Until<'a>(&'a HttpTransport, Instant);
 
 impl Transport for Until<'_> {
-    fn send(&self, batch: &Batch) -> std::result::Result<Ack, SendError> {
+    fn send(&self, batch: &Payload) -> std::result::Result<Ack, SendError> {
         self.0
             .send_within(batch, self.1.saturating_duration_since(Instant::now()))
     }

@@ -30,10 +30,10 @@ pub const PATH: &str = "/v1/metrics";
 /// without decompressing the body. It must equal the body's `id`.
 pub const BATCH_ID_HEADER: &str = "x-edgepush-batch";
 
-/// The encodings a batch can be sent in; the receiver tells them apart by
-/// media type. A closed set: both sides must know a format to use it.
+/// The wire versions a batch can be encoded in; the receiver tells them apart by
+/// media type. A closed set: both sides must know a version to use it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
-pub enum Format {
+pub enum Version {
     /// JSON ([`v1::CONTENT_TYPE`]).
     V1,
     /// Binary ([`v2::CONTENT_TYPE`]): about half the bytes of v1 before
@@ -42,12 +42,12 @@ pub enum Format {
     V2,
 }
 
-impl Format {
-    /// The media type of a batch in this format.
+impl Version {
+    /// The media type of a batch in this version.
     pub fn content_type(self) -> &'static str {
         match self {
-            Format::V1 => v1::CONTENT_TYPE,
-            Format::V2 => v2::CONTENT_TYPE,
+            Version::V1 => v1::CONTENT_TYPE,
+            Version::V2 => v2::CONTENT_TYPE,
         }
     }
 }
@@ -56,7 +56,7 @@ impl Format {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Batch<'a> {
-    /// Format version: [`v1::VERSION`] or [`v2::VERSION`], the encoding that
+    /// Wire version: [`v1::VERSION`] or [`v2::VERSION`], the encoding that
     /// carried the batch.
     pub v: u32,
     /// Unique per flush and stable across retries of the same batch, so a

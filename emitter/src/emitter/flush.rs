@@ -9,9 +9,9 @@ use super::Emitter;
 use super::series::Cell;
 #[cfg(feature = "std")]
 use super::staged::apply_staged;
-use crate::batch::Batch;
 use crate::encode::{self, Item};
 use crate::error::Result;
+use crate::payload::Payload;
 
 impl Emitter {
     /// Takes everything recorded since the last flush and encodes it as
@@ -22,7 +22,7 @@ impl Emitter {
     /// [`Config::max_batch_bytes`](crate::Config::max_batch_bytes) of JSON.
     /// Series with nothing recorded are left out; no batch is made when
     /// nothing was recorded.
-    pub fn flush_at(&self, now_ms: i64) -> Result<Vec<Batch>> {
+    pub fn flush_at(&self, now_ms: i64) -> Result<Vec<Payload>> {
         let mut items: Vec<Item<Arc<Cell>>> = Vec::new();
         {
             let mut registry = self.shared.registry.lock();
@@ -60,7 +60,7 @@ impl Emitter {
             &items,
         )?;
         let t = &shared.telemetry;
-        let points: usize = batches.iter().map(Batch::points).sum();
+        let points: usize = batches.iter().map(Payload::points).sum();
         t.points_flushed.fetch_add(points as u64, Relaxed);
         t.batches_encoded.fetch_add(batches.len() as u64, Relaxed);
         Ok(batches)
@@ -80,7 +80,7 @@ impl Emitter {
 
     /// [`Emitter::flush_at`] with the system clock.
     #[cfg(feature = "std")]
-    pub fn flush(&self) -> Result<Vec<Batch>> {
+    pub fn flush(&self) -> Result<Vec<Payload>> {
         self.flush_at(crate::now_ms())
     }
 }

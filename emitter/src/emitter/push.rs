@@ -4,7 +4,7 @@ use alloc::string::ToString;
 use alloc::vec::Vec;
 
 use super::Emitter;
-use crate::batch::Batch;
+use crate::payload::Payload;
 use crate::transport::{PushError, PushReport, SendError, Transport, send_all};
 
 impl Emitter {
@@ -29,7 +29,7 @@ impl Emitter {
     pub fn send(
         &self,
         transport: &impl Transport,
-        batches: Vec<Batch>,
+        batches: Vec<Payload>,
     ) -> Result<PushReport, PushError> {
         let result = send_all(transport, batches);
         let (report, failed) = match &result {

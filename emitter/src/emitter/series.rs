@@ -89,7 +89,7 @@ impl Cell {
     }
 }
 
-impl encode::Series for Arc<Cell> {
+impl encode::Registered for Arc<Cell> {
     fn id(&self) -> usize {
         self.id
     }

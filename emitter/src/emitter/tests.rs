@@ -8,15 +8,15 @@ use alloc::vec::Vec;
 
 use super::registry::Dimensions;
 use super::{Counter, Distribution, Emitter, OVERFLOW_METRIC};
-use crate::batch::Batch;
 use crate::config::{Config, Metric};
 use crate::error::{Error, Field};
+use crate::payload::Payload;
 #[cfg(feature = "std")]
 use crate::staging;
 use edgepush_protocol::Unit;
 use edgepush_protocol::wire::{self, Kind};
 
-fn decode(batch: &Batch) -> wire::Batch<'static> {
+fn decode(batch: &Payload) -> wire::Batch<'static> {
     let json = batch.json().expect("decodes");
     let text = String::from_utf8(json).expect("utf-8");
     // Leaked so the borrowed decode can outlive this function (tests only).
@@ -57,7 +57,7 @@ fn pending_counts_series_with_data_until_a_flush() {
 }
 
 /// Every point of `batches` as (series name, dimensions, point).
-fn points(batches: &[Batch]) -> Vec<(String, Dimensions, wire::Point)> {
+fn points(batches: &[Payload]) -> Vec<(String, Dimensions, wire::Point)> {
     let mut out = Vec::new();
     for b in batches {
         let b = decode(b);
@@ -295,14 +295,14 @@ fn distributions_stay_bounded_and_keep_exact_counts() {
 #[test]
 fn batches_respect_datums_and_bytes_exactly() {
     // Limits where the bytes bind before the datums do.
-    for (format, limit) in [(wire::Format::V1, 300), (wire::Format::V2, 120)] {
+    for (format, limit) in [(wire::Version::V1, 300), (wire::Version::V2, 120)] {
         let e = Emitter::new(
             Config::new("N")
                 .expect("ns")
                 .max_points_per_batch(10)
                 .max_batch_bytes(limit)
                 .distribution_slots(1024)
-                .wire_format(format),
+                .wire_version(format),
         );
         for i in 0..35 {
             e.counter(Metric::new(format!("metric_{i}")))
@@ -315,13 +315,13 @@ fn batches_respect_datums_and_bytes_exactly() {
             d.record(f64::from(i) * 10.0);
         }
         let batches = e.flush_at(0).expect("flush");
-        let mut ids: Vec<&str> = batches.iter().map(Batch::id).collect();
+        let mut ids: Vec<&str> = batches.iter().map(Payload::id).collect();
         ids.sort();
         ids.dedup();
         assert_eq!(ids.len(), batches.len(), "ids are unique");
         let (mut counters, mut values, mut largest) = (0, 0, 0);
         for b in &batches {
-            assert_eq!(b.format(), format);
+            assert_eq!(b.version(), format);
             let encoded = b.encoded().expect("encoded");
             assert!(
                 encoded.len() <= limit || b.points() == 1,
@@ -470,7 +470,7 @@ fn concurrent_recording_and_flushing_lose_nothing() {
     let mut counted = 0.0;
     let mut values = 0.0;
     let mut sets = 0.0;
-    let mut collect = |batches: Vec<Batch>| {
+    let mut collect = |batches: Vec<Payload>| {
         for (name, _, p) in points(&batches) {
             match name.as_str() {
                 "c" => counted += p.x.unwrap_or(0.0),
@@ -506,7 +506,7 @@ fn concurrent_recording_and_flushing_lose_nothing() {
 }
 
 /// Sum of a counter's points and count of a distribution's values.
-fn totals(batches: &[Batch]) -> (f64, f64) {
+fn totals(batches: &[Payload]) -> (f64, f64) {
     let (mut counted, mut values) = (0.0, 0.0);
     for (_, _, p) in points(batches) {
         counted += p.x.unwrap_or(0.0);
@@ -584,7 +584,7 @@ struct Flaky(core::cell::Cell<usize>);
 
 #[cfg(feature = "std")]
 impl crate::Transport for Flaky {
-    fn send(&self, _: &Batch) -> Result<crate::Ack, crate::SendError> {
+    fn send(&self, _: &Payload) -> Result<crate::Ack, crate::SendError> {
         let n = self.0.get();
         self.0.set(n + 1);
         match n {
@@ -607,7 +607,7 @@ fn push_sends_a_batch_per_datum_limit_and_counts_what_came_back() {
         e.counter(Metric::new(name)).expect("counter").increment();
     }
     let err = e.push(&Flaky(core::cell::Cell::new(0))).expect_err("fails");
-    let ids: Vec<&str> = err.unsent.iter().map(Batch::id).collect();
+    let ids: Vec<&str> = err.unsent.iter().map(Payload::id).collect();
     assert_eq!(ids.len(), 3, "refused, then the two not tried");
     assert!(ids.windows(2).all(|w| w[0] != w[1]), "{ids:?}");
     let t = e.telemetry();

@@ -3,7 +3,7 @@
 //! A [`BatchWriter`] writes what a batch is made of in its format (series
 //! definitions, points, the frame around them), measures a batch before a
 //! point goes in, and reads its batches back. [`Writer`] is the one place
-//! that picks a format: the registry, the encoder and [`crate::Batch`] go
+//! that picks a format: the registry, the encoder and [`crate::Payload`] go
 //! through it.
 
 use alloc::string::String;
@@ -12,7 +12,7 @@ use core::fmt::Debug;
 
 use crate::config::Config;
 use crate::error::Result;
-use edgepush_protocol::wire::{self, Format, Kind};
+use edgepush_protocol::wire::{self, Kind, Version};
 
 mod v1;
 mod v2;
@@ -27,18 +27,18 @@ mod v2;
 /// formats out of the optimiser's reach: 1.1 KB more of gzip'd wasm, over
 /// the package's size budget.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) struct Writer(pub(crate) Format);
+pub(crate) struct Writer(pub(crate) Version);
 
 /// Calls `$call` on the writer of `$format`: the one place a format is
 /// chosen.
 macro_rules! with_writer {
     ($format:expr, |$w:ident| $call:expr) => {
         match $format {
-            Format::V1 => {
+            Version::V1 => {
                 let $w = &v1::V1;
                 $call
             }
-            Format::V2 => {
+            Version::V2 => {
                 let $w = &v2::V2;
                 $call
             }
@@ -47,7 +47,7 @@ macro_rules! with_writer {
 }
 
 impl BatchWriter for Writer {
-    fn format(&self) -> Format {
+    fn version(&self) -> Version {
         self.0
     }
 
@@ -148,7 +148,7 @@ pub(crate) struct Body {
 /// series if the batch has not yet and adds the [`point`](BatchWriter::point).
 pub(crate) trait BatchWriter: Debug {
     /// The format written.
-    fn format(&self) -> Format;
+    fn version(&self) -> Version;
 
     /// A series definition, written once at registration and copied into
     /// each batch that has points of the series.
@@ -284,9 +284,9 @@ mod tests {
                 },
             ),
         ];
-        for format in [Format::V1, Format::V2] {
+        for format in [Version::V1, Version::V2] {
             let writer = Writer(format);
-            assert_eq!(writer.format(), format);
+            assert_eq!(writer.version(), format);
             let defs: Vec<Vec<u8>> = series
                 .iter()
                 .map(|s| writer.series(s).expect("definition"))
@@ -313,7 +313,7 @@ mod tests {
                 let mut closed = Vec::new();
                 writer.close(LONGEST_ID, &head, &body, &mut closed);
                 // v1 counts a separator before the first series and point too.
-                let slack = if first && format == Format::V1 { 2 } else { 0 };
+                let slack = if first && format == Version::V1 { 2 } else { 0 };
                 assert_eq!(
                     measured,
                     closed.len() + slack,

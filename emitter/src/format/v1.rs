@@ -8,15 +8,15 @@ use alloc::vec::Vec;
 use super::{BatchWriter, Body, Fields, MAX_ID_LEN, SeriesDef, fault};
 use crate::config::Config;
 use crate::error::{Result, not_json};
-use edgepush_protocol::wire::{self, Format};
+use edgepush_protocol::wire::{self, Version};
 
 /// The wire v1 writer.
 #[derive(Debug)]
 pub(super) struct V1;
 
 impl BatchWriter for V1 {
-    fn format(&self) -> Format {
-        Format::V1
+    fn version(&self) -> Version {
+        Version::V1
     }
 
     fn series(&self, s: &SeriesDef<'_>) -> Result<Vec<u8>> {

@@ -6,15 +6,15 @@ use alloc::vec::Vec;
 use super::{BatchWriter, Body, Fields, MAX_ID_LEN, SeriesDef, fault};
 use crate::config::Config;
 use crate::error::Result;
-use edgepush_protocol::wire::{self, Format, v2};
+use edgepush_protocol::wire::{self, Version, v2};
 
 /// The wire v2 writer.
 #[derive(Debug)]
 pub(super) struct V2;
 
 impl BatchWriter for V2 {
-    fn format(&self) -> Format {
-        Format::V2
+    fn version(&self) -> Version {
+        Version::V2
     }
 
     fn series(&self, s: &SeriesDef<'_>) -> Result<Vec<u8>> {

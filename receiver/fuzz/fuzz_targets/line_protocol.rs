@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     let decoded = line_protocol::decode(body, &params, &Mapping::default(), None, NOW, &limits);
     if let Ok(d) = &decoded {
         let mut text = String::new();
-        sink::line_protocol::encode(&d.batch, &mut text);
+        sink::influxdb::encode(&d.batch, &mut text);
         let lines: Vec<_> = influxdb_line_protocol::parse_lines(&text)
             .map(|l| l.expect("the sink's line parses"))
             .collect();

@@ -4,9 +4,9 @@
 //! booleans, which CloudWatch sinks refuse by name.
 #![no_main]
 
-use edgepush_receiver::decode::wire_v1;
+use edgepush_receiver::decode::wire::decode_v1;
 use edgepush_receiver::limits::Limits;
-use edgepush_receiver::sink::{cloudwatch, line_protocol};
+use edgepush_receiver::sink::{cloudwatch, influxdb};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,12 +16,12 @@ fuzz_target!(|data: &[u8]| {
         max_values_per_point: 400,
         ..Limits::default()
     };
-    let Ok(decoded) = wire_v1::decode(data, 1_700_000_000_000, &limits) else {
+    let Ok(decoded) = decode_v1(data, 1_700_000_000_000, &limits) else {
         return;
     };
     let batch = &decoded.batch;
     let mut text = String::new();
-    line_protocol::encode(batch, &mut text);
+    influxdb::encode(batch, &mut text);
     assert_eq!(text.lines().count(), batch.points.len(), "{text}");
     assert_eq!(text.matches('\n').count(), batch.points.len(), "{text}");
 

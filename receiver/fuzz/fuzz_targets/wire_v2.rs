@@ -4,7 +4,7 @@
 #![no_main]
 
 use edgepush_protocol::wire::v2;
-use edgepush_receiver::decode::wire_v1;
+use edgepush_receiver::decode::wire::decode_v2;
 use edgepush_receiver_fuzz::{NOW, check, limits};
 use libfuzzer_sys::fuzz_target;
 
@@ -14,5 +14,5 @@ fuzz_target!(|data: &[u8]| {
         let again = v2::encode(&batch);
         assert_eq!(v2::decode(&again).as_ref(), Ok(&batch), "re-encoded");
     }
-    check(wire_v1::decode_v2(data, NOW, &limits), &limits);
+    check(decode_v2(data, NOW, &limits), &limits);
 });

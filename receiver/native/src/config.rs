@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::cloudwatch::AwsCloudWatch;
 use crate::sink::NativeSink;
 use edgepush_receiver::decode::Formats;
-use edgepush_receiver::sink::{Retry, Sink, cloudwatch, line_protocol};
+use edgepush_receiver::sink::{Retry, Sink, cloudwatch, influxdb};
 
 /// Settings of the native receiver. With none at all it listens on
 /// `127.0.0.1:8787` and writes line protocol to standard output.
@@ -164,7 +164,7 @@ impl Args {
         if let (Some(url), Some(database)) = (&self.influxdb_url, &self.influxdb_database) {
             config
                 .sinks
-                .push(SinkConfig::Influxdb(line_protocol::Target::V1 {
+                .push(SinkConfig::Influxdb(influxdb::Target::V1 {
                     url: url.clone(),
                     database: database.clone(),
                     retention_policy: None,
@@ -215,7 +215,7 @@ pub enum SinkConfig {
     /// CloudWatch `PutMetricData`.
     Cloudwatch(cloudwatch::Config),
     /// An InfluxDB-compatible line-protocol store.
-    Influxdb(line_protocol::Target),
+    Influxdb(influxdb::Target),
 }
 
 /// Resolves sink settings into sinks. CloudWatch's region, endpoint and
@@ -230,7 +230,7 @@ pub async fn sinks(configs: &[SinkConfig], retry: Retry) -> Result<Vec<NativeSin
     for config in configs {
         sinks.push(match config {
             SinkConfig::Stdout => NativeSink::Stdout,
-            SinkConfig::Influxdb(target) => Sink::LineProtocol(target.clone()).into(),
+            SinkConfig::Influxdb(target) => Sink::Influxdb(target.clone()).into(),
             SinkConfig::Cloudwatch(cw) => {
                 NativeSink::Aws(Arc::new(AwsCloudWatch::connect(cw, retry).await?))
             }
@@ -355,10 +355,10 @@ secret_access_key = "SK"
             matches!(&v[1], SinkConfig::Cloudwatch(c) if c.region.as_deref() == Some("eu-west-1") && c.protocol == cloudwatch::Protocol::Sdk)
         );
         assert!(
-            matches!(&v[2], SinkConfig::Influxdb(t @ line_protocol::Target::V1 { database, .. }) if database == "m" && t.stores_strings())
+            matches!(&v[2], SinkConfig::Influxdb(t @ influxdb::Target::V1 { database, .. }) if database == "m" && t.stores_strings())
         );
         assert!(
-            matches!(&v[3], SinkConfig::Influxdb(t @ line_protocol::Target::V2 { .. }) if !t.stores_strings())
+            matches!(&v[3], SinkConfig::Influxdb(t @ influxdb::Target::V2 { .. }) if !t.stores_strings())
         );
         let bad = serde_json::from_str::<Vec<SinkConfig>>(
             r#"[{"type":"influxdb","api":"v1","url":"u","database":"m","colour":"red"}]"#,

@@ -10,9 +10,9 @@ use crate::spool::Spool;
 use crate::telemetry::Telemetry;
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::model::Batch;
-use edgepush_receiver::pipeline::Taken;
+use edgepush_receiver::pipeline::Delivery;
 use edgepush_receiver::sink::{
-    Client, Reply, Retry, SinkAnswer, SinkFailure, SinkRefusal, deliver, parse_retry_after, skipped,
+    Client, Retry, Sent, SinkAnswer, SinkFailure, SinkRefusal, deliver, parse_retry_after, skipped,
 };
 
 /// reqwest as a sink [`Client`].
@@ -20,7 +20,7 @@ use edgepush_receiver::sink::{
 pub struct Reqwest(reqwest::Client);
 
 impl Client for Reqwest {
-    async fn send(&self, request: &http::Request<Vec<u8>>) -> Reply {
+    async fn send(&self, request: &http::Request<Vec<u8>>) -> Sent {
         let response = self
             .0
             .request(request.method().clone(), request.uri().to_string())
@@ -182,7 +182,7 @@ impl Forwarder {
         index: usize,
         batch: &Batch,
         skip: usize,
-    ) -> Result<Taken, SinkFailure> {
+    ) -> Result<Delivery, SinkFailure> {
         let sink = &self.sinks[index];
         let todo = batch.from_point(skip);
         let spool = self.spools[index].as_deref();
@@ -220,7 +220,7 @@ impl Forwarder {
         };
         self.spool_gauge(index);
         match result {
-            Ok(refusals) => Ok(Taken { refusals, spooled }),
+            Ok(refusals) => Ok(Delivery { refusals, spooled }),
             Err(failure) => {
                 tracing::warn!(sink = failure.sink, batch = %batch.id, retryable = failure.retryable, done = failure.done, message = %failure.message, "sink did not take batch");
                 Err(failure)
@@ -351,7 +351,7 @@ mod tests {
     use super::*;
     use edgepush_receiver::model::{Point, Series, Value};
     use edgepush_receiver::sink::Sink;
-    use edgepush_receiver::sink::line_protocol::Target;
+    use edgepush_receiver::sink::influxdb::Target;
 
     /// A line-protocol store answering each write from a script (204 once
     /// it is used up), recording the bodies it took.
@@ -402,7 +402,7 @@ mod tests {
     }
 
     fn spooling(url: &str, spool: &Path, max_bytes: u64) -> Forwarder {
-        Forwarder::new(vec![Sink::LineProtocol(Target::V2 {
+        Forwarder::new(vec![Sink::Influxdb(Target::V2 {
             url: url.into(),
             org: "o".into(),
             bucket: "b".into(),

@@ -27,7 +27,7 @@ use edgepush_receiver::dedupe::{self, Seen};
 use edgepush_receiver::error::Error;
 use edgepush_receiver::ingest::{self, Headers, Ingest, Reply};
 use edgepush_receiver::model::Batch;
-use edgepush_receiver::pipeline::{self, Dispatch, Event, Head, Host, SeenKey, Taken};
+use edgepush_receiver::pipeline::{self, Delivery, Dispatch, Event, Head, Host, SeenKey};
 use edgepush_receiver::sink::{SinkFailure, SinkTag};
 use edgepush_receiver::tenant::{Caller, RateLimiter, Replays};
 
@@ -297,7 +297,7 @@ impl Host for App {
         index: usize,
         batch: &Batch,
         from: usize,
-    ) -> Result<Taken, SinkFailure> {
+    ) -> Result<Delivery, SinkFailure> {
         self.forwarder.forward_one(index, batch, from).await
     }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::cloudwatch::AwsCloudWatch;
 use edgepush_receiver::model::Batch;
-use edgepush_receiver::sink::{Encoder, Sink, SinkFailure, SinkTag, line_protocol};
+use edgepush_receiver::sink::{Encoder, Sink, SinkFailure, SinkTag, influxdb};
 
 /// A sink as the native server runs it.
 #[derive(Clone, Debug)]
@@ -51,7 +51,7 @@ impl NativeSink {
 /// Writes `batch` as line protocol to standard output.
 pub fn write_stdout(batch: &Batch) -> Result<(), SinkFailure> {
     let mut text = String::new();
-    line_protocol::encode(batch, &mut text);
+    influxdb::encode(batch, &mut text);
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())

@@ -7,7 +7,7 @@
 //! offset of the oldest record not yet delivered). A segment is a sequence of
 //! records: payload length (u32, little-endian), CRC-32 of the payload
 //! (u32, little-endian), payload. A payload is a queue message
-//! ([`edgepush_receiver::queue_message`]: the batch as gzip'd wire v1 JSON), so replay
+//! ([`edgepush_receiver::envelope`]: the batch as gzip'd wire v1 JSON), so replay
 //! decodes it with the same checks as a push.
 //!
 //! Durability: every append is written and `fsync`ed (file and, for a new
@@ -29,9 +29,10 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
+use edgepush_receiver::envelope;
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::model::Batch;
-use edgepush_receiver::queue_message::{self, SinkTag};
+use edgepush_receiver::sink::SinkTag;
 
 /// A segment is closed and a new one started past this size.
 const SEGMENT_BYTES: u64 = 8 * 1024 * 1024;
@@ -180,7 +181,7 @@ impl Spool {
 
     /// Writes `batch` durably (see the module docs) or says why not.
     pub fn append(&self, batch: &Batch) -> Result<(), SpoolError> {
-        let messages = queue_message::encode(batch, self.tag);
+        let messages = envelope::encode(batch, self.tag);
         let size: u64 = messages.iter().map(|m| (m.len() + HEADER) as u64).sum();
         let mut state = self
             .state
@@ -236,7 +237,7 @@ impl Spool {
                 return Ok(None);
             };
             let decoded = if intact {
-                queue_message::decode(&payload, now_ms, limits)
+                envelope::decode(&payload, now_ms, limits)
                     .map(|(_, batch)| batch)
                     .map_err(|e| e.message)
             } else {
@@ -342,7 +343,7 @@ impl Spool {
     /// Copies `entry` to `corrupt/` with `reason`: a batch its sink
     /// refused, kept for a person to look at (then [`Spool::ack`] it).
     pub fn set_aside(&self, entry: &Entry, reason: &str) -> io::Result<()> {
-        let bytes = queue_message::encode(&entry.batch, self.tag).concat();
+        let bytes = envelope::encode(&entry.batch, self.tag).concat();
         set_aside(&self.dir, entry.at.segment, entry.at.offset, &bytes, reason)
     }
 }
@@ -515,7 +516,7 @@ mod tests {
     #[test]
     fn a_torn_last_record_is_cut_off_and_a_corrupt_one_set_aside() {
         let dir = tempfile::tempdir().expect("dir");
-        let spool = Spool::open(dir.path(), SinkTag::LineProtocol, 1 << 20).expect("open");
+        let spool = Spool::open(dir.path(), SinkTag::Influxdb, 1 << 20).expect("open");
         for id in ["a", "b", "c"] {
             spool.append(&batch(id, 1.0)).expect("append");
         }
@@ -529,7 +530,7 @@ mod tests {
         data.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3, 4, 5, 6]);
         fs::write(&path, &data).expect("write");
 
-        let spool = Spool::open(dir.path(), SinkTag::LineProtocol, 1 << 20).expect("reopen");
+        let spool = Spool::open(dir.path(), SinkTag::Influxdb, 1 << 20).expect("reopen");
         assert_eq!(drain(&spool), ["a", "c"]);
         let aside: Vec<String> = fs::read_dir(dir.path().join("corrupt"))
             .expect("corrupt/")
@@ -548,7 +549,7 @@ mod tests {
         let mut data = fs::read(&path).expect("read");
         data[3] = 0x7f;
         fs::write(&path, &data).expect("write");
-        let spool = Spool::open(dir.path(), SinkTag::LineProtocol, 1 << 20).expect("reopen");
+        let spool = Spool::open(dir.path(), SinkTag::Influxdb, 1 << 20).expect("reopen");
         assert_eq!(drain(&spool), Vec::<String>::new());
         assert_eq!(
             fs::read_dir(dir.path().join("corrupt"))

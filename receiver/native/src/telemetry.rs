@@ -26,7 +26,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use edgepush_receiver::sink::{Client, Reply};
+use edgepush_receiver::sink::{Client, Sent};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Request {
@@ -288,7 +288,7 @@ pub struct Measured<'a, C> {
 }
 
 impl<C: Client> Client for Measured<'_, C> {
-    async fn send(&self, request: &http::Request<Vec<u8>>) -> Reply {
+    async fn send(&self, request: &http::Request<Vec<u8>>) -> Sent {
         let start = Instant::now();
         let reply = self.client.send(request).await;
         let outcome = match &reply {
@@ -352,10 +352,10 @@ mod tests {
     }
 
     /// Answers a script of replies, one per request.
-    struct Script(std::sync::Mutex<Vec<Reply>>);
+    struct Script(std::sync::Mutex<Vec<Sent>>);
 
     impl Client for Script {
-        async fn send(&self, _: &http::Request<Vec<u8>>) -> Reply {
+        async fn send(&self, _: &http::Request<Vec<u8>>) -> Sent {
             self.0
                 .lock()
                 .map(|mut replies| replies.remove(0))

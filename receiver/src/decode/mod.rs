@@ -6,7 +6,7 @@ mod json_path;
 pub mod line_protocol;
 pub mod otlp;
 pub mod prometheus;
-pub mod wire_v1;
+pub mod wire;
 
 pub use body::decode_content;
 
@@ -21,7 +21,7 @@ use crate::model::Batch;
 pub enum Format {
     /// edgepush wire v1 or v2: `POST /v1/metrics`,
     /// `application/vnd.edgepush.v1+json` or `application/vnd.edgepush.v2`.
-    Wire(edgepush_protocol::wire::Format),
+    Wire(edgepush_protocol::wire::Version),
     /// OTLP/HTTP metrics: `POST /v1/metrics`, `application/x-protobuf` or
     /// `application/json`.
     Otlp(otlp::Encoding),
@@ -105,7 +105,7 @@ impl Format {
         if path == edgepush_protocol::wire::PATH {
             only_post()?;
             let content_type = content_type.unwrap_or("");
-            if let Some(version) = wire_v1::accepts(content_type)? {
+            if let Some(version) = wire::accepts(content_type)? {
                 return Ok(Some(Format::Wire(version)));
             }
             if let Some(encoding) = otlp::Encoding::of(content_type) {
@@ -159,7 +159,7 @@ impl Format {
     /// The format's name in logs and the receiver's own metrics.
     pub fn name(&self) -> &'static str {
         match self {
-            Format::Wire(edgepush_protocol::wire::Format::V1) => "wire_v1",
+            Format::Wire(edgepush_protocol::wire::Version::V1) => "wire_v1",
             Format::Wire(_) => "wire_v2",
             Format::Otlp(_) => "otlp",
             Format::LineProtocol(_) => "line_protocol",

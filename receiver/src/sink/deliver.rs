@@ -36,13 +36,13 @@ pub fn parse_retry_after(value: &str) -> Option<Duration> {
     value.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
-/// A sink's answer, or why none came.
-pub type Reply = Result<SinkAnswer, String>;
+/// What sending a request to a sink came to: its answer, or why none came.
+pub type Sent = Result<SinkAnswer, String>;
 
 /// Sends HTTP requests and waits between tries.
 pub trait Client {
     /// Sends `request`; the answer, or why none came.
-    fn send(&self, request: &http::Request<Vec<u8>>) -> impl Future<Output = Reply>;
+    fn send(&self, request: &http::Request<Vec<u8>>) -> impl Future<Output = Sent>;
 
     /// Waits `duration` before the next try.
     fn sleep(&self, duration: Duration) -> impl Future<Output = ()>;
@@ -280,19 +280,19 @@ mod tests {
     use super::*;
     use crate::model::{Point, Series, Value};
     use crate::sink::Sink;
-    use crate::sink::line_protocol::Target;
+    use crate::sink::influxdb::Target;
 
     /// Answers from a script and records what it was asked.
     #[derive(Default)]
     struct Scripted {
-        answers: RefCell<Vec<Reply>>,
+        answers: RefCell<Vec<Sent>>,
         sent: RefCell<usize>,
         slept: RefCell<Vec<Duration>>,
         bodies: RefCell<Vec<Vec<u8>>>,
     }
 
     impl Client for Scripted {
-        fn send(&self, request: &http::Request<Vec<u8>>) -> impl Future<Output = Reply> {
+        fn send(&self, request: &http::Request<Vec<u8>>) -> impl Future<Output = Sent> {
             *self.sent.borrow_mut() += 1;
             self.bodies.borrow_mut().push(request.body().clone());
             ready(self.answers.borrow_mut().remove(0))
@@ -334,7 +334,7 @@ mod tests {
     }
 
     fn influx() -> Sink {
-        Sink::LineProtocol(Target::V2 {
+        Sink::Influxdb(Target::V2 {
             url: "http://h".into(),
             org: "o".into(),
             bucket: "b".into(),
@@ -345,11 +345,11 @@ mod tests {
 
     type Run = (Result<Vec<SinkRefusal>, SinkFailure>, usize, Vec<Duration>);
 
-    fn run(answers: Vec<Reply>) -> Run {
+    fn run(answers: Vec<Sent>) -> Run {
         run_with(&influx(), &batch(), answers)
     }
 
-    fn run_with(sink: &Sink, batch: &Batch, answers: Vec<Reply>) -> Run {
+    fn run_with(sink: &Sink, batch: &Batch, answers: Vec<Sent>) -> Run {
         let client = Scripted {
             answers: RefCell::new(answers),
             ..Scripted::default()
@@ -583,7 +583,7 @@ mod tests {
 
     #[test]
     fn a_line_protocol_sink_that_stores_no_strings_refuses_them_by_name() {
-        let numbers_only = Sink::LineProtocol(Target::V2 {
+        let numbers_only = Sink::Influxdb(Target::V2 {
             url: "http://h".into(),
             org: "o".into(),
             bucket: "b".into(),

@@ -4,10 +4,10 @@
 
 pub mod cloudwatch;
 mod deliver;
-pub mod line_protocol;
+pub mod influxdb;
 
 pub use deliver::{
-    Client, Reply, Retry, SinkAnswer, SinkFailure, SinkRefusal, covers, deliver, parse_retry_after,
+    Client, Retry, Sent, SinkAnswer, SinkFailure, SinkRefusal, covers, deliver, parse_retry_after,
     refusal, refuse_values, settle, skipped,
 };
 
@@ -16,14 +16,14 @@ use std::time::SystemTime;
 
 use crate::model::Batch;
 
-/// What a sink is called in queue messages and spool records: one byte
+/// What a sink is called in envelopes (queue messages and spool records): one byte
 /// naming the sink a stored batch is for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SinkTag {
     /// The CloudWatch sink.
     CloudWatch = 1,
-    /// The line-protocol sink.
-    LineProtocol = 2,
+    /// The InfluxDB sink (line protocol).
+    Influxdb = 2,
 }
 
 /// A sink without I/O: it turns a batch into `http::Request`s and tells
@@ -63,22 +63,23 @@ pub trait Encoder {
 pub enum Sink {
     /// CloudWatch over signed AWS JSON, with the keys to sign with.
     CloudWatch(cloudwatch::Config, cloudwatch::Keys),
-    /// A line-protocol store.
-    LineProtocol(line_protocol::Target),
+    /// An InfluxDB-compatible store (InfluxDB 1/2/3, VictoriaMetrics, QuestDB),
+    /// written in line protocol.
+    Influxdb(influxdb::Target),
 }
 
 impl Encoder for Sink {
     fn name(&self) -> &'static str {
         match self {
             Sink::CloudWatch(..) => "cloudwatch",
-            Sink::LineProtocol(_) => "influxdb",
+            Sink::Influxdb(_) => "influxdb",
         }
     }
 
     fn tag(&self) -> SinkTag {
         match self {
             Sink::CloudWatch(..) => SinkTag::CloudWatch,
-            Sink::LineProtocol(_) => SinkTag::LineProtocol,
+            Sink::Influxdb(_) => SinkTag::Influxdb,
         }
     }
 
@@ -88,10 +89,8 @@ impl Encoder for Sink {
     fn unstorable(&self, batch: &Batch) -> Vec<SinkRefusal> {
         match self {
             Sink::CloudWatch(..) => cloudwatch::unstorable(batch),
-            Sink::LineProtocol(target) if !target.stores_strings() => {
-                line_protocol::unstorable(batch)
-            }
-            Sink::LineProtocol(_) => Vec::new(),
+            Sink::Influxdb(target) if !target.stores_strings() => influxdb::unstorable(batch),
+            Sink::Influxdb(_) => Vec::new(),
         }
     }
 
@@ -105,15 +104,14 @@ impl Encoder for Sink {
                     Ok(Part { points, request })
                 })
                 .collect(),
-            Sink::LineProtocol(target) => {
+            Sink::Influxdb(target) => {
                 if batch.points.is_empty() {
                     return Ok(Vec::new());
                 }
                 let mut text = String::new();
-                line_protocol::encode_for(batch, &mut text, target.stores_strings());
-                let request =
-                    line_protocol::request(target, crate::gzip::compress(text.as_bytes()))
-                        .map_err(|e| e.to_string())?;
+                influxdb::encode_for(batch, &mut text, target.stores_strings());
+                let request = influxdb::request(target, crate::gzip::compress(text.as_bytes()))
+                    .map_err(|e| e.to_string())?;
                 Ok(vec![Part {
                     points: 0..batch.points.len(),
                     request,
@@ -127,7 +125,7 @@ impl Encoder for Sink {
     /// points and stored the rest; otherwise the whole request was refused.
     fn refused_points(&self, batch: &Batch, range: Range<usize>, message: &str) -> Vec<usize> {
         let named = match self {
-            Sink::LineProtocol(_) => measurement_named(message),
+            Sink::Influxdb(_) => measurement_named(message),
             Sink::CloudWatch(..) => None,
         };
         let all = range.clone().filter(|&i| i < batch.points.len());
@@ -236,7 +234,7 @@ mod tests {
                 session_token: None,
             },
         );
-        let lp = Sink::LineProtocol(line_protocol::Target::V2 {
+        let lp = Sink::Influxdb(influxdb::Target::V2 {
             url: "u".into(),
             org: "o".into(),
             bucket: "b".into(),

@@ -2,14 +2,14 @@
 
 use std::time::Duration;
 
-use edgepush_receiver::sink::{Client, Reply, SinkAnswer, parse_retry_after};
+use edgepush_receiver::sink::{Client, Sent, SinkAnswer, parse_retry_after};
 use worker::{Delay, Fetch, Headers, Method, Request, RequestInit, js_sys};
 
 /// `fetch` as the sinks' [`Client`], JS timers between retries.
 pub(crate) struct FetchClient;
 
 impl Client for FetchClient {
-    async fn send(&self, request: &http::Request<Vec<u8>>) -> Reply {
+    async fn send(&self, request: &http::Request<Vec<u8>>) -> Sent {
         let headers = Headers::new();
         for (name, value) in request.headers() {
             let value = value.to_str().map_err(|e| e.to_string())?;

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use edgepush_receiver::error::Error;
 use edgepush_receiver::ingest;
 use edgepush_receiver::model::Batch;
-use edgepush_receiver::pipeline::{Dispatch, Host, SeenKey, Taken};
+use edgepush_receiver::pipeline::{Delivery, Dispatch, Host, SeenKey};
 use edgepush_receiver::sink::{Encoder, Retry, SinkFailure, SinkTag, deliver, skipped};
 use edgepush_receiver::tenant::{self, Caller, RateLimiter};
 use worker::{Cache, Date, Queue, QueueContentType, RawMessageBuilder, Request, Response, js_sys};
@@ -97,11 +97,11 @@ impl Host for EdgeHost {
         index: usize,
         batch: &Batch,
         from: usize,
-    ) -> Result<Taken, SinkFailure> {
+    ) -> Result<Delivery, SinkFailure> {
         let sink = &self.settings.sinks[index];
         let rest = batch.from_point(from);
         let delivered = deliver(&FetchClient, sink, &rest, self.now, Retry::default()).await;
-        skipped(delivered, from).map(|refusals| Taken {
+        skipped(delivered, from).map(|refusals| Delivery {
             refusals,
             spooled: false,
         })

@@ -15,7 +15,7 @@
 //!   again, same id.
 //! - **queued** (a Queue bound as `EDGEPUSH_QUEUE`): each push is validated,
 //!   enqueued as one message per sink
-//!   (`edgepush_receiver::queue_message`) and answered `202` at once; the queue consumer forwards, acks what a sink took and
+//!   (`edgepush_receiver::envelope`) and answered `202` at once; the queue consumer forwards, acks what a sink took and
 //!   retries the rest with exponential backoff: after as long as the message
 //!   has waited so far, at least `EDGEPUSH_RETRY_DELAY_SECONDS` (default 30),
 //!   at most an hour.

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use edgepush_receiver::envelope;
 use edgepush_receiver::error::Error;
 use edgepush_receiver::ingest;
 use edgepush_receiver::model::Batch;
-use edgepush_receiver::queue_message::{self, SinkTag};
+use edgepush_receiver::sink::SinkTag;
 use edgepush_receiver::sink::{Encoder, Retry, deliver};
 use worker::{
     Context, Date, Env, MessageBatch, MessageExt, QueueContentType, QueueRetryOptionsBuilder,
@@ -84,7 +85,7 @@ async fn consume(
     for message in batch.raw_iter() {
         let bytes = js_sys::Uint8Array::new(&message.body()).to_vec();
         let now_ms = Date::now().as_millis() as i64;
-        let outcome = match queue_message::decode(&bytes, now_ms, &ingest.limits) {
+        let outcome = match envelope::decode(&bytes, now_ms, &ingest.limits) {
             Err(e) => Err(e.to_string()),
             Ok((tag, points)) => match sinks.iter().find(|s| s.tag() == tag) {
                 None => Err(format!("no {tag:?} sink is configured")),
@@ -156,7 +157,7 @@ async fn consume(
 /// Sends `batch` to the queue again, for the sink `tag` names.
 async fn requeue(env: &Env, batch: &Batch, tag: SinkTag) -> Result<(), String> {
     let queue = env.queue(QUEUE_BINDING).map_err(|e| e.to_string())?;
-    for message in queue_message::encode(batch, tag) {
+    for message in envelope::encode(batch, tag) {
         let raw = RawMessageBuilder::new(js_sys::Uint8Array::from(message.as_slice()).into())
             .build_with_content_type(QueueContentType::V8);
         queue.send_raw(raw).await.map_err(|e| e.to_string())?;
@@ -177,7 +178,7 @@ async fn keep_dead_letters(
     };
     for message in batch.raw_iter() {
         let bytes = js_sys::Uint8Array::new(&message.body()).to_vec();
-        let (id, sink) = match queue_message::peek(&bytes) {
+        let (id, sink) = match envelope::peek(&bytes) {
             Some((tag, id)) => (id, format!("{tag:?}")),
             None => (message.id(), "undecodable".to_string()),
         };

@@ -1,4 +1,4 @@
-//! An encoded batch, ready to send.
+//! A payload: one batch encoded, ready to push.
 
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -8,24 +8,24 @@ use crate::error::Result;
 use crate::format::{BatchWriter, Writer};
 use edgepush_protocol::wire;
 
-/// One batch: its id and its body (wire v2, or v1 if configured), compressed with gzip when the
-/// `std` feature is on.
+/// The payload of one push: a batch's id and its body (wire v2, or v1 if
+/// configured), compressed with gzip when the `std` feature is on.
 ///
-/// A batch that could not be sent is handed back to the caller, who can send
+/// A payload that could not be sent is handed back to the caller, who can send
 /// it again as it is: the id stays the same, so the receiver can recognise
 /// the retry.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Batch {
+pub struct Payload {
     id: String,
     points: usize,
     body: Vec<u8>,
     gzip: bool,
-    format: wire::Format,
+    version: wire::Version,
 }
 
-impl core::fmt::Debug for Batch {
+impl core::fmt::Debug for Payload {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("Batch")
+        f.debug_struct("Payload")
             .field("id", &self.id)
             .field("points", &self.points)
             .field("bytes", &self.body.len())
@@ -34,13 +34,13 @@ impl core::fmt::Debug for Batch {
     }
 }
 
-impl Batch {
+impl Payload {
     #[cfg(feature = "std")]
     pub(crate) fn new(
         id: String,
         points: usize,
         encoded: Vec<u8>,
-        format: wire::Format,
+        version: wire::Version,
         config: &Config,
     ) -> Result<Self> {
         use std::io::Write;
@@ -49,12 +49,12 @@ impl Batch {
             flate2::write::GzEncoder::new(Vec::with_capacity(encoded.len() / 3 + 64), level);
         gz.write_all(&encoded)
             .and_then(|()| gz.finish())
-            .map(|body| Batch {
+            .map(|body| Payload {
                 id,
                 points,
                 body,
                 gzip: true,
-                format,
+                version,
             })
             .map_err(|e| crate::Error::Encode(alloc::string::ToString::to_string(&e)))
     }
@@ -64,15 +64,15 @@ impl Batch {
         id: String,
         points: usize,
         encoded: Vec<u8>,
-        format: wire::Format,
+        version: wire::Version,
         _config: &Config,
     ) -> Result<Self> {
-        Ok(Batch {
+        Ok(Payload {
             id,
             points,
             body: encoded,
             gzip: false,
-            format,
+            version,
         })
     }
 
@@ -93,12 +93,12 @@ impl Batch {
 
     /// The `Content-Type` to send the body with.
     pub fn content_type(&self) -> &'static str {
-        self.format.content_type()
+        self.version.content_type()
     }
 
-    /// The wire format the body is in.
-    pub fn format(&self) -> wire::Format {
-        self.format
+    /// The wire version the body is in.
+    pub fn version(&self) -> wire::Version {
+        self.version
     }
 
     /// The `Content-Encoding` to send the body with, if any.
@@ -106,10 +106,10 @@ impl Batch {
         self.gzip.then_some("gzip")
     }
 
-    /// The batch as wire v1 JSON, whatever its format: for logs, tests and
-    /// [`Batch::emf`].
+    /// The batch as wire v1 JSON, whatever its version: for logs, tests and
+    /// [`Payload::emf`].
     pub fn json(&self) -> Result<Vec<u8>> {
-        Writer(self.format).json(self.encoded()?)
+        Writer(self.version).json(self.encoded()?)
     }
 
     /// The encoded batch inside the body (decompressed if needed).
@@ -132,7 +132,7 @@ impl Batch {
     #[cfg(feature = "std")]
     pub fn emf(&self, properties: &[(&str, &str)]) -> Result<Vec<String>> {
         let encoded = self.encoded()?;
-        let batch = Writer(self.format).decode(&encoded)?;
+        let batch = Writer(self.version).decode(&encoded)?;
         Ok(crate::emf::documents(&batch, properties))
     }
 }

@@ -1,5 +1,7 @@
-//! Line protocol (InfluxDB 1.x/2.x, VictoriaMetrics, QuestDB): a pure encoder
-//! and request builders.
+//! The InfluxDB sink: InfluxDB 1.x/2.x/3 and the stores that speak its write
+//! API (VictoriaMetrics, QuestDB), in line protocol; a pure encoder and
+//! request builders. (Line protocol *read* from pushes is
+//! `crate::decode::line_protocol`.)
 //!
 //! Mapping: measurement = metric name; tags = the series' dimensions, plus
 //! `namespace` (always the batch's: the tenant boundary; a dimension named
@@ -594,7 +596,7 @@ mod tests {
                 "series": [{"n": name, "k": "c", "u": "Count", "d": dims}],
                 "points": [{"s": 0, "x": value}],
             });
-            let decoded = crate::decode::wire_v1::decode(
+            let decoded = crate::decode::wire::decode_v1(
                 body.to_string().as_bytes(),
                 1_700_000_000_000,
                 &crate::limits::Limits::default(),

@@ -1,26 +1,27 @@
-//! Queue messages: a validated batch on its way to one sink.
+//! Envelopes: a validated batch addressed to one sink, as the Worker's queue
+//! carries it and the native spool stores it.
 //!
-//! A message is one byte naming the sink, then the batch as gzip'd wire v1
-//! JSON, so the consumer decodes it with the same decoder (and checks) as a
-//! push. One message per sink keeps retries apart: a sink that failed is
+//! An envelope is one byte naming the sink, then the batch as gzip'd wire v1
+//! JSON, so whoever opens it decodes it with the same decoder (and checks) as a
+//! push. One envelope per sink keeps retries apart: a sink that failed is
 //! retried without sending the batch again to the sinks that took it.
-//! Batches are split so that every message stays under Cloudflare Queues'
+//! Batches are split so that every envelope stays under Cloudflare Queues'
 //! 128 KB.
 
 use std::borrow::Cow;
 
 use edgepush_protocol::wire;
 
-use crate::decode::wire_v1;
+use crate::decode::wire::decode_v1;
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::model::{Batch, Value};
 
 /// Cloudflare Queues: at most 128 KB per message; this leaves room for the
 /// queue's own framing.
-pub const MAX_MESSAGE_BYTES: usize = 120 * 1024;
+pub const MAX_ENVELOPE_BYTES: usize = 120 * 1024;
 
-pub use crate::sink::SinkTag;
+use crate::sink::SinkTag;
 
 /// The messages that carry `batch` to the sink tagged `tag`.
 pub fn encode(batch: &Batch, tag: SinkTag) -> Vec<Vec<u8>> {
@@ -38,7 +39,7 @@ fn encode_points(
     let json = to_wire_json(batch, range.clone());
     let mut message = vec![tag as u8];
     message.extend(crate::gzip::compress(&json));
-    if message.len() <= MAX_MESSAGE_BYTES || range.len() <= 1 {
+    if message.len() <= MAX_ENVELOPE_BYTES || range.len() <= 1 {
         out.push(message);
         return;
     }
@@ -117,7 +118,7 @@ pub fn peek(message: &[u8]) -> Option<(SinkTag, String)> {
     let (tag, body) = message.split_first()?;
     let tag = match tag {
         1 => SinkTag::CloudWatch,
-        2 => SinkTag::LineProtocol,
+        2 => SinkTag::Influxdb,
         _ => return None,
     };
     // Inflated whole and parsed from bytes, like every other JSON here: a
@@ -136,7 +137,7 @@ pub fn decode(message: &[u8], now_ms: i64, limits: &Limits) -> Result<(SinkTag, 
         .ok_or_else(|| Error::new(400, "invalid_message", "empty queue message"))?;
     let tag = match tag {
         1 => SinkTag::CloudWatch,
-        2 => SinkTag::LineProtocol,
+        2 => SinkTag::Influxdb,
         other => {
             return Err(Error::new(
                 400,
@@ -152,7 +153,7 @@ pub fn decode(message: &[u8], now_ms: i64, limits: &Limits) -> Result<(SinkTag, 
             format!("batch is not gzip'd wire v1: {e}"),
         )
     })?;
-    let decoded = wire_v1::decode(&json, now_ms, limits)?;
+    let decoded = decode_v1(&json, now_ms, limits)?;
     if let Some(r) = decoded.rejected.first() {
         return Err(Error::new(
             400,
@@ -242,10 +243,10 @@ mod tests {
     #[test]
     fn messages_carry_the_batch_exactly() {
         let b = batch(8);
-        let messages = encode(&b, SinkTag::LineProtocol);
+        let messages = encode(&b, SinkTag::Influxdb);
         assert_eq!(messages.len(), 1);
         let (tag, back) = decode(&messages[0], NOW, &Limits::default()).expect("decodes");
-        assert_eq!(tag, SinkTag::LineProtocol);
+        assert_eq!(tag, SinkTag::Influxdb);
         assert_eq!(back, b);
     }
 
@@ -267,7 +268,7 @@ mod tests {
                 value,
             });
         }
-        let messages = encode(&b, SinkTag::LineProtocol);
+        let messages = encode(&b, SinkTag::Influxdb);
         let (_, back) = decode(&messages[0], NOW, &Limits::default()).expect("decodes");
         assert_eq!(back, b);
     }
@@ -279,7 +280,7 @@ mod tests {
         assert!(messages.len() > 1, "{}", messages.len());
         let mut points = Vec::new();
         for m in &messages {
-            assert!(m.len() <= MAX_MESSAGE_BYTES, "{}", m.len());
+            assert!(m.len() <= MAX_ENVELOPE_BYTES, "{}", m.len());
             let (tag, part) = decode(m, NOW, &Limits::default()).expect("decodes");
             assert_eq!(tag, SinkTag::CloudWatch);
             points.extend(part.points.into_iter().map(|p| (p.timestamp_ms, p.value)));
@@ -294,11 +295,8 @@ mod tests {
 
     #[test]
     fn peek_names_sink_and_batch_without_checking() {
-        let message = encode(&batch(3), SinkTag::LineProtocol).remove(0);
-        assert_eq!(
-            peek(&message),
-            Some((SinkTag::LineProtocol, "q-1".to_string()))
-        );
+        let message = encode(&batch(3), SinkTag::Influxdb).remove(0);
+        assert_eq!(peek(&message), Some((SinkTag::Influxdb, "q-1".to_string())));
         assert_eq!(peek(&[7]), None);
     }
 

@@ -1,4 +1,5 @@
-//! Wire format v1 (see `docs/wire-format.md`): gzip'd JSON from the emitter.
+//! edgepush's wire formats (see `docs/wire-format.md`): v1, JSON, and v2,
+//! binary, each decoded and validated into the model.
 
 use edgepush_protocol::validate::{self, Invalid};
 use edgepush_protocol::wire::{self, Kind};
@@ -12,9 +13,9 @@ use crate::model::{Batch, Point, Series, StatisticSet, Value};
 /// Which edgepush wire format a `Content-Type` names: `Ok(None)` for other
 /// media types, an error for an edgepush wire version this receiver does
 /// not speak.
-pub fn accepts(content_type: &str) -> Result<Option<wire::Format>> {
+pub fn accepts(content_type: &str) -> Result<Option<wire::Version>> {
     let media = content_type.split(';').next().unwrap_or("").trim();
-    for format in [wire::Format::V1, wire::Format::V2] {
+    for format in [wire::Version::V1, wire::Version::V2] {
         if media.eq_ignore_ascii_case(format.content_type()) {
             return Ok(Some(format));
         }
@@ -57,7 +58,7 @@ pub fn decode_v2(bytes: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> 
 /// Problems with the batch as a whole (malformed JSON, version, id,
 /// namespace, common dimensions, limits) refuse it all. Problems with one
 /// series or point refuse just those points, each named in the result.
-pub fn decode(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
+pub fn decode_v1(json: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
     // One parse, without tracking where it is; a failure is located
     // afterwards from the error's line and column.
     let raw: wire::Batch<'_> = serde_json::from_slice(json).map_err(|e| {
@@ -431,7 +432,7 @@ mod tests {
     const NOW: i64 = 1_700_000_000_000;
 
     fn decode_str(json: &str) -> Result<Decoded> {
-        decode(json.as_bytes(), NOW, &Limits::default())
+        decode_v1(json.as_bytes(), NOW, &Limits::default())
     }
 
     fn batch_with(series: &str, points: &str) -> String {
@@ -560,10 +561,10 @@ mod tests {
             r#"{"n":"a","k":"c"}"#,
             r#"{"s":0,"x":1},{"s":0,"x":1},{"s":0,"x":1}"#,
         );
-        let e = decode(body.as_bytes(), NOW, &limits).expect_err("3 points");
+        let e = decode_v1(body.as_bytes(), NOW, &limits).expect_err("3 points");
         assert_eq!((e.status, e.field.as_deref()), (413, Some("points")));
         let body = batch_with(r#"{"n":"a","k":"c"},{"n":"b","k":"c"}"#, "");
-        let e = decode(body.as_bytes(), NOW, &limits).expect_err("2 series");
+        let e = decode_v1(body.as_bytes(), NOW, &limits).expect_err("2 series");
         assert_eq!((e.status, e.field.as_deref()), (413, Some("series")));
     }
 
@@ -579,7 +580,7 @@ mod tests {
             r#"{"n":"ok","k":"c","d":{"a":"1234"}},{"n":"wide","k":"c","d":{"a":"1","b":"2"}},{"n":"long","k":"c","d":{"a":"12345"}}"#,
             r#"{"s":0,"x":1},{"s":1,"x":1},{"s":2,"x":1}"#,
         );
-        let d = decode(body.as_bytes(), NOW, &limits).expect("partly accepted");
+        let d = decode_v1(body.as_bytes(), NOW, &limits).expect("partly accepted");
         assert_eq!(d.batch.points.len(), 1);
         let reasons: Vec<(&str, &str)> = d
             .rejected
@@ -603,14 +604,14 @@ mod tests {
             max_dimensions: 0,
             ..limits
         };
-        let e = decode(body.as_bytes(), NOW, &one).expect_err("common ones too many");
+        let e = decode_v1(body.as_bytes(), NOW, &one).expect_err("common ones too many");
         assert_eq!((e.status, e.field.as_deref()), (400, Some("dims")));
         // A common dimension's value too long refuses the batch.
         let short = Limits {
             max_dimension_value_bytes: 2,
             ..limits
         };
-        let e = decode(body.as_bytes(), NOW, &short).expect_err("service=api is 3 bytes");
+        let e = decode_v1(body.as_bytes(), NOW, &short).expect_err("service=api is 3 bytes");
         assert_eq!(
             (e.status, e.error, e.field.as_deref()),
             (400, "invalid_dimension", Some("dims.service"))
@@ -806,7 +807,7 @@ mod tests {
 
     #[test]
     fn media_types() {
-        let v1 = Some(Some(wire::Format::V1));
+        let v1 = Some(Some(wire::Version::V1));
         assert_eq!(accepts("application/vnd.edgepush.v1+json").ok(), v1);
         assert_eq!(
             accepts("Application/VND.edgepush.v1+JSON; charset=utf-8").ok(),
@@ -814,7 +815,7 @@ mod tests {
         );
         assert_eq!(
             accepts("application/vnd.edgepush.v2").ok(),
-            Some(Some(wire::Format::V2))
+            Some(Some(wire::Version::V2))
         );
         assert_eq!(accepts("application/json").ok(), Some(None));
         for other in [
