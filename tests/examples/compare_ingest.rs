@@ -30,6 +30,10 @@
 //!
 //! `cargo run --release -p edgepush-tests --example compare_ingest` (after
 //! `cargo build --release -p edgepush-receiver-native`; `.ci/bench` does both).
+//! `EDGEPUSH_RECEIVER_BIN` names the receiver binary; `EDGEPUSH_RECEIVER_BIN_B`
+//! another one (a build to compare with), which then takes its turns as
+//! `edgepush (B) -> counting sink`; `EDGEPUSH_BENCH_ONLY=edgepush` runs the
+//! counting receivers alone, without starting the stores.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -348,28 +352,9 @@ fn main() {
         .map(|b| prometheus_text(b).into_bytes())
         .collect();
 
-    // The stores.
-    let influx = Influx::start(dir.path());
-    let victoria = Victoria::start(dir.path());
-    let gateway_port = free_port();
-    let mut gateway = Process::spawn(
-        "prometheus-pushgateway",
-        {
-            let mut c = Command::new("prometheus-pushgateway");
-            c.arg(format!("--web.listen-address=127.0.0.1:{gateway_port}"))
-                .arg("--log.level=warn");
-            c
-        },
-        dir.path().join("pushgateway.log"),
-    );
-    let gateway_url = format!("http://127.0.0.1:{gateway_port}");
-    wait_for("prometheus-pushgateway", Duration::from_secs(30), || {
-        gateway.assert_running();
-        http_get(&format!("{gateway_url}/-/ready")).is_ok()
-    });
-
-    // Two receivers: one forwarding to stdout (/dev/null), one to InfluxDB.
-    let receiver = |name: &str, sink: &str, log: PathBuf| -> (Process, String) {
+    // Receivers: one or two forwarding to stdout (/dev/null), and with the
+    // peers one to InfluxDB.
+    let receiver = |name: &str, bin: &Path, sink: &str, log: PathBuf| -> (Process, String) {
         let config = dir.path().join(format!("{name}.toml"));
         std::fs::write(
             &config,
@@ -380,7 +365,7 @@ fn main() {
         )
         .expect("config");
         let port = free_port();
-        let mut command = Command::new(edgepush_tests::aws::receiver_binary());
+        let mut command = Command::new(bin);
         command
             .env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -395,30 +380,10 @@ fn main() {
         });
         (process, url)
     };
-    // The counting receiver's stdout is its sink's output: discarded.
-    let (counting, counting_url) = receiver(
-        "counting",
-        "[[sinks]]\ntype = \"stdout\"\n",
-        PathBuf::from("/dev/null"),
-    );
-    let (forwarding, forwarding_url) = receiver(
-        "influx",
-        &format!(
-            "[[sinks]]\ntype = \"influxdb\"\napi = \"v1\"\nurl = \"{}\"\ndatabase = \"{}\"\n",
-            influx.url, influx.database
-        ),
-        dir.path().join("receiver-influx.log"),
-    );
-    influx.query("CREATE DATABASE direct");
-
     let edgepush_headers = vec![
         ("content-type", edgepush::wire::v2::CONTENT_TYPE.to_string()),
         ("content-encoding", "gzip".to_string()),
         ("authorization", format!("Bearer {KEY}")),
-    ];
-    let lp_headers = vec![
-        ("content-type", "text/plain; charset=utf-8".to_string()),
-        ("content-encoding", "gzip".to_string()),
     ];
     let with_path = |path: &dyn Fn(usize) -> String, bodies: &[Vec<u8>]| {
         bodies
@@ -427,57 +392,115 @@ fn main() {
             .map(|(i, b)| (path(i), b.clone()))
             .collect::<Vec<_>>()
     };
-    let targets = [
-        Target {
-            name: "edgepush -> counting sink",
-            url: counting_url,
+    // The counting receivers' stdout is their sink's output: discarded.
+    let counting = |name: &'static str, bin: &Path| {
+        let (process, url) = receiver(
+            name,
+            bin,
+            "[[sinks]]\ntype = \"stdout\"\n",
+            PathBuf::from("/dev/null"),
+        );
+        let target = Target {
+            name,
+            url,
             method: "POST",
             headers: edgepush_headers.clone(),
             requests: with_path(&|_| "/v1/metrics".into(), &edgepush_bodies),
-            pid: counting.child_id(),
+            pid: process.child_id(),
             behind: None,
-        },
-        Target {
-            name: "edgepush -> InfluxDB",
-            url: forwarding_url,
-            method: "POST",
-            headers: edgepush_headers,
-            requests: with_path(&|_| "/v1/metrics".into(), &edgepush_bodies),
-            pid: forwarding.child_id(),
-            behind: Some(influx.pid()),
-        },
-        Target {
-            name: "Pushgateway (Prometheus text)",
-            url: gateway_url,
-            method: "PUT",
-            headers: vec![("content-type", "text/plain; version=0.0.4".to_string())],
-            requests: with_path(
-                &|i| format!("/metrics/job/bench/instance/i{i}"),
-                &prom_bodies,
+        };
+        (process, target)
+    };
+    let (counting_a, target) = counting(
+        "edgepush -> counting sink",
+        &edgepush_tests::aws::receiver_binary(),
+    );
+    let mut targets = vec![target];
+    let counting_b = std::env::var_os("EDGEPUSH_RECEIVER_BIN_B").map(|bin| {
+        let (process, target) = counting("edgepush (B) -> counting sink", Path::new(&bin));
+        targets.push(target);
+        process
+    });
+
+    // The peers, unless only edgepush's counting receivers are wanted.
+    let only_edgepush = std::env::var("EDGEPUSH_BENCH_ONLY").is_ok_and(|v| v == "edgepush");
+    let peers = (!only_edgepush).then(|| {
+        let influx = Influx::start(dir.path());
+        let victoria = Victoria::start(dir.path());
+        let gateway_port = free_port();
+        let mut gateway = Process::spawn(
+            "prometheus-pushgateway",
+            {
+                let mut c = Command::new("prometheus-pushgateway");
+                c.arg(format!("--web.listen-address=127.0.0.1:{gateway_port}"))
+                    .arg("--log.level=warn");
+                c
+            },
+            dir.path().join("pushgateway.log"),
+        );
+        let gateway_url = format!("http://127.0.0.1:{gateway_port}");
+        wait_for("prometheus-pushgateway", Duration::from_secs(30), || {
+            gateway.assert_running();
+            http_get(&format!("{gateway_url}/-/ready")).is_ok()
+        });
+        let (forwarding, forwarding_url) = receiver(
+            "influx",
+            &edgepush_tests::aws::receiver_binary(),
+            &format!(
+                "[[sinks]]\ntype = \"influxdb\"\napi = \"v1\"\nurl = \"{}\"\ndatabase = \"{}\"\n",
+                influx.url, influx.database
             ),
-            pid: gateway.child_id(),
-            behind: None,
-        },
-        Target {
-            name: "InfluxDB 1.x /write (line protocol)",
-            url: influx.url.clone(),
-            method: "POST",
-            headers: lp_headers.clone(),
-            // A database of its own: the receiver writes the same series.
-            requests: with_path(&|_| "/write?db=direct".into(), &lp_bodies),
-            pid: influx.pid(),
-            behind: None,
-        },
-        Target {
-            name: "VictoriaMetrics /write (line protocol)",
-            url: victoria.url.clone(),
-            method: "POST",
-            headers: lp_headers,
-            requests: with_path(&|_| "/write".into(), &lp_bodies),
-            pid: victoria.pid(),
-            behind: None,
-        },
-    ];
+            dir.path().join("receiver-influx.log"),
+        );
+        influx.query("CREATE DATABASE direct");
+        let lp_headers = vec![
+            ("content-type", "text/plain; charset=utf-8".to_string()),
+            ("content-encoding", "gzip".to_string()),
+        ];
+        targets.extend([
+            Target {
+                name: "edgepush -> InfluxDB",
+                url: forwarding_url,
+                method: "POST",
+                headers: edgepush_headers.clone(),
+                requests: with_path(&|_| "/v1/metrics".into(), &edgepush_bodies),
+                pid: forwarding.child_id(),
+                behind: Some(influx.pid()),
+            },
+            Target {
+                name: "Pushgateway (Prometheus text)",
+                url: gateway_url,
+                method: "PUT",
+                headers: vec![("content-type", "text/plain; version=0.0.4".to_string())],
+                requests: with_path(
+                    &|i| format!("/metrics/job/bench/instance/i{i}"),
+                    &prom_bodies,
+                ),
+                pid: gateway.child_id(),
+                behind: None,
+            },
+            Target {
+                name: "InfluxDB 1.x /write (line protocol)",
+                url: influx.url.clone(),
+                method: "POST",
+                headers: lp_headers.clone(),
+                // A database of its own: the receiver writes the same series.
+                requests: with_path(&|_| "/write?db=direct".into(), &lp_bodies),
+                pid: influx.pid(),
+                behind: None,
+            },
+            Target {
+                name: "VictoriaMetrics /write (line protocol)",
+                url: victoria.url.clone(),
+                method: "POST",
+                headers: lp_headers,
+                requests: with_path(&|_| "/write".into(), &lp_bodies),
+                pid: victoria.pid(),
+                behind: None,
+            },
+        ]);
+        (influx, victoria, gateway, forwarding)
+    });
     let scripts: Vec<PathBuf> = targets
         .iter()
         .enumerate()
@@ -488,12 +511,14 @@ fn main() {
     for (t, s) in targets.iter().zip(&scripts) {
         turn(t, s, 1);
     }
-    let forwarded = influx.rows("SELECT count(\"value\") FROM \"requests_0\"");
-    assert!(
-        forwarded.first().and_then(|r| r["count"].as_f64()) > Some(0.0),
-        "the receiver forwarded nothing to InfluxDB: {forwarded:?}\n{}",
-        forwarding.log_text()
-    );
+    if let Some((influx, _, _, forwarding)) = &peers {
+        let forwarded = influx.rows("SELECT count(\"value\") FROM \"requests_0\"");
+        assert!(
+            forwarded.first().and_then(|r| r["count"].as_f64()) > Some(0.0),
+            "the receiver forwarded nothing to InfluxDB: {forwarded:?}\n{}",
+            forwarding.log_text()
+        );
+    }
     let mut turns: Vec<Vec<Turn>> = targets.iter().map(|_| Vec::new()).collect();
     for round in 0..rounds {
         for (i, (t, s)) in targets.iter().zip(&scripts).enumerate() {
@@ -588,5 +613,5 @@ fn main() {
     }
     std::fs::write(&out_path, serde_json::to_vec_pretty(&result).expect("json")).expect("write");
     eprintln!("wrote {}", out_path.display());
-    drop((counting, forwarding, gateway));
+    drop((counting_a, counting_b, peers));
 }
