@@ -16,6 +16,7 @@ use core::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use edgepush_protocol::compact::{self, Bucket, quantize};
 use portable_atomic::{AtomicU64, AtomicUsize};
 
 /// Bit pattern of an f64 slot that holds no value. It is a NaN, and NaN is
@@ -225,16 +226,6 @@ pub(crate) fn from_order_key(k: u64) -> f64 {
     f64::from_bits(if k >> 63 == 1 { k & !(1 << 63) } else { !k })
 }
 
-/// Rounds to 7 significant bits (relative error at most 2^-7, about 0.8 %),
-/// so at most 64 distinct values remain per power of two.
-pub(crate) fn quantize(v: f64) -> f64 {
-    const SHIFT: u32 = 52 - 6;
-    let bits = v.to_bits();
-    let rounded = (bits + (1 << (SHIFT - 1))) & !((1u64 << SHIFT) - 1);
-    let q = f64::from_bits(rounded);
-    if q.is_finite() { q } else { v }
-}
-
 /// How many distinct values a distribution keeps exactly per interval (one
 /// CloudWatch datum's worth).
 pub(crate) const EXACT_VALUES: usize = edgepush_protocol::limits::MAX_VALUES_PER_DATUM;
@@ -243,9 +234,12 @@ pub(crate) const EXACT_VALUES: usize = edgepush_protocol::limits::MAX_VALUES_PER
 /// allocated once at registration.
 ///
 /// The first [`EXACT_VALUES`] distinct values of an interval are kept
-/// exactly; later new values are rounded by [`quantize`]. When the table is
-/// full, values go into `overflow` (count, sum, min and max, exact), so
-/// nothing recorded is ever lost.
+/// exactly; later new values are rounded by [`quantize`], and each slot
+/// keeps what its values differ from its key by, so that a flush sends it
+/// as their exact mean, with the interval's extremes as values of their own
+/// ([`edgepush_protocol::compact`]: CloudWatch's count, sum, minimum and
+/// maximum stay exact). When the table is full, values go into `overflow`
+/// (count, sum, min and max, exact), so nothing recorded is ever lost.
 #[derive(Debug)]
 pub(crate) struct Table {
     keys: Box<[AtomicU64]>,
@@ -254,7 +248,18 @@ pub(crate) struct Table {
     /// these, not the whole table.
     claimed: Box<[AtomicUsize]>,
     used: AtomicUsize,
+    /// Per slot, as f64 bits: the sum of what its values differ from its
+    /// key (0.0 when every value equals the key).
+    deviations: Box<[AtomicU64]>,
+    /// The smallest and largest value in a slot, as f64 bits.
+    low: AtomicU64,
+    high: AtomicU64,
     overflow: Stats,
+}
+
+/// `slots` words set to 0 (one function for every table column).
+fn zeroed(slots: usize) -> Box<[AtomicU64]> {
+    (0..slots).map(|_| AtomicU64::new(0)).collect()
 }
 
 /// How many slots a value's search visits before it gives up: a full or
@@ -276,10 +281,13 @@ impl Table {
     pub(crate) fn new(slots: usize) -> Self {
         let slots = slots.max(16).next_power_of_two();
         Table {
-            keys: (0..slots).map(|_| AtomicU64::new(0)).collect(),
-            counts: (0..slots).map(|_| AtomicU64::new(0)).collect(),
+            keys: zeroed(slots),
+            counts: zeroed(slots),
             claimed: (0..slots).map(|_| AtomicUsize::new(0)).collect(),
             used: AtomicUsize::new(0),
+            deviations: zeroed(slots),
+            low: AtomicU64::new(EMPTY),
+            high: AtomicU64::new(EMPTY),
             overflow: Stats::default(),
         }
     }
@@ -290,21 +298,32 @@ impl Table {
 
     pub(crate) fn record(&self, v: f64, count: u32) {
         let key = order_key(v);
-        if self.add(key, count, self.used.load(Relaxed) < EXACT_VALUES) {
-            return;
+        let slot = self
+            .add(key, count, self.used.load(Relaxed) < EXACT_VALUES)
+            .or_else(|| {
+                // Past the exact values: round, and try again with the
+                // rounded value, keeping what the value differs from it by.
+                let q = quantize(v);
+                let slot = self.add(order_key(q), count, true)?;
+                if v != q {
+                    add_f64(&self.deviations[slot], (v - q) * f64::from(count));
+                }
+                Some(slot)
+            });
+        if slot.is_some() {
+            min_f64(&self.low, v);
+            max_f64(&self.high, v);
+        } else {
+            let c = f64::from(count);
+            self.overflow.record(c, v * c, v, v);
         }
-        // Past the exact values: round, and try again with the rounded value.
-        if self.add(order_key(quantize(v)), count, true) {
-            return;
-        }
-        let c = f64::from(count);
-        self.overflow.record(c, v * c, v, v);
     }
 
-    /// Adds `count` to `key`'s slot, claiming a free slot only if `claim`.
-    /// Visits at most [`MAX_PROBES`] slots.
+    /// Adds `count` to `key`'s slot, claiming a free slot only if `claim`;
+    /// the slot's index, or `None` if there was none. Visits at most
+    /// [`MAX_PROBES`] slots.
     #[inline]
-    fn add(&self, key: u64, count: u32, claim: bool) -> bool {
+    fn add(&self, key: u64, count: u32, claim: bool) -> Option<usize> {
         let mask = self.keys.len() - 1;
         // Fibonacci hashing: the product's top bits depend on every bit of
         // the key (an f64's low mantissa bits are often all zero).
@@ -315,7 +334,7 @@ impl Table {
             let mut current = self.keys[i].load(Acquire);
             if current == 0 {
                 if !claim {
-                    return false;
+                    return None;
                 }
                 match self.keys[i].compare_exchange(0, key, AcqRel, Acquire) {
                     Ok(_) => {
@@ -328,32 +347,42 @@ impl Table {
             }
             if current == key {
                 self.counts[i].fetch_add(u64::from(count), Relaxed);
-                return true;
+                return Some(i);
             }
         }
-        false
+        None
     }
 
     /// Empties the table (no writer may be in it: see [`Double::take`]).
     /// Visits only the claimed slots.
     pub(crate) fn drain(&self) -> Drained {
         let used = self.used.load(Acquire);
-        let mut pairs: Vec<(u64, u64)> = Vec::with_capacity(used);
+        // (key, slot), in key order: ascending values.
+        let mut order: Vec<(u64, u64)> = Vec::with_capacity(used);
         for claimed in &self.claimed[..used] {
             let i = claimed.load(Acquire);
-            let key = self.keys[i].load(Acquire);
-            let count = self.counts[i].load(Acquire);
-            self.keys[i].store(0, Relaxed);
-            self.counts[i].store(0, Relaxed);
+            order.push((self.keys[i].swap(0, AcqRel), i as u64));
+        }
+        order.sort_unstable_by_key(|(k, _)| *k);
+        let mut buckets: Vec<Bucket> = Vec::with_capacity(used);
+        for (key, i) in order {
+            let i = i as usize;
+            let count = self.counts[i].swap(0, AcqRel);
+            let deviation = f64::from_bits(self.deviations[i].swap(0, AcqRel));
             if count > 0 {
-                pairs.push((key, count));
+                buckets.push(Bucket {
+                    key: from_order_key(key),
+                    count: count as f64,
+                    deviation,
+                });
             }
         }
         self.used.store(0, Release);
-        pairs.sort_unstable_by_key(|(k, _)| *k);
+        let (low, high) = (take_f64(&self.low), take_f64(&self.high));
+        let (values, counts) = compact::values(&mut buckets, low, high);
         Drained {
-            values: pairs.iter().map(|(k, _)| from_order_key(*k)).collect(),
-            counts: pairs.iter().map(|(_, c)| *c as f64).collect(),
+            values,
+            counts,
             overflow: self.overflow.take(),
         }
     }
@@ -362,14 +391,6 @@ impl Table {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quantize_error_is_bounded() {
-        for v in [1.0, 1.001, 3.7, -12345.678, 1e-9, 6.02e23] {
-            let q = quantize(v);
-            assert!(((q - v) / v).abs() <= 1.0 / 128.0, "{v} -> {q}");
-        }
-    }
 
     #[test]
     fn order_key_preserves_order_and_never_is_zero() {
@@ -405,7 +426,8 @@ mod tests {
             sum += v * f64::from(1 + i % 3);
         }
         let d = t.drain();
-        assert!(d.values.len() <= 256);
+        // A value per slot, and the two extremes as values of their own.
+        assert!(d.values.len() <= 256 + 2);
         assert!(
             d.values.windows(2).all(|w| w[0] < w[1]),
             "ascending, distinct"
@@ -420,8 +442,15 @@ mod tests {
             .map(|(v, c)| v * c)
             .sum::<f64>()
             + os;
-        assert!(((approx - sum) / sum).abs() < 0.008, "{approx} vs {sum}");
-        assert!(omin >= 1.0 && omax <= 1.0 + 4999.0 * 0.37 + 1e-9);
+        // The sum CloudWatch computes from values, counts and the overflow's
+        // statistic set is the one recorded (each rounded slot is sent as
+        // its values' mean), up to floating-point rounding.
+        assert!(((approx - sum) / sum).abs() < 1e-12, "{approx} vs {sum}");
+        // So are the extremes: the smallest and largest value, wherever
+        // they went.
+        let low = d.values[0].min(omin);
+        let high = d.values[d.values.len() - 1].max(omax);
+        assert_eq!((low, high), (1.0, 1.0 + 4999.0 * 0.37));
         assert_eq!(t.drain(), Drained::default(), "drained empty");
     }
 

@@ -92,7 +92,7 @@ impl Config {
 
     /// Slots of each distribution's value table (a power of two, at least 16;
     /// default 512: the 150 exact values plus about five powers of two of
-    /// rounded ones). Each slot costs 32 bytes (two buffers of 16), allocated
+    /// rounded ones). Each slot costs 64 bytes (two buffers of 32), allocated
     /// at registration; more slots keep more distinct values per interval
     /// before values are rounded or summarised.
     pub fn distribution_slots(mut self, slots: usize) -> Self {

@@ -48,10 +48,12 @@
 //! - [`Gauge`]: the last value, with the count, sum, minimum and maximum of
 //!   every value set.
 //! - [`Distribution`]: CloudWatch values and counts. The first 150 distinct
-//!   values of an interval are exact; later ones are rounded to 7 significant
-//!   bits (at most 0.8 % off); when the table ([`Config::distribution_slots`])
-//!   is full the rest is summarised as a statistic set. Counts stay exact;
-//!   sums, minima and maxima are exact except for the rounded values.
+//!   values of an interval are exact; later ones are grouped by 7 significant
+//!   bits, each group sent as the exact mean of its values (at most 0.8 % from
+//!   each), the interval's smallest and largest value as values of their own
+//!   ([`edgepush_protocol::compact`]); when the table
+//!   ([`Config::distribution_slots`]) is full the rest is summarised as a
+//!   statistic set. Counts, sums, minima and maxima stay exact.
 //! - [`Statistics`]: a statistic set (count, sum, minimum, maximum).
 //!
 //! Metrics may also record under subsets of their dimensions

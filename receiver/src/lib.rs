@@ -29,6 +29,7 @@
 //! - `worker`: on wasm32, gzip and SHA-256 through the Workers runtime
 //!   (`node:zlib`, `node:crypto`), for the Worker crate.
 
+pub mod aggregate;
 pub mod decode;
 pub mod dedupe;
 pub mod digest;

@@ -9,6 +9,10 @@
 //!
 //! Build the npm package with `.ci/build-js`; `emitter/js/npm/README.md`
 //! documents the JavaScript API.
+//!
+//! One file over 500 lines, on purpose: the package's whole JavaScript API
+//! (its TypeScript declarations included) reads top to bottom in one place;
+//! each `#[wasm_bindgen]` item is a thin adapter onto the core.
 
 use std::cell::RefCell;
 

@@ -12,7 +12,9 @@
 //! - [`sign`] (feature `sign`): HMAC-SHA256 request signatures;
 //! - [`format_number`]: numbers as edgepush writes them, in wire v1 and in
 //!   the sinks' formats;
-//! - [`answer`]: the receiver's answer to a push.
+//! - [`answer`]: the receiver's answer to a push;
+//! - [`compact`]: how a distribution with too many distinct values is
+//!   compacted, keeping its count, sum and extremes exact.
 //!
 //! ```
 //! use edgepush_protocol::wire::{self, Batch, Kind, Point, Series};
@@ -37,6 +39,7 @@
 extern crate alloc;
 
 pub mod answer;
+pub mod compact;
 pub mod limits;
 mod number;
 #[cfg(feature = "sign")]

@@ -627,3 +627,60 @@ fn push_sends_a_batch_per_datum_limit_and_counts_what_came_back() {
     assert_eq!(err.unsent.len(), 3);
     assert_eq!(e.telemetry().batches_failed, 6);
 }
+
+/// A new user's case: 400 values, 250 distinct, past the 150 kept exactly.
+/// The count, sum, minimum and maximum CloudWatch computes from what is
+/// sent, as `PutMetricData` and as EMF, are those recorded (the sum but for
+/// the rounding of a compacted value's mean).
+#[test]
+fn past_the_exact_values_count_sum_and_extremes_stay_exact() {
+    let e = emitter();
+    let d = e.distribution(Metric::new("latency")).expect("d");
+    let recorded: Vec<f64> = (0..400).map(|i| f64::from(i % 250) * 0.5 + 1.0).collect();
+    for v in &recorded {
+        d.record(*v);
+    }
+    let exact_sum: f64 = recorded.iter().sum();
+    assert_eq!(exact_sum, 21_550.0);
+    let batches = e.flush_at(60_000).expect("flush");
+    let (mut count, mut sum, mut low, mut high) = (0.0, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+    let mut distinct = 0;
+    for (_, _, p) in points(&batches) {
+        if let Some(vs) = p.vs.as_deref() {
+            let ones = vec![1.0; vs.len()];
+            let cs = p.cs.as_deref().unwrap_or(&ones);
+            distinct += vs.len();
+            for (v, c) in vs.iter().zip(cs) {
+                count += c;
+                sum += v * c;
+                low = low.min(*v);
+                high = high.max(*v);
+            }
+        }
+        if let Some([c, s, lo, hi]) = p.st {
+            (count, sum, low, high) = (count + c, sum + s, low.min(lo), high.max(hi));
+        }
+    }
+    assert!(distinct < 250, "compacted: {distinct} values");
+    assert_eq!((count, low, high), (400.0, 1.0, 125.5));
+    assert!((sum - exact_sum).abs() <= exact_sum * 1e-12, "{sum}");
+
+    #[cfg(feature = "std")]
+    {
+        let (mut count, mut sum, mut low, mut high) = (0.0, 0.0, f64::INFINITY, f64::NEG_INFINITY);
+        for batch in &batches {
+            for doc in batch.emf(&[]).expect("emf") {
+                let doc: serde_json::Value = serde_json::from_str(&doc).expect("json");
+                let values = match &doc["latency"] {
+                    serde_json::Value::Array(vs) => vs.iter().filter_map(|v| v.as_f64()).collect(),
+                    v => vec![v.as_f64().expect("a number")],
+                };
+                for v in values {
+                    (count, sum, low, high) = (count + 1.0, sum + v, low.min(v), high.max(v));
+                }
+            }
+        }
+        assert_eq!((count, low, high), (400.0, 1.0, 125.5), "EMF");
+        assert!((sum - exact_sum).abs() <= exact_sum * 1e-12, "EMF {sum}");
+    }
+}

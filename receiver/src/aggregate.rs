@@ -1,0 +1,725 @@
+//! Merging pushes per series and period, before any sink (sans-IO).
+//!
+//! Points of one namespace and series (name, kind, unit, dimensions and
+//! storage resolution) whose timestamps fall in the same period (floored to
+//! the storage resolution: 60 s or 1 s) become one point, stamped with the
+//! period's start:
+//! - **counters**: the count, sum, minimum and maximum of the
+//!   contributions, a statistic set, so that CloudWatch's SampleCount, Sum,
+//!   Average, Minimum and Maximum equal what delivering each push would have
+//!   given;
+//! - **gauges**: the statistics of every value set, and the last value by
+//!   timestamp;
+//! - **statistic sets**: merged;
+//! - **distributions**: values and counts merged exactly up to
+//!   [`Aggregator::MAX_EXACT_VALUES`] distinct values per series and period,
+//!   then compacted by the rule the emitter uses
+//!   ([`edgepush_protocol::compact`]: each value sent is the exact mean of
+//!   those it stands for, the extremes are values of their own, so count,
+//!   sum, minimum and maximum stay exact); what an emitter already
+//!   summarised (a statistic set on a distribution) is merged beside them;
+//! - **strings and booleans**: the last by timestamp.
+//!
+//! The tenant boundary is the caller's: one aggregator holds one tenant's
+//! points.
+
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use edgepush_protocol::compact::{self, Bucket, quantize};
+use edgepush_protocol::wire::Kind;
+
+use crate::model::{Batch, Point, Series, StatisticSet, Value};
+
+/// Where a point is merged: its namespace, series and period.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct Key {
+    namespace: String,
+    series: SeriesKey,
+    /// The period's start, milliseconds since the Unix epoch.
+    period_ms: i64,
+    /// Numbers, strings and booleans of one series are merged apart.
+    class: Class,
+}
+
+/// A series as a key (the model's series, ordered for a stable output).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+struct SeriesKey {
+    name: String,
+    kind: u8,
+    unit: &'static str,
+    dimensions: Vec<(String, String)>,
+    resolution: u32,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+enum Class {
+    Number,
+    Text,
+    Boolean,
+}
+
+/// What one series and period holds so far.
+#[derive(Clone, Debug)]
+enum Merged {
+    /// Counters and statistic sets: the statistics of the contributions.
+    Statistics(StatisticSet),
+    /// A gauge: every value set, and the last one with its time.
+    Gauge {
+        stats: StatisticSet,
+        last: (i64, f64),
+    },
+    Distribution(Distribution),
+    /// A string or boolean, with its time.
+    Last(i64, Value),
+}
+
+/// A distribution's values: exact while few, then in buckets.
+#[derive(Clone, Debug, Default)]
+struct Distribution {
+    /// Distinct values (as their bits) and their counts, while there are at
+    /// most [`Aggregator::MAX_EXACT_VALUES`].
+    exact: HashMap<u64, f64>,
+    /// Past that: buckets by [`quantize`]d key (as its bits).
+    buckets: Option<HashMap<u64, (f64, f64)>>,
+    low: f64,
+    high: f64,
+    /// What emitters summarised as statistic sets.
+    summarised: Option<StatisticSet>,
+}
+
+/// Points merged per namespace, series and period.
+#[derive(Debug, Default)]
+pub struct Aggregator {
+    open: HashMap<Key, (Series, Merged)>,
+    /// Points merged since the last [`Aggregator::take`].
+    merged: u64,
+}
+
+/// What [`Aggregator::add`] did with a batch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Added {
+    /// Points merged into a series and period already open.
+    pub merged: usize,
+    /// Series and periods opened.
+    pub opened: usize,
+}
+
+impl Aggregator {
+    /// Distinct values a distribution keeps exactly per series and period;
+    /// past them its values are compacted (see the module's documentation).
+    pub const MAX_EXACT_VALUES: usize = 1024;
+
+    /// An empty aggregator.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Series and periods open.
+    pub fn open(&self) -> usize {
+        self.open.len()
+    }
+
+    /// Points merged into an open series and period since the last take.
+    pub fn merged(&self) -> u64 {
+        self.merged
+    }
+
+    /// Merges every point of `batch`.
+    pub fn add(&mut self, batch: &Batch) -> Added {
+        let mut added = Added::default();
+        for point in &batch.points {
+            let series = &batch.series[point.series];
+            let period = i64::from(series.resolution.seconds()) * 1000;
+            let key = Key {
+                namespace: batch.namespace.clone(),
+                series: SeriesKey {
+                    name: series.name.clone(),
+                    kind: series.kind as u8,
+                    unit: series.unit.as_str(),
+                    dimensions: series.dimensions.clone(),
+                    resolution: series.resolution.seconds(),
+                },
+                period_ms: point.timestamp_ms.div_euclid(period) * period,
+                class: match point.value {
+                    Value::Text(_) => Class::Text,
+                    Value::Boolean(_) => Class::Boolean,
+                    _ => Class::Number,
+                },
+            };
+            match self.open.entry(key) {
+                Entry::Occupied(mut open) => {
+                    open.get_mut().1.merge(point);
+                    added.merged += 1;
+                }
+                Entry::Vacant(vacant) => {
+                    vacant.insert((series.clone(), Merged::new(series.kind, point)));
+                    added.opened += 1;
+                }
+            }
+        }
+        self.merged += added.merged as u64;
+        added
+    }
+
+    /// Takes every series and period that `closed` says is over (it is
+    /// given each period's start and length, in milliseconds), as batches,
+    /// one per namespace, in a stable order, with ids `<id>-<n>`.
+    pub fn take(&mut self, id: &str, closed: impl Fn(i64, i64) -> bool) -> Vec<Batch> {
+        let over: Vec<Key> = self
+            .open
+            .keys()
+            .filter(|key| closed(key.period_ms, i64::from(key.series.resolution) * 1000))
+            .cloned()
+            .collect();
+        let mut taken: Vec<(Key, (Series, Merged))> = over
+            .into_iter()
+            .filter_map(|key| self.open.remove_entry(&key))
+            .collect();
+        self.merged = 0;
+        taken.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut batches: Vec<Batch> = Vec::new();
+        for (key, (series, merged)) in taken {
+            let batch = match batches.last_mut() {
+                Some(b) if b.namespace == key.namespace => b,
+                _ => {
+                    batches.push(Batch {
+                        id: format!("{id}-{}", batches.len()),
+                        namespace: key.namespace.clone(),
+                        series: Vec::new(),
+                        points: Vec::new(),
+                    });
+                    batches.last_mut().expect("just pushed")
+                }
+            };
+            let index = match batch.series.last() {
+                Some(last) if *last == series => batch.series.len() - 1,
+                _ => {
+                    batch.series.push(series);
+                    batch.series.len() - 1
+                }
+            };
+            for value in merged.values() {
+                batch.points.push(Point {
+                    series: index,
+                    timestamp_ms: key.period_ms,
+                    value,
+                });
+            }
+        }
+        batches
+    }
+
+    /// Takes everything open (at shutdown).
+    pub fn take_all(&mut self, id: &str) -> Vec<Batch> {
+        self.take(id, |_, _| true)
+    }
+}
+
+fn merge_stats(into: &mut StatisticSet, other: StatisticSet) {
+    into.count += other.count;
+    into.sum += other.sum;
+    into.min = into.min.min(other.min);
+    into.max = into.max.max(other.max);
+}
+
+impl Merged {
+    fn new(kind: Kind, point: &Point) -> Self {
+        let none = StatisticSet {
+            count: 0.0,
+            sum: 0.0,
+            min: f64::INFINITY,
+            max: f64::NEG_INFINITY,
+        };
+        let mut merged = match (&point.value, kind) {
+            (Value::Text(_) | Value::Boolean(_), _) => {
+                return Merged::Last(point.timestamp_ms, point.value.clone());
+            }
+            (Value::Gauge { last, .. }, _) => Merged::Gauge {
+                stats: none,
+                last: (point.timestamp_ms, *last),
+            },
+            (_, Kind::Distribution) => Merged::Distribution(Distribution {
+                low: f64::INFINITY,
+                high: f64::NEG_INFINITY,
+                ..Distribution::default()
+            }),
+            _ => Merged::Statistics(none),
+        };
+        merged.merge(point);
+        merged
+    }
+
+    fn merge(&mut self, point: &Point) {
+        let t = point.timestamp_ms;
+        match (self, &point.value) {
+            (Merged::Last(at, value), new) => {
+                // The later one; at the same time, the larger, so that the
+                // order points arrive in does not matter.
+                if t > *at || (t == *at && text_order(new) > text_order(value)) {
+                    *at = t;
+                    *value = new.clone();
+                }
+            }
+            (Merged::Gauge { stats, last }, value) => {
+                if let Some(s) = value.statistics() {
+                    merge_stats(stats, s);
+                }
+                if let Value::Gauge { last: v, .. } = value
+                    && (t > last.0 || (t == last.0 && v.total_cmp(&last.1).is_gt()))
+                {
+                    *last = (t, *v);
+                }
+            }
+            (Merged::Distribution(d), Value::Distribution { values, counts }) => {
+                for (v, c) in values.iter().zip(counts) {
+                    d.record(*v, *c);
+                }
+            }
+            (Merged::Distribution(d), value) => {
+                if let Some(s) = value.statistics() {
+                    match &mut d.summarised {
+                        Some(into) => merge_stats(into, s),
+                        None => d.summarised = Some(s),
+                    }
+                }
+            }
+            (Merged::Statistics(into), value) => {
+                if let Some(s) = value.statistics() {
+                    merge_stats(into, s);
+                }
+            }
+        }
+    }
+
+    /// The merged point's values: one, or two for a distribution that has
+    /// both values and a statistic set.
+    fn values(self) -> Vec<Value> {
+        match self {
+            Merged::Last(_, value) => vec![value],
+            Merged::Statistics(st) => vec![Value::Statistics(st)],
+            Merged::Gauge { stats, last } => vec![Value::Gauge {
+                last: last.1,
+                stats: (stats.count > 1.0).then_some(stats),
+            }],
+            Merged::Distribution(d) => {
+                let summarised = d.summarised;
+                let (values, counts) = d.finish();
+                let mut out = Vec::new();
+                if !values.is_empty() {
+                    out.push(Value::Distribution { values, counts });
+                }
+                out.extend(summarised.map(Value::Statistics));
+                out
+            }
+        }
+    }
+}
+
+/// Orders strings and booleans that share a timestamp.
+fn text_order(value: &Value) -> (u8, &str) {
+    match value {
+        Value::Text(s) => (0, s.as_str()),
+        Value::Boolean(b) => (u8::from(*b), ""),
+        _ => (0, ""),
+    }
+}
+
+impl Distribution {
+    fn record(&mut self, v: f64, count: f64) {
+        self.low = self.low.min(v);
+        self.high = self.high.max(v);
+        let v = v + 0.0; // -0 and 0 are one value
+        if let Some(buckets) = &mut self.buckets {
+            let q = quantize(v);
+            let bucket = buckets.entry(q.to_bits()).or_insert((0.0, 0.0));
+            bucket.0 += count;
+            bucket.1 += (v - q) * count;
+            return;
+        }
+        *self.exact.entry(v.to_bits()).or_insert(0.0) += count;
+        if self.exact.len() > Aggregator::MAX_EXACT_VALUES {
+            let mut buckets: HashMap<u64, (f64, f64)> = HashMap::new();
+            for (bits, count) in self.exact.drain() {
+                let v = f64::from_bits(bits);
+                let q = quantize(v);
+                let bucket = buckets.entry(q.to_bits()).or_insert((0.0, 0.0));
+                bucket.0 += count;
+                bucket.1 += (v - q) * count;
+            }
+            self.buckets = Some(buckets);
+        }
+    }
+
+    /// Values and counts, ascending.
+    fn finish(self) -> (Vec<f64>, Vec<f64>) {
+        let mut buckets: Vec<Bucket> = match self.buckets {
+            Some(buckets) => buckets
+                .into_iter()
+                .map(|(bits, (count, deviation))| Bucket {
+                    key: f64::from_bits(bits),
+                    count,
+                    deviation,
+                })
+                .collect(),
+            None => self
+                .exact
+                .into_iter()
+                .map(|(bits, count)| Bucket {
+                    key: f64::from_bits(bits),
+                    count,
+                    deviation: 0.0,
+                })
+                .collect(),
+        };
+        buckets.sort_unstable_by(|a, b| a.key.total_cmp(&b.key));
+        let (low, high) = (self.low, self.high);
+        if buckets.is_empty() {
+            return (Vec::new(), Vec::new());
+        }
+        compact::values(&mut buckets, Some(low), Some(high))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgepush_protocol::{Resolution, Unit};
+    use proptest::prelude::*;
+
+    fn series(name: &str, kind: Kind, resolution: Resolution) -> Series {
+        Series {
+            name: name.into(),
+            kind,
+            unit: Unit::None,
+            dimensions: vec![("service".into(), "api".into())],
+            resolution,
+        }
+    }
+
+    /// The series the tests push: one of each kind, two resolutions.
+    fn all_series() -> Vec<Series> {
+        vec![
+            series("orders", Kind::Counter, Resolution::Standard),
+            series("queue", Kind::Gauge, Resolution::High),
+            series("latency", Kind::Distribution, Resolution::Standard),
+            series("size", Kind::Statistics, Resolution::Standard),
+            series("state", Kind::Gauge, Resolution::Standard),
+        ]
+    }
+
+    const T0: i64 = 1_764_000_000_000;
+
+    /// A value of `series`' kind from `n`: quarters, so that every sum in
+    /// the tests is exact and the merge's result cannot depend on order.
+    fn value(series: usize, n: u32, many: bool) -> Value {
+        let v = f64::from(n) / 4.0;
+        match series {
+            0 => Value::Counter(v),
+            1 => Value::Gauge {
+                last: v,
+                stats: None,
+            },
+            2 if many => Value::Distribution {
+                // Two of these hold more distinct values than are kept
+                // exactly: the merge compacts them.
+                values: (0..600).map(|i| v + f64::from(i) * 37.25).collect(),
+                counts: (0..600).map(|i| f64::from(1 + i % 3)).collect(),
+            },
+            2 if n.is_multiple_of(5) => Value::Statistics(StatisticSet {
+                count: 2.0,
+                sum: 2.0 * v + 1.0,
+                min: v,
+                max: v + 1.0,
+            }),
+            2 => Value::Distribution {
+                values: vec![v, v + 0.5],
+                counts: vec![1.0, 3.0],
+            },
+            3 => Value::Statistics(StatisticSet {
+                count: 3.0,
+                sum: 3.0 * v,
+                min: v - 1.0,
+                max: v + 1.0,
+            }),
+            _ if n.is_multiple_of(2) => Value::Text(format!("s{n}")),
+            _ => Value::Boolean(n.is_multiple_of(3)),
+        }
+    }
+
+    /// Points as `(namespace, series, timestamp, value)`.
+    type Raw = (usize, usize, i64, Value);
+
+    fn batch(points: &[Raw], namespace: usize) -> Batch {
+        Batch {
+            id: "b".into(),
+            namespace: format!("ns{namespace}"),
+            series: all_series(),
+            points: points
+                .iter()
+                .filter(|p| p.0 == namespace)
+                .map(|(_, s, t, value)| Point {
+                    series: *s,
+                    timestamp_ms: *t,
+                    value: value.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn raw() -> impl Strategy<Value = Vec<Raw>> {
+        prop::collection::vec(
+            (
+                0usize..2,
+                0usize..5,
+                0i64..180_000,
+                0u32..400,
+                prop::bool::weighted(0.3),
+            ),
+            1..120,
+        )
+        .prop_map(|points| {
+            points
+                .into_iter()
+                .map(|(ns, s, dt, n, many)| (ns, s, T0 + dt, value(s, n, many)))
+                .collect()
+        })
+    }
+
+    /// Every point, as batches of `size` points of one namespace, in
+    /// `order`: one way to partition and order the same points.
+    fn partitioned(points: &[Raw], size: usize, reverse: bool) -> Vec<Batch> {
+        let mut batches = Vec::new();
+        for namespace in 0..2 {
+            let mine: Vec<Raw> = points
+                .iter()
+                .filter(|p| p.0 == namespace)
+                .cloned()
+                .collect();
+            for chunk in mine.chunks(size.max(1)) {
+                batches.push(batch(chunk, namespace));
+            }
+        }
+        if reverse {
+            batches.reverse();
+            for b in &mut batches {
+                b.points.reverse();
+            }
+        }
+        batches
+    }
+
+    fn merge_all(batches: &[Batch]) -> Vec<Batch> {
+        let mut aggregator = Aggregator::new();
+        for b in batches {
+            aggregator.add(b);
+        }
+        aggregator.take_all("m")
+    }
+
+    /// Statistics per (namespace, series name, period) of what was pushed
+    /// and of what the merge gives.
+    fn statistics(batches: &[Batch]) -> Vec<(String, String, i64, [f64; 4])> {
+        let mut out: HashMap<(String, String, i64), StatisticSet> = HashMap::new();
+        for b in batches {
+            for p in &b.points {
+                let series = &b.series[p.series];
+                let Some(s) = p.value.statistics() else {
+                    continue;
+                };
+                let period = i64::from(series.resolution.seconds()) * 1000;
+                let key = (
+                    b.namespace.clone(),
+                    series.name.clone(),
+                    p.timestamp_ms.div_euclid(period) * period,
+                );
+                match out.get_mut(&key) {
+                    Some(into) => merge_stats(into, s),
+                    None => {
+                        out.insert(key, s);
+                    }
+                }
+            }
+        }
+        let mut out: Vec<_> = out
+            .into_iter()
+            .map(|((ns, n, t), s)| (ns, n, t, [s.count, s.sum, s.min, s.max]))
+            .collect();
+        out.sort_by(|a, b| (&a.0, &a.1, a.2).cmp(&(&b.0, &b.1, b.2)));
+        out
+    }
+
+    proptest! {
+        /// Merging any partition of the same points, in any order, gives
+        /// the same result, and its statistics (count, sum, minimum and
+        /// maximum per series and period) are those of the points taken
+        /// together.
+        #[test]
+        fn any_partition_in_any_order_merges_alike(
+            points in raw(),
+            size in 1usize..20,
+            reverse: bool,
+        ) {
+            let one_by_one = merge_all(&partitioned(&points, 1, false));
+            let other = merge_all(&partitioned(&points, size, reverse));
+            prop_assert_eq!(&one_by_one, &other);
+            let pushed = statistics(&partitioned(&points, 1, false));
+            let merged = statistics(&other);
+            prop_assert_eq!(merged.len(), pushed.len());
+            for (m, p) in merged.iter().zip(&pushed) {
+                let (m_stats, p_stats) = (m.3, p.3);
+                prop_assert_eq!((&m.0, &m.1, m.2), (&p.0, &p.1, p.2));
+                // Count, minimum and maximum exactly; the sum too, but for
+                // the rounding of a compacted value's mean.
+                prop_assert_eq!([m_stats[0], m_stats[2], m_stats[3]], [p_stats[0], p_stats[2], p_stats[3]]);
+                prop_assert!((m_stats[1] - p_stats[1]).abs() <= p_stats[1].abs().max(1.0) * 1e-12, "{:?} vs {:?}", m, p);
+            }
+            // Each series and period is one point (two for a distribution
+            // with values and a statistic set), at the period's start.
+            for b in &other {
+                for p in &b.points {
+                    let period = i64::from(b.series[p.series].resolution.seconds()) * 1000;
+                    prop_assert_eq!(p.timestamp_ms % period, 0);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_counter_becomes_the_statistics_of_its_contributions() {
+        let points: Vec<Raw> = [1, 8, 3]
+            .into_iter()
+            .map(|n| {
+                (
+                    0,
+                    0,
+                    T0 + 1_000 * i64::from(n),
+                    Value::Counter(f64::from(n)),
+                )
+            })
+            .collect();
+        let merged = merge_all(&partitioned(&points, 1, false));
+        assert_eq!(merged.len(), 1);
+        assert_eq!(merged[0].points.len(), 1);
+        assert_eq!(
+            merged[0].points[0].value,
+            Value::Statistics(StatisticSet {
+                count: 3.0,
+                sum: 12.0,
+                min: 1.0,
+                max: 8.0
+            })
+        );
+        // T0 is a minute's start.
+        assert_eq!(merged[0].points[0].timestamp_ms, T0);
+    }
+
+    #[test]
+    fn a_gauge_keeps_the_last_value_by_time_and_every_value_s_statistics() {
+        let gauge = |t: i64, v: f64| {
+            (
+                0,
+                1,
+                T0 + t,
+                Value::Gauge {
+                    last: v,
+                    stats: None,
+                },
+            )
+        };
+        // Pushed out of order: the latest is 7.
+        let points = vec![gauge(300, 7.0), gauge(100, 2.0), gauge(200, 9.0)];
+        let merged = merge_all(&partitioned(&points, 1, false));
+        assert_eq!(
+            merged[0].points[0].value,
+            Value::Gauge {
+                last: 7.0,
+                stats: Some(StatisticSet {
+                    count: 3.0,
+                    sum: 18.0,
+                    min: 2.0,
+                    max: 9.0
+                })
+            }
+        );
+    }
+
+    #[test]
+    fn a_distribution_past_its_exact_values_keeps_count_sum_and_extremes() {
+        // 3,000 distinct values over 30 pushes: compacted, yet CloudWatch's
+        // SampleCount, Sum, Minimum and Maximum from the values sent are
+        // those pushed.
+        let points: Vec<Raw> = (0..30)
+            .map(|push| {
+                let values: Vec<f64> = (0..100)
+                    .map(|i| f64::from(push * 100 + i) * 0.125)
+                    .collect();
+                let counts = vec![2.0; 100];
+                (0, 2, T0, Value::Distribution { values, counts })
+            })
+            .collect();
+        let merged = merge_all(&partitioned(&points, 1, false));
+        let Value::Distribution { values, counts } = &merged[0].points[0].value else {
+            panic!("a distribution: {:?}", merged[0].points[0].value);
+        };
+        assert!(values.len() < 3_000, "compacted: {}", values.len());
+        let count: f64 = counts.iter().sum();
+        let sum: f64 = values.iter().zip(counts).map(|(v, c)| v * c).sum();
+        let pushed_sum: f64 = (0..3_000).map(|i| f64::from(i) * 0.125 * 2.0).sum();
+        assert_eq!(count, 6_000.0);
+        assert!(
+            (sum - pushed_sum).abs() <= pushed_sum * 1e-12,
+            "{sum} vs {pushed_sum}"
+        );
+        assert_eq!(
+            (values[0], values[values.len() - 1]),
+            (0.0, 2_999.0 * 0.125)
+        );
+    }
+
+    #[test]
+    fn periods_follow_each_series_resolution_and_take_leaves_open_ones() {
+        let points = vec![
+            (0, 0, T0 + 59_999, Value::Counter(1.0)),
+            (0, 0, T0 + 60_000, Value::Counter(1.0)),
+            (
+                0,
+                1,
+                T0,
+                Value::Gauge {
+                    last: 1.0,
+                    stats: None,
+                },
+            ),
+            (
+                0,
+                1,
+                T0 + 1_000,
+                Value::Gauge {
+                    last: 2.0,
+                    stats: None,
+                },
+            ),
+        ];
+        let mut aggregator = Aggregator::new();
+        for b in partitioned(&points, 1, false) {
+            aggregator.add(&b);
+        }
+        assert_eq!(
+            aggregator.open(),
+            4,
+            "two minutes of the counter, two seconds of the gauge"
+        );
+        // What ended by T0 + 60 s: the first minute, both seconds.
+        let taken = aggregator.take("t", |start, length| start + length <= T0 + 60_000);
+        let got: Vec<(i64, &str)> = taken[0]
+            .points
+            .iter()
+            .map(|p| (p.timestamp_ms, taken[0].series[p.series].name.as_str()))
+            .collect();
+        assert_eq!(got, [(T0, "orders"), (T0, "queue"), (T0 + 1_000, "queue")]);
+        assert_eq!(taken[0].series.len(), 2, "a series once per batch");
+        assert_eq!(aggregator.open(), 1);
+        assert_eq!(taken[0].id, "t-0");
+    }
+}
