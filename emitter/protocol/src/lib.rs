@@ -10,7 +10,7 @@
 //!   dimension, value or statistic set must meet, checked by the emitter at
 //!   registration and by the receiver at ingest, so the two cannot disagree;
 //! - [`sign`] (feature `sign`): HMAC-SHA256 request signatures;
-//! - [`format_number`]: numbers as edgepush writes them, in wire v1 and in
+//! - [`format_number`] and [`json_numbers`]: numbers as edgepush writes them, in wire v1 and in
 //!   the sinks' formats;
 //! - [`answer`]: the receiver's answer to a push;
 //! - [`compact`]: how a distribution with too many distinct values is
@@ -48,5 +48,5 @@ mod unit;
 pub mod validate;
 pub mod wire;
 
-pub use number::format_number;
+pub use number::{format_number, json_numbers};
 pub use unit::{Resolution, Unit, UnknownUnit};

@@ -15,6 +15,19 @@ pub fn format_number<R>(v: f64, f: impl FnOnce(&str) -> R) -> R {
     }
 }
 
+/// `vs` as a JSON array, each number written by [`format_number`]: what
+/// wire v1 and CloudWatch's `Values` and `Counts` are made of.
+pub fn json_numbers(out: &mut alloc::vec::Vec<u8>, vs: &[f64]) {
+    out.push(b'[');
+    for (i, v) in vs.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        format_number(*v, |text| out.extend_from_slice(text.as_bytes()));
+    }
+    out.push(b']');
+}
+
 /// The text of a number with at most four decimals (`12.25`, `-0.5`), the
 /// common case, without a shortest-float search (128-bit multiplications,
 /// slow in wasm).

@@ -150,14 +150,8 @@ fn field(out: &mut Vec<u8>, key: &str, v: f64) {
 fn list(out: &mut Vec<u8>, key: &str, vs: &[f64]) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(b"\":[");
-    for (i, v) in vs.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        number(out, *v);
-    }
-    out.push(b']');
+    out.extend_from_slice(b"\":");
+    edgepush_protocol::json_numbers(out, vs);
 }
 
 fn number(out: &mut Vec<u8>, v: f64) {

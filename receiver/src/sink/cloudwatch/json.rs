@@ -15,14 +15,7 @@ fn number(out: &mut Vec<u8>, v: f64) {
 
 fn numbers(out: &mut Vec<u8>, key: &[u8], vs: &[f64]) {
     out.extend_from_slice(key);
-    out.push(b'[');
-    for (i, v) in vs.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        number(out, *v);
-    }
-    out.push(b']');
+    edgepush_protocol::json_numbers(out, vs);
 }
 
 /// `s` as a JSON string, as serde_json writes it: most names and values
