@@ -15,6 +15,7 @@
 //! | `INFLUXDB_DATABASE` (+ `INFLUXDB_USERNAME`, `INFLUXDB_PASSWORD`) | InfluxDB 1.x `/write` API |
 //! | `INFLUXDB_ORG`, `INFLUXDB_BUCKET` (+ `INFLUXDB_TOKEN`) | InfluxDB 2.x/3.x `/api/v2/write` API |
 //! | `INFLUXDB_STORE_STRINGS` | `false` refuses string values instead of writing them (for VictoriaMetrics) |
+//! | `INFLUXDB_QUANTILES` | the quantile fields written for distributions, comma-separated in (0, 1] (default `0.5,0.9,0.99`: `p50`, `p90`, `p99`; empty: none) |
 //! | `EDGEPUSH_FORMATS` | how other formats map to metrics: a JSON [`Formats`] (`namespace`, `line_protocol`, `otlp`) |
 
 use crate::decode::Formats;
@@ -109,6 +110,12 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
                 ));
             }
         };
+        let quantiles = match get("INFLUXDB_QUANTILES") {
+            Some(list) => {
+                influxdb::Quantiles::parse(&list).map_err(|e| format!("INFLUXDB_QUANTILES: {e}"))?
+            }
+            None => influxdb::Quantiles::default(),
+        };
         let target = match (
             get("INFLUXDB_DATABASE"),
             get("INFLUXDB_ORG"),
@@ -121,6 +128,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
                 username: get("INFLUXDB_USERNAME"),
                 password: get("INFLUXDB_PASSWORD"),
                 store_strings,
+                quantiles: quantiles.clone(),
             },
             (None, Some(org), Some(bucket)) => influxdb::Target::V2 {
                 url,
@@ -128,6 +136,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
                 bucket,
                 token: get("INFLUXDB_TOKEN"),
                 store_strings,
+                quantiles,
             },
             _ => {
                 return Err("INFLUXDB_URL needs INFLUXDB_DATABASE (1.x API) or INFLUXDB_ORG and INFLUXDB_BUCKET (2.x API)".into());
@@ -179,6 +188,7 @@ mod tests {
             ("INFLUXDB_ORG", "o"),
             ("INFLUXDB_BUCKET", "b"),
             ("INFLUXDB_STORE_STRINGS", "false"),
+            ("INFLUXDB_QUANTILES", "0.5, 0.999"),
             (
                 "EDGEPUSH_TENANTS",
                 r#"[{"name":"shop","keys":["k3"],"namespaces":["Shop/*"],"points_per_second":100}]"#,
@@ -215,6 +225,13 @@ mod tests {
         assert!(
             matches!(&sinks[1], Sink::Influxdb(influxdb::Target::V2 { bucket, store_strings: false, .. }) if bucket == "b")
         );
+        let Sink::Influxdb(target) = &sinks[1] else {
+            panic!("an InfluxDB sink");
+        };
+        assert_eq!(
+            target.quantiles(),
+            &influxdb::Quantiles::new(&[0.5, 0.999]).expect("valid")
+        );
     }
 
     #[test]
@@ -241,6 +258,14 @@ mod tests {
                     ("INFLUXDB_STORE_STRINGS", "no"),
                 ],
                 "INFLUXDB_STORE_STRINGS is \"no\", not true or false",
+            ),
+            (
+                &[
+                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_DATABASE", "d"),
+                    ("INFLUXDB_QUANTILES", "0.5,95"),
+                ],
+                "INFLUXDB_QUANTILES: quantile 95 is not in (0, 1]",
             ),
             (
                 &[

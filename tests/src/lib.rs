@@ -394,6 +394,7 @@ impl Influx {
             username: None,
             password: None,
             store_strings: true,
+            quantiles: Default::default(),
         }
     }
 
@@ -713,6 +714,7 @@ impl StubSinks {
                 username: None,
                 password: None,
                 store_strings: true,
+                quantiles: Default::default(),
             }),
         ]
     }
@@ -1117,6 +1119,7 @@ impl Victoria {
             username: None,
             password: None,
             store_strings,
+            quantiles: Default::default(),
         }
     }
 

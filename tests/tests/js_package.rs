@@ -92,6 +92,7 @@ fn node_pushes_through_the_native_receiver() {
             username: None,
             password: None,
             store_strings: true,
+            quantiles: Default::default(),
         })],
         Limits::default(),
         vec!["node-key".into()],

@@ -151,6 +151,7 @@ fn after_one_sink_failed_the_retry_goes_only_to_that_sink() {
                 username: None,
                 password: None,
                 store_strings: true,
+                quantiles: Default::default(),
             }),
         ],
         Limits::default(),

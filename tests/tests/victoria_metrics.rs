@@ -85,7 +85,16 @@ fn victoria_metrics_stores_what_is_pushed_and_no_string_becomes_zero() {
             ),
             "{labels}"
         );
-        for (field, want) in [("count", 3), ("sum", 50), ("min", 10), ("max", 20)] {
+        // With the quantiles line protocol carries for a distribution.
+        for (field, want) in [
+            ("count", 3),
+            ("sum", 50),
+            ("min", 10),
+            ("max", 20),
+            ("p50", 20),
+            ("p90", 20),
+            ("p99", 20),
+        ] {
             let (_, value) = only_value(&vm, &format!("latency_{field}"));
             assert_eq!(value, json!(want), "latency_{field}");
         }

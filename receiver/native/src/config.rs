@@ -171,6 +171,7 @@ impl Args {
                     username: None,
                     password: None,
                     store_strings: true,
+                    quantiles: Default::default(),
                 }));
         }
         if self.stdout && !config.sinks.contains(&SinkConfig::Stdout) {

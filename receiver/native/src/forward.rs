@@ -408,6 +408,7 @@ mod tests {
             bucket: "b".into(),
             token: None,
             store_strings: true,
+            quantiles: Default::default(),
         })])
         .retries(1, Duration::from_millis(1))
         .spool(spool, max_bytes)

@@ -340,6 +340,7 @@ mod tests {
             bucket: "b".into(),
             token: None,
             store_strings: true,
+            quantiles: Default::default(),
         })
     }
 
@@ -589,6 +590,7 @@ mod tests {
             bucket: "b".into(),
             token: None,
             store_strings: false,
+            quantiles: Default::default(),
         });
         let client = Scripted {
             answers: RefCell::new(vec![Ok(SinkAnswer::new(204, vec![]))]),

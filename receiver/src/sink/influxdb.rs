@@ -8,7 +8,9 @@
 //! `namespace` is written as `_namespace`, a name no dimension can have)
 //! and `unit` unless a dimension has that name (the dimension wins); fields, all floats so that each field name keeps one type:
 //! `value` for counters and gauges, `count`, `sum`, `min`, `max` for
-//! distributions and statistic sets.
+//! distributions and statistic sets, and for distributions their quantiles
+//! (`p50`, `p90`, `p99` by default: [`Quantiles`]), which line-protocol
+//! stores cannot compute from the other fields.
 //!
 //! Timestamps are written in nanoseconds: the point's millisecond plus an
 //! offset below one millisecond derived from the batch id. Line-protocol
@@ -48,6 +50,9 @@ pub enum Target {
         /// as 0): this sink then refuses them per point, by name.
         #[serde(default = "yes")]
         store_strings: bool,
+        /// The quantile fields written for distributions.
+        #[serde(default)]
+        quantiles: Quantiles,
     },
     /// InfluxDB 2.x `/api/v2/write?org=&bucket=` (also InfluxDB 3's v2 API).
     V2 {
@@ -65,6 +70,9 @@ pub enum Target {
         /// as 0): this sink then refuses them per point, by name.
         #[serde(default = "yes")]
         store_strings: bool,
+        /// The quantile fields written for distributions.
+        #[serde(default)]
+        quantiles: Quantiles,
     },
 }
 
@@ -78,6 +86,64 @@ impl Target {
         match self {
             Target::V1 { store_strings, .. } | Target::V2 { store_strings, .. } => *store_strings,
         }
+    }
+
+    /// The quantile fields written for distributions.
+    pub fn quantiles(&self) -> &Quantiles {
+        match self {
+            Target::V1 { quantiles, .. } | Target::V2 { quantiles, .. } => quantiles,
+        }
+    }
+}
+
+/// The quantiles of a distribution written as fields: `p50` for 0.5,
+/// `p99.9` for 0.999 (nearest rank over the point's values and counts).
+/// `[0.5, 0.9, 0.99]` by default; `[]` writes none. Configured as numbers
+/// in (0, 1], kept in millionths.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Quantiles(Vec<u32>);
+
+impl Default for Quantiles {
+    fn default() -> Self {
+        Quantiles(vec![500_000, 900_000, 990_000])
+    }
+}
+
+impl Quantiles {
+    /// Quantiles from numbers in (0, 1]; an error names the first that is not.
+    pub fn new(quantiles: &[f64]) -> Result<Self, String> {
+        quantiles
+            .iter()
+            .map(|&q| {
+                if q > 0.0 && q <= 1.0 {
+                    Ok((q * 1e6).round() as u32)
+                } else {
+                    Err(format!("quantile {q} is not in (0, 1]"))
+                }
+            })
+            .collect::<Result<Vec<u32>, String>>()
+            .map(Quantiles)
+    }
+
+    /// From a comma-separated list such as `0.5,0.9,0.99` (empty: none).
+    pub fn parse(list: &str) -> Result<Self, String> {
+        let numbers = list
+            .split(',')
+            .map(str::trim)
+            .filter(|q| !q.is_empty())
+            .map(|q| {
+                q.parse::<f64>()
+                    .map_err(|_| format!("quantile {q:?} is not a number"))
+            })
+            .collect::<Result<Vec<f64>, String>>()?;
+        Quantiles::new(&numbers)
+    }
+}
+
+impl<'de> Deserialize<'de> for Quantiles {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let numbers = Vec::<f64>::deserialize(d)?;
+        Quantiles::new(&numbers).map_err(serde::de::Error::custom)
     }
 }
 
@@ -133,14 +199,15 @@ pub fn batch_offset_ns(id: &str) -> i64 {
     (hash % 1_000_000) as i64
 }
 
-/// Appends one line per point of `batch` to `out`.
+/// Appends one line per point of `batch` to `out` (the default
+/// [`Quantiles`]).
 pub fn encode(batch: &Batch, out: &mut String) {
-    encode_for(batch, out, true);
+    encode_for(batch, out, true, &Quantiles::default());
 }
 
 /// [`encode`], for a target: without the string points when it does not
-/// store strings ([`unstorable`] refuses them).
-pub fn encode_for(batch: &Batch, out: &mut String, strings: bool) {
+/// store strings ([`unstorable`] refuses them), with its quantiles.
+pub fn encode_for(batch: &Batch, out: &mut String, strings: bool, quantiles: &Quantiles) {
     let offset = batch_offset_ns(&batch.id);
     out.reserve(batch.points.len() * 100);
     // One list of tags, refilled for every point.
@@ -193,6 +260,10 @@ pub fn encode_for(batch: &Batch, out: &mut String, strings: bool) {
                 out.push('"');
             }
             Value::Boolean(b) => out.push_str(if *b { "value=true" } else { "value=false" }),
+            Value::Distribution { values, counts } => {
+                stats_fields(out, &point.value);
+                quantile_fields(out, values, counts, quantiles);
+            }
             other => stats_fields(out, other),
         }
         out.push(' ');
@@ -237,6 +308,35 @@ fn stats_fields(out: &mut String, value: &Value) {
         out.push_str(key);
         out.push('=');
         float(out, v);
+    }
+}
+
+/// Writes `,p50=...` and the like: for each quantile q, the first value
+/// (ascending) at which the counts so far reach q of all counts.
+fn quantile_fields(out: &mut String, values: &[f64], counts: &[f64], quantiles: &Quantiles) {
+    if quantiles.0.is_empty() {
+        return;
+    }
+    let mut sorted: Vec<(f64, f64)> = values.iter().copied().zip(counts.iter().copied()).collect();
+    if !values.is_sorted() {
+        sorted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    let total: f64 = counts.iter().sum();
+    for &millionths in &quantiles.0 {
+        let reach = total * f64::from(millionths) / 1e6;
+        let mut seen = 0.0;
+        let mut at = sorted.last().map_or(0.0, |p| p.0);
+        for &(value, count) in &sorted {
+            seen += count;
+            if seen >= reach {
+                at = value;
+                break;
+            }
+        }
+        out.push_str(",p");
+        float(out, f64::from(millionths) / 10_000.0);
+        out.push('=');
+        float(out, at);
     }
 }
 
@@ -377,7 +477,7 @@ mod tests {
                     values: vec![1.0, 4.0],
                     counts: vec![2.0, 1.0],
                 },
-                "lat,namespace=Shop,unit=mine count=3,sum=6,min=1,max=4 1700000000123\n",
+                "lat,namespace=Shop,unit=mine count=3,sum=6,min=1,max=4,p50=1,p90=4,p99=4 1700000000123\n",
             ),
             (
                 "size",
@@ -485,6 +585,116 @@ mod tests {
         assert_eq!(parsed.field_set[0].1, FieldValue::Boolean(true));
     }
 
+    /// The written quantile fields of one distribution point.
+    fn quantiles_written(
+        values: &[f64],
+        counts: &[f64],
+        quantiles: &Quantiles,
+    ) -> Vec<(String, f64)> {
+        let b = batch(
+            "lat",
+            &[],
+            Value::Distribution {
+                values: values.to_vec(),
+                counts: counts.to_vec(),
+            },
+        );
+        let mut out = String::new();
+        encode_for(&b, &mut out, true, quantiles);
+        let parsed = influxdb_line_protocol::parse_lines(&out)
+            .next()
+            .expect("a line")
+            .expect("parses");
+        parsed
+            .field_set
+            .iter()
+            .filter(|(k, _)| k.starts_with('p'))
+            .map(|(k, v)| match v {
+                influxdb_line_protocol::FieldValue::F64(f) => (k.to_string(), *f),
+                other => panic!("{k} is {other:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn distributions_carry_their_quantiles_by_nearest_rank() {
+        // Unsorted, as wire v1 allows: 10 x1, 20 x2, 30 x6, 40 x1 (10 values).
+        let (values, counts) = ([30.0, 10.0, 40.0, 20.0], [6.0, 1.0, 1.0, 2.0]);
+        let named = |pairs: &[(&str, f64)]| -> Vec<(String, f64)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        assert_eq!(
+            quantiles_written(&values, &counts, &Quantiles::default()),
+            named(&[("p50", 30.0), ("p90", 30.0), ("p99", 40.0)])
+        );
+        let custom = Quantiles::new(&[0.1, 0.3, 0.999, 1.0]).expect("valid");
+        assert_eq!(
+            quantiles_written(&values, &counts, &custom),
+            named(&[
+                ("p10", 10.0),
+                ("p30", 20.0),
+                ("p99.9", 40.0),
+                ("p100", 40.0)
+            ])
+        );
+        assert_eq!(
+            quantiles_written(&values, &counts, &Quantiles::new(&[]).expect("none")),
+            []
+        );
+        assert_eq!(
+            Quantiles::parse(" 0.5, 0.99 "),
+            Quantiles::new(&[0.5, 0.99])
+        );
+        assert_eq!(Quantiles::parse(""), Quantiles::new(&[]));
+        assert!(
+            Quantiles::new(&[0.0])
+                .expect_err("refused")
+                .contains("quantile 0 is not in (0, 1]")
+        );
+        assert!(Quantiles::new(&[1.5]).is_err());
+        assert!(
+            Quantiles::parse("0.5,x")
+                .expect_err("refused")
+                .contains("\"x\"")
+        );
+        let target: Target = serde_json::from_str(
+            r#"{"api":"v1","url":"u","database":"d","quantiles":[0.25,0.75]}"#,
+        )
+        .expect("target");
+        assert_eq!(
+            target.quantiles(),
+            &Quantiles::new(&[0.25, 0.75]).expect("valid")
+        );
+        let e = serde_json::from_str::<Target>(
+            r#"{"api":"v1","url":"u","database":"d","quantiles":[2]}"#,
+        )
+        .expect_err("out of range");
+        assert!(e.to_string().contains("quantile 2 is not in (0, 1]"), "{e}");
+    }
+
+    proptest::proptest! {
+        /// Each quantile written is the value a sorted list of every value,
+        /// each repeated by its count, holds at rank ceil(q x n).
+        #[test]
+        fn quantiles_are_those_of_the_values_repeated_by_their_counts(
+            pairs in proptest::collection::btree_map(-1000i32..1000, 1u8..5, 1..40),
+            q in 1u32..=1000,
+        ) {
+            let values: Vec<f64> = pairs.keys().map(|v| f64::from(*v)).collect();
+            let counts: Vec<f64> = pairs.values().map(|c| f64::from(*c)).collect();
+            let mut all: Vec<f64> = Vec::new();
+            for (v, c) in values.iter().zip(&counts) {
+                all.extend(std::iter::repeat_n(*v, *c as usize));
+            }
+            let quantile = f64::from(q) / 1000.0;
+            // ceil(q x n), in integers.
+            let rank = (q as usize * all.len()).div_ceil(1000);
+            let written = quantiles_written(&values, &counts, &Quantiles::new(&[quantile]).expect("valid"));
+            proptest::prop_assert_eq!(written.len(), 1);
+            proptest::prop_assert_eq!(written[0].1, all[rank - 1], "q {} of {:?}", quantile, all);
+        }
+    }
+
     #[test]
     fn offsets_stay_below_a_millisecond_and_differ_by_batch() {
         let offsets: std::collections::BTreeSet<i64> = (0..1000)
@@ -504,6 +714,7 @@ mod tests {
             username: Some("u".into()),
             password: Some("p".into()),
             store_strings: true,
+            quantiles: Default::default(),
         };
         let r = request(&v1, vec![]).expect("request");
         assert_eq!(r.uri(), "http://h:8086/write?db=my+db&precision=ns");
@@ -514,6 +725,7 @@ mod tests {
             bucket: "b".into(),
             token: Some("t".into()),
             store_strings: true,
+            quantiles: Default::default(),
         };
         let r = request(&v2, vec![]).expect("request");
         assert_eq!(

@@ -109,7 +109,12 @@ impl Encoder for Sink {
                     return Ok(Vec::new());
                 }
                 let mut text = String::new();
-                influxdb::encode_for(batch, &mut text, target.stores_strings());
+                influxdb::encode_for(
+                    batch,
+                    &mut text,
+                    target.stores_strings(),
+                    target.quantiles(),
+                );
                 let request = influxdb::request(target, crate::gzip::compress(text.as_bytes()))
                     .map_err(|e| e.to_string())?;
                 Ok(vec![Part {
@@ -240,6 +245,7 @@ mod tests {
             bucket: "b".into(),
             token: None,
             store_strings: true,
+            quantiles: Default::default(),
         });
         assert_eq!(cw.classify(200, b""), Outcome::Delivered);
         assert_eq!(lp.classify(204, b""), Outcome::Delivered);
