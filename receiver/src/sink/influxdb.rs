@@ -8,7 +8,8 @@
 //! `namespace` is written as `_namespace`, a name no dimension can have)
 //! and `unit` unless a dimension has that name (the dimension wins); fields, all floats so that each field name keeps one type:
 //! `value` for counters and gauges, `count`, `sum`, `min`, `max` for
-//! distributions and statistic sets, and for distributions their quantiles
+//! distributions and statistic sets (and for a counter merged from several
+//! pushes, beside its `value`), and for distributions their quantiles
 //! (`p50`, `p90`, `p99` by default: [`Quantiles`]), which line-protocol
 //! stores cannot compute from the other fields.
 //!
@@ -22,6 +23,8 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::Deserialize;
+
+use edgepush_protocol::wire::Kind;
 
 use crate::model::{Batch, Value};
 use crate::sink::{SinkRefusal, refuse_values};
@@ -264,6 +267,15 @@ pub fn encode_for(batch: &Batch, out: &mut String, strings: bool, quantiles: &Qu
                 stats_fields(out, &point.value);
                 quantile_fields(out, values, counts, quantiles);
             }
+            // A counter merged from several pushes (`crate::aggregate`):
+            // its `value` is the sum, as for one push, with the statistics
+            // of the contributions beside it.
+            Value::Statistics(st) if series.kind == Kind::Counter => {
+                out.push_str("value=");
+                float(out, st.sum);
+                out.push(',');
+                stats_fields(out, &point.value);
+            }
             other => stats_fields(out, other),
         }
         out.push(' ');
@@ -393,7 +405,6 @@ pub fn request(target: &Target, body: Vec<u8>) -> http::Result<http::Request<Vec
 mod tests {
     use super::*;
     use crate::model::{Point, Series, StatisticSet};
-    use edgepush_protocol::wire::Kind;
     use edgepush_protocol::{Resolution, Unit};
 
     fn batch(name: &str, dims: &[(&str, &str)], value: Value) -> Batch {
@@ -614,6 +625,21 @@ mod tests {
                 other => panic!("{k} is {other:?}"),
             })
             .collect()
+    }
+
+    /// A counter the receiver merged from three pushes keeps `value` (the
+    /// sum, as one push would write it) and gains the contributions'
+    /// statistics.
+    #[test]
+    fn a_merged_counter_writes_its_sum_as_value_and_its_statistics() {
+        let mut aggregator = crate::aggregate::Aggregator::new();
+        for v in [3.0, 4.0, 5.0] {
+            aggregator.add(&batch("orders", &[], Value::Counter(v)));
+        }
+        let merged = aggregator.take_all("m");
+        let line = line(&merged[0]);
+        let fields = line.split(' ').nth(1).expect("fields");
+        assert_eq!(fields, "value=12,count=3,sum=12,min=3,max=5", "{line}");
     }
 
     #[test]
