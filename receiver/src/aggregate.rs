@@ -325,27 +325,29 @@ fn text_order(value: &Value) -> (u8, &str) {
     }
 }
 
+/// Adds `count` of `v` to the bucket of its [`quantize`]d key: the count,
+/// and what `v` differs from the key by.
+fn into_bucket(buckets: &mut HashMap<u64, (f64, f64)>, v: f64, count: f64) {
+    let q = quantize(v);
+    let bucket = buckets.entry(q.to_bits()).or_insert((0.0, 0.0));
+    bucket.0 += count;
+    bucket.1 += (v - q) * count;
+}
+
 impl Distribution {
     fn record(&mut self, v: f64, count: f64) {
         self.low = self.low.min(v);
         self.high = self.high.max(v);
         let v = v + 0.0; // -0 and 0 are one value
         if let Some(buckets) = &mut self.buckets {
-            let q = quantize(v);
-            let bucket = buckets.entry(q.to_bits()).or_insert((0.0, 0.0));
-            bucket.0 += count;
-            bucket.1 += (v - q) * count;
+            into_bucket(buckets, v, count);
             return;
         }
         *self.exact.entry(v.to_bits()).or_insert(0.0) += count;
         if self.exact.len() > Aggregator::MAX_EXACT_VALUES {
             let mut buckets: HashMap<u64, (f64, f64)> = HashMap::new();
             for (bits, count) in self.exact.drain() {
-                let v = f64::from_bits(bits);
-                let q = quantize(v);
-                let bucket = buckets.entry(q.to_bits()).or_insert((0.0, 0.0));
-                bucket.0 += count;
-                bucket.1 += (v - q) * count;
+                into_bucket(&mut buckets, f64::from_bits(bits), count);
             }
             self.buckets = Some(buckets);
         }

@@ -323,28 +323,40 @@ fn stats_fields(out: &mut String, value: &Value) {
     }
 }
 
+/// The first value (of `pairs`, ascending, with counts) at which the
+/// counts so far reach `reach`; the last if none does.
+fn nearest_rank(pairs: impl Iterator<Item = (f64, f64)>, reach: f64) -> f64 {
+    let (mut seen, mut last) = (0.0, 0.0);
+    for (value, count) in pairs {
+        seen += count;
+        last = value;
+        if seen >= reach {
+            return value;
+        }
+    }
+    last
+}
+
 /// Writes `,p50=...` and the like: for each quantile q, the first value
 /// (ascending) at which the counts so far reach q of all counts.
 fn quantile_fields(out: &mut String, values: &[f64], counts: &[f64], quantiles: &Quantiles) {
     if quantiles.0.is_empty() {
         return;
     }
-    let mut sorted: Vec<(f64, f64)> = values.iter().copied().zip(counts.iter().copied()).collect();
-    if !values.is_sorted() {
-        sorted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
-    }
+    // Emitters send values ascending: copied and sorted only when not.
+    let sorted: Option<Vec<(f64, f64)>> = (!values.is_sorted()).then(|| {
+        let mut pairs: Vec<(f64, f64)> =
+            values.iter().copied().zip(counts.iter().copied()).collect();
+        pairs.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+        pairs
+    });
     let total: f64 = counts.iter().sum();
     for &millionths in &quantiles.0 {
         let reach = total * f64::from(millionths) / 1e6;
-        let mut seen = 0.0;
-        let mut at = sorted.last().map_or(0.0, |p| p.0);
-        for &(value, count) in &sorted {
-            seen += count;
-            if seen >= reach {
-                at = value;
-                break;
-            }
-        }
+        let at = match &sorted {
+            Some(pairs) => nearest_rank(pairs.iter().copied(), reach),
+            None => nearest_rank(values.iter().copied().zip(counts.iter().copied()), reach),
+        };
         out.push_str(",p");
         float(out, f64::from(millionths) / 10_000.0);
         out.push('=');
