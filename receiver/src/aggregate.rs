@@ -20,16 +20,126 @@
 //!   summarised (a statistic set on a distribution) is merged beside them;
 //! - **strings and booleans**: the last by timestamp.
 //!
-//! The tenant boundary is the caller's: one aggregator holds one tenant's
-//! points.
+//! Points are merged per namespace, whichever tenant pushed them: tenants
+//! decide who may write a namespace, and the sinks store a namespace's
+//! series as one (CloudWatch's namespace, line protocol's `namespace` tag),
+//! so merging across tenants gives the stores what per-push delivery
+//! would have, and one series and period never leaves in two batches of
+//! one flush.
+//!
+//! **When merged points go out** ([`Settings`]): a period is taken once it
+//! has been over for a flush interval (points a little late still merge
+//! into it), at shutdown everything open is, and early when the
+//! aggregator holds [`Settings::max_bytes`]. A point later than that opens
+//! its period again and goes out at a later flush.
+//!
+//! **Timestamps that cannot collide**: CloudWatch merges every datum of a
+//! period, but line-protocol stores keep one value per series and
+//! timestamp, so a period emitted twice (late points, an early flush)
+//! must not land on the same timestamp. A merged batch's id says when it
+//! was emitted ([`emission_id`]), and the line-protocol sink stamps each
+//! point at its period's start plus that many nanoseconds as milliseconds
+//! passed from the period's start to the emission
+//! ([`emission_offset_ns`]): emissions at different milliseconds never
+//! collide, and every point stays inside its period (for up to 11 days
+//! after a 1 s period, 1.9 years after a 60 s one; later ones take the
+//! period's last nanosecond).
 
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 
 use edgepush_protocol::compact::{self, Bucket, quantize};
 use edgepush_protocol::wire::Kind;
+use serde::Deserialize;
 
 use crate::model::{Batch, Point, Series, StatisticSet, Value};
+
+/// Whether and how the receiver merges pushes (`[aggregation]`).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Merge before the sinks (each sink may say otherwise). Default off.
+    pub enabled: bool,
+    /// How often closed periods go out, and how long after its end a
+    /// period waits for late points. Default 10 s.
+    pub flush_interval_seconds: u64,
+    /// The most the aggregator holds, estimated ([`Aggregator::bytes`]):
+    /// past it, everything open goes out early and pushes are answered
+    /// 503 until it has. Default 256 MiB.
+    pub max_bytes: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            enabled: false,
+            flush_interval_seconds: 10,
+            max_bytes: 256 << 20,
+        }
+    }
+}
+
+impl Settings {
+    /// Refuses a zero interval or bound, and an interval over an hour.
+    pub fn check(&self) -> Result<(), String> {
+        if !(1..=3600).contains(&self.flush_interval_seconds) {
+            return Err(format!(
+                "aggregation.flush_interval_seconds must be between 1 and 3600, not {}",
+                self.flush_interval_seconds
+            ));
+        }
+        if self.max_bytes < 1 << 20 {
+            return Err(format!(
+                "aggregation.max_bytes must be at least 1 MiB (1048576), not {}",
+                self.max_bytes
+            ));
+        }
+        Ok(())
+    }
+
+    /// The flush interval in milliseconds.
+    pub fn interval_ms(&self) -> i64 {
+        i64::try_from(self.flush_interval_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
+    }
+
+    /// Whether a period (its start and length, in milliseconds) is over at
+    /// `now_ms`: it ended a flush interval ago or more.
+    pub fn closed(&self, now_ms: i64) -> impl Fn(i64, i64) -> bool + use<> {
+        let interval = self.interval_ms();
+        move |start, length| start.saturating_add(length).saturating_add(interval) <= now_ms
+    }
+}
+
+const EMISSION_PREFIX: &str = "merged-";
+
+/// The id of the `n`th batch an aggregator emits at `emitted_ms`:
+/// `merged-<emitted_ms>-<n>`, a valid batch id, so merged batches travel in
+/// envelopes like any other.
+pub fn emission_id(emitted_ms: i64, n: usize) -> String {
+    format!("{EMISSION_PREFIX}{emitted_ms}-{n}")
+}
+
+/// When the batch with this id was emitted, if an aggregator named it
+/// ([`emission_id`]).
+pub fn emitted_at(id: &str) -> Option<i64> {
+    let rest = id.strip_prefix(EMISSION_PREFIX)?;
+    let (ms, n) = rest.split_once('-')?;
+    if n.is_empty() || !n.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    ms.parse().ok().filter(|ms: &i64| *ms >= 0)
+}
+
+/// The nanoseconds a line-protocol store adds to the start of a merged
+/// point's period (`period_start_ms`, `period_ms` long) emitted at
+/// `emitted_ms`: as many as milliseconds passed in between, so that two
+/// emissions of one period never share a timestamp, at most the period's
+/// last nanosecond.
+pub fn emission_offset_ns(emitted_ms: i64, period_start_ms: i64, period_ms: i64) -> i64 {
+    let last = period_ms.saturating_mul(1_000_000).saturating_sub(1);
+    emitted_ms
+        .saturating_sub(period_start_ms)
+        .clamp(0, last.max(0))
+}
 
 /// Where a point is merged: its namespace, series and period.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -94,6 +204,25 @@ pub struct Aggregator {
     open: HashMap<Key, (Series, Merged)>,
     /// Points merged since the last [`Aggregator::take`].
     merged: u64,
+    /// What [`Aggregator::bytes`] estimates, kept as points are added.
+    bytes: usize,
+}
+
+/// What one series and period costs beside its strings, estimated: the
+/// key, the series, the merged state and the map's own slot.
+const ENTRY_BYTES: usize = 256;
+/// What one distinct value of a distribution costs in its map.
+const VALUE_BYTES: usize = 32;
+
+fn series_bytes(series: &Series, namespace: &str) -> usize {
+    let strings = series.name.len()
+        + series
+            .dimensions
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + 48)
+            .sum::<usize>();
+    // The key and the series each hold the strings.
+    ENTRY_BYTES + 2 * strings + namespace.len()
 }
 
 /// What [`Aggregator::add`] did with a batch.
@@ -125,13 +254,22 @@ impl Aggregator {
         self.merged
     }
 
+    /// The memory it holds, estimated from the series and periods open,
+    /// their strings and the distinct values of their distributions.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Merges every point of `batch`.
     pub fn add(&mut self, batch: &Batch) -> Added {
         let mut added = Added::default();
+        // Each series' key is built once per batch; a point only sets its
+        // period and class, and a key is copied only for a new entry.
+        let mut keys: Vec<Option<Key>> = vec![None; batch.series.len()];
         for point in &batch.points {
             let series = &batch.series[point.series];
             let period = i64::from(series.resolution.seconds()) * 1000;
-            let key = Key {
+            let key = keys[point.series].get_or_insert_with(|| Key {
                 namespace: batch.namespace.clone(),
                 series: SeriesKey {
                     name: series.name.clone(),
@@ -140,22 +278,27 @@ impl Aggregator {
                     dimensions: series.dimensions.clone(),
                     resolution: series.resolution.seconds(),
                 },
-                period_ms: point.timestamp_ms.div_euclid(period) * period,
-                class: match point.value {
-                    Value::Text(_) => Class::Text,
-                    Value::Boolean(_) => Class::Boolean,
-                    _ => Class::Number,
-                },
+                period_ms: 0,
+                class: Class::Number,
+            });
+            key.period_ms = point.timestamp_ms.div_euclid(period) * period;
+            key.class = match point.value {
+                Value::Text(_) => Class::Text,
+                Value::Boolean(_) => Class::Boolean,
+                _ => Class::Number,
             };
-            match self.open.entry(key) {
-                Entry::Occupied(mut open) => {
-                    open.get_mut().1.merge(point);
-                    added.merged += 1;
-                }
-                Entry::Vacant(vacant) => {
-                    vacant.insert((series.clone(), Merged::new(series.kind, point)));
-                    added.opened += 1;
-                }
+            if let Some((_, merged)) = self.open.get_mut(key) {
+                let before = merged.values_held();
+                merged.merge(point);
+                self.bytes = (self.bytes + merged.values_held() * VALUE_BYTES)
+                    .saturating_sub(before * VALUE_BYTES);
+                added.merged += 1;
+            } else {
+                self.bytes += series_bytes(series, &batch.namespace);
+                let merged = Merged::new(series.kind, point);
+                self.bytes += merged.values_held() * VALUE_BYTES;
+                self.open.insert(key.clone(), (series.clone(), merged));
+                added.opened += 1;
             }
         }
         self.merged += added.merged as u64;
@@ -163,9 +306,11 @@ impl Aggregator {
     }
 
     /// Takes every series and period that `closed` says is over (it is
-    /// given each period's start and length, in milliseconds), as batches,
-    /// one per namespace, in a stable order, with ids `<id>-<n>`.
-    pub fn take(&mut self, id: &str, closed: impl Fn(i64, i64) -> bool) -> Vec<Batch> {
+    /// given each period's start and length, in milliseconds), as batches
+    /// emitted at `emitted_ms`: one per namespace, in a stable order, named
+    /// by [`emission_id`]. An aggregator's emissions must each have a
+    /// millisecond of their own (see the module's documentation).
+    pub fn take(&mut self, emitted_ms: i64, closed: impl Fn(i64, i64) -> bool) -> Vec<Batch> {
         let over: Vec<Key> = self
             .open
             .keys()
@@ -177,6 +322,15 @@ impl Aggregator {
             .filter_map(|key| self.open.remove_entry(&key))
             .collect();
         self.merged = 0;
+        if self.open.is_empty() {
+            self.bytes = 0;
+        } else {
+            for (key, (series, merged)) in &taken {
+                let held =
+                    series_bytes(series, &key.namespace) + merged.values_held() * VALUE_BYTES;
+                self.bytes = self.bytes.saturating_sub(held);
+            }
+        }
         taken.sort_by(|a, b| a.0.cmp(&b.0));
         let mut batches: Vec<Batch> = Vec::new();
         for (key, (series, merged)) in taken {
@@ -184,7 +338,7 @@ impl Aggregator {
                 Some(b) if b.namespace == key.namespace => b,
                 _ => {
                     batches.push(Batch {
-                        id: format!("{id}-{}", batches.len()),
+                        id: emission_id(emitted_ms, batches.len()),
                         namespace: key.namespace.clone(),
                         series: Vec::new(),
                         points: Vec::new(),
@@ -210,9 +364,9 @@ impl Aggregator {
         batches
     }
 
-    /// Takes everything open (at shutdown).
-    pub fn take_all(&mut self, id: &str) -> Vec<Batch> {
-        self.take(id, |_, _| true)
+    /// Takes everything open (at shutdown, or when full).
+    pub fn take_all(&mut self, emitted_ms: i64) -> Vec<Batch> {
+        self.take(emitted_ms, |_, _| true)
     }
 }
 
@@ -224,6 +378,7 @@ fn merge_stats(into: &mut StatisticSet, other: StatisticSet) {
 }
 
 impl Merged {
+    /// The merged state of one point.
     fn new(kind: Kind, point: &Point) -> Self {
         let none = StatisticSet {
             count: 0.0,
@@ -248,6 +403,14 @@ impl Merged {
         };
         merged.merge(point);
         merged
+    }
+
+    /// The distinct values a distribution holds (0 for the other kinds).
+    fn values_held(&self) -> usize {
+        match self {
+            Merged::Distribution(d) => d.held(),
+            _ => 0,
+        }
     }
 
     fn merge(&mut self, point: &Point) {
@@ -335,6 +498,11 @@ fn into_bucket(buckets: &mut HashMap<u64, (f64, f64)>, v: f64, count: f64) {
 }
 
 impl Distribution {
+    /// Distinct values (or buckets) held.
+    fn held(&self) -> usize {
+        self.buckets.as_ref().map_or(self.exact.len(), HashMap::len)
+    }
+
     fn record(&mut self, v: f64, count: f64) {
         self.low = self.low.min(v);
         self.high = self.high.max(v);
@@ -516,7 +684,7 @@ mod tests {
         for b in batches {
             aggregator.add(b);
         }
-        aggregator.take_all("m")
+        aggregator.take_all(T0)
     }
 
     /// Statistics per (namespace, series name, period) of what was pushed
@@ -679,6 +847,34 @@ mod tests {
         );
     }
 
+    /// What [`Aggregator::bytes`] keeps as points come and go equals its
+    /// estimate made afresh from what is open, through compaction and
+    /// partial takes; and it is 0 when nothing is open.
+    #[test]
+    fn the_memory_estimate_follows_what_is_open() {
+        let fresh = |a: &Aggregator| -> usize {
+            a.open
+                .iter()
+                .map(|(k, (s, m))| series_bytes(s, &k.namespace) + m.values_held() * VALUE_BYTES)
+                .sum()
+        };
+        let mut aggregator = Aggregator::new();
+        for minute in 0..3 {
+            for n in 0..4 {
+                let points: Vec<Raw> = (0..5)
+                    .map(|s| (0, s, T0 + minute * 60_000, value(s, n, n == 3)))
+                    .collect();
+                aggregator.add(&batch(&points, 0));
+                assert_eq!(aggregator.bytes(), fresh(&aggregator));
+            }
+        }
+        assert!(aggregator.bytes() > 3 * 5 * ENTRY_BYTES);
+        aggregator.take(T0 + 200_000, |start, _| start < T0 + 60_000);
+        assert_eq!(aggregator.bytes(), fresh(&aggregator));
+        aggregator.take_all(T0 + 200_001);
+        assert_eq!(aggregator.bytes(), 0);
+    }
+
     #[test]
     fn periods_follow_each_series_resolution_and_take_leaves_open_ones() {
         let points = vec![
@@ -713,7 +909,7 @@ mod tests {
             "two minutes of the counter, two seconds of the gauge"
         );
         // What ended by T0 + 60 s: the first minute, both seconds.
-        let taken = aggregator.take("t", |start, length| start + length <= T0 + 60_000);
+        let taken = aggregator.take(T0 + 60_000, |start, length| start + length <= T0 + 60_000);
         let got: Vec<(i64, &str)> = taken[0]
             .points
             .iter()
@@ -722,6 +918,7 @@ mod tests {
         assert_eq!(got, [(T0, "orders"), (T0, "queue"), (T0 + 1_000, "queue")]);
         assert_eq!(taken[0].series.len(), 2, "a series once per batch");
         assert_eq!(aggregator.open(), 1);
-        assert_eq!(taken[0].id, "t-0");
+        assert_eq!(taken[0].id, "merged-1764000060000-0");
+        assert_eq!(emitted_at(&taken[0].id), Some(T0 + 60_000));
     }
 }

@@ -162,6 +162,29 @@ pub trait Host {
         from: usize,
     ) -> impl Future<Output = Result<Delivery, SinkFailure>>;
 
+    /// Whether sink `index` takes merged points from the host's aggregator
+    /// ([`crate::aggregate`]) rather than each push; none does by default.
+    fn aggregated(&self, _index: usize) -> bool {
+        false
+    }
+
+    /// The points of `batch` that sink `index` cannot store, whatever it
+    /// would answer: for an aggregated sink they are named in the push's
+    /// answer, since its delivery comes later.
+    fn unstorable(&self, _index: usize, _batch: &Batch) -> Vec<SinkRefusal> {
+        Vec::new()
+    }
+
+    /// Merges `batch` into the host's aggregator for the aggregated sinks,
+    /// or says why it cannot (`503` while it is full).
+    fn hold(&self, _batch: &Batch) -> impl Future<Output = Result<(), Error>> {
+        std::future::ready(Err(Error::new(
+            503,
+            "no_aggregator",
+            "this receiver has no aggregator",
+        )))
+    }
+
     /// Sends one queue message ([`Dispatch::Queued`]).
     fn enqueue(&self, message: Vec<u8>) -> impl Future<Output = Result<(), String>>;
 
@@ -261,7 +284,10 @@ pub async fn push<H: Host>(format: &Format, head: &Head<'_>, body: H::Body, host
                 Ok(()) => Vec::new(),
                 Err(e) => return refuse(tenant, &e),
             },
-            Dispatch::Inline => deliver(host, &decoded, key, &mut answer).await,
+            Dispatch::Inline => match deliver(host, &decoded, key, &mut answer).await {
+                Ok(failures) => failures,
+                Err(e) => return refuse(tenant, &e),
+            },
         };
         if let Some(e) = ingest::sink_failure(&failures) {
             return refuse(tenant, &e);
@@ -292,23 +318,40 @@ pub async fn push<H: Host>(format: &Format, head: &Head<'_>, body: H::Body, host
 
 /// Delivers `decoded`'s batch to every sink, each from the point it
 /// reached on an earlier try of the same batch, and adds what sinks refused
-/// to `answer`; the failures of the sinks that did not take it.
+/// to `answer`; the failures of the sinks that did not take it. The
+/// aggregated sinks' share is merged first, once for all of them: when the
+/// aggregator cannot take it, nothing is delivered and the push is refused.
 async fn deliver<H: Host>(
     host: &H,
     decoded: &Decoded,
     key: SeenKey<'_>,
     answer: &mut Answer<'_>,
-) -> Vec<SinkFailure> {
+) -> Result<Vec<SinkFailure>, Error> {
     let batch = &decoded.batch;
     let mut failures = Vec::new();
     if batch.points.is_empty() {
-        return failures;
+        return Ok(failures);
     }
-    for index in 0..host.sinks() {
-        let sink_key = SeenKey {
-            sink: Some(index),
-            ..key
-        };
+    let sink_key = |index| SeenKey {
+        sink: Some(index),
+        ..key
+    };
+    let mut held = Vec::new();
+    for index in (0..host.sinks()).filter(|&i| host.aggregated(i)) {
+        // Merged on an earlier try of this batch: not again.
+        if host.seen(sink_key(index)).await.unwrap_or(0) < batch.points.len() {
+            held.push(index);
+        }
+    }
+    if !held.is_empty() {
+        host.hold(batch).await?;
+        for index in held {
+            host.remember(sink_key(index), usize::MAX).await;
+            ingest::sink_refused(answer, decoded, host.unstorable(index, batch));
+        }
+    }
+    for index in (0..host.sinks()).filter(|&i| !host.aggregated(i)) {
+        let sink_key = sink_key(index);
         // A sink that took this batch, or part of it, on an earlier try is
         // sent only what it did not take.
         let done = host.seen(sink_key).await.unwrap_or(0);
@@ -331,7 +374,7 @@ async fn deliver<H: Host>(
             }
         }
     }
-    failures
+    Ok(failures)
 }
 
 /// Enqueues `batch` as messages for every queued sink; a message the queue

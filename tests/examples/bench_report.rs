@@ -482,6 +482,14 @@ fn main() {
              response path; EMF to stdout is the Powertools way to compare them with. The \
              init cost is the emitter's and the HTTP client's setup in a larger binary.",
         ),
+        (
+            "aggregation.md",
+            "### 7. Merging pushes",
+            "Reading it: per-push delivery makes one request per push and sink; merged, \
+             the receiver makes one per flush interval while pushes arrive, whatever their \
+             number, so the merged cost per million invocations falls as the push rate \
+             grows. Merging must not cost more CPU than decoding the push did.",
+        ),
     ] {
         match std::fs::read_to_string(results.join(file)) {
             Ok(text) => {

@@ -665,6 +665,94 @@ pub fn cloudwatch_sink(moto: &Moto) -> Sink {
     )
 }
 
+/// An HTTP relay on loopback in front of `target`: it forwards every
+/// request as it came (headers and body) and its answer back, and keeps
+/// each request's body (inflated when gzip'd) for the test to read.
+pub struct Relay {
+    /// Its base URL.
+    pub url: String,
+    bodies: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    _server: Background,
+}
+
+impl Relay {
+    /// Starts a relay to `target` (a base URL).
+    pub fn start(target: &str) -> Self {
+        let bodies: Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let (kept, target) = (bodies.clone(), target.trim_end_matches('/').to_string());
+        let server = Background::start(move |listener, stop| async move {
+            let app = axum::Router::new().fallback(
+                move |method: axum::http::Method,
+                      uri: axum::http::Uri,
+                      headers: axum::http::HeaderMap,
+                      body: axum::body::Bytes| {
+                    let (kept, target) = (kept.clone(), target.clone());
+                    async move {
+                        let gzipped = headers
+                            .get("content-encoding")
+                            .is_some_and(|v| v.as_bytes() == b"gzip");
+                        let mut plain = body.to_vec();
+                        if gzipped {
+                            plain.clear();
+                            flate2::read::GzDecoder::new(&body[..])
+                                .read_to_end(&mut plain)
+                                .expect("a gzip'd body");
+                        }
+                        kept.lock().expect("lock").push(plain);
+                        let url = format!("{target}{uri}");
+                        let (status, answer) = tokio::task::spawn_blocking(move || {
+                            let agent: ureq::Agent = ureq::Agent::config_builder()
+                                .http_status_as_error(false)
+                                .timeout_global(Some(Duration::from_secs(30)))
+                                .build()
+                                .into();
+                            let mut request = ureq::http::Request::builder()
+                                .method(method.as_str())
+                                .uri(url.as_str());
+                            for (name, value) in &headers {
+                                if name != "host" && name != "content-length" {
+                                    request = request.header(name.as_str(), value.as_bytes());
+                                }
+                            }
+                            let request = request.body(body.to_vec()).expect("request");
+                            match agent.run(request) {
+                                Ok(mut response) => (
+                                    response.status().as_u16(),
+                                    response.body_mut().read_to_vec().unwrap_or_default(),
+                                ),
+                                Err(e) => (502, e.to_string().into_bytes()),
+                            }
+                        })
+                        .await
+                        .expect("relay");
+                        (
+                            axum::http::StatusCode::from_u16(status)
+                                .unwrap_or(axum::http::StatusCode::BAD_GATEWAY),
+                            answer,
+                        )
+                    }
+                },
+            );
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop.await;
+                })
+                .await
+                .expect("relay");
+        });
+        Relay {
+            url: format!("http://{}", server.addr),
+            bodies,
+            _server: server,
+        }
+    }
+
+    /// The bodies of every request relayed so far, inflated.
+    pub fn bodies(&self) -> Vec<Vec<u8>> {
+        self.bodies.lock().expect("lock").clone()
+    }
+}
+
 /// One stub on loopback that answers every request `204` at once, and the
 /// two sinks (CloudWatch over signed AWS JSON, line protocol v1) pointed at
 /// it: for benchmarks of the receiver, not of a store.
@@ -806,7 +894,7 @@ impl Receiver {
 
     /// Starts a receiver with `sinks`, `limits` and `tenants`.
     pub fn start_with(sinks: Vec<impl Into<NativeSink>>, limits: Limits, tenants: Tenants) -> Self {
-        let app = Arc::new(App::new(
+        Self::start_app(App::new(
             Ingest {
                 limits,
                 tenants,
@@ -814,7 +902,31 @@ impl Receiver {
             },
             Forwarder::new(sinks).retries(2, Duration::from_millis(50)),
             Seen::new(Duration::from_secs(900), 10_000),
+        ))
+    }
+
+    /// Starts a receiver that merges pushes for every one of `sinks` by
+    /// `settings` (`enabled` is implied), open to any caller. Dropping it
+    /// shuts it down as `SIGTERM` does: everything merged goes out first.
+    pub fn start_aggregating(
+        sinks: Vec<impl Into<NativeSink>>,
+        settings: edgepush_receiver::aggregate::Settings,
+    ) -> Self {
+        let sinks: Vec<NativeSink> = sinks.into_iter().map(Into::into).collect();
+        let all = (0..sinks.len()).collect();
+        let mut app = App::new(
+            Ingest::default(),
+            Forwarder::new(sinks).retries(2, Duration::from_millis(50)),
+            Seen::new(Duration::from_secs(900), 100_000),
+        );
+        app.aggregation = Some(Arc::new(
+            edgepush_receiver_native::aggregation::Aggregation::new(settings, all),
         ));
+        Self::start_app(app)
+    }
+
+    fn start_app(app: App) -> Self {
+        let app = Arc::new(app);
         let server = Background::start(move |listener, stop| async move {
             serve(listener, app, async {
                 let _ = stop.await;

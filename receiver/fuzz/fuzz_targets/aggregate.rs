@@ -43,7 +43,7 @@ fuzz_target!(|data: &[u8]| {
     let mut aggregator = Aggregator::new();
     aggregator.add(&second);
     aggregator.add(&first);
-    let merged = aggregator.take_all("f");
+    let merged = aggregator.take_all(NOW);
     assert_eq!(aggregator.open(), 0);
     let (count, low, high) = totals(&merged);
     let (pushed, pushed_low, pushed_high) = totals(std::slice::from_ref(&batch));

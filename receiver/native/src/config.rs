@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Deserialize;
 
+use edgepush_receiver::aggregate;
 use edgepush_receiver::ingest::Ingest;
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::tenant::{DEFAULT_SIGNATURE_WINDOW_SECONDS, TenantConfig, Tenants};
@@ -43,7 +44,9 @@ pub struct Config {
     /// How pushes in other formats than wire v1 map to metrics.
     pub formats: Formats,
     /// Where batches go; none means standard output.
-    pub sinks: Vec<SinkConfig>,
+    pub sinks: Vec<SinkEntry>,
+    /// Merging pushes per series and period before the sinks.
+    pub aggregation: aggregate::Settings,
     /// How long a delivered batch id is remembered, so that a retry of it is
     /// acknowledged without being forwarded again (0 turns this off).
     pub dedupe_seconds: u64,
@@ -70,6 +73,7 @@ impl Default for Config {
             limits: Limits::default(),
             formats: Formats::default(),
             sinks: Vec::new(),
+            aggregation: aggregate::Settings::default(),
             dedupe_seconds: 900,
             dedupe_capacity: 100_000,
             spool_dir: None,
@@ -127,6 +131,14 @@ pub struct Args {
     /// when it recovers (also across restarts).
     #[arg(long, env = "EDGEPUSH_SPOOL_DIR")]
     pub spool_dir: Option<PathBuf>,
+    /// Merge pushes per series and period before the sinks (`true` or
+    /// `false`; overrides `[aggregation] enabled`).
+    #[arg(long, env = "EDGEPUSH_AGGREGATION")]
+    pub aggregation: Option<bool>,
+    /// Seconds between flushes of merged points (overrides
+    /// `[aggregation] flush_interval_seconds`).
+    #[arg(long, env = "EDGEPUSH_AGGREGATION_FLUSH_SECONDS")]
+    pub aggregation_flush_seconds: Option<u64>,
 }
 
 impl Args {
@@ -146,25 +158,30 @@ impl Args {
         if let Some(dir) = &self.spool_dir {
             config.spool_dir = Some(dir.clone());
         }
+        if let Some(enabled) = self.aggregation {
+            config.aggregation.enabled = enabled;
+        }
+        if let Some(seconds) = self.aggregation_flush_seconds {
+            config.aggregation.flush_interval_seconds = seconds;
+        }
         config
             .api_keys
             .extend(self.api_key.iter().filter(|k| !k.is_empty()).cloned());
         if let Some(region) = &self.cloudwatch_region {
-            config
-                .sinks
-                .push(SinkConfig::Cloudwatch(cloudwatch::Config {
+            config.sinks.push(SinkEntry::from(SinkConfig::Cloudwatch(
+                cloudwatch::Config {
                     endpoint: self.cloudwatch_endpoint.clone(),
                     protocol: match self.cloudwatch_protocol.as_deref() {
                         Some("json") => cloudwatch::Protocol::Json,
                         _ => cloudwatch::Protocol::Sdk,
                     },
                     ..cloudwatch::Config::new(region.clone())
-                }));
+                },
+            )));
         }
         if let (Some(url), Some(database)) = (&self.influxdb_url, &self.influxdb_database) {
-            config
-                .sinks
-                .push(SinkConfig::Influxdb(influxdb::Target::V1 {
+            config.sinks.push(SinkEntry::from(SinkConfig::Influxdb(
+                influxdb::Target::V1 {
                     url: url.clone(),
                     database: database.clone(),
                     retention_policy: None,
@@ -172,10 +189,11 @@ impl Args {
                     password: None,
                     store_strings: true,
                     quantiles: Default::default(),
-                }));
+                },
+            )));
         }
-        if self.stdout && !config.sinks.contains(&SinkConfig::Stdout) {
-            config.sinks.push(SinkConfig::Stdout);
+        if self.stdout && !config.sinks.iter().any(|e| e.sink == SinkConfig::Stdout) {
+            config.sinks.push(SinkConfig::Stdout.into());
         }
         Ok(config)
     }
@@ -186,6 +204,7 @@ impl Config {
     /// error names the tenant at fault).
     pub fn ingest(&self) -> Result<Ingest, String> {
         self.limits.check()?;
+        self.aggregation.check()?;
         for tenant in &self.tenants {
             if let Some(limits) = &tenant.limits {
                 limits
@@ -204,6 +223,56 @@ impl Config {
             tenants,
             formats: self.formats.clone(),
         })
+    }
+}
+
+impl Config {
+    /// The sinks' settings, in order (none configured: standard output).
+    pub fn sink_configs(&self) -> Vec<SinkConfig> {
+        if self.sinks.is_empty() {
+            return vec![SinkConfig::Stdout];
+        }
+        self.sinks.iter().map(|e| e.sink.clone()).collect()
+    }
+
+    /// Indices (into [`Config::sink_configs`]) of the sinks that take
+    /// merged points: those whose `aggregate` says so, else all of them when
+    /// `[aggregation] enabled`.
+    pub fn aggregated_sinks(&self) -> Vec<usize> {
+        if self.sinks.is_empty() {
+            return if self.aggregation.enabled {
+                vec![0]
+            } else {
+                Vec::new()
+            };
+        }
+        self.sinks
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.aggregate.unwrap_or(self.aggregation.enabled))
+            .map(|(i, _)| i)
+            .collect()
+    }
+}
+
+/// One `[[sinks]]` entry: the sink, and whether it takes merged points.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct SinkEntry {
+    /// The sink.
+    #[serde(flatten)]
+    pub sink: SinkConfig,
+    /// Whether this sink takes merged points (default: `[aggregation]
+    /// enabled`).
+    #[serde(default)]
+    pub aggregate: Option<bool>,
+}
+
+impl From<SinkConfig> for SinkEntry {
+    fn from(sink: SinkConfig) -> Self {
+        SinkEntry {
+            sink,
+            aggregate: None,
+        }
     }
 }
 
@@ -250,8 +319,11 @@ mod tests {
         let config = args.config().expect("config");
         assert_eq!(config, Config::default());
         assert_eq!(config.listen.to_string(), "127.0.0.1:8787");
-        let sinks = sinks(&config.sinks, Retry::default()).await.expect("sinks");
+        let sinks = sinks(&config.sink_configs(), Retry::default())
+            .await
+            .expect("sinks");
         assert!(matches!(sinks[..], [NativeSink::Stdout]));
+        assert!(config.aggregated_sinks().is_empty(), "off by default");
     }
 
     #[tokio::test]
@@ -293,7 +365,7 @@ bucket = "b"
         assert_eq!(config.limits.max_series, Limits::default().max_series);
         assert_eq!(config.sinks.len(), 2);
         assert!(
-            matches!(&config.sinks[1], SinkConfig::Cloudwatch(c) if c.protocol == cloudwatch::Protocol::Sdk && c.endpoint.as_deref() == Some("http://127.0.0.1:5000"))
+            matches!(&config.sinks[1].sink, SinkConfig::Cloudwatch(c) if c.protocol == cloudwatch::Protocol::Sdk && c.endpoint.as_deref() == Some("http://127.0.0.1:5000"))
         );
         std::fs::remove_dir_all(dir).ok();
     }
@@ -313,7 +385,9 @@ secret_access_key = "SK"
 "#,
         )
         .expect("parses");
-        let resolved = sinks(&config.sinks, Retry::default()).await.expect("sinks");
+        let resolved = sinks(&config.sink_configs(), Retry::default())
+            .await
+            .expect("sinks");
         let [NativeSink::Aws(aws)] = &resolved[..] else {
             panic!("{resolved:?}")
         };
@@ -325,7 +399,7 @@ secret_access_key = "SK"
             "[[sinks]]\ntype = \"cloudwatch\"\nregion = \"r\"\naccess_key_id = \"AK\"\n",
         )
         .expect("parses");
-        let err = sinks(&half.sinks, Retry::default())
+        let err = sinks(&half.sink_configs(), Retry::default())
             .await
             .expect_err("half the keys");
         assert!(err.contains("go together"), "{err}");
@@ -333,6 +407,53 @@ secret_access_key = "SK"
             toml::from_str::<Config>("[[sinks]]\ntype = \"cloudwatch\"\nprotocol = \"cbor\"\n")
                 .expect_err("unknown protocol");
         assert!(typo.to_string().contains("cbor"), "{typo}");
+    }
+
+    #[test]
+    fn aggregation_is_set_for_all_sinks_and_each_may_differ() {
+        let config: Config = toml::from_str(
+            r#"
+[aggregation]
+enabled = true
+flush_interval_seconds = 30
+[[sinks]]
+type = "cloudwatch"
+region = "eu-west-1"
+[[sinks]]
+type = "influxdb"
+api = "v1"
+url = "http://127.0.0.1:8086"
+database = "m"
+aggregate = false
+[[sinks]]
+type = "stdout"
+"#,
+        )
+        .expect("parses");
+        assert_eq!(config.aggregation.flush_interval_seconds, 30);
+        assert_eq!(config.aggregated_sinks(), [0, 2]);
+        assert!(config.ingest().is_ok());
+        let typo = toml::from_str::<Config>(
+            "[[sinks]]\ntype = \"influxdb\"\napi = \"v1\"\nurl = \"u\"\ndatabase = \"m\"\naggregat = true\n",
+        )
+        .expect_err("a typo");
+        assert!(typo.to_string().contains("aggregat"), "{typo}");
+        let zero: Config =
+            toml::from_str("[aggregation]\nflush_interval_seconds = 0\n").expect("parses");
+        let err = zero.ingest().expect_err("zero interval");
+        assert!(err.contains("flush_interval_seconds"), "{err}");
+
+        // Flags and environment variables override the file.
+        let args = Args::parse_from([
+            "edgepush-receiver",
+            "--aggregation",
+            "true",
+            "--aggregation-flush-seconds",
+            "5",
+        ]);
+        let config = args.config().expect("config");
+        assert_eq!(config.aggregated_sinks(), [0], "stdout, by default");
+        assert_eq!(config.aggregation.flush_interval_seconds, 5);
     }
 
     #[test]

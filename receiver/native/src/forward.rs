@@ -342,7 +342,7 @@ impl Forwarder {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Mutex;
 
     use edgepush_protocol::wire::Kind;
@@ -355,7 +355,7 @@ mod tests {
 
     /// A line-protocol store answering each write from a script (204 once
     /// it is used up), recording the bodies it took.
-    async fn store(script: Vec<u16>) -> (String, Arc<Mutex<usize>>) {
+    pub(crate) async fn store(script: Vec<u16>) -> (String, Arc<Mutex<usize>>) {
         let script = Arc::new(Mutex::new(script));
         let writes = Arc::new(Mutex::new(0));
         let seen = writes.clone();

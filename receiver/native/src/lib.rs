@@ -7,6 +7,7 @@
 //! ([`spool`]), its own metrics ([`telemetry`]) and its configuration
 //! ([`config`]).
 
+pub mod aggregation;
 pub mod cloudwatch;
 pub mod config;
 mod forward;

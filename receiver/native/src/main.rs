@@ -7,6 +7,7 @@ use clap::Parser;
 use edgepush_receiver::dedupe::Seen;
 use edgepush_receiver::sink::Retry;
 use edgepush_receiver::tenant::Replays;
+use edgepush_receiver_native::aggregation::Aggregation;
 use edgepush_receiver_native::config::{self, Args};
 use edgepush_receiver_native::{App, Forwarder, serve};
 
@@ -24,7 +25,7 @@ async fn main() -> ExitCode {
     let result = async {
         let config = args.config()?;
         let ingest = config.ingest()?;
-        let sinks = config::sinks(&config.sinks, Retry::default()).await?;
+        let sinks = config::sinks(&config.sink_configs(), Retry::default()).await?;
         let names: Vec<&str> = sinks.iter().map(|s| s.name()).collect();
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -39,8 +40,15 @@ async fn main() -> ExitCode {
             std::time::Duration::from_secs(config.dedupe_seconds),
             config.dedupe_capacity,
         );
+        let aggregated = config.aggregated_sinks();
+        let aggregation = (!aggregated.is_empty()).then(|| {
+            let merging: Vec<&str> = aggregated.iter().map(|&i| names[i]).collect();
+            tracing::info!(sinks = ?merging, flush_interval_seconds = config.aggregation.flush_interval_seconds, "merging pushes per series and period");
+            Arc::new(Aggregation::new(config.aggregation.clone(), aggregated))
+        });
         let app = Arc::new(App {
             replays: Replays::new(config.replay_capacity),
+            aggregation,
             read_timeout: std::time::Duration::from_secs(config.read_timeout_seconds.max(1)),
             max_connections: config.max_connections,
             ..App::new(ingest, forwarder, seen)

@@ -21,6 +21,7 @@ use tokio::sync::Semaphore;
 
 use std::time::{Duration, Instant};
 
+use crate::aggregation::Aggregation;
 use crate::forward::Forwarder;
 use edgepush_receiver::decode::Format;
 use edgepush_receiver::dedupe::{self, Seen};
@@ -28,7 +29,7 @@ use edgepush_receiver::error::Error;
 use edgepush_receiver::ingest::{self, Headers, Ingest, Reply};
 use edgepush_receiver::model::Batch;
 use edgepush_receiver::pipeline::{self, Delivery, Dispatch, Event, Head, Host, SeenKey};
-use edgepush_receiver::sink::{SinkFailure, SinkTag};
+use edgepush_receiver::sink::{SinkFailure, SinkRefusal, SinkTag};
 use edgepush_receiver::tenant::{Caller, RateLimiter, Replays};
 
 /// What the handlers share.
@@ -48,6 +49,8 @@ pub struct App {
     pub read_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Merges pushes for the sinks that aggregate, if any do.
+    pub aggregation: Option<Arc<Aggregation>>,
 }
 
 impl App {
@@ -62,6 +65,7 @@ impl App {
             rates: RateLimiter::default(),
             read_timeout: Duration::from_secs(10),
             max_connections: 4096,
+            aggregation: None,
         }
     }
 }
@@ -95,6 +99,15 @@ pub async fn serve(
                 .clone()
                 .replay(app.ingest.limits.clone(), Duration::from_secs(30)),
         )
+    });
+    let (stop_flusher, stopped) = tokio::sync::watch::channel(false);
+    let flusher = app.aggregation.clone().map(|aggregation| {
+        let forwarder = app.forwarder.clone();
+        tokio::spawn(async move {
+            aggregation
+                .run(forwarder, stopped, Duration::from_secs(30))
+                .await;
+        })
     });
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
@@ -143,6 +156,13 @@ pub async fn serve(
         .is_err()
     {
         tracing::warn!("connections still open after 60 s: closing them");
+    }
+    // Everything merged goes out before the spools' replay stops.
+    if let Some(flusher) = flusher {
+        stop_flusher.send_replace(true);
+        if let Err(e) = flusher.await {
+            tracing::error!(error = %e, "aggregation: the flusher failed");
+        }
     }
     if let Some(replay) = replay {
         replay.abort();
@@ -299,6 +319,27 @@ impl Host for App {
         from: usize,
     ) -> Result<Delivery, SinkFailure> {
         self.forwarder.forward_one(index, batch, from).await
+    }
+
+    fn aggregated(&self, index: usize) -> bool {
+        self.aggregation
+            .as_ref()
+            .is_some_and(|a| a.merges_for(index))
+    }
+
+    fn unstorable(&self, index: usize, batch: &Batch) -> Vec<SinkRefusal> {
+        self.forwarder.sinks()[index].unstorable(batch)
+    }
+
+    async fn hold(&self, batch: &Batch) -> Result<(), Error> {
+        match &self.aggregation {
+            Some(aggregation) => aggregation.hold(&self.forwarder, batch),
+            None => Err(Error::new(
+                503,
+                "no_aggregator",
+                "this receiver has no aggregator",
+            )),
+        }
     }
 
     async fn enqueue(&self, _message: Vec<u8>) -> Result<(), String> {

@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crate::cloudwatch::AwsCloudWatch;
 use edgepush_receiver::model::Batch;
-use edgepush_receiver::sink::{Encoder, Sink, SinkFailure, SinkTag, influxdb};
+use edgepush_receiver::sink::{
+    Encoder, Sink, SinkFailure, SinkRefusal, SinkTag, cloudwatch, influxdb,
+};
 
 /// A sink as the native server runs it.
 #[derive(Clone, Debug)]
@@ -34,6 +36,15 @@ impl NativeSink {
             NativeSink::Encoded(sink) => sink.name(),
             NativeSink::Aws(_) => "cloudwatch",
             NativeSink::Stdout => "stdout",
+        }
+    }
+
+    /// The points of `batch` it cannot store, whatever it would answer.
+    pub fn unstorable(&self, batch: &Batch) -> Vec<SinkRefusal> {
+        match self {
+            NativeSink::Encoded(sink) => sink.unstorable(batch),
+            NativeSink::Aws(_) => cloudwatch::unstorable(batch),
+            NativeSink::Stdout => Vec::new(),
         }
     }
 

@@ -12,6 +12,15 @@
 //! | `edgepush_sink_request_duration_seconds` | `sink` | their latency |
 //! | `edgepush_sink_retries_total` | `sink` | requests tried again |
 //! | `edgepush_spool_bytes` | `sink` | bytes waiting in a sink's spool |
+//! | `edgepush_aggregation_pushes_total` | | pushes merged into the aggregator |
+//! | `edgepush_aggregation_points_merged_total` | | points merged into a series and period already open |
+//! | `edgepush_aggregation_late_points_total` | | points for a period already over when they arrived (merged, and emitted again) |
+//! | `edgepush_aggregation_open` | | series and periods open |
+//! | `edgepush_aggregation_bytes` | | memory the aggregator holds, estimated, with batches waiting for a sink |
+//! | `edgepush_aggregation_flushes_total` | `reason` | flushes (`interval`, `full`, `shutdown`) |
+//! | `edgepush_aggregation_flush_duration_seconds` | | how long a flush took, its deliveries included |
+//! | `edgepush_aggregation_batches_total` | `sink` | merged batches delivered to a sink (each one request or more) |
+//! | `edgepush_aggregation_sink_requests_saved_total` | | sink requests not made thanks to merging: per flush, for each aggregated sink, the pushes merged less the batches sent (at least one request each) |
 //!
 //! Tenants are the configured ones (a bounded set); an unauthenticated
 //! request counts under `tenant=""`.
@@ -80,6 +89,26 @@ struct Inner {
     sink_duration: Family<SinkLabel, Histogram, fn() -> Histogram>,
     sink_retries: Family<SinkLabel, Counter>,
     spool_bytes: Family<SinkLabel, Gauge>,
+    aggregation: Aggregation,
+}
+
+/// The aggregator's metrics.
+#[derive(Debug)]
+struct Aggregation {
+    pushes: Counter,
+    merged: Counter,
+    late: Counter,
+    open: Gauge,
+    bytes: Gauge,
+    flushes: Family<FlushReason, Counter>,
+    flush_duration: Histogram,
+    batches: Family<SinkLabel, Counter>,
+    saved: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FlushReason {
+    reason: &'static str,
 }
 
 impl Default for Telemetry {
@@ -137,6 +166,58 @@ impl Default for Telemetry {
             "Bytes waiting in a sink's spool",
             spool_bytes.clone(),
         );
+        let aggregation = Aggregation {
+            pushes: Counter::default(),
+            merged: Counter::default(),
+            late: Counter::default(),
+            open: Gauge::default(),
+            bytes: Gauge::default(),
+            flushes: Family::default(),
+            flush_duration: duration_histogram(),
+            batches: Family::default(),
+            saved: Counter::default(),
+        };
+        {
+            let a = &aggregation;
+            let sub = registry.sub_registry_with_prefix("aggregation");
+            sub.register(
+                "pushes",
+                "Pushes merged into the aggregator",
+                a.pushes.clone(),
+            );
+            sub.register(
+                "points_merged",
+                "Points merged into a series and period already open",
+                a.merged.clone(),
+            );
+            sub.register(
+                "late_points",
+                "Points for a period already over when they arrived",
+                a.late.clone(),
+            );
+            sub.register("open", "Series and periods open", a.open.clone());
+            sub.register(
+                "bytes",
+                "Memory the aggregator holds, estimated",
+                a.bytes.clone(),
+            );
+            sub.register("flushes", "Flushes, by reason", a.flushes.clone());
+            sub.register(
+                "flush_duration_seconds",
+                "How long a flush took, deliveries included",
+                a.flush_duration.clone(),
+            );
+            sub.register(
+                "batches",
+                "Merged batches delivered to a sink",
+                a.batches.clone(),
+            );
+            sub.register(
+                "sink_requests_saved",
+                "Sink requests not made thanks to merging",
+                a.saved.clone(),
+            );
+        }
         Telemetry(Arc::new(Inner {
             registry,
             requests,
@@ -148,6 +229,7 @@ impl Default for Telemetry {
             sink_duration,
             sink_retries,
             spool_bytes,
+            aggregation,
         }))
     }
 }
@@ -239,6 +321,40 @@ impl Telemetry {
                 format,
                 tenant: tenant.to_string(),
             })
+            .inc();
+    }
+
+    /// Counts a push merged into the aggregator: its points merged into an
+    /// open period, and those late.
+    pub fn aggregated(&self, merged: usize, late: usize) {
+        let a = &self.0.aggregation;
+        a.pushes.inc();
+        a.merged.inc_by(merged as u64);
+        a.late.inc_by(late as u64);
+    }
+
+    /// Sets what the aggregator holds: series and periods open, and bytes.
+    pub fn aggregator_holds(&self, open: usize, bytes: usize) {
+        let a = &self.0.aggregation;
+        a.open.set(i64::try_from(open).unwrap_or(i64::MAX));
+        a.bytes.set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
+
+    /// Counts a flush for `reason` that took `took`, and the sink requests
+    /// it saved.
+    pub fn flushed(&self, reason: &'static str, took: Duration, saved: u64) {
+        let a = &self.0.aggregation;
+        a.flushes.get_or_create(&FlushReason { reason }).inc();
+        a.flush_duration.observe(took.as_secs_f64());
+        a.saved.inc_by(saved);
+    }
+
+    /// Counts a merged batch `sink` took.
+    pub fn merged_batch(&self, sink: &'static str) {
+        self.0
+            .aggregation
+            .batches
+            .get_or_create(&SinkLabel { sink })
             .inc();
     }
 

@@ -18,7 +18,10 @@
 //! stores keep one value per series and timestamp, so two emitters pushing
 //! the same series in the same millisecond would otherwise overwrite each
 //! other; a retry of the same batch, on the other hand, lands on the same
-//! timestamps and overwrites itself instead of counting twice.
+//! timestamps and overwrites itself instead of counting twice. A batch an
+//! aggregator merged is stamped by when it was emitted instead
+//! ([`crate::aggregate::emission_offset_ns`]), so that two emissions of
+//! one period never collide.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -211,7 +214,8 @@ pub fn encode(batch: &Batch, out: &mut String) {
 /// [`encode`], for a target: without the string points when it does not
 /// store strings ([`unstorable`] refuses them), with its quantiles.
 pub fn encode_for(batch: &Batch, out: &mut String, strings: bool, quantiles: &Quantiles) {
-    let offset = batch_offset_ns(&batch.id);
+    let emitted = crate::aggregate::emitted_at(&batch.id);
+    let batch_offset = batch_offset_ns(&batch.id);
     out.reserve(batch.points.len() * 100);
     // One list of tags, refilled for every point.
     let mut tags: Vec<(&str, &str)> = Vec::new();
@@ -279,6 +283,14 @@ pub fn encode_for(batch: &Batch, out: &mut String, strings: bool, quantiles: &Qu
             other => stats_fields(out, other),
         }
         out.push(' ');
+        let offset = match emitted {
+            Some(emitted_ms) => crate::aggregate::emission_offset_ns(
+                emitted_ms,
+                point.timestamp_ms,
+                i64::from(series.resolution.seconds()) * 1000,
+            ),
+            None => batch_offset,
+        };
         // In i64 (to the year 2262) when it fits: 128-bit arithmetic and
         // formatting are slow in wasm.
         match point
@@ -648,10 +660,45 @@ mod tests {
         for v in [3.0, 4.0, 5.0] {
             aggregator.add(&batch("orders", &[], Value::Counter(v)));
         }
-        let merged = aggregator.take_all("m");
+        let merged = aggregator.take_all(1_700_000_100_000);
         let line = line(&merged[0]);
         let fields = line.split(' ').nth(1).expect("fields");
         assert_eq!(fields, "value=12,count=3,sum=12,min=3,max=5", "{line}");
+    }
+
+    /// One period emitted twice (a late point after the first flush) lands
+    /// on two timestamps, both inside the period: neither overwrites the
+    /// other. Emissions a millisecond apart differ by a nanosecond.
+    #[test]
+    fn a_period_emitted_twice_never_lands_on_one_timestamp() {
+        // The point's minute starts at 1_699_999_980_000.
+        let start_ns: i128 = 1_699_999_980_000 * 1_000_000;
+        let mut stamps = Vec::new();
+        for emitted in [1_700_000_010_000, 1_700_000_010_001, 1_700_000_250_000] {
+            let mut aggregator = crate::aggregate::Aggregator::new();
+            aggregator.add(&batch("orders", &[], Value::Counter(1.0)));
+            let merged = aggregator.take_all(emitted);
+            let line = line(&merged[0]);
+            let ns: i128 = line
+                .trim_end()
+                .rsplit(' ')
+                .next()
+                .expect("time")
+                .parse()
+                .expect("ns");
+            assert!(
+                (start_ns..start_ns + 60_000_000_000).contains(&ns),
+                "{ns} outside its minute"
+            );
+            stamps.push(ns - start_ns);
+        }
+        assert_eq!(stamps, [30_000, 30_001, 270_000]);
+        // Past what fits in the period: its last nanosecond.
+        assert_eq!(
+            crate::aggregate::emission_offset_ns(i64::MAX, 0, 1_000),
+            999_999_999
+        );
+        assert_eq!(crate::aggregate::emission_offset_ns(5, 10, 1_000), 0);
     }
 
     #[test]

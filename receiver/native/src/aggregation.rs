@@ -1,0 +1,470 @@
+//! Merging pushes natively: the core's [`Aggregator`] behind a lock, and a
+//! flusher that sends what it merged to the aggregated sinks through the
+//! [`Forwarder`] (its retries and spools): every flush interval the periods
+//! that are over, early when the aggregator is full, everything at
+//! shutdown.
+//!
+//! A push is answered once its points are merged, so without a spool a
+//! crash loses what is merged and not yet sent (at most a flush interval
+//! and the period's length, see `docs/durability.md`). A merged batch a
+//! sink does not take (down, throttling past the retries) waits in memory,
+//! counted against [`Settings::max_bytes`], and is tried again at every
+//! flush; with a spool it waits there instead.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{Notify, watch};
+
+use crate::forward::Forwarder;
+use edgepush_receiver::aggregate::{Aggregator, Settings};
+use edgepush_receiver::error::Error;
+use edgepush_receiver::model::{Batch, Value};
+
+/// The native aggregator, for the sinks that merge.
+#[derive(Debug)]
+pub struct Aggregation {
+    settings: Settings,
+    /// Indices of the aggregated sinks.
+    sinks: Vec<usize>,
+    state: Mutex<State>,
+    /// Wakes the flusher before its interval when the aggregator is full.
+    full: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    aggregator: Aggregator,
+    /// Merged batches a sink has not taken yet, with that sink.
+    waiting: Vec<(usize, Batch)>,
+    /// Their estimated bytes.
+    waiting_bytes: usize,
+    /// Pushes merged since the last flush.
+    pushes: u64,
+    /// The last emission's time: each has a millisecond of its own.
+    last_emitted_ms: i64,
+}
+
+/// Why a flush runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Reason {
+    Interval,
+    Full,
+    Shutdown,
+}
+
+impl Reason {
+    fn name(self) -> &'static str {
+        match self {
+            Reason::Interval => "interval",
+            Reason::Full => "full",
+            Reason::Shutdown => "shutdown",
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// A merged batch's bytes while it waits for a sink, estimated.
+fn batch_bytes(batch: &Batch) -> usize {
+    let values: usize = batch
+        .points
+        .iter()
+        .map(|p| match &p.value {
+            Value::Distribution { values, .. } => values.len() * 16,
+            _ => 0,
+        })
+        .sum();
+    batch.points.len() * 64 + batch.series.len() * 256 + values
+}
+
+impl Aggregation {
+    /// An aggregator for the sinks at `sinks` (indices into the
+    /// forwarder's sinks).
+    pub fn new(settings: Settings, sinks: Vec<usize>) -> Self {
+        Aggregation {
+            settings,
+            sinks,
+            state: Mutex::new(State::default()),
+            full: Notify::new(),
+        }
+    }
+
+    /// Merged batches waiting for a sink that did not take them yet.
+    pub fn waiting(&self) -> usize {
+        self.state().waiting.len()
+    }
+
+    /// Whether sink `index` takes merged points.
+    pub fn merges_for(&self, index: usize) -> bool {
+        self.sinks.contains(&index)
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding the lock leaves counts, never a torn batch:
+        // go on with what is there.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Merges `batch`; refuses it with `503` while the aggregator holds
+    /// [`Settings::max_bytes`] (and wakes the flusher to empty it).
+    pub fn hold(&self, forwarder: &Forwarder, batch: &Batch) -> Result<(), Error> {
+        let now = now_ms();
+        let mut state = self.state();
+        let held = state.aggregator.bytes() + state.waiting_bytes;
+        if held >= self.settings.max_bytes {
+            drop(state);
+            self.full.notify_one();
+            return Err(Error::new(
+                503,
+                "aggregator_full",
+                format!(
+                    "the aggregator holds its most ({} bytes) until its sinks take what it merged",
+                    self.settings.max_bytes
+                ),
+            )
+            .retry_after(1));
+        }
+        let closed = self.settings.closed(now);
+        let late = batch
+            .points
+            .iter()
+            .filter(|p| {
+                let period = i64::from(batch.series[p.series].resolution.seconds()) * 1000;
+                closed(p.timestamp_ms.div_euclid(period) * period, period)
+            })
+            .count();
+        let added = state.aggregator.add(batch);
+        state.pushes += 1;
+        let (open, bytes) = (
+            state.aggregator.open(),
+            state.aggregator.bytes() + state.waiting_bytes,
+        );
+        drop(state);
+        let telemetry = forwarder.telemetry();
+        telemetry.aggregated(added.merged, late);
+        telemetry.aggregator_holds(open, bytes);
+        if bytes >= self.settings.max_bytes {
+            self.full.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Flushes every flush interval, and early when full, until `stop`
+    /// turns true; then flushes everything open, and tries what waits for
+    /// a sink for at most `drain` more.
+    pub async fn run(
+        &self,
+        forwarder: Forwarder,
+        mut stop: watch::Receiver<bool>,
+        drain: Duration,
+    ) {
+        let interval = Duration::from_secs(self.settings.flush_interval_seconds);
+        let mut next = tokio::time::Instant::now() + interval;
+        loop {
+            let reason = tokio::select! {
+                () = tokio::time::sleep_until(next) => Reason::Interval,
+                () = self.full.notified() => Reason::Full,
+                _ = stop.wait_for(|stop| *stop) => break,
+            };
+            if reason == Reason::Interval {
+                next += interval;
+                // After a long stall, not a burst of catch-up flushes.
+                next = next.max(tokio::time::Instant::now());
+            }
+            self.flush(&forwarder, reason).await;
+        }
+        let deadline = Instant::now() + drain;
+        self.flush(&forwarder, Reason::Shutdown).await;
+        loop {
+            let waiting = self.state().waiting.len();
+            if waiting == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                let points: usize = self
+                    .state()
+                    .waiting
+                    .iter()
+                    .map(|(_, b)| b.points.len())
+                    .sum();
+                tracing::error!(
+                    batches = waiting,
+                    points,
+                    "MERGED POINTS LOST AT SHUTDOWN: their sinks did not take them (set spool_dir to keep them across restarts)"
+                );
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.deliver_waiting(&forwarder).await;
+        }
+    }
+
+    /// Takes what is over (everything, when full or at shutdown) and
+    /// delivers it, with what waits from before.
+    async fn flush(&self, forwarder: &Forwarder, reason: Reason) {
+        let started = Instant::now();
+        let (pushes, batches) = {
+            let mut state = self.state();
+            if reason == Reason::Full && state.aggregator.open() == 0 {
+                // Full of batches waiting for a down sink: they are tried
+                // at the interval, not at every refused push.
+                return;
+            }
+            let emitted = now_ms().max(state.last_emitted_ms + 1);
+            state.last_emitted_ms = emitted;
+            let batches = match reason {
+                Reason::Interval => state
+                    .aggregator
+                    .take(emitted, self.settings.closed(emitted)),
+                Reason::Full | Reason::Shutdown => state.aggregator.take_all(emitted),
+            };
+            for batch in &batches {
+                for &index in &self.sinks {
+                    state.waiting_bytes += batch_bytes(batch);
+                    state.waiting.push((index, batch.clone()));
+                }
+            }
+            (std::mem::take(&mut state.pushes), batches.len())
+        };
+        self.deliver_waiting(forwarder).await;
+        let saved = pushes.saturating_sub(batches as u64) * self.sinks.len() as u64;
+        forwarder
+            .telemetry()
+            .flushed(reason.name(), started.elapsed(), saved);
+        if batches > 0 {
+            tracing::debug!(reason = reason.name(), batches, pushes, took = ?started.elapsed(), "aggregation: flushed");
+        }
+    }
+
+    /// Delivers every batch that waits for a sink; keeps those a sink did
+    /// not take and may take later.
+    async fn deliver_waiting(&self, forwarder: &Forwarder) {
+        let waiting = std::mem::take(&mut self.state().waiting);
+        let mut again = Vec::new();
+        for (index, batch) in waiting {
+            let sink = forwarder.sinks()[index].name();
+            match forwarder.forward_one(index, &batch, 0).await {
+                Ok(delivery) => {
+                    forwarder.telemetry().merged_batch(sink);
+                    report_refusals(forwarder, index, &batch, &delivery.refusals);
+                }
+                Err(f) if f.retryable => {
+                    // What the sink took stays taken.
+                    again.push((index, batch.from_point(f.done).into_owned()));
+                }
+                Err(f) => {
+                    let points = batch.points.len().saturating_sub(f.done);
+                    tracing::error!(sink, batch = %batch.id, points, message = %f.message, "MERGED POINTS REFUSED: the sink refused a merged batch for good");
+                    forwarder.telemetry().points_refused(
+                        "merged",
+                        "",
+                        "refused_after_merge",
+                        points as u64,
+                    );
+                }
+            }
+        }
+        let mut state = self.state();
+        // Batches taken while this ran wait behind those tried again.
+        again.append(&mut state.waiting);
+        state.waiting_bytes = again.iter().map(|(_, b)| batch_bytes(b)).sum();
+        state.waiting = again;
+        let (open, bytes) = (
+            state.aggregator.open(),
+            state.aggregator.bytes() + state.waiting_bytes,
+        );
+        drop(state);
+        forwarder.telemetry().aggregator_holds(open, bytes);
+    }
+}
+
+/// Logs and counts the points a sink refused in a merged batch beyond what
+/// it cannot store at all (those were named in the pushes' answers).
+fn report_refusals(
+    forwarder: &Forwarder,
+    index: usize,
+    batch: &Batch,
+    refusals: &[edgepush_receiver::sink::SinkRefusal],
+) {
+    if refusals.is_empty() {
+        return;
+    }
+    let named: std::collections::HashSet<usize> = forwarder.sinks()[index]
+        .unstorable(batch)
+        .into_iter()
+        .flat_map(|r| r.points)
+        .collect();
+    for r in refusals {
+        let points = r.points.iter().filter(|p| !named.contains(p)).count();
+        if points > 0 {
+            tracing::error!(sink = %r.sink, batch = %batch.id, points, message = %r.message, "MERGED POINTS REFUSED: the sink refused points of a merged batch");
+            forwarder.telemetry().points_refused(
+                "merged",
+                "",
+                "refused_after_merge",
+                points as u64,
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edgepush_protocol::wire::Kind;
+    use edgepush_protocol::{Resolution, Unit};
+    use edgepush_receiver::model::{Point, Series};
+    use edgepush_receiver::sink::Sink;
+    use edgepush_receiver::sink::influxdb::Target;
+
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::forward::tests::store;
+
+    /// A batch of `series` counters (names `m0`, `m1`, ...), one point each,
+    /// at `timestamp_ms`.
+    fn counters(series: usize, timestamp_ms: i64) -> Batch {
+        Batch {
+            id: "b".into(),
+            namespace: "N".into(),
+            series: (0..series)
+                .map(|i| Series {
+                    name: format!("m{i}"),
+                    kind: Kind::Counter,
+                    unit: Unit::Count,
+                    dimensions: vec![],
+                    resolution: Resolution::Standard,
+                })
+                .collect(),
+            points: (0..series)
+                .map(|i| Point {
+                    series: i,
+                    timestamp_ms,
+                    value: Value::Counter(1.0),
+                })
+                .collect(),
+        }
+    }
+
+    fn forwarder(url: &str) -> Forwarder {
+        Forwarder::new(vec![Sink::Influxdb(Target::V2 {
+            url: url.into(),
+            org: "o".into(),
+            bucket: "b".into(),
+            token: None,
+            store_strings: true,
+            quantiles: Default::default(),
+        })])
+        .retries(1, Duration::from_millis(1))
+    }
+
+    fn settings(max_bytes: usize) -> Settings {
+        Settings {
+            enabled: true,
+            flush_interval_seconds: 3600,
+            max_bytes,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_full_aggregator_refuses_with_503_until_an_early_flush_empties_it() {
+        let (url, writes) = store(vec![]).await;
+        let forwarder = forwarder(&url);
+        let aggregation = Arc::new(Aggregation::new(settings(1 << 20), vec![0]));
+        // About 1.3 MB of series: taken (the bound is checked before a
+        // push), and then full.
+        aggregation
+            .hold(&forwarder, &counters(5000, now_ms()))
+            .expect("under the bound when it came");
+        let full = aggregation
+            .hold(&forwarder, &counters(1, now_ms()))
+            .expect_err("full");
+        assert_eq!((full.status, full.retry_after), (503, Some(1)), "{full:?}");
+        assert!(full.message.contains("1048576 bytes"), "{}", full.message);
+        // The flusher, woken early (the interval is an hour), empties it.
+        let (stop, stopped) = watch::channel(false);
+        let flusher = tokio::spawn({
+            let (aggregation, forwarder) = (aggregation.clone(), forwarder.clone());
+            async move { aggregation.run(forwarder, stopped, Duration::ZERO).await }
+        });
+        let mut waited = 0;
+        while aggregation
+            .hold(&forwarder, &counters(1, now_ms()))
+            .is_err()
+        {
+            waited += 1;
+            assert!(waited < 1000, "never emptied");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            *writes.lock().expect("lock"),
+            1,
+            "one write for 5,000 series"
+        );
+        stop.send_replace(true);
+        flusher.await.expect("flusher");
+        // At shutdown, the point held after the early flush went out too.
+        assert_eq!(*writes.lock().expect("lock"), 2);
+        assert_eq!(aggregation.state().aggregator.open(), 0);
+    }
+
+    #[tokio::test]
+    async fn merged_batches_a_sink_does_not_take_wait_and_go_at_the_next_flush() {
+        // Down for the first flush (one try, no retry).
+        let (url, writes) = store(vec![503]).await;
+        let forwarder = forwarder(&url);
+        let aggregation = Aggregation::new(settings(1 << 30), vec![0]);
+        // Over for longer than the flush interval: closed at the first flush.
+        let old = now_ms() - 3 * 3_600_000;
+        for _ in 0..3 {
+            aggregation
+                .hold(&forwarder, &counters(2, old))
+                .expect("held");
+        }
+        aggregation.flush(&forwarder, Reason::Interval).await;
+        assert_eq!(aggregation.waiting(), 1, "the merged batch waits");
+        assert_eq!(aggregation.state().aggregator.open(), 0);
+        assert!(aggregation.state().waiting_bytes > 0);
+        aggregation.flush(&forwarder, Reason::Interval).await;
+        assert_eq!(aggregation.waiting(), 0);
+        assert_eq!(aggregation.state().waiting_bytes, 0);
+        assert_eq!(*writes.lock().expect("lock"), 2);
+    }
+
+    #[tokio::test]
+    async fn an_interval_flush_leaves_periods_still_open_and_counts_late_points() {
+        let (url, writes) = store(vec![]).await;
+        let forwarder = forwarder(&url);
+        let aggregation = Aggregation::new(settings(1 << 30), vec![0]);
+        aggregation
+            .hold(&forwarder, &counters(1, now_ms()))
+            .expect("held");
+        aggregation.flush(&forwarder, Reason::Interval).await;
+        assert_eq!(*writes.lock().expect("lock"), 0, "this minute is not over");
+        assert_eq!(aggregation.state().aggregator.open(), 1);
+        let late = now_ms() - 3 * 3_600_000;
+        aggregation
+            .hold(&forwarder, &counters(1, late))
+            .expect("held");
+        assert!(
+            forwarder
+                .telemetry()
+                .encode()
+                .contains("edgepush_aggregation_late_points_total 1"),
+            "{}",
+            forwarder.telemetry().encode()
+        );
+        aggregation.flush(&forwarder, Reason::Interval).await;
+        assert_eq!(
+            *writes.lock().expect("lock"),
+            1,
+            "the late point's period went out"
+        );
+        assert_eq!(aggregation.state().aggregator.open(), 1);
+    }
+}

@@ -1,0 +1,250 @@
+//! Sink requests per 100,000 pushes, per-push against merged, natively, and
+//! what each way costs per million invocations.
+//!
+//! 1,000 emitters (the real `edgepush` emitter: 8 threads, each standing for
+//! 125 function instances in turn) push 100 invocations each, paced over
+//! `EDGEPUSH_BENCH_SECONDS` (default 60): every invocation records 50
+//! series (25 counters, 25 distributions of one value, three dimensions)
+//! and pushes once, as a Lambda function does at the end of an invocation.
+//! The release receiver runs in this process, forwarding to a stub that
+//! counts requests (CloudWatch over signed AWS JSON, and InfluxDB 1.x line
+//! protocol); once delivering each push, once merging with the default
+//! 10 s flush interval.
+//!
+//! The cost table, in USD per million invocations at us-east-1 list prices:
+//! EMF to CloudWatch Logs (the same invocation as EMF, the bytes measured,
+//! at USD 0.50 per GB ingested), `PutMetricData` per push and merged (USD
+//! 0.01 per 1,000 requests). Custom metrics' monthly charge (per series)
+//! is the same for all three and left out.
+//!
+//! `cargo run --release -p edgepush-tests --example aggregation_requests`
+//! (`.ci/bench` runs it and keeps its table in `target/bench/aggregation.md`).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
+use edgepush_receiver::aggregate::Settings;
+use edgepush_receiver::limits::Limits;
+use edgepush_receiver::sink::{Sink, cloudwatch, influxdb};
+use edgepush_tests::{Background, Receiver};
+
+const EMITTERS: usize = 1000;
+const THREADS: usize = 8;
+const INVOCATIONS: usize = 100;
+const SERIES: usize = 50;
+
+/// A stub store answering `204` and counting requests.
+struct Counting {
+    url: String,
+    requests: Arc<AtomicUsize>,
+    _server: Background,
+}
+
+impl Counting {
+    fn start() -> Self {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = requests.clone();
+        let server = Background::start(move |listener, stop| async move {
+            let app = axum::Router::new().fallback(move || {
+                counted.fetch_add(1, Ordering::Relaxed);
+                async { axum::http::StatusCode::NO_CONTENT }
+            });
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = stop.await;
+                })
+                .await
+                .expect("stub");
+        });
+        Counting {
+            url: format!("http://{}", server.addr),
+            requests,
+            _server: server,
+        }
+    }
+
+    fn sinks(&self) -> Vec<Sink> {
+        vec![
+            Sink::CloudWatch(
+                cloudwatch::Config {
+                    endpoint: Some(format!("{}/", self.url)),
+                    protocol: cloudwatch::Protocol::Json,
+                    ..cloudwatch::Config::new("us-east-1")
+                },
+                cloudwatch::Keys {
+                    access_key_id: "AKID".into(),
+                    secret_access_key: "secret".into(),
+                    session_token: None,
+                },
+            ),
+            Sink::Influxdb(influxdb::Target::V1 {
+                url: self.url.clone(),
+                database: "bench".into(),
+                retention_policy: None,
+                username: None,
+                password: None,
+                store_strings: true,
+                quantiles: Default::default(),
+            }),
+        ]
+    }
+}
+
+/// One function instance: its emitter and its series.
+struct Instance {
+    emitter: Emitter,
+    counters: Vec<edgepush::Counter>,
+    distributions: Vec<edgepush::Distribution>,
+}
+
+fn instance() -> Instance {
+    let emitter = Emitter::new(Config::new("Bench").expect("namespace"));
+    let metric = |name: String| {
+        Metric::new(name)
+            .dimension("service", "checkout")
+            .dimension("region", "eu-west-1")
+            .dimension("version", "42")
+    };
+    let counters = (0..SERIES / 2)
+        .map(|i| {
+            emitter
+                .counter(metric(format!("orders_{i}")).unit(Unit::Count))
+                .expect("counter")
+        })
+        .collect();
+    let distributions = (0..SERIES / 2)
+        .map(|i| {
+            emitter
+                .distribution(metric(format!("latency_{i}")).unit(Unit::Milliseconds))
+                .expect("distribution")
+        })
+        .collect();
+    Instance {
+        emitter,
+        counters,
+        distributions,
+    }
+}
+
+fn invoke(instance: &Instance, n: usize) {
+    for (i, c) in instance.counters.iter().enumerate() {
+        c.add(((n + i) % 5 + 1) as f64);
+    }
+    for (i, d) in instance.distributions.iter().enumerate() {
+        d.record(((n * 7 + i * 13) % 400) as f64 * 0.5);
+    }
+}
+
+/// Runs every invocation against `url`, paced over `seconds`; the pushes
+/// made and how long they took.
+fn run(url: &str, seconds: f64) -> (usize, Duration) {
+    let started = Instant::now();
+    let per_thread = EMITTERS / THREADS;
+    let threads: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let url = url.to_string();
+            std::thread::spawn(move || {
+                let transport = HttpTransport::new(&url);
+                let instances: Vec<Instance> = (0..per_thread).map(|_| instance()).collect();
+                let total = per_thread * INVOCATIONS;
+                let mut pushes = 0;
+                for k in 0..total {
+                    // Paced: invocation k of this thread is due at k/total of
+                    // the run.
+                    let due = Duration::from_secs_f64(seconds * k as f64 / total as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                    let instance = &instances[k % per_thread];
+                    invoke(instance, t * total + k);
+                    instance.emitter.push(&transport).expect("pushed");
+                    pushes += 1;
+                }
+                pushes
+            })
+        })
+        .collect();
+    let pushes = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+    (pushes, started.elapsed())
+}
+
+/// The bytes one invocation writes as EMF (what Powertools would log).
+fn emf_bytes_per_invocation() -> usize {
+    let one = instance();
+    invoke(&one, 1);
+    one.emitter
+        .flush()
+        .expect("flush")
+        .iter()
+        .flat_map(|p| p.emf(&[]).expect("EMF"))
+        .map(|doc| doc.len() + 1)
+        .sum()
+}
+
+fn main() {
+    let seconds: f64 = std::env::var("EDGEPUSH_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60.0);
+    let mut rows = Vec::new();
+    for merged in [false, true] {
+        let stub = Counting::start();
+        let receiver = if merged {
+            Receiver::start_aggregating(stub.sinks(), Settings::default())
+        } else {
+            Receiver::start(stub.sinks(), Limits::default(), Vec::new())
+        };
+        let (pushes, took) = run(&receiver.url, seconds);
+        // Shutting down sends what is still merged.
+        drop(receiver);
+        let requests = stub.requests.load(Ordering::Relaxed);
+        eprintln!(
+            "{}: {pushes} pushes, {requests} sink requests in {took:.1?}",
+            if merged { "merged" } else { "per push" }
+        );
+        rows.push((merged, pushes, requests, took));
+    }
+    let emf = emf_bytes_per_invocation();
+    println!(
+        "{} emitters x {INVOCATIONS} invocations ({SERIES} series each), paced over {seconds} s; two sinks (CloudWatch, InfluxDB); flush interval {} s.\n",
+        EMITTERS,
+        Settings::default().flush_interval_seconds
+    );
+    println!("| delivery | pushes | sink requests | per 100,000 pushes, each sink | took |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    let mut per_million = [0.0; 2];
+    for (merged, pushes, requests, took) in &rows {
+        let per_sink = *requests as f64 / 2.0 / *pushes as f64 * 100_000.0;
+        per_million[usize::from(*merged)] = per_sink * 10.0;
+        println!(
+            "| {} | {pushes} | {requests} | {per_sink:.0} | {:.1} s |",
+            if *merged { "merged" } else { "per push" },
+            took.as_secs_f64()
+        );
+    }
+    let usd = |requests: f64| requests / 1000.0 * 0.01;
+    println!(
+        "\nUSD per million invocations (CloudWatch only; custom metrics' monthly charge aside):\n"
+    );
+    println!("| way | what is billed | USD |");
+    println!("| --- | --- | ---: |");
+    println!(
+        "| EMF to CloudWatch Logs | {emf} B of logs per invocation, USD 0.50/GB | {:.2} |",
+        emf as f64 * 1e6 / 1e9 * 0.50
+    );
+    println!(
+        "| PutMetricData per push | {:.0} requests | {:.2} |",
+        per_million[0],
+        usd(per_million[0])
+    );
+    println!(
+        "| PutMetricData merged | {:.0} requests | {:.4} |",
+        per_million[1],
+        usd(per_million[1])
+    );
+    println!(
+        "\nMerged requests depend on time, not on pushes: one per flush interval (and per 1,000 datums) while pushes arrive."
+    );
+}

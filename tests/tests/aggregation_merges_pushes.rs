@@ -1,0 +1,361 @@
+//! The receiver merges pushes from many functions: 200 emitters (threads,
+//! each the real `edgepush` emitter over HTTP) push 50 batches each over 20
+//! series (10 counters at 60 s resolution, 10 distributions at 1 s) to the
+//! native receiver, which merges them per series and period and forwards to
+//! moto's CloudWatch API, through a relay that counts and keeps the
+//! `PutMetricData` requests, and to InfluxDB 1.x.
+//!
+//! Read back: moto's SampleCount, Sum, Minimum and Maximum equal what was
+//! pushed, exactly; the requests are at most one per flush (and one per
+//! 1,000 datums), not one per push; the p50, p90 and p99 read from the
+//! `Values` and `Counts` CloudWatch was sent, and InfluxDB's quantile
+//! fields, lie within 2^-6 (twice the compaction's bucket width) of the
+//! exact percentiles of the values pushed in each period; InfluxDB's rows
+//! of each series and period add up to what was pushed, so none
+//! overwrote another.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Barrier, Mutex};
+use std::time::Instant;
+
+use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
+use edgepush_receiver::aggregate::Settings;
+use edgepush_receiver::sink::Sink;
+use edgepush_tests::{Influx, Moto, Receiver, Relay, cloudwatch_sink};
+use serde_json::Value;
+
+const EMITTERS: usize = 200;
+const BATCHES: usize = 50;
+const SERIES: usize = 10;
+const VALUES_PER_PUSH: usize = 3;
+/// Short, so that 1 s periods go out while the emitters still push.
+const INTERVAL_SECONDS: u64 = 1;
+const NAMESPACE: &str = "Merged";
+/// How far a percentile read from compacted values may be from the exact
+/// one, relative: twice the width of a compaction bucket (2^-7).
+const PERCENTILE_ERROR: f64 = 1.0 / 64.0;
+
+/// What the emitters pushed.
+#[derive(Default)]
+struct Pushed {
+    /// Each counter's value in each push.
+    counters: BTreeMap<String, Vec<f64>>,
+    /// Each distribution's values, per 1 s period.
+    distributions: BTreeMap<(String, i64), Vec<f64>>,
+}
+
+fn counter_value(emitter: usize, batch: usize, series: usize) -> f64 {
+    ((emitter * BATCHES + batch + series) % 7 + 1) as f64
+}
+
+/// Values with about 4,000 distinct ones per series: more than the
+/// aggregator keeps exactly in a period, so the merge compacts them.
+fn distribution_value(emitter: usize, batch: usize, series: usize, i: usize) -> f64 {
+    let n = ((emitter * BATCHES + batch) * VALUES_PER_PUSH + i) * 7 + series * 13;
+    (n % 4000) as f64 * 0.25 + 1.0
+}
+
+/// The value at rank ceil(q × n) of `values` (sorted, with counts).
+fn nearest_rank(sorted: &[(f64, f64)], q: f64) -> f64 {
+    let total: f64 = sorted.iter().map(|(_, c)| c).sum();
+    let rank = (q * total).ceil().max(1.0);
+    let mut seen = 0.0;
+    for &(v, c) in sorted {
+        seen += c;
+        if seen >= rank {
+            return v;
+        }
+    }
+    sorted.last().map_or(f64::NAN, |(v, _)| *v)
+}
+
+fn exact_percentile(values: &[f64], q: f64) -> f64 {
+    let mut pairs: Vec<(f64, f64)> = values.iter().map(|v| (*v, 1.0)).collect();
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    nearest_rank(&pairs, q)
+}
+
+fn assert_close(what: &str, got: f64, exact: f64) {
+    assert!(
+        (got - exact).abs() <= exact.abs() * PERCENTILE_ERROR,
+        "{what}: {got} is more than 2^-6 from the exact {exact}"
+    );
+}
+
+fn push_from_many_emitters(url: &str) -> Pushed {
+    let pushed = Arc::new(Mutex::new(Pushed::default()));
+    let start = Arc::new(Barrier::new(EMITTERS));
+    let threads: Vec<_> = (0..EMITTERS)
+        .map(|e| {
+            let (url, pushed, start) = (url.to_string(), pushed.clone(), start.clone());
+            std::thread::spawn(move || {
+                let emitter = Emitter::new(Config::new(NAMESPACE).expect("namespace"));
+                let counters: Vec<_> = (0..SERIES)
+                    .map(|s| {
+                        emitter
+                            .counter(
+                                Metric::new(format!("orders{s}"))
+                                    .unit(Unit::Count)
+                                    .dimension("service", "shop"),
+                            )
+                            .expect("counter")
+                    })
+                    .collect();
+                let distributions: Vec<_> = (0..SERIES)
+                    .map(|s| {
+                        emitter
+                            .distribution(
+                                Metric::new(format!("latency{s}"))
+                                    .unit(Unit::Milliseconds)
+                                    .dimension("service", "shop")
+                                    .high_resolution(),
+                            )
+                            .expect("distribution")
+                    })
+                    .collect();
+                let transport = HttpTransport::new(&url);
+                let mut mine = Pushed::default();
+                start.wait();
+                for b in 0..BATCHES {
+                    for (s, counter) in counters.iter().enumerate() {
+                        let v = counter_value(e, b, s);
+                        counter.add(v);
+                        mine.counters
+                            .entry(format!("orders{s}"))
+                            .or_default()
+                            .push(v);
+                    }
+                    let now = edgepush_tests::bad_input::now_ms();
+                    for (s, distribution) in distributions.iter().enumerate() {
+                        let period = now - now % 1000;
+                        for i in 0..VALUES_PER_PUSH {
+                            let v = distribution_value(e, b, s, i);
+                            distribution.record(v);
+                            mine.distributions
+                                .entry((format!("latency{s}"), period))
+                                .or_default()
+                                .push(v);
+                        }
+                    }
+                    let payloads = emitter.flush_at(now).expect("flush");
+                    emitter
+                        .send(&transport, payloads)
+                        .expect("the receiver takes the push");
+                }
+                let mut all = pushed.lock().expect("lock");
+                for (k, v) in mine.counters {
+                    all.counters.entry(k).or_default().extend(v);
+                }
+                for (k, v) in mine.distributions {
+                    all.distributions.entry(k).or_default().extend(v);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("an emitter thread");
+    }
+    Arc::try_unwrap(pushed)
+        .ok()
+        .expect("every thread ended")
+        .into_inner()
+        .expect("lock")
+}
+
+/// Values and their counts, per distribution and 1 s period.
+type Weighted = BTreeMap<(String, i64), Vec<(f64, f64)>>;
+
+/// The `Values` and `Counts` CloudWatch was sent, per distribution and
+/// 1 s period, sorted; and how many datums there were in all.
+fn sent_distributions(bodies: &[Vec<u8>]) -> (Weighted, usize) {
+    let mut out: Weighted = BTreeMap::new();
+    let mut datums = 0;
+    for body in bodies {
+        let request: Value = serde_json::from_slice(body).expect("PutMetricData JSON");
+        for datum in request["MetricData"].as_array().expect("MetricData") {
+            datums += 1;
+            let Some(values) = datum["Values"].as_array() else {
+                continue;
+            };
+            let name = datum["MetricName"].as_str().expect("name").to_string();
+            let ms = (datum["Timestamp"].as_f64().expect("time") * 1000.0).round() as i64;
+            let counts = datum["Counts"].as_array().expect("Counts");
+            let pairs = out.entry((name, ms - ms % 1000)).or_default();
+            for (v, c) in values.iter().zip(counts) {
+                pairs.push((v.as_f64().expect("value"), c.as_f64().expect("count")));
+            }
+        }
+    }
+    for pairs in out.values_mut() {
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    (out, datums)
+}
+
+#[test]
+fn pushes_from_200_emitters_merge_into_few_requests_with_exact_statistics() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut moto = Moto::start(dir.path());
+    let influx = Influx::start(dir.path());
+    let relay = Relay::start(&moto.url);
+    let mut cloudwatch = cloudwatch_sink(&moto);
+    if let Sink::CloudWatch(config, _) = &mut cloudwatch {
+        config.endpoint = Some(format!("{}/", relay.url));
+    }
+    let started = Instant::now();
+    let receiver = Receiver::start_aggregating(
+        vec![cloudwatch, Sink::Influxdb(influx.target())],
+        Settings {
+            enabled: true,
+            flush_interval_seconds: INTERVAL_SECONDS,
+            ..Settings::default()
+        },
+    );
+    let pushed = push_from_many_emitters(&receiver.url);
+    // Shutting down sends what is still open (the 60 s counters' minutes).
+    drop(receiver);
+    let elapsed = started.elapsed();
+
+    // Requests: at most one per flush and per 1,000 datums.
+    let bodies = relay.bodies();
+    let (sent, datums) = sent_distributions(&bodies);
+    let flushes = elapsed.as_secs() / INTERVAL_SECONDS + 2;
+    let bound = flushes as usize + datums.div_ceil(1000);
+    let pushes = EMITTERS * BATCHES;
+    eprintln!(
+        "{pushes} pushes became {} PutMetricData requests ({datums} datums) in {elapsed:?}",
+        bodies.len()
+    );
+    assert!(
+        bodies.len() >= 2,
+        "periods went out at the flush interval, not only at shutdown"
+    );
+    assert!(
+        bodies.len() <= bound,
+        "{} requests for {pushes} pushes: more than {bound}",
+        bodies.len()
+    );
+
+    // CloudWatch's statistics equal those of what was pushed, exactly.
+    let metrics = moto.metrics(NAMESPACE);
+    let by_name: BTreeMap<&str, &Value> = metrics
+        .iter()
+        .map(|m| (m["name"].as_str().expect("name"), m))
+        .collect();
+    assert_eq!(by_name.len(), 2 * SERIES, "{metrics:#?}");
+    for (name, values) in &pushed.counters {
+        let m = by_name[name.as_str()];
+        let sum: f64 = values.iter().sum();
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!(m["count"], Value::from(values.len() as f64), "{name}: {m}");
+        assert_eq!(m["sum"], Value::from(sum), "{name}: {m}");
+        assert_eq!(
+            (m["min"].as_f64(), m["max"].as_f64()),
+            (Some(min), Some(max)),
+            "{name}"
+        );
+    }
+    let mut whole: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for ((name, _), values) in &pushed.distributions {
+        whole.entry(name).or_default().extend(values);
+    }
+    for (name, values) in &whole {
+        let m = by_name[name];
+        let sum: f64 = values.iter().sum();
+        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!(m["count"], Value::from(values.len() as f64), "{name}: {m}");
+        let got = m["sum"].as_f64().expect("sum");
+        assert!(
+            (got - sum).abs() <= sum * 1e-12,
+            "{name}: sum {got} for {sum}"
+        );
+        assert_eq!(
+            (m["min"].as_f64(), m["max"].as_f64()),
+            (Some(min), Some(max)),
+            "{name}"
+        );
+    }
+
+    // Percentiles from what CloudWatch was sent, per series and period.
+    assert_eq!(
+        sent.keys().collect::<Vec<_>>(),
+        pushed.distributions.keys().collect::<Vec<_>>(),
+        "every distribution's periods, and no other"
+    );
+    let mut compacted = 0;
+    for (key, values) in &pushed.distributions {
+        let got = &sent[key];
+        let total: f64 = got.iter().map(|(_, c)| c).sum();
+        assert_eq!(total, values.len() as f64, "{key:?}: the count");
+        if got.len() < values.len() {
+            compacted += 1;
+        }
+        for q in [0.5, 0.9, 0.99] {
+            assert_close(
+                &format!("{key:?} p{} in CloudWatch", q * 100.0),
+                nearest_rank(got, q),
+                exact_percentile(values, q),
+            );
+        }
+    }
+    assert!(
+        compacted > 0,
+        "no period held enough values to be compacted"
+    );
+
+    // InfluxDB: each series and period's rows add up to what was pushed
+    // (none overwrote another), with quantiles close to the exact ones.
+    let mut rows_of: BTreeMap<(String, i64), Vec<serde_json::Map<String, Value>>> = BTreeMap::new();
+    for row in influx.rows("SELECT * FROM /^latency/") {
+        let name = row["_measurement"]
+            .as_str()
+            .expect("measurement")
+            .to_string();
+        let ns = row["time"].as_i64().expect("time");
+        let ms = ns / 1_000_000;
+        rows_of.entry((name, ms - ms % 1000)).or_default().push(row);
+    }
+    assert_eq!(
+        rows_of.keys().collect::<Vec<_>>(),
+        pushed.distributions.keys().collect::<Vec<_>>()
+    );
+    for (key, values) in &pushed.distributions {
+        let rows = &rows_of[key];
+        let count: f64 = rows
+            .iter()
+            .map(|r| r["count"].as_f64().expect("count"))
+            .sum();
+        let sum: f64 = rows.iter().map(|r| r["sum"].as_f64().expect("sum")).sum();
+        let exact_sum: f64 = values.iter().sum();
+        assert_eq!(count, values.len() as f64, "{key:?}: {rows:?}");
+        assert!((sum - exact_sum).abs() <= exact_sum * 1e-12, "{key:?}");
+        // A period emitted once (no point came late) has its quantiles.
+        if let [row] = &rows[..] {
+            for (field, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+                assert_close(
+                    &format!("{key:?} {field} in InfluxDB"),
+                    row[field].as_f64().expect("quantile"),
+                    exact_percentile(values, q),
+                );
+            }
+        }
+    }
+    for (name, values) in &pushed.counters {
+        let rows = influx.rows(&format!(
+            "SELECT \"count\", \"sum\", \"value\" FROM \"{name}\""
+        ));
+        let count: f64 = rows
+            .iter()
+            .map(|r| r["count"].as_f64().expect("count"))
+            .sum();
+        let value: f64 = rows
+            .iter()
+            .map(|r| r["value"].as_f64().expect("value"))
+            .sum();
+        assert_eq!(count, values.len() as f64, "{name}: {rows:?}");
+        assert_eq!(value, values.iter().sum::<f64>(), "{name}: {rows:?}");
+    }
+    moto.stop();
+}
