@@ -752,6 +752,15 @@ mod tests {
                     prop_assert_eq!(p.timestamp_ms % period, 0);
                 }
             }
+            // A merged batch travels in envelopes (a sink's spool, the
+            // Worker's queue) unchanged.
+            for b in &other {
+                let messages = crate::envelope::encode(b, crate::sink::SinkTag::CloudWatch);
+                prop_assert_eq!(messages.len(), 1);
+                let (_, back) = crate::envelope::decode(&messages[0], T0, &crate::limits::Limits::default())
+                    .map_err(|e| TestCaseError::fail(format!("{b:?}: {}", e.message)))?;
+                prop_assert_eq!(&back, b);
+            }
         }
     }
 

@@ -294,7 +294,7 @@ fn check_point(
     build::timestamp(timestamp_ms, now_ms).map_err(|reason| (at("t"), reason.to_string()))?;
     // Which value fields the kind allows; any other present field is refused.
     let allowed: &[&str] = match s.kind {
-        Kind::Counter => &["x"],
+        Kind::Counter => &["x", "st"],
         Kind::Gauge => &["x", "st", "sv", "b"],
         Kind::Distribution => &["vs", "cs", "st"],
         Kind::Statistics => &["st"],
@@ -334,6 +334,14 @@ fn check_point(
             }))
         };
     let value = match s.kind {
+        // A counter merged from several contributions (the receiver's
+        // aggregator, in its envelopes): their statistics.
+        Kind::Counter if p.st.is_some() => {
+            if p.x.is_some() {
+                return Err((at("x"), "a counter point has one value: x or st".into()));
+            }
+            Value::Statistics(stats(p.st)?.ok_or_else(|| (at("st"), "missing".to_string()))?)
+        }
         Kind::Counter => {
             let x = p.x.ok_or_else(|| (at("x"), "missing".to_string()))?;
             value_ok(&|| at("x"), x)?;
@@ -439,6 +447,36 @@ mod tests {
         format!(
             r#"{{"v":1,"id":"b-1","ns":"Shop","t":{NOW},"dims":{{"service":"api"}},"series":[{series}],"points":[{points}]}}"#
         )
+    }
+
+    #[test]
+    fn a_counter_carries_one_value_or_the_statistics_of_merged_contributions() {
+        let d = decode_str(&batch_with(
+            r#"{"n":"orders","k":"c"}"#,
+            r#"{"s":0,"st":[3,12,3,5]},{"s":0,"x":2,"st":[1,2,2,2]},{"s":0}"#,
+        ))
+        .expect("partly valid");
+        assert_eq!(
+            d.batch.points[0].value,
+            Value::Statistics(StatisticSet {
+                count: 3.0,
+                sum: 12.0,
+                min: 3.0,
+                max: 5.0
+            })
+        );
+        let got: Vec<(&str, &str)> = d
+            .rejected
+            .iter()
+            .map(|r| (r.field.as_str(), r.reason.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("points[1].x", "a counter point has one value: x or st"),
+                ("points[2].x", "missing")
+            ]
+        );
     }
 
     #[test]
