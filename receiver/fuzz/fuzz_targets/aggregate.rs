@@ -1,13 +1,16 @@
 //! The merge: whatever batch wire v1 accepts, merged split in two and in
 //! the other order, keeps the count of every number point, and its minimum
 //! and maximum (exactly when counts are whole numbers, as emitters send
-//! them; within them otherwise).
+//! them; within them otherwise), and each merged batch comes back whole
+//! from an envelope.
 #![no_main]
 
 use edgepush_receiver::aggregate::Aggregator;
 use edgepush_receiver::decode::wire::decode_v1;
+use edgepush_receiver::envelope;
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::model::{Batch, Value};
+use edgepush_receiver::sink::SinkTag;
 use libfuzzer_sys::fuzz_target;
 
 const NOW: i64 = 1_700_000_000_000;
@@ -45,6 +48,15 @@ fuzz_target!(|data: &[u8]| {
     aggregator.add(&first);
     let merged = aggregator.take_all(NOW);
     assert_eq!(aggregator.open(), 0);
+    // A merged batch travels in envelopes (spools, queues) unchanged.
+    for b in &merged {
+        let messages = envelope::encode(b, SinkTag::CloudWatch);
+        if messages.len() == 1 {
+            let (_, back) = envelope::decode(&messages[0], NOW, &Limits::default())
+                .unwrap_or_else(|e| panic!("{b:?}: {}", e.message));
+            assert_eq!(&back, b);
+        }
+    }
     let (count, low, high) = totals(&merged);
     let (pushed, pushed_low, pushed_high) = totals(std::slice::from_ref(&batch));
     assert!(
