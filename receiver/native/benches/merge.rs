@@ -33,7 +33,7 @@ fn push() -> String {
         let s = p % 100;
         let value = match kinds[s % kinds.len()] {
             "d" => format!(
-                r#""v":[{a},{b},{c},{d},{e}],"c":[1,2,1,1,3]"#,
+                r#""vs":[{a},{b},{c},{d},{e}],"cs":[1,2,1,1,3]"#,
                 a = p % 17,
                 b = p % 17 + 20,
                 c = p % 17 + 40,
