@@ -16,7 +16,9 @@
 //!   then compacted by the rule the emitter uses
 //!   ([`edgepush_protocol::compact`]: each value sent is the exact mean of
 //!   those it stands for, the extremes are values of their own, so count,
-//!   sum, minimum and maximum stay exact); what an emitter already
+//!   sum, minimum and maximum stay exact; a percentile is off by at most
+//!   2^-7 of the value while the values fit [`Aggregator::MAX_BUCKETS`]
+//!   buckets, coarser past them, memory bounded either way); what an emitter already
 //!   summarised (a statistic set on a distribution) is merged beside them;
 //! - **strings and booleans**: the last by timestamp.
 //!
@@ -238,6 +240,13 @@ impl Aggregator {
     /// Distinct values a distribution keeps exactly per series and period;
     /// past them its values are compacted (see the module's documentation).
     pub const MAX_EXACT_VALUES: usize = 1024;
+
+    /// Buckets a distribution holds at most per series and period, once
+    /// compacted: 2,048 hold values over 32 powers of two at full
+    /// precision. Past them, neighbouring buckets merge in pairs (their
+    /// exact mean kept), so memory stays bounded whatever the values'
+    /// range, and percentiles coarsen; count, sum and extremes stay exact.
+    pub const MAX_BUCKETS: usize = 2048;
 
     /// An empty aggregator.
     pub fn new() -> Self {
@@ -488,6 +497,25 @@ fn text_order(value: &Value) -> (u8, &str) {
     }
 }
 
+/// Merges neighbouring buckets (by key) in pairs, each pair under the
+/// smaller key, keeping their count and what their values add up to.
+fn halve(buckets: &mut HashMap<u64, (f64, f64)>) {
+    let mut sorted: Vec<(f64, f64, f64)> = buckets
+        .drain()
+        .map(|(bits, (count, deviation))| (f64::from_bits(bits), count, deviation))
+        .collect();
+    sorted.sort_unstable_by(|a, b| a.0.total_cmp(&b.0));
+    for pair in sorted.chunks(2) {
+        let (key, mut count, mut deviation) = pair[0];
+        if let Some(&(other, c, d)) = pair.get(1) {
+            // Its values' sum is other × c + d: as deviation from `key`.
+            deviation += d + (other - key) * c;
+            count += c;
+        }
+        buckets.insert(key.to_bits(), (count, deviation));
+    }
+}
+
 /// Adds `count` of `v` to the bucket of its [`quantize`]d key: the count,
 /// and what `v` differs from the key by.
 fn into_bucket(buckets: &mut HashMap<u64, (f64, f64)>, v: f64, count: f64) {
@@ -509,6 +537,9 @@ impl Distribution {
         let v = v + 0.0; // -0 and 0 are one value
         if let Some(buckets) = &mut self.buckets {
             into_bucket(buckets, v, count);
+            if buckets.len() > Aggregator::MAX_BUCKETS {
+                halve(buckets);
+            }
             return;
         }
         *self.exact.entry(v.to_bits()).or_insert(0.0) += count;
@@ -882,6 +913,52 @@ mod tests {
         assert_eq!(aggregator.bytes(), fresh(&aggregator));
         aggregator.take_all(T0 + 200_001);
         assert_eq!(aggregator.bytes(), 0);
+    }
+
+    /// Values over a range no bucket width can cover in the bound (2^-300
+    /// to 2^300): the buckets stay within it, and count, sum, minimum and
+    /// maximum stay exact.
+    #[test]
+    fn a_distribution_over_any_range_stays_within_its_buckets() {
+        let values: Vec<f64> = (0..20_000)
+            .map(|i| 2f64.powi(i % 600 - 300) * (1.0 + f64::from(i % 97) / 97.0))
+            .collect();
+        let mut aggregator = Aggregator::new();
+        for chunk in values.chunks(500) {
+            let b = batch(
+                &[(
+                    0,
+                    2,
+                    T0,
+                    Value::Distribution {
+                        values: chunk.to_vec(),
+                        counts: vec![1.0; chunk.len()],
+                    },
+                )],
+                0,
+            );
+            aggregator.add(&b);
+            let held: usize = aggregator.open.values().map(|(_, m)| m.values_held()).sum();
+            assert!(held <= Aggregator::MAX_BUCKETS, "{held} buckets");
+        }
+        let merged = aggregator.take_all(T0 + 60_000);
+        let Value::Distribution {
+            values: sent,
+            counts,
+        } = &merged[0].points[0].value
+        else {
+            panic!("{:?}", merged[0].points[0]);
+        };
+        assert!(sent.len() <= Aggregator::MAX_BUCKETS + 2);
+        let count: f64 = counts.iter().sum();
+        let sum: f64 = sent.iter().zip(counts).map(|(v, c)| v * c).sum();
+        let exact: f64 = values.iter().sum();
+        assert_eq!(count, values.len() as f64);
+        assert!((sum - exact).abs() <= exact * 1e-12, "{sum} vs {exact}");
+        let low = values.iter().copied().fold(f64::INFINITY, f64::min);
+        let high = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        assert_eq!((sent[0], sent[sent.len() - 1]), (low, high));
+        assert!(sent.windows(2).all(|w| w[0] < w[1]), "ascending, distinct");
     }
 
     #[test]
