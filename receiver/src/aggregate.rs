@@ -326,7 +326,7 @@ impl Aggregator {
             .filter(|key| closed(key.period_ms, i64::from(key.series.resolution) * 1000))
             .cloned()
             .collect();
-        let mut taken: Vec<(Key, (Series, Merged))> = over
+        let taken: Vec<(Key, (Series, Merged))> = over
             .into_iter()
             .filter_map(|key| self.open.remove_entry(&key))
             .collect();
@@ -340,43 +340,60 @@ impl Aggregator {
                 self.bytes = self.bytes.saturating_sub(held);
             }
         }
-        taken.sort_by(|a, b| a.0.cmp(&b.0));
-        let mut batches: Vec<Batch> = Vec::new();
-        for (key, (series, merged)) in taken {
-            let batch = match batches.last_mut() {
-                Some(b) if b.namespace == key.namespace => b,
-                _ => {
-                    batches.push(Batch {
-                        id: emission_id(emitted_ms, batches.len()),
-                        namespace: key.namespace.clone(),
-                        series: Vec::new(),
-                        points: Vec::new(),
-                    });
-                    batches.last_mut().expect("just pushed")
-                }
-            };
-            let index = match batch.series.last() {
-                Some(last) if *last == series => batch.series.len() - 1,
-                _ => {
-                    batch.series.push(series);
-                    batch.series.len() - 1
-                }
-            };
-            for value in merged.values() {
-                batch.points.push(Point {
-                    series: index,
-                    timestamp_ms: key.period_ms,
-                    value,
-                });
-            }
-        }
-        batches
+        emit(taken, emitted_ms)
+    }
+
+    /// Everything open, as [`Aggregator::take_all`] would give it, left
+    /// open (what a journal keeps across a flush).
+    pub fn snapshot(&self, emitted_ms: i64) -> Vec<Batch> {
+        let open = self
+            .open
+            .iter()
+            .map(|(key, entry)| (key.clone(), entry.clone()))
+            .collect();
+        emit(open, emitted_ms)
     }
 
     /// Takes everything open (at shutdown, or when full).
     pub fn take_all(&mut self, emitted_ms: i64) -> Vec<Batch> {
         self.take(emitted_ms, |_, _| true)
     }
+}
+
+/// Merged entries as batches emitted at `emitted_ms`: one per namespace,
+/// in key order, each series once, points at their period's start.
+fn emit(mut taken: Vec<(Key, (Series, Merged))>, emitted_ms: i64) -> Vec<Batch> {
+    taken.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut batches: Vec<Batch> = Vec::new();
+    for (key, (series, merged)) in taken {
+        let batch = match batches.last_mut() {
+            Some(b) if b.namespace == key.namespace => b,
+            _ => {
+                batches.push(Batch {
+                    id: emission_id(emitted_ms, batches.len()),
+                    namespace: key.namespace.clone(),
+                    series: Vec::new(),
+                    points: Vec::new(),
+                });
+                batches.last_mut().expect("just pushed")
+            }
+        };
+        let index = match batch.series.last() {
+            Some(last) if *last == series => batch.series.len() - 1,
+            _ => {
+                batch.series.push(series);
+                batch.series.len() - 1
+            }
+        };
+        for value in merged.values() {
+            batch.points.push(Point {
+                series: index,
+                timestamp_ms: key.period_ms,
+                value,
+            });
+        }
+    }
+    batches
 }
 
 fn merge_stats(into: &mut StatisticSet, other: StatisticSet) {

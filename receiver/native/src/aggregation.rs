@@ -6,17 +6,22 @@
 //!
 //! A push is answered once its points are merged, so without a spool a
 //! crash loses what is merged and not yet sent (at most a flush interval
-//! and the period's length, see `docs/durability.md`). A merged batch a
-//! sink does not take (down, throttling past the retries) waits in memory,
-//! counted against [`Settings::max_bytes`], and is tried again at every
-//! flush; with a spool it waits there instead.
+//! and the period's length, see `docs/durability.md`); with one, every push
+//! is in the aggregator's journal first ([`crate::journal`]) and a crash
+//! loses nothing. A merged batch a sink does not take (down, throttling
+//! past the retries) waits in memory, counted against
+//! [`Settings::max_bytes`], and is tried again at every flush; with a
+//! spool it waits there instead.
 
+use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use tokio::sync::{Notify, watch};
 
 use crate::forward::Forwarder;
+use crate::journal::{Journal, Took};
 use edgepush_receiver::aggregate::{Aggregator, Settings};
 use edgepush_receiver::error::Error;
 use edgepush_receiver::model::{Batch, Value};
@@ -35,14 +40,28 @@ pub struct Aggregation {
 #[derive(Debug, Default)]
 struct State {
     aggregator: Aggregator,
-    /// Merged batches a sink has not taken yet, with that sink.
-    waiting: Vec<(usize, Batch)>,
+    /// Merged batches a sink has not taken yet.
+    waiting: Vec<Waiting>,
+    /// The journal, with a spool directory.
+    journal: Option<Journal>,
+    /// Journal generations whose flush's batches are not all delivered.
+    finishing: BTreeSet<u64>,
     /// Their estimated bytes.
     waiting_bytes: usize,
     /// Pushes merged since the last flush.
     pushes: u64,
     /// The last emission's time: each has a millisecond of its own.
     last_emitted_ms: i64,
+}
+
+/// A merged batch waiting for a sink.
+#[derive(Debug)]
+struct Waiting {
+    /// The sink's index.
+    index: usize,
+    batch: Batch,
+    /// The journal generation its flush took it from.
+    generation: Option<u64>,
 }
 
 /// Why a flush runs.
@@ -94,6 +113,45 @@ impl Aggregation {
         }
     }
 
+    /// With a journal in `dir` ([`crate::journal`], each generation at most
+    /// `max_bytes`): what was merged before the receiver stopped is merged
+    /// again, and what a flush took that not every sink had waits for
+    /// them.
+    pub fn with_journal(mut self, dir: &Path, max_bytes: u64) -> std::io::Result<Self> {
+        let (journal, unfinished, live) = Journal::open(dir, max_bytes, &self.sinks, now_ms())?;
+        let state = self.state.get_mut().unwrap_or_else(|e| e.into_inner());
+        for batch in &live {
+            state.aggregator.add(batch);
+        }
+        for u in unfinished {
+            tracing::info!(
+                generation = u.generation,
+                batches = u.batches.len(),
+                "aggregation: delivering what a flush took before the receiver stopped"
+            );
+            state.finishing.insert(u.generation);
+            for (batch, sinks) in u.batches {
+                for index in sinks {
+                    state.waiting.push(Waiting {
+                        index,
+                        batch: batch.clone(),
+                        generation: Some(u.generation),
+                    });
+                }
+            }
+        }
+        state.waiting_bytes = state.waiting.iter().map(|w| batch_bytes(&w.batch)).sum();
+        if !live.is_empty() {
+            tracing::info!(
+                pushes = live.len(),
+                open = state.aggregator.open(),
+                "aggregation: merged again what the journal held"
+            );
+        }
+        state.journal = Some(journal);
+        Ok(self)
+    }
+
     /// Merged batches waiting for a sink that did not take them yet.
     pub fn waiting(&self) -> usize {
         self.state().waiting.len()
@@ -138,6 +196,17 @@ impl Aggregation {
                 closed(p.timestamp_ms.div_euclid(period) * period, period)
             })
             .count();
+        if let Some(journal) = &state.journal
+            && let Err(e) = journal.append(batch)
+        {
+            tracing::error!(error = %e, "JOURNAL CANNOT TAKE PUSH: answering 503, the emitter keeps it");
+            return Err(Error::new(
+                503,
+                "journal_unavailable",
+                format!("the aggregator's journal cannot take the push: {e}"),
+            )
+            .retry_after(1));
+        }
         let added = state.aggregator.add(batch);
         state.pushes += 1;
         let (open, bytes) = (
@@ -190,7 +259,7 @@ impl Aggregation {
                     .state()
                     .waiting
                     .iter()
-                    .map(|(_, b)| b.points.len())
+                    .map(|w| w.batch.points.len())
                     .sum();
                 tracing::error!(
                     batches = waiting,
@@ -217,16 +286,45 @@ impl Aggregation {
             }
             let emitted = now_ms().max(state.last_emitted_ms + 1);
             state.last_emitted_ms = emitted;
-            let batches = match reason {
-                Reason::Interval => state
-                    .aggregator
-                    .take(emitted, self.settings.closed(emitted)),
-                Reason::Full | Reason::Shutdown => state.aggregator.take_all(emitted),
+            let (batches, took) = match reason {
+                Reason::Interval => (
+                    state
+                        .aggregator
+                        .take(emitted, self.settings.closed(emitted)),
+                    Took::Closed(self.settings.flush_interval_seconds),
+                ),
+                Reason::Full | Reason::Shutdown => (state.aggregator.take_all(emitted), Took::All),
             };
+            let state = &mut *state;
+            let mut generation = None;
+            if let Some(journal) = &mut state.journal
+                && !batches.is_empty()
+            {
+                // What stays open starts the next generation; the one
+                // these batches come from goes once the sinks have them.
+                let open = state.aggregator.snapshot(emitted);
+                match journal.rotate(emitted, took, &open) {
+                    Ok(taken_from) => {
+                        state.finishing.insert(taken_from);
+                        generation = Some(taken_from);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "aggregation: the journal cannot start a generation; flushing later");
+                        for batch in &batches {
+                            state.aggregator.add(batch);
+                        }
+                        return;
+                    }
+                }
+            }
             for batch in &batches {
                 for &index in &self.sinks {
                     state.waiting_bytes += batch_bytes(batch);
-                    state.waiting.push((index, batch.clone()));
+                    state.waiting.push(Waiting {
+                        index,
+                        batch: batch.clone(),
+                        generation,
+                    });
                 }
             }
             (std::mem::take(&mut state.pushes), batches.len())
@@ -246,20 +344,22 @@ impl Aggregation {
     async fn deliver_waiting(&self, forwarder: &Forwarder) {
         let waiting = std::mem::take(&mut self.state().waiting);
         let mut again = Vec::new();
-        for (index, batch) in waiting {
-            let sink = forwarder.sinks()[index].name();
-            match forwarder.forward_one(index, &batch, 0).await {
+        for w in waiting {
+            let sink = forwarder.sinks()[w.index].name();
+            match forwarder.forward_one(w.index, &w.batch, 0).await {
                 Ok(delivery) => {
                     forwarder.telemetry().merged_batch(sink);
-                    report_refusals(forwarder, index, &batch, &delivery.refusals);
+                    report_refusals(forwarder, w.index, &w.batch, &delivery.refusals);
                 }
                 Err(f) if f.retryable => {
                     // What the sink took stays taken.
-                    again.push((index, batch.from_point(f.done).into_owned()));
+                    let batch = w.batch.from_point(f.done).into_owned();
+                    again.push(Waiting { batch, ..w });
+                    continue;
                 }
                 Err(f) => {
-                    let points = batch.points.len().saturating_sub(f.done);
-                    tracing::error!(sink, batch = %batch.id, points, message = %f.message, "MERGED POINTS REFUSED: the sink refused a merged batch for good");
+                    let points = w.batch.points.len().saturating_sub(f.done);
+                    tracing::error!(sink, batch = %w.batch.id, points, message = %f.message, "MERGED POINTS REFUSED: the sink refused a merged batch for good");
                     forwarder.telemetry().points_refused(
                         "merged",
                         "",
@@ -268,17 +368,45 @@ impl Aggregation {
                     );
                 }
             }
+            // Taken (or refused for good): not sent again after a restart.
+            if let Some(generation) = w.generation {
+                let state = self.state();
+                if let Some(journal) = &state.journal
+                    && let Err(e) = journal.done(generation, w.index, &w.batch.id)
+                {
+                    tracing::warn!(error = %e, "aggregation: cannot mark a batch delivered in the journal (sent again after a restart)");
+                }
+            }
         }
         let mut state = self.state();
         // Batches taken while this ran wait behind those tried again.
         again.append(&mut state.waiting);
-        state.waiting_bytes = again.iter().map(|(_, b)| batch_bytes(b)).sum();
+        state.waiting_bytes = again.iter().map(|w| batch_bytes(&w.batch)).sum();
         state.waiting = again;
+        let state = &mut *state;
+        let done: Vec<u64> = state
+            .finishing
+            .iter()
+            .copied()
+            .filter(|g| !state.waiting.iter().any(|w| w.generation == Some(*g)))
+            .collect();
+        for generation in done {
+            let Some(journal) = &state.journal else {
+                break;
+            };
+            match journal.finish(generation) {
+                Ok(()) => {
+                    state.finishing.remove(&generation);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, generation, "aggregation: cannot delete a delivered journal generation; trying at the next flush");
+                }
+            }
+        }
         let (open, bytes) = (
             state.aggregator.open(),
             state.aggregator.bytes() + state.waiting_bytes,
         );
-        drop(state);
         forwarder.telemetry().aggregator_holds(open, bytes);
     }
 }
@@ -466,5 +594,126 @@ mod tests {
             "the late point's period went out"
         );
         assert_eq!(aggregation.state().aggregator.open(), 1);
+    }
+
+    /// Two sinks on two stores; their write counters.
+    async fn two_sinks() -> (Forwarder, [Arc<std::sync::Mutex<usize>>; 2]) {
+        let (a, writes_a) = store(vec![]).await;
+        let (b, writes_b) = store(vec![]).await;
+        let target = |url: &str| {
+            Sink::Influxdb(Target::V2 {
+                url: url.into(),
+                org: "o".into(),
+                bucket: "b".into(),
+                token: None,
+                store_strings: true,
+                quantiles: Default::default(),
+            })
+        };
+        let forwarder =
+            Forwarder::new(vec![target(&a), target(&b)]).retries(1, Duration::from_millis(1));
+        (forwarder, [writes_a, writes_b])
+    }
+
+    fn writes(counters: &[Arc<std::sync::Mutex<usize>>; 2]) -> [usize; 2] {
+        [0, 1].map(|i| *counters[i].lock().expect("lock"))
+    }
+
+    /// A crash (the aggregation dropped without a flush) loses nothing the
+    /// journal took: reopened, the same points are merged, and go out.
+    #[tokio::test]
+    async fn a_crash_before_a_flush_loses_nothing_the_journal_took() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (forwarder, stores) = two_sinks().await;
+        let now = now_ms();
+        {
+            let crashed = Aggregation::new(settings(1 << 30), vec![0, 1])
+                .with_journal(dir.path(), 1 << 30)
+                .expect("journal");
+            for _ in 0..3 {
+                crashed.hold(&forwarder, &counters(2, now)).expect("held");
+            }
+        }
+        let again = Aggregation::new(settings(1 << 30), vec![0, 1])
+            .with_journal(dir.path(), 1 << 30)
+            .expect("journal");
+        let open = again.state().aggregator.snapshot(now);
+        assert_eq!(open[0].points.len(), 2);
+        assert!(
+            open[0]
+                .points
+                .iter()
+                .all(|p| p.value.statistics().map(|s| s.count) == Some(3.0))
+        );
+        again.flush(&forwarder, Reason::Shutdown).await;
+        assert_eq!(writes(&stores), [1, 1]);
+        assert_eq!(again.waiting(), 0);
+        // Delivered: the generation it came from is gone, nothing is merged
+        // again at the next start.
+        let later = Aggregation::new(settings(1 << 30), vec![0, 1])
+            .with_journal(dir.path(), 1 << 30)
+            .expect("journal");
+        assert_eq!(later.state().aggregator.open(), 0);
+        assert_eq!(later.waiting(), 0);
+    }
+
+    /// A crash after a flush took periods, when one sink had them and the
+    /// other not: at the next start the same batch (same id) goes to the
+    /// other sink only, and what stayed open is merged again.
+    #[tokio::test]
+    async fn a_crash_mid_flush_sends_the_rest_to_the_sinks_that_lacked_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (forwarder, stores) = two_sinks().await;
+        let old = now_ms() - 3 * 3_600_000;
+        let now = now_ms();
+        let taken_id;
+        {
+            let crashed = Aggregation::new(settings(1 << 30), vec![0, 1])
+                .with_journal(dir.path(), 1 << 30)
+                .expect("journal");
+            crashed.hold(&forwarder, &counters(1, old)).expect("held");
+            crashed.hold(&forwarder, &counters(1, now)).expect("held");
+            // The flush, up to its first delivery: the old period is taken,
+            // the new one stays open in the next generation.
+            let mut state = crashed.state();
+            let emitted = now_ms();
+            let taken = state
+                .aggregator
+                .take(emitted, settings(1 << 30).closed(emitted));
+            assert_eq!(taken.len(), 1);
+            let open = state.aggregator.snapshot(emitted);
+            let journal = state.journal.as_mut().expect("journal");
+            let generation = journal
+                .rotate(emitted, Took::Closed(3600), &open)
+                .expect("rotate");
+            journal.done(generation, 0, &taken[0].id).expect("done");
+            taken_id = taken[0].id.clone();
+        }
+        let again = Aggregation::new(settings(1 << 30), vec![0, 1])
+            .with_journal(dir.path(), 1 << 30)
+            .expect("journal");
+        {
+            let state = again.state();
+            let waiting: Vec<(usize, &str)> = state
+                .waiting
+                .iter()
+                .map(|w| (w.index, w.batch.id.as_str()))
+                .collect();
+            assert_eq!(waiting, [(1, taken_id.as_str())]);
+            assert_eq!(
+                state.aggregator.open(),
+                1,
+                "the current minute, merged again"
+            );
+        }
+        again.flush(&forwarder, Reason::Interval).await;
+        assert_eq!(writes(&stores), [0, 1]);
+        again.flush(&forwarder, Reason::Shutdown).await;
+        assert_eq!(writes(&stores), [1, 2]);
+        let later = Aggregation::new(settings(1 << 30), vec![0, 1])
+            .with_journal(dir.path(), 1 << 30)
+            .expect("journal");
+        assert_eq!(later.waiting(), 0);
+        assert_eq!(later.state().aggregator.open(), 0);
     }
 }

@@ -11,6 +11,7 @@ pub mod aggregation;
 pub mod cloudwatch;
 pub mod config;
 mod forward;
+pub mod journal;
 mod server;
 pub mod sink;
 pub mod spool;

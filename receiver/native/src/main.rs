@@ -44,8 +44,16 @@ async fn main() -> ExitCode {
         let aggregation = (!aggregated.is_empty()).then(|| {
             let merging: Vec<&str> = aggregated.iter().map(|&i| names[i]).collect();
             tracing::info!(sinks = ?merging, flush_interval_seconds = config.aggregation.flush_interval_seconds, "merging pushes per series and period");
-            Arc::new(Aggregation::new(config.aggregation.clone(), aggregated))
+            let aggregation = Aggregation::new(config.aggregation.clone(), aggregated);
+            match &config.spool_dir {
+                Some(dir) => aggregation
+                    .with_journal(&dir.join("aggregation"), config.spool_max_bytes)
+                    .map(Arc::new)
+                    .map_err(|e| format!("cannot open the aggregator's journal in {}: {e}", dir.display())),
+                None => Ok(Arc::new(aggregation)),
+            }
         });
+        let aggregation = aggregation.transpose()?;
         let app = Arc::new(App {
             replays: Replays::new(config.replay_capacity),
             aggregation,

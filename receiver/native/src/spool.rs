@@ -174,6 +174,52 @@ impl Spool {
         self.state.lock().map(|s| s.cursor < s.end).unwrap_or(true)
     }
 
+    /// Every batch not yet delivered, oldest first, without moving the
+    /// cursor (for a journal read back whole). A record that fails its
+    /// checksum or does not decode is moved to `corrupt/` and left out.
+    pub fn read_all(&self, now_ms: i64, limits: &Limits) -> io::Result<Vec<Batch>> {
+        let (segments, cursor) = {
+            let state = self
+                .state
+                .lock()
+                .map_err(|_| io::Error::other("spool lock poisoned"))?;
+            (state.segments.clone(), state.cursor)
+        };
+        let mut batches = Vec::new();
+        for segment in segments.into_iter().filter(|s| *s >= cursor.segment) {
+            let data = fs::read(segment_path(&self.dir, segment))?;
+            let mut at = if segment == cursor.segment {
+                cursor.offset as usize
+            } else {
+                0
+            };
+            while data.len().saturating_sub(at) >= HEADER {
+                let word =
+                    |i: usize| u32::from_le_bytes([data[i], data[i + 1], data[i + 2], data[i + 3]]);
+                let (len, crc) = (word(at) as usize, word(at + 4));
+                let Some(payload) = data.get(at + HEADER..at + HEADER + len) else {
+                    break;
+                };
+                let decoded = if crc32fast::hash(payload) == crc {
+                    envelope::decode(payload, now_ms, limits)
+                        .map(|(_, batch)| batch)
+                        .map_err(|e| e.message)
+                } else {
+                    Err("checksum mismatch".to_string())
+                };
+                match decoded {
+                    Ok(batch) => batches.push(batch),
+                    Err(reason) => {
+                        tracing::error!(dir = %self.dir.display(), segment, offset = at, %reason, "spool: record cannot be read back; moved to corrupt/");
+                        set_aside(&self.dir, segment, at as u64, payload, &reason)?;
+                    }
+                }
+                at += HEADER + len;
+            }
+        }
+        Ok(batches)
+    }
+
     /// Bytes on disk (delivered records included, until their segment goes).
     pub fn bytes(&self) -> u64 {
         self.state.lock().map(|s| s.bytes).unwrap_or(0)
