@@ -249,4 +249,25 @@ impl ReceiverProcess {
     pub fn kill(&mut self) {
         self.process.stop();
     }
+
+    /// Stops the receiver as a service manager does (SIGTERM) and waits for
+    /// it to exit, at most `limit`; panics with its log if it does not, or
+    /// exits with a failure.
+    pub fn shut_down(&mut self, limit: Duration) {
+        let pid = self.process.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let start = std::time::Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.process.child.try_wait() {
+                assert!(status.success(), "{status}:\n{}", self.log_text());
+                return;
+            }
+            assert!(
+                start.elapsed() < limit,
+                "still running {limit:?} after SIGTERM:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

@@ -23,6 +23,7 @@ use edgepush_receiver_native::{App, Forwarder, NativeSink, serve};
 pub mod aws;
 pub mod bad_input;
 pub mod lambda_api;
+pub mod merging;
 pub mod scenario;
 pub mod security;
 

@@ -15,45 +15,22 @@
 //! overwrote another.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Barrier, Mutex};
 use std::time::Instant;
 
-use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
 use edgepush_receiver::aggregate::Settings;
 use edgepush_receiver::sink::Sink;
+use edgepush_tests::merging::{SERIES, push_from_many_emitters};
 use edgepush_tests::{Influx, Moto, Receiver, Relay, cloudwatch_sink};
 use serde_json::Value;
 
 const EMITTERS: usize = 200;
 const BATCHES: usize = 50;
-const SERIES: usize = 10;
-const VALUES_PER_PUSH: usize = 3;
 /// Short, so that 1 s periods go out while the emitters still push.
 const INTERVAL_SECONDS: u64 = 1;
 const NAMESPACE: &str = "Merged";
 /// How far a percentile read from compacted values may be from the exact
 /// one, relative: twice the width of a compaction bucket (2^-7).
 const PERCENTILE_ERROR: f64 = 1.0 / 64.0;
-
-/// What the emitters pushed.
-#[derive(Default)]
-struct Pushed {
-    /// Each counter's value in each push.
-    counters: BTreeMap<String, Vec<f64>>,
-    /// Each distribution's values, per 1 s period.
-    distributions: BTreeMap<(String, i64), Vec<f64>>,
-}
-
-fn counter_value(emitter: usize, batch: usize, series: usize) -> f64 {
-    ((emitter * BATCHES + batch + series) % 7 + 1) as f64
-}
-
-/// Values with about 4,000 distinct ones per series: more than the
-/// aggregator keeps exactly in a period, so the merge compacts them.
-fn distribution_value(emitter: usize, batch: usize, series: usize, i: usize) -> f64 {
-    let n = ((emitter * BATCHES + batch) * VALUES_PER_PUSH + i) * 7 + series * 13;
-    (n % 4000) as f64 * 0.25 + 1.0
-}
 
 /// The value at rank ceil(q × n) of `values` (sorted, with counts).
 fn nearest_rank(sorted: &[(f64, f64)], q: f64) -> f64 {
@@ -80,86 +57,6 @@ fn assert_close(what: &str, got: f64, exact: f64) {
         (got - exact).abs() <= exact.abs() * PERCENTILE_ERROR,
         "{what}: {got} is more than 2^-6 from the exact {exact}"
     );
-}
-
-fn push_from_many_emitters(url: &str) -> Pushed {
-    let pushed = Arc::new(Mutex::new(Pushed::default()));
-    let start = Arc::new(Barrier::new(EMITTERS));
-    let threads: Vec<_> = (0..EMITTERS)
-        .map(|e| {
-            let (url, pushed, start) = (url.to_string(), pushed.clone(), start.clone());
-            std::thread::spawn(move || {
-                let emitter = Emitter::new(Config::new(NAMESPACE).expect("namespace"));
-                let counters: Vec<_> = (0..SERIES)
-                    .map(|s| {
-                        emitter
-                            .counter(
-                                Metric::new(format!("orders{s}"))
-                                    .unit(Unit::Count)
-                                    .dimension("service", "shop"),
-                            )
-                            .expect("counter")
-                    })
-                    .collect();
-                let distributions: Vec<_> = (0..SERIES)
-                    .map(|s| {
-                        emitter
-                            .distribution(
-                                Metric::new(format!("latency{s}"))
-                                    .unit(Unit::Milliseconds)
-                                    .dimension("service", "shop")
-                                    .high_resolution(),
-                            )
-                            .expect("distribution")
-                    })
-                    .collect();
-                let transport = HttpTransport::new(&url);
-                let mut mine = Pushed::default();
-                start.wait();
-                for b in 0..BATCHES {
-                    for (s, counter) in counters.iter().enumerate() {
-                        let v = counter_value(e, b, s);
-                        counter.add(v);
-                        mine.counters
-                            .entry(format!("orders{s}"))
-                            .or_default()
-                            .push(v);
-                    }
-                    let now = edgepush_tests::bad_input::now_ms();
-                    for (s, distribution) in distributions.iter().enumerate() {
-                        let period = now - now % 1000;
-                        for i in 0..VALUES_PER_PUSH {
-                            let v = distribution_value(e, b, s, i);
-                            distribution.record(v);
-                            mine.distributions
-                                .entry((format!("latency{s}"), period))
-                                .or_default()
-                                .push(v);
-                        }
-                    }
-                    let payloads = emitter.flush_at(now).expect("flush");
-                    emitter
-                        .send(&transport, payloads)
-                        .expect("the receiver takes the push");
-                }
-                let mut all = pushed.lock().expect("lock");
-                for (k, v) in mine.counters {
-                    all.counters.entry(k).or_default().extend(v);
-                }
-                for (k, v) in mine.distributions {
-                    all.distributions.entry(k).or_default().extend(v);
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("an emitter thread");
-    }
-    Arc::try_unwrap(pushed)
-        .ok()
-        .expect("every thread ended")
-        .into_inner()
-        .expect("lock")
 }
 
 /// Values and their counts, per distribution and 1 s period.
@@ -211,7 +108,7 @@ fn pushes_from_200_emitters_merge_into_few_requests_with_exact_statistics() {
             ..Settings::default()
         },
     );
-    let pushed = push_from_many_emitters(&receiver.url);
+    let pushed = push_from_many_emitters(&receiver.url, NAMESPACE, EMITTERS, 0..BATCHES);
     // Shutting down sends what is still open (the 60 s counters' minutes).
     drop(receiver);
     let elapsed = started.elapsed();

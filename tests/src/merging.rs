@@ -1,0 +1,123 @@
+//! Many emitters pushing to a receiver that merges: the pushes the
+//! aggregation tests make, and what they pushed, to compare read-backs with.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Barrier, Mutex};
+
+use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
+
+/// The series each emitter has: `orders0..` counters at 60 s and
+/// `latency0..` distributions at 1 s, `SERIES` of each.
+pub const SERIES: usize = 10;
+/// Values each distribution records per push.
+pub const VALUES_PER_PUSH: usize = 3;
+
+/// What the emitters pushed.
+#[derive(Default)]
+pub struct Pushed {
+    /// Each counter's value in each push.
+    pub counters: BTreeMap<String, Vec<f64>>,
+    /// Each distribution's values, per 1 s period.
+    pub distributions: BTreeMap<(String, i64), Vec<f64>>,
+}
+
+/// A counter's value in a push: whole numbers, so sums are exact.
+pub fn counter_value(emitter: usize, batch: usize, series: usize) -> f64 {
+    ((emitter * 1000 + batch + series) % 7 + 1) as f64
+}
+
+/// Values with about 4,000 distinct ones per series: more than the
+/// aggregator keeps exactly in a period, so the merge compacts them.
+pub fn distribution_value(emitter: usize, batch: usize, series: usize, i: usize) -> f64 {
+    let n = ((emitter * 1000 + batch) * VALUES_PER_PUSH + i) * 7 + series * 13;
+    (n % 4000) as f64 * 0.25 + 1.0
+}
+
+/// `emitters` threads, each the real emitter in namespace `namespace`,
+/// push the batches numbered `batches` each to `url` (other numbers, other
+/// values: for later rounds), all starting together.
+pub fn push_from_many_emitters(
+    url: &str,
+    namespace: &str,
+    emitters: usize,
+    batches: std::ops::Range<usize>,
+) -> Pushed {
+    let pushed = Arc::new(Mutex::new(Pushed::default()));
+    let start = Arc::new(Barrier::new(emitters));
+    let threads: Vec<_> = (0..emitters)
+        .map(|e| {
+            let (url, pushed, start) = (url.to_string(), pushed.clone(), start.clone());
+            let (namespace, batches) = (namespace.to_string(), batches.clone());
+            std::thread::spawn(move || {
+                let emitter = Emitter::new(Config::new(namespace).expect("namespace"));
+                let counters: Vec<_> = (0..SERIES)
+                    .map(|s| {
+                        emitter
+                            .counter(
+                                Metric::new(format!("orders{s}"))
+                                    .unit(Unit::Count)
+                                    .dimension("service", "shop"),
+                            )
+                            .expect("counter")
+                    })
+                    .collect();
+                let distributions: Vec<_> = (0..SERIES)
+                    .map(|s| {
+                        emitter
+                            .distribution(
+                                Metric::new(format!("latency{s}"))
+                                    .unit(Unit::Milliseconds)
+                                    .dimension("service", "shop")
+                                    .high_resolution(),
+                            )
+                            .expect("distribution")
+                    })
+                    .collect();
+                let transport = HttpTransport::new(&url);
+                let mut mine = Pushed::default();
+                start.wait();
+                for b in batches {
+                    for (s, counter) in counters.iter().enumerate() {
+                        let v = counter_value(e, b, s);
+                        counter.add(v);
+                        mine.counters
+                            .entry(format!("orders{s}"))
+                            .or_default()
+                            .push(v);
+                    }
+                    let now = crate::bad_input::now_ms();
+                    for (s, distribution) in distributions.iter().enumerate() {
+                        let period = now - now % 1000;
+                        for i in 0..VALUES_PER_PUSH {
+                            let v = distribution_value(e, b, s, i);
+                            distribution.record(v);
+                            mine.distributions
+                                .entry((format!("latency{s}"), period))
+                                .or_default()
+                                .push(v);
+                        }
+                    }
+                    let payloads = emitter.flush_at(now).expect("flush");
+                    emitter
+                        .send(&transport, payloads)
+                        .expect("the receiver takes the push");
+                }
+                let mut all = pushed.lock().expect("lock");
+                for (k, v) in mine.counters {
+                    all.counters.entry(k).or_default().extend(v);
+                }
+                for (k, v) in mine.distributions {
+                    all.distributions.entry(k).or_default().extend(v);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("an emitter thread");
+    }
+    Arc::try_unwrap(pushed)
+        .ok()
+        .expect("every thread ended")
+        .into_inner()
+        .expect("lock")
+}
