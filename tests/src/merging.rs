@@ -23,13 +23,14 @@ pub struct Pushed {
 
 /// A counter's value in a push: whole numbers, so sums are exact.
 pub fn counter_value(emitter: usize, batch: usize, series: usize) -> f64 {
-    ((emitter * 1000 + batch + series) % 7 + 1) as f64
+    ((emitter * 1009 + batch + series) % 7 + 1) as f64
 }
 
 /// Values with about 4,000 distinct ones per series: more than the
 /// aggregator keeps exactly in a period, so the merge compacts them.
 pub fn distribution_value(emitter: usize, batch: usize, series: usize, i: usize) -> f64 {
-    let n = ((emitter * 1000 + batch) * VALUES_PER_PUSH + i) * 7 + series * 13;
+    // 1009 is prime: every emitter adds values of its own.
+    let n = ((emitter * 1009 + batch) * VALUES_PER_PUSH + i) * 7 + series * 13;
     (n % 4000) as f64 * 0.25 + 1.0
 }
 
