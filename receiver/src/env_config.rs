@@ -40,6 +40,21 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
                 .map_err(|_| format!("{name} must be a whole number, not {v:?}")),
         }
     };
+    match get("EDGEPUSH_AGGREGATION").as_deref() {
+        None | Some("false") => {}
+        Some("true") => {
+            return Err(
+                "EDGEPUSH_AGGREGATION is true, but the Worker does not merge pushes yet \
+                        (the native receiver does; Durable Objects are planned): unset it"
+                    .into(),
+            );
+        }
+        Some(other) => {
+            return Err(format!(
+                "EDGEPUSH_AGGREGATION is {other:?}, not true or false"
+            ));
+        }
+    }
     let defaults = Limits::default();
     let limits = Limits {
         max_body_bytes: number("EDGEPUSH_MAX_BODY_BYTES", defaults.max_body_bytes)?,
@@ -274,6 +289,22 @@ mod tests {
                     ("EDGEPUSH_MAX_POINTS", "lots"),
                 ],
                 "EDGEPUSH_MAX_POINTS",
+            ),
+            (
+                &[
+                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_AGGREGATION", "true"),
+                ],
+                "the Worker does not merge pushes yet",
+            ),
+            (
+                &[
+                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_AGGREGATION", "yes"),
+                ],
+                "EDGEPUSH_AGGREGATION is \"yes\", not true or false",
             ),
         ];
         for (pairs, words) in cases {
