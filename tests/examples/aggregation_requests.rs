@@ -9,7 +9,9 @@
 //! The release receiver runs in this process, forwarding to a stub that
 //! counts requests (CloudWatch over signed AWS JSON, and InfluxDB 1.x line
 //! protocol); once delivering each push, once merging with the default
-//! 10 s flush interval.
+//! 10 s flush interval, and once merging with every push journaled first
+//! (as with `spool_dir`). `EDGEPUSH_BENCH_SECONDS=0` pushes as fast as
+//! the receiver takes them: the `took` column is then its throughput.
 //!
 //! The cost table, in USD per million invocations at us-east-1 list prices:
 //! EMF to CloudWatch Logs (the same invocation as EMF, the bytes measured,
@@ -189,22 +191,28 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60.0);
     let mut rows = Vec::new();
-    for merged in [false, true] {
+    for (mode, merged) in [
+        ("per push", false),
+        ("merged", true),
+        ("merged, journaled", true),
+    ] {
         let stub = Counting::start();
-        let receiver = if merged {
-            Receiver::start_aggregating(stub.sinks(), Settings::default())
-        } else {
-            Receiver::start(stub.sinks(), Limits::default(), Vec::new())
+        let journal = tempfile::tempdir().expect("temp dir");
+        let receiver = match mode {
+            "per push" => Receiver::start(stub.sinks(), Limits::default(), Vec::new()),
+            "merged" => Receiver::start_aggregating(stub.sinks(), Settings::default()),
+            _ => Receiver::start_aggregating_with(
+                stub.sinks(),
+                Settings::default(),
+                Some(journal.path()),
+            ),
         };
         let (pushes, took) = run(&receiver.url, seconds);
         // Shutting down sends what is still merged.
         drop(receiver);
         let requests = stub.requests.load(Ordering::Relaxed);
-        eprintln!(
-            "{}: {pushes} pushes, {requests} sink requests in {took:.1?}",
-            if merged { "merged" } else { "per push" }
-        );
-        rows.push((merged, pushes, requests, took));
+        eprintln!("{mode}: {pushes} pushes, {requests} sink requests in {took:.1?}");
+        rows.push((mode, merged, pushes, requests, took));
     }
     let emf = emf_bytes_per_invocation();
     println!(
@@ -215,12 +223,11 @@ fn main() {
     println!("| delivery | pushes | sink requests | per 100,000 pushes, each sink | took |");
     println!("| --- | ---: | ---: | ---: | ---: |");
     let mut per_million = [0.0; 2];
-    for (merged, pushes, requests, took) in &rows {
+    for (mode, merged, pushes, requests, took) in &rows {
         let per_sink = *requests as f64 / 2.0 / *pushes as f64 * 100_000.0;
         per_million[usize::from(*merged)] = per_sink * 10.0;
         println!(
-            "| {} | {pushes} | {requests} | {per_sink:.0} | {:.1} s |",
-            if *merged { "merged" } else { "per push" },
+            "| {mode} | {pushes} | {requests} | {per_sink:.0} | {:.1} s |",
             took.as_secs_f64()
         );
     }

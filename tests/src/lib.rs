@@ -913,6 +913,16 @@ impl Receiver {
         sinks: Vec<impl Into<NativeSink>>,
         settings: edgepush_receiver::aggregate::Settings,
     ) -> Self {
+        Self::start_aggregating_with(sinks, settings, None)
+    }
+
+    /// [`Receiver::start_aggregating`], journaling every push in `journal`
+    /// when given (as the binary does with `spool_dir`).
+    pub fn start_aggregating_with(
+        sinks: Vec<impl Into<NativeSink>>,
+        settings: edgepush_receiver::aggregate::Settings,
+        journal: Option<&Path>,
+    ) -> Self {
         let sinks: Vec<NativeSink> = sinks.into_iter().map(Into::into).collect();
         let all = (0..sinks.len()).collect();
         let mut app = App::new(
@@ -920,9 +930,12 @@ impl Receiver {
             Forwarder::new(sinks).retries(2, Duration::from_millis(50)),
             Seen::new(Duration::from_secs(900), 100_000),
         );
-        app.aggregation = Some(Arc::new(
-            edgepush_receiver_native::aggregation::Aggregation::new(settings, all),
-        ));
+        let mut aggregation =
+            edgepush_receiver_native::aggregation::Aggregation::new(settings, all);
+        if let Some(dir) = journal {
+            aggregation = aggregation.with_journal(dir, 1 << 30).expect("journal");
+        }
+        app.aggregation = Some(Arc::new(aggregation));
         Self::start_app(app)
     }
 
