@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Notify, watch};
 
 use crate::forward::Forwarder;
-use crate::journal::{Journal, Took};
+use crate::journal::{Journal, Syncer, Took};
 use edgepush_receiver::aggregate::{Aggregator, Settings};
 use edgepush_receiver::error::Error;
 use edgepush_receiver::model::{Batch, Value};
@@ -35,6 +35,8 @@ pub struct Aggregation {
     state: Mutex<State>,
     /// Wakes the flusher before its interval when the aggregator is full.
     full: Notify,
+    /// Makes journal writes durable, outside the lock.
+    syncer: Option<std::sync::Arc<Syncer>>,
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +112,7 @@ impl Aggregation {
             sinks,
             state: Mutex::new(State::default()),
             full: Notify::new(),
+            syncer: None,
         }
     }
 
@@ -148,6 +151,7 @@ impl Aggregation {
                 "aggregation: merged again what the journal held"
             );
         }
+        self.syncer = Some(journal.syncer());
         state.journal = Some(journal);
         Ok(self)
     }
@@ -196,17 +200,19 @@ impl Aggregation {
                 closed(p.timestamp_ms.div_euclid(period) * period, period)
             })
             .count();
-        if let Some(journal) = &state.journal
-            && let Err(e) = journal.append(batch)
-        {
-            tracing::error!(error = %e, "JOURNAL CANNOT TAKE PUSH: answering 503, the emitter keeps it");
-            return Err(Error::new(
-                503,
-                "journal_unavailable",
-                format!("the aggregator's journal cannot take the push: {e}"),
-            )
-            .retry_after(1));
-        }
+        let ticket = match state.journal.as_ref().map(|j| j.write(batch)) {
+            Some(Err(e)) => {
+                tracing::error!(error = %e, "JOURNAL CANNOT TAKE PUSH: answering 503, the emitter keeps it");
+                return Err(Error::new(
+                    503,
+                    "journal_unavailable",
+                    format!("the aggregator's journal cannot take the push: {e}"),
+                )
+                .retry_after(1));
+            }
+            Some(Ok(ticket)) => Some(ticket),
+            None => None,
+        };
         let added = state.aggregator.add(batch);
         state.pushes += 1;
         let (open, bytes) = (
@@ -214,6 +220,18 @@ impl Aggregation {
             state.aggregator.bytes() + state.waiting_bytes,
         );
         drop(state);
+        // Answered only once on disk; pushes waiting here share a sync.
+        if let (Some(ticket), Some(syncer)) = (ticket, &self.syncer)
+            && let Err(e) = syncer.sync(ticket)
+        {
+            tracing::error!(error = %e, "JOURNAL SYNC FAILED: the push is merged but may not be on disk; answering 503 (the emitter's retry may count it twice)");
+            return Err(Error::new(
+                503,
+                "journal_unavailable",
+                format!("the aggregator's journal cannot sync the push: {e}"),
+            )
+            .retry_after(1));
+        }
         let telemetry = forwarder.telemetry();
         telemetry.aggregated(added.merged, late);
         telemetry.aggregator_holds(open, bytes);

@@ -24,8 +24,10 @@
 use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
-use crate::spool::{Spool, SpoolError};
+use crate::spool::{Spool, SpoolError, segment_path};
 use edgepush_receiver::aggregate::{Aggregator, Settings};
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::model::Batch;
@@ -57,6 +59,56 @@ pub struct Journal {
     generation: u64,
     spool: Spool,
     max_bytes: u64,
+    syncer: Arc<Syncer>,
+}
+
+/// Where a push ends in the journal; durable once [`Syncer::sync`] of it
+/// returns.
+#[derive(Clone, Copy, Debug)]
+pub struct Ticket {
+    generation: u64,
+    segment: u64,
+    end: u64,
+}
+
+/// Makes what was written to the journal durable, outside the
+/// aggregator's lock: one `fdatasync` covers every push written before it
+/// (group commit), so pushes that wait together pay for one.
+#[derive(Debug)]
+pub struct Syncer {
+    dir: PathBuf,
+    /// The current generation, set once a new one is on disk.
+    generation: AtomicU64,
+    /// How far the journal is known durable: generation, segment, offset.
+    synced: Mutex<(u64, u64, u64)>,
+}
+
+impl Syncer {
+    /// Returns once what `ticket` ends is on disk.
+    pub fn sync(&self, ticket: Ticket) -> io::Result<()> {
+        let mut synced = self.synced.lock().unwrap_or_else(|e| e.into_inner());
+        let at = (ticket.generation, ticket.segment, ticket.end);
+        // A newer generation's first records, on disk before it became
+        // current, hold everything merged before it, this push included.
+        let rotated = || ticket.generation < self.generation.load(Ordering::Acquire);
+        if at <= *synced || rotated() {
+            return Ok(());
+        }
+        let path = segment_path(
+            &generation_dir(&self.dir, ticket.generation),
+            ticket.segment,
+        );
+        let file = match File::open(&path) {
+            Ok(file) => file,
+            // Its generation was delivered and deleted meanwhile.
+            Err(_) if rotated() => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let len = file.metadata()?.len();
+        file.sync_data()?;
+        *synced = (*synced).max((ticket.generation, ticket.segment, len));
+        Ok(())
+    }
 }
 
 /// Records are checked again when read back, but they were checked on the
@@ -164,21 +216,38 @@ impl Journal {
         let newest = *generations.last().unwrap_or(&1);
         let spool = Spool::open(&generation_dir(dir, newest), TAG, max_bytes)?;
         let live = spool.read_all(now_ms, &limits)?;
+        let syncer = Arc::new(Syncer {
+            dir: dir.to_path_buf(),
+            generation: AtomicU64::new(newest),
+            synced: Mutex::new((0, 0, 0)),
+        });
         Ok((
             Journal {
                 dir: dir.to_path_buf(),
                 generation: newest,
                 spool,
                 max_bytes,
+                syncer,
             },
             unfinished,
             live,
         ))
     }
 
-    /// Writes `batch` to the current generation, durably.
-    pub fn append(&self, batch: &Batch) -> Result<(), SpoolError> {
-        self.spool.append(batch)
+    /// Writes `batch` to the current generation; durable once the
+    /// [`Syncer`] has synced its ticket.
+    pub fn write(&self, batch: &Batch) -> Result<Ticket, SpoolError> {
+        let (segment, end) = self.spool.append_unsynced(batch)?;
+        Ok(Ticket {
+            generation: self.generation,
+            segment,
+            end,
+        })
+    }
+
+    /// What makes its writes durable.
+    pub fn syncer(&self) -> Arc<Syncer> {
+        self.syncer.clone()
     }
 
     /// Starts the next generation after a flush at `emitted_ms` that took by
@@ -211,6 +280,7 @@ impl Journal {
         self.spool = Spool::open(&path, TAG, self.max_bytes)?;
         let taken_from = self.generation;
         self.generation = next;
+        self.syncer.generation.store(next, Ordering::Release);
         Ok(taken_from)
     }
 
@@ -225,5 +295,68 @@ impl Journal {
     pub fn finish(&self, generation: u64) -> io::Result<()> {
         fs::remove_dir_all(generation_dir(&self.dir, generation))?;
         sync_dir(&self.dir)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use edgepush_protocol::wire::Kind;
+    use edgepush_protocol::{Resolution, Unit};
+    use edgepush_receiver::model::{Point, Series, Value};
+
+    use super::*;
+
+    fn batch(now: i64) -> Batch {
+        Batch {
+            id: "b".into(),
+            namespace: "N".into(),
+            series: vec![Series {
+                name: "m".into(),
+                kind: Kind::Counter,
+                unit: Unit::Count,
+                dimensions: vec![],
+                resolution: Resolution::Standard,
+            }],
+            points: vec![Point {
+                series: 0,
+                timestamp_ms: now,
+                value: Value::Counter(1.0),
+            }],
+        }
+    }
+
+    fn now_ms() -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64)
+    }
+
+    /// Writes wait for one shared sync; a write whose generation a flush
+    /// has since replaced (and deleted, once delivered) is durable through
+    /// the new generation's first records, not an error.
+    #[test]
+    fn syncs_cover_earlier_writes_and_writes_of_replaced_generations() {
+        let dir = tempfile::tempdir().expect("dir");
+        let now = now_ms();
+        let (mut journal, unfinished, live) =
+            Journal::open(dir.path(), 1 << 20, &[0], now).expect("open");
+        assert!(unfinished.is_empty() && live.is_empty());
+        let syncer = journal.syncer();
+        let first = journal.write(&batch(now)).expect("write");
+        let second = journal.write(&batch(now)).expect("write");
+        syncer.sync(second).expect("sync");
+        syncer.sync(first).expect("covered");
+        let old = journal.write(&batch(now)).expect("write");
+        let from = journal.rotate(now, Took::All, &[]).expect("rotate");
+        journal.finish(from).expect("delivered");
+        syncer
+            .sync(old)
+            .expect("durable through the new generation");
+        let fresh = journal.write(&batch(now)).expect("write");
+        syncer.sync(fresh).expect("sync");
+        drop(journal);
+        let (_, unfinished, live) = Journal::open(dir.path(), 1 << 20, &[0], now).expect("open");
+        assert!(unfinished.is_empty());
+        assert_eq!(live.len(), 1, "the write after the flush");
     }
 }

@@ -227,6 +227,25 @@ impl Spool {
 
     /// Writes `batch` durably (see the module docs) or says why not.
     pub fn append(&self, batch: &Batch) -> Result<(), SpoolError> {
+        self.write(batch, true).map(|_| ())
+    }
+
+    /// Writes `batch` without waiting for the disk: where it ends (its
+    /// segment and the offset after it). [`Spool::sync`] of that segment
+    /// makes it durable; a segment is synced before the next one starts.
+    pub fn append_unsynced(&self, batch: &Batch) -> Result<(u64, u64), SpoolError> {
+        self.write(batch, false)
+    }
+
+    /// Makes what was written to `segment` durable; the length it had.
+    pub fn sync(&self, segment: u64) -> io::Result<u64> {
+        let file = File::open(segment_path(&self.dir, segment))?;
+        let len = file.metadata()?.len();
+        file.sync_data()?;
+        Ok(len)
+    }
+
+    fn write(&self, batch: &Batch, sync: bool) -> Result<(u64, u64), SpoolError> {
         let messages = envelope::encode(batch, self.tag);
         let size: u64 = messages.iter().map(|m| (m.len() + HEADER) as u64).sum();
         let mut state = self
@@ -239,6 +258,9 @@ impl Spool {
             });
         }
         if state.end.offset >= self.segment_bytes {
+            // What was written unsynced to the full segment is durable
+            // before the next one starts.
+            File::open(segment_path(&self.dir, state.end.segment))?.sync_data()?;
             let next = state.end.segment + 1;
             File::create(segment_path(&self.dir, next))?.sync_all()?;
             sync_dir(&self.dir)?;
@@ -257,7 +279,9 @@ impl Spool {
         let mut file = OpenOptions::new()
             .append(true)
             .open(segment_path(&self.dir, state.end.segment))?;
-        let written = file.write_all(&record).and_then(|()| file.sync_data());
+        let written = file
+            .write_all(&record)
+            .and_then(|()| if sync { file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             // Leave no half record behind for a later append to follow.
             let _ = file.set_len(state.end.offset);
@@ -265,7 +289,7 @@ impl Spool {
         }
         state.end.offset += size;
         state.bytes += size;
-        Ok(())
+        Ok((state.end.segment, state.end.offset))
     }
 
     /// The oldest record not yet delivered. A record that fails its
@@ -426,7 +450,8 @@ fn set_aside(dir: &Path, segment: u64, offset: u64, bytes: &[u8], reason: &str) 
     fs::write(aside.join(format!("{name}.txt")), reason)
 }
 
-fn segment_path(dir: &Path, segment: u64) -> PathBuf {
+/// The file of `segment` in the spool in `dir`.
+pub(crate) fn segment_path(dir: &Path, segment: u64) -> PathBuf {
     dir.join(format!("{segment:020}.seg"))
 }
 
