@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{Notify, watch};
 
 use crate::forward::Forwarder;
-use crate::journal::{Journal, Syncer, Took};
+use crate::journal::{Journal, Syncer, Ticket, Took};
 use edgepush_receiver::aggregate::{Aggregator, Settings};
 use edgepush_receiver::error::Error;
 use edgepush_receiver::model::{Batch, Value};
@@ -173,9 +173,13 @@ impl Aggregation {
     }
 
     /// Merges `batch`; refuses it with `503` while the aggregator holds
-    /// [`Settings::max_bytes`] (and wakes the flusher to empty it).
-    pub fn hold(&self, forwarder: &Forwarder, batch: &Batch) -> Result<(), Error> {
+    /// [`Settings::max_bytes`] (and wakes the flusher to empty it). With a
+    /// journal, the push is written to it first, and durable once
+    /// [`Aggregation::durable`] of the ticket returned says so: answer
+    /// only then.
+    pub fn hold(&self, forwarder: &Forwarder, batch: &Batch) -> Result<Option<Ticket>, Error> {
         let now = now_ms();
+        let encoded = self.syncer.is_some().then(|| Journal::encode(batch));
         let mut state = self.state();
         let held = state.aggregator.bytes() + state.waiting_bytes;
         if held >= self.settings.max_bytes {
@@ -200,7 +204,12 @@ impl Aggregation {
                 closed(p.timestamp_ms.div_euclid(period) * period, period)
             })
             .count();
-        let ticket = match state.journal.as_ref().map(|j| j.write(batch)) {
+        let ticket = match state
+            .journal
+            .as_ref()
+            .zip(encoded)
+            .map(|(j, e)| j.write(&e))
+        {
             Some(Err(e)) => {
                 tracing::error!(error = %e, "JOURNAL CANNOT TAKE PUSH: answering 503, the emitter keeps it");
                 return Err(Error::new(
@@ -220,25 +229,34 @@ impl Aggregation {
             state.aggregator.bytes() + state.waiting_bytes,
         );
         drop(state);
-        // Answered only once on disk; pushes waiting here share a sync.
-        if let (Some(ticket), Some(syncer)) = (ticket, &self.syncer)
-            && let Err(e) = syncer.sync(ticket)
-        {
-            tracing::error!(error = %e, "JOURNAL SYNC FAILED: the push is merged but may not be on disk; answering 503 (the emitter's retry may count it twice)");
-            return Err(Error::new(
-                503,
-                "journal_unavailable",
-                format!("the aggregator's journal cannot sync the push: {e}"),
-            )
-            .retry_after(1));
-        }
         let telemetry = forwarder.telemetry();
         telemetry.aggregated(added.merged, late);
         telemetry.aggregator_holds(open, bytes);
         if bytes >= self.settings.max_bytes {
             self.full.notify_one();
         }
-        Ok(())
+        Ok(ticket)
+    }
+
+    /// Returns once the push `ticket` stands for is on disk. The sync runs
+    /// on a blocking thread, so pushes waiting together share one
+    /// `fdatasync` (group commit) without holding the server's threads.
+    pub async fn durable(&self, ticket: Ticket) -> Result<(), Error> {
+        let Some(syncer) = self.syncer.clone() else {
+            return Ok(());
+        };
+        let synced = tokio::task::spawn_blocking(move || syncer.sync(ticket))
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        synced.map_err(|e| {
+            tracing::error!(error = %e, "JOURNAL SYNC FAILED: the push is merged but may not be on disk; answering 503 (the emitter's retry may count it twice)");
+            Error::new(
+                503,
+                "journal_unavailable",
+                format!("the aggregator's journal cannot sync the push: {e}"),
+            )
+            .retry_after(1)
+        })
     }
 
     /// Flushes every flush interval, and early when full, until `stop`

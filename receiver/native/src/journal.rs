@@ -234,10 +234,16 @@ impl Journal {
         ))
     }
 
-    /// Writes `batch` to the current generation; durable once the
-    /// [`Syncer`] has synced its ticket.
-    pub fn write(&self, batch: &Batch) -> Result<Ticket, SpoolError> {
-        let (segment, end) = self.spool.append_unsynced(batch)?;
+    /// A batch as the journal writes it ([`Journal::write`]): encoding is
+    /// the costly part, done outside the aggregator's lock.
+    pub fn encode(batch: &Batch) -> Vec<Vec<u8>> {
+        edgepush_receiver::envelope::encode(batch, TAG)
+    }
+
+    /// Writes an [`Journal::encode`]d batch to the current generation;
+    /// durable once the [`Syncer`] has synced its ticket.
+    pub fn write(&self, encoded: &[Vec<u8>]) -> Result<Ticket, SpoolError> {
+        let (segment, end) = self.spool.append_unsynced(encoded)?;
         Ok(Ticket {
             generation: self.generation,
             segment,
@@ -342,17 +348,17 @@ mod tests {
             Journal::open(dir.path(), 1 << 20, &[0], now).expect("open");
         assert!(unfinished.is_empty() && live.is_empty());
         let syncer = journal.syncer();
-        let first = journal.write(&batch(now)).expect("write");
-        let second = journal.write(&batch(now)).expect("write");
+        let first = journal.write(&Journal::encode(&batch(now))).expect("write");
+        let second = journal.write(&Journal::encode(&batch(now))).expect("write");
         syncer.sync(second).expect("sync");
         syncer.sync(first).expect("covered");
-        let old = journal.write(&batch(now)).expect("write");
+        let old = journal.write(&Journal::encode(&batch(now))).expect("write");
         let from = journal.rotate(now, Took::All, &[]).expect("rotate");
         journal.finish(from).expect("delivered");
         syncer
             .sync(old)
             .expect("durable through the new generation");
-        let fresh = journal.write(&batch(now)).expect("write");
+        let fresh = journal.write(&Journal::encode(&batch(now))).expect("write");
         syncer.sync(fresh).expect("sync");
         drop(journal);
         let (_, unfinished, live) = Journal::open(dir.path(), 1 << 20, &[0], now).expect("open");

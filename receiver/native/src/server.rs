@@ -333,7 +333,10 @@ impl Host for App {
 
     async fn hold(&self, batch: &Batch) -> Result<(), Error> {
         match &self.aggregation {
-            Some(aggregation) => aggregation.hold(&self.forwarder, batch),
+            Some(aggregation) => match aggregation.hold(&self.forwarder, batch)? {
+                Some(ticket) => aggregation.durable(ticket).await,
+                None => Ok(()),
+            },
             None => Err(Error::new(
                 503,
                 "no_aggregator",

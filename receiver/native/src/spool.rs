@@ -227,26 +227,20 @@ impl Spool {
 
     /// Writes `batch` durably (see the module docs) or says why not.
     pub fn append(&self, batch: &Batch) -> Result<(), SpoolError> {
-        self.write(batch, true).map(|_| ())
+        self.write(&envelope::encode(batch, self.tag), true)
+            .map(|_| ())
     }
 
-    /// Writes `batch` without waiting for the disk: where it ends (its
-    /// segment and the offset after it). [`Spool::sync`] of that segment
-    /// makes it durable; a segment is synced before the next one starts.
-    pub fn append_unsynced(&self, batch: &Batch) -> Result<(u64, u64), SpoolError> {
-        self.write(batch, false)
+    /// Writes a batch's `messages` ([`envelope::encode`]d with this spool's
+    /// tag, outside any lock the caller holds) without waiting for the
+    /// disk: where they end (the segment and the offset after them).
+    /// [`Spool::sync`] makes them durable; a segment is synced before the
+    /// next one starts.
+    pub fn append_unsynced(&self, messages: &[Vec<u8>]) -> Result<(u64, u64), SpoolError> {
+        self.write(messages, false)
     }
 
-    /// Makes what was written to `segment` durable; the length it had.
-    pub fn sync(&self, segment: u64) -> io::Result<u64> {
-        let file = File::open(segment_path(&self.dir, segment))?;
-        let len = file.metadata()?.len();
-        file.sync_data()?;
-        Ok(len)
-    }
-
-    fn write(&self, batch: &Batch, sync: bool) -> Result<(u64, u64), SpoolError> {
-        let messages = envelope::encode(batch, self.tag);
+    fn write(&self, messages: &[Vec<u8>], sync: bool) -> Result<(u64, u64), SpoolError> {
         let size: u64 = messages.iter().map(|m| (m.len() + HEADER) as u64).sum();
         let mut state = self
             .state
@@ -271,7 +265,7 @@ impl Spool {
             };
         }
         let mut record = Vec::with_capacity(size as usize);
-        for m in &messages {
+        for m in messages {
             record.extend_from_slice(&(m.len() as u32).to_le_bytes());
             record.extend_from_slice(&crc32fast::hash(m).to_le_bytes());
             record.extend_from_slice(m);
