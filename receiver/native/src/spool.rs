@@ -234,8 +234,8 @@ impl Spool {
     /// Writes a batch's `messages` ([`envelope::encode`]d with this spool's
     /// tag, outside any lock the caller holds) without waiting for the
     /// disk: where they end (the segment and the offset after them).
-    /// [`Spool::sync`] makes them durable; a segment is synced before the
-    /// next one starts.
+    /// Syncing the segment's file makes them durable; a segment is synced
+    /// before the next one starts.
     pub fn append_unsynced(&self, messages: &[Vec<u8>]) -> Result<(u64, u64), SpoolError> {
         self.write(messages, false)
     }
