@@ -22,77 +22,17 @@
 //! `cargo run --release -p edgepush-tests --example aggregation_requests`
 //! (`.ci/bench` runs it and keeps its table in `target/bench/aggregation.md`).
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
 use edgepush_receiver::aggregate::Settings;
 use edgepush_receiver::limits::Limits;
-use edgepush_receiver::sink::{Sink, cloudwatch, influxdb};
-use edgepush_tests::{Background, Receiver};
+use edgepush_tests::{Receiver, StubSinks};
 
 const EMITTERS: usize = 1000;
 const THREADS: usize = 8;
 const INVOCATIONS: usize = 100;
 const SERIES: usize = 50;
-
-/// A stub store answering `204` and counting requests.
-struct Counting {
-    url: String,
-    requests: Arc<AtomicUsize>,
-    _server: Background,
-}
-
-impl Counting {
-    fn start() -> Self {
-        let requests = Arc::new(AtomicUsize::new(0));
-        let counted = requests.clone();
-        let server = Background::start(move |listener, stop| async move {
-            let app = axum::Router::new().fallback(move || {
-                counted.fetch_add(1, Ordering::Relaxed);
-                async { axum::http::StatusCode::NO_CONTENT }
-            });
-            axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = stop.await;
-                })
-                .await
-                .expect("stub");
-        });
-        Counting {
-            url: format!("http://{}", server.addr),
-            requests,
-            _server: server,
-        }
-    }
-
-    fn sinks(&self) -> Vec<Sink> {
-        vec![
-            Sink::CloudWatch(
-                cloudwatch::Config {
-                    endpoint: Some(format!("{}/", self.url)),
-                    protocol: cloudwatch::Protocol::Json,
-                    ..cloudwatch::Config::new("us-east-1")
-                },
-                cloudwatch::Keys {
-                    access_key_id: "AKID".into(),
-                    secret_access_key: "secret".into(),
-                    session_token: None,
-                },
-            ),
-            Sink::Influxdb(influxdb::Target::V1 {
-                url: self.url.clone(),
-                database: "bench".into(),
-                retention_policy: None,
-                username: None,
-                password: None,
-                store_strings: true,
-                quantiles: Default::default(),
-            }),
-        ]
-    }
-}
 
 /// One function instance: its emitter and its series.
 struct Instance {
@@ -196,7 +136,7 @@ fn main() {
         ("merged", true),
         ("merged, journaled", true),
     ] {
-        let stub = Counting::start();
+        let stub = StubSinks::start();
         let journal = tempfile::tempdir().expect("temp dir");
         let receiver = match mode {
             "per push" => Receiver::start(stub.sinks(), Limits::default(), Vec::new()),
@@ -210,7 +150,7 @@ fn main() {
         let (pushes, took) = run(&receiver.url, seconds);
         // Shutting down sends what is still merged.
         drop(receiver);
-        let requests = stub.requests.load(Ordering::Relaxed);
+        let requests = stub.requests();
         eprintln!("{mode}: {pushes} pushes, {requests} sink requests in {took:.1?}");
         rows.push((mode, merged, pushes, requests, took));
     }

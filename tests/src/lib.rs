@@ -760,14 +760,20 @@ impl Relay {
 pub struct StubSinks {
     /// The stub's base URL.
     pub url: String,
+    requests: Arc<std::sync::atomic::AtomicUsize>,
     _server: Background,
 }
 
 impl StubSinks {
     /// Starts the stub.
     pub fn start() -> Self {
-        let server = Background::start(|listener, stop| async move {
-            let app = axum::Router::new().fallback(|| async { axum::http::StatusCode::NO_CONTENT });
+        let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = requests.clone();
+        let server = Background::start(move |listener, stop| async move {
+            let app = axum::Router::new().fallback(move || {
+                counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                async { axum::http::StatusCode::NO_CONTENT }
+            });
             axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = stop.await;
@@ -777,8 +783,14 @@ impl StubSinks {
         });
         StubSinks {
             url: format!("http://{}", server.addr),
+            requests,
             _server: server,
         }
+    }
+
+    /// Requests it answered so far.
+    pub fn requests(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The native sinks.

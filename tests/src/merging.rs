@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Barrier, Mutex};
 
 use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
+use serde_json::Value;
 
 /// The series each emitter has: `orders0..` counters at 60 s and
 /// `latency0..` distributions at 1 s, `SERIES` of each.
@@ -121,4 +122,68 @@ pub fn push_from_many_emitters(
         .expect("every thread ended")
         .into_inner()
         .expect("lock")
+}
+
+impl Pushed {
+    /// Every series' values, by name: each counter's per push, each
+    /// distribution's over all periods.
+    pub fn by_series(&self) -> BTreeMap<String, Vec<f64>> {
+        let mut all = self.counters.clone();
+        for ((name, _), values) in &self.distributions {
+            all.entry(name.clone()).or_default().extend(values);
+        }
+        all
+    }
+
+    /// Asserts that a CloudWatch read-back (`Moto::metrics`) holds every
+    /// series and no other, each with the SampleCount, Sum (up to rounding),
+    /// Minimum and Maximum of its values.
+    pub fn assert_in_cloudwatch(&self, metrics: &[Value]) {
+        let by_name: BTreeMap<&str, &Value> = metrics
+            .iter()
+            .map(|m| (m["name"].as_str().expect("name"), m))
+            .collect();
+        let all = self.by_series();
+        assert_eq!(by_name.len(), all.len(), "{metrics:#?}");
+        for (name, values) in &all {
+            let m = by_name[name.as_str()];
+            let sum: f64 = values.iter().sum();
+            let min = values.iter().copied().fold(f64::INFINITY, f64::min);
+            let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            assert_eq!(
+                m["count"].as_f64(),
+                Some(values.len() as f64),
+                "{name}: {m}"
+            );
+            let got = m["sum"].as_f64().expect("sum");
+            assert!(
+                (got - sum).abs() <= sum * 1e-12,
+                "{name}: sum {got} for {sum}"
+            );
+            assert_eq!(
+                (m["min"].as_f64(), m["max"].as_f64()),
+                (Some(min), Some(max)),
+                "{name}"
+            );
+        }
+    }
+
+    /// Asserts that InfluxDB's rows of every series add up to its values:
+    /// the counts and sums of all its rows (none overwrote another).
+    pub fn assert_in_influxdb(&self, influx: &crate::Influx) {
+        for (name, values) in &self.by_series() {
+            let rows = influx.rows(&format!("SELECT \"count\", \"sum\" FROM \"{name}\""));
+            let count: f64 = rows
+                .iter()
+                .map(|r| r["count"].as_f64().expect("count"))
+                .sum();
+            let sum: f64 = rows.iter().map(|r| r["sum"].as_f64().expect("sum")).sum();
+            let exact: f64 = values.iter().sum();
+            assert_eq!(count, values.len() as f64, "{name}: {rows:?}");
+            assert!(
+                (sum - exact).abs() <= exact * 1e-12,
+                "{name}: {sum} for {exact}"
+            );
+        }
+    }
 }

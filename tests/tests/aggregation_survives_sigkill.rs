@@ -9,13 +9,11 @@
 //! nothing counted twice. (A crash in the middle of a flush is the journal's
 //! unit tests' matter: `receiver/native/src/aggregation.rs`.)
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use edgepush_tests::aws::ReceiverProcess;
 use edgepush_tests::merging::{Pushed, push_from_many_emitters};
 use edgepush_tests::{Influx, Moto, free_port, http_get_body, wait_for};
-use serde_json::Value;
 
 const NAMESPACE: &str = "Journal";
 const EMITTERS: usize = 20;
@@ -87,50 +85,7 @@ fn a_sigkill_loses_nothing_the_merging_receiver_answered() {
     // The product's bound: connections drain, then the flush; 120 s of slack.
     receiver.shut_down(Duration::from_secs(120));
 
-    let metrics = moto.metrics(NAMESPACE);
-    let by_name: BTreeMap<&str, &Value> = metrics
-        .iter()
-        .map(|m| (m["name"].as_str().expect("name"), m))
-        .collect();
-    let mut all: BTreeMap<String, Vec<f64>> = pushed.counters.clone();
-    for ((name, _), values) in &pushed.distributions {
-        all.entry(name.clone()).or_default().extend(values);
-    }
-    assert_eq!(by_name.len(), all.len(), "{metrics:#?}");
-    for (name, values) in &all {
-        let m = by_name[name.as_str()];
-        let sum: f64 = values.iter().sum();
-        let min = values.iter().copied().fold(f64::INFINITY, f64::min);
-        let max = values.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-        assert_eq!(
-            m["count"].as_f64(),
-            Some(values.len() as f64),
-            "{name}: {m}"
-        );
-        let got = m["sum"].as_f64().expect("sum");
-        assert!(
-            (got - sum).abs() <= sum * 1e-12,
-            "{name}: sum {got} for {sum}"
-        );
-        assert_eq!(
-            (m["min"].as_f64(), m["max"].as_f64()),
-            (Some(min), Some(max)),
-            "{name}"
-        );
-    }
-    for (name, values) in &all {
-        let rows = influx.rows(&format!("SELECT \"count\", \"sum\" FROM \"{name}\""));
-        let count: f64 = rows
-            .iter()
-            .map(|r| r["count"].as_f64().expect("count"))
-            .sum();
-        let sum: f64 = rows.iter().map(|r| r["sum"].as_f64().expect("sum")).sum();
-        let exact: f64 = values.iter().sum();
-        assert_eq!(count, values.len() as f64, "{name}: {rows:?}");
-        assert!(
-            (sum - exact).abs() <= exact * 1e-12,
-            "{name}: {sum} for {exact}"
-        );
-    }
+    pushed.assert_in_cloudwatch(&moto.metrics(NAMESPACE));
+    pushed.assert_in_influxdb(&influx);
     moto.stop();
 }
