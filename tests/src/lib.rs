@@ -303,13 +303,36 @@ pub struct Influx {
 
 impl Influx {
     /// Starts `influxd` on a free port with its data under `dir`, and creates
-    /// database `edgepush`.
+    /// database `edgepush`. A port taken between being found free and
+    /// `influxd` binding it (by another test's process) is not a failure:
+    /// it starts again on other ports, up to five times.
     pub fn start(dir: &Path) -> Self {
-        Self::start_on(dir, free_port())
+        Self::start_trying(dir, free_port)
     }
 
-    /// Starts `influxd` on `port` (reserved earlier with [`free_port`]).
+    /// Starts `influxd` on `port` (reserved earlier with [`free_port`]); its
+    /// internal RPC port is retried as [`Influx::start`] does.
     pub fn start_on(dir: &Path, port: u16) -> Self {
+        Self::start_trying(dir, || port)
+    }
+
+    fn start_trying(dir: &Path, mut port: impl FnMut() -> u16) -> Self {
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Self::try_start(dir, port()) {
+                Ok(influx) => return influx,
+                // With a fixed HTTP port only the RPC port moves: if the
+                // HTTP port is the one taken, every try fails alike.
+                Err(log) if log.contains("address already in use") => last = log,
+                Err(log) => panic!("influxd exited while starting:\n{log}"),
+            }
+        }
+        panic!("influxd found its ports taken five times; the last time:\n{last}");
+    }
+
+    /// Starts `influxd` with its HTTP API on `port`; its log if it exits
+    /// before answering.
+    fn try_start(dir: &Path, port: u16) -> Result<Self, String> {
         let bind_port = free_port();
         let data = dir.join(format!("influxdb-{port}"));
         let config = format!(
@@ -324,20 +347,31 @@ impl Influx {
         std::fs::write(&config_path, config).expect("write influxdb.conf");
         let mut command = Command::new(tool("EDGEPUSH_INFLUXD", "influxd", "influxd"));
         command.arg("-config").arg(&config_path);
-        let mut process =
-            Process::spawn("influxd", command, dir.join(format!("influxd-{port}.log")));
+        let mut process = Process::spawn(
+            "influxd",
+            command,
+            dir.join(format!("influxd-{port}-{bind_port}.log")),
+        );
         let url = format!("http://127.0.0.1:{port}");
-        wait_for("influxd", Duration::from_secs(30), || {
-            process.assert_running();
-            http_get(&format!("{url}/ping")).is_ok()
-        });
+        let start = Instant::now();
+        while http_get(&format!("{url}/ping")).is_err() {
+            if let Ok(Some(_)) = process.child.try_wait() {
+                return Err(process.log_text());
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "influxd not ready after 30 s:\n{}",
+                process.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let influx = Influx {
             url,
             database: "edgepush".into(),
             process,
         };
         influx.query("CREATE DATABASE edgepush");
-        influx
+        Ok(influx)
     }
 
     /// The `influxd` process id.
@@ -1348,5 +1382,24 @@ impl Gate {
     /// Relays again.
     pub fn open(&self) {
         self.open.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// influxd says a taken port is "address already in use": the words
+    /// [`Influx::start`] retries on.
+    #[test]
+    fn influxd_names_a_taken_port_as_start_retries_on_it() {
+        let dir = tempfile::tempdir().expect("dir");
+        let taken = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = taken.local_addr().expect("addr").port();
+        let log = match Influx::try_start(dir.path(), port) {
+            Err(log) => log,
+            Ok(_) => panic!("influxd started on a taken port"),
+        };
+        assert!(log.contains("address already in use"), "{log}");
     }
 }
