@@ -478,7 +478,7 @@ fn report_refusals(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use edgepush_protocol::wire::Kind;
     use edgepush_protocol::{Resolution, Unit};
     use edgepush_receiver::model::{Point, Series};
@@ -492,7 +492,7 @@ mod tests {
 
     /// A batch of `series` counters (names `m0`, `m1`, ...), one point each,
     /// at `timestamp_ms`.
-    fn counters(series: usize, timestamp_ms: i64) -> Batch {
+    pub(crate) fn counters(series: usize, timestamp_ms: i64) -> Batch {
         Batch {
             id: "b".into(),
             namespace: "N".into(),

@@ -306,35 +306,11 @@ impl Journal {
 
 #[cfg(test)]
 mod tests {
-    use edgepush_protocol::wire::Kind;
-    use edgepush_protocol::{Resolution, Unit};
-    use edgepush_receiver::model::{Point, Series, Value};
-
     use super::*;
+    use crate::aggregation::tests::counters;
 
     fn batch(now: i64) -> Batch {
-        Batch {
-            id: "b".into(),
-            namespace: "N".into(),
-            series: vec![Series {
-                name: "m".into(),
-                kind: Kind::Counter,
-                unit: Unit::Count,
-                dimensions: vec![],
-                resolution: Resolution::Standard,
-            }],
-            points: vec![Point {
-                series: 0,
-                timestamp_ms: now,
-                value: Value::Counter(1.0),
-            }],
-        }
-    }
-
-    fn now_ms() -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
+        counters(1, now)
     }
 
     /// Writes wait for one shared sync; a write whose generation a flush
@@ -343,7 +319,9 @@ mod tests {
     #[test]
     fn syncs_cover_earlier_writes_and_writes_of_replaced_generations() {
         let dir = tempfile::tempdir().expect("dir");
-        let now = now_ms();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
         let (mut journal, unfinished, live) =
             Journal::open(dir.path(), 1 << 20, &[0], now).expect("open");
         assert!(unfinished.is_empty() && live.is_empty());
