@@ -49,6 +49,7 @@
 
 use std::collections::HashMap;
 
+use edgepush_protocol::Resolution;
 use edgepush_protocol::compact::{self, Bucket, quantize};
 use edgepush_protocol::wire::Kind;
 use serde::Deserialize;
@@ -103,12 +104,33 @@ impl Settings {
         i64::try_from(self.flush_interval_seconds.saturating_mul(1000)).unwrap_or(i64::MAX)
     }
 
+    /// How many points of `batch` come late at `now_ms`: their period is
+    /// over ([`Settings::closed`]), so they open it again.
+    pub fn late(&self, batch: &Batch, now_ms: i64) -> usize {
+        let closed = self.closed(now_ms);
+        batch
+            .points
+            .iter()
+            .filter(|p| {
+                let (start, length) = period(p.timestamp_ms, batch.series[p.series].resolution);
+                closed(start, length)
+            })
+            .count()
+    }
+
     /// Whether a period (its start and length, in milliseconds) is over at
     /// `now_ms`: it ended a flush interval ago or more.
     pub fn closed(&self, now_ms: i64) -> impl Fn(i64, i64) -> bool + use<> {
         let interval = self.interval_ms();
         move |start, length| start.saturating_add(length).saturating_add(interval) <= now_ms
     }
+}
+
+/// The period a point at `timestamp_ms` falls in, for a series of
+/// `resolution`: its start and its length, in milliseconds.
+pub fn period(timestamp_ms: i64, resolution: Resolution) -> (i64, i64) {
+    let length = i64::from(resolution.seconds()) * 1000;
+    (timestamp_ms.div_euclid(length) * length, length)
 }
 
 const EMISSION_PREFIX: &str = "merged-";
@@ -277,7 +299,6 @@ impl Aggregator {
         let mut keys: Vec<Option<Key>> = vec![None; batch.series.len()];
         for point in &batch.points {
             let series = &batch.series[point.series];
-            let period = i64::from(series.resolution.seconds()) * 1000;
             let key = keys[point.series].get_or_insert_with(|| Key {
                 namespace: batch.namespace.clone(),
                 series: SeriesKey {
@@ -290,7 +311,7 @@ impl Aggregator {
                 period_ms: 0,
                 class: Class::Number,
             });
-            key.period_ms = point.timestamp_ms.div_euclid(period) * period;
+            key.period_ms = period(point.timestamp_ms, series.resolution).0;
             key.class = match point.value {
                 Value::Text(_) => Class::Text,
                 Value::Boolean(_) => Class::Boolean,

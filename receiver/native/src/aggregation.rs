@@ -16,12 +16,13 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::Mutex;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, watch};
 
 use crate::forward::Forwarder;
 use crate::journal::{Journal, Syncer, Ticket, Took};
+use crate::now_ms;
 use edgepush_receiver::aggregate::{Aggregator, Settings};
 use edgepush_receiver::error::Error;
 use edgepush_receiver::model::{Batch, Value};
@@ -46,10 +47,10 @@ struct State {
     waiting: Vec<Waiting>,
     /// The journal, with a spool directory.
     journal: Option<Journal>,
+    /// Estimated bytes of the batches `waiting` holds.
+    waiting_bytes: usize,
     /// Journal generations whose flush's batches are not all delivered.
     finishing: BTreeSet<u64>,
-    /// Their estimated bytes.
-    waiting_bytes: usize,
     /// Pushes merged since the last flush.
     pushes: u64,
     /// The last emission's time: each has a millisecond of its own.
@@ -82,12 +83,6 @@ impl Reason {
             Reason::Shutdown => "shutdown",
         }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 /// A merged batch's bytes while it waits for a sink, estimated.
@@ -195,15 +190,7 @@ impl Aggregation {
             )
             .retry_after(1));
         }
-        let closed = self.settings.closed(now);
-        let late = batch
-            .points
-            .iter()
-            .filter(|p| {
-                let period = i64::from(batch.series[p.series].resolution.seconds()) * 1000;
-                closed(p.timestamp_ms.div_euclid(period) * period, period)
-            })
-            .count();
+        let late = self.settings.late(batch, now);
         let ticket = match state
             .journal
             .as_ref()
@@ -482,13 +469,11 @@ pub(crate) mod tests {
     use edgepush_protocol::wire::Kind;
     use edgepush_protocol::{Resolution, Unit};
     use edgepush_receiver::model::{Point, Series};
-    use edgepush_receiver::sink::Sink;
-    use edgepush_receiver::sink::influxdb::Target;
 
     use std::sync::Arc;
 
     use super::*;
-    use crate::forward::tests::store;
+    use crate::forward::tests::{influxdb, store};
 
     /// A batch of `series` counters (names `m0`, `m1`, ...), one point each,
     /// at `timestamp_ms`.
@@ -516,15 +501,7 @@ pub(crate) mod tests {
     }
 
     fn forwarder(url: &str) -> Forwarder {
-        Forwarder::new(vec![Sink::Influxdb(Target::V2 {
-            url: url.into(),
-            org: "o".into(),
-            bucket: "b".into(),
-            token: None,
-            store_strings: true,
-            quantiles: Default::default(),
-        })])
-        .retries(1, Duration::from_millis(1))
+        Forwarder::new(vec![influxdb(url)]).retries(1, Duration::from_millis(1))
     }
 
     fn settings(max_bytes: usize) -> Settings {
@@ -636,23 +613,37 @@ pub(crate) mod tests {
     async fn two_sinks() -> (Forwarder, [Arc<std::sync::Mutex<usize>>; 2]) {
         let (a, writes_a) = store(vec![]).await;
         let (b, writes_b) = store(vec![]).await;
-        let target = |url: &str| {
-            Sink::Influxdb(Target::V2 {
-                url: url.into(),
-                org: "o".into(),
-                bucket: "b".into(),
-                token: None,
-                store_strings: true,
-                quantiles: Default::default(),
-            })
-        };
         let forwarder =
-            Forwarder::new(vec![target(&a), target(&b)]).retries(1, Duration::from_millis(1));
+            Forwarder::new(vec![influxdb(&a), influxdb(&b)]).retries(1, Duration::from_millis(1));
         (forwarder, [writes_a, writes_b])
     }
 
     fn writes(counters: &[Arc<std::sync::Mutex<usize>>; 2]) -> [usize; 2] {
         [0, 1].map(|i| *counters[i].lock().expect("lock"))
+    }
+
+    /// A push the journal cannot take (its generation full) is refused
+    /// with 503 and not merged: the emitter keeps it, nothing is counted.
+    #[tokio::test]
+    async fn a_push_the_journal_cannot_take_is_refused_and_not_merged() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (forwarder, _) = two_sinks().await;
+        let aggregation = Aggregation::new(settings(1 << 30), vec![0, 1])
+            .with_journal(dir.path(), 10)
+            .expect("journal");
+        let refused = aggregation
+            .hold(&forwarder, &counters(1, now_ms()))
+            .expect_err("the journal is full");
+        assert_eq!(
+            (refused.status, refused.error),
+            (503, "journal_unavailable")
+        );
+        assert!(
+            refused.message.contains("spool full (10 bytes)"),
+            "{}",
+            refused.message
+        );
+        assert_eq!(aggregation.state().aggregator.open(), 0);
     }
 
     /// A crash (the aggregation dropped without a flush) loses nothing the

@@ -267,10 +267,7 @@ impl Forwarder {
                 if !spool.has_backlog() || tokio::time::Instant::now() < next_try[index] {
                     continue;
                 }
-                let now_ms = SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64);
-                let entry = match spool.next(now_ms, &limits) {
+                let entry = match spool.next(crate::now_ms(), &limits) {
                     Ok(Some(entry)) => entry,
                     Ok(None) => continue,
                     Err(e) => {
@@ -393,26 +390,29 @@ pub(crate) mod tests {
             }],
             points: vec![Point {
                 series: 0,
-                timestamp_ms: SystemTime::now()
-                    .duration_since(SystemTime::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as i64),
+                timestamp_ms: crate::now_ms(),
                 value: Value::Counter(1.0),
             }],
         }
     }
 
-    fn spooling(url: &str, spool: &Path, max_bytes: u64) -> Forwarder {
-        Forwarder::new(vec![Sink::Influxdb(Target::V2 {
+    /// An InfluxDB 2.x sink writing to `url` (a [`store`]).
+    pub(crate) fn influxdb(url: &str) -> Sink {
+        Sink::Influxdb(Target::V2 {
             url: url.into(),
             org: "o".into(),
             bucket: "b".into(),
             token: None,
             store_strings: true,
             quantiles: Default::default(),
-        })])
-        .retries(1, Duration::from_millis(1))
-        .spool(spool, max_bytes)
-        .expect("spool")
+        })
+    }
+
+    fn spooling(url: &str, spool: &Path, max_bytes: u64) -> Forwarder {
+        Forwarder::new(vec![influxdb(url)])
+            .retries(1, Duration::from_millis(1))
+            .spool(spool, max_bytes)
+            .expect("spool")
     }
 
     #[tokio::test]

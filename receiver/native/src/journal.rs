@@ -319,9 +319,7 @@ mod tests {
     #[test]
     fn syncs_cover_earlier_writes_and_writes_of_replaced_generations() {
         let dir = tempfile::tempdir().expect("dir");
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64);
+        let now = crate::now_ms();
         let (mut journal, unfinished, live) =
             Journal::open(dir.path(), 1 << 20, &[0], now).expect("open");
         assert!(unfinished.is_empty() && live.is_empty());

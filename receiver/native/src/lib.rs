@@ -18,5 +18,12 @@ pub mod spool;
 pub mod telemetry;
 
 pub use forward::{Forwarded, Forwarder, Reqwest};
+
+/// Milliseconds since the Unix epoch, by the system clock (0 before it).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
 pub use server::{App, router, serve};
 pub use sink::NativeSink;

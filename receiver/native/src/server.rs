@@ -255,9 +255,7 @@ impl Host for App {
     }
 
     fn now_ms(&self) -> i64 {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as i64)
+        crate::now_ms()
     }
 
     /// Reads at most `max` + 1 bytes, whatever the client declared, and no
