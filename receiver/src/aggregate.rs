@@ -280,6 +280,15 @@ impl Aggregator {
         self.open.len()
     }
 
+    /// When the first open period ends, in milliseconds since the epoch
+    /// (it goes out a flush interval later): `None` when nothing is open.
+    pub fn earliest_end(&self) -> Option<i64> {
+        self.open
+            .keys()
+            .map(|key| key.period_ms + i64::from(key.series.resolution) * 1000)
+            .min()
+    }
+
     /// Points merged into an open series and period since the last take.
     pub fn merged(&self) -> u64 {
         self.merged
@@ -379,6 +388,58 @@ impl Aggregator {
     pub fn take_all(&mut self, emitted_ms: i64) -> Vec<Batch> {
         self.take(emitted_ms, |_, _| true)
     }
+}
+
+/// Which of `shards` aggregators of a namespace merges `series`: a hash of
+/// everything that makes it a series (FNV-1a, the same in every process
+/// and build), so a series always meets the same aggregator.
+pub fn shard_of(series: &Series, shards: u32) -> u32 {
+    if shards <= 1 {
+        return 0;
+    }
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut eat = |bytes: &[u8]| {
+        for b in bytes.iter().chain([&0xff]) {
+            hash ^= u64::from(*b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    eat(series.name.as_bytes());
+    eat(&[series.kind as u8]);
+    eat(series.unit.as_str().as_bytes());
+    eat(&series.resolution.seconds().to_le_bytes());
+    for (name, value) in &series.dimensions {
+        eat(name.as_bytes());
+        eat(value.as_bytes());
+    }
+    (hash % u64::from(shards)) as u32
+}
+
+/// `batch` cut by [`shard_of`] into one batch per shard that has points,
+/// each with the batch's id, namespace and series.
+pub fn split(batch: &Batch, shards: u32) -> Vec<(u32, Batch)> {
+    let of: Vec<u32> = batch.series.iter().map(|s| shard_of(s, shards)).collect();
+    let mut parts: Vec<(u32, Batch)> = Vec::new();
+    for point in &batch.points {
+        let shard = of[point.series];
+        let index = match parts.iter().position(|(s, _)| *s == shard) {
+            Some(index) => index,
+            None => {
+                parts.push((
+                    shard,
+                    Batch {
+                        id: batch.id.clone(),
+                        namespace: batch.namespace.clone(),
+                        series: batch.series.clone(),
+                        points: Vec::new(),
+                    },
+                ));
+                parts.len() - 1
+            }
+        };
+        parts[index].1.points.push(point.clone());
+    }
+    parts
 }
 
 /// Merged entries as batches emitted at `emitted_ms`: one per namespace,
@@ -923,6 +984,54 @@ mod tests {
             (values[0], values[values.len() - 1]),
             (0.0, 2_999.0 * 0.125)
         );
+    }
+
+    #[test]
+    fn a_split_batch_gives_each_series_to_one_shard() {
+        let points: Vec<Raw> = (0..40)
+            .map(|n| {
+                (
+                    0,
+                    n as usize % 5,
+                    T0 + i64::from(n),
+                    value(n as usize % 5, n, false),
+                )
+            })
+            .collect();
+        let whole = batch(&points, 0);
+        assert_eq!(split(&whole, 1), vec![(0, whole.clone())]);
+        let parts = split(&whole, 3);
+        assert!(parts.len() > 1, "five series over three shards: {parts:?}");
+        let mut points_seen = 0;
+        for (shard, part) in &parts {
+            assert_eq!((&part.id, &part.namespace), (&whole.id, &whole.namespace));
+            for p in &part.points {
+                assert_eq!(shard_of(&part.series[p.series], 3), *shard);
+            }
+            points_seen += part.points.len();
+        }
+        assert_eq!(points_seen, whole.points.len());
+        // The hash is fixed: a series meets the same shard in every build.
+        assert_eq!(
+            (0..5)
+                .map(|s| shard_of(&all_series()[s], 7))
+                .collect::<Vec<_>>(),
+            [1, 5, 4, 6, 6]
+        );
+    }
+
+    #[test]
+    fn the_earliest_end_is_that_of_the_first_open_period() {
+        let mut aggregator = Aggregator::new();
+        assert_eq!(aggregator.earliest_end(), None);
+        // A 60 s series in minute 2, then a 1 s series at minute 1.
+        aggregator.add(&batch(&[(0, 0, T0 + 120_500, value(0, 1, false))], 0));
+        aggregator.add(&batch(&[(0, 1, T0 + 60_000, value(1, 1, false))], 0));
+        assert_eq!(aggregator.earliest_end(), Some(T0 + 61_000));
+        aggregator.take(T0 + 200_000, |start, _| start < T0 + 120_000);
+        assert_eq!(aggregator.earliest_end(), Some(T0 + 180_000));
+        aggregator.take_all(T0 + 200_000);
+        assert_eq!(aggregator.earliest_end(), None);
     }
 
     /// What [`Aggregator::bytes`] keeps as points come and go equals its

@@ -16,17 +16,44 @@
 //! | `INFLUXDB_ORG`, `INFLUXDB_BUCKET` (+ `INFLUXDB_TOKEN`) | InfluxDB 2.x/3.x `/api/v2/write` API |
 //! | `INFLUXDB_STORE_STRINGS` | `false` refuses string values instead of writing them (for VictoriaMetrics) |
 //! | `INFLUXDB_QUANTILES` | the quantile fields written for distributions, comma-separated in (0, 1] (default `0.5,0.9,0.99`: `p50`, `p90`, `p99`; empty: none) |
+//! | `EDGEPUSH_AGGREGATION` | `true` merges pushes per series and period before the sinks, on Durable Objects (default `false`; see the README) |
+//! | `EDGEPUSH_AGGREGATION_FLUSH_SECONDS` | how long after its end a period goes out (default 10) |
+//! | `EDGEPUSH_AGGREGATION_MAX_BYTES` | the most one aggregator holds, estimated, before it flushes early and answers 503 (default 32 MiB: a Durable Object has 128 MB) |
+//! | `EDGEPUSH_AGGREGATION_SHARDS` | aggregators per namespace (default 1, at most 256): series are spread over them by a hash |
+//! | `CLOUDWATCH_AGGREGATE`, `INFLUXDB_AGGREGATE` | `true` or `false`: whether that sink takes merged points (default: `EDGEPUSH_AGGREGATION`) |
 //! | `EDGEPUSH_FORMATS` | how other formats map to metrics: a JSON [`Formats`] (`namespace`, `line_protocol`, `otlp`) |
 
+use crate::aggregate;
 use crate::decode::Formats;
 use crate::ingest::Ingest;
 use crate::limits::Limits;
 use crate::sink::{Sink, cloudwatch, influxdb};
 use crate::tenant::{DEFAULT_SIGNATURE_WINDOW_SECONDS, TenantConfig, Tenants};
 
-/// The ingest settings and sinks that `get` describes. An error names the
-/// setting at fault.
-pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Vec<Sink>), String> {
+/// What a Worker runs with.
+#[derive(Debug)]
+pub struct Config {
+    /// How pushes are checked and decoded.
+    pub ingest: Ingest,
+    /// Where points go.
+    pub sinks: Vec<Sink>,
+    /// Whether and when pushes are merged.
+    pub aggregation: aggregate::Settings,
+    /// Per sink (as [`Config::sinks`]): whether it takes merged points.
+    pub aggregated: Vec<bool>,
+    /// Aggregators per namespace.
+    pub shards: u32,
+}
+
+/// The Worker's default bound on one aggregator: a Durable Object has
+/// 128 MB of memory.
+pub const DEFAULT_AGGREGATION_MAX_BYTES: usize = 32 << 20;
+/// The most aggregators per namespace.
+pub const MAX_SHARDS: u32 = 256;
+
+/// The configuration that `get` describes. An error names the setting at
+/// fault.
+pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
     let get = |name: &str| {
         get(name)
             .map(|v| v.trim().to_string())
@@ -40,21 +67,39 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
                 .map_err(|_| format!("{name} must be a whole number, not {v:?}")),
         }
     };
-    match get("EDGEPUSH_AGGREGATION").as_deref() {
-        None | Some("false") => {}
-        Some("true") => {
-            return Err(
-                "EDGEPUSH_AGGREGATION is true, but the Worker does not merge pushes yet \
-                        (the native receiver does; Durable Objects are planned): unset it"
-                    .into(),
-            );
+    let switch = |name: &str, default: bool| -> Result<bool, String> {
+        match get(name).as_deref() {
+            None => Ok(default),
+            Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(other) => Err(format!("{name} is {other:?}, not true or false")),
         }
-        Some(other) => {
-            return Err(format!(
-                "EDGEPUSH_AGGREGATION is {other:?}, not true or false"
-            ));
-        }
-    }
+    };
+    let aggregation = aggregate::Settings {
+        enabled: switch("EDGEPUSH_AGGREGATION", false)?,
+        flush_interval_seconds: number(
+            "EDGEPUSH_AGGREGATION_FLUSH_SECONDS",
+            aggregate::Settings::default().flush_interval_seconds as usize,
+        )? as u64,
+        max_bytes: number(
+            "EDGEPUSH_AGGREGATION_MAX_BYTES",
+            DEFAULT_AGGREGATION_MAX_BYTES,
+        )?,
+    };
+    aggregation.check().map_err(|e| {
+        e.replace(
+            "aggregation.flush_interval_seconds",
+            "EDGEPUSH_AGGREGATION_FLUSH_SECONDS",
+        )
+        .replace("aggregation.max_bytes", "EDGEPUSH_AGGREGATION_MAX_BYTES")
+    })?;
+    let shards = number("EDGEPUSH_AGGREGATION_SHARDS", 1)?;
+    let shards = u32::try_from(shards)
+        .ok()
+        .filter(|n| (1..=MAX_SHARDS).contains(n))
+        .ok_or_else(|| {
+            format!("EDGEPUSH_AGGREGATION_SHARDS must be between 1 and {MAX_SHARDS}, not {shards}")
+        })?;
     let defaults = Limits::default();
     let limits = Limits {
         max_body_bytes: number("EDGEPUSH_MAX_BODY_BYTES", defaults.max_body_bytes)?,
@@ -97,7 +142,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
     let tenants = Tenants::with_api_keys(api_keys, tenant_list, window)
         .map_err(|e| format!("EDGEPUSH_API_KEYS / EDGEPUSH_TENANTS: {e}"))?;
 
-    let mut sinks = Vec::new();
+    let (mut sinks, mut aggregated) = (Vec::new(), Vec::new());
     if let Some(region) = get("CLOUDWATCH_REGION") {
         let keys = cloudwatch::Keys {
             access_key_id: get("AWS_ACCESS_KEY_ID")
@@ -114,6 +159,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
             ..cloudwatch::Config::new(region)
         };
         sinks.push(Sink::CloudWatch(config, keys));
+        aggregated.push(switch("CLOUDWATCH_AGGREGATE", aggregation.enabled)?);
     }
     if let Some(url) = get("INFLUXDB_URL") {
         let store_strings = match get("INFLUXDB_STORE_STRINGS").as_deref() {
@@ -158,6 +204,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
             }
         };
         sinks.push(Sink::Influxdb(target));
+        aggregated.push(switch("INFLUXDB_AGGREGATE", aggregation.enabled)?);
     }
     if sinks.is_empty() {
         return Err("no sink configured: set CLOUDWATCH_REGION or INFLUXDB_URL".into());
@@ -167,14 +214,17 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<(Ingest, Ve
         Some(json) => serde_json::from_slice(json.as_bytes())
             .map_err(|e| format!("EDGEPUSH_FORMATS is not valid: {e}"))?,
     };
-    Ok((
-        Ingest {
+    Ok(Config {
+        ingest: Ingest {
             limits,
             tenants,
             formats,
         },
         sinks,
-    ))
+        aggregation,
+        aggregated,
+        shards,
+    })
 }
 
 #[cfg(test)]
@@ -192,7 +242,7 @@ mod tests {
 
     #[test]
     fn settings_describe_limits_keys_and_sinks() {
-        let (ingest, sinks) = from_settings(settings(&[
+        let Config { ingest, sinks, .. } = from_settings(settings(&[
             ("EDGEPUSH_API_KEYS", " k1, k2 ,,"),
             ("EDGEPUSH_MAX_POINTS", "50"),
             ("CLOUDWATCH_REGION", "eu-west-1"),
@@ -250,6 +300,42 @@ mod tests {
     }
 
     #[test]
+    fn aggregation_is_off_by_default_and_each_sink_may_say_otherwise() {
+        let both = [
+            ("CLOUDWATCH_REGION", "r"),
+            ("AWS_ACCESS_KEY_ID", "a"),
+            ("AWS_SECRET_ACCESS_KEY", "s"),
+            ("INFLUXDB_URL", "u"),
+            ("INFLUXDB_DATABASE", "d"),
+        ];
+        let config = from_settings(settings(&both)).expect("valid");
+        assert!(!config.aggregation.enabled);
+        assert_eq!(config.aggregated, [false, false]);
+        assert_eq!(config.shards, 1);
+        assert_eq!(config.aggregation.max_bytes, DEFAULT_AGGREGATION_MAX_BYTES);
+        let on = [
+            &both[..],
+            &[
+                ("EDGEPUSH_AGGREGATION", "true"),
+                ("EDGEPUSH_AGGREGATION_FLUSH_SECONDS", "2"),
+                ("EDGEPUSH_AGGREGATION_SHARDS", "4"),
+                ("INFLUXDB_AGGREGATE", "false"),
+            ],
+        ]
+        .concat();
+        let config = from_settings(settings(&on)).expect("valid");
+        assert!(config.aggregation.enabled);
+        assert_eq!(config.aggregation.flush_interval_seconds, 2);
+        assert_eq!(config.aggregated, [true, false]);
+        assert_eq!(config.shards, 4);
+        let one = [&both[..], &[("CLOUDWATCH_AGGREGATE", "true")]].concat();
+        assert_eq!(
+            from_settings(settings(&one)).expect("valid").aggregated,
+            [true, false]
+        );
+    }
+
+    #[test]
     fn bad_settings_are_named() {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[], "no sink configured"),
@@ -295,8 +381,33 @@ mod tests {
                     ("INFLUXDB_URL", "u"),
                     ("INFLUXDB_DATABASE", "d"),
                     ("EDGEPUSH_AGGREGATION", "true"),
+                    ("EDGEPUSH_AGGREGATION_FLUSH_SECONDS", "0"),
                 ],
-                "the Worker does not merge pushes yet",
+                "EDGEPUSH_AGGREGATION_FLUSH_SECONDS must be between 1 and 3600, not 0",
+            ),
+            (
+                &[
+                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_AGGREGATION_SHARDS", "0"),
+                ],
+                "EDGEPUSH_AGGREGATION_SHARDS must be between 1 and 256, not 0",
+            ),
+            (
+                &[
+                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_AGGREGATION_MAX_BYTES", "1000"),
+                ],
+                "EDGEPUSH_AGGREGATION_MAX_BYTES must be at least 1 MiB",
+            ),
+            (
+                &[
+                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_DATABASE", "d"),
+                    ("INFLUXDB_AGGREGATE", "on"),
+                ],
+                "INFLUXDB_AGGREGATE is \"on\", not true or false",
             ),
             (
                 &[

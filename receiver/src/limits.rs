@@ -61,6 +61,24 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// Bounds for reading back what the receiver itself stored or queued
+    /// (spools, journals, queue messages, aggregators): checked on the way
+    /// in, or merged here, so only a corrupt record exceeds them. A merged
+    /// batch may hold more points and series than one push may.
+    pub fn stored() -> Limits {
+        Limits {
+            // Records are split at 120 KB (envelope::MAX_ENVELOPE_BYTES); the
+            // Worker's zlib refuses caps of 256 MiB and more.
+            max_decompressed_bytes: 64 << 20,
+            max_points: 1 << 24,
+            max_series: 1 << 24,
+            max_values_per_point: 1 << 20,
+            ..Limits::default()
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {

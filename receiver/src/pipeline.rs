@@ -175,9 +175,10 @@ pub trait Host {
         Vec::new()
     }
 
-    /// Merges `batch` into the host's aggregator for the aggregated sinks,
-    /// or says why it cannot (`503` while it is full).
-    fn hold(&self, _batch: &Batch) -> impl Future<Output = Result<(), Error>> {
+    /// Merges `batch` (pushed under `key`, whose `sink` is `None`) into the
+    /// host's aggregator for the aggregated sinks, or says why it cannot
+    /// (`503` while it is full).
+    fn hold(&self, _key: SeenKey<'_>, _batch: &Batch) -> impl Future<Output = Result<(), Error>> {
         std::future::ready(Err(Error::new(
             503,
             "no_aggregator",
@@ -280,8 +281,11 @@ pub async fn push<H: Host>(format: &Format, head: &Head<'_>, body: H::Body, host
         host.record(format, Event::DedupeHit { tenant });
     } else if !answer.all_refused() {
         let failures = match host.dispatch() {
-            Dispatch::Queued => match enqueue(host, batch).await {
-                Ok(()) => Vec::new(),
+            Dispatch::Queued => match hold(host, &decoded, key, &mut answer).await {
+                Ok(()) => match enqueue(host, batch).await {
+                    Ok(()) => Vec::new(),
+                    Err(e) => return refuse(tenant, &e),
+                },
                 Err(e) => return refuse(tenant, &e),
             },
             Dispatch::Inline => match deliver(host, &decoded, key, &mut answer).await {
@@ -316,21 +320,18 @@ pub async fn push<H: Host>(format: &Format, head: &Head<'_>, body: H::Body, host
     reply
 }
 
-/// Delivers `decoded`'s batch to every sink, each from the point it
-/// reached on an earlier try of the same batch, and adds what sinks refused
-/// to `answer`; the failures of the sinks that did not take it. The
-/// aggregated sinks' share is merged first, once for all of them: when the
-/// aggregator cannot take it, nothing is delivered and the push is refused.
-async fn deliver<H: Host>(
+/// Merges `decoded`'s batch once for every sink that aggregates and has
+/// not merged it on an earlier try, and names in `answer` what those sinks
+/// can never store; refuses the push when the aggregator cannot take it.
+async fn hold<H: Host>(
     host: &H,
     decoded: &Decoded,
     key: SeenKey<'_>,
     answer: &mut Answer<'_>,
-) -> Result<Vec<SinkFailure>, Error> {
+) -> Result<(), Error> {
     let batch = &decoded.batch;
-    let mut failures = Vec::new();
     if batch.points.is_empty() {
-        return Ok(failures);
+        return Ok(());
     }
     let sink_key = |index| SeenKey {
         sink: Some(index),
@@ -344,12 +345,36 @@ async fn deliver<H: Host>(
         }
     }
     if !held.is_empty() {
-        host.hold(batch).await?;
+        host.hold(key, batch).await?;
         for index in held {
             host.remember(sink_key(index), usize::MAX).await;
             ingest::sink_refused(answer, decoded, host.unstorable(index, batch));
         }
     }
+    Ok(())
+}
+
+/// Delivers `decoded`'s batch to every sink, each from the point it
+/// reached on an earlier try of the same batch, and adds what sinks refused
+/// to `answer`; the failures of the sinks that did not take it. The
+/// aggregated sinks' share is merged first ([`hold`]): when the
+/// aggregator cannot take it, nothing is delivered and the push is refused.
+async fn deliver<H: Host>(
+    host: &H,
+    decoded: &Decoded,
+    key: SeenKey<'_>,
+    answer: &mut Answer<'_>,
+) -> Result<Vec<SinkFailure>, Error> {
+    let batch = &decoded.batch;
+    let mut failures = Vec::new();
+    if batch.points.is_empty() {
+        return Ok(failures);
+    }
+    hold(host, decoded, key, answer).await?;
+    let sink_key = |index| SeenKey {
+        sink: Some(index),
+        ..key
+    };
     for index in (0..host.sinks()).filter(|&i| !host.aggregated(i)) {
         let sink_key = sink_key(index);
         // A sink that took this batch, or part of it, on an earlier try is
@@ -377,14 +402,15 @@ async fn deliver<H: Host>(
     Ok(failures)
 }
 
-/// Enqueues `batch` as messages for every queued sink; a message the queue
+/// Enqueues `batch` as messages for every queued sink that does not
+/// aggregate (those took it in [`hold`]); a message the queue
 /// does not take refuses the push with `503` (messages already sent are
 /// delivered, and the client's retry of the batch may repeat them).
 async fn enqueue<H: Host>(host: &H, batch: &Batch) -> Result<(), Error> {
     if batch.points.is_empty() {
         return Ok(());
     }
-    for index in 0..host.sinks() {
+    for index in (0..host.sinks()).filter(|&i| !host.aggregated(i)) {
         let Some(tag) = host.sink_tag(index) else {
             continue;
         };

@@ -479,13 +479,53 @@ impl Workerd {
         Self::serve(dir, script, bindings, &serde_json::json!({}))
     }
 
+    /// [`Workerd::start_with`] on `port`: to start again where a Worker
+    /// that [`Workerd::crash`]ed ran, on its persisted storage.
+    pub fn start_on(
+        dir: &Path,
+        port: u16,
+        bindings: &serde_json::Value,
+        options: &serde_json::Value,
+    ) -> Self {
+        build_worker();
+        Self::serve_on(dir, port, "receiver/build/index.js", bindings, options)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.url
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .expect("a port")
+    }
+
+    /// Kills workerd and Miniflare at once (SIGKILL), as a crash or a
+    /// machine's end would: nothing is shut down in order.
+    pub fn crash(&mut self) {
+        let parent = self.process.child_id().to_string();
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-P", &parent])
+            .status();
+        self.process.stop();
+    }
+
     fn serve(
         dir: &Path,
         script: &str,
         bindings: &serde_json::Value,
         options: &serde_json::Value,
     ) -> Self {
-        let port = free_port();
+        Self::serve_on(dir, free_port(), script, bindings, options)
+    }
+
+    fn serve_on(
+        dir: &Path,
+        port: u16,
+        script: &str,
+        bindings: &serde_json::Value,
+        options: &serde_json::Value,
+    ) -> Self {
         let mut command = Command::new(tool("EDGEPUSH_NODE", "node", "node"));
         command
             .env("EDGEPUSH_WORKER_SCRIPT", script)

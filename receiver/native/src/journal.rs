@@ -111,18 +111,6 @@ impl Syncer {
     }
 }
 
-/// Records are checked again when read back, but they were checked on the
-/// way in (or merged here): bounds that only a corrupt record exceeds.
-fn read_limits() -> Limits {
-    Limits {
-        max_decompressed_bytes: 1 << 28,
-        max_points: 1 << 24,
-        max_series: 1 << 24,
-        max_values_per_point: 1 << 20,
-        ..Limits::default()
-    }
-}
-
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -177,7 +165,7 @@ impl Journal {
             sync_dir(dir)?;
             generations.push(1);
         }
-        let limits = read_limits();
+        let limits = Limits::stored();
         let mut unfinished = Vec::new();
         for pair in generations.windows(2) {
             let (generation, next) = (pair[0], pair[1]);

@@ -27,6 +27,7 @@ use edgepush_receiver::decode::Format;
 use edgepush_receiver::dedupe::{self, Seen};
 use edgepush_receiver::error::Error;
 use edgepush_receiver::ingest::{self, Headers, Ingest, Reply};
+use edgepush_receiver::limits::Limits;
 use edgepush_receiver::model::Batch;
 use edgepush_receiver::pipeline::{self, Delivery, Dispatch, Event, Head, Host, SeenKey};
 use edgepush_receiver::sink::{SinkFailure, SinkRefusal, SinkTag};
@@ -97,7 +98,7 @@ pub async fn serve(
         tokio::spawn(
             app.forwarder
                 .clone()
-                .replay(app.ingest.limits.clone(), Duration::from_secs(30)),
+                .replay(Limits::stored(), Duration::from_secs(30)),
         )
     });
     let (stop_flusher, stopped) = tokio::sync::watch::channel(false);
@@ -329,7 +330,7 @@ impl Host for App {
         self.forwarder.sinks()[index].unstorable(batch)
     }
 
-    async fn hold(&self, batch: &Batch) -> Result<(), Error> {
+    async fn hold(&self, _key: SeenKey<'_>, batch: &Batch) -> Result<(), Error> {
         match &self.aggregation {
             Some(aggregation) => match aggregation.hold(&self.forwarder, batch)? {
                 Some(ticket) => aggregation.durable(ticket).await,

@@ -4,16 +4,23 @@
 use std::rc::Rc;
 use std::time::SystemTime;
 
+use edgepush_receiver::aggregate;
+use edgepush_receiver::envelope;
 use edgepush_receiver::error::Error;
 use edgepush_receiver::ingest;
 use edgepush_receiver::model::Batch;
 use edgepush_receiver::pipeline::{Delivery, Dispatch, Host, SeenKey};
-use edgepush_receiver::sink::{Encoder, Retry, SinkFailure, SinkTag, deliver, skipped};
+use edgepush_receiver::sink::{
+    Encoder, Retry, SinkFailure, SinkRefusal, SinkTag, deliver, skipped,
+};
 use edgepush_receiver::tenant::{self, Caller, RateLimiter};
-use worker::{Cache, Date, Queue, QueueContentType, RawMessageBuilder, Request, Response, js_sys};
+use worker::{
+    Cache, Date, Headers, Method, ObjectNamespace, Queue, QueueContentType, RawMessageBuilder,
+    Request, RequestInit, Response, js_sys,
+};
 
 use crate::fetch::FetchClient;
-use crate::{QUEUE_BINDING, Settings};
+use crate::{QUEUE_BINDING, Settings, shard};
 
 /// The Worker as the pipeline's host: the body read by the runtime, the
 /// JS clock, replays and dedupe in this data centre's Cache API, delivery
@@ -21,7 +28,8 @@ use crate::{QUEUE_BINDING, Settings};
 pub(crate) struct EdgeHost {
     pub(crate) settings: Rc<Settings>,
     pub(crate) queue: Option<Queue>,
-    pub(crate) dedupe_seconds: u64,
+    /// The aggregators (`EDGEPUSH_SHARDS`), when bound.
+    pub(crate) shards: Option<ObjectNamespace>,
     /// When the push arrived: requests to the sinks are signed at this time.
     pub(crate) now: SystemTime,
 }
@@ -62,14 +70,14 @@ impl Host for EdgeHost {
     }
 
     async fn seen(&self, key: SeenKey<'_>) -> Option<usize> {
-        if self.dedupe_seconds == 0 {
+        if self.settings.dedupe_seconds == 0 {
             return None;
         }
         seen_value(&seen_url(key)).await
     }
 
     async fn remember(&self, key: SeenKey<'_>, value: usize) {
-        remember(&seen_url(key), value, self.dedupe_seconds).await;
+        remember(&seen_url(key), value, self.settings.dedupe_seconds).await;
     }
 
     fn dispatch(&self) -> Dispatch {
@@ -105,6 +113,77 @@ impl Host for EdgeHost {
             refusals,
             spooled: false,
         })
+    }
+
+    fn aggregated(&self, index: usize) -> bool {
+        self.settings.aggregated[index]
+    }
+
+    fn unstorable(&self, index: usize, batch: &Batch) -> Vec<SinkRefusal> {
+        self.settings.sinks[index].unstorable(batch)
+    }
+
+    /// Hands the batch to the aggregators of its namespace, each the
+    /// series that hash to it, and returns once every one has stored its
+    /// share. An aggregator that took its share before (the client's retry
+    /// after a lost answer, or another aggregator's failure) does not merge
+    /// it twice: it remembers the key.
+    async fn hold(&self, key: SeenKey<'_>, batch: &Batch) -> Result<(), Error> {
+        let unavailable = |message: String| {
+            let mut e = Error::new(503, "aggregator_unavailable", message);
+            e.retry_after = Some(1);
+            e
+        };
+        let Some(shards) = &self.shards else {
+            return Err(unavailable(format!(
+                "no aggregators bound as {}",
+                shard::BINDING
+            )));
+        };
+        for (index, part) in aggregate::split(batch, self.settings.shards) {
+            let name = format!("{}#{index}", batch.namespace);
+            let stub = shards
+                .id_from_name(&name)
+                .and_then(|id| id.get_stub())
+                .map_err(|e| unavailable(format!("aggregator {name}: {e}")))?;
+            for (n, packed) in envelope::pack(&part).into_iter().enumerate() {
+                let headers = Headers::new();
+                // Header values must be visible ASCII: both are encoded.
+                let encode =
+                    |s: &str| -> String { form_urlencoded::byte_serialize(s.as_bytes()).collect() };
+                let dedupe_key = format!("{}/{}/{n}", encode(key.tenant), encode(key.id));
+                let set = headers
+                    .set(shard::SHARD_HEADER, &encode(&name))
+                    .and_then(|()| headers.set(shard::KEY_HEADER, &dedupe_key));
+                let mut init = RequestInit::new();
+                init.with_method(Method::Post)
+                    .with_headers(headers)
+                    .with_body(Some(js_sys::Uint8Array::from(packed.as_slice()).into()));
+                let request = set
+                    .and_then(|()| Request::new_with_init("https://aggregator.invalid/hold", &init))
+                    .map_err(|e| unavailable(format!("aggregator {name}: {e}")))?;
+                let mut response = stub
+                    .fetch_with_request(request)
+                    .await
+                    .map_err(|e| unavailable(format!("aggregator {name}: {e}")))?;
+                if response.status_code() != 200 {
+                    let status = response.status_code();
+                    let body = response.text().await.unwrap_or_default();
+                    let retry_after = response
+                        .headers()
+                        .get("retry-after")
+                        .ok()
+                        .flatten()
+                        .and_then(|v| v.parse().ok());
+                    let mut e = unavailable(format!("aggregator {name} answered {status}: {body}"));
+                    if status == 503 {
+                        e.retry_after = retry_after.or(e.retry_after);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
     }
 
     async fn enqueue(&self, message: Vec<u8>) -> Result<(), String> {

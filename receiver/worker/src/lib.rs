@@ -27,6 +27,7 @@
 mod fetch;
 mod host;
 mod queue;
+mod shard;
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -46,6 +47,11 @@ use queue::dead_letters;
 /// The Worker's clock: JS `Date` (`SystemTime::now` is not available in wasm).
 fn now() -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(Date::now().as_millis())
+}
+
+/// [`now`] in milliseconds since the Unix epoch.
+fn now_ms() -> i64 {
+    Date::now().as_millis() as i64
 }
 
 fn json(status: u16, body: String) -> worker::Result<Response> {
@@ -130,12 +136,23 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
             return reply(ingest::refusal(Some(&format), &e));
         }
     };
+    let shards = env.durable_object(shard::BINDING).ok();
+    if shards.is_none() && settings.aggregated.contains(&true) {
+        let e = Error::new(
+            500,
+            "misconfigured",
+            format!(
+                "EDGEPUSH_AGGREGATION (or a sink's _AGGREGATE) is true, but no Durable Object \
+                 namespace is bound as {}: see docs/deploy-cloudflare.md",
+                shard::BINDING
+            ),
+        );
+        return reply(ingest::refusal(Some(&format), &e));
+    }
     let host = EdgeHost {
         settings,
         queue: env.queue(QUEUE_BINDING).ok(),
-        dedupe_seconds: setting(&env, "EDGEPUSH_DEDUPE_SECONDS")
-            .and_then(|s| s.parse::<u64>().ok())
-            .unwrap_or(900),
+        shards,
         now: now(),
     };
     reply(pipeline::push(&format, &head, req, &host).await)
@@ -158,6 +175,15 @@ struct Settings {
     ingest: ingest::Ingest,
     /// The sinks.
     sinks: Vec<edgepush_receiver::sink::Sink>,
+    /// Whether and when pushes are merged.
+    aggregation: edgepush_receiver::aggregate::Settings,
+    /// Per sink: whether it takes merged points.
+    aggregated: Vec<bool>,
+    /// Aggregators per namespace.
+    shards: u32,
+    /// How long a batch is remembered as delivered (`EDGEPUSH_DEDUPE_SECONDS`,
+    /// default 900).
+    dedupe_seconds: u64,
     /// Per-tenant rates, per isolate: a best effort, since Cloudflare runs
     /// many isolates (see docs/security.md).
     rates: RateLimiter,
@@ -181,10 +207,21 @@ fn settings(env: &Env) -> Result<Rc<Settings>, String> {
     if let Some(reason) = edgepush_receiver::gzip::unavailable() {
         return Err(reason);
     }
-    let (ingest, sinks) = env_config::from_settings(|n| setting(env, n))?;
+    let config = env_config::from_settings(|n| setting(env, n))?;
+    let dedupe_seconds = match setting(env, "EDGEPUSH_DEDUPE_SECONDS") {
+        None => 900,
+        Some(v) => v
+            .trim()
+            .parse()
+            .map_err(|_| format!("EDGEPUSH_DEDUPE_SECONDS must be a whole number, not {v:?}"))?,
+    };
     let settings = Rc::new(Settings {
-        ingest,
-        sinks,
+        ingest: config.ingest,
+        sinks: config.sinks,
+        aggregation: config.aggregation,
+        aggregated: config.aggregated,
+        shards: config.shards,
+        dedupe_seconds,
         rates: RateLimiter::default(),
     });
     SETTINGS.set(Some(Rc::clone(&settings)));

@@ -3,21 +3,23 @@
 
 use std::time::Duration;
 
+use edgepush_receiver::aggregate::Aggregator;
 use edgepush_receiver::envelope;
 use edgepush_receiver::error::Error;
 use edgepush_receiver::ingest;
+use edgepush_receiver::limits::Limits;
 use edgepush_receiver::model::Batch;
 use edgepush_receiver::sink::SinkTag;
 use edgepush_receiver::sink::{Encoder, Retry, deliver};
 use worker::{
     Context, Date, Env, MessageBatch, MessageExt, QueueContentType, QueueRetryOptionsBuilder,
-    RawMessageBuilder, Request, Response, event, js_sys,
+    RawMessage, RawMessageBuilder, Request, Response, event, js_sys,
 };
 
 use crate::fetch::FetchClient;
 use crate::{
-    DEAD_LETTER_TTL_SECONDS, DEAD_LETTERS_BINDING, MAX_RETRY_DELAY_SECONDS, QUEUE_BINDING, error,
-    json, now, setting, settings,
+    DEAD_LETTER_TTL_SECONDS, DEAD_LETTERS_BINDING, MAX_RETRY_DELAY_SECONDS, QUEUE_BINDING,
+    Settings, error, json, now, setting, settings,
 };
 
 /// Lists the dead letters' keys (`<time>-<batch id>-<sink>`), newest last.
@@ -78,78 +80,130 @@ async fn consume(
             return Ok(());
         }
     };
-    let (ingest, sinks) = (&config.ingest, &config.sinks);
     let base_delay = setting(&env, "EDGEPUSH_RETRY_DELAY_SECONDS")
         .and_then(|s| s.parse::<u64>().ok())
         .unwrap_or(30);
+    let retry_later = |message: &RawMessage, reason: &str| {
+        worker::console_warn!("edgepush: message {} not delivered: {reason}", message.id());
+        // Exponential backoff without an attempt counter (the runtime does
+        // not expose it): wait as long as the message has already waited,
+        // at least the base delay.
+        let age = Date::now()
+            .as_millis()
+            .saturating_sub(message.timestamp().as_millis())
+            / 1000;
+        let delay = age.clamp(base_delay, MAX_RETRY_DELAY_SECONDS.max(base_delay));
+        let retry = QueueRetryOptionsBuilder::new()
+            .with_delay_seconds(u32::try_from(delay).unwrap_or(u32::MAX))
+            .build();
+        message.retry_with_options(&retry);
+    };
+    // Messages for a sink that takes merged points are merged per sink
+    // (one request for the lot); the others go one by one.
+    let mut merging: Vec<(SinkTag, Vec<RawMessage>, Aggregator)> = Vec::new();
     for message in batch.raw_iter() {
         let bytes = js_sys::Uint8Array::new(&message.body()).to_vec();
         let now_ms = Date::now().as_millis() as i64;
-        let outcome = match envelope::decode(&bytes, now_ms, &ingest.limits) {
+        let outcome = match envelope::decode(&bytes, now_ms, &Limits::stored()) {
             Err(e) => Err(e.to_string()),
-            Ok((tag, points)) => match sinks.iter().find(|s| s.tag() == tag) {
-                None => Err(format!("no {tag:?} sink is configured")),
-                Some(sink) => {
-                    let quick = Retry {
-                        attempts: 2,
-                        backoff: Duration::from_millis(200),
-                        ..Retry::default()
+            Ok((tag, points)) => {
+                let aggregated = config
+                    .sinks
+                    .iter()
+                    .position(|s| s.tag() == tag)
+                    .is_some_and(|i| config.aggregated[i]);
+                if aggregated {
+                    let group = match merging.iter().position(|(t, _, _)| *t == tag) {
+                        Some(group) => group,
+                        None => {
+                            merging.push((tag, Vec::new(), Aggregator::new()));
+                            merging.len() - 1
+                        }
                     };
-                    match deliver(&FetchClient, sink, &points, now(), quick).await {
-                        Ok(refusals) => {
-                            for r in refusals {
-                                worker::console_error!(
-                                    "edgepush: {} refused {} points of batch {}: {}",
-                                    r.sink,
-                                    r.points.len(),
-                                    points.id,
-                                    r.message
-                                );
-                            }
-                            Ok(())
-                        }
-                        // Part taken: the rest goes back to the queue as a
-                        // new message, so the part is not sent again.
-                        Err(f) if f.retryable && f.done > 0 => {
-                            worker::console_warn!(
-                                "edgepush: {} took {} points of batch {}, then: {}; requeueing the rest",
-                                f.sink,
-                                f.done,
-                                points.id,
-                                f.message
-                            );
-                            requeue(&env, &points.from_point(f.done), tag)
-                                .await
-                                .map_err(|e| {
-                                    format!(
-                                        "{}: {}; cannot requeue the rest: {e}",
-                                        f.sink, f.message
-                                    )
-                                })
-                        }
-                        Err(f) => Err(format!("{}: {}", f.sink, f.message)),
-                    }
+                    merging[group].2.add(&points);
+                    merging[group].1.push(message);
+                    continue;
                 }
-            },
+                forward(&env, &config, tag, &points).await
+            }
         };
         match outcome {
             Ok(()) => message.ack(),
-            Err(reason) => {
-                worker::console_warn!("edgepush: message {} not delivered: {reason}", message.id());
-                // Exponential backoff without an attempt counter (the
-                // runtime does not expose it): wait as long as the message
-                // has already waited, at least the base delay.
-                let age = Date::now()
-                    .as_millis()
-                    .saturating_sub(message.timestamp().as_millis())
-                    / 1000;
-                let delay = age.clamp(base_delay, MAX_RETRY_DELAY_SECONDS.max(base_delay));
-                let retry = QueueRetryOptionsBuilder::new()
-                    .with_delay_seconds(u32::try_from(delay).unwrap_or(u32::MAX))
-                    .build();
-                message.retry_with_options(&retry);
+            Err(reason) => retry_later(&message, &reason),
+        }
+    }
+    for (tag, messages, mut merger) in merging {
+        let merged = merger.take_all(Date::now().as_millis() as i64);
+        let mut outcome = Ok(());
+        for (n, points) in merged.iter().enumerate() {
+            if let Err(reason) = forward(&env, &config, tag, points).await {
+                // What was delivered stays delivered: the batches not yet
+                // delivered go back to the queue as new messages.
+                outcome = requeue_all(&env, &merged[n..], tag)
+                    .await
+                    .map_err(|e| format!("{reason}; cannot requeue: {e}"));
+                break;
             }
         }
+        for message in &messages {
+            match &outcome {
+                Ok(()) => message.ack(),
+                Err(reason) => retry_later(message, reason),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Delivers one batch to the sink tagged `tag`. When the sink took part
+/// of it, the rest goes back to the queue as a new message, so the part is
+/// not sent again.
+async fn forward(env: &Env, config: &Settings, tag: SinkTag, points: &Batch) -> Result<(), String> {
+    let Some(sink) = config.sinks.iter().find(|s| s.tag() == tag) else {
+        return Err(format!("no {tag:?} sink is configured"));
+    };
+    let quick = Retry {
+        attempts: 2,
+        backoff: Duration::from_millis(200),
+        ..Retry::default()
+    };
+    match deliver(&FetchClient, sink, points, now(), quick).await {
+        Ok(refusals) => {
+            if points.id.starts_with("merged-") {
+                crate::shard::report_refusals(sink, points, &refusals);
+            } else {
+                for r in refusals {
+                    worker::console_error!(
+                        "edgepush: {} refused {} points of batch {}: {}",
+                        r.sink,
+                        r.points.len(),
+                        points.id,
+                        r.message
+                    );
+                }
+            }
+            Ok(())
+        }
+        Err(f) if f.retryable && f.done > 0 => {
+            worker::console_warn!(
+                "edgepush: {} took {} points of batch {}, then: {}; requeueing the rest",
+                f.sink,
+                f.done,
+                points.id,
+                f.message
+            );
+            requeue(env, &points.from_point(f.done), tag)
+                .await
+                .map_err(|e| format!("{}: {}; cannot requeue the rest: {e}", f.sink, f.message))
+        }
+        Err(f) => Err(format!("{}: {}", f.sink, f.message)),
+    }
+}
+
+/// Sends `batches` to the queue again, for the sink `tag` names.
+async fn requeue_all(env: &Env, batches: &[Batch], tag: SinkTag) -> Result<(), String> {
+    for batch in batches {
+        requeue(env, batch, tag).await?;
     }
     Ok(())
 }
