@@ -491,6 +491,11 @@ impl Workerd {
         Self::serve_on(dir, port, "receiver/build/index.js", bindings, options)
     }
 
+    /// What workerd and Miniflare wrote so far (the Worker's logs).
+    pub fn log_text(&self) -> String {
+        self.process.log_text()
+    }
+
     /// Its port.
     pub fn port(&self) -> u16 {
         self.url

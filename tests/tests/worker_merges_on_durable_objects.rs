@@ -45,18 +45,8 @@ fn pushes_merge_on_durable_objects_and_survive_a_workerd_crash() {
     let mut moto = Moto::start(dir.path());
     let influx = Influx::start(dir.path());
     let relay = Relay::start(&moto.url);
-    let mut settings = moto.worker_settings();
-    for (name, value) in [
-        ("CLOUDWATCH_ENDPOINT", format!("{}/", relay.url)),
-        ("INFLUXDB_URL", influx.url.clone()),
-        ("INFLUXDB_DATABASE", influx.database.clone()),
-        ("EDGEPUSH_AGGREGATION", "true".into()),
-        ("EDGEPUSH_AGGREGATION_FLUSH_SECONDS", "1".into()),
-        ("EDGEPUSH_AGGREGATION_SHARDS", SHARDS.to_string()),
-    ] {
-        settings.insert(name.into(), value.into());
-    }
-    let settings = Value::Object(settings);
+    let mut settings = merging(&relay.url, &influx);
+    settings["EDGEPUSH_AGGREGATION_SHARDS"] = SHARDS.to_string().into();
     let options = aggregators(dir.path());
     let mut worker = Workerd::start_with(dir.path(), &settings, &options);
 
@@ -113,6 +103,99 @@ fn pushes_merge_on_durable_objects_and_survive_a_workerd_crash() {
         "{} requests for {pushes} pushes: barely merged",
         requests.len()
     );
+    // Each flush says what it did in the Worker's logs.
+    let flushes = flush_lines(&worker.log_text());
+    let saved: u64 = flushes
+        .iter()
+        .map(|f| f["sink_requests_saved"].as_u64().expect("saved"))
+        .sum();
+    assert!(!flushes.is_empty(), "no flush logged");
+    assert!(saved > 0, "{flushes:?}");
+    moto.stop();
+}
+
+/// The aggregators' flush lines in a Worker's log.
+fn flush_lines(log: &str) -> Vec<Value> {
+    log.lines()
+        .filter_map(|line| {
+            line.find(r#"{"edgepush":"aggregation""#)
+                .map(|at| &line[at..])
+        })
+        .map(|json| serde_json::from_str(json.trim()).expect("a flush line is JSON"))
+        .collect()
+}
+
+/// The Worker's settings, merging with a 1 s flush interval, for
+/// CloudWatch at `cloudwatch` (moto, or a relay in front of it; the
+/// credentials moto takes when it does not check them) and InfluxDB.
+fn merging(cloudwatch: &str, influx: &Influx) -> Value {
+    json!({
+        "CLOUDWATCH_REGION": "us-east-1",
+        "CLOUDWATCH_ENDPOINT": format!("{cloudwatch}/"),
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "INFLUXDB_URL": influx.url,
+        "INFLUXDB_DATABASE": influx.database,
+        "EDGEPUSH_AGGREGATION": "true",
+        "EDGEPUSH_AGGREGATION_FLUSH_SECONDS": "1",
+        "EDGEPUSH_RETRY_DELAY_SECONDS": "1",
+    })
+}
+
+/// With a queue bound, the aggregators' alarms send merged batches to the
+/// queue, and its consumer merges each message batch again before the
+/// sinks: still exact.
+#[test]
+fn merged_batches_go_through_the_queue_exactly() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut moto = Moto::start(dir.path());
+    let influx = Influx::start(dir.path());
+    let settings = merging(&moto.url, &influx);
+    let mut options = aggregators(dir.path());
+    let queues = json!({
+        "queueProducers": { "EDGEPUSH_QUEUE": "edgepush" },
+        "queueConsumers": {
+            "edgepush": { "maxBatchSize": 10, "maxBatchTimeout": 1, "maxRetries": 10 }
+        }
+    });
+    for (name, value) in queues.as_object().expect("options") {
+        options[name] = value.clone();
+    }
+    let worker = Workerd::start_with(dir.path(), &settings, &options);
+    let pushed = push_from_many_emitters(&worker.url, "EdgeQueued", EMITTERS / 2, 0..BATCHES);
+    eventually(Duration::from_secs(61 + 60), || {
+        pushed.assert_in_cloudwatch(&moto.metrics("EdgeQueued"));
+    });
+    eventually(Duration::from_secs(30), || {
+        pushed.assert_in_influxdb(&influx)
+    });
+    moto.stop();
+}
+
+/// CloudWatch down when the aggregators' alarms send: the merged batches
+/// wait in their outbox, are tried again, and arrive once it is back,
+/// exactly once.
+#[test]
+fn merged_batches_wait_for_a_sink_that_is_down() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let influx = Influx::start(dir.path());
+    let port = edgepush_tests::free_port();
+    // Where CloudWatch will be, not started yet.
+    let settings = merging(&format!("http://127.0.0.1:{port}"), &influx);
+    let worker = Workerd::start_with(dir.path(), &settings, &aggregators(dir.path()));
+    let pushed = push_from_many_emitters(&worker.url, "EdgeOutage", EMITTERS / 2, 0..BATCHES);
+    // The first period's alarm finds CloudWatch down.
+    eventually(Duration::from_secs(30), || {
+        assert!(
+            worker.log_text().contains("a merged batch waits"),
+            "no failed send yet"
+        );
+    });
+    let mut moto = Moto::start_on(dir.path(), port);
+    eventually(Duration::from_secs(61 + 60), || {
+        pushed.assert_in_cloudwatch(&moto.metrics("EdgeOutage"));
+    });
+    pushed.assert_in_influxdb(&influx);
     moto.stop();
 }
 
