@@ -26,35 +26,26 @@ use crate::sink::SinkTag;
 /// The messages that carry `batch` to the sink tagged `tag`.
 pub fn encode(batch: &Batch, tag: SinkTag) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
-    encode_points(batch, 0..batch.points.len(), &[tag as u8], &mut out);
-    out
-}
-
-/// `batch` as gzip'd wire v1 JSON without a sink, in parts of at most
-/// [`MAX_ENVELOPE_BYTES`] (but for a single huge point): what the Worker's
-/// aggregators keep of a push, read back by [`unpack`].
-pub fn pack(batch: &Batch) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    encode_points(batch, 0..batch.points.len(), &[], &mut out);
+    encode_points(batch, 0..batch.points.len(), tag as u8, &mut out);
     out
 }
 
 fn encode_points(
     batch: &Batch,
     range: std::ops::Range<usize>,
-    prefix: &[u8],
+    tag: u8,
     out: &mut Vec<Vec<u8>>,
 ) {
     let json = to_wire_json(batch, range.clone());
-    let mut message = prefix.to_vec();
+    let mut message = vec![tag];
     message.extend(crate::gzip::compress(&json));
     if message.len() <= MAX_ENVELOPE_BYTES || range.len() <= 1 {
         out.push(message);
         return;
     }
     let middle = range.start + range.len() / 2;
-    encode_points(batch, range.start..middle, prefix, out);
-    encode_points(batch, middle..range.end, prefix, out);
+    encode_points(batch, range.start..middle, tag, out);
+    encode_points(batch, middle..range.end, tag, out);
 }
 
 /// The points in `range` of `batch` as wire v1 JSON.
@@ -155,12 +146,7 @@ pub fn decode(message: &[u8], now_ms: i64, limits: &Limits) -> Result<(SinkTag, 
             ));
         }
     };
-    Ok((tag, unpack(body, now_ms, limits)?))
-}
-
-/// The batch a [`pack`]ed part carries, checked again as a push would be.
-pub fn unpack(part: &[u8], now_ms: i64, limits: &Limits) -> Result<Batch> {
-    let json = crate::gzip::inflate(part, limits.max_decompressed_bytes).map_err(|e| {
+    let json = crate::gzip::inflate(body, limits.max_decompressed_bytes).map_err(|e| {
         Error::new(
             400,
             "invalid_message",
@@ -175,7 +161,7 @@ pub fn unpack(part: &[u8], now_ms: i64, limits: &Limits) -> Result<Batch> {
             format!("{}: {}", r.field, r.reason),
         ));
     }
-    Ok(decoded.batch)
+    Ok((tag, decoded.batch))
 }
 
 #[cfg(test)]
@@ -267,7 +253,7 @@ mod tests {
     /// A merged batch may hold more points than a push may: read back
     /// with [`Limits::stored`], it is whole.
     #[test]
-    fn packed_merged_batches_past_a_push_s_bounds_read_back_whole() {
+    fn merged_batches_past_a_push_s_bounds_read_back_whole() {
         let mut b = batch(1);
         b.series.truncate(1);
         b.points = (0..20_000)
@@ -277,16 +263,13 @@ mod tests {
                 value: Value::Counter(1.0),
             })
             .collect();
-        let parts = pack(&b);
-        assert_eq!(
-            parts.len(),
-            1,
-            "so many alike points compress into one part"
-        );
-        let refused = unpack(&parts[0], NOW, &Limits::default()).expect_err("past a push's bound");
+        let messages = encode(&b, SinkTag::CloudWatch);
+        assert_eq!(messages.len(), 1, "so many alike points compress into one message");
+        let refused =
+            decode(&messages[0], NOW, &Limits::default()).expect_err("past a push's bound");
         assert!(refused.message.contains("points"), "{refused:?}");
-        let back = unpack(&parts[0], NOW, &Limits::stored()).expect("read");
-        assert!(back == b, "not the batch packed");
+        let (_, back) = decode(&messages[0], NOW, &Limits::stored()).expect("read");
+        assert!(back == b, "not the batch sent");
     }
 
     #[test]

@@ -40,6 +40,7 @@ pub mod gzip;
 pub mod ingest;
 pub mod limits;
 pub mod model;
+pub mod packed;
 pub mod pipeline;
 pub mod sink;
 pub mod tenant;

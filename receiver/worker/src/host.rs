@@ -5,7 +5,7 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 use edgepush_receiver::aggregate;
-use edgepush_receiver::envelope;
+use edgepush_receiver::packed;
 use edgepush_receiver::error::Error;
 use edgepush_receiver::ingest;
 use edgepush_receiver::model::Batch;
@@ -146,7 +146,10 @@ impl Host for EdgeHost {
                 .id_from_name(&name)
                 .and_then(|id| id.get_stub())
                 .map_err(|e| unavailable(format!("aggregator {name}: {e}")))?;
-            for (n, packed) in envelope::pack(&part).into_iter().enumerate() {
+            for (n, packed) in packed::split(&part, packed::MAX_PART_BYTES)
+                .into_iter()
+                .enumerate()
+            {
                 let headers = Headers::new();
                 // Header values must be visible ASCII: both are encoded.
                 let encode =

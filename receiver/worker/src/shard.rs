@@ -5,7 +5,7 @@
 //! over, from its alarm.
 //!
 //! What it keeps in its SQLite storage:
-//! - `held`: every push it took, as [`envelope::pack`]ed parts, written
+//! - `held`: every push it took, as [`packed`] parts, written
 //!   before the push is answered; after a flush, the open state instead
 //!   ([`Aggregator::snapshot`]). An object that starts (after eviction or a
 //!   restart) merges them again.
@@ -30,6 +30,7 @@ use edgepush_receiver::aggregate::Aggregator;
 use edgepush_receiver::envelope;
 use edgepush_receiver::error::Error;
 use edgepush_receiver::limits::Limits;
+use edgepush_receiver::packed;
 use edgepush_receiver::model::Batch;
 use edgepush_receiver::sink::{Encoder, Retry, SinkTag, deliver};
 use worker::{
@@ -123,7 +124,7 @@ impl MergeShard {
     }
 
     /// Creates the tables and merges what `held` keeps, once per object.
-    fn load(&self, now_ms: i64) -> std::result::Result<(), Error> {
+    fn load(&self) -> std::result::Result<(), Error> {
         if self.held.borrow().is_some() {
             return Ok(());
         }
@@ -137,7 +138,6 @@ impl MergeShard {
             sql.exec(statement, None).map_err(storage_error)?;
         }
         let mut held = Held::default();
-        let limits = Limits::stored();
         for row in sql
             .exec("SELECT part FROM held ORDER BY seq", None)
             .map_err(storage_error)?
@@ -146,13 +146,13 @@ impl MergeShard {
             let Some(SqlStorageValue::Blob(part)) = row.map_err(storage_error)?.pop() else {
                 continue;
             };
-            match envelope::unpack(&part, now_ms, &limits) {
+            match packed::decode(&part) {
                 Ok(batch) => {
                     held.merger.add(&batch);
                 }
-                // Only points past every sink's window fail here.
+                // Only a damaged record fails here.
                 Err(e) => worker::console_error!(
-                    "edgepush: MERGED POINTS REFUSED: aggregator {} cannot read back a held push: {}",
+                    "edgepush: MERGED POINTS LOST: aggregator {} cannot read back a held push: {}",
                     self.name(),
                     e.message
                 ),
@@ -167,7 +167,7 @@ impl MergeShard {
     async fn hold(&self, mut req: Request) -> std::result::Result<String, Error> {
         let now_ms = crate::now_ms();
         let config = settings(&self.env).map_err(|m| Error::new(500, "misconfigured", m))?;
-        self.load(now_ms)?;
+        self.load()?;
         let header = |name| req.headers().get(name).ok().flatten().unwrap_or_default();
         let (shard, key) = (header(SHARD_HEADER), header(KEY_HEADER));
         let shard: String = form_urlencoded::parse(format!("s={shard}").as_bytes())
@@ -203,7 +203,7 @@ impl MergeShard {
             e.retry_after = Some(aggregation.flush_interval_seconds.max(1));
             return Err(e);
         }
-        let batch = envelope::unpack(&part, now_ms, &Limits::stored())?;
+        let batch = packed::decode(&part)?;
         let until_ms = now_ms + i64::from(config.dedupe_seconds.min(86_400) as u32) * 1000;
         // No await from here to the end of the writes: they commit together.
         sql.exec(
@@ -265,7 +265,7 @@ impl MergeShard {
     async fn flush(&self) -> std::result::Result<(), Error> {
         let started = crate::now_ms();
         let config = settings(&self.env).map_err(|m| Error::new(500, "misconfigured", m))?;
-        self.load(started)?;
+        self.load()?;
         self.with(|h| h.alarm_ms = None);
         let sql = self.sql();
         // Each emission has a millisecond of its own.
@@ -301,7 +301,10 @@ impl MergeShard {
             // One transaction: the open state replaces what was held, and
             // what is over waits in the outbox.
             sql.exec("DELETE FROM held", None).map_err(storage_error)?;
-            for part in snapshot.iter().flat_map(envelope::pack) {
+            for part in snapshot
+                .iter()
+                .flat_map(|b| packed::split(b, packed::MAX_PART_BYTES))
+            {
                 sql.exec("INSERT INTO held (part) VALUES (?)", vec![part.into()])
                     .map_err(storage_error)?;
             }
