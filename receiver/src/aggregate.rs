@@ -47,7 +47,10 @@
 //! after a 1 s period, 1.9 years after a 60 s one; later ones take the
 //! period's last nanosecond).
 
-use std::collections::HashMap;
+/// The aggregator's maps, hashed with foldhash: a series key is hashed at
+/// every point merged, and SipHash (std's default) was a third of a merge.
+/// Seeded at random per map, as std's.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use edgepush_protocol::Resolution;
 use edgepush_protocol::compact::{self, Bucket, quantize};
@@ -643,7 +646,7 @@ impl Distribution {
         }
         *self.exact.entry(v.to_bits()).or_insert(0.0) += count;
         if self.exact.len() > Aggregator::MAX_EXACT_VALUES {
-            let mut buckets: HashMap<u64, (f64, f64)> = HashMap::new();
+            let mut buckets: HashMap<u64, (f64, f64)> = HashMap::default();
             for (bits, count) in self.exact.drain() {
                 into_bucket(&mut buckets, f64::from_bits(bits), count);
             }
@@ -820,7 +823,7 @@ mod tests {
     /// Statistics per (namespace, series name, period) of what was pushed
     /// and of what the merge gives.
     fn statistics(batches: &[Batch]) -> Vec<(String, String, i64, [f64; 4])> {
-        let mut out: HashMap<(String, String, i64), StatisticSet> = HashMap::new();
+        let mut out: HashMap<(String, String, i64), StatisticSet> = HashMap::default();
         for b in batches {
             for p in &b.points {
                 let series = &b.series[p.series];

@@ -30,12 +30,7 @@ pub fn encode(batch: &Batch, tag: SinkTag) -> Vec<Vec<u8>> {
     out
 }
 
-fn encode_points(
-    batch: &Batch,
-    range: std::ops::Range<usize>,
-    tag: u8,
-    out: &mut Vec<Vec<u8>>,
-) {
+fn encode_points(batch: &Batch, range: std::ops::Range<usize>, tag: u8, out: &mut Vec<Vec<u8>>) {
     let json = to_wire_json(batch, range.clone());
     let mut message = vec![tag];
     message.extend(crate::gzip::compress(&json));
@@ -264,7 +259,11 @@ mod tests {
             })
             .collect();
         let messages = encode(&b, SinkTag::CloudWatch);
-        assert_eq!(messages.len(), 1, "so many alike points compress into one message");
+        assert_eq!(
+            messages.len(),
+            1,
+            "so many alike points compress into one message"
+        );
         let refused =
             decode(&messages[0], NOW, &Limits::default()).expect_err("past a push's bound");
         assert!(refused.message.contains("points"), "{refused:?}");

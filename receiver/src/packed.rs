@@ -248,7 +248,10 @@ impl Reader<'_> {
     }
 
     fn take(&mut self, n: usize) -> Result<&[u8]> {
-        let end = self.at.checked_add(n).filter(|&end| end <= self.bytes.len());
+        let end = self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len());
         let Some(end) = end else {
             return Err(self.fail("cut short"));
         };
@@ -360,8 +363,12 @@ mod tests {
         )
             .prop_map(|(name, kind, unit, high, dimensions)| Series {
                 name,
-                kind: [Kind::Counter, Kind::Gauge, Kind::Distribution, Kind::Statistics]
-                    [kind as usize],
+                kind: [
+                    Kind::Counter,
+                    Kind::Gauge,
+                    Kind::Distribution,
+                    Kind::Statistics,
+                ][kind as usize],
                 unit,
                 dimensions,
                 resolution: if high {
@@ -398,7 +405,13 @@ mod tests {
     fn points_of(b: &Batch) -> Vec<(Series, i64, String)> {
         b.points
             .iter()
-            .map(|p| (b.series[p.series].clone(), p.timestamp_ms, format!("{:?}", p.value)))
+            .map(|p| {
+                (
+                    b.series[p.series].clone(),
+                    p.timestamp_ms,
+                    format!("{:?}", p.value),
+                )
+            })
             .collect()
     }
 

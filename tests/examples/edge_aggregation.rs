@@ -98,8 +98,7 @@ fn cpu_per_push() -> (Duration, Duration) {
             let worker = [&inline, &merged][which];
             let bodies = &chunk[which * PER_ROUND..(which + 1) * PER_ROUND];
             cpu[which] += cpu_of(worker, || push_all(worker, bodies)) / ROUNDS as u32;
-            idle[which] +=
-                cpu_of(worker, || health(worker, PER_ROUND as u32)) / ROUNDS as u32;
+            idle[which] += cpu_of(worker, || health(worker, PER_ROUND as u32)) / ROUNDS as u32;
         }
     }
     (

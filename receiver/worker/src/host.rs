@@ -5,10 +5,10 @@ use std::rc::Rc;
 use std::time::SystemTime;
 
 use edgepush_receiver::aggregate;
-use edgepush_receiver::packed;
 use edgepush_receiver::error::Error;
 use edgepush_receiver::ingest;
 use edgepush_receiver::model::Batch;
+use edgepush_receiver::packed;
 use edgepush_receiver::pipeline::{Delivery, Dispatch, Host, SeenKey};
 use edgepush_receiver::sink::{
     Encoder, Retry, SinkFailure, SinkRefusal, SinkTag, deliver, skipped,

@@ -30,8 +30,8 @@ use edgepush_receiver::aggregate::Aggregator;
 use edgepush_receiver::envelope;
 use edgepush_receiver::error::Error;
 use edgepush_receiver::limits::Limits;
-use edgepush_receiver::packed;
 use edgepush_receiver::model::Batch;
+use edgepush_receiver::packed;
 use edgepush_receiver::sink::{Encoder, Retry, SinkTag, deliver};
 use worker::{
     DurableObject, Env, QueueContentType, RawMessageBuilder, Request, Response, Result,
