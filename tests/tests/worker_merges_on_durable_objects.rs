@@ -206,3 +206,79 @@ fn closings(pushed: &Pushed) -> usize {
     let minutes: BTreeSet<i64> = seconds.iter().map(|s| s - s % 60_000).collect();
     seconds.len() + minutes.len()
 }
+
+/// An aggregator at its memory bound answers `503` with `Retry-After`,
+/// flushes everything it holds at once, and takes the push when it is sent
+/// again: every point of every push reaches InfluxDB.
+#[test]
+fn a_full_aggregator_refuses_with_retry_after_then_takes_the_push() {
+    const PUSHES: usize = 10;
+    const SERIES_PER_PUSH: usize = 100;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let influx = Influx::start(dir.path());
+    let settings = json!({
+        "INFLUXDB_URL": influx.url,
+        "INFLUXDB_DATABASE": influx.database,
+        "EDGEPUSH_AGGREGATION": "true",
+        // The smallest bound; each push below opens about 230 KB of it.
+        "EDGEPUSH_AGGREGATION_MAX_BYTES": "1048576",
+    });
+    let worker = Workerd::start_with(dir.path(), &settings, &aggregators(dir.path()));
+    let url = format!("{}/v1/metrics", worker.url);
+    let mut refused = 0;
+    for push in 0..PUSHES {
+        let emitter = edgepush::Emitter::new(edgepush::Config::new("EdgeFull").expect("ns"));
+        // Series of their own in every push (a long dimension value makes
+        // each weigh about 2 KB), so the aggregator only grows.
+        let long = format!("{push}-{}", "x".repeat(1000));
+        for s in 0..SERIES_PER_PUSH {
+            emitter
+                .counter(edgepush::Metric::new(format!("c{s}")).dimension("push", long.clone()))
+                .expect("counter")
+                .add(1.0);
+        }
+        let payloads = emitter.flush().expect("flush");
+        assert_eq!(payloads.len(), 1);
+        let headers = [
+            ("content-type", payloads[0].content_type()),
+            ("content-encoding", "gzip"),
+        ];
+        let (status, retry_after, answer) =
+            edgepush_tests::post_retry_after(&url, &headers, payloads[0].body());
+        if status == 503 {
+            refused += 1;
+            assert_eq!(answer["error"], "aggregator_unavailable", "{answer}");
+            assert!(
+                answer["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("aggregator_full")),
+                "{answer}"
+            );
+            assert!(retry_after.is_some(), "no Retry-After: {answer}");
+            // Sent again, as the emitter would, once the flush made room.
+            eventually(Duration::from_secs(30), || {
+                let (status, _, answer) =
+                    edgepush_tests::post_retry_after(&url, &headers, payloads[0].body());
+                assert_eq!(status, 202, "{answer}");
+            });
+        } else {
+            assert_eq!(status, 202, "{answer}");
+        }
+    }
+    assert!(refused > 0, "the bound was never reached");
+    // Everything goes out: the flushes the bound forced, and the minute's
+    // end for the rest.
+    eventually(Duration::from_secs(61 + 30), || {
+        let rows = influx.rows("SELECT \"count\" FROM /^c/");
+        let count: f64 = rows
+            .iter()
+            .map(|r| r["count"].as_f64().expect("count"))
+            .sum();
+        assert_eq!(
+            count,
+            (PUSHES * SERIES_PER_PUSH) as f64,
+            "{} rows",
+            rows.len()
+        );
+    });
+}

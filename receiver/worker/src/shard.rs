@@ -69,6 +69,8 @@ struct Held {
     alarm_ms: Option<i64>,
     /// Pushes taken since the last flush.
     pushes: u64,
+    /// Their points.
+    points: u64,
     /// Points that came after their period had gone out.
     late: u64,
 }
@@ -222,6 +224,7 @@ impl MergeShard {
         let (due, alarm) = self.with(|h| {
             h.merger.add(&batch);
             h.pushes += 1;
+            h.points += batch.points.len() as u64;
             h.late += late as u64;
             let due = h
                 .merger
@@ -281,7 +284,7 @@ impl MergeShard {
             .unwrap_or(0);
         let emitted_ms = started.max(last + 1);
         let aggregation = &config.aggregation;
-        let (taken, snapshot, pushes, late, open) = self.with(|h| {
+        let (taken, snapshot, (pushes, points_in, late), open) = self.with(|h| {
             let full = h.merger.bytes() >= aggregation.max_bytes;
             let taken = if full {
                 h.merger.take_all(emitted_ms)
@@ -293,8 +296,12 @@ impl MergeShard {
             } else {
                 h.merger.snapshot(emitted_ms)
             };
-            let counts = (std::mem::take(&mut h.pushes), std::mem::take(&mut h.late));
-            (taken, snapshot, counts.0, counts.1, h.merger.open())
+            let counts = (
+                std::mem::take(&mut h.pushes),
+                std::mem::take(&mut h.points),
+                std::mem::take(&mut h.late),
+            );
+            (taken, snapshot, counts, h.merger.open())
         });
         let points: usize = taken.iter().map(|b| b.points.len()).sum();
         if !taken.is_empty() {
@@ -332,7 +339,7 @@ impl MergeShard {
         // Telemetry: one line per flush, in the Worker's logs.
         let sinks = config.aggregated.iter().filter(|a| **a).count() as u64;
         worker::console_log!(
-            r#"{{"edgepush":"aggregation","shard":{:?},"pushes":{pushes},"points_out":{points},"series_open":{open},"late_points":{late},"sink_requests":{requests},"sink_requests_saved":{},"waiting":{waiting},"flush_ms":{}}}"#,
+            r#"{{"edgepush":"aggregation","shard":{:?},"pushes":{pushes},"points_in":{points_in},"points_out":{points},"series_open":{open},"late_points":{late},"sink_requests":{requests},"sink_requests_saved":{},"waiting":{waiting},"flush_ms":{}}}"#,
             self.name(),
             (pushes * sinks).saturating_sub(requests),
             crate::now_ms() - started
