@@ -187,3 +187,149 @@ impl Pushed {
         }
     }
 }
+
+/// How far a percentile read from compacted values may be from the exact
+/// one, relative: twice the width of a compaction bucket (2^-7).
+pub const PERCENTILE_ERROR: f64 = 1.0 / 64.0;
+
+/// The value at rank ceil(q × n) of `values` (sorted, with counts).
+pub fn nearest_rank(sorted: &[(f64, f64)], q: f64) -> f64 {
+    let total: f64 = sorted.iter().map(|(_, c)| c).sum();
+    let rank = (q * total).ceil().max(1.0);
+    let mut seen = 0.0;
+    for &(v, c) in sorted {
+        seen += c;
+        if seen >= rank {
+            return v;
+        }
+    }
+    sorted.last().map_or(f64::NAN, |(v, _)| *v)
+}
+
+/// The nearest-rank percentile `q` of `values`.
+pub fn exact_percentile(values: &[f64], q: f64) -> f64 {
+    let mut pairs: Vec<(f64, f64)> = values.iter().map(|v| (*v, 1.0)).collect();
+    pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    nearest_rank(&pairs, q)
+}
+
+/// Asserts `got` within [`PERCENTILE_ERROR`] of `exact`; its relative error.
+pub fn assert_close(what: &str, got: f64, exact: f64) -> f64 {
+    let error = (got - exact).abs() / exact.abs();
+    assert!(
+        error <= PERCENTILE_ERROR,
+        "{what}: {got} is more than 2^-6 from the exact {exact}"
+    );
+    error
+}
+
+/// Values and their counts, per distribution and 1 s period.
+pub type Weighted = BTreeMap<(String, i64), Vec<(f64, f64)>>;
+
+/// The `Values` and `Counts` CloudWatch was sent, per distribution and
+/// 1 s period, sorted; and how many datums there were in all.
+pub fn sent_distributions(bodies: &[Vec<u8>]) -> (Weighted, usize) {
+    let mut out: Weighted = BTreeMap::new();
+    let mut datums = 0;
+    for body in bodies {
+        let request: Value = serde_json::from_slice(body).expect("PutMetricData JSON");
+        for datum in request["MetricData"].as_array().expect("MetricData") {
+            datums += 1;
+            let Some(values) = datum["Values"].as_array() else {
+                continue;
+            };
+            let name = datum["MetricName"].as_str().expect("name").to_string();
+            let ms = (datum["Timestamp"].as_f64().expect("time") * 1000.0).round() as i64;
+            let counts = datum["Counts"].as_array().expect("Counts");
+            let pairs = out.entry((name, ms - ms % 1000)).or_default();
+            for (v, c) in values.iter().zip(counts) {
+                pairs.push((v.as_f64().expect("value"), c.as_f64().expect("count")));
+            }
+        }
+    }
+    for pairs in out.values_mut() {
+        pairs.sort_by(|a, b| a.0.total_cmp(&b.0));
+    }
+    (out, datums)
+}
+
+impl Pushed {
+    /// Asserts that the `Values`/`Counts` sent to CloudWatch
+    /// ([`sent_distributions`]) hold every distribution's periods and no
+    /// other, each with its count, and p50/p90/p99 within
+    /// [`PERCENTILE_ERROR`] of the exact ones; the largest relative error
+    /// seen, and how many periods were compacted.
+    pub fn assert_percentiles_sent(&self, sent: &Weighted) -> (f64, usize) {
+        assert_eq!(
+            sent.keys().collect::<Vec<_>>(),
+            self.distributions.keys().collect::<Vec<_>>(),
+            "every distribution's periods, and no other"
+        );
+        let mut compacted = 0;
+        let mut worst: f64 = 0.0;
+        for (key, values) in &self.distributions {
+            let got = &sent[key];
+            let total: f64 = got.iter().map(|(_, c)| c).sum();
+            assert_eq!(total, values.len() as f64, "{key:?}: the count");
+            let mut distinct = values.clone();
+            distinct.sort_by(f64::total_cmp);
+            distinct.dedup();
+            if got.len() < distinct.len() {
+                compacted += 1;
+            }
+            for q in [0.5, 0.9, 0.99] {
+                worst = worst.max(assert_close(
+                    &format!("{key:?} p{} in CloudWatch", q * 100.0),
+                    nearest_rank(got, q),
+                    exact_percentile(values, q),
+                ));
+            }
+        }
+        (worst, compacted)
+    }
+
+    /// Asserts that InfluxDB's rows of each distribution and period add up
+    /// to what was pushed (none overwrote another), and that a period sent
+    /// once has quantile fields within [`PERCENTILE_ERROR`] of the exact
+    /// ones; the largest relative error seen.
+    pub fn assert_distributions_in_influxdb(&self, influx: &crate::Influx) -> f64 {
+        let mut rows_of: BTreeMap<(String, i64), Vec<serde_json::Map<String, Value>>> =
+            BTreeMap::new();
+        for row in influx.rows("SELECT * FROM /^latency/") {
+            let name = row["_measurement"]
+                .as_str()
+                .expect("measurement")
+                .to_string();
+            let ns = row["time"].as_i64().expect("time");
+            let ms = ns / 1_000_000;
+            rows_of.entry((name, ms - ms % 1000)).or_default().push(row);
+        }
+        assert_eq!(
+            rows_of.keys().collect::<Vec<_>>(),
+            self.distributions.keys().collect::<Vec<_>>()
+        );
+        let mut worst: f64 = 0.0;
+        for (key, values) in &self.distributions {
+            let rows = &rows_of[key];
+            let count: f64 = rows
+                .iter()
+                .map(|r| r["count"].as_f64().expect("count"))
+                .sum();
+            let sum: f64 = rows.iter().map(|r| r["sum"].as_f64().expect("sum")).sum();
+            let exact_sum: f64 = values.iter().sum();
+            assert_eq!(count, values.len() as f64, "{key:?}: {rows:?}");
+            assert!((sum - exact_sum).abs() <= exact_sum * 1e-12, "{key:?}");
+            // A period emitted once (no point came late) has its quantiles.
+            if let [row] = &rows[..] {
+                for (field, q) in [("p50", 0.5), ("p90", 0.9), ("p99", 0.99)] {
+                    worst = worst.max(assert_close(
+                        &format!("{key:?} {field} in InfluxDB"),
+                        row[field].as_f64().expect("quantile"),
+                        exact_percentile(values, q),
+                    ));
+                }
+            }
+        }
+        worst
+    }
+}
