@@ -28,9 +28,11 @@ fn the_worker_stays_within_its_size_budget() {
 }
 
 /// The smallest build, wire v1 only (`EDGEPUSH_WORKER_FORMATS=""`), 231 KB
-/// in session 12: this budget stops it from growing unnoticed; lower it
-/// whenever the Worker shrinks.
-const WIRE_ONLY_GZIP_BUDGET: usize = 240_000;
+/// in session 12, 240.8 KB in session 16 with the Durable Object
+/// aggregators (the merge rules, packed batches, the alarm's flush): this
+/// budget stops it from growing unnoticed; lower it whenever the Worker
+/// shrinks.
+const WIRE_ONLY_GZIP_BUDGET: usize = 245_000;
 
 #[test]
 fn the_wire_only_worker_is_smaller_and_refuses_the_other_formats_by_name() {
