@@ -30,7 +30,7 @@ use serde::Deserialize;
 use edgepush_protocol::wire::Kind;
 
 use crate::model::{Batch, Value};
-use crate::sink::{SinkRefusal, refuse_values};
+use crate::sink::{SinkRefusal, refusal, refuse_values};
 
 /// Where a line-protocol sink writes.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -153,15 +153,43 @@ impl<'de> Deserialize<'de> for Quantiles {
     }
 }
 
-/// The string points of `batch`, refused by a sink that stores numbers
-/// (and booleans) only, configured with `store_strings = false`.
-pub fn unstorable(batch: &Batch) -> Vec<SinkRefusal> {
-    refuse_values(
-        "influxdb",
-        batch,
-        |v| matches!(v, Value::Text(_)),
-        "this sink stores numbers only (store_strings = false)",
-    )
+/// The points of `batch` line protocol cannot carry as sent: those of a
+/// metric whose name starts with `#` (the line would be a comment, which
+/// every line-protocol store skips without a word); and, for a sink
+/// configured with `store_strings = false`, the string points.
+pub fn unstorable(batch: &Batch, strings: bool) -> Vec<SinkRefusal> {
+    let mut refusals = Vec::new();
+    let comments: Vec<usize> = batch
+        .points
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| is_comment(&batch.series[p.series].name))
+        .map(|(i, _)| i)
+        .collect();
+    if !comments.is_empty() {
+        refusals.push(refusal(
+            "influxdb",
+            batch,
+            comments,
+            "a line-protocol measurement cannot start with '#': the line would be a comment, \
+             which the store skips"
+                .into(),
+        ));
+    }
+    if !strings {
+        refusals.extend(refuse_values(
+            "influxdb",
+            batch,
+            |v| matches!(v, Value::Text(_)),
+            "this sink stores numbers only (store_strings = false)",
+        ));
+    }
+    refusals
+}
+
+/// Whether a line for the measurement `name` would be a comment.
+fn is_comment(name: &str) -> bool {
+    name.starts_with('#')
 }
 
 /// Escapes a measurement: commas and spaces.
@@ -211,8 +239,8 @@ pub fn encode(batch: &Batch, out: &mut String) {
     encode_for(batch, out, true, &Quantiles::default());
 }
 
-/// [`encode`], for a target: without the string points when it does not
-/// store strings ([`unstorable`] refuses them), with its quantiles.
+/// [`encode`], for a target: without what [`unstorable`] refuses (the
+/// string points when it does not store strings), with its quantiles.
 pub fn encode_for(batch: &Batch, out: &mut String, strings: bool, quantiles: &Quantiles) {
     let emitted = crate::aggregate::emitted_at(&batch.id);
     let batch_offset = batch_offset_ns(&batch.id);
@@ -224,6 +252,9 @@ pub fn encode_for(batch: &Batch, out: &mut String, strings: bool, quantiles: &Qu
             continue;
         }
         let series = &batch.series[point.series];
+        if is_comment(&series.name) {
+            continue;
+        }
         measurement(out, &series.name);
         tags.clear();
         tags.extend(series.dimensions.iter().map(|(n, v)| match n.as_str() {
@@ -577,6 +608,31 @@ mod tests {
         }
     }
 
+    /// A metric named like a comment is refused by name, and never
+    /// written (a store would skip its line without a word); the batch's
+    /// other points are written.
+    #[test]
+    fn a_name_starting_with_a_hash_is_refused_not_written() {
+        let mut b = batch("#orders", &[], Value::Counter(1.0));
+        b.series.push(Series {
+            name: "a#b".into(),
+            ..b.series[0].clone()
+        });
+        b.points.push(Point {
+            series: 1,
+            ..b.points[0].clone()
+        });
+        for strings in [true, false] {
+            let refused = unstorable(&b, strings);
+            assert_eq!(refused.len(), 1, "{refused:?}");
+            assert_eq!(refused[0].points, [0]);
+            assert!(refused[0].message.contains("'#'"), "{refused:?}");
+        }
+        let text = line(&b);
+        assert!(text.starts_with("a#b,"), "{text}");
+        assert_eq!(text.lines().count(), 1, "{text}");
+    }
+
     /// Nanoseconds past i64 (after the year 2262) are still written whole.
     #[test]
     fn timestamps_past_i64_nanoseconds_are_written_whole() {
@@ -903,7 +959,20 @@ mod tests {
                 return Ok(());
             }
             let text = line(&decoded.batch);
+            if name.starts_with('#') {
+                // A comment line: refused by name, never written.
+                proptest::prop_assert_eq!(&text, "");
+                proptest::prop_assert_eq!(unstorable(&decoded.batch, true).len(), 1);
+                return Ok(());
+            }
+            proptest::prop_assert!(unstorable(&decoded.batch, true).is_empty());
             proptest::prop_assert_eq!(text.matches('\n').count(), 1, "{:?}", text);
+            // InfluxDB's own parser reads one line of that measurement.
+            let parsed = influxdb_line_protocol::parse_lines(&text)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{e}: {text:?}")))?;
+            proptest::prop_assert_eq!(parsed.len(), 1, "{:?}", text);
+            proptest::prop_assert_eq!(parsed[0].series.measurement.to_string(), name.clone());
             let (measurement, tags, fields, _) = parse_line(text.trim_end_matches('\n'));
             proptest::prop_assert_eq!(&measurement, &name);
             let mut expected: Vec<(String, String)> = dims

@@ -85,12 +85,11 @@ impl Encoder for Sink {
 
     /// CloudWatch stores numbers only, so its sinks refuse string and
     /// boolean values; line-protocol sinks store them, unless configured
-    /// not to store strings.
+    /// not to store strings, and refuse metrics named like a comment.
     fn unstorable(&self, batch: &Batch) -> Vec<SinkRefusal> {
         match self {
             Sink::CloudWatch(..) => cloudwatch::unstorable(batch),
-            Sink::Influxdb(target) if !target.stores_strings() => influxdb::unstorable(batch),
-            Sink::Influxdb(_) => Vec::new(),
+            Sink::Influxdb(target) => influxdb::unstorable(batch, target.stores_strings()),
         }
     }
 
