@@ -1340,6 +1340,19 @@ impl Victoria {
         }
     }
 
+    /// A line-protocol sink writing to it through its InfluxDB 2.x API
+    /// (`/api/v2/write`), with a token it does not check.
+    pub fn target_v2(&self) -> influxdb::Target {
+        influxdb::Target::V2 {
+            url: self.url.clone(),
+            org: "acme".into(),
+            bucket: "edgepush".into(),
+            token: Some("unchecked".into()),
+            store_strings: false,
+            quantiles: Default::default(),
+        }
+    }
+
     /// Every sample of the series named `name`, after a flush: (labels,
     /// values) per series.
     pub fn export(&self, name: &str) -> Vec<(serde_json::Value, Vec<serde_json::Value>)> {

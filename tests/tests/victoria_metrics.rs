@@ -104,3 +104,55 @@ fn victoria_metrics_stores_what_is_pushed_and_no_string_becomes_zero() {
     // The string was refused, not written as 0.
     assert_eq!(vm.export("deploy_version_value"), []);
 }
+
+/// The InfluxDB 2.x write API (`/api/v2/write`, token and all) against a
+/// real server: VictoriaMetrics serves it. What the emitter pushes is read
+/// back exactly, with its timestamp.
+#[test]
+fn the_v2_write_api_stores_what_is_pushed() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let vm = Victoria::start(dir.path());
+    let receiver = Receiver::start(
+        vec![Sink::Influxdb(vm.target_v2())],
+        Limits::default(),
+        Vec::new(),
+    );
+    let Shop {
+        emitter,
+        orders,
+        latency,
+        ..
+    } = Shop::new("ShopV2");
+    orders.add(3.0);
+    orders.add(4.5);
+    for v in [1.5, 2.5, 2.5, 7.0] {
+        latency.record(v);
+    }
+    let before = edgepush::now_ms();
+    let pushed = emitter
+        .push(&HttpTransport::new(&receiver.url))
+        .expect("push");
+    assert_eq!((pushed.accepted, pushed.rejected), (2, 0));
+    let after = edgepush::now_ms();
+    eventually(Duration::from_secs(20), || {
+        let series = vm.export("orders_value");
+        assert_eq!(series.len(), 1, "{series:?}");
+        let (labels, values) = &series[0];
+        assert_eq!(values, &[json!(7.5)], "{labels}");
+        assert_eq!(labels["namespace"], "ShopV2", "{labels}");
+        for (field, want) in [("count", 4.0), ("sum", 13.5), ("min", 1.5), ("max", 7.0)] {
+            let (_, value) = only_value(&vm, &format!("latency_{field}"));
+            assert_eq!(value.as_f64(), Some(want), "latency_{field}");
+        }
+    });
+    // VictoriaMetrics keeps milliseconds: the point's own, within the push.
+    let text =
+        edgepush_tests::http_get_body(&format!("{}/api/v1/export?match[]=orders_value", vm.url))
+            .expect("export");
+    let line: Value = serde_json::from_str(text.lines().next().expect("a series")).expect("json");
+    let t = line["timestamps"][0].as_i64().expect("timestamp");
+    assert!(
+        (before - 1000..=after).contains(&t),
+        "{t} not in {before}..{after}"
+    );
+}
