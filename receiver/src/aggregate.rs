@@ -145,6 +145,24 @@ pub fn emission_id(emitted_ms: i64, n: usize) -> String {
     format!("{EMISSION_PREFIX}{emitted_ms}-{n}")
 }
 
+/// The most aggregators one namespace may be spread over (the Worker's
+/// shards).
+pub const MAX_SHARDS: u32 = 256;
+
+/// The millisecond aggregator `shard` of a namespace emits at, at `now_ms`
+/// after emitting last at `last_ms`: the first after both that is `shard`
+/// modulo [`MAX_SHARDS`]. So one aggregator's emissions each have a
+/// millisecond of their own, and two aggregators never share one, even
+/// when a change of shard count left a series' period in both: their
+/// line-protocol points cannot land on the same timestamp
+/// ([`emission_offset_ns`]). An emission is stamped at most 255 ms late.
+pub fn emission_ms(now_ms: i64, last_ms: i64, shard: u32) -> i64 {
+    let base = now_ms.max(last_ms.saturating_add(1));
+    let modulus = i64::from(MAX_SHARDS);
+    let shard = i64::from(shard % MAX_SHARDS);
+    base + (shard - base.rem_euclid(modulus)).rem_euclid(modulus)
+}
+
 /// When the batch with this id was emitted, if an aggregator named it
 /// ([`emission_id`]).
 pub fn emitted_at(id: &str) -> Option<i64> {
@@ -1021,6 +1039,24 @@ mod tests {
                 .collect::<Vec<_>>(),
             [1, 5, 4, 6, 6]
         );
+    }
+
+    #[test]
+    fn aggregators_never_share_an_emission_millisecond() {
+        let mut seen = std::collections::HashSet::new();
+        for shard in [0, 1, 7, 255, 256 + 3] {
+            let mut last = 0;
+            for now in [T0, T0, T0 + 1, T0 + 300, T0 + 301] {
+                let ms = emission_ms(now, last, shard);
+                assert!(ms >= now && ms > last && ms - now.max(last + 1) < 256);
+                assert_eq!(ms.rem_euclid(256), i64::from(shard % 256));
+                // Shard 259 is shard 3 again: the same milliseconds.
+                if shard < 256 {
+                    assert!(seen.insert(ms), "{ms} twice");
+                }
+                last = ms;
+            }
+        }
     }
 
     #[test]

@@ -23,7 +23,7 @@
 //! | `CLOUDWATCH_AGGREGATE`, `INFLUXDB_AGGREGATE` | `true` or `false`: whether that sink takes merged points (default: `EDGEPUSH_AGGREGATION`) |
 //! | `EDGEPUSH_FORMATS` | how other formats map to metrics: a JSON [`Formats`] (`namespace`, `line_protocol`, `otlp`) |
 
-use crate::aggregate;
+use crate::aggregate::{self, MAX_SHARDS};
 use crate::decode::Formats;
 use crate::ingest::Ingest;
 use crate::limits::Limits;
@@ -48,8 +48,6 @@ pub struct Config {
 /// The Worker's default bound on one aggregator: a Durable Object has
 /// 128 MB of memory.
 pub const DEFAULT_AGGREGATION_MAX_BYTES: usize = 32 << 20;
-/// The most aggregators per namespace.
-pub const MAX_SHARDS: u32 = 256;
 
 /// The configuration that `get` describes. An error names the setting at
 /// fault.

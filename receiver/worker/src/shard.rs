@@ -26,7 +26,7 @@
 use std::cell::RefCell;
 use std::time::{Duration, UNIX_EPOCH};
 
-use edgepush_receiver::aggregate::Aggregator;
+use edgepush_receiver::aggregate::{self, Aggregator};
 use edgepush_receiver::envelope;
 use edgepush_receiver::error::Error;
 use edgepush_receiver::limits::Limits;
@@ -123,6 +123,14 @@ impl MergeShard {
                 _ => None,
             })
             .unwrap_or_default()
+    }
+
+    /// Its index among its namespace's aggregators (`<namespace>#<index>`).
+    fn index(&self) -> u32 {
+        let name = self.name();
+        name.rsplit_once('#')
+            .and_then(|(_, n)| n.parse().ok())
+            .unwrap_or(0)
     }
 
     /// Creates the tables and merges what `held` keeps, once per object.
@@ -271,7 +279,8 @@ impl MergeShard {
         self.load()?;
         self.with(|h| h.alarm_ms = None);
         let sql = self.sql();
-        // Each emission has a millisecond of its own.
+        // Each emission has a millisecond of its own, and no other
+        // aggregator's (aggregate::emission_ms).
         let last: i64 = sql
             .exec("SELECT value FROM meta WHERE key = 'emitted'", None)
             .map_err(storage_error)?
@@ -282,7 +291,7 @@ impl MergeShard {
                 _ => None,
             })
             .unwrap_or(0);
-        let emitted_ms = started.max(last + 1);
+        let emitted_ms = aggregate::emission_ms(started, last, self.index());
         let aggregation = &config.aggregation;
         let (taken, snapshot, (pushes, points_in, late), open) = self.with(|h| {
             let full = h.merger.bytes() >= aggregation.max_bytes;
