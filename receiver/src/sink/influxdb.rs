@@ -936,10 +936,13 @@ mod tests {
         /// measurement, tags and field it was given.
         #[test]
         fn special_characters_never_make_extra_lines_tags_or_fields(
-            name in "[a-z ,=\"\\\\\n\r\t#é東]{1,12}",
+            // Line protocol's special characters at every position, among
+            // any character of any Unicode class (controls are refused by
+            // validation, so they test the early return).
+            name in "[a-z ,=\"\\\\\n\r\t#é東]{1,12}|[\\PC ,=\"\\\\#]{1,12}",
             dims in proptest::collection::btree_map(
-                "[a-z ,=\"\\\\\n#é]{1,8}",
-                "[a-z ,=\"\\\\\n\t#é東]{1,8}",
+                "[a-z ,=\"\\\\\n#é]{1,8}|[\\PC ,=\"\\\\#]{1,8}",
+                "[a-z ,=\"\\\\\n\t#é東]{1,8}|[\\PC ,=\"\\\\#]{1,8}",
                 0..4,
             ),
             value in -1e6f64..1e6,
