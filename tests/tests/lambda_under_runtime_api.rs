@@ -53,20 +53,32 @@ fn comparable(mut totals: BTreeMap<String, (f64, usize)>) -> BTreeMap<String, (f
 /// The API, and the function under it pushing to the API's receiver with
 /// flush strategy `flush`.
 fn start(flush: &str) -> (tempfile::TempDir, LambdaApi, Process) {
+    start_with(flush, &[])
+}
+
+/// [`start`] with more settings for the function.
+fn start_with(flush: &str, more: &[(&str, &str)]) -> (tempfile::TempDir, LambdaApi, Process) {
     let dir = tempfile::tempdir().expect("temp dir");
     let api = LambdaApi::start();
     let url = api.receiver_url();
-    let function = api.start_function(
-        dir.path(),
-        &lambda_example_binary(),
-        &[("EDGEPUSH_URL", url.as_str()), ("EDGEPUSH_FLUSH", flush)],
-    );
+    let mut env = vec![("EDGEPUSH_URL", url.as_str()), ("EDGEPUSH_FLUSH", flush)];
+    env.extend_from_slice(more);
+    let function = api.start_function(dir.path(), &lambda_example_binary(), &env);
     (dir, api, function)
 }
 
 #[test]
 fn end_of_invocation_meets_the_deadline_and_writes_unpushed_batches_as_emf() {
-    let (_dir, api, mut function) = start("end-of-invocation");
+    // The push stops a margin before the deadline, then the batch is
+    // written as EMF and the response sent. The default margin (100 ms) is
+    // room enough on Lambda; on a loaded 2-core test machine writing and
+    // answering can take longer, so this test gives it 400 ms: what it
+    // checks is that the push gives way before the deadline, not the
+    // default's size.
+    let (_dir, api, mut function) = start_with(
+        "end-of-invocation",
+        &[("EDGEPUSH_DEADLINE_MARGIN_MS", "400")],
+    );
 
     // Receiver up: pushed, nothing written.
     let a = order("acme", 2, 1000, 10.5);
@@ -174,8 +186,12 @@ fn after_response_pushes_between_the_response_and_the_freeze() {
     assert!(emf_documents(&function.log_text()).is_empty());
 }
 
+/// Lambda gives the runtime 500 ms after SIGTERM when an internal
+/// extension is registered (ours is), then kills it: the push must arrive
+/// within that. The integration's own budget is 250 ms
+/// (`shutdown_budget`); the other 250 ms are slack for a loaded machine.
 #[test]
-fn periodic_pushes_what_it_buffered_within_300_ms_of_sigterm() {
+fn periodic_pushes_what_it_buffered_before_lambda_kills_it_after_sigterm() {
     let (_dir, api, mut function) = start("periodic:3600:100000");
     let orders = [order("acme", 1, 100, 5.0), order("initech", 2, 50, 8.5)];
     let mut last = String::new();
@@ -197,7 +213,7 @@ fn periodic_pushes_what_it_buffered_within_300_ms_of_sigterm() {
     let captured = api.captured();
     let (arrived, _) = captured.first().expect("pushed at SIGTERM");
     assert!(
-        *arrived - signalled < Duration::from_millis(300),
+        *arrived - signalled < Duration::from_millis(500),
         "pushed {:?} after SIGTERM",
         *arrived - signalled
     );

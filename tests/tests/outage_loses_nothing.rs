@@ -5,13 +5,13 @@
 //! the same port. Then the sinks come back: every point pushed must arrive
 //! exactly once in each, counted on the sink side.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edgepush::{Config, Emitter, HttpTransport, Metric, Unit, send_all};
 use edgepush_tests::aws::ReceiverProcess;
-use edgepush_tests::{Gate, Influx, Moto, eventually, free_port};
+use edgepush_tests::{Gate, Influx, Moto, eventually, free_port, wait_for};
 use serde_json::json;
 
 #[test]
@@ -63,8 +63,13 @@ database = "edgepush"
     // receiver does not remember ids: see docs/durability.md).
     let running = Arc::new(AtomicBool::new(true));
     let turn = Arc::new(Mutex::new(()));
+    // Pushes made, and pushes that failed, so far: each phase below waits
+    // for the pushes it needs, not for a time.
+    let pushes = Arc::new(AtomicU32::new(0));
+    let failed = Arc::new(AtomicU32::new(0));
     let pusher = {
         let (running, turn) = (running.clone(), turn.clone());
+        let (pushes, failed) = (pushes.clone(), failed.clone());
         std::thread::spawn(move || {
             let emitter = Emitter::new(Config::new("Outage").expect("namespace"));
             let ticks = emitter
@@ -91,8 +96,10 @@ database = "edgepush"
                     pushed += 1;
                     if let Err(e) = emitter.push(&transport) {
                         failures += 1;
+                        failed.fetch_add(1, Ordering::SeqCst);
                         unsent.extend(e.unsent);
                     }
+                    pushes.fetch_add(1, Ordering::SeqCst);
                 }
                 std::thread::sleep(Duration::from_millis(50));
             }
@@ -109,32 +116,44 @@ database = "edgepush"
         })
     };
 
-    std::thread::sleep(Duration::from_millis(800));
-    // The outage.
+    // `more` pushes after this point, however long the machine takes.
+    let after = |more: u32| {
+        let from = pushes.load(Ordering::SeqCst);
+        wait_for("pushes", Duration::from_secs(60), || {
+            pushes.load(Ordering::SeqCst) >= from + more
+        });
+    };
+    after(5);
+    // The outage: pushes go on until the receiver has spooled one.
     gate.shut();
     influx.stop();
-    std::thread::sleep(Duration::from_millis(800));
+    wait_for("a spooled batch", Duration::from_secs(60), || {
+        receiver.log_text().contains("spooled")
+    });
     {
         let _turn = turn.lock().expect("turn");
-        let before = receiver.log_text();
-        assert!(before.contains("spooled"), "nothing spooled:\n{before}");
         receiver.kill();
     }
     // Pushes fail while no receiver listens: the emitter keeps them.
-    std::thread::sleep(Duration::from_millis(300));
+    let failures_before = failed.load(Ordering::SeqCst);
+    wait_for(
+        "a push refused by no receiver",
+        Duration::from_secs(60),
+        || failed.load(Ordering::SeqCst) > failures_before,
+    );
     {
         let _turn = turn.lock().expect("turn");
         receiver = start();
     }
-    std::thread::sleep(Duration::from_millis(800));
+    after(5);
     // The sinks come back.
     gate.open();
     let influx = Influx::start_on(dir.path(), influx_port);
-    std::thread::sleep(Duration::from_millis(800));
+    after(5);
     running.store(false, Ordering::SeqCst);
     let (pushed, failures) = pusher.join().expect("pusher");
     assert!(failures > 0, "no push failed: the receiver was never down");
-    assert!(pushed > 40, "{pushed}");
+    assert!(pushed >= 17, "{pushed}");
 
     let n = f64::from(pushed);
     let recovering = Instant::now();
