@@ -144,8 +144,10 @@ pub fn decode(bytes: &[u8]) -> Result<Batch> {
     }
     let id = r.string()?;
     let namespace = r.string()?;
+    // Capacities from counts a damaged record could inflate are bounded by
+    // the bytes left: a series takes five at least, a point three.
     let count = r.count()?;
-    let mut series = Vec::with_capacity(count);
+    let mut series = Vec::with_capacity(count.min(r.left() / 5));
     for _ in 0..count {
         let name = r.string()?;
         let kind = match r.byte()? {
@@ -165,7 +167,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch> {
             .and_then(Resolution::from_seconds)
             .ok_or_else(|| r.fail(&format!("resolution {seconds}")))?;
         let pairs = r.count()?;
-        let mut dimensions = Vec::with_capacity(pairs);
+        let mut dimensions = Vec::with_capacity(pairs.min(r.left() / 2));
         for _ in 0..pairs {
             dimensions.push((r.string()?, r.string()?));
         }
@@ -178,7 +180,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch> {
         });
     }
     let count = r.count()?;
-    let mut points = Vec::with_capacity(count);
+    let mut points = Vec::with_capacity(count.min(r.left() / 3));
     for _ in 0..count {
         let index = r.varint()?;
         let index = usize::try_from(index)
@@ -258,6 +260,10 @@ impl Reader<'_> {
         let slice = &self.bytes[self.at..end];
         self.at = end;
         Ok(slice)
+    }
+
+    fn left(&self) -> usize {
+        self.bytes.len() - self.at
     }
 
     fn byte(&mut self) -> Result<u8> {

@@ -116,6 +116,30 @@ fn pushes_merge_on_durable_objects_and_survive_a_workerd_crash() {
     moto.stop();
 }
 
+/// A crash after the last push, before any alarm: nothing pushes again,
+/// yet the aggregators' persisted alarms wake them on the restarted
+/// workerd, and everything arrives.
+#[test]
+fn held_points_go_out_after_a_crash_with_no_push_to_follow() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut moto = Moto::start(dir.path());
+    let influx = Influx::start(dir.path());
+    let settings = merging(&moto.url, &influx);
+    let options = aggregators(dir.path());
+    let mut worker = Workerd::start_with(dir.path(), &settings, &options);
+    let pushed = push_from_many_emitters(&worker.url, "EdgeQuiet", EMITTERS / 2, 0..BATCHES);
+    let port = worker.port();
+    worker.crash();
+    let _worker = Workerd::start_on(dir.path(), port, &settings, &options);
+    eventually(Duration::from_secs(61 + 60), || {
+        pushed.assert_in_cloudwatch(&moto.metrics("EdgeQuiet"));
+    });
+    eventually(Duration::from_secs(30), || {
+        pushed.assert_in_influxdb(&influx)
+    });
+    moto.stop();
+}
+
 /// The aggregators' flush lines in a Worker's log.
 fn flush_lines(log: &str) -> Vec<Value> {
     log.lines()

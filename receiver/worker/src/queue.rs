@@ -98,52 +98,51 @@ async fn consume(
             .build();
         message.retry_with_options(&retry);
     };
-    // Messages for a sink that takes merged points are merged per sink
-    // (one request for the lot); the others go one by one.
-    let mut merging: Vec<(SinkTag, Vec<RawMessage>, Aggregator)> = Vec::new();
+    // Messages for CloudWatch, when it takes merged points, are merged per
+    // namespace: one request for the lot, whose outcome is each message's.
+    // Line-protocol messages go one by one: a merged point's timestamp comes
+    // from its emission's id (aggregate::emission_offset_ns), which merging
+    // them again here would change, so a redelivered message would no
+    // longer overwrite itself, and two consumers could stamp alike.
+    let merges = config
+        .sinks
+        .iter()
+        .zip(&config.aggregated)
+        .any(|(s, on)| *on && s.tag() == SinkTag::CloudWatch);
+    let mut merging: Vec<(String, Vec<RawMessage>, Aggregator)> = Vec::new();
     for message in batch.raw_iter() {
         let bytes = js_sys::Uint8Array::new(&message.body()).to_vec();
         let now_ms = Date::now().as_millis() as i64;
         let outcome = match envelope::decode(&bytes, now_ms, &Limits::stored()) {
             Err(e) => Err(e.to_string()),
-            Ok((tag, points)) => {
-                let aggregated = config
-                    .sinks
+            Ok((SinkTag::CloudWatch, points)) if merges => {
+                let group = match merging
                     .iter()
-                    .position(|s| s.tag() == tag)
-                    .is_some_and(|i| config.aggregated[i]);
-                if aggregated {
-                    let group = match merging.iter().position(|(t, _, _)| *t == tag) {
-                        Some(group) => group,
-                        None => {
-                            merging.push((tag, Vec::new(), Aggregator::new()));
-                            merging.len() - 1
-                        }
-                    };
-                    merging[group].2.add(&points);
-                    merging[group].1.push(message);
-                    continue;
-                }
-                forward(&env, &config, tag, &points).await
+                    .position(|(ns, _, _)| *ns == points.namespace)
+                {
+                    Some(group) => group,
+                    None => {
+                        merging.push((points.namespace.clone(), Vec::new(), Aggregator::new()));
+                        merging.len() - 1
+                    }
+                };
+                merging[group].2.add(&points);
+                merging[group].1.push(message);
+                continue;
             }
+            Ok((tag, points)) => forward(&env, &config, tag, &points).await,
         };
         match outcome {
             Ok(()) => message.ack(),
             Err(reason) => retry_later(&message, &reason),
         }
     }
-    for (tag, messages, mut merger) in merging {
+    for (_, messages, mut merger) in merging {
+        // One namespace: one batch.
         let merged = merger.take_all(Date::now().as_millis() as i64);
         let mut outcome = Ok(());
-        for (n, points) in merged.iter().enumerate() {
-            if let Err(reason) = forward(&env, &config, tag, points).await {
-                // What was delivered stays delivered: the batches not yet
-                // delivered go back to the queue as new messages.
-                outcome = requeue_all(&env, &merged[n..], tag)
-                    .await
-                    .map_err(|e| format!("{reason}; cannot requeue: {e}"));
-                break;
-            }
+        for points in &merged {
+            outcome = outcome.and(forward(&env, &config, SinkTag::CloudWatch, points).await);
         }
         for message in &messages {
             match &outcome {
@@ -198,14 +197,6 @@ async fn forward(env: &Env, config: &Settings, tag: SinkTag, points: &Batch) -> 
         }
         Err(f) => Err(format!("{}: {}", f.sink, f.message)),
     }
-}
-
-/// Sends `batches` to the queue again, for the sink `tag` names.
-async fn requeue_all(env: &Env, batches: &[Batch], tag: SinkTag) -> Result<(), String> {
-    for batch in batches {
-        requeue(env, batch, tag).await?;
-    }
-    Ok(())
 }
 
 /// Sends `batch` to the queue again, for the sink `tag` names.

@@ -16,14 +16,20 @@
 //!   ([`envelope::encode`]), written in the same transaction that replaces
 //!   `held` with the open state, and deleted once the sink (or the queue)
 //!   has them. A sink that fails is tried again at the next alarm.
-//! - `meta`: its name, and when it last emitted (each emission has a
-//!   millisecond of its own, see `aggregate`).
+//! - `meta`: its name, the sinks what it holds is for (every sink that
+//!   aggregated when a push came), and when it last emitted (each emission
+//!   has a millisecond of its own, see `aggregate::emission_ms`).
 //!
-//! Writes made without an `await` between them commit together, and the
-//! runtime sends no answer before they are on disk: a push answered 202
-//! is stored.
+//! A push's writes, and a flush's, are one transaction each
+//! (`transactionSync`): all or nothing. The runtime sends no answer before
+//! they are on disk, so a push answered 202 is stored. A flush first sets
+//! a watchdog alarm, so an alarm handler that does not finish is run
+//! again; an object started after a restart finds its alarm, or sets one,
+//! at its next push.
 
 use std::cell::RefCell;
+use std::collections::BTreeSet;
+use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
 use edgepush_receiver::aggregate::{self, Aggregator};
@@ -33,6 +39,8 @@ use edgepush_receiver::limits::Limits;
 use edgepush_receiver::model::Batch;
 use edgepush_receiver::packed;
 use edgepush_receiver::sink::{Encoder, Retry, SinkTag, deliver};
+use wasm_bindgen::closure::Closure;
+use wasm_bindgen::{JsCast, JsValue};
 use worker::{
     DurableObject, Env, QueueContentType, RawMessageBuilder, Request, Response, Result,
     ScheduledTime, SqlStorage, SqlStorageValue, State, durable_object, js_sys,
@@ -65,6 +73,10 @@ pub struct MergeShard {
 #[derive(Default)]
 struct Held {
     merger: Aggregator,
+    /// The sinks (their tags) what it holds goes to: every sink that
+    /// aggregated when one of its pushes came (kept in `meta`, so a sink
+    /// switched off or removed meanwhile still gets what it was promised).
+    sinks: BTreeSet<u8>,
     /// The alarm as set by this object (`None`: none, or not known yet).
     alarm_ms: Option<i64>,
     /// Pushes taken since the last flush.
@@ -96,15 +108,38 @@ impl DurableObject for MergeShard {
         // would make the runtime retry on its own schedule.
         if let Err(e) = self.flush().await {
             worker::console_error!("edgepush: aggregator {}: {}", self.name(), e.message);
-            let retry = crate::now_ms() + MAX_RETRY_MS / 10;
-            self.set_alarm(retry).await;
+            self.set_alarm(crate::now_ms() + MAX_RETRY_MS / 10).await;
         }
         Response::ok("")
     }
 }
 
 fn storage_error(e: impl std::fmt::Display) -> Error {
-    Error::new(503, "aggregator_unavailable", format!("storage: {e}"))
+    let mut e = Error::new(503, "aggregator_unavailable", format!("storage: {e}"));
+    e.retry_after = Some(1);
+    e
+}
+
+/// A sink's tag as stored.
+fn tag_of(code: u8) -> Option<SinkTag> {
+    [SinkTag::CloudWatch, SinkTag::Influxdb]
+        .into_iter()
+        .find(|t| *t as u8 == code)
+}
+
+/// The tags of the sinks that aggregate now.
+fn aggregated_tags(config: &Settings) -> BTreeSet<u8> {
+    config
+        .sinks
+        .iter()
+        .zip(&config.aggregated)
+        .filter(|(_, on)| **on)
+        .map(|(sink, _)| sink.tag() as u8)
+        .collect()
+}
+
+fn tags_text(tags: &BTreeSet<u8>) -> String {
+    tags.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
 }
 
 impl MergeShard {
@@ -112,17 +147,21 @@ impl MergeShard {
         self.state.storage().sql()
     }
 
-    /// Its name, as the first push stored it.
-    fn name(&self) -> String {
+    /// A value of `meta`.
+    fn meta(&self, key: &str) -> Option<SqlStorageValue> {
         self.sql()
-            .exec("SELECT value FROM meta WHERE key = 'shard'", None)
+            .exec("SELECT value FROM meta WHERE key = ?", vec![key.into()])
             .ok()
             .and_then(|c| c.raw().next())
-            .and_then(|row| match row.ok()?.into_iter().next() {
-                Some(SqlStorageValue::String(s)) => Some(s),
-                _ => None,
-            })
-            .unwrap_or_default()
+            .and_then(|row| row.ok()?.into_iter().next())
+    }
+
+    /// Its name, as the first push stored it.
+    fn name(&self) -> String {
+        match self.meta("shard") {
+            Some(SqlStorageValue::String(s)) => s,
+            _ => String::new(),
+        }
     }
 
     /// Its index among its namespace's aggregators (`<namespace>#<index>`).
@@ -131,6 +170,35 @@ impl MergeShard {
         name.rsplit_once('#')
             .and_then(|(_, n)| n.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Runs `writes` in one SQLite transaction (the runtime's
+    /// `transactionSync`): all of them, or, when one fails, none.
+    fn atomically(
+        &self,
+        writes: impl FnOnce(&SqlStorage) -> std::result::Result<(), String> + 'static,
+    ) -> std::result::Result<(), Error> {
+        let storage = self.state.storage();
+        let raw: &JsValue = storage.as_raw().as_ref();
+        let sql = storage.sql();
+        let failure: Rc<RefCell<Option<String>>> = Rc::default();
+        let failed = Rc::clone(&failure);
+        let body = Closure::once_into_js(move || -> std::result::Result<JsValue, JsValue> {
+            writes(&sql).map(|()| JsValue::UNDEFINED).map_err(|e| {
+                let thrown = JsValue::from_str(&e);
+                *failed.borrow_mut() = Some(e);
+                thrown
+            })
+        });
+        let transaction = js_sys::Reflect::get(raw, &JsValue::from_str("transactionSync"))
+            .ok()
+            .and_then(|f| f.dyn_into::<js_sys::Function>().ok())
+            .ok_or_else(|| storage_error("no transactionSync: SQLite storage is needed"))?;
+        transaction.call1(raw, &body).map_err(|e| {
+            let why = failure.borrow_mut().take();
+            storage_error(why.unwrap_or_else(|| format!("{e:?}")))
+        })?;
+        Ok(())
     }
 
     /// Creates the tables and merges what `held` keeps, once per object.
@@ -148,6 +216,9 @@ impl MergeShard {
             sql.exec(statement, None).map_err(storage_error)?;
         }
         let mut held = Held::default();
+        if let Some(SqlStorageValue::String(tags)) = self.meta("sinks") {
+            held.sinks = tags.split(',').filter_map(|t| t.parse().ok()).collect();
+        }
         for row in sql
             .exec("SELECT part FROM held ORDER BY seq", None)
             .map_err(storage_error)?
@@ -180,6 +251,9 @@ impl MergeShard {
         self.load()?;
         let header = |name| req.headers().get(name).ok().flatten().unwrap_or_default();
         let (shard, key) = (header(SHARD_HEADER), header(KEY_HEADER));
+        if key.is_empty() {
+            return Err(Error::new(400, "no_key", format!("no {KEY_HEADER} header")));
+        }
         let shard: String = form_urlencoded::parse(format!("s={shard}").as_bytes())
             .next()
             .map(|(_, v)| v.into_owned())
@@ -188,17 +262,19 @@ impl MergeShard {
             .bytes()
             .await
             .map_err(|e| Error::new(400, "unreadable_body", e.to_string()))?;
-        let sql = self.sql();
-        let seen = sql
+        let seen = self
+            .sql()
             .exec("SELECT 1 FROM seen WHERE key = ?", vec![key.clone().into()])
             .map_err(storage_error)?
             .raw()
             .next()
             .is_some();
+        let aggregation = &config.aggregation;
         if seen {
+            // Taken before; its alarm may not have been set then.
+            self.arm(aggregation.interval_ms()).await?;
             return Ok(r#"{"duplicate":true}"#.into());
         }
-        let aggregation = &config.aggregation;
         if self.with(|h| h.merger.bytes()) >= aggregation.max_bytes {
             // Full: everything open goes out now.
             self.set_alarm(now_ms).await;
@@ -215,36 +291,39 @@ impl MergeShard {
         }
         let batch = packed::decode(&part)?;
         let until_ms = now_ms + i64::from(config.dedupe_seconds.min(86_400) as u32) * 1000;
-        // No await from here to the end of the writes: they commit together.
-        sql.exec(
-            "INSERT OR IGNORE INTO meta (key, value) VALUES ('shard', ?)",
-            vec![shard.into()],
-        )
-        .map_err(storage_error)?;
-        sql.exec("INSERT INTO held (part) VALUES (?)", vec![part.into()])
-            .map_err(storage_error)?;
-        sql.exec(
-            "INSERT INTO seen (key, until_ms) VALUES (?, ?)",
-            vec![key.into(), until_ms.into()],
-        )
-        .map_err(storage_error)?;
+        let sinks: BTreeSet<u8> =
+            self.with(|h| h.sinks.union(&aggregated_tags(&config)).copied().collect());
+        let sinks_text = tags_text(&sinks);
+        // The push, its key and the sinks it goes to: together or not at all.
+        self.atomically(move |sql| {
+            let run = |q: &str, values: Vec<SqlStorageValue>| {
+                sql.exec(q, values).map(|_| ()).map_err(|e| e.to_string())
+            };
+            run(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('shard', ?)",
+                vec![shard.into()],
+            )?;
+            run("INSERT INTO held (part) VALUES (?)", vec![part.into()])?;
+            run(
+                "INSERT INTO seen (key, until_ms) VALUES (?, ?)",
+                vec![key.into(), until_ms.into()],
+            )?;
+            run(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('sinks', ?)",
+                vec![sinks_text.into()],
+            )
+        })?;
         let late = aggregation.late(&batch, now_ms);
-        let (due, alarm) = self.with(|h| {
+        self.with(|h| {
             h.merger.add(&batch);
+            h.sinks = sinks;
             h.pushes += 1;
             h.points += batch.points.len() as u64;
             h.late += late as u64;
-            let due = h
-                .merger
-                .earliest_end()
-                .map(|end| end + aggregation.interval_ms());
-            (due, h.alarm_ms)
         });
-        if let Some(due) = due
-            && alarm.is_none_or(|at| at > due)
-        {
-            self.set_alarm(due).await;
-        }
+        // Stored: a failure to set the alarm now makes the push fail, and
+        // its retry (a duplicate) sets it.
+        self.arm(aggregation.interval_ms()).await?;
         Ok(format!(
             r#"{{"held":{},"late":{late}}}"#,
             batch.points.len()
@@ -255,9 +334,47 @@ impl MergeShard {
         f(self.held.borrow_mut().get_or_insert_with(Held::default))
     }
 
-    /// Sets the alarm at `at_ms` (at least a millisecond from now); a
-    /// failure is logged: the next push or flush sets it again.
-    async fn set_alarm(&self, at_ms: i64) {
+    /// Makes sure an alarm comes by the time the first open period is due
+    /// (its end and `interval_ms`), or soon when merged batches wait.
+    async fn arm(&self, interval_ms: i64) -> std::result::Result<(), Error> {
+        let due = self.with(|h| h.merger.earliest_end().map(|end| end + interval_ms));
+        let waiting = self
+            .sql()
+            .exec("SELECT 1 FROM outbox LIMIT 1", None)
+            .map_err(storage_error)?
+            .raw()
+            .next()
+            .is_some();
+        let due = match (due, waiting) {
+            (due, true) => Some(due.unwrap_or(i64::MAX).min(crate::now_ms() + MAX_RETRY_MS)),
+            (due, false) => due,
+        };
+        let Some(due) = due else {
+            return Ok(());
+        };
+        let known = match self.with(|h| h.alarm_ms) {
+            Some(at) => Some(at),
+            // After a restart: the alarm the runtime kept, if any.
+            None => self
+                .state
+                .storage()
+                .get_alarm()
+                .await
+                .map_err(storage_error)?,
+        };
+        if known.is_none_or(|at| at > due) {
+            if !self.set_alarm(due).await {
+                return Err(storage_error("cannot set the alarm"));
+            }
+        } else {
+            self.with(|h| h.alarm_ms = known);
+        }
+        Ok(())
+    }
+
+    /// Sets the alarm at `at_ms` (at least a millisecond from now); whether
+    /// it was set (a failure is logged).
+    async fn set_alarm(&self, at_ms: i64) -> bool {
         let at_ms = at_ms.max(crate::now_ms() + 1);
         let date = js_sys::Date::new(&js_sys::Number::from(at_ms as f64));
         match self
@@ -266,8 +383,14 @@ impl MergeShard {
             .set_alarm(ScheduledTime::new(date))
             .await
         {
-            Ok(()) => self.with(|h| h.alarm_ms = Some(at_ms)),
-            Err(e) => worker::console_error!("edgepush: cannot set the aggregator's alarm: {e}"),
+            Ok(()) => {
+                self.with(|h| h.alarm_ms = Some(at_ms));
+                true
+            }
+            Err(e) => {
+                worker::console_error!("edgepush: cannot set the aggregator's alarm: {e}");
+                false
+            }
         }
     }
 
@@ -277,23 +400,19 @@ impl MergeShard {
         let started = crate::now_ms();
         let config = settings(&self.env).map_err(|m| Error::new(500, "misconfigured", m))?;
         self.load()?;
-        self.with(|h| h.alarm_ms = None);
-        let sql = self.sql();
+        // A watchdog: should this handler not finish (a limit, an
+        // eviction), the runtime wakes the object again.
+        let watchdog = started + MAX_RETRY_MS;
+        self.set_alarm(watchdog).await;
         // Each emission has a millisecond of its own, and no other
         // aggregator's (aggregate::emission_ms).
-        let last: i64 = sql
-            .exec("SELECT value FROM meta WHERE key = 'emitted'", None)
-            .map_err(storage_error)?
-            .raw()
-            .next()
-            .and_then(|row| match row.ok()?.pop() {
-                Some(SqlStorageValue::Integer(ms)) => Some(ms),
-                _ => None,
-            })
-            .unwrap_or(0);
+        let last = match self.meta("emitted") {
+            Some(SqlStorageValue::Integer(ms)) => ms,
+            _ => 0,
+        };
         let emitted_ms = aggregate::emission_ms(started, last, self.index());
         let aggregation = &config.aggregation;
-        let (taken, snapshot, (pushes, points_in, late), open) = self.with(|h| {
+        let (taken, snapshot, (pushes, points_in, late), sinks) = self.with(|h| {
             let full = h.merger.bytes() >= aggregation.max_bytes;
             let taken = if full {
                 h.merger.take_all(emitted_ms)
@@ -310,47 +429,65 @@ impl MergeShard {
                 std::mem::take(&mut h.points),
                 std::mem::take(&mut h.late),
             );
-            (taken, snapshot, counts, h.merger.open())
+            (taken, snapshot, counts, h.sinks.clone())
         });
         let points: usize = taken.iter().map(|b| b.points.len()).sum();
         if !taken.is_empty() {
-            // One transaction: the open state replaces what was held, and
-            // what is over waits in the outbox.
-            sql.exec("DELETE FROM held", None).map_err(storage_error)?;
-            for part in snapshot
+            // Every sink promised these points, whatever the settings say now.
+            let targets: BTreeSet<u8> = sinks.union(&aggregated_tags(&config)).copied().collect();
+            let parts: Vec<Vec<u8>> = snapshot
                 .iter()
                 .flat_map(|b| packed::split(b, packed::MAX_PART_BYTES))
-            {
-                sql.exec("INSERT INTO held (part) VALUES (?)", vec![part.into()])
-                    .map_err(storage_error)?;
-            }
-            for (index, sink) in config.sinks.iter().enumerate() {
-                if !config.aggregated[index] {
-                    continue;
+                .collect();
+            let messages: Vec<Vec<u8>> = targets
+                .iter()
+                .filter_map(|t| tag_of(*t))
+                .flat_map(|tag| taken.iter().flat_map(move |b| envelope::encode(b, tag)))
+                .collect();
+            // One transaction: the open state replaces what was held, and
+            // what is over waits in the outbox.
+            let written = self.atomically(move |sql| {
+                let run = |q: &str, values: Vec<SqlStorageValue>| {
+                    sql.exec(q, values).map(|_| ()).map_err(|e| e.to_string())
+                };
+                run("DELETE FROM held", Vec::new())?;
+                for part in parts {
+                    run("INSERT INTO held (part) VALUES (?)", vec![part.into()])?;
                 }
-                for message in taken.iter().flat_map(|b| envelope::encode(b, sink.tag())) {
-                    sql.exec(
+                for message in messages {
+                    run(
                         "INSERT INTO outbox (message) VALUES (?)",
                         vec![message.into()],
-                    )
-                    .map_err(storage_error)?;
+                    )?;
                 }
+                run(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('emitted', ?)",
+                    vec![emitted_ms.into()],
+                )
+            });
+            if let Err(e) = written {
+                // Nothing was written: what memory took is read back from
+                // storage, whole.
+                *self.held.borrow_mut() = None;
+                return Err(e);
             }
-            sql.exec(
-                "INSERT OR REPLACE INTO meta (key, value) VALUES ('emitted', ?)",
-                vec![emitted_ms.into()],
-            )
-            .map_err(storage_error)?;
         }
-        sql.exec("DELETE FROM seen WHERE until_ms < ?", vec![started.into()])
-            .map_err(storage_error)?;
-        let (requests, waiting, tries) = self.send_outbox(&config).await?;
+        if let Err(e) = self
+            .sql()
+            .exec("DELETE FROM seen WHERE until_ms < ?", vec![started.into()])
+        {
+            worker::console_warn!("edgepush: cannot prune the aggregator's dedupe keys: {e}");
+        }
+        let sent = self.send_outbox(&config).await?;
         // Telemetry: one line per flush, in the Worker's logs.
-        let sinks = config.aggregated.iter().filter(|a| **a).count() as u64;
+        let open = self.with(|h| h.merger.open());
+        let promised = sinks.len().max(1) as u64;
         worker::console_log!(
-            r#"{{"edgepush":"aggregation","shard":{:?},"pushes":{pushes},"points_in":{points_in},"points_out":{points},"series_open":{open},"late_points":{late},"sink_requests":{requests},"sink_requests_saved":{},"waiting":{waiting},"flush_ms":{}}}"#,
+            r#"{{"edgepush":"aggregation","shard":{:?},"pushes":{pushes},"points_in":{points_in},"points_out":{points},"series_open":{open},"late_points":{late},"sink_requests":{},"sink_requests_saved":{},"waiting":{},"flush_ms":{}}}"#,
             self.name(),
-            (pushes * sinks).saturating_sub(requests),
+            sent.requests,
+            (pushes * promised).saturating_sub(sent.requests),
+            sent.waiting,
             crate::now_ms() - started
         );
         let next = self.with(|h| {
@@ -358,20 +495,32 @@ impl MergeShard {
                 .earliest_end()
                 .map(|e| e + aggregation.interval_ms())
         });
-        let retry = (waiting > 0).then(|| {
-            let backoff = aggregation.interval_ms().max(1000) << tries.min(8);
+        let retry = (sent.waiting > 0).then(|| {
+            let backoff = aggregation.interval_ms().max(1000) << sent.tries.min(8);
             crate::now_ms() + backoff.min(MAX_RETRY_MS)
         });
-        if let Some(at) = [next, retry].into_iter().flatten().min() {
-            self.set_alarm(at).await;
+        let more = sent.more.then(|| crate::now_ms() + 1000);
+        // A push that found the aggregator full asked for an early flush
+        // while this one ran.
+        let asked = self.with(|h| h.alarm_ms).filter(|at| *at < watchdog);
+        match [next, retry, more, asked].into_iter().flatten().min() {
+            Some(at) => {
+                self.set_alarm(at).await;
+            }
+            None => {
+                if let Err(e) = self.state.storage().delete_alarm().await {
+                    worker::console_warn!("edgepush: cannot delete the watchdog alarm: {e}");
+                }
+                self.with(|h| h.alarm_ms = None);
+            }
         }
         Ok(())
     }
 
-    /// Sends every outbox message on: to the queue when one is bound, else
-    /// to its sink. Returns the requests made, the messages still waiting
-    /// and the most tries of one of them.
-    async fn send_outbox(&self, config: &Settings) -> std::result::Result<(u64, u64, u32), Error> {
+    /// Sends outbox messages on, oldest first: to the queue when one is
+    /// bound, else to their sinks; at most [`MAX_SENDS`] per alarm, and
+    /// none more to a sink after one failed.
+    async fn send_outbox(&self, config: &Settings) -> std::result::Result<Sent, Error> {
         let sql = self.sql();
         let rows: Vec<Vec<SqlStorageValue>> = sql
             .exec("SELECT seq, message, tries FROM outbox ORDER BY seq", None)
@@ -380,7 +529,8 @@ impl MergeShard {
             .collect::<Result<_>>()
             .map_err(storage_error)?;
         let queue = self.env.queue(QUEUE_BINDING).ok();
-        let (mut requests, mut waiting, mut most_tries) = (0, 0, 0);
+        let mut sent = Sent::default();
+        let mut failed: BTreeSet<u8> = BTreeSet::new();
         for row in rows {
             let [
                 SqlStorageValue::Integer(seq),
@@ -388,8 +538,18 @@ impl MergeShard {
                 SqlStorageValue::Integer(tries),
             ] = row.as_slice()
             else {
+                worker::console_error!(
+                    "edgepush: aggregator {}: an outbox row of another shape",
+                    self.name()
+                );
                 continue;
             };
+            let tag = message.first().copied().unwrap_or(0);
+            if sent.requests >= MAX_SENDS || failed.contains(&tag) {
+                sent.waiting += 1;
+                sent.more |= sent.requests >= MAX_SENDS;
+                continue;
+            }
             let outcome = match &queue {
                 Some(queue) => {
                     let raw =
@@ -399,7 +559,7 @@ impl MergeShard {
                 }
                 None => self.deliver(config, *seq, message).await,
             };
-            requests += 1;
+            sent.requests += 1;
             match outcome {
                 Ok(()) => {
                     sql.exec("DELETE FROM outbox WHERE seq = ?", vec![(*seq).into()])
@@ -415,12 +575,15 @@ impl MergeShard {
                         vec![(*seq).into()],
                     )
                     .map_err(storage_error)?;
-                    waiting += 1;
-                    most_tries = most_tries.max(u32::try_from(*tries + 1).unwrap_or(u32::MAX));
+                    failed.insert(tag);
+                    sent.waiting += 1;
+                    sent.tries = sent
+                        .tries
+                        .max(u32::try_from(*tries + 1).unwrap_or(u32::MAX));
                 }
             }
         }
-        Ok((requests, waiting, most_tries))
+        Ok(sent)
     }
 
     /// Delivers outbox message `seq` to its sink. When the sink took part
@@ -434,9 +597,20 @@ impl MergeShard {
         message: &[u8],
     ) -> std::result::Result<(), String> {
         let now_ms = crate::now_ms();
-        let (tag, batch) =
-            envelope::decode(message, now_ms, &Limits::stored()).map_err(|e| e.message)?;
+        let (tag, batch) = match envelope::decode(message, now_ms, &Limits::stored()) {
+            Ok(decoded) => decoded,
+            Err(e) => {
+                // Damaged, or past every sink's window: it can never go.
+                worker::console_error!(
+                    "edgepush: MERGED POINTS LOST: aggregator {} cannot read an outbox message: {}",
+                    self.name(),
+                    e.message
+                );
+                return Ok(());
+            }
+        };
         let Some(sink) = config.sinks.iter().find(|s| s.tag() == tag) else {
+            // Kept until the sink is configured again.
             return Err(format!("no {tag:?} sink is configured"));
         };
         let now = UNIX_EPOCH + Duration::from_millis(now_ms as u64);
@@ -446,10 +620,20 @@ impl MergeShard {
                 Ok(())
             }
             Err(f) if f.retryable && f.done > 0 => {
-                let sql = self.sql();
-                requeue_rest(&sql, &batch.from_point(f.done), tag)?;
-                sql.exec("DELETE FROM outbox WHERE seq = ?", vec![seq.into()])
-                    .map_err(|e| e.to_string())?;
+                let rest = envelope::encode(&batch.from_point(f.done), tag);
+                self.atomically(move |sql| {
+                    for message in rest {
+                        sql.exec(
+                            "INSERT INTO outbox (message) VALUES (?)",
+                            vec![message.into()],
+                        )
+                        .map_err(|e| e.to_string())?;
+                    }
+                    sql.exec("DELETE FROM outbox WHERE seq = ?", vec![seq.into()])
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .map_err(|e| e.message)?;
                 Err(format!(
                     "{} took {} points, then: {}; the rest waits",
                     f.sink, f.done, f.message
@@ -470,17 +654,22 @@ impl MergeShard {
     }
 }
 
-/// Keeps the rest of a batch a sink took part of, as new outbox messages.
-fn requeue_rest(sql: &SqlStorage, rest: &Batch, tag: SinkTag) -> std::result::Result<(), String> {
-    for message in envelope::encode(rest, tag) {
-        sql.exec(
-            "INSERT INTO outbox (message) VALUES (?)",
-            vec![message.into()],
-        )
-        .map_err(|e| e.to_string())?;
-    }
-    Ok(())
+/// What one flush sent.
+#[derive(Default)]
+struct Sent {
+    /// Requests made (to sinks or the queue).
+    requests: u64,
+    /// Messages still in the outbox.
+    waiting: u64,
+    /// The most tries of one that failed.
+    tries: u32,
+    /// Whether messages were left for want of time, not for a failure.
+    more: bool,
 }
+
+/// The most outbox messages one alarm sends: the rest go at the next one,
+/// a second later, so one alarm stays well within its limits.
+const MAX_SENDS: u64 = 200;
 
 /// Logs the points of a merged batch a sink refused, but for those it can
 /// never store (the pushes' answers named them).
