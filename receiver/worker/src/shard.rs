@@ -28,7 +28,6 @@
 //! at its next push.
 
 use std::cell::RefCell;
-use std::collections::BTreeSet;
 use std::rc::Rc;
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -73,10 +72,11 @@ pub struct MergeShard {
 #[derive(Default)]
 struct Held {
     merger: Aggregator,
-    /// The sinks (their tags) what it holds goes to: every sink that
-    /// aggregated when one of its pushes came (kept in `meta`, so a sink
-    /// switched off or removed meanwhile still gets what it was promised).
-    sinks: BTreeSet<u8>,
+    /// The sinks what it holds goes to, a bit per sink tag: every sink
+    /// that aggregated when one of its pushes came (kept in `meta`, so a
+    /// sink switched off or removed meanwhile still gets what it was
+    /// promised).
+    sinks: u8,
     /// The alarm as set by this object (`None`: none, or not known yet).
     alarm_ms: Option<i64>,
     /// Pushes taken since the last flush.
@@ -120,27 +120,26 @@ fn storage_error(e: impl std::fmt::Display) -> Error {
     e
 }
 
-/// A sink's tag as stored.
-fn tag_of(code: u8) -> Option<SinkTag> {
-    [SinkTag::CloudWatch, SinkTag::Influxdb]
-        .into_iter()
-        .find(|t| *t as u8 == code)
+/// Every sink tag, for the bits of a set of sinks.
+const TAGS: [SinkTag; 2] = [SinkTag::CloudWatch, SinkTag::Influxdb];
+
+/// The bit of `tag` in a set of sinks.
+fn bit(tag: SinkTag) -> u8 {
+    1 << (tag as u8 & 7)
 }
 
-/// The tags of the sinks that aggregate now.
-fn aggregated_tags(config: &Settings) -> BTreeSet<u8> {
+/// The sinks that aggregate now, as bits.
+fn aggregated_sinks(config: &Settings) -> u8 {
     config
         .sinks
         .iter()
         .zip(&config.aggregated)
         .filter(|(_, on)| **on)
-        .map(|(sink, _)| sink.tag() as u8)
-        .collect()
+        .fold(0, |bits, (sink, _)| bits | bit(sink.tag()))
 }
 
-fn tags_text(tags: &BTreeSet<u8>) -> String {
-    tags.iter().map(u8::to_string).collect::<Vec<_>>().join(",")
-}
+/// SQL statements and their values, run in one transaction.
+type Writes = Vec<(&'static str, Vec<SqlStorageValue>)>;
 
 impl MergeShard {
     fn sql(&self) -> SqlStorage {
@@ -174,21 +173,22 @@ impl MergeShard {
 
     /// Runs `writes` in one SQLite transaction (the runtime's
     /// `transactionSync`): all of them, or, when one fails, none.
-    fn atomically(
-        &self,
-        writes: impl FnOnce(&SqlStorage) -> std::result::Result<(), String> + 'static,
-    ) -> std::result::Result<(), Error> {
+    fn atomically(&self, writes: Writes) -> std::result::Result<(), Error> {
         let storage = self.state.storage();
         let raw: &JsValue = storage.as_raw().as_ref();
         let sql = storage.sql();
         let failure: Rc<RefCell<Option<String>>> = Rc::default();
         let failed = Rc::clone(&failure);
         let body = Closure::once_into_js(move || -> std::result::Result<JsValue, JsValue> {
-            writes(&sql).map(|()| JsValue::UNDEFINED).map_err(|e| {
-                let thrown = JsValue::from_str(&e);
-                *failed.borrow_mut() = Some(e);
-                thrown
-            })
+            for (statement, values) in writes {
+                if let Err(e) = sql.exec(statement, values) {
+                    let e = e.to_string();
+                    let thrown = JsValue::from_str(&e);
+                    *failed.borrow_mut() = Some(e);
+                    return Err(thrown);
+                }
+            }
+            Ok(JsValue::UNDEFINED)
         });
         let transaction = js_sys::Reflect::get(raw, &JsValue::from_str("transactionSync"))
             .ok()
@@ -216,8 +216,8 @@ impl MergeShard {
             sql.exec(statement, None).map_err(storage_error)?;
         }
         let mut held = Held::default();
-        if let Some(SqlStorageValue::String(tags)) = self.meta("sinks") {
-            held.sinks = tags.split(',').filter_map(|t| t.parse().ok()).collect();
+        if let Some(SqlStorageValue::Integer(bits)) = self.meta("sinks") {
+            held.sinks = bits as u8;
         }
         for row in sql
             .exec("SELECT part FROM held ORDER BY seq", None)
@@ -291,28 +291,23 @@ impl MergeShard {
         }
         let batch = packed::decode(&part)?;
         let until_ms = now_ms + i64::from(config.dedupe_seconds.min(86_400) as u32) * 1000;
-        let sinks: BTreeSet<u8> =
-            self.with(|h| h.sinks.union(&aggregated_tags(&config)).copied().collect());
-        let sinks_text = tags_text(&sinks);
+        let sinks = self.with(|h| h.sinks | aggregated_sinks(&config));
         // The push, its key and the sinks it goes to: together or not at all.
-        self.atomically(move |sql| {
-            let run = |q: &str, values: Vec<SqlStorageValue>| {
-                sql.exec(q, values).map(|_| ()).map_err(|e| e.to_string())
-            };
-            run(
+        self.atomically(vec![
+            (
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('shard', ?)",
                 vec![shard.into()],
-            )?;
-            run("INSERT INTO held (part) VALUES (?)", vec![part.into()])?;
-            run(
+            ),
+            ("INSERT INTO held (part) VALUES (?)", vec![part.into()]),
+            (
                 "INSERT INTO seen (key, until_ms) VALUES (?, ?)",
                 vec![key.into(), until_ms.into()],
-            )?;
-            run(
+            ),
+            (
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('sinks', ?)",
-                vec![sinks_text.into()],
-            )
-        })?;
+                vec![i64::from(sinks).into()],
+            ),
+        ])?;
         let late = aggregation.late(&batch, now_ms);
         self.with(|h| {
             h.merger.add(&batch);
@@ -429,42 +424,34 @@ impl MergeShard {
                 std::mem::take(&mut h.points),
                 std::mem::take(&mut h.late),
             );
-            (taken, snapshot, counts, h.sinks.clone())
+            (taken, snapshot, counts, h.sinks)
         });
         let points: usize = taken.iter().map(|b| b.points.len()).sum();
         if !taken.is_empty() {
             // Every sink promised these points, whatever the settings say now.
-            let targets: BTreeSet<u8> = sinks.union(&aggregated_tags(&config)).copied().collect();
-            let parts: Vec<Vec<u8>> = snapshot
+            let targets = sinks | aggregated_sinks(&config);
+            let mut writes: Writes = vec![("DELETE FROM held", Vec::new())];
+            for part in snapshot
                 .iter()
                 .flat_map(|b| packed::split(b, packed::MAX_PART_BYTES))
-                .collect();
-            let messages: Vec<Vec<u8>> = targets
-                .iter()
-                .filter_map(|t| tag_of(*t))
-                .flat_map(|tag| taken.iter().flat_map(move |b| envelope::encode(b, tag)))
-                .collect();
-            // One transaction: the open state replaces what was held, and
-            // what is over waits in the outbox.
-            let written = self.atomically(move |sql| {
-                let run = |q: &str, values: Vec<SqlStorageValue>| {
-                    sql.exec(q, values).map(|_| ()).map_err(|e| e.to_string())
-                };
-                run("DELETE FROM held", Vec::new())?;
-                for part in parts {
-                    run("INSERT INTO held (part) VALUES (?)", vec![part.into()])?;
-                }
-                for message in messages {
-                    run(
+            {
+                writes.push(("INSERT INTO held (part) VALUES (?)", vec![part.into()]));
+            }
+            for tag in TAGS.into_iter().filter(|t| targets & bit(*t) != 0) {
+                for message in taken.iter().flat_map(|b| envelope::encode(b, tag)) {
+                    writes.push((
                         "INSERT INTO outbox (message) VALUES (?)",
                         vec![message.into()],
-                    )?;
+                    ));
                 }
-                run(
-                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('emitted', ?)",
-                    vec![emitted_ms.into()],
-                )
-            });
+            }
+            writes.push((
+                "INSERT OR REPLACE INTO meta (key, value) VALUES ('emitted', ?)",
+                vec![emitted_ms.into()],
+            ));
+            // One transaction: the open state replaces what was held, and
+            // what is over waits in the outbox.
+            let written = self.atomically(writes);
             if let Err(e) = written {
                 // Nothing was written: what memory took is read back from
                 // storage, whole.
@@ -481,7 +468,7 @@ impl MergeShard {
         let sent = self.send_outbox(&config).await?;
         // Telemetry: one line per flush, in the Worker's logs.
         let open = self.with(|h| h.merger.open());
-        let promised = sinks.len().max(1) as u64;
+        let promised = u64::from(sinks.count_ones().max(1));
         worker::console_log!(
             r#"{{"edgepush":"aggregation","shard":{:?},"pushes":{pushes},"points_in":{points_in},"points_out":{points},"series_open":{open},"late_points":{late},"sink_requests":{},"sink_requests_saved":{},"waiting":{},"flush_ms":{}}}"#,
             self.name(),
@@ -530,7 +517,8 @@ impl MergeShard {
             .map_err(storage_error)?;
         let queue = self.env.queue(QUEUE_BINDING).ok();
         let mut sent = Sent::default();
-        let mut failed: BTreeSet<u8> = BTreeSet::new();
+        // The sinks (their tags' bits) that failed in this flush.
+        let mut failed = 0u8;
         for row in rows {
             let [
                 SqlStorageValue::Integer(seq),
@@ -544,8 +532,8 @@ impl MergeShard {
                 );
                 continue;
             };
-            let tag = message.first().copied().unwrap_or(0);
-            if sent.requests >= MAX_SENDS || failed.contains(&tag) {
+            let tag = 1u8 << (message.first().copied().unwrap_or(0) & 7);
+            if sent.requests >= MAX_SENDS || failed & tag != 0 {
                 sent.waiting += 1;
                 sent.more |= sent.requests >= MAX_SENDS;
                 continue;
@@ -575,7 +563,7 @@ impl MergeShard {
                         vec![(*seq).into()],
                     )
                     .map_err(storage_error)?;
-                    failed.insert(tag);
+                    failed |= tag;
                     sent.waiting += 1;
                     sent.tries = sent
                         .tries
@@ -620,20 +608,12 @@ impl MergeShard {
                 Ok(())
             }
             Err(f) if f.retryable && f.done > 0 => {
-                let rest = envelope::encode(&batch.from_point(f.done), tag);
-                self.atomically(move |sql| {
-                    for message in rest {
-                        sql.exec(
-                            "INSERT INTO outbox (message) VALUES (?)",
-                            vec![message.into()],
-                        )
-                        .map_err(|e| e.to_string())?;
-                    }
-                    sql.exec("DELETE FROM outbox WHERE seq = ?", vec![seq.into()])
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
-                .map_err(|e| e.message)?;
+                let mut writes: Writes = envelope::encode(&batch.from_point(f.done), tag)
+                    .into_iter()
+                    .map(|m| ("INSERT INTO outbox (message) VALUES (?)", vec![m.into()]))
+                    .collect();
+                writes.push(("DELETE FROM outbox WHERE seq = ?", vec![seq.into()]));
+                self.atomically(writes).map_err(|e| e.message)?;
                 Err(format!(
                     "{} took {} points, then: {}; the rest waits",
                     f.sink, f.done, f.message
