@@ -22,100 +22,20 @@
 //! `cargo run --release -p edgepush-tests --example aggregation_requests`
 //! (`.ci/bench` runs it and keeps its table in `target/bench/aggregation.md`).
 
-use std::time::{Duration, Instant};
-
-use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
 use edgepush_receiver::aggregate::Settings;
 use edgepush_receiver::limits::Limits;
+use edgepush_tests::merging::{INSTANCE_SERIES, Instance, push_invocations};
 use edgepush_tests::{Receiver, StubSinks};
 
 const EMITTERS: usize = 1000;
 const THREADS: usize = 8;
 const INVOCATIONS: usize = 100;
-const SERIES: usize = 50;
-
-/// One function instance: its emitter and its series.
-struct Instance {
-    emitter: Emitter,
-    counters: Vec<edgepush::Counter>,
-    distributions: Vec<edgepush::Distribution>,
-}
-
-fn instance() -> Instance {
-    let emitter = Emitter::new(Config::new("Bench").expect("namespace"));
-    let metric = |name: String| {
-        Metric::new(name)
-            .dimension("service", "checkout")
-            .dimension("region", "eu-west-1")
-            .dimension("version", "42")
-    };
-    let counters = (0..SERIES / 2)
-        .map(|i| {
-            emitter
-                .counter(metric(format!("orders_{i}")).unit(Unit::Count))
-                .expect("counter")
-        })
-        .collect();
-    let distributions = (0..SERIES / 2)
-        .map(|i| {
-            emitter
-                .distribution(metric(format!("latency_{i}")).unit(Unit::Milliseconds))
-                .expect("distribution")
-        })
-        .collect();
-    Instance {
-        emitter,
-        counters,
-        distributions,
-    }
-}
-
-fn invoke(instance: &Instance, n: usize) {
-    for (i, c) in instance.counters.iter().enumerate() {
-        c.add(((n + i) % 5 + 1) as f64);
-    }
-    for (i, d) in instance.distributions.iter().enumerate() {
-        d.record(((n * 7 + i * 13) % 400) as f64 * 0.5);
-    }
-}
-
-/// Runs every invocation against `url`, paced over `seconds`; the pushes
-/// made and how long they took.
-fn run(url: &str, seconds: f64) -> (usize, Duration) {
-    let started = Instant::now();
-    let per_thread = EMITTERS / THREADS;
-    let threads: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let url = url.to_string();
-            std::thread::spawn(move || {
-                let transport = HttpTransport::new(&url);
-                let instances: Vec<Instance> = (0..per_thread).map(|_| instance()).collect();
-                let total = per_thread * INVOCATIONS;
-                let mut pushes = 0;
-                for k in 0..total {
-                    // Paced: invocation k of this thread is due at k/total of
-                    // the run.
-                    let due = Duration::from_secs_f64(seconds * k as f64 / total as f64);
-                    if let Some(wait) = due.checked_sub(started.elapsed()) {
-                        std::thread::sleep(wait);
-                    }
-                    let instance = &instances[k % per_thread];
-                    invoke(instance, t * total + k);
-                    instance.emitter.push(&transport).expect("pushed");
-                    pushes += 1;
-                }
-                pushes
-            })
-        })
-        .collect();
-    let pushes = threads.into_iter().map(|t| t.join().expect("thread")).sum();
-    (pushes, started.elapsed())
-}
+const SERIES: usize = INSTANCE_SERIES;
 
 /// The bytes one invocation writes as EMF (what Powertools would log).
 fn emf_bytes_per_invocation() -> usize {
-    let one = instance();
-    invoke(&one, 1);
+    let one = Instance::new();
+    one.invoke(1);
     one.emitter
         .flush()
         .expect("flush")
@@ -147,7 +67,13 @@ fn main() {
                 Some(journal.path()),
             ),
         };
-        let (pushes, took) = run(&receiver.url, seconds);
+        let (pushes, took) = push_invocations(
+            &receiver.url,
+            THREADS,
+            EMITTERS / THREADS,
+            INVOCATIONS,
+            seconds,
+        );
         // Shutting down sends what is still merged.
         drop(receiver);
         let requests = stub.requests();

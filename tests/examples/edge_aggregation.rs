@@ -16,9 +16,9 @@
 //! `cargo run --release -p edgepush-tests --example edge_aggregation`
 //! (`.ci/bench` step 7 runs it).
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
+use edgepush_tests::merging::{INSTANCE_SERIES, push_invocations};
 use edgepush_tests::{StubSinks, Workerd, edge_batch, edge_format, http_get, post};
 use serde_json::{Value, json};
 
@@ -110,67 +110,20 @@ fn cpu_per_push() -> (Duration, Duration) {
 const THREADS: usize = 4;
 const INSTANCES_PER_THREAD: usize = 25;
 const INVOCATIONS: usize = 50;
-const SERIES: usize = 50;
-
-/// One function instance's emitter and series (as aggregation_requests).
-fn instance() -> (Emitter, Vec<edgepush::Counter>, Vec<edgepush::Distribution>) {
-    let emitter = Emitter::new(Config::new("Bench").expect("namespace"));
-    let metric = |name: String| {
-        Metric::new(name)
-            .dimension("service", "checkout")
-            .dimension("region", "eu-west-1")
-            .dimension("version", "42")
-    };
-    let counters = (0..SERIES / 2)
-        .map(|i| {
-            emitter
-                .counter(metric(format!("orders_{i}")).unit(Unit::Count))
-                .expect("counter")
-        })
-        .collect();
-    let distributions = (0..SERIES / 2)
-        .map(|i| {
-            emitter
-                .distribution(metric(format!("latency_{i}")).unit(Unit::Milliseconds))
-                .expect("distribution")
-        })
-        .collect();
-    (emitter, counters, distributions)
-}
+const SERIES: usize = INSTANCE_SERIES;
 
 /// Part 2: pushes made, and sink requests once every period went out.
 fn requests(merged: bool, seconds: f64) -> (usize, usize) {
     let dir = tempfile::tempdir().expect("temp dir");
     let stub = StubSinks::start();
     let worker = Workerd::start_with(dir.path(), &settings(&stub, merged), &aggregators());
-    let started = Instant::now();
-    let threads: Vec<_> = (0..THREADS)
-        .map(|t| {
-            let url = worker.url.clone();
-            std::thread::spawn(move || {
-                let transport = HttpTransport::new(&url);
-                let instances: Vec<_> = (0..INSTANCES_PER_THREAD).map(|_| instance()).collect();
-                let total = INSTANCES_PER_THREAD * INVOCATIONS;
-                for k in 0..total {
-                    let due = Duration::from_secs_f64(seconds * k as f64 / total as f64);
-                    if let Some(wait) = due.checked_sub(started.elapsed()) {
-                        std::thread::sleep(wait);
-                    }
-                    let (emitter, counters, distributions) = &instances[k % INSTANCES_PER_THREAD];
-                    let n = t * total + k;
-                    for (i, c) in counters.iter().enumerate() {
-                        c.add(((n + i) % 5 + 1) as f64);
-                    }
-                    for (i, d) in distributions.iter().enumerate() {
-                        d.record(((n * 7 + i * 13) % 400) as f64 * 0.5);
-                    }
-                    emitter.push(&transport).expect("pushed");
-                }
-                total
-            })
-        })
-        .collect();
-    let pushes: usize = threads.into_iter().map(|t| t.join().expect("thread")).sum();
+    let (pushes, _) = push_invocations(
+        &worker.url,
+        THREADS,
+        INSTANCES_PER_THREAD,
+        INVOCATIONS,
+        seconds,
+    );
     if merged {
         // Every point is in a 60 s period: the last goes out a flush
         // interval (10 s) after its minute ends. Wait for that, then for

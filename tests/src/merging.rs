@@ -333,3 +333,103 @@ impl Pushed {
         worst
     }
 }
+
+/// One function instance of the request-count benchmarks: its emitter (in
+/// namespace `Bench`) and its 50 series, 25 counters and 25 distributions
+/// with three dimensions.
+pub struct Instance {
+    /// The emitter.
+    pub emitter: Emitter,
+    counters: Vec<edgepush::Counter>,
+    distributions: Vec<edgepush::Distribution>,
+}
+
+/// Series per [`Instance`].
+pub const INSTANCE_SERIES: usize = 50;
+
+impl Instance {
+    /// A new instance.
+    pub fn new() -> Self {
+        let emitter = Emitter::new(Config::new("Bench").expect("namespace"));
+        let metric = |name: String| {
+            Metric::new(name)
+                .dimension("service", "checkout")
+                .dimension("region", "eu-west-1")
+                .dimension("version", "42")
+        };
+        let counters = (0..INSTANCE_SERIES / 2)
+            .map(|i| {
+                emitter
+                    .counter(metric(format!("orders_{i}")).unit(Unit::Count))
+                    .expect("counter")
+            })
+            .collect();
+        let distributions = (0..INSTANCE_SERIES / 2)
+            .map(|i| {
+                emitter
+                    .distribution(metric(format!("latency_{i}")).unit(Unit::Milliseconds))
+                    .expect("distribution")
+            })
+            .collect();
+        Instance {
+            emitter,
+            counters,
+            distributions,
+        }
+    }
+
+    /// Invocation `n`: one value in every series.
+    pub fn invoke(&self, n: usize) {
+        for (i, c) in self.counters.iter().enumerate() {
+            c.add(((n + i) % 5 + 1) as f64);
+        }
+        for (i, d) in self.distributions.iter().enumerate() {
+            d.record(((n * 7 + i * 13) % 400) as f64 * 0.5);
+        }
+    }
+}
+
+impl Default for Instance {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// `threads` threads, each standing for `instances` function instances in
+/// turn, run `invocations` invocations per instance against `url`, each
+/// pushed at its end, paced over `seconds` (0: as fast as they go); the
+/// pushes made and how long they took.
+pub fn push_invocations(
+    url: &str,
+    threads: usize,
+    instances: usize,
+    invocations: usize,
+    seconds: f64,
+) -> (usize, std::time::Duration) {
+    use std::time::{Duration, Instant};
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let url = url.to_string();
+            std::thread::spawn(move || {
+                let transport = HttpTransport::new(&url);
+                let mine: Vec<Instance> = (0..instances).map(|_| Instance::new()).collect();
+                let total = instances * invocations;
+                for k in 0..total {
+                    // Paced: invocation k of this thread is due at k/total
+                    // of the run.
+                    let due = Duration::from_secs_f64(seconds * k as f64 / total as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                    let instance = &mine[k % instances];
+                    instance.invoke(t * total + k);
+                    instance.emitter.push(&transport).expect("pushed");
+                }
+                total
+            })
+        })
+        .collect();
+    let pushes = handles.into_iter().map(|t| t.join().expect("thread")).sum();
+    (pushes, started.elapsed())
+}

@@ -445,22 +445,12 @@ fn report_refusals(
     if refusals.is_empty() {
         return;
     }
-    let named: std::collections::HashSet<usize> = forwarder.sinks()[index]
-        .unstorable(batch)
-        .into_iter()
-        .flat_map(|r| r.points)
-        .collect();
-    for r in refusals {
-        let points = r.points.iter().filter(|p| !named.contains(p)).count();
-        if points > 0 {
-            tracing::error!(sink = %r.sink, batch = %batch.id, points, message = %r.message, "MERGED POINTS REFUSED: the sink refused points of a merged batch");
-            forwarder.telemetry().points_refused(
-                "merged",
-                "",
-                "refused_after_merge",
-                points as u64,
-            );
-        }
+    let unstorable = forwarder.sinks()[index].unstorable(batch);
+    for (r, points) in edgepush_receiver::sink::beyond_unstorable(&unstorable, refusals) {
+        tracing::error!(sink = %r.sink, batch = %batch.id, points, message = %r.message, "MERGED POINTS REFUSED: the sink refused points of a merged batch");
+        forwarder
+            .telemetry()
+            .points_refused("merged", "", "refused_after_merge", points as u64);
     }
 }
 

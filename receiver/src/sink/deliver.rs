@@ -209,6 +209,24 @@ pub fn refuse_values(
         .collect()
 }
 
+/// What `refusals` of a merged batch's delivery refused beyond the points
+/// of `unstorable` (what the sink can never store: the pushes' answers
+/// named those already): each refusal with how many such points it has.
+pub fn beyond_unstorable<'a>(
+    unstorable: &[SinkRefusal],
+    refusals: &'a [SinkRefusal],
+) -> Vec<(&'a SinkRefusal, usize)> {
+    let named: std::collections::BTreeSet<usize> = unstorable
+        .iter()
+        .flat_map(|r| r.points.iter().copied())
+        .collect();
+    refusals
+        .iter()
+        .map(|r| (r, r.points.iter().filter(|p| !named.contains(p)).count()))
+        .filter(|(_, points)| *points > 0)
+        .collect()
+}
+
 /// `points` of `batch` that `sink` refused, logged.
 pub fn refusal(
     sink: &'static str,
@@ -281,6 +299,28 @@ mod tests {
     use crate::model::{Point, Series, Value};
     use crate::sink::Sink;
     use crate::sink::influxdb::Target;
+
+    /// A merged batch's refusals count only what the answers did not name.
+    #[test]
+    fn refusals_beyond_the_unstorable_points_are_counted() {
+        let refusal = |points: &[usize], message: &str| SinkRefusal {
+            sink: "cloudwatch".into(),
+            points: points.to_vec(),
+            message: message.into(),
+        };
+        let unstorable = [refusal(&[1, 4], "string value")];
+        let refusals = [
+            refusal(&[1, 4], "string value"),
+            refusal(&[0, 1, 2], "a request refused"),
+        ];
+        let beyond = beyond_unstorable(&unstorable, &refusals);
+        assert_eq!(beyond.len(), 1);
+        assert_eq!(
+            (beyond[0].0.message.as_str(), beyond[0].1),
+            ("a request refused", 2)
+        );
+        assert!(beyond_unstorable(&unstorable, &refusals[..1]).is_empty());
+    }
 
     /// Answers from a script and records what it was asked.
     #[derive(Default)]

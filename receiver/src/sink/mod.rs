@@ -7,8 +7,8 @@ mod deliver;
 pub mod influxdb;
 
 pub use deliver::{
-    Client, Retry, Sent, SinkAnswer, SinkFailure, SinkRefusal, covers, deliver, parse_retry_after,
-    refusal, refuse_values, settle, skipped,
+    Client, Retry, Sent, SinkAnswer, SinkFailure, SinkRefusal, beyond_unstorable, covers, deliver,
+    parse_retry_after, refusal, refuse_values, settle, skipped,
 };
 
 use std::ops::Range;

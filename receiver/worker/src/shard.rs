@@ -658,20 +658,13 @@ pub(crate) fn report_refusals(
     batch: &Batch,
     refusals: &[edgepush_receiver::sink::SinkRefusal],
 ) {
-    let named: std::collections::HashSet<usize> = sink
-        .unstorable(batch)
-        .into_iter()
-        .flat_map(|r| r.points)
-        .collect();
-    for r in refusals {
-        let points = r.points.iter().filter(|p| !named.contains(p)).count();
-        if points > 0 {
-            worker::console_error!(
-                "edgepush: MERGED POINTS REFUSED: {} refused {points} points of merged batch {}: {}",
-                r.sink,
-                batch.id,
-                r.message
-            );
-        }
+    let unstorable = sink.unstorable(batch);
+    for (r, points) in edgepush_receiver::sink::beyond_unstorable(&unstorable, refusals) {
+        worker::console_error!(
+            "edgepush: MERGED POINTS REFUSED: {} refused {points} points of merged batch {}: {}",
+            r.sink,
+            batch.id,
+            r.message
+        );
     }
 }
