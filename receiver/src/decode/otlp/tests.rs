@@ -451,8 +451,11 @@ fn undecodable_exports_and_answers() {
 fn fuzz_seeds_decode() {
     let far = 1_700_000_000_000;
     for (seed, points) in [
-        (&include_bytes!("../../../fuzz/seeds/export.pb")[..], 3),
-        (&include_bytes!("../../../fuzz/seeds/export.json")[..], 3),
+        (&include_bytes!("../../../fuzz/seeds/otlp/export.pb")[..], 3),
+        (
+            &include_bytes!("../../../fuzz/seeds/otlp/export.json")[..],
+            3,
+        ),
     ] {
         let encoding = if seed[0] % 2 == 0 {
             Encoding::Protobuf
