@@ -379,7 +379,7 @@ impl Influx {
         self.process.child_id()
     }
 
-    /// Runs an InfluxQL query (epoch in ms) and returns the JSON answer.
+    /// Runs an InfluxQL query (times in nanoseconds) and returns the JSON answer.
     pub fn query(&self, q: &str) -> serde_json::Value {
         let mut response = ureq::post(format!("{}/query", self.url))
             .query("db", &self.database)

@@ -115,12 +115,17 @@ pub fn push_and_read_back(receiver_url: &str, moto: &mut Moto, influx: &Influx, 
         },
     ];
     let mut accepted = 0;
+    // When each round was flushed: its points' time.
+    let mut flushed = Vec::new();
     for round in rounds {
         round();
-        let report = emitter.push(&transport).expect("push accepted");
+        // Each round in a millisecond of its own.
+        let t = crate::bad_input::now_ms().max(flushed.last().map_or(0, |t| t + 1));
+        let payloads = emitter.flush_at(t).expect("flush");
+        let report = emitter.send(&transport, payloads).expect("push accepted");
         assert_eq!(report.rejected, 0);
         accepted += report.accepted;
-        std::thread::sleep(Duration::from_millis(5));
+        flushed.push(t);
     }
     assert_eq!(accepted, 4 + 3 + 3);
 
@@ -147,6 +152,16 @@ pub fn push_and_read_back(receiver_url: &str, moto: &mut Moto, influx: &Influx, 
             .map(|r| r["value"].as_f64().expect("float"))
             .collect();
         assert_eq!(values, [3.0, 4.0, 5.0]);
+        // Each at its flush's millisecond, plus the batch's sub-millisecond
+        // offset (docs: line protocol timestamps).
+        for (r, t) in rows.iter().zip(&flushed) {
+            let ns = r["time"].as_i64().expect("time in ns");
+            let ms = *t * 1_000_000;
+            assert!(
+                (ms..ms + 1_000_000).contains(&ns),
+                "{ns} is not in the millisecond {t}"
+            );
+        }
         for r in &rows {
             assert_eq!(
                 (&r["namespace"], &r["service"], &r["route"], &r["unit"]),
