@@ -1,5 +1,7 @@
 //! Whatever the decoder accepts, each sink encodes without panicking:
-//! line protocol gives exactly one line per point, CloudWatch bodies are
+//! line protocol gives exactly one line per point but those its sink
+//! refuses by name (a measurement that would be a comment), and every line
+//! reads back through InfluxDB's own parser; CloudWatch bodies are
 //! JSON within the request limits carrying every point but the strings and
 //! booleans, which CloudWatch sinks refuse by name.
 #![no_main]
@@ -22,8 +24,15 @@ fuzz_target!(|data: &[u8]| {
     let batch = &decoded.batch;
     let mut text = String::new();
     influxdb::encode(batch, &mut text);
-    assert_eq!(text.lines().count(), batch.points.len(), "{text}");
-    assert_eq!(text.matches('\n').count(), batch.points.len(), "{text}");
+    let refused: usize = influxdb::unstorable(batch, true)
+        .iter()
+        .map(|r| r.points.len())
+        .sum();
+    let lines = batch.points.len() - refused;
+    assert_eq!(text.lines().count(), lines, "{text}");
+    assert_eq!(text.matches('\n').count(), lines, "{text}");
+    let parsed = influxdb_line_protocol::parse_lines(&text).count();
+    assert_eq!(parsed, lines, "{text}");
 
     let mut covered = vec![false; batch.points.len()];
     for refusal in cloudwatch::unstorable(batch) {
