@@ -529,7 +529,9 @@ impl<'a> Reader<'a> {
     }
 
     fn decimal(&mut self, significand: i64, exponent: i64) -> Read<f64> {
-        if exponent.abs() > MAX_EXPONENT {
+        // `unsigned_abs`: the exponent is read from the body, and
+        // `i64::MIN` has no `abs` (it wrapped to itself and passed).
+        if exponent.unsigned_abs() > MAX_EXPONENT as u64 {
             return self.fail(format!("exponent {exponent} is out of range"));
         }
         let v = from_decimal(significand, exponent);
@@ -714,6 +716,17 @@ mod tests {
     use super::*;
     use alloc::vec;
     use proptest::prelude::*;
+
+    /// Exponents far out of range are refused, the most negative one too
+    /// (found by fuzzing with overflow checks on).
+    #[test]
+    fn exponents_out_of_range_are_refused_to_the_last() {
+        let mut r = Reader { bytes: &[], at: 0 };
+        for exponent in [i64::MIN, i64::MIN + 1, -401, 401, i64::MAX] {
+            assert!(r.decimal(1, exponent).is_err(), "{exponent}");
+        }
+        assert_eq!(r.decimal(15, -1), Ok(1.5));
+    }
 
     /// Wire v1's sample batch, with a gauge's every kind of point added.
     fn sample() -> Batch<'static> {
