@@ -25,22 +25,11 @@ use crate::sink::SinkTag;
 
 /// The messages that carry `batch` to the sink tagged `tag`.
 pub fn encode(batch: &Batch, tag: SinkTag) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    encode_points(batch, 0..batch.points.len(), tag as u8, &mut out);
-    out
-}
-
-fn encode_points(batch: &Batch, range: std::ops::Range<usize>, tag: u8, out: &mut Vec<Vec<u8>>) {
-    let json = to_wire_json(batch, range.clone());
-    let mut message = vec![tag];
-    message.extend(crate::gzip::compress(&json));
-    if message.len() <= MAX_ENVELOPE_BYTES || range.len() <= 1 {
-        out.push(message);
-        return;
-    }
-    let middle = range.start + range.len() / 2;
-    encode_points(batch, range.start..middle, tag, out);
-    encode_points(batch, middle..range.end, tag, out);
+    batch.encode_in_parts(MAX_ENVELOPE_BYTES, &|range| {
+        let mut message = vec![tag as u8];
+        message.extend(crate::gzip::compress(&to_wire_json(batch, range)));
+        message
+    })
 }
 
 /// The points in `range` of `batch` as wire v1 JSON.

@@ -37,6 +37,35 @@ impl Batch {
             points: self.points.get(first..).unwrap_or_default().to_vec(),
         })
     }
+
+    /// The batch's points encoded by `encode` (given a range of points) in
+    /// parts of at most `max_bytes`, halving a range until it fits or holds
+    /// a single point; in order.
+    pub fn encode_in_parts(
+        &self,
+        max_bytes: usize,
+        encode: &impl Fn(std::ops::Range<usize>) -> Vec<u8>,
+    ) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        halves(0..self.points.len(), max_bytes, encode, &mut out);
+        out
+    }
+}
+
+fn halves(
+    range: std::ops::Range<usize>,
+    max_bytes: usize,
+    encode: &impl Fn(std::ops::Range<usize>) -> Vec<u8>,
+    out: &mut Vec<Vec<u8>>,
+) {
+    let part = encode(range.clone());
+    if part.len() <= max_bytes || range.len() <= 1 {
+        out.push(part);
+        return;
+    }
+    let middle = range.start + range.len() / 2;
+    halves(range.start..middle, max_bytes, encode, out);
+    halves(middle..range.end, max_bytes, encode, out);
 }
 
 /// What a point measures.

@@ -38,25 +38,7 @@ pub fn encode(batch: &Batch) -> Vec<u8> {
 /// that alone is larger), each a batch of its own with the same id and
 /// namespace and the series its points use.
 pub fn split(batch: &Batch, max_bytes: usize) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    split_points(batch, 0..batch.points.len(), max_bytes, &mut out);
-    out
-}
-
-fn split_points(
-    batch: &Batch,
-    range: std::ops::Range<usize>,
-    max_bytes: usize,
-    out: &mut Vec<Vec<u8>>,
-) {
-    let part = encode_points(batch, range.clone());
-    if part.len() <= max_bytes || range.len() <= 1 {
-        out.push(part);
-        return;
-    }
-    let middle = range.start + range.len() / 2;
-    split_points(batch, range.start..middle, max_bytes, out);
-    split_points(batch, middle..range.end, max_bytes, out);
+    batch.encode_in_parts(max_bytes, &|range| encode_points(batch, range))
 }
 
 /// The points in `range` of `batch`, with the series they use.
