@@ -544,7 +544,9 @@ impl Workerd {
         let url = format!("http://127.0.0.1:{port}");
         wait_for("workerd", Duration::from_secs(60), || {
             process.assert_running();
-            http_get(&format!("{url}/healthz")) == Ok(200)
+            // `/ping`, not `/healthz`: a misconfigured Worker runs (and
+            // says so on `/healthz`) too.
+            http_get(&format!("{url}/ping")) == Ok(204)
         });
         Workerd { url, process }
     }

@@ -166,6 +166,11 @@ fn keys_sinks_and_routes_are_checked_at_the_edge() {
         body.as_bytes(),
     );
     assert_misconfigured(status, &answer, "no sink configured");
+    assert_unhealthy(&bare.url, "no sink configured");
+    assert_eq!(
+        edgepush_tests::http_get(&format!("{}/healthz", worker.url)),
+        Ok(200)
+    );
 
     // Gzip is the runtime's own (`node:zlib`): a Worker deployed without
     // Node.js compatibility says so, with a 5xx the emitter retries, rather
@@ -192,6 +197,41 @@ fn keys_sinks_and_routes_are_checked_at_the_edge() {
         status,
         &answer,
         r#"compatibility_flags = ["nodejs_compat"]"#,
+    );
+    assert_unhealthy(&no_node.url, "nodejs_compat");
+
+    // Asked to merge pushes with no aggregators bound.
+    let unbound = Workerd::start(
+        dir.path(),
+        &json!({
+            "INFLUXDB_URL": influx.url,
+            "INFLUXDB_DATABASE": influx.database,
+            "EDGEPUSH_AGGREGATION": "true",
+        }),
+    );
+    assert_unhealthy(
+        &unbound.url,
+        "no Durable Object namespace is bound as EDGEPUSH_SHARDS",
+    );
+}
+
+/// `GET /healthz` answers `503` naming `words`: a deployment's health check
+/// sees a Worker that cannot take pushes.
+fn assert_unhealthy(url: &str, words: &str) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut response = agent
+        .get(&format!("{url}/healthz"))
+        .call()
+        .expect("GET /healthz");
+    let status = response.status().as_u16();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("misconfigured") && body.contains(words),
+        "{body}"
     );
 }
 

@@ -87,7 +87,7 @@ fn error(e: &Error) -> worker::Result<Response> {
 async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response> {
     let path = req.path();
     if path == "/healthz" && req.method() == Method::Get {
-        return json(200, r#"{"status":"ok"}"#.to_string());
+        return health(&env);
     }
     if path == "/ping" && matches!(req.method(), Method::Get | Method::Head) {
         // InfluxDB clients and Telegraf ping before they write.
@@ -138,15 +138,7 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
     };
     let shards = env.durable_object(shard::BINDING).ok();
     if shards.is_none() && settings.aggregated.contains(&true) {
-        let e = Error::new(
-            500,
-            "misconfigured",
-            format!(
-                "EDGEPUSH_AGGREGATION (or a sink's _AGGREGATE) is true, but no Durable Object \
-                 namespace is bound as {}: see docs/deploy-cloudflare.md",
-                shard::BINDING
-            ),
-        );
+        let e = Error::new(500, "misconfigured", unbound_aggregators());
         return reply(ingest::refusal(Some(&format), &e));
     }
     let host = EdgeHost {
@@ -156,6 +148,37 @@ async fn fetch(req: Request, env: Env, _ctx: Context) -> worker::Result<Response
         now: now(),
     };
     reply(pipeline::push(&format, &head, req, &host).await)
+}
+
+/// Why a Worker that merges pushes cannot: its aggregators are not bound.
+fn unbound_aggregators() -> String {
+    format!(
+        "EDGEPUSH_AGGREGATION (or a sink's _AGGREGATE) is true, but no Durable Object \
+         namespace is bound as {}: see docs/deploy-cloudflare.md",
+        shard::BINDING
+    )
+}
+
+/// `GET /healthz`: `200` when the Worker can take pushes, else `503`
+/// naming what in its settings stops it (the same words a push gets).
+fn health(env: &Env) -> worker::Result<Response> {
+    let problem = match settings(env) {
+        Err(message) => Some(message),
+        Ok(s) if s.aggregated.contains(&true) && env.durable_object(shard::BINDING).is_err() => {
+            Some(unbound_aggregators())
+        }
+        Ok(_) => None,
+    };
+    match problem {
+        None => json(200, r#"{"status":"ok"}"#.to_string()),
+        Some(message) => {
+            let body = serde_json::to_string(&serde_json::json!({
+                "status": "misconfigured",
+                "message": message,
+            }));
+            json(503, body.unwrap_or_default())
+        }
+    }
 }
 
 /// The producer binding that switches on queued delivery.
