@@ -52,6 +52,8 @@
 /// Seeded at random per map, as std's.
 type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
+use std::borrow::Cow;
+
 use edgepush_protocol::Resolution;
 use edgepush_protocol::compact::{self, Bucket, quantize};
 use edgepush_protocol::wire::Kind;
@@ -437,9 +439,14 @@ pub fn shard_of(series: &Series, shards: u32) -> u32 {
 }
 
 /// `batch` cut by [`shard_of`] into one batch per shard that has points,
-/// each with the batch's id, namespace and series.
-pub fn split(batch: &Batch, shards: u32) -> Vec<(u32, Batch)> {
+/// each with the batch's id, namespace and series; the batch itself,
+/// borrowed, when one shard has all its points (always, with one shard).
+pub fn split(batch: &Batch, shards: u32) -> Vec<(u32, Cow<'_, Batch>)> {
     let of: Vec<u32> = batch.series.iter().map(|s| shard_of(s, shards)).collect();
+    let first = batch.points.first().map_or(0, |p| of[p.series]);
+    if batch.points.iter().all(|p| of[p.series] == first) {
+        return vec![(first, Cow::Borrowed(batch))];
+    }
     let mut parts: Vec<(u32, Batch)> = Vec::new();
     for point in &batch.points {
         let shard = of[point.series];
@@ -461,6 +468,9 @@ pub fn split(batch: &Batch, shards: u32) -> Vec<(u32, Batch)> {
         parts[index].1.points.push(point.clone());
     }
     parts
+        .into_iter()
+        .map(|(shard, part)| (shard, Cow::Owned(part)))
+        .collect()
 }
 
 /// Merged entries as batches emitted at `emitted_ms`: one per namespace,
@@ -1020,7 +1030,12 @@ mod tests {
             })
             .collect();
         let whole = batch(&points, 0);
-        assert_eq!(split(&whole, 1), vec![(0, whole.clone())]);
+        let one = split(&whole, 1);
+        assert_eq!(one.len(), 1);
+        assert!(
+            matches!(&one[0], (0, Cow::Borrowed(b)) if *b == &whole),
+            "not borrowed"
+        );
         let parts = split(&whole, 3);
         assert!(parts.len() > 1, "five series over three shards: {parts:?}");
         let mut points_seen = 0;
