@@ -992,10 +992,27 @@ mod tests {
             expected.sort();
             let mut tags = tags;
             tags.sort();
-            proptest::prop_assert_eq!(tags, expected);
+            proptest::prop_assert_eq!(tags, expected.clone());
             proptest::prop_assert_eq!(fields.len(), 1);
             proptest::prop_assert_eq!(fields[0].0.as_str(), "value");
             proptest::prop_assert_eq!(fields[0].1.parse::<f64>().ok(), Some(value));
+            // And so does the receiver's own reader, the reference grammar.
+            let entry = crate::decode::line_protocol::syntax::entries(&text)
+                .next()
+                .and_then(Result::ok)
+                .ok_or_else(|| proptest::test_runner::TestCaseError::fail(format!("{text:?}")))?;
+            proptest::prop_assert_eq!(&*entry.measurement, name.as_str());
+            let mut read: Pairs = entry
+                .tags
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            read.sort();
+            proptest::prop_assert_eq!(read, expected);
+            proptest::prop_assert_eq!(
+                &entry.fields[..],
+                &[("value".into(), crate::decode::line_protocol::syntax::Field::Float(value))]
+            );
         }
     }
 }

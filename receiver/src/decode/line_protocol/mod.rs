@@ -1,5 +1,5 @@
-//! InfluxDB line protocol (`POST /write`, `POST /api/v2/write`), parsed by
-//! InfluxDB's own parser (`influxdb-line-protocol`, the one InfluxDB 3 runs).
+//! InfluxDB line protocol (`POST /write`, `POST /api/v2/write`), read as
+//! InfluxData's reference decoder reads it (`syntax`).
 //!
 //! Mapping (see `docs/ingest-formats.md`): each numeric field of a line is
 //! one point of the metric `<measurement><separator><field key>` (a field
@@ -13,7 +13,6 @@
 
 use edgepush_protocol::Unit;
 use edgepush_protocol::wire::Kind;
-use influxdb_line_protocol::FieldValue;
 use serde::Deserialize;
 
 use super::Decoded;
@@ -21,6 +20,10 @@ use super::build::{self, Builder, Sample};
 use crate::error::{Error, Result};
 use crate::limits::Limits;
 use crate::model::Value;
+
+pub mod syntax;
+
+use syntax::Field;
 
 /// How lines become metrics (configurable, `[formats.line_protocol]`).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -101,17 +104,31 @@ impl Precision {
         })
     }
 
-    /// A timestamp in this precision as milliseconds (floored), or `None`
-    /// when it does not fit.
-    pub fn to_ms(self, t: i64) -> Option<i64> {
+    /// Nanoseconds in one unit of this precision.
+    fn nanos(self) -> i64 {
         match self {
-            Precision::Nanoseconds => Some(t.div_euclid(1_000_000)),
-            Precision::Microseconds => Some(t.div_euclid(1_000)),
-            Precision::Milliseconds => Some(t),
-            Precision::Seconds => t.checked_mul(1_000),
-            Precision::Minutes => t.checked_mul(60_000),
-            Precision::Hours => t.checked_mul(3_600_000),
+            Precision::Nanoseconds => 1,
+            Precision::Microseconds => 1_000,
+            Precision::Milliseconds => 1_000_000,
+            Precision::Seconds => 1_000_000_000,
+            Precision::Minutes => 60_000_000_000,
+            Precision::Hours => 3_600_000_000_000,
         }
+    }
+
+    /// A timestamp in this precision as milliseconds (floored), or `None`
+    /// when it is not a time in nanoseconds within 64 bits (as InfluxDB
+    /// reads it).
+    pub fn to_ms(self, t: i64) -> Option<i64> {
+        t.checked_mul(self.nanos())
+            .map(|ns| ns.div_euclid(1_000_000))
+    }
+
+    /// `now_ms` truncated to this precision: the time of a line written
+    /// without one.
+    pub fn truncate_ms(self, now_ms: i64) -> i64 {
+        let unit = (self.nanos() / 1_000_000).max(1);
+        now_ms - now_ms.rem_euclid(unit)
     }
 }
 
@@ -193,26 +210,22 @@ pub fn decode(
     };
     let mut b = Builder::new(limits, now_ms);
     let mut stamped = false;
-    for (i, line) in influxdb_line_protocol::split_lines(text).enumerate() {
-        let line = line.strip_suffix('\r').unwrap_or(line);
-        let trimmed = line.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            continue;
-        }
-        let at = format!("lines[{i}]");
-        let parsed = match influxdb_line_protocol::parse_lines(trimmed).next() {
-            Some(Ok(parsed)) => parsed,
-            Some(Err(e)) => {
-                b.refuse(i, None, at, format!("invalid line protocol: {e}"))?;
+    for entry in syntax::entries(text) {
+        let parsed = match entry {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                let at = format!("lines[{}]", e.line);
+                b.refuse(e.line, None, at, format!("invalid line protocol {e}"))?;
                 continue;
             }
-            None => continue,
         };
-        let measurement = parsed.series.measurement.as_str();
+        let i = parsed.line;
+        let at = format!("lines[{i}]");
+        let measurement = &*parsed.measurement;
         let timestamp_ms = match parsed.timestamp {
             None => {
                 stamped = true;
-                Some(now_ms)
+                Some(params.precision.truncate_ms(now_ms))
             }
             Some(t) => params.precision.to_ms(t),
         };
@@ -226,14 +239,12 @@ pub fn decode(
             continue;
         };
         let dimensions: Vec<(String, String)> = parsed
-            .series
-            .tag_set
+            .tags
             .iter()
-            .flatten()
-            .map(|(k, v)| (k.as_str().to_string(), v.as_str().to_string()))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        for (key, value) in &parsed.field_set {
-            let key = key.as_str();
+        for (key, value) in &parsed.fields {
+            let key = &**key;
             let name = if !mapping.value_field.is_empty() && key == mapping.value_field {
                 measurement.to_string()
             } else {
@@ -241,11 +252,11 @@ pub fn decode(
             };
             let field = format!("{at}.fields.{key}");
             let (kind, value) = match value {
-                FieldValue::F64(v) => (kind, number(kind, *v)),
-                FieldValue::I64(v) => (kind, number(kind, *v as f64)),
-                FieldValue::U64(v) => (kind, number(kind, *v as f64)),
-                FieldValue::String(text) => (Kind::Gauge, Value::Text(text.to_string())),
-                FieldValue::Boolean(b) => (Kind::Gauge, Value::Boolean(*b)),
+                Field::Float(v) => (kind, number(kind, *v)),
+                Field::Int(v) => (kind, number(kind, *v as f64)),
+                Field::UInt(v) => (kind, number(kind, *v as f64)),
+                Field::String(text) => (Kind::Gauge, Value::Text(text.to_string())),
+                Field::Bool(b) => (Kind::Gauge, Value::Boolean(*b)),
             };
             b.add(
                 i,
@@ -505,7 +516,9 @@ mod tests {
             let body = format!("{line}\ngood v=1 {NOW}\n");
             let d = decode_str(&body).unwrap_or_else(|e| panic!("{line}: {e}"));
             assert_eq!(d.batch.points.len(), 1, "{line}: the good line stays");
-            assert_eq!(d.indices, vec![1], "{line}");
+            // Lines are counted as an editor counts them.
+            let good = line.matches('\n').count() + 1;
+            assert_eq!(d.indices, vec![good], "{line}");
             match d.rejected.first() {
                 Some(r) if r.field == field && r.reason.contains(reason) => {}
                 other => wrong.push(format!("{line}: {other:?}")),
