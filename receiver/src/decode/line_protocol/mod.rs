@@ -506,6 +506,11 @@ mod tests {
             ),
             (
                 "cpu v=1 9223372036854775807".into(),
+                "lines[0].timestamp",
+                "out of range for its precision",
+            ),
+            (
+                "cpu v=1 9000000000000".into(),
                 "lines[0].fields.v.timestamp",
                 "future",
             ),

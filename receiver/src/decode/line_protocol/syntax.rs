@@ -375,6 +375,20 @@ impl<'a> Entries<'a> {
             self.at += 1;
         }
         let digits = &self.text[start..self.at];
+        let timestamp = if digits.is_empty() {
+            None
+        } else {
+            match digits.parse::<i64>() {
+                Ok(t) => Some(t),
+                Err(_) => {
+                    self.at = start;
+                    return self.error(
+                        line,
+                        format!("timestamp {digits:?} is not an integer within 64 bits"),
+                    );
+                }
+            }
+        };
         if self
             .peek()
             .is_some_and(|b| !matches!(b, b' ' | b'\r' | b'\n'))
@@ -391,19 +405,6 @@ impl<'a> Entries<'a> {
                 format!("unexpected {} after the timestamp", self.found()),
             );
         }
-        let timestamp = if digits.is_empty() {
-            None
-        } else {
-            match digits.parse::<i64>() {
-                Ok(t) => Some(t),
-                Err(_) => {
-                    return self.error(
-                        line,
-                        format!("timestamp {digits:?} is not an integer within 64 bits"),
-                    );
-                }
-            }
-        };
         Ok(Entry::new(line, measurement, tags, fields, timestamp))
     }
 
@@ -629,15 +630,19 @@ mod tests {
 
     #[test]
     fn lines_comments_and_errors() {
-        let text = "# c\n\n  m f=1\r\nbad\nm f=\"a\nb\" 5\n   \n n f=t";
+        let text =
+            "# c\n\n  m f=1\r\nbad\nm f=\"a\nb\" 5\n   \n n f=t\nm f=1 99999999999999999999\nm f=1";
         let all: Vec<_> = entries(text).collect();
-        assert_eq!(all.len(), 4, "{all:?}");
+        assert_eq!(all.len(), 6, "{all:?}");
         assert_eq!(all[0].as_ref().expect("m").line, 2);
         let bad = all[1].as_ref().expect_err("bad");
         assert_eq!((bad.line, bad.at), (3, (4, 4)));
         let multi = all[2].as_ref().expect("multi-line string");
         assert_eq!((multi.line, multi.timestamp), (4, Some(5)));
         assert_eq!(all[3].as_ref().expect("n").line, 7);
+        // A fault found at the end of a line leaves the next line whole.
+        assert_eq!(all[4].as_ref().expect_err("timestamp").line, 8);
+        assert_eq!(all[5].as_ref().expect("last").line, 9);
         for bad in [
             "\tm f=1",
             "m",
