@@ -16,37 +16,64 @@ use edgepush_receiver_native::NativeSink;
 use edgepush_receiver_native::config::{self, SinkConfig};
 use serde_json::{Value, json};
 
-use crate::{Process, free_port, tool, wait_for};
+use crate::{Moto, Process, free_port, tool, wait_for};
 
-/// `fakecloud` on a free loopback port.
+/// `fakecloud` on a loopback port.
 pub struct Fakecloud {
     /// Its base URL.
     pub url: String,
+    /// The access key id and secret to sign with: a user's key when it
+    /// verifies signatures, the test keys otherwise.
+    pub keys: (String, String),
     process: Process,
 }
 
 impl Fakecloud {
     /// Starts `fakecloud` (installed by `.ci/setup`; `EDGEPUSH_FAKECLOUD`
-    /// overrides the binary) with its data in `dir`.
+    /// overrides the binary) on a free port with its data in `dir`.
     pub fn start(dir: &Path) -> Self {
-        let port = free_port();
+        Self::spawn(dir, free_port(), false)
+    }
+
+    /// [`Fakecloud::start`] on `port` (reserved earlier with [`free_port`],
+    /// to start the emulator after something was told where it would be).
+    pub fn start_on(dir: &Path, port: u16) -> Self {
+        Self::spawn(dir, port, false)
+    }
+
+    /// Starts `fakecloud` checking SigV4 signatures (`--verify-sigv4`): an
+    /// IAM user with an access key and an allow-all policy is created
+    /// (`tests/readback/iam_user.py`, signed with the test keys, which it
+    /// lets through), and every request must be signed with that user's key
+    /// ([`Fakecloud::keys`]).
+    pub fn start_verifying_signatures(dir: &Path) -> Self {
+        Self::spawn(dir, free_port(), true)
+    }
+
+    fn spawn(dir: &Path, port: u16, verify: bool) -> Self {
         let mut command = Command::new(tool("EDGEPUSH_FAKECLOUD", "fakecloud", "fakecloud"));
         command
             .args(["--addr", &format!("127.0.0.1:{port}")])
             .current_dir(dir);
+        if verify {
+            command.arg("--verify-sigv4");
+        }
         let mut process = Process::spawn(
             "fakecloud",
             command,
             dir.join(format!("fakecloud-{port}.log")),
         );
+        let url = format!("http://127.0.0.1:{port}");
         wait_for("fakecloud", Duration::from_secs(60), || {
             process.assert_running();
-            crate::http_get(&format!("http://127.0.0.1:{port}/_fakecloud/health")) == Ok(200)
+            crate::http_get(&format!("{url}/_fakecloud/health")) == Ok(200)
         });
-        Fakecloud {
-            url: format!("http://127.0.0.1:{port}"),
-            process,
-        }
+        let keys = if verify {
+            crate::iam_user(&url, ("test", "test"))
+        } else {
+            ("testing".into(), "testing".into())
+        };
+        Fakecloud { url, keys, process }
     }
 
     /// Every metric of `namespace`, read back through the SDK.
@@ -54,6 +81,75 @@ impl Fakecloud {
         self.process.assert_running();
         read_back(&self.url, namespace)
     }
+
+    /// Stops it (what it stored is gone).
+    pub fn stop(&mut self) {
+        self.process.stop();
+    }
+}
+
+/// A CloudWatch API emulator with the protocol the receiver speaks to it:
+/// `moto` over signed AWS JSON (what the Worker sends), or `fakecloud` over
+/// the AWS SDK's rpc-v2-cbor (the native default). The fault tests run
+/// each path.
+pub enum Emulator {
+    /// `moto`, spoken to over signed AWS JSON.
+    Moto(Moto),
+    /// `fakecloud`, spoken to through the AWS SDK.
+    Fakecloud(Fakecloud),
+}
+
+impl Emulator {
+    /// Starts the emulator of `protocol`'s path on `port` in `dir`.
+    pub fn start_on(protocol: cloudwatch::Protocol, dir: &Path, port: u16) -> Self {
+        match protocol {
+            cloudwatch::Protocol::Json => Emulator::Moto(Moto::start_on(dir, port)),
+            cloudwatch::Protocol::Sdk => Emulator::Fakecloud(Fakecloud::start_on(dir, port)),
+        }
+    }
+
+    /// [`Emulator::start_on`] a free port.
+    pub fn start(protocol: cloudwatch::Protocol, dir: &Path) -> Self {
+        Self::start_on(protocol, dir, free_port())
+    }
+
+    /// Its base URL.
+    pub fn url(&self) -> &str {
+        match self {
+            Emulator::Moto(m) => &m.url,
+            Emulator::Fakecloud(f) => &f.url,
+        }
+    }
+
+    /// Every metric of `namespace`, read back (same shape on both).
+    pub fn metrics(&mut self, namespace: &str) -> Vec<Value> {
+        match self {
+            Emulator::Moto(m) => m.metrics(namespace),
+            Emulator::Fakecloud(f) => f.metrics(namespace),
+        }
+    }
+
+    /// Stops it.
+    pub fn stop(&mut self) {
+        match self {
+            Emulator::Moto(m) => m.stop(),
+            Emulator::Fakecloud(f) => f.stop(),
+        }
+    }
+}
+
+/// The name of `protocol` in the receiver's settings (`protocol = ...`).
+pub fn protocol_name(protocol: cloudwatch::Protocol) -> &'static str {
+    match protocol {
+        cloudwatch::Protocol::Json => "json",
+        cloudwatch::Protocol::Sdk => "sdk",
+    }
+}
+
+/// The receiver's native CloudWatch sink for the emulator at `endpoint`,
+/// spoken to over `protocol` with test keys.
+pub fn native_sink(endpoint: &str, protocol: cloudwatch::Protocol) -> NativeSink {
+    native_sinks(&[sink_config(endpoint, protocol)]).remove(0)
 }
 
 /// A CloudWatch sink setting for `endpoint`, test keys, `protocol`.
@@ -92,7 +188,9 @@ pub fn read_back(endpoint: &str, namespace: &str) -> Vec<Value> {
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
         .endpoint_url(endpoint)
-        .credentials_provider(Credentials::new("testing", "testing", None, None, "tests"))
+        // fakecloud lets `test`/`test` through even when it verifies
+        // signatures; moto takes any key when it does not.
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
         .http_client(aws_smithy_http_client::Builder::new().build_http())
         .build();
     let client = aws_sdk_cloudwatch::Client::from_conf(config);

@@ -207,7 +207,7 @@ impl Moto {
 
     /// Starts `moto_server` checking SigV4 signatures: three unsigned calls
     /// create an IAM user with an allow-all policy
-    /// (`tests/readback/moto_iam_user.py`), and from then on every request
+    /// (`tests/readback/iam_user.py`), and from then on every request
     /// must be signed with that user's key ([`Moto::keys`]).
     pub fn start_verifying_signatures(dir: &Path) -> Self {
         Self::spawn(dir, true, free_port())
@@ -229,19 +229,7 @@ impl Moto {
             http_get(&format!("{url}/moto-api/data.json")).is_ok()
         });
         let keys = if verify {
-            let out = Command::new(tool("EDGEPUSH_PYTHON", "python", "python3"))
-                .arg(repo_root().join("tests/readback/moto_iam_user.py"))
-                .arg(&url)
-                .output()
-                .expect("run moto_iam_user.py");
-            assert!(
-                out.status.success(),
-                "creating the IAM user failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-            let key: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
-            let text = |k: &str| key[k].as_str().expect("a string").to_string();
-            (text("id"), text("secret"))
+            iam_user(&url, ("bootstrap", "bootstrap"))
         } else {
             ("testing".into(), "testing".into())
         };
@@ -745,6 +733,25 @@ pub fn cloudwatch_sink(moto: &Moto) -> Sink {
             session_token: None,
         },
     )
+}
+
+/// Creates an IAM user with an access key and an allow-all policy in the
+/// emulator at `url`, signing with `bootstrap` (`tests/readback/iam_user.py`),
+/// and returns the key's id and secret.
+pub(crate) fn iam_user(url: &str, bootstrap: (&str, &str)) -> (String, String) {
+    let out = Command::new(tool("EDGEPUSH_PYTHON", "python", "python3"))
+        .arg(repo_root().join("tests/readback/iam_user.py"))
+        .args([url, bootstrap.0, bootstrap.1])
+        .output()
+        .expect("run iam_user.py");
+    assert!(
+        out.status.success(),
+        "creating the IAM user failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let key: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let text = |k: &str| key[k].as_str().expect("a string").to_string();
+    (text("id"), text("secret"))
 }
 
 /// An HTTP relay on loopback in front of `target`: it forwards every

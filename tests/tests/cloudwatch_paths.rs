@@ -4,13 +4,15 @@
 //! SDK, must store exactly what was pushed, and the same; the JSON path
 //! into `moto` checking signatures proves the signature, with credentials
 //! found by the SDK's chain in the environment or in a profile file under a
-//! temporary `HOME` (no network: the instance metadata probe is off).
+//! temporary `HOME` (no network: the instance metadata probe is off); the
+//! SDK path into `fakecloud` checking signatures proves its signature.
 
 use std::time::Duration;
 
 use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
 use edgepush_receiver::limits::Limits;
-use edgepush_receiver::sink::cloudwatch::Protocol;
+use edgepush_receiver::sink::cloudwatch::{self, Protocol};
+use edgepush_receiver_native::config::SinkConfig;
 use edgepush_tests::aws::{Fakecloud, ReceiverProcess, native_sinks, sink_config};
 use edgepush_tests::scenario::Shop;
 use edgepush_tests::{Moto, Receiver};
@@ -199,4 +201,39 @@ fn credentials_come_from_the_environment_or_a_profile_and_moto_checks_the_signat
     assert!(err.contains("no AWS credentials"), "{err}");
     assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
     moto.stop();
+}
+
+/// The SDK path's signature, checked by `fakecloud --verify-sigv4`: with an
+/// IAM user's key the pushes are stored; with a wrong secret fakecloud
+/// refuses the signature, and the receiver says so to the emitter, which
+/// keeps its batch.
+#[test]
+fn fakecloud_checks_the_sdk_paths_signature() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut fakecloud = Fakecloud::start_verifying_signatures(dir.path());
+    let (id, secret) = fakecloud.keys.clone();
+    let url = fakecloud.url.clone();
+    let receiver = |secret: &str| {
+        let config = SinkConfig::Cloudwatch(cloudwatch::Config {
+            endpoint: Some(url.clone()),
+            access_key_id: Some(id.clone()),
+            secret_access_key: Some(secret.to_string()),
+            protocol: Protocol::Sdk,
+            ..cloudwatch::Config::new("us-east-1")
+        });
+        Receiver::start(native_sinks(&[config]), Limits::default(), vec![])
+    };
+    let right = receiver(&secret);
+    push(&right.url, "Verified");
+    assert_eq!(Value::Array(fakecloud.metrics("Verified")), want());
+
+    let wrong = receiver("not-the-secret");
+    let emitter = Emitter::new(Config::new("Wrong").expect("namespace"));
+    emitter.counter(Metric::new("c")).expect("counter").add(1.0);
+    let err = emitter
+        .push(&HttpTransport::new(&wrong.url).timeout(Duration::from_secs(30)))
+        .expect_err("refused signature");
+    assert!(err.to_string().contains("SignatureDoesNotMatch"), "{err}");
+    assert_eq!(err.unsent.len(), 1, "the batch is handed back for a retry");
+    assert_eq!(fakecloud.metrics("Wrong"), Vec::<Value>::new());
 }

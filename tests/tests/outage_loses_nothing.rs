@@ -1,6 +1,7 @@
-//! With pushes running every 50 ms, both sinks go away: CloudWatch (moto,
-//! taken off the network between two requests by a [`Gate`], since stopping
-//! moto would lose what it stored) and InfluxDB (stopped). During the outage the receiver, the
+//! With pushes running every 50 ms, both sinks go away: CloudWatch (taken
+//! off the network between two requests by a [`Gate`], since stopping its
+//! emulator would lose what it stored; moto over signed JSON, and fakecloud
+//! through the AWS SDK, the native default) and InfluxDB (stopped). During the outage the receiver, the
 //! binary with a spool directory, is killed (SIGKILL) and started again on
 //! the same port. Then the sinks come back: every point pushed must arrive
 //! exactly once in each, counted on the sink side.
@@ -10,20 +11,30 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use edgepush::{Config, Emitter, HttpTransport, Metric, Unit, send_all};
-use edgepush_tests::aws::ReceiverProcess;
-use edgepush_tests::{Gate, Influx, Moto, eventually, free_port, wait_for};
+use edgepush_receiver::sink::cloudwatch::Protocol;
+use edgepush_tests::aws::{Emulator, ReceiverProcess, protocol_name};
+use edgepush_tests::{Gate, Influx, eventually, free_port, wait_for};
 use serde_json::json;
 
 #[test]
-fn an_outage_and_a_receiver_restart_lose_nothing_and_duplicate_nothing() {
+fn an_outage_and_a_receiver_restart_lose_nothing_and_duplicate_nothing_over_signed_json() {
+    outage(Protocol::Json);
+}
+
+#[test]
+fn an_outage_and_a_receiver_restart_lose_nothing_and_duplicate_nothing_through_the_sdk() {
+    outage(Protocol::Sdk);
+}
+
+fn outage(protocol: Protocol) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut moto = Moto::start(dir.path());
-    let moto_addr = moto
-        .url
+    let mut cloudwatch = Emulator::start(protocol, dir.path());
+    let addr = cloudwatch
+        .url()
         .trim_start_matches("http://")
         .parse()
         .expect("addr");
-    let gate = Gate::start(moto_addr);
+    let gate = Gate::start(addr);
     let influx_port = free_port();
     let mut influx = Influx::start_on(dir.path(), influx_port);
     let config = dir.path().join("receiver.toml");
@@ -35,7 +46,7 @@ fn an_outage_and_a_receiver_restart_lose_nothing_and_duplicate_nothing() {
 type = "cloudwatch"
 region = "us-east-1"
 endpoint = "{cloudwatch}/"
-protocol = "json"
+protocol = "{protocol}"
 access_key_id = "testing"
 secret_access_key = "testing"
 [[sinks]]
@@ -46,6 +57,7 @@ database = "edgepush"
 "#,
             spool = dir.path().join("spool").display(),
             cloudwatch = gate.url,
+            protocol = protocol_name(protocol),
             influx = influx.url,
         ),
     )
@@ -158,7 +170,7 @@ database = "edgepush"
     let n = f64::from(pushed);
     let recovering = Instant::now();
     eventually(Duration::from_secs(60), || {
-        let metrics = moto.metrics("Outage");
+        let metrics = cloudwatch.metrics("Outage");
         assert_eq!(metrics.len(), 1, "{metrics:?}");
         assert_eq!(
             (&metrics[0]["sum"], &metrics[0]["count"]),
@@ -175,8 +187,9 @@ database = "edgepush"
     let log = receiver.log_text();
     assert!(log.contains("batches wait from before"), "{log}");
     println!(
-        "outage: {pushed} pushes of one point each, {failures} failed at the emitter (kept and sent again); every point once in both sinks {:?} after the pushes stopped",
+        "outage ({}): {pushed} pushes of one point each, {failures} failed at the emitter (kept and sent again); every point once in both sinks {:?} after the pushes stopped",
+        protocol_name(protocol),
         recovering.elapsed()
     );
-    moto.stop();
+    cloudwatch.stop();
 }

@@ -1,12 +1,16 @@
 //! A batch sent again (same namespace and id) after it was delivered is
 //! acknowledged as a duplicate and not forwarded again, natively and at the
 //! edge; a batch whose delivery failed is not remembered, so its retry goes
-//! through once the sink is back. CloudWatch (moto) shows every value once.
+//! through once the sink is back. CloudWatch shows every value once (moto
+//! over signed JSON, fakecloud through the AWS SDK, the native default).
 
 use edgepush::{Config, Emitter, Metric, Payload, Unit};
 use edgepush_receiver::limits::Limits;
-use edgepush_receiver::sink::{Sink, cloudwatch, influxdb};
-use edgepush_tests::{Influx, Moto, Receiver, Workerd, cloudwatch_sink, free_port, post};
+use edgepush_receiver::sink::cloudwatch::Protocol;
+use edgepush_receiver::sink::{Sink, influxdb};
+use edgepush_receiver_native::NativeSink;
+use edgepush_tests::aws::{Emulator, native_sink};
+use edgepush_tests::{Influx, Moto, Receiver, Workerd, free_port, post};
 use serde_json::{Value, json};
 
 fn one_batch(namespace: &str, value: f64) -> Payload {
@@ -29,15 +33,16 @@ fn send(base: &str, batch: &Payload) -> (u16, Value) {
     post(&format!("{base}/v1/metrics"), &headers, batch.body())
 }
 
-fn sum(moto: &mut Moto, namespace: &str) -> Value {
-    let metrics = moto.metrics(namespace);
+fn sum(cloudwatch: &mut Emulator, namespace: &str) -> Value {
+    let metrics = cloudwatch.metrics(namespace);
     assert_eq!(metrics.len(), 1, "{metrics:?}");
     json!([metrics[0]["sum"], metrics[0]["count"]])
 }
 
 /// Delivers, repeats, and retries after an outage against the receiver at
-/// `base`, which forwards to CloudWatch at `moto_port` (down at first).
-fn check(base: &str, moto_port: u16, dir: &std::path::Path) {
+/// `base`, which forwards to CloudWatch at `port` over `protocol` (down at
+/// first).
+fn check(base: &str, protocol: Protocol, port: u16, dir: &std::path::Path) {
     let base = base.to_string();
 
     // The sink is down: refused with 503, and not remembered.
@@ -45,7 +50,7 @@ fn check(base: &str, moto_port: u16, dir: &std::path::Path) {
     let (status, answer) = send(&base, &late);
     assert_eq!(status, 503, "{answer}");
 
-    let mut moto = Moto::start_on(dir, moto_port);
+    let mut cloudwatch = Emulator::start_on(protocol, dir, port);
     let (status, answer) = send(&base, &late);
     assert_eq!(status, 202, "{answer}");
     assert_eq!(
@@ -66,29 +71,31 @@ fn check(base: &str, moto_port: u16, dir: &std::path::Path) {
     );
     assert_eq!(again["batch"], json!(batch.id()));
 
-    assert_eq!(sum(&mut moto, "Late"), json!([5.0, 1.0]));
-    assert_eq!(sum(&mut moto, "Twice"), json!([3.0, 1.0]), "forwarded once");
-    moto.stop();
+    assert_eq!(sum(&mut cloudwatch, "Late"), json!([5.0, 1.0]));
+    assert_eq!(
+        sum(&mut cloudwatch, "Twice"),
+        json!([3.0, 1.0]),
+        "forwarded once"
+    );
+    cloudwatch.stop();
+}
+
+fn native_forwards_once(protocol: Protocol) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let port = free_port();
+    let sink = native_sink(&format!("http://127.0.0.1:{port}/"), protocol);
+    let receiver = Receiver::start(vec![sink], Limits::default(), vec![]);
+    check(&receiver.url, protocol, port, dir.path());
 }
 
 #[test]
-fn the_native_receiver_forwards_a_batch_once() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let port = free_port();
-    let sink = Sink::CloudWatch(
-        cloudwatch::Config {
-            endpoint: Some(format!("http://127.0.0.1:{port}/")),
-            protocol: cloudwatch::Protocol::Json,
-            ..cloudwatch::Config::new("us-east-1")
-        },
-        cloudwatch::Keys {
-            access_key_id: "testing".into(),
-            secret_access_key: "testing".into(),
-            session_token: None,
-        },
-    );
-    let receiver = Receiver::start(vec![sink], Limits::default(), vec![]);
-    check(&receiver.url, port, dir.path());
+fn the_native_receiver_forwards_a_batch_once_over_signed_json() {
+    native_forwards_once(Protocol::Json);
+}
+
+#[test]
+fn the_native_receiver_forwards_a_batch_once_through_the_sdk() {
+    native_forwards_once(Protocol::Sdk);
 }
 
 #[test]
@@ -104,12 +111,12 @@ fn the_worker_forwards_a_batch_once() {
             "AWS_SECRET_ACCESS_KEY": "testing",
         }),
     );
-    check(&worker.url, port, dir.path());
+    check(&worker.url, Protocol::Json, port, dir.path());
 }
 
 /// A retry after one sink failed goes only to that sink: CloudWatch, which
 /// took the batch the first time, does not count it twice.
-fn check_partial(base: &str, moto: &mut Moto, influx_port: u16, dir: &std::path::Path) {
+fn check_partial(base: &str, cloudwatch: &mut Emulator, influx_port: u16, dir: &std::path::Path) {
     let batch = one_batch("Partial", 4.0);
     let (status, answer) = send(base, &batch);
     assert_eq!(status, 503, "InfluxDB is down: {answer}");
@@ -126,7 +133,7 @@ fn check_partial(base: &str, moto: &mut Moto, influx_port: u16, dir: &std::path:
     );
 
     assert_eq!(
-        sum(moto, "Partial"),
+        sum(cloudwatch, "Partial"),
         json!([4.0, 1.0]),
         "CloudWatch took it once"
     );
@@ -135,16 +142,14 @@ fn check_partial(base: &str, moto: &mut Moto, influx_port: u16, dir: &std::path:
     assert_eq!(rows[0]["value"].as_f64(), Some(4.0));
 }
 
-#[test]
-fn after_one_sink_failed_the_retry_goes_only_to_that_sink() {
+fn native_retries_only_the_failed_sink(protocol: Protocol) {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut moto = Moto::start(dir.path());
+    let mut cloudwatch = Emulator::start(protocol, dir.path());
     let influx_port = free_port();
-
     let native = Receiver::start(
         vec![
-            cloudwatch_sink(&moto),
-            Sink::Influxdb(influxdb::Target::V1 {
+            native_sink(cloudwatch.url(), protocol),
+            NativeSink::from(Sink::Influxdb(influxdb::Target::V1 {
                 url: format!("http://127.0.0.1:{influx_port}"),
                 database: "edgepush".into(),
                 retention_policy: None,
@@ -152,18 +157,28 @@ fn after_one_sink_failed_the_retry_goes_only_to_that_sink() {
                 password: None,
                 store_strings: true,
                 quantiles: Default::default(),
-            }),
+            })),
         ],
         Limits::default(),
         vec![],
     );
-    check_partial(&native.url, &mut moto, influx_port, dir.path());
+    check_partial(&native.url, &mut cloudwatch, influx_port, dir.path());
+}
+
+#[test]
+fn after_one_sink_failed_the_retry_goes_only_to_that_sink_over_signed_json() {
+    native_retries_only_the_failed_sink(Protocol::Json);
+}
+
+#[test]
+fn after_one_sink_failed_the_retry_goes_only_to_that_sink_through_the_sdk() {
+    native_retries_only_the_failed_sink(Protocol::Sdk);
 }
 
 #[test]
 fn after_one_sink_failed_the_worker_retries_only_that_sink() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut moto = Moto::start(dir.path());
+    let moto = Moto::start(dir.path());
     let influx_port = free_port();
     let mut settings = moto.worker_settings();
     settings.insert(
@@ -172,5 +187,10 @@ fn after_one_sink_failed_the_worker_retries_only_that_sink() {
     );
     settings.insert("INFLUXDB_DATABASE".into(), "edgepush".into());
     let worker = Workerd::start(dir.path(), &settings.into());
-    check_partial(&worker.url, &mut moto, influx_port, dir.path());
+    check_partial(
+        &worker.url,
+        &mut Emulator::Moto(moto),
+        influx_port,
+        dir.path(),
+    );
 }
