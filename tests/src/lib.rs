@@ -51,12 +51,37 @@ pub fn debug_binary(package: &str, bin: &str) -> PathBuf {
     debug.join(bin)
 }
 
-/// A loopback port nobody listens on right now.
+/// A loopback port nobody listens on right now, for a server started
+/// later. Taken below the kernel's ephemeral range
+/// (`net.ipv4.ip_local_port_range`), where outgoing connections take their
+/// source ports, so no connection takes it before its server binds it (the
+/// race a port picked by binding port 0 has); a counter shared by this
+/// process's threads hands each port out once, and a port someone else
+/// holds is skipped.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    let span = 12_000.min(ephemeral.saturating_sub(1_024)).max(1);
+    let low = ephemeral.saturating_sub(span);
+    // Processes started one after another begin at different places.
+    let _ = NEXT.compare_exchange(
+        0,
+        std::process::id() % span + 1,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..span {
+        let port = low + NEXT.fetch_add(1, Ordering::SeqCst) % span;
+        let port = u16::try_from(port).expect("a port number");
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free loopback port below {ephemeral}")
 }
 
 pub(crate) fn tool(env: &str, venv_name: &str, path_name: &str) -> PathBuf {
