@@ -3,7 +3,8 @@
 //!
 //! | name | meaning |
 //! | --- | --- |
-//! | `EDGEPUSH_API_KEYS` (secret) | keys of the tenant `default`, which may write any namespace, comma-separated; with no tenants at all the receiver is open |
+//! | `EDGEPUSH_API_KEYS` (secret) | keys of the tenant `default`, which may write any namespace, comma-separated |
+//! | `EDGEPUSH_ALLOW_UNAUTHENTICATED` | `true` accepts pushes from anyone when there are no keys and no tenants (a gateway in front authenticates); without it such a Worker refuses every push, saying why |
 //! | `EDGEPUSH_TENANTS` (secret) | more tenants: a JSON array of [`TenantConfig`]s (`name`, `keys`, `namespaces`, `require_signature`, `requests_per_second`, `points_per_second`, `burst_seconds`, `limits`) |
 //! | `EDGEPUSH_SIGNATURE_WINDOW_SECONDS` | how far a signature's time may be from the receiver's clock (default 300) |
 //! | `EDGEPUSH_MAX_BODY_BYTES`, `EDGEPUSH_MAX_DECOMPRESSED_BYTES`, `EDGEPUSH_MAX_POINTS`, `EDGEPUSH_MAX_SERIES`, `EDGEPUSH_MAX_VALUES_PER_POINT`, `EDGEPUSH_MAX_DIMENSIONS`, `EDGEPUSH_MAX_DIMENSION_VALUE_BYTES` | the [`Limits`] |
@@ -48,6 +49,11 @@ pub struct Config {
 /// The Worker's default bound on one aggregator: a Durable Object has
 /// 128 MB of memory.
 pub const DEFAULT_AGGREGATION_MAX_BYTES: usize = 32 << 20;
+
+/// Why a Worker with no keys takes no pushes.
+pub const OPEN: &str = "no EDGEPUSH_API_KEYS and no EDGEPUSH_TENANTS: anyone could push into \
+    this receiver's sinks; set a key (wrangler secret put EDGEPUSH_API_KEYS), or \
+    EDGEPUSH_ALLOW_UNAUTHENTICATED = \"true\" when a gateway in front authenticates";
 
 /// The configuration that `get` describes. An error names the setting at
 /// fault.
@@ -118,7 +124,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Config, Str
         )?,
     };
     limits.check()?;
-    let api_keys = get("EDGEPUSH_API_KEYS")
+    let api_keys: Vec<String> = get("EDGEPUSH_API_KEYS")
         .map(|keys| {
             keys.split(',')
                 .map(str::trim)
@@ -137,6 +143,12 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Config, Str
         "EDGEPUSH_SIGNATURE_WINDOW_SECONDS",
         DEFAULT_SIGNATURE_WINDOW_SECONDS as usize,
     )? as u64;
+    if api_keys.is_empty()
+        && tenant_list.is_empty()
+        && !switch("EDGEPUSH_ALLOW_UNAUTHENTICATED", false)?
+    {
+        return Err(OPEN.into());
+    }
     let tenants = Tenants::with_api_keys(api_keys, tenant_list, window)
         .map_err(|e| format!("EDGEPUSH_API_KEYS / EDGEPUSH_TENANTS: {e}"))?;
 
@@ -230,12 +242,44 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    /// `pairs` as settings; an open receiver unless they say otherwise.
     fn settings(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: BTreeMap<String, String> = pairs
+        let mut map: BTreeMap<String, String> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        map.entry("EDGEPUSH_ALLOW_UNAUTHENTICATED".into())
+            .or_insert_with(|| "true".into());
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn a_receiver_without_keys_takes_pushes_only_when_allowed() {
+        let sink = [("INFLUXDB_URL", "u"), ("INFLUXDB_DATABASE", "d")];
+        for closed in ["false", ""] {
+            let mut pairs = sink.to_vec();
+            pairs.push(("EDGEPUSH_ALLOW_UNAUTHENTICATED", closed));
+            let err = from_settings(settings(&pairs)).expect_err("open and not allowed");
+            assert_eq!(err, OPEN);
+        }
+        let mut keyed = sink.to_vec();
+        keyed.extend([
+            ("EDGEPUSH_ALLOW_UNAUTHENTICATED", "false"),
+            ("EDGEPUSH_API_KEYS", "k"),
+        ]);
+        assert!(from_settings(settings(&keyed)).is_ok());
+        let tenants = r#"[{"name":"t","keys":["k"],"namespaces":["*"]}]"#;
+        let mut with_tenants = sink.to_vec();
+        with_tenants.extend([
+            ("EDGEPUSH_ALLOW_UNAUTHENTICATED", "false"),
+            ("EDGEPUSH_TENANTS", tenants),
+        ]);
+        assert!(from_settings(settings(&with_tenants)).is_ok());
+        assert!(from_settings(settings(&sink)).is_ok(), "allowed");
+        let mut typo = sink.to_vec();
+        typo.push(("EDGEPUSH_ALLOW_UNAUTHENTICATED", "yes"));
+        let err = from_settings(settings(&typo)).expect_err("not a switch");
+        assert!(err.contains("EDGEPUSH_ALLOW_UNAUTHENTICATED"), "{err}");
     }
 
     #[test]

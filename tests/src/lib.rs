@@ -544,6 +544,14 @@ impl Workerd {
         bindings: &serde_json::Value,
         options: &serde_json::Value,
     ) -> Self {
+        // A receiver Worker with no keys takes no pushes unless allowed:
+        // tests of an open receiver are allowed, unless they say otherwise
+        // (a test of that refusal sets it to "false").
+        let mut bindings = bindings.clone();
+        if let Some(map) = bindings.as_object_mut() {
+            map.entry("EDGEPUSH_ALLOW_UNAUTHENTICATED")
+                .or_insert_with(|| "true".into());
+        }
         let mut command = Command::new(tool("EDGEPUSH_NODE", "node", "node"));
         command
             .env("EDGEPUSH_WORKER_SCRIPT", script)

@@ -1,23 +1,20 @@
 //! The `edgepush-receiver` binary itself: with no configuration it listens
 //! where it is told and writes line protocol to stdout; a TOML file and
-//! environment variables configure it.
+//! environment variables configure it. Its logs are plain text when they
+//! do not go to a terminal (no colour codes in journald or a container's
+//! log), or JSON lines when asked.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
+use edgepush_tests::aws::ReceiverProcess;
+use edgepush_tests::free_port;
 
 /// The receiver binary, built if it is not yet.
 fn binary() -> std::path::PathBuf {
     edgepush_tests::debug_binary("edgepush-receiver-native", "edgepush-receiver")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
 }
 
 fn wait_until_listening(addr: &str) {
@@ -135,4 +132,88 @@ fn a_config_file_sets_keys_and_limits() {
         err.to_string().contains("413") && err.to_string().contains("too_many_points"),
         "{err}"
     );
+}
+
+#[test]
+fn logs_are_plain_text_off_a_terminal_or_json_lines_when_asked() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let listening = "edgepush receiver listening";
+
+    let text = ReceiverProcess::start(dir.path(), &[], &[]).expect("receiver");
+    let log = text.log_text();
+    assert!(log.contains(listening), "{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "no colour codes in a file: {log:?}"
+    );
+
+    let json = ReceiverProcess::start(dir.path(), &[], &[("EDGEPUSH_LOG_FORMAT", "json")])
+        .expect("receiver");
+    let log = json.log_text();
+    let line = log
+        .lines()
+        .find(|l| l.contains(listening))
+        .unwrap_or_else(|| panic!("{log}"));
+    let record: serde_json::Value = serde_json::from_str(line).expect("a JSON line");
+    assert_eq!(record["level"], "INFO", "{record}");
+    assert_eq!(record["fields"]["message"], listening, "{record}");
+    assert!(record["fields"]["addr"].as_str().is_some(), "{record}");
+    assert!(record["timestamp"].as_str().is_some(), "{record}");
+
+    let wrong = ReceiverProcess::start(dir.path(), &[], &[("EDGEPUSH_LOG_FORMAT", "yaml")])
+        .err()
+        .expect("an unknown log format stops it");
+    assert!(wrong.contains("EDGEPUSH_LOG_FORMAT"), "{wrong}");
+}
+
+/// With no keys and no tenants the receiver is open: it starts on loopback
+/// only, and on an address other hosts can reach only when told
+/// `--allow-unauthenticated` (then it warns).
+#[test]
+fn an_open_receiver_refuses_a_public_address_unless_allowed() {
+    let port = free_port();
+    let public = format!("0.0.0.0:{port}");
+    let start = |allow: bool| {
+        let mut command = Command::new(binary());
+        command
+            .args(["--listen", &public])
+            .env_remove("EDGEPUSH_CONFIG")
+            .env_remove("EDGEPUSH_API_KEYS")
+            .env_remove("EDGEPUSH_ALLOW_UNAUTHENTICATED")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if allow {
+            command.arg("--allow-unauthenticated");
+        }
+        Child(command.spawn().expect("start edgepush-receiver"))
+    };
+
+    let mut refused = start(false);
+    let start_time = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = refused.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            start_time.elapsed() < Duration::from_secs(30),
+            "an open receiver started on {public}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(!status.success());
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut refused.0.stderr.take().expect("stderr"), &mut stderr)
+        .expect("stderr");
+    assert!(stderr.contains("allow_unauthenticated"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line says why: {stderr}");
+
+    let mut allowed = start(true);
+    wait_until_listening(&format!("127.0.0.1:{port}"));
+    let stderr = allowed.0.stderr.take().expect("stderr");
+    let warning = BufReader::new(stderr)
+        .lines()
+        .map(|l| l.expect("utf-8"))
+        .find(|l| l.contains("WARN"))
+        .expect("a warning");
+    assert!(warning.contains("anyone who can reach"), "{warning}");
 }

@@ -213,6 +213,24 @@ fn keys_sinks_and_routes_are_checked_at_the_edge() {
         &unbound.url,
         "no Durable Object namespace is bound as EDGEPUSH_SHARDS",
     );
+
+    // Sinks but no keys: open to anyone, so it takes no push until it has
+    // a key or is told EDGEPUSH_ALLOW_UNAUTHENTICATED, and says so.
+    let open = Workerd::start(
+        dir.path(),
+        &json!({
+            "INFLUXDB_URL": influx.url,
+            "INFLUXDB_DATABASE": influx.database,
+            "EDGEPUSH_ALLOW_UNAUTHENTICATED": "false",
+        }),
+    );
+    let (status, answer) = post(
+        &format!("{}/v1/metrics", open.url),
+        &[("content-type", V1)],
+        body.as_bytes(),
+    );
+    assert_misconfigured(status, &answer, "EDGEPUSH_ALLOW_UNAUTHENTICATED");
+    assert_unhealthy(&open.url, "no EDGEPUSH_API_KEYS and no EDGEPUSH_TENANTS");
 }
 
 /// `GET /healthz` answers `503` naming `words`: a deployment's health check

@@ -35,6 +35,7 @@ fn wrangler_dev_serves_the_receiver() {
         .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
         .arg("--persist-to")
         .arg(dir.path().join("wrangler-state"))
+        .args(["--var", "EDGEPUSH_ALLOW_UNAUTHENTICATED:true"])
         .args(["--var", &format!("INFLUXDB_URL:{}", influx.url)])
         .args(["--var", &format!("INFLUXDB_DATABASE:{}", influx.database)])
         .process_group(0);

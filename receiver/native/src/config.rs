@@ -29,6 +29,10 @@ pub struct Config {
     pub api_keys: Vec<String>,
     /// Tenants: keys, allowed namespaces, rates and limits.
     pub tenants: Vec<TenantConfig>,
+    /// Accept pushes without a key on an address other hosts can reach
+    /// (when something in front authenticates). Without it, a receiver with
+    /// no keys and no tenants listens on loopback only.
+    pub allow_unauthenticated: bool,
     /// How far a signature's time may be from the receiver's clock.
     pub signature_window_seconds: u64,
     /// How many recent signatures are remembered to refuse replays; when
@@ -66,6 +70,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
             api_keys: Vec::new(),
             tenants: Vec::new(),
+            allow_unauthenticated: false,
             signature_window_seconds: DEFAULT_SIGNATURE_WINDOW_SECONDS,
             replay_capacity: 200_000,
             read_timeout_seconds: 10,
@@ -99,6 +104,10 @@ pub struct Args {
     /// Accepted bearer keys, comma-separated.
     #[arg(long, env = "EDGEPUSH_API_KEYS", value_delimiter = ',')]
     pub api_key: Vec<String>,
+    /// Accept pushes without a key on a non-loopback address (when a proxy
+    /// in front authenticates).
+    #[arg(long, env = "EDGEPUSH_ALLOW_UNAUTHENTICATED")]
+    pub allow_unauthenticated: bool,
     /// Forward to CloudWatch in this region (credentials from AWS_* variables).
     #[arg(long, env = "EDGEPUSH_CLOUDWATCH_REGION")]
     pub cloudwatch_region: Option<String>,
@@ -155,6 +164,7 @@ impl Args {
         if let Some(listen) = self.listen {
             config.listen = listen;
         }
+        config.allow_unauthenticated |= self.allow_unauthenticated;
         if let Some(dir) = &self.spool_dir {
             config.spool_dir = Some(dir.clone());
         }
@@ -200,9 +210,27 @@ impl Args {
 }
 
 impl Config {
+    /// Whether anyone who can reach the receiver may push: no keys, no
+    /// tenants.
+    pub fn open(&self) -> bool {
+        self.api_keys.is_empty() && self.tenants.is_empty()
+    }
+
     /// The ingest half these settings describe: limits and tenants (the
-    /// error names the tenant at fault).
+    /// error names the tenant at fault). An open receiver on an address
+    /// other hosts can reach is refused unless `allow_unauthenticated` says
+    /// so: anyone could push into its sinks (and bill its CloudWatch).
     pub fn ingest(&self) -> Result<Ingest, String> {
+        if self.open() && !self.listen.ip().is_loopback() && !self.allow_unauthenticated {
+            return Err(format!(
+                "refusing to listen on {} with no api_keys and no tenants: anyone who can \
+                 reach it could push into its sinks; set api_keys (--api-key, \
+                 EDGEPUSH_API_KEYS) or tenants, or allow_unauthenticated = true \
+                 (--allow-unauthenticated, EDGEPUSH_ALLOW_UNAUTHENTICATED=true) when a \
+                 proxy in front authenticates",
+                self.listen
+            ));
+        }
         self.limits.check()?;
         self.aggregation.check()?;
         for tenant in &self.tenants {
@@ -312,6 +340,39 @@ pub async fn sinks(configs: &[SinkConfig], retry: Retry) -> Result<Vec<NativeSin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_receiver_listens_on_loopback_only_unless_allowed() {
+        let open = |listen: &str| Config {
+            listen: listen.parse().expect("address"),
+            ..Config::default()
+        };
+        for loopback in ["127.0.0.1:8787", "[::1]:8787"] {
+            assert!(open(loopback).ingest().is_ok(), "{loopback}");
+        }
+        for public in ["0.0.0.0:8787", "[::]:8787", "10.0.0.5:8787"] {
+            let e = open(public).ingest().expect_err("refused");
+            assert!(e.contains("allow_unauthenticated"), "{e}");
+            assert!(e.contains(public), "{e}");
+            let allowed = Config {
+                allow_unauthenticated: true,
+                ..open(public)
+            };
+            assert!(allowed.ingest().is_ok(), "{public} allowed");
+            let keyed = Config {
+                api_keys: vec!["k".into()],
+                ..open(public)
+            };
+            assert!(keyed.ingest().is_ok(), "{public} with a key");
+        }
+        let args = Args::parse_from([
+            "edgepush-receiver",
+            "--listen",
+            "0.0.0.0:1",
+            "--allow-unauthenticated",
+        ]);
+        assert!(args.config().expect("config").allow_unauthenticated);
+    }
 
     #[tokio::test]
     async fn no_configuration_means_local_stdout() {

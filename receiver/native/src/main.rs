@@ -13,14 +13,10 @@ use edgepush_receiver_native::{App, Forwarder, serve};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // Logs go to stderr: stdout carries line protocol in the default setup.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("EDGEPUSH_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    if let Err(message) = init_logging() {
+        eprintln!("edgepush-receiver: {message}");
+        return ExitCode::FAILURE;
+    }
     let args = Args::parse();
     let result = async {
         let config = args.config()?;
@@ -63,6 +59,9 @@ async fn main() -> ExitCode {
         });
         let addr = listener.local_addr().map_err(|e| e.to_string())?;
         tracing::info!(%addr, sinks = ?names, "edgepush receiver listening");
+        if config.open() {
+            tracing::warn!(%addr, "no api_keys and no tenants: anyone who can reach this address may push");
+        }
         serve(listener, app, shutdown())
             .await
             .map_err(|e| e.to_string())
@@ -75,6 +74,35 @@ async fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Logs go to stderr (stdout carries line protocol in the default setup):
+/// as text, coloured only when stderr is a terminal and `NO_COLOR` is not
+/// set, or one JSON object per line with `EDGEPUSH_LOG_FORMAT=json` (for
+/// log collectors). `EDGEPUSH_LOG` filters (`info` by default).
+fn init_logging() -> Result<(), String> {
+    use std::io::IsTerminal;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("EDGEPUSH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    match std::env::var("EDGEPUSH_LOG_FORMAT").as_deref() {
+        Ok("json") => logs.json().with_current_span(false).init(),
+        Ok("text") | Err(std::env::VarError::NotPresent) => {
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            logs.with_ansi(colour).init();
+        }
+        Ok(other) => {
+            return Err(format!(
+                "EDGEPUSH_LOG_FORMAT is {other:?}: it must be text or json"
+            ));
+        }
+        Err(std::env::VarError::NotUnicode(_)) => {
+            return Err("EDGEPUSH_LOG_FORMAT is not UTF-8: it must be text or json".into());
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown() {
