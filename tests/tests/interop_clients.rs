@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::sink::Sink;
+use edgepush_receiver::tenant::{TenantConfig, Tenants};
 use edgepush_tests::{
-    Influx, Moto, Process, Receiver, Workerd, cloudwatch_sink, eventually, free_port,
+    Influx, Moto, Process, Receiver, Workerd, cloudwatch_sink, eventually, free_port, http_get,
     http_get_body, post, repo_root, scenario, wait_for,
 };
 use serde_json::{Value, json};
@@ -432,10 +433,16 @@ fn opentelemetry_exporter(mut s: Stack) {
 fn prometheus_scrapes_the_receivers_own_metrics() {
     let dir = tempfile::tempdir().expect("temp dir");
     let influx = Influx::start(dir.path());
-    let receiver = Receiver::start(
+    let tenants = Tenants::with_api_keys(
+        vec![KEY.into()],
+        vec![TenantConfig::new("shop", &["shop-key"], &["Shop"])],
+        300,
+    )
+    .expect("tenants");
+    let receiver = Receiver::start_with(
         vec![Sink::Influxdb(influx.target())],
         Limits::default(),
-        vec![KEY.into()],
+        tenants,
     );
     let auth = format!("Bearer {KEY}");
     let t = now_ms();
@@ -462,6 +469,11 @@ fn prometheus_scrapes_the_receivers_own_metrics() {
     }
     let (status, _) = post(&format!("{}/metrics/job/x", receiver.url), &[], b"up 1\n");
     assert_eq!(status, 401);
+    // The receiver's own metrics name its tenants: they need a key of a
+    // tenant that may write every namespace.
+    assert_eq!(http_get(&format!("{}/metrics", receiver.url)), Ok(401));
+    let (status, answer) = get_with_key(&format!("{}/metrics", receiver.url), "shop-key");
+    assert_eq!(status, 403, "{answer}");
 
     let port = free_port();
     let target = receiver.url.trim_start_matches("http://");
@@ -470,6 +482,7 @@ fn prometheus_scrapes_the_receivers_own_metrics() {
         &config,
         format!(
             "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: edgepush\n    \
+             authorization:\n      credentials: {KEY}\n    \
              static_configs:\n      - targets: ['{target}']\n"
         ),
     )
@@ -535,4 +548,20 @@ fn prometheus_scrapes_the_receivers_own_metrics() {
         );
     });
     prometheus.stop();
+}
+
+/// `GET url` with a bearer `key`: status and body.
+fn get_with_key(url: &str, key: &str) -> (u16, String) {
+    let mut response = ureq::get(url)
+        .header("authorization", &format!("Bearer {key}"))
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .expect("GET");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
 }

@@ -78,6 +78,37 @@ fn a_batch_queued_while_cloudwatch_is_down_arrives_when_it_is_back() {
     moto.stop();
 }
 
+/// `GET /v1/dead-letters` with `key` and `query`: the names listed and the
+/// next page's cursor.
+fn dead_letters(url: &str, key: &str, query: &str) -> (Vec<String>, Value) {
+    let mut response = ureq::get(&format!("{url}/v1/dead-letters{query}"))
+        .header("authorization", &format!("Bearer {key}"))
+        .call()
+        .expect("list");
+    let body: Value =
+        serde_json::from_str(&response.body_mut().read_to_string().expect("body")).expect("JSON");
+    let names = body["dead_letters"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n.as_str().map(str::to_string))
+        .collect();
+    (names, body["cursor"].clone())
+}
+
+/// A doomed push of one gauge in `namespace` with `key`: its batch id.
+fn doomed(url: &str, namespace: &str, key: &str) -> String {
+    let emitter = Emitter::new(Config::new(namespace).expect("ns"));
+    emitter
+        .gauge(Metric::new("doomed"))
+        .expect("gauge")
+        .set(1.0);
+    let batches = emitter.flush().expect("flush");
+    let id = batches[0].id().to_string();
+    edgepush::send_all(&HttpTransport::new(url).api_key(key), batches).expect("queued");
+    id
+}
+
 #[test]
 fn a_batch_that_keeps_failing_lands_in_the_dead_letter_queue() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -86,49 +117,64 @@ fn a_batch_that_keeps_failing_lands_in_the_dead_letter_queue() {
         dir.path(),
         &json!({
             "EDGEPUSH_API_KEYS": "ops-key",
+            "EDGEPUSH_TENANTS": r#"[{"name":"shop","keys":["shop-key"],"namespaces":["Shop"]}]"#,
             "EDGEPUSH_RETRY_DELAY_SECONDS": "0",
             "INFLUXDB_URL": format!("http://127.0.0.1:{closed}"),
             "INFLUXDB_DATABASE": "nowhere",
         }),
         &queues(1),
     );
-    let emitter = Emitter::new(Config::new("Dead").expect("ns"));
-    emitter
-        .gauge(Metric::new("doomed"))
-        .expect("gauge")
-        .set(1.0);
-    let batches = emitter.flush().expect("flush");
-    let id = batches[0].id().to_string();
-    let transport = HttpTransport::new(&worker.url).api_key("ops-key");
-    edgepush::send_all(&transport, batches).expect("queued");
+    let dead = doomed(&worker.url, "Dead", "ops-key");
+    let shop = doomed(&worker.url, "Shop", "shop-key");
 
     let list_url = format!("{}/v1/dead-letters", worker.url);
-    assert_eq!(http_get(&list_url), Ok(401), "the list needs the key");
+    assert_eq!(http_get(&list_url), Ok(401), "the list needs a key");
     let start = Instant::now();
     let listed = eventually(Duration::from_secs(40), || {
-        let mut response = ureq::get(&list_url)
-            .header("authorization", "Bearer ops-key")
-            .call()
-            .expect("list");
-        let body: Value =
-            serde_json::from_str(&response.body_mut().read_to_string().expect("body"))
-                .expect("JSON");
-        let names: Vec<String> = body["dead_letters"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|n| n.as_str().map(str::to_string))
-            .collect();
-        assert!(
-            !names.is_empty(),
-            "no dead letter yet after {:?}",
+        let (names, cursor) = dead_letters(&worker.url, "ops-key", "");
+        assert_eq!(
+            names.len(),
+            2,
+            "dead letters so far after {:?}: {names:?}",
             start.elapsed()
         );
+        assert_eq!(cursor, Value::Null, "one page");
         names
     });
-    assert_eq!(listed.len(), 1, "{listed:?}");
+    // The tenant that may write every namespace sees both; each other
+    // tenant its own.
     assert!(
-        listed[0].contains(&id) && listed[0].ends_with("Influxdb"),
+        listed
+            .iter()
+            .any(|n| n.contains(&dead) && n.ends_with("Influxdb")),
         "{listed:?}"
     );
+    assert!(listed.iter().any(|n| n.contains(&shop)), "{listed:?}");
+    let (own, _) = dead_letters(&worker.url, "shop-key", "");
+    assert_eq!(own.len(), 1, "{own:?}");
+    assert!(own[0].contains(&shop), "{own:?}");
+
+    // Page by page.
+    let (first, cursor) = dead_letters(&worker.url, "ops-key", "?limit=1");
+    assert_eq!(first.len(), 1, "{first:?}");
+    let cursor = cursor
+        .as_str()
+        .expect("a cursor to the next page")
+        .to_string();
+    let (second, last) = dead_letters(&worker.url, "ops-key", &format!("?limit=1&cursor={cursor}"));
+    assert_eq!(second.len(), 1, "{second:?}");
+    assert_ne!(first, second);
+    let (after, _) = match last.as_str() {
+        Some(c) => dead_letters(&worker.url, "ops-key", &format!("?limit=1&cursor={c}")),
+        None => (Vec::new(), Value::Null),
+    };
+    assert!(after.is_empty(), "{after:?}");
+    let response = ureq::get(&format!("{list_url}?limit=0"))
+        .header("authorization", "Bearer ops-key")
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .call()
+        .expect("list");
+    assert_eq!(response.status().as_u16(), 400);
 }

@@ -187,7 +187,36 @@ fn is_length_limit(e: &axum::Error) -> bool {
 }
 
 /// `GET /metrics`: the receiver's own metrics (see [`crate::telemetry`]).
-async fn own_metrics(State(app): State<Arc<App>>) -> Response {
+/// The receiver's own metrics. They name tenants: when the receiver has
+/// keys, only a key of a tenant that may write every namespace (`"*"`, as
+/// the `api_keys` tenant) reads them.
+async fn own_metrics(State(app): State<Arc<App>>, headers: header::HeaderMap) -> Response {
+    let tenants = &app.ingest.tenants;
+    if !tenants.is_open() {
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let request = edgepush_receiver::ingest::Headers {
+            authorization,
+            ..Default::default()
+        };
+        let admin = match app.ingest.authenticate(request, b"", crate::now_ms()) {
+            Ok(caller) => caller
+                .tenant
+                .and_then(|i| tenants.get(i))
+                .is_some_and(|t| t.namespaces.iter().any(|n| n == "*")),
+            Err(e) => {
+                let status = StatusCode::from_u16(e.status).unwrap_or(StatusCode::UNAUTHORIZED);
+                return json(status, e.to_json());
+            }
+        };
+        if !admin {
+            return json(
+                StatusCode::FORBIDDEN,
+                r#"{"error":"forbidden","message":"the receiver's own metrics name every tenant: they need a key of a tenant that may write every namespace"}"#.to_string(),
+            );
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

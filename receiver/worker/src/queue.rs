@@ -22,7 +22,10 @@ use crate::{
     Settings, error, json, now, setting, settings,
 };
 
-/// Lists the dead letters' keys (`<time>-<batch id>-<sink>`), newest last.
+/// Lists the dead letters' keys (`<namespace>/<time>-<batch id>-<sink>`), by
+/// namespace and then oldest first, a page at a time (`?limit=` at most 1,000, `?cursor=` from the previous
+/// page's `cursor`; `null` on the last page): only those of namespaces the
+/// caller's tenant may write.
 pub(crate) async fn dead_letters(req: &Request, env: &Env) -> worker::Result<Response> {
     let config = match settings(env) {
         Ok(config) => config,
@@ -36,9 +39,10 @@ pub(crate) async fn dead_letters(req: &Request, env: &Env) -> worker::Result<Res
         signature: signature.as_deref(),
         ..ingest::Headers::default()
     };
-    if let Err(e) = ingest.authenticate(headers, b"", Date::now().as_millis() as i64) {
-        return error(&e);
-    }
+    let caller = match ingest.authenticate(headers, b"", Date::now().as_millis() as i64) {
+        Ok(caller) => caller,
+        Err(e) => return error(&e),
+    };
     let Ok(kv) = env.kv(DEAD_LETTERS_BINDING) else {
         return error(&Error::new(
             404,
@@ -46,15 +50,52 @@ pub(crate) async fn dead_letters(req: &Request, env: &Env) -> worker::Result<Res
             format!("no KV namespace bound as {DEAD_LETTERS_BINDING}"),
         ));
     };
-    let list = kv
-        .list()
+    let (mut limit, mut cursor) = (1_000, None);
+    // From the URL string as the runtime serialised it (the `url` crate's
+    // parser would add its weight to the wasm).
+    let url = req.inner().url();
+    let query = edgepush_receiver::decode::url_query(&url).unwrap_or("");
+    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+        match &*key {
+            "limit" => match value.parse::<u64>() {
+                Ok(n @ 1..=1_000) => limit = n,
+                _ => {
+                    return error(
+                        &Error::new(400, "invalid_field", "limit must be 1 to 1000").field("limit"),
+                    );
+                }
+            },
+            "cursor" => cursor = Some(value.into_owned()),
+            _ => {}
+        }
+    }
+    let mut list = kv.list().limit(limit);
+    if let Some(cursor) = cursor {
+        list = list.cursor(cursor);
+    }
+    let page = list
         .execute()
         .await
         .map_err(|e| worker::Error::RustError(e.to_string()))?;
-    let names: Vec<String> = list.keys.into_iter().map(|k| k.name).collect();
+    // Keys are `<namespace>/<time>-<batch id>-<sink>` (the part after the
+    // namespace holds no `/`); an undecodable message's namespace is empty,
+    // listed only to a tenant that may write every namespace.
+    let names: Vec<String> = page
+        .keys
+        .into_iter()
+        .filter(|k| {
+            let namespace = k.name.rsplit_once('/').map_or("", |(ns, _)| ns);
+            match caller.tenant.and_then(|i| ingest.tenants.get(i)) {
+                Some(tenant) => tenant.allows(namespace),
+                None => true,
+            }
+        })
+        .map(|k| k.name)
+        .collect();
+    let next = (!page.list_complete).then_some(page.cursor).flatten();
     // Serialising strings cannot fail; `to_string` rather than `Value`'s
     // Display keeps the pretty printer out of the wasm.
-    let body = serde_json::to_string(&serde_json::json!({ "dead_letters": names }));
+    let body = serde_json::to_string(&serde_json::json!({ "dead_letters": names, "cursor": next }));
     json(200, body.unwrap_or_default())
 }
 
@@ -223,11 +264,13 @@ async fn keep_dead_letters(
     };
     for message in batch.raw_iter() {
         let bytes = js_sys::Uint8Array::new(&message.body()).to_vec();
-        let (id, sink) = match envelope::peek(&bytes) {
-            Some((tag, id)) => (id, format!("{tag:?}")),
-            None => (message.id(), "undecodable".to_string()),
+        let now = Date::now().as_millis();
+        let (id, sink, namespace) = match envelope::decode(&bytes, now as i64, &Limits::stored()) {
+            Ok((tag, batch)) => (batch.id, format!("{tag:?}"), batch.namespace),
+            Err(_) => (message.id(), "undecodable".to_string(), String::new()),
         };
-        let key = format!("{}-{id}-{sink}", Date::now().as_millis());
+        // The namespace leads the key: the list shows each tenant its own.
+        let key = format!("{namespace}/{now}-{id}-{sink}");
         let stored = match kv.put_bytes(&key, &bytes) {
             Ok(put) => put
                 .expiration_ttl(DEAD_LETTER_TTL_SECONDS)
