@@ -162,8 +162,12 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Config, Str
             session_token: get("AWS_SESSION_TOKEN"),
         };
         // A Worker signs AWS JSON itself: the SDK does not run there.
+        let endpoint = get("CLOUDWATCH_ENDPOINT");
+        if let Some(url) = &endpoint {
+            crate::sink::check_url("CLOUDWATCH_ENDPOINT", url)?;
+        }
         let config = cloudwatch::Config {
-            endpoint: get("CLOUDWATCH_ENDPOINT"),
+            endpoint,
             compress: get("CLOUDWATCH_COMPRESS").is_none_or(|v| v != "false"),
             protocol: cloudwatch::Protocol::Json,
             ..cloudwatch::Config::new(region)
@@ -172,6 +176,7 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Config, Str
         aggregated.push(switch("CLOUDWATCH_AGGREGATE", aggregation.enabled)?);
     }
     if let Some(url) = get("INFLUXDB_URL") {
+        crate::sink::check_url("INFLUXDB_URL", &url)?;
         let store_strings = match get("INFLUXDB_STORE_STRINGS").as_deref() {
             None | Some("true") => true,
             Some("false") => false,
@@ -255,7 +260,10 @@ mod tests {
 
     #[test]
     fn a_receiver_without_keys_takes_pushes_only_when_allowed() {
-        let sink = [("INFLUXDB_URL", "u"), ("INFLUXDB_DATABASE", "d")];
+        let sink = [
+            ("INFLUXDB_URL", "http://influx.test"),
+            ("INFLUXDB_DATABASE", "d"),
+        ];
         for closed in ["false", ""] {
             let mut pairs = sink.to_vec();
             pairs.push(("EDGEPUSH_ALLOW_UNAUTHENTICATED", closed));
@@ -347,7 +355,7 @@ mod tests {
             ("CLOUDWATCH_REGION", "r"),
             ("AWS_ACCESS_KEY_ID", "a"),
             ("AWS_SECRET_ACCESS_KEY", "s"),
-            ("INFLUXDB_URL", "u"),
+            ("INFLUXDB_URL", "http://influx.test"),
             ("INFLUXDB_DATABASE", "d"),
         ];
         let config = from_settings(settings(&both)).expect("valid");
@@ -393,10 +401,29 @@ mod tests {
                 "no namespaces",
             ),
             (&[("CLOUDWATCH_REGION", "r")], "AWS_ACCESS_KEY_ID"),
-            (&[("INFLUXDB_URL", "u")], "INFLUXDB_DATABASE"),
+            (
+                &[("INFLUXDB_URL", "http://influx.test")],
+                "INFLUXDB_DATABASE",
+            ),
             (
                 &[
-                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_URL", "influx.test:8086"),
+                    ("INFLUXDB_DATABASE", "d"),
+                ],
+                "INFLUXDB_URL is \"influx.test:8086\": it must start with http:// or https://",
+            ),
+            (
+                &[
+                    ("CLOUDWATCH_REGION", "eu-west-1"),
+                    ("CLOUDWATCH_ENDPOINT", "http://"),
+                    ("AWS_ACCESS_KEY_ID", "a"),
+                    ("AWS_SECRET_ACCESS_KEY", "s"),
+                ],
+                "CLOUDWATCH_ENDPOINT is \"http://\": it names no host",
+            ),
+            (
+                &[
+                    ("INFLUXDB_URL", "http://influx.test"),
                     ("INFLUXDB_DATABASE", "d"),
                     ("INFLUXDB_STORE_STRINGS", "no"),
                 ],
@@ -404,7 +431,7 @@ mod tests {
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_URL", "http://influx.test"),
                     ("INFLUXDB_DATABASE", "d"),
                     ("INFLUXDB_QUANTILES", "0.5,95"),
                 ],
@@ -412,7 +439,7 @@ mod tests {
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_URL", "http://influx.test"),
                     ("INFLUXDB_DATABASE", "d"),
                     ("EDGEPUSH_MAX_POINTS", "lots"),
                 ],
@@ -420,7 +447,7 @@ mod tests {
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_URL", "http://influx.test"),
                     ("INFLUXDB_DATABASE", "d"),
                     ("EDGEPUSH_AGGREGATION", "true"),
                     ("EDGEPUSH_AGGREGATION_FLUSH_SECONDS", "0"),
@@ -429,7 +456,7 @@ mod tests {
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_URL", "http://influx.test"),
                     ("INFLUXDB_DATABASE", "d"),
                     ("EDGEPUSH_AGGREGATION_SHARDS", "0"),
                 ],
@@ -437,7 +464,7 @@ mod tests {
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_URL", "http://influx.test"),
                     ("INFLUXDB_DATABASE", "d"),
                     ("EDGEPUSH_AGGREGATION_MAX_BYTES", "1000"),
                 ],
@@ -445,7 +472,7 @@ mod tests {
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_URL", "http://influx.test"),
                     ("INFLUXDB_DATABASE", "d"),
                     ("INFLUXDB_AGGREGATE", "on"),
                 ],
@@ -453,7 +480,7 @@ mod tests {
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "u"),
+                    ("INFLUXDB_URL", "http://influx.test"),
                     ("INFLUXDB_DATABASE", "d"),
                     ("EDGEPUSH_AGGREGATION", "yes"),
                 ],

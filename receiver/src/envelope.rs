@@ -92,12 +92,14 @@ fn to_wire_json(batch: &Batch, range: std::ops::Range<usize>) -> Vec<u8> {
     serde_json::to_vec(&batch).unwrap_or_default()
 }
 
-/// The sink and the batch id of a message, without checking the batch (for
-/// naming dead letters, which may be older than CloudWatch accepts).
-pub fn peek(message: &[u8]) -> Option<(SinkTag, String)> {
+/// The sink, batch id and namespace of a message, without checking the
+/// batch (for naming dead letters, which may be older than CloudWatch
+/// accepts).
+pub fn peek(message: &[u8]) -> Option<(SinkTag, String, String)> {
     #[derive(serde::Deserialize)]
     struct Id {
         id: String,
+        ns: String,
     }
     let (tag, body) = message.split_first()?;
     let tag = match tag {
@@ -110,7 +112,7 @@ pub fn peek(message: &[u8]) -> Option<(SinkTag, String)> {
     // Worker's wasm. Bounded like a push's body.
     let json = crate::gzip::inflate(body, Limits::default().max_decompressed_bytes).ok()?;
     let id: Id = serde_json::from_slice(&json).ok()?;
-    Some((tag, id.id))
+    Some((tag, id.id, id.ns))
 }
 
 /// The sink and the batch a message carries, checked again as a push would
@@ -306,7 +308,11 @@ mod tests {
     #[test]
     fn peek_names_sink_and_batch_without_checking() {
         let message = encode(&batch(3), SinkTag::Influxdb).remove(0);
-        assert_eq!(peek(&message), Some((SinkTag::Influxdb, "q-1".to_string())));
+        let b = batch(3);
+        assert_eq!(
+            peek(&message),
+            Some((SinkTag::Influxdb, "q-1".to_string(), b.namespace))
+        );
         assert_eq!(peek(&[7]), None);
     }
 

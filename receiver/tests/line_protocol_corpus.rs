@@ -242,6 +242,12 @@ fn ingest_agrees_with_the_reference_decoder() {
                     }
                 }
             }
+            // Nothing stored beyond what the reference reads.
+            if !got.is_empty() {
+                failures.push(format!(
+                    "{key}: {shown:?}: stored beyond what the reference reads: {got:?}"
+                ));
+            }
         }
     }
     eprintln!(

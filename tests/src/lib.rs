@@ -61,12 +61,33 @@ pub fn debug_binary(package: &str, bin: &str) -> PathBuf {
 pub fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU32, Ordering};
     static NEXT: AtomicU32 = AtomicU32::new(0);
-    let ephemeral = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+    let range: Vec<u32> = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
         .ok()
-        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
-        .unwrap_or(32_768);
-    let span = 12_000.min(ephemeral.saturating_sub(1_024)).max(1);
-    let low = ephemeral.saturating_sub(span);
+        .map(|r| {
+            r.split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    let (first, last) = match range[..] {
+        [first, last] => (first, last),
+        _ => (32_768, 60_999),
+    };
+    // The larger room outside the ephemeral range: below it (the usual
+    // case, 20768-32767), or above it on hosts whose range starts low.
+    let (low, span) = if first.saturating_sub(1_024) >= 65_535u32.saturating_sub(last) {
+        let span = 12_000.min(first.saturating_sub(1_024));
+        (first - span, span)
+    } else {
+        (last + 1, 12_000.min(65_535 - last))
+    };
+    if span < 100 {
+        // No room outside it: let the kernel choose.
+        return TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+    }
     // Processes started one after another begin at different places.
     let _ = NEXT.compare_exchange(
         0,
@@ -81,7 +102,7 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-    panic!("no free loopback port below {ephemeral}")
+    panic!("no free loopback port in {low}..{}", low + span)
 }
 
 pub(crate) fn tool(env: &str, venv_name: &str, path_name: &str) -> PathBuf {
@@ -789,11 +810,13 @@ pub(crate) fn iam_user(url: &str, bootstrap: (&str, &str)) -> (String, String) {
 
 /// An HTTP relay on loopback in front of `target`: it forwards every
 /// request as it came (headers and body) and its answer back, and keeps
-/// each request's body (inflated when gzip'd) for the test to read.
+/// each request's body (inflated when gzip'd) for the test to read; or,
+/// told to [`Relay::refuse`], answers as an unavailable service.
 pub struct Relay {
     /// Its base URL.
     pub url: String,
     bodies: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    refusing: Arc<std::sync::atomic::AtomicBool>,
     _server: Background,
 }
 
@@ -801,7 +824,9 @@ impl Relay {
     /// Starts a relay to `target` (a base URL).
     pub fn start(target: &str) -> Self {
         let bodies: Arc<std::sync::Mutex<Vec<Vec<u8>>>> = Arc::default();
+        let refusing: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let (kept, target) = (bodies.clone(), target.trim_end_matches('/').to_string());
+        let refuse = refusing.clone();
         let server = Background::start(move |listener, stop| async move {
             let app = axum::Router::new().fallback(
                 move |method: axum::http::Method,
@@ -809,7 +834,17 @@ impl Relay {
                       headers: axum::http::HeaderMap,
                       body: axum::body::Bytes| {
                     let (kept, target) = (kept.clone(), target.clone());
+                    let refuse = refuse.clone();
                     async move {
+                        if refuse.load(std::sync::atomic::Ordering::SeqCst) {
+                            // As CloudWatch answers when it is unavailable;
+                            // nothing reaches the store.
+                            return (
+                                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                                br#"{"__type":"ServiceUnavailable","message":"the relay refuses"}"#
+                                    .to_vec(),
+                            );
+                        }
                         let gzipped = headers
                             .get("content-encoding")
                             .is_some_and(|v| v.as_bytes() == b"gzip");
@@ -865,8 +900,16 @@ impl Relay {
         Relay {
             url: format!("http://{}", server.addr),
             bodies,
+            refusing,
             _server: server,
         }
+    }
+
+    /// From now on, answers every request `503 ServiceUnavailable` without
+    /// forwarding or keeping it (`false`: relays again).
+    pub fn refuse(&self, refusing: bool) {
+        self.refusing
+            .store(refusing, std::sync::atomic::Ordering::SeqCst);
     }
 
     /// The bodies of every request relayed so far, inflated.

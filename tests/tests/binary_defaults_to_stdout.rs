@@ -217,3 +217,27 @@ fn an_open_receiver_refuses_a_public_address_unless_allowed() {
         .expect("a warning");
     assert!(warning.contains("anyone who can reach"), "{warning}");
 }
+
+/// A sink URL that cannot work stops the receiver when it starts, naming
+/// the setting, rather than failing at the first push.
+#[test]
+fn a_bad_sink_url_stops_the_receiver_at_start() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("receiver.toml");
+    std::fs::write(
+        &config,
+        "[[sinks]]\ntype = \"influxdb\"\napi = \"v1\"\nurl = \"influx.local:8086\"\ndatabase = \"d\"\n",
+    )
+    .expect("config");
+    let err = ReceiverProcess::start(
+        dir.path(),
+        &["--config", config.to_str().expect("utf-8")],
+        &[],
+    )
+    .err()
+    .expect("no receiver with a bad sink URL");
+    assert!(
+        err.contains("sinks[0].url") && err.contains("http:// or https://"),
+        "{err}"
+    );
+}

@@ -325,7 +325,17 @@ pub async fn sinks(configs: &[SinkConfig], retry: Retry) -> Result<Vec<NativeSin
         return Ok(vec![NativeSink::Stdout]);
     }
     let mut sinks = Vec::with_capacity(configs.len());
-    for config in configs {
+    for (i, config) in configs.iter().enumerate() {
+        match config {
+            SinkConfig::Influxdb(
+                influxdb::Target::V1 { url, .. } | influxdb::Target::V2 { url, .. },
+            ) => edgepush_receiver::sink::check_url(&format!("sinks[{i}].url"), url)?,
+            SinkConfig::Cloudwatch(cloudwatch::Config {
+                endpoint: Some(url),
+                ..
+            }) => edgepush_receiver::sink::check_url(&format!("sinks[{i}].endpoint"), url)?,
+            _ => {}
+        }
         sinks.push(match config {
             SinkConfig::Stdout => NativeSink::Stdout,
             SinkConfig::Influxdb(target) => Sink::Influxdb(target.clone()).into(),

@@ -78,7 +78,7 @@ async fn main() -> ExitCode {
 
 /// Logs go to stderr (stdout carries line protocol in the default setup):
 /// as text, coloured only when stderr is a terminal and `NO_COLOR` is not
-/// set, or one JSON object per line with `EDGEPUSH_LOG_FORMAT=json` (for
+/// set (or empty), or one JSON object per line with `EDGEPUSH_LOG_FORMAT=json` (for
 /// log collectors). `EDGEPUSH_LOG` filters (`info` by default).
 fn init_logging() -> Result<(), String> {
     use std::io::IsTerminal;
@@ -90,7 +90,8 @@ fn init_logging() -> Result<(), String> {
     match std::env::var("EDGEPUSH_LOG_FORMAT").as_deref() {
         Ok("json") => logs.json().with_current_span(false).init(),
         Ok("text") | Err(std::env::VarError::NotPresent) => {
-            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let colour = std::io::stderr().is_terminal()
+                && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
             logs.with_ansi(colour).init();
         }
         Ok(other) => {

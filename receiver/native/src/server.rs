@@ -193,11 +193,11 @@ fn is_length_limit(e: &axum::Error) -> bool {
 async fn own_metrics(State(app): State<Arc<App>>, headers: header::HeaderMap) -> Response {
     let tenants = &app.ingest.tenants;
     if !tenants.is_open() {
-        let authorization = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok());
+        let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+        // A bearer key, or a request signed with one (over an empty body).
         let request = edgepush_receiver::ingest::Headers {
-            authorization,
+            authorization: text(header::AUTHORIZATION.as_str()),
+            signature: text(edgepush_protocol::sign::HEADER),
             ..Default::default()
         };
         let admin = match app.ingest.authenticate(request, b"", crate::now_ms()) {

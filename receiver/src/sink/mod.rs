@@ -214,9 +214,60 @@ pub enum Outcome {
     Fail(String),
 }
 
+/// Checks a sink's URL setting when the receiver starts, rather than at the
+/// first push: `http://` or `https://`, then a host, and no spaces or
+/// control characters. The error names `field` (the setting) and says why.
+pub fn check_url(field: &str, url: &str) -> Result<(), String> {
+    // Bytes only: this runs in the Worker, where every table counts.
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| format!("{field} is {url:?}: it must start with http:// or https://"))?;
+    let host = rest
+        .as_bytes()
+        .split(|b| matches!(b, b'/' | b'?' | b'#'))
+        .next()
+        .unwrap_or_default();
+    if host.is_empty() || host[0] == b':' {
+        return Err(format!("{field} is {url:?}: it names no host"));
+    }
+    if url.bytes().any(|b| b <= b' ' || b == 0x7f) {
+        return Err(format!(
+            "{field} is {url:?}: it holds a space or a control character"
+        ));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sink_urls_are_checked_when_the_receiver_starts() {
+        for good in [
+            "http://127.0.0.1:8086",
+            "https://influx.example.com/",
+            "http://[::1]:9/x?y",
+        ] {
+            assert_eq!(check_url("url", good), Ok(()), "{good}");
+        }
+        for (bad, words) in [
+            ("influx.example.com", "http:// or https://"),
+            ("ftp://x", "http:// or https://"),
+            ("http://", "no host"),
+            ("http://:8086", "no host"),
+            ("https:///path", "no host"),
+            ("http://a b", "space"),
+            ("", "http:// or https://"),
+        ] {
+            let e = check_url("sinks[0].url", bad).expect_err(bad);
+            assert!(
+                e.contains(words) && e.starts_with("sinks[0].url"),
+                "{bad}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn influxdb_refusals_name_their_measurement() {

@@ -265,9 +265,11 @@ async fn keep_dead_letters(
     for message in batch.raw_iter() {
         let bytes = js_sys::Uint8Array::new(&message.body()).to_vec();
         let now = Date::now().as_millis();
-        let (id, sink, namespace) = match envelope::decode(&bytes, now as i64, &Limits::stored()) {
-            Ok((tag, batch)) => (batch.id, format!("{tag:?}"), batch.namespace),
-            Err(_) => (message.id(), "undecodable".to_string(), String::new()),
+        // Read without checking the batch: a dead letter may be older than
+        // CloudWatch accepts.
+        let (id, sink, namespace) = match envelope::peek(&bytes) {
+            Some((tag, id, namespace)) => (id, format!("{tag:?}"), namespace),
+            None => (message.id(), "undecodable".to_string(), String::new()),
         };
         // The namespace leads the key: the list shows each tenant its own.
         let key = format!("{namespace}/{now}-{id}-{sink}");

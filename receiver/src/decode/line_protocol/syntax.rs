@@ -535,16 +535,37 @@ fn number(raw: &str) -> Option<Field<'static>> {
         // after a `-`.
         return uint.parse().ok().map(Field::UInt);
     }
-    // Decimal only: no `inf`, `nan` or hex (none can start a value but
-    // after a `-`), no `_`.
+    // Decimal: no `inf` or `nan` (neither can start a value but after a
+    // `-`, and neither is a number line protocol carries). Underscores
+    // between digits are read as the reference reads them (`1_000.5`).
+    // Hexadecimal floats (`0x1p4`), which the reference also reads, are
+    // refused: no line-protocol writer sends them.
     let digits = raw.strip_prefix('-').unwrap_or(raw);
     if !digits
         .bytes()
-        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-'))
+        .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'+' | b'-' | b'_'))
     {
         return None;
     }
+    if digits.contains('_') {
+        if !underscores_between_digits(digits) {
+            return None;
+        }
+        return raw.replace('_', "").parse().ok().map(Field::Float);
+    }
     raw.parse().ok().map(Field::Float)
+}
+
+/// Whether every `_` in `s` stands between two digits.
+fn underscores_between_digits(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().all(|(i, c)| {
+        *c != b'_'
+            || (i > 0
+                && (b[i - 1].is_ascii_digit() || b[i - 1] == b'_')
+                && b.get(i + 1)
+                    .is_some_and(|n| n.is_ascii_digit() || *n == b'_'))
+    }) && !s.contains("__")
 }
 
 #[cfg(test)]
@@ -617,7 +638,8 @@ mod tests {
             assert_eq!(e.fields[0].1, Field::Float(v), "{text}");
         }
         for bad in [
-            ".", "-", "1..2", "1e", "-inf", "-nan", "0x10", "1_0", "1.5i", "-1u", "1ii",
+            ".", "-", "1..2", "1e", "-inf", "-nan", "0x10", "1__0", "1_.5", "1._5", "1e_5", "1_0i",
+            "1.5i", "-1u", "1ii",
         ] {
             assert!(one(&format!("m f={bad}")).is_err(), "{bad}");
         }
