@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
-use edgepush_tests::{Influx, Moto, Workerd, eventually, free_port, http_get, scenario};
+use edgepush_tests::{Influx, Moto, Workerd, eventually, free_port, http_get, scenario, wait_for};
 use serde_json::{Value, json};
 
 /// Local Queues and the dead-letter KV namespace, as wrangler.toml's
@@ -64,8 +64,10 @@ fn a_batch_queued_while_cloudwatch_is_down_arrives_when_it_is_back() {
         .push(&HttpTransport::new(&worker.url))
         .expect("queued");
     assert_eq!(report.accepted, 1);
-    // Let the consumer fail a few times.
-    std::thread::sleep(Duration::from_secs(3));
+    // The consumer fails (the emulator is not there yet), twice.
+    wait_for("two failed deliveries", Duration::from_secs(60), || {
+        worker.log_text().matches("not delivered").count() >= 2
+    });
 
     let mut moto = Moto::start_on(dir.path(), port);
     let metrics = eventually(Duration::from_secs(30), || {
