@@ -58,7 +58,7 @@ fn text(v: &Json) -> String {
 }
 
 /// The receiver's decoding of one corpus input.
-fn decode(input: &Json) -> (Vec<u8>, edgepush_receiver::Result<Decoded>, i64) {
+fn decode(input: &Json) -> (Vec<u8>, edgepush_receiver::Result<Decoded>) {
     let body = bytes(&input["text"]);
     let precision = match input["precision"].as_str().expect("precision") {
         "1ns" => "ns",
@@ -81,7 +81,7 @@ fn decode(input: &Json) -> (Vec<u8>, edgepush_receiver::Result<Decoded>, i64) {
         ..Limits::default()
     };
     let decoded = line_protocol::decode(&body, &params, &Mapping::default(), None, now_ms, &limits);
-    (body, decoded, now_ms)
+    (body, decoded)
 }
 
 /// The request positions (lines) the receiver read a point or refusal
@@ -168,7 +168,7 @@ fn ingest_agrees_with_the_reference_decoder() {
     let mut failures = Vec::new();
     for (key, case) in &cases {
         let input = &case["input"];
-        let (body, decoded, _) = decode(input);
+        let (body, decoded) = decode(input);
         let shown = String::from_utf8_lossy(&body).into_owned();
         if let Some(error) = case["output"].get("error") {
             refused += 1;

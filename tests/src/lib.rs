@@ -1144,6 +1144,26 @@ pub fn http_get_body(url: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
+/// `GET url` with `Authorization: Bearer key`: the status and the body,
+/// whatever the status.
+pub fn get_with_key(url: &str, key: &str) -> (u16, String) {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .into();
+    let mut response = agent
+        .get(url)
+        .header("authorization", &format!("Bearer {key}"))
+        .call()
+        .expect("GET");
+    let status = response.status().as_u16();
+    (
+        status,
+        response.body_mut().read_to_string().unwrap_or_default(),
+    )
+}
+
 /// GETs `url`; the status if anything answered.
 pub fn http_get(url: &str) -> Result<u16, String> {
     let agent: ureq::Agent = ureq::Agent::config_builder()

@@ -45,7 +45,7 @@ enum Measure {
 /// rest as a sorted list.
 #[derive(Debug, Default, PartialEq)]
 struct Datums {
-    values: BTreeMap<Key, BTreeMap<u64, u64>>,
+    values: BTreeMap<Key, BTreeMap<u64, f64>>,
     others: Vec<(Key, Measure)>,
 }
 
@@ -57,8 +57,7 @@ impl Datums {
     fn add_values(&mut self, key: Key, values: &[f64], counts: &[f64]) {
         let table = self.values.entry(key).or_default();
         for (v, c) in values.iter().zip(counts) {
-            let sum = f64::from_bits(*table.get(&bits(*v)).unwrap_or(&0.0f64.to_bits())) + c;
-            table.insert(bits(*v), sum.to_bits());
+            *table.entry(bits(*v)).or_insert(0.0) += c;
         }
     }
 

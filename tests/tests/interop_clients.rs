@@ -15,8 +15,8 @@ use edgepush_receiver::limits::Limits;
 use edgepush_receiver::sink::Sink;
 use edgepush_receiver::tenant::{TenantConfig, Tenants};
 use edgepush_tests::{
-    Influx, Moto, Process, Receiver, Workerd, cloudwatch_sink, eventually, free_port, http_get,
-    http_get_body, post, repo_root, scenario, wait_for,
+    Influx, Moto, Process, Receiver, Workerd, cloudwatch_sink, eventually, free_port, get_with_key,
+    http_get, http_get_body, post, repo_root, scenario, wait_for,
 };
 use serde_json::{Value, json};
 
@@ -548,20 +548,4 @@ fn prometheus_scrapes_the_receivers_own_metrics() {
         );
     });
     prometheus.stop();
-}
-
-/// `GET url` with a bearer `key`: status and body.
-fn get_with_key(url: &str, key: &str) -> (u16, String) {
-    let mut response = ureq::get(url)
-        .header("authorization", &format!("Bearer {key}"))
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .expect("GET");
-    let status = response.status().as_u16();
-    (
-        status,
-        response.body_mut().read_to_string().unwrap_or_default(),
-    )
 }

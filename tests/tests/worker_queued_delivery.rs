@@ -6,7 +6,9 @@
 use std::time::{Duration, Instant};
 
 use edgepush::{Config, Emitter, HttpTransport, Metric, Unit};
-use edgepush_tests::{Influx, Moto, Workerd, eventually, free_port, http_get, scenario, wait_for};
+use edgepush_tests::{
+    Influx, Moto, Workerd, eventually, free_port, get_with_key, http_get, scenario, wait_for,
+};
 use serde_json::{Value, json};
 
 /// Local Queues and the dead-letter KV namespace, as wrangler.toml's
@@ -83,12 +85,9 @@ fn a_batch_queued_while_cloudwatch_is_down_arrives_when_it_is_back() {
 /// `GET /v1/dead-letters` with `key` and `query`: the names listed and the
 /// next page's cursor.
 fn dead_letters(url: &str, key: &str, query: &str) -> (Vec<String>, Value) {
-    let mut response = ureq::get(&format!("{url}/v1/dead-letters{query}"))
-        .header("authorization", &format!("Bearer {key}"))
-        .call()
-        .expect("list");
-    let body: Value =
-        serde_json::from_str(&response.body_mut().read_to_string().expect("body")).expect("JSON");
+    let (status, body) = get_with_key(&format!("{url}/v1/dead-letters{query}"), key);
+    assert_eq!(status, 200, "{body}");
+    let body: Value = serde_json::from_str(&body).expect("JSON");
     let names = body["dead_letters"]
         .as_array()
         .into_iter()
@@ -171,12 +170,7 @@ fn a_batch_that_keeps_failing_lands_in_the_dead_letter_queue() {
         None => (Vec::new(), Value::Null),
     };
     assert!(after.is_empty(), "{after:?}");
-    let response = ureq::get(&format!("{list_url}?limit=0"))
-        .header("authorization", "Bearer ops-key")
-        .config()
-        .http_status_as_error(false)
-        .build()
-        .call()
-        .expect("list");
-    assert_eq!(response.status().as_u16(), 400);
+    let (status, body) = get_with_key(&format!("{list_url}?limit=0"), "ops-key");
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("\"field\":\"limit\""), "{body}");
 }

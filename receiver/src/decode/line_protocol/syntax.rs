@@ -561,11 +561,8 @@ fn underscores_between_digits(s: &str) -> bool {
     let b = s.as_bytes();
     b.iter().enumerate().all(|(i, c)| {
         *c != b'_'
-            || (i > 0
-                && (b[i - 1].is_ascii_digit() || b[i - 1] == b'_')
-                && b.get(i + 1)
-                    .is_some_and(|n| n.is_ascii_digit() || *n == b'_'))
-    }) && !s.contains("__")
+            || (i > 0 && b[i - 1].is_ascii_digit() && b.get(i + 1).is_some_and(u8::is_ascii_digit))
+    })
 }
 
 #[cfg(test)]
