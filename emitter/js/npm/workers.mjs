@@ -6,3 +6,4 @@ import { initSync } from "./edgepush.js";
 initSync({ module: wasm });
 
 export { Counter, Distribution, Emitter, Gauge, Statistics } from "./edgepush.js";
+export { withMetrics } from "./with-metrics.mjs";

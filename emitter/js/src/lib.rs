@@ -34,7 +34,11 @@ export type Unit =
 
 /** Settings of an emitter. */
 export interface EmitterOptions {
-  /** The receiver's push URL, such as "https://metrics.example.com/v1/metrics". */
+  /**
+   * The receiver's base URL, such as "https://metrics.example.com" (what
+   * EDGEPUSH_URL holds, as for the Rust emitter): batches go to its
+   * /v1/metrics. A URL already ending in /v1/metrics is used as it is.
+   */
   endpoint: string;
   /** CloudWatch namespace (not starting with "AWS/"). */
   namespace: string;
@@ -54,6 +58,20 @@ export interface EmitterOptions {
   maxPendingBytes?: number;
   /** Live series before the overflow series takes the rest (default 10,000). */
   maxSeries?: number;
+  /**
+   * Write what a flush cannot push (receiver down, refusing, or out of
+   * time) to stdout as CloudWatch Embedded Metric Format, once, instead of
+   * keeping it: in AWS Lambda, CloudWatch Logs turns it into the same
+   * metrics. Default: on in AWS Lambda (AWS_LAMBDA_FUNCTION_NAME is set),
+   * off elsewhere.
+   */
+  emf?: boolean;
+}
+
+/** Options of one flush. */
+export interface FlushOptions {
+  /** The invocation's request id, a property of each EMF document written. */
+  requestId?: string;
 }
 
 /** Options of one metric. */
@@ -78,8 +96,10 @@ export interface FlushReport {
   retried: number;
   /** Points kept to be sent at the next flush. */
   pending: number;
-  /** Points dropped: refused batches, or the oldest when maxPendingBytes was passed. */
+  /** Points dropped: refused batches, or the oldest when maxPendingBytes was passed (never with emf). */
   dropped: number;
+  /** Points written to stdout as CloudWatch EMF instead (option emf). */
+  written: number;
   /** What went wrong, as the receiver said it. */
   errors: string[];
 }
@@ -90,7 +110,12 @@ extern "C" {
     /// Gzips and posts `fresh` batches after those in `carry`; resolves to a
     /// `FlushReport`, leaving unsent batches in `carry`.
     #[wasm_bindgen(js_name = push)]
-    fn push_batches(options: &JsValue, fresh: Array, carry: &Array) -> js_sys::Promise;
+    fn push_batches(
+        options: &JsValue,
+        fresh: Array,
+        carry: &Array,
+        properties: &JsValue,
+    ) -> js_sys::Promise;
 
     /// A string naming a metric and its options, for the per-call cache.
     #[wasm_bindgen(js_name = metricKey)]
@@ -253,6 +278,33 @@ fn check_value(v: f64) -> Result<(), JsValue> {
     })
 }
 
+/// Whether this runs in AWS Lambda: `AWS_LAMBDA_FUNCTION_NAME` is in
+/// `process.env` (Node.js; Workers have no `process.env` by default).
+fn in_aws_lambda() -> bool {
+    let env = get(&get(&js_sys::global(), "process"), "env");
+    !get(&env, "AWS_LAMBDA_FUNCTION_NAME").is_undefined()
+}
+
+thread_local! {
+    /// `emf(encoded, version, properties)`: the EMF documents (JSON texts)
+    /// of a batch `push.js` could not send. One function for every emitter.
+    static EMF: JsValue = Closure::<dyn Fn(Uint8Array, u8, JsValue) -> Result<Array, JsValue>>::new(
+        |encoded: Uint8Array, version: u8, properties: JsValue| {
+            let properties = dimensions(&properties)?;
+            let properties: Vec<(&str, &str)> =
+                properties.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+            // The package writes wire v2 only: its decoder alone is linked.
+            let _ = version;
+            let encoded = encoded.to_vec();
+            let batch = edgepush::wire::v2::decode(&encoded)
+                .map_err(|e| error("invalid_batch", &e.to_string()))?;
+            let docs = edgepush::emf::documents(&batch, &properties);
+            Ok(docs.iter().map(|d| JsValue::from(d.as_str())).collect())
+        },
+    )
+    .into_js_value();
+}
+
 /// A random 64-bit instance id (batch ids start with it).
 fn random_id() -> u64 {
     let high = (js_sys::Math::random() * 4_294_967_296.0) as u64;
@@ -323,6 +375,7 @@ impl Emitter {
             return Err(error("invalid_option", "options must be an object"));
         }
         let endpoint = string_option(&options, "endpoint", true)?.unwrap_or_default();
+        let endpoint = edgepush::wire::push_url(&endpoint);
         if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
             return Err(error(
                 "invalid_option",
@@ -356,6 +409,13 @@ impl Emitter {
             (!get(&options, "gzip").loose_eq(&false.into())).into(),
         );
         set("sign", get(&options, "sign").is_truthy().into());
+        let emf = match get(&options, "emf") {
+            v if v.is_undefined() => in_aws_lambda(),
+            v => v.is_truthy(),
+        };
+        if emf {
+            set("emf", EMF.with(Clone::clone));
+        }
         set(
             "timeoutMs",
             number_option(&options, "timeoutMs", 1)?
@@ -474,7 +534,10 @@ impl Emitter {
     /// `FlushReport` (it does not reject when the receiver is down: what was
     /// not sent stays for the next flush and is counted in `pending`).
     #[wasm_bindgen(unchecked_return_type = "Promise<FlushReport>")]
-    pub fn flush(&self) -> js_sys::Promise {
+    pub fn flush(
+        &self,
+        #[wasm_bindgen(unchecked_param_type = "FlushOptions")] options: JsValue,
+    ) -> js_sys::Promise {
         let batches = match self.core.flush_at(js_sys::Date::now() as i64) {
             Ok(b) => b,
             Err(e) => return js_sys::Promise::reject(&core_error(&e)),
@@ -490,9 +553,17 @@ impl Emitter {
                 &Uint8Array::from(batch.body()).into(),
             );
             let _ = Reflect::set(&b, &"contentType".into(), &batch.content_type().into());
+            let _ = Reflect::set(
+                &b,
+                &"version".into(),
+                &JsValue::from(match batch.version() {
+                    edgepush::wire::Version::V1 => 1u8,
+                    edgepush::wire::Version::V2 => 2,
+                }),
+            );
             fresh.push(&b);
         }
-        push_batches(&self.push, fresh, &self.carry)
+        push_batches(&self.push, fresh, &self.carry, &options)
     }
 }
 

@@ -87,7 +87,16 @@ async function send(options, batch, deadline, report) {
   return { outcome: "retry", text: last };
 }
 
-export async function push(options, fresh, carry) {
+// Writes EMF documents to stdout, one per line: straight to the stream in
+// Node.js (Lambda's console adds a prefix that would hide the JSON from
+// CloudWatch Logs), through the console elsewhere.
+function writeLines(lines) {
+  const stdout = globalThis.process?.stdout;
+  if (stdout?.write) stdout.write(lines.map((l) => `${l}\n`).join(""));
+  else for (const l of lines) console.log(l);
+}
+
+export async function push(options, fresh, carry, flushOptions) {
   const report = {
     ok: true,
     batches: 0,
@@ -96,14 +105,26 @@ export async function push(options, fresh, carry) {
     retried: 0,
     pending: 0,
     dropped: 0,
+    written: 0,
     errors: [],
   };
+  const properties = {};
+  if (typeof flushOptions?.requestId === "string") properties.requestId = flushOptions.requestId;
   // Taken out of carry while in flight, so a concurrent flush does not send
   // them too; what is not sent goes back.
   const queue = carry.splice(0, carry.length);
   for (const b of fresh) {
     const body = options.gzip ? await gzip(b.encoded) : b.encoded;
-    queue.push({ id: b.id, points: b.points, body, gzip: options.gzip, contentType: b.contentType });
+    queue.push({
+      id: b.id,
+      points: b.points,
+      body,
+      gzip: options.gzip,
+      contentType: b.contentType,
+      // The bytes before gzip, for EMF if it cannot be pushed.
+      encoded: options.emf ? b.encoded : undefined,
+      version: b.version,
+    });
   }
   const deadline = Date.now() + options.timeoutMs;
   const unsent = [];
@@ -119,6 +140,8 @@ export async function push(options, fresh, carry) {
       report.points += batch.points - rejected;
       report.rejected += rejected;
       for (const r of answer.rejected || []) report.errors.push(JSON.stringify(r));
+    } else if (options.emf && writeEmf(options, batch, properties, report)) {
+      report.errors.push(`batch ${batch.id} ${outcome === "refused" ? "refused" : "not sent"}, written as EMF: ${text}`);
     } else if (outcome === "refused") {
       report.dropped += batch.points;
       report.errors.push(`batch ${batch.id} refused: ${text}`);
@@ -136,9 +159,24 @@ export async function push(options, fresh, carry) {
     report.errors.push(`batch ${old.id} dropped: more than maxPendingBytes unsent`);
   }
   report.pending = carry.reduce((n, b) => n + b.points, 0);
-  report.ok = report.pending === 0 && report.dropped === 0 && report.rejected === 0;
+  report.ok = report.pending === 0 && report.dropped === 0 && report.rejected === 0 && report.written === 0;
   if (!report.ok) console.warn("edgepush: flush incomplete", report);
   return report;
+}
+
+// Writes `batch` as EMF documents; false (and an error in the report) when
+// it cannot be converted, so the batch is kept instead.
+function writeEmf(options, batch, properties, report) {
+  let lines;
+  try {
+    lines = options.emf(batch.encoded, batch.version, properties);
+  } catch (e) {
+    report.errors.push(`batch ${batch.id} could not be written as EMF: ${e && e.message}`);
+    return false;
+  }
+  writeLines(lines);
+  report.written += batch.points;
+  return true;
 }
 
 // The per-call cache's key: the name and the options as JSON. Options

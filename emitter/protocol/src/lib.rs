@@ -35,6 +35,7 @@
 //! ## Features
 //! - `sign`: the [`sign`] module (HMAC-SHA256 with `hmac` and `sha2`).
 #![cfg_attr(not(test), no_std)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 extern crate alloc;
 
@@ -50,3 +51,8 @@ pub mod wire;
 
 pub use number::{format_number, json_numbers};
 pub use unit::{Resolution, Unit, UnknownUnit};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

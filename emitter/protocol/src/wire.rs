@@ -26,6 +26,24 @@ pub mod v2;
 
 /// The path a receiver accepts batches on, in either encoding.
 pub const PATH: &str = "/v1/metrics";
+
+/// The URL batches are pushed to, from a receiver's base URL (such as
+/// `https://metrics.example.com`): [`PATH`] appended, unless the URL
+/// already ends with it. Every emitter takes its URL this way.
+///
+/// ```
+/// use edgepush_protocol::wire::push_url;
+/// assert_eq!(push_url("https://m.example.com/"), "https://m.example.com/v1/metrics");
+/// assert_eq!(push_url("https://m.example.com/v1/metrics"), "https://m.example.com/v1/metrics");
+/// assert_eq!(push_url("http://h:8787/edge"), "http://h:8787/edge/v1/metrics");
+/// ```
+pub fn push_url(base_url: &str) -> String {
+    if base_url.ends_with(PATH) {
+        base_url.into()
+    } else {
+        alloc::format!("{}{PATH}", base_url.trim_end_matches('/'))
+    }
+}
 /// The header that carries the batch id, so proxies and logs can see it
 /// without decompressing the body. It must equal the body's `id`.
 pub const BATCH_ID_HEADER: &str = "x-edgepush-batch";
