@@ -145,7 +145,18 @@ impl Config {
     }
 }
 
-#[cfg(feature = "std")]
+/// On `wasm32-unknown-unknown` std has no clock, process id or random
+/// source (they panic): JavaScript's `Math.random` seeds the id.
+#[cfg(all(feature = "std", target_arch = "wasm32", target_os = "unknown"))]
+fn default_instance_id() -> u64 {
+    let half = || (js_sys::Math::random() * 4_294_967_296.0) as u64;
+    (half() << 32) | half()
+}
+
+#[cfg(all(
+    feature = "std",
+    not(all(target_arch = "wasm32", target_os = "unknown"))
+))]
 fn default_instance_id() -> u64 {
     use std::hash::BuildHasher;
     let nanos = std::time::SystemTime::now()

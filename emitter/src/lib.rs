@@ -121,8 +121,19 @@ pub use transport::{Ack, PushError, PushReport, SendError, Transport, send_all};
 pub use edgepush_protocol::sign;
 pub use edgepush_protocol::{Resolution, Unit, UnknownUnit, limits, validate, wire};
 
-/// Milliseconds since the Unix epoch by the system clock.
-#[cfg(feature = "std")]
+/// Milliseconds since the Unix epoch by the system clock (JavaScript's
+/// `Date.now()` on `wasm32-unknown-unknown`, where std has no clock).
+#[cfg(all(feature = "std", target_arch = "wasm32", target_os = "unknown"))]
+pub fn now_ms() -> i64 {
+    js_sys::Date::now() as i64
+}
+
+/// Milliseconds since the Unix epoch by the system clock (JavaScript's
+/// `Date.now()` on `wasm32-unknown-unknown`, where std has no clock).
+#[cfg(all(
+    feature = "std",
+    not(all(target_arch = "wasm32", target_os = "unknown"))
+))]
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -127,3 +127,36 @@ fn wrangler_deploy_builds_from_a_clean_clone_with_only_rust_and_node() {
     assert_eq!(status, 202, "{answer}\n{}", worker.log_text());
     assert_only_kept_arrived(&influx);
 }
+
+/// Where the pinned nightly cannot be had (here: no rustup on `PATH`), the
+/// build falls back to stable and says so; asked for stable, it says
+/// nothing. (The size test budgets each toolchain's build apart.)
+#[test]
+fn without_rustup_the_wasm_build_falls_back_to_stable_and_says_so() {
+    let choose = |extra: &[(&str, &str)]| {
+        let out = Command::new("bash")
+            .args([
+                "-c",
+                ". .ci/wasm-tools && edgepush_wasm_toolchain && echo \"$EDGEPUSH_WASM_TOOLCHAIN\"",
+            ])
+            .current_dir(repo_root())
+            .env("PATH", "/usr/bin:/bin")
+            .env_remove("EDGEPUSH_WASM_TOOLCHAIN")
+            .envs(extra.iter().copied())
+            .output()
+            .expect("run bash");
+        assert!(out.status.success(), "{out:?}");
+        (
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let (toolchain, said) = choose(&[]);
+    assert_eq!(toolchain, "stable");
+    assert!(
+        said.contains("cannot be installed; building the wasm on stable"),
+        "{said}"
+    );
+    let (toolchain, said) = choose(&[("EDGEPUSH_WASM_TOOLCHAIN", "stable")]);
+    assert_eq!((toolchain.as_str(), said.as_str()), ("stable", ""));
+}
