@@ -8,21 +8,26 @@
 //! | `EDGEPUSH_TENANTS` (secret) | more tenants: a JSON array of [`TenantConfig`]s (`name`, `keys`, `namespaces`, `require_signature`, `requests_per_second`, `points_per_second`, `burst_seconds`, `limits`) |
 //! | `EDGEPUSH_SIGNATURE_WINDOW_SECONDS` | how far a signature's time may be from the receiver's clock (default 300) |
 //! | `EDGEPUSH_MAX_BODY_BYTES`, `EDGEPUSH_MAX_DECOMPRESSED_BYTES`, `EDGEPUSH_MAX_POINTS`, `EDGEPUSH_MAX_SERIES`, `EDGEPUSH_MAX_VALUES_PER_POINT`, `EDGEPUSH_MAX_DIMENSIONS`, `EDGEPUSH_MAX_DIMENSION_VALUE_BYTES` | the [`Limits`] |
-//! | `CLOUDWATCH_REGION` | forward to CloudWatch in this region |
-//! | `CLOUDWATCH_ENDPOINT` | CloudWatch endpoint override |
-//! | `CLOUDWATCH_COMPRESS` | `false` sends bodies uncompressed (default: gzip) |
+//! | `EDGEPUSH_CLOUDWATCH_REGION` | forward to CloudWatch in this region |
+//! | `EDGEPUSH_CLOUDWATCH_ENDPOINT` | CloudWatch endpoint override |
+//! | `EDGEPUSH_CLOUDWATCH_COMPRESS` | `false` sends bodies uncompressed (default: gzip) |
 //! | `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN` (secrets) | CloudWatch credentials |
-//! | `INFLUXDB_URL` | forward line protocol to this store |
-//! | `INFLUXDB_DATABASE` (+ `INFLUXDB_USERNAME`, `INFLUXDB_PASSWORD`) | InfluxDB 1.x `/write` API |
-//! | `INFLUXDB_ORG`, `INFLUXDB_BUCKET` (+ `INFLUXDB_TOKEN`) | InfluxDB 2.x/3.x `/api/v2/write` API |
-//! | `INFLUXDB_STORE_STRINGS` | `false` refuses string values instead of writing them (for VictoriaMetrics) |
-//! | `INFLUXDB_QUANTILES` | the quantile fields written for distributions, comma-separated in (0, 1] (default `0.5,0.9,0.99`: `p50`, `p90`, `p99`; empty: none) |
+//! | `EDGEPUSH_INFLUXDB_URL` | forward line protocol to this store |
+//! | `EDGEPUSH_INFLUXDB_DATABASE` (+ `EDGEPUSH_INFLUXDB_USERNAME`, `EDGEPUSH_INFLUXDB_RETENTION_POLICY`, secret `EDGEPUSH_INFLUXDB_PASSWORD`) | InfluxDB 1.x `/write` API |
+//! | `EDGEPUSH_INFLUXDB_ORG`, `EDGEPUSH_INFLUXDB_BUCKET` (+ secret `EDGEPUSH_INFLUXDB_TOKEN`) | InfluxDB 2.x/3.x `/api/v2/write` API |
+//! | `EDGEPUSH_INFLUXDB_STORE_STRINGS` | `false` refuses string values instead of writing them (for VictoriaMetrics) |
+//! | `EDGEPUSH_INFLUXDB_QUANTILES` | the quantile fields written for distributions, comma-separated in (0, 1] (default `0.5,0.9,0.99`: `p50`, `p90`, `p99`; empty: none) |
 //! | `EDGEPUSH_AGGREGATION` | `true` merges pushes per series and period before the sinks, on Durable Objects (default `false`; see the README) |
 //! | `EDGEPUSH_AGGREGATION_FLUSH_SECONDS` | how long after its end a period goes out (default 10) |
 //! | `EDGEPUSH_AGGREGATION_MAX_BYTES` | the most one aggregator holds, estimated, before it flushes early and answers 503 (default 32 MiB: a Durable Object has 128 MB) |
 //! | `EDGEPUSH_AGGREGATION_SHARDS` | aggregators per namespace (default 1, at most 256): series are spread over them by a hash |
-//! | `CLOUDWATCH_AGGREGATE`, `INFLUXDB_AGGREGATE` | `true` or `false`: whether that sink takes merged points (default: `EDGEPUSH_AGGREGATION`) |
+//! | `EDGEPUSH_CLOUDWATCH_AGGREGATE`, `EDGEPUSH_INFLUXDB_AGGREGATE` | `true` or `false`: whether that sink takes merged points (default: `EDGEPUSH_AGGREGATION`) |
 //! | `EDGEPUSH_FORMATS` | how other formats map to metrics: a JSON [`Formats`] (`namespace`, `line_protocol`, `otlp`) |
+//!
+//! The sink settings had no `EDGEPUSH_` prefix before (`CLOUDWATCH_REGION`,
+//! `INFLUXDB_URL`, ...): a Worker still reads those names, and says which
+//! to rename ([`Config::renamed`]). The native receiver reads the same
+//! names from its environment ([`influxdb_from_settings`]).
 
 use crate::aggregate::{self, MAX_SHARDS};
 use crate::decode::Formats;
@@ -44,6 +49,8 @@ pub struct Config {
     pub aggregated: Vec<bool>,
     /// Aggregators per namespace.
     pub shards: u32,
+    /// Settings found under an old name, each with the name to use instead.
+    pub renamed: Vec<String>,
 }
 
 /// The Worker's default bound on one aggregator: a Durable Object has
@@ -58,10 +65,24 @@ pub const OPEN: &str = "no EDGEPUSH_API_KEYS and no EDGEPUSH_TENANTS: anyone cou
 /// The configuration that `get` describes. An error names the setting at
 /// fault.
 pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Config, String> {
+    let renamed = core::cell::RefCell::new(Vec::new());
     let get = |name: &str| {
-        get(name)
-            .map(|v| v.trim().to_string())
-            .filter(|v| !v.is_empty())
+        let found = |name: &str| {
+            get(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        found(name).or_else(|| {
+            // The sinks' settings before they had the prefix.
+            let old = name
+                .strip_prefix("EDGEPUSH_")
+                .filter(|n| n.starts_with("CLOUDWATCH_") || n.starts_with("INFLUXDB_"))?;
+            let value = found(old)?;
+            renamed
+                .borrow_mut()
+                .push(format!("{old} is read as {name}: rename it"));
+            Some(value)
+        })
     };
     let number = |name: &str, default: usize| -> Result<usize, String> {
         match get(name) {
@@ -153,76 +174,39 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Config, Str
         .map_err(|e| format!("EDGEPUSH_API_KEYS / EDGEPUSH_TENANTS: {e}"))?;
 
     let (mut sinks, mut aggregated) = (Vec::new(), Vec::new());
-    if let Some(region) = get("CLOUDWATCH_REGION") {
+    if let Some(region) = get("EDGEPUSH_CLOUDWATCH_REGION") {
         let keys = cloudwatch::Keys {
             access_key_id: get("AWS_ACCESS_KEY_ID")
-                .ok_or("CLOUDWATCH_REGION is set but AWS_ACCESS_KEY_ID is not")?,
+                .ok_or("EDGEPUSH_CLOUDWATCH_REGION is set but AWS_ACCESS_KEY_ID is not")?,
             secret_access_key: get("AWS_SECRET_ACCESS_KEY")
-                .ok_or("CLOUDWATCH_REGION is set but AWS_SECRET_ACCESS_KEY is not")?,
+                .ok_or("EDGEPUSH_CLOUDWATCH_REGION is set but AWS_SECRET_ACCESS_KEY is not")?,
             session_token: get("AWS_SESSION_TOKEN"),
         };
         // A Worker signs AWS JSON itself: the SDK does not run there.
-        let endpoint = get("CLOUDWATCH_ENDPOINT");
+        let endpoint = get("EDGEPUSH_CLOUDWATCH_ENDPOINT");
         if let Some(url) = &endpoint {
-            crate::sink::check_url("CLOUDWATCH_ENDPOINT", url)?;
+            crate::sink::check_url("EDGEPUSH_CLOUDWATCH_ENDPOINT", url)?;
         }
         let config = cloudwatch::Config {
             endpoint,
-            compress: get("CLOUDWATCH_COMPRESS").is_none_or(|v| v != "false"),
+            compress: get("EDGEPUSH_CLOUDWATCH_COMPRESS").is_none_or(|v| v != "false"),
             protocol: cloudwatch::Protocol::Json,
             ..cloudwatch::Config::new(region)
         };
         sinks.push(Sink::CloudWatch(config, keys));
-        aggregated.push(switch("CLOUDWATCH_AGGREGATE", aggregation.enabled)?);
+        aggregated.push(switch(
+            "EDGEPUSH_CLOUDWATCH_AGGREGATE",
+            aggregation.enabled,
+        )?);
     }
-    if let Some(url) = get("INFLUXDB_URL") {
-        crate::sink::check_url("INFLUXDB_URL", &url)?;
-        let store_strings = match get("INFLUXDB_STORE_STRINGS").as_deref() {
-            None | Some("true") => true,
-            Some("false") => false,
-            Some(other) => {
-                return Err(format!(
-                    "INFLUXDB_STORE_STRINGS is {other:?}, not true or false"
-                ));
-            }
-        };
-        let quantiles = match get("INFLUXDB_QUANTILES") {
-            Some(list) => {
-                influxdb::Quantiles::parse(&list).map_err(|e| format!("INFLUXDB_QUANTILES: {e}"))?
-            }
-            None => influxdb::Quantiles::default(),
-        };
-        let target = match (
-            get("INFLUXDB_DATABASE"),
-            get("INFLUXDB_ORG"),
-            get("INFLUXDB_BUCKET"),
-        ) {
-            (Some(database), None, None) => influxdb::Target::V1 {
-                url,
-                database,
-                retention_policy: get("INFLUXDB_RETENTION_POLICY"),
-                username: get("INFLUXDB_USERNAME"),
-                password: get("INFLUXDB_PASSWORD"),
-                store_strings,
-                quantiles: quantiles.clone(),
-            },
-            (None, Some(org), Some(bucket)) => influxdb::Target::V2 {
-                url,
-                org,
-                bucket,
-                token: get("INFLUXDB_TOKEN"),
-                store_strings,
-                quantiles,
-            },
-            _ => {
-                return Err("INFLUXDB_URL needs INFLUXDB_DATABASE (1.x API) or INFLUXDB_ORG and INFLUXDB_BUCKET (2.x API)".into());
-            }
-        };
+    if let Some(target) = influxdb_from_settings(get)? {
         sinks.push(Sink::Influxdb(target));
-        aggregated.push(switch("INFLUXDB_AGGREGATE", aggregation.enabled)?);
+        aggregated.push(switch("EDGEPUSH_INFLUXDB_AGGREGATE", aggregation.enabled)?);
     }
     if sinks.is_empty() {
-        return Err("no sink configured: set CLOUDWATCH_REGION or INFLUXDB_URL".into());
+        return Err(
+            "no sink configured: set EDGEPUSH_CLOUDWATCH_REGION or EDGEPUSH_INFLUXDB_URL".into(),
+        );
     }
     let formats = match get("EDGEPUSH_FORMATS") {
         None => Formats::default(),
@@ -239,7 +223,65 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Config, Str
         aggregation,
         aggregated,
         shards,
+        renamed: renamed.into_inner(),
     })
+}
+
+/// The line-protocol sink that `get` describes (`EDGEPUSH_INFLUXDB_URL` and
+/// the settings beside it, in the table above), if any: on both hosts, the
+/// same names. An error names the setting at fault.
+pub fn influxdb_from_settings(
+    get: impl Fn(&str) -> Option<String>,
+) -> Result<Option<influxdb::Target>, String> {
+    let Some(url) = get("EDGEPUSH_INFLUXDB_URL") else {
+        return Ok(None);
+    };
+    crate::sink::check_url("EDGEPUSH_INFLUXDB_URL", &url)?;
+    let store_strings = match get("EDGEPUSH_INFLUXDB_STORE_STRINGS").as_deref() {
+        None | Some("true") => true,
+        Some("false") => false,
+        Some(other) => {
+            return Err(format!(
+                "EDGEPUSH_INFLUXDB_STORE_STRINGS is {other:?}, not true or false"
+            ));
+        }
+    };
+    let quantiles = match get("EDGEPUSH_INFLUXDB_QUANTILES") {
+        Some(list) => influxdb::Quantiles::parse(&list)
+            .map_err(|e| format!("EDGEPUSH_INFLUXDB_QUANTILES: {e}"))?,
+        None => influxdb::Quantiles::default(),
+    };
+    let target = match (
+        get("EDGEPUSH_INFLUXDB_DATABASE"),
+        get("EDGEPUSH_INFLUXDB_ORG"),
+        get("EDGEPUSH_INFLUXDB_BUCKET"),
+    ) {
+        (Some(database), None, None) => influxdb::Target::V1 {
+            url,
+            database,
+            retention_policy: get("EDGEPUSH_INFLUXDB_RETENTION_POLICY"),
+            username: get("EDGEPUSH_INFLUXDB_USERNAME"),
+            password: get("EDGEPUSH_INFLUXDB_PASSWORD"),
+            store_strings,
+            quantiles,
+        },
+        (None, Some(org), Some(bucket)) => influxdb::Target::V2 {
+            url,
+            org,
+            bucket,
+            token: get("EDGEPUSH_INFLUXDB_TOKEN"),
+            store_strings,
+            quantiles,
+        },
+        _ => {
+            return Err(
+                "EDGEPUSH_INFLUXDB_URL needs EDGEPUSH_INFLUXDB_DATABASE (1.x API) or \
+                 EDGEPUSH_INFLUXDB_ORG and EDGEPUSH_INFLUXDB_BUCKET (2.x API)"
+                    .into(),
+            );
+        }
+    };
+    Ok(Some(target))
 }
 
 #[cfg(test)]
@@ -261,8 +303,8 @@ mod tests {
     #[test]
     fn a_receiver_without_keys_takes_pushes_only_when_allowed() {
         let sink = [
-            ("INFLUXDB_URL", "http://influx.test"),
-            ("INFLUXDB_DATABASE", "d"),
+            ("EDGEPUSH_INFLUXDB_URL", "http://influx.test"),
+            ("EDGEPUSH_INFLUXDB_DATABASE", "d"),
         ];
         for closed in ["false", ""] {
             let mut pairs = sink.to_vec();
@@ -295,15 +337,15 @@ mod tests {
         let Config { ingest, sinks, .. } = from_settings(settings(&[
             ("EDGEPUSH_API_KEYS", " k1, k2 ,,"),
             ("EDGEPUSH_MAX_POINTS", "50"),
-            ("CLOUDWATCH_REGION", "eu-west-1"),
-            ("CLOUDWATCH_ENDPOINT", "http://127.0.0.1:5000/"),
+            ("EDGEPUSH_CLOUDWATCH_REGION", "eu-west-1"),
+            ("EDGEPUSH_CLOUDWATCH_ENDPOINT", "http://127.0.0.1:5000/"),
             ("AWS_ACCESS_KEY_ID", "AK"),
             ("AWS_SECRET_ACCESS_KEY", "SK"),
-            ("INFLUXDB_URL", "http://127.0.0.1:8086"),
-            ("INFLUXDB_ORG", "o"),
-            ("INFLUXDB_BUCKET", "b"),
-            ("INFLUXDB_STORE_STRINGS", "false"),
-            ("INFLUXDB_QUANTILES", "0.5, 0.999"),
+            ("EDGEPUSH_INFLUXDB_URL", "http://127.0.0.1:8086"),
+            ("EDGEPUSH_INFLUXDB_ORG", "o"),
+            ("EDGEPUSH_INFLUXDB_BUCKET", "b"),
+            ("EDGEPUSH_INFLUXDB_STORE_STRINGS", "false"),
+            ("EDGEPUSH_INFLUXDB_QUANTILES", "0.5, 0.999"),
             (
                 "EDGEPUSH_TENANTS",
                 r#"[{"name":"shop","keys":["k3"],"namespaces":["Shop/*"],"points_per_second":100}]"#,
@@ -352,11 +394,11 @@ mod tests {
     #[test]
     fn aggregation_is_off_by_default_and_each_sink_may_say_otherwise() {
         let both = [
-            ("CLOUDWATCH_REGION", "r"),
+            ("EDGEPUSH_CLOUDWATCH_REGION", "r"),
             ("AWS_ACCESS_KEY_ID", "a"),
             ("AWS_SECRET_ACCESS_KEY", "s"),
-            ("INFLUXDB_URL", "http://influx.test"),
-            ("INFLUXDB_DATABASE", "d"),
+            ("EDGEPUSH_INFLUXDB_URL", "http://influx.test"),
+            ("EDGEPUSH_INFLUXDB_DATABASE", "d"),
         ];
         let config = from_settings(settings(&both)).expect("valid");
         assert!(!config.aggregation.enabled);
@@ -369,7 +411,7 @@ mod tests {
                 ("EDGEPUSH_AGGREGATION", "true"),
                 ("EDGEPUSH_AGGREGATION_FLUSH_SECONDS", "2"),
                 ("EDGEPUSH_AGGREGATION_SHARDS", "4"),
-                ("INFLUXDB_AGGREGATE", "false"),
+                ("EDGEPUSH_INFLUXDB_AGGREGATE", "false"),
             ],
         ]
         .concat();
@@ -378,11 +420,44 @@ mod tests {
         assert_eq!(config.aggregation.flush_interval_seconds, 2);
         assert_eq!(config.aggregated, [true, false]);
         assert_eq!(config.shards, 4);
-        let one = [&both[..], &[("CLOUDWATCH_AGGREGATE", "true")]].concat();
+        let one = [&both[..], &[("EDGEPUSH_CLOUDWATCH_AGGREGATE", "true")]].concat();
         assert_eq!(
             from_settings(settings(&one)).expect("valid").aggregated,
             [true, false]
         );
+    }
+
+    #[test]
+    fn old_sink_setting_names_are_read_and_named_for_renaming() {
+        let config = from_settings(settings(&[
+            ("INFLUXDB_URL", "http://influx.test"),
+            ("INFLUXDB_DATABASE", "d"),
+            ("EDGEPUSH_INFLUXDB_USERNAME", "u"),
+        ]))
+        .expect("config");
+        assert!(matches!(
+            &config.sinks[..],
+            [Sink::Influxdb(influxdb::Target::V1 { url, database, username: Some(u), .. })]
+                if url == "http://influx.test" && database == "d" && u == "u"
+        ));
+        assert_eq!(
+            config.renamed,
+            [
+                "INFLUXDB_URL is read as EDGEPUSH_INFLUXDB_URL: rename it",
+                "INFLUXDB_DATABASE is read as EDGEPUSH_INFLUXDB_DATABASE: rename it",
+            ]
+        );
+        // The new name wins over the old one; nothing to rename then.
+        let config = from_settings(settings(&[
+            ("INFLUXDB_URL", "http://old.test"),
+            ("EDGEPUSH_INFLUXDB_URL", "http://new.test"),
+            ("EDGEPUSH_INFLUXDB_DATABASE", "d"),
+        ]))
+        .expect("config");
+        assert!(
+            matches!(&config.sinks[..], [Sink::Influxdb(influxdb::Target::V1 { url, .. })] if url == "http://new.test")
+        );
+        assert!(config.renamed.is_empty(), "{:?}", config.renamed);
     }
 
     #[test]
@@ -400,55 +475,55 @@ mod tests {
                 )],
                 "no namespaces",
             ),
-            (&[("CLOUDWATCH_REGION", "r")], "AWS_ACCESS_KEY_ID"),
+            (&[("EDGEPUSH_CLOUDWATCH_REGION", "r")], "AWS_ACCESS_KEY_ID"),
             (
-                &[("INFLUXDB_URL", "http://influx.test")],
-                "INFLUXDB_DATABASE",
+                &[("EDGEPUSH_INFLUXDB_URL", "http://influx.test")],
+                "EDGEPUSH_INFLUXDB_DATABASE",
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "influx.test:8086"),
-                    ("INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_INFLUXDB_URL", "influx.test:8086"),
+                    ("EDGEPUSH_INFLUXDB_DATABASE", "d"),
                 ],
-                "INFLUXDB_URL is \"influx.test:8086\": it must start with http:// or https://",
+                "EDGEPUSH_INFLUXDB_URL is \"influx.test:8086\": it must start with http:// or https://",
             ),
             (
                 &[
-                    ("CLOUDWATCH_REGION", "eu-west-1"),
-                    ("CLOUDWATCH_ENDPOINT", "http://"),
+                    ("EDGEPUSH_CLOUDWATCH_REGION", "eu-west-1"),
+                    ("EDGEPUSH_CLOUDWATCH_ENDPOINT", "http://"),
                     ("AWS_ACCESS_KEY_ID", "a"),
                     ("AWS_SECRET_ACCESS_KEY", "s"),
                 ],
-                "CLOUDWATCH_ENDPOINT is \"http://\": it names no host",
+                "EDGEPUSH_CLOUDWATCH_ENDPOINT is \"http://\": it names no host",
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "http://influx.test"),
-                    ("INFLUXDB_DATABASE", "d"),
-                    ("INFLUXDB_STORE_STRINGS", "no"),
+                    ("EDGEPUSH_INFLUXDB_URL", "http://influx.test"),
+                    ("EDGEPUSH_INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_INFLUXDB_STORE_STRINGS", "no"),
                 ],
-                "INFLUXDB_STORE_STRINGS is \"no\", not true or false",
+                "EDGEPUSH_INFLUXDB_STORE_STRINGS is \"no\", not true or false",
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "http://influx.test"),
-                    ("INFLUXDB_DATABASE", "d"),
-                    ("INFLUXDB_QUANTILES", "0.5,95"),
+                    ("EDGEPUSH_INFLUXDB_URL", "http://influx.test"),
+                    ("EDGEPUSH_INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_INFLUXDB_QUANTILES", "0.5,95"),
                 ],
-                "INFLUXDB_QUANTILES: quantile 95 is not in (0, 1]",
+                "EDGEPUSH_INFLUXDB_QUANTILES: quantile 95 is not in (0, 1]",
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "http://influx.test"),
-                    ("INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_INFLUXDB_URL", "http://influx.test"),
+                    ("EDGEPUSH_INFLUXDB_DATABASE", "d"),
                     ("EDGEPUSH_MAX_POINTS", "lots"),
                 ],
                 "EDGEPUSH_MAX_POINTS",
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "http://influx.test"),
-                    ("INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_INFLUXDB_URL", "http://influx.test"),
+                    ("EDGEPUSH_INFLUXDB_DATABASE", "d"),
                     ("EDGEPUSH_AGGREGATION", "true"),
                     ("EDGEPUSH_AGGREGATION_FLUSH_SECONDS", "0"),
                 ],
@@ -456,32 +531,32 @@ mod tests {
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "http://influx.test"),
-                    ("INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_INFLUXDB_URL", "http://influx.test"),
+                    ("EDGEPUSH_INFLUXDB_DATABASE", "d"),
                     ("EDGEPUSH_AGGREGATION_SHARDS", "0"),
                 ],
                 "EDGEPUSH_AGGREGATION_SHARDS must be between 1 and 256, not 0",
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "http://influx.test"),
-                    ("INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_INFLUXDB_URL", "http://influx.test"),
+                    ("EDGEPUSH_INFLUXDB_DATABASE", "d"),
                     ("EDGEPUSH_AGGREGATION_MAX_BYTES", "1000"),
                 ],
                 "EDGEPUSH_AGGREGATION_MAX_BYTES must be at least 1 MiB",
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "http://influx.test"),
-                    ("INFLUXDB_DATABASE", "d"),
-                    ("INFLUXDB_AGGREGATE", "on"),
+                    ("EDGEPUSH_INFLUXDB_URL", "http://influx.test"),
+                    ("EDGEPUSH_INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_INFLUXDB_AGGREGATE", "on"),
                 ],
-                "INFLUXDB_AGGREGATE is \"on\", not true or false",
+                "EDGEPUSH_INFLUXDB_AGGREGATE is \"on\", not true or false",
             ),
             (
                 &[
-                    ("INFLUXDB_URL", "http://influx.test"),
-                    ("INFLUXDB_DATABASE", "d"),
+                    ("EDGEPUSH_INFLUXDB_URL", "http://influx.test"),
+                    ("EDGEPUSH_INFLUXDB_DATABASE", "d"),
                     ("EDGEPUSH_AGGREGATION", "yes"),
                 ],
                 "EDGEPUSH_AGGREGATION is \"yes\", not true or false",

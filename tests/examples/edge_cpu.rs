@@ -124,7 +124,7 @@ fn main() {
     let mut settings = stub.worker_settings();
     // `EDGEPUSH_BENCH_COMPRESS=false` measures uncompressed CloudWatch bodies.
     settings.insert(
-        "CLOUDWATCH_COMPRESS".into(),
+        "EDGEPUSH_CLOUDWATCH_COMPRESS".into(),
         std::env::var("EDGEPUSH_BENCH_COMPRESS")
             .unwrap_or_else(|_| "true".into())
             .into(),

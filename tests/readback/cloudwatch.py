@@ -16,7 +16,7 @@ def main(endpoint: str, namespace: str) -> None:
     cw = boto3.client(
         "cloudwatch",
         endpoint_url=endpoint,
-        region_name="us-east-1",
+        region_name=os.environ.get("EDGEPUSH_AWS_REGION", "us-east-1"),
         # Keys of a user made by iam_user.py when moto checks signatures.
         aws_access_key_id=os.environ.get("EDGEPUSH_AWS_ACCESS_KEY_ID", "testing"),
         aws_secret_access_key=os.environ.get("EDGEPUSH_AWS_SECRET_ACCESS_KEY", "testing"),

@@ -326,8 +326,8 @@ impl Moto {
     pub fn worker_settings(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut settings = serde_json::Map::new();
         for (name, value) in [
-            ("CLOUDWATCH_REGION", "us-east-1".to_string()),
-            ("CLOUDWATCH_ENDPOINT", format!("{}/", self.url)),
+            ("EDGEPUSH_CLOUDWATCH_REGION", "us-east-1".to_string()),
+            ("EDGEPUSH_CLOUDWATCH_ENDPOINT", format!("{}/", self.url)),
             ("AWS_ACCESS_KEY_ID", self.keys.0.clone()),
             ("AWS_SECRET_ACCESS_KEY", self.keys.1.clone()),
         ] {
@@ -339,6 +339,11 @@ impl Moto {
     /// Every metric of `namespace`, read back with boto3
     /// (`tests/readback/cloudwatch.py`), by name.
     pub fn metrics(&mut self, namespace: &str) -> Vec<serde_json::Value> {
+        self.metrics_in(namespace, "us-east-1")
+    }
+
+    /// [`Moto::metrics`] of another region (moto keeps each apart).
+    pub fn metrics_in(&mut self, namespace: &str, region: &str) -> Vec<serde_json::Value> {
         self.process.assert_running();
         let script = repo_root().join("tests/readback/cloudwatch.py");
         let out = Command::new(tool("EDGEPUSH_PYTHON", "python", "python3"))
@@ -346,6 +351,7 @@ impl Moto {
             .args([&self.url, namespace])
             .env("EDGEPUSH_AWS_ACCESS_KEY_ID", &self.keys.0)
             .env("EDGEPUSH_AWS_SECRET_ACCESS_KEY", &self.keys.1)
+            .env("EDGEPUSH_AWS_REGION", region)
             .output()
             .expect("run the CloudWatch read-back script");
         assert!(
@@ -1038,12 +1044,12 @@ impl StubSinks {
     pub fn worker_settings(&self) -> serde_json::Map<String, serde_json::Value> {
         let mut settings = serde_json::Map::new();
         for (name, value) in [
-            ("CLOUDWATCH_REGION", "us-east-1".to_string()),
-            ("CLOUDWATCH_ENDPOINT", format!("{}/", self.url)),
+            ("EDGEPUSH_CLOUDWATCH_REGION", "us-east-1".to_string()),
+            ("EDGEPUSH_CLOUDWATCH_ENDPOINT", format!("{}/", self.url)),
             ("AWS_ACCESS_KEY_ID", "AKID".into()),
             ("AWS_SECRET_ACCESS_KEY", "secret".into()),
-            ("INFLUXDB_URL", self.url.clone()),
-            ("INFLUXDB_DATABASE", "bench".into()),
+            ("EDGEPUSH_INFLUXDB_URL", self.url.clone()),
+            ("EDGEPUSH_INFLUXDB_DATABASE", "bench".into()),
         ] {
             settings.insert(name.into(), value.into());
         }

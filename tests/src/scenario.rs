@@ -19,8 +19,11 @@ pub const NAMESPACE: &str = "EdgepushE2E";
 pub fn worker_settings(moto: &Moto, influx: &Influx) -> serde_json::Map<String, Value> {
     let mut settings = moto.worker_settings();
     settings.insert("EDGEPUSH_API_KEYS".into(), "secret-key".into());
-    settings.insert("INFLUXDB_URL".into(), influx.url.clone().into());
-    settings.insert("INFLUXDB_DATABASE".into(), influx.database.clone().into());
+    settings.insert("EDGEPUSH_INFLUXDB_URL".into(), influx.url.clone().into());
+    settings.insert(
+        "EDGEPUSH_INFLUXDB_DATABASE".into(),
+        influx.database.clone().into(),
+    );
     settings
 }
 

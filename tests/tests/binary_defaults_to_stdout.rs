@@ -241,3 +241,65 @@ fn a_bad_sink_url_stops_the_receiver_at_start() {
         "{err}"
     );
 }
+
+/// The Worker's setting names configure the binary from its environment
+/// (`EDGEPUSH_INFLUXDB_URL`, ...), and secrets may sit in files named by
+/// `<NAME>_FILE`; a file that cannot be read stops it, naming the variable.
+#[test]
+fn the_worker_s_setting_names_and_secret_files_configure_it() {
+    use edgepush_tests::bad_input::{V1, assert_only_kept_arrived, batch};
+    let dir = tempfile::tempdir().expect("temp dir");
+    let influx = edgepush_tests::Influx::start(dir.path());
+    let keys = dir.path().join("keys");
+    std::fs::write(&keys, "first-key\nsecond-key\n").expect("keys file");
+    let receiver = ReceiverProcess::start(
+        dir.path(),
+        &[],
+        &[
+            ("EDGEPUSH_INFLUXDB_URL", influx.url.as_str()),
+            ("EDGEPUSH_INFLUXDB_DATABASE", influx.database.as_str()),
+            ("EDGEPUSH_API_KEYS_FILE", keys.to_str().expect("utf-8")),
+        ],
+    )
+    .expect("receiver starts");
+    let push = |key: &str, id: &str, name: &str| {
+        let body = batch(
+            id,
+            &format!(r#"{{"n":"{name}","k":"g"}}"#),
+            r#"{"s":0,"x":5}"#,
+        );
+        edgepush_tests::post(
+            &format!("{}/v1/metrics", receiver.url),
+            &[
+                ("content-type", V1),
+                ("authorization", &format!("Bearer {key}")),
+            ],
+            body.as_bytes(),
+        )
+    };
+    assert_eq!(push("wrong-key", "b1", "refused").0, 401);
+    let (status, answer) = push("second-key", "b2", "kept");
+    assert_eq!(status, 202, "{answer}");
+    assert_only_kept_arrived(&influx);
+
+    let missing = dir.path().join("no-such-token");
+    let err = ReceiverProcess::start(
+        dir.path(),
+        &[],
+        &[
+            ("EDGEPUSH_INFLUXDB_URL", influx.url.as_str()),
+            ("EDGEPUSH_INFLUXDB_ORG", "o"),
+            ("EDGEPUSH_INFLUXDB_BUCKET", "b"),
+            (
+                "EDGEPUSH_INFLUXDB_TOKEN_FILE",
+                missing.to_str().expect("utf-8"),
+            ),
+        ],
+    )
+    .err()
+    .expect("no receiver with an unreadable token file");
+    assert!(
+        err.contains("EDGEPUSH_INFLUXDB_TOKEN_FILE") && err.contains("no-such-token"),
+        "{err}"
+    );
+}

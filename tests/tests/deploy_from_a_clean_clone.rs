@@ -115,7 +115,7 @@ fn wrangler_deploy_builds_from_a_clean_clone_with_only_rust_and_node() {
     let influx = Influx::start(dir.path());
     let worker = Workerd::start_with(
         dir.path(),
-        &json!({ "INFLUXDB_URL": influx.url, "INFLUXDB_DATABASE": influx.database }),
+        &json!({ "EDGEPUSH_INFLUXDB_URL": influx.url, "EDGEPUSH_INFLUXDB_DATABASE": influx.database }),
         &json!({ "scriptPath": script, "modulesRoot": out }),
     );
     let body = batch("deploy", r#"{"n":"kept","k":"g"}"#, r#"{"s":0,"x":5}"#);

@@ -105,8 +105,8 @@ fn the_worker_forwards_a_batch_once() {
     let worker = Workerd::start(
         dir.path(),
         &json!({
-            "CLOUDWATCH_REGION": "us-east-1",
-            "CLOUDWATCH_ENDPOINT": format!("http://127.0.0.1:{port}/"),
+            "EDGEPUSH_CLOUDWATCH_REGION": "us-east-1",
+            "EDGEPUSH_CLOUDWATCH_ENDPOINT": format!("http://127.0.0.1:{port}/"),
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
         }),
@@ -182,10 +182,10 @@ fn after_one_sink_failed_the_worker_retries_only_that_sink() {
     let influx_port = free_port();
     let mut settings = moto.worker_settings();
     settings.insert(
-        "INFLUXDB_URL".into(),
+        "EDGEPUSH_INFLUXDB_URL".into(),
         format!("http://127.0.0.1:{influx_port}").into(),
     );
-    settings.insert("INFLUXDB_DATABASE".into(), "edgepush".into());
+    settings.insert("EDGEPUSH_INFLUXDB_DATABASE".into(), "edgepush".into());
     let worker = Workerd::start(dir.path(), &settings.into());
     check_partial(
         &worker.url,

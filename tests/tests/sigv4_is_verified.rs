@@ -6,7 +6,7 @@
 //! moto 5.2 checks a signature against the *decompressed* body, so it
 //! refuses every gzip'd signed request, the official SDKs' included; against
 //! moto the receiver therefore sends uncompressed bodies (`compress = false`,
-//! `CLOUDWATCH_COMPRESS=false`), and the gzip'd form is checked against
+//! `EDGEPUSH_CLOUDWATCH_COMPRESS=false`), and the gzip'd form is checked against
 //! botocore instead.
 
 use std::io::Write;
@@ -147,7 +147,7 @@ fn moto_checking_signatures_accepts_native_and_wasm_signing_and_refuses_a_wrong_
 
     // Signing inside wasm, in workerd.
     let mut settings = moto.worker_settings();
-    settings.insert("CLOUDWATCH_COMPRESS".into(), "false".into());
+    settings.insert("EDGEPUSH_CLOUDWATCH_COMPRESS".into(), "false".into());
     let worker = Workerd::start(dir.path(), &settings.into());
     push(&worker.url, "SignedEdge", 11.0).expect("accepted");
     assert_eq!(sum_of(&mut moto, "SignedEdge"), 11.0);

@@ -76,7 +76,7 @@ fn the_wire_only_worker_is_smaller_and_refuses_the_other_formats_by_name() {
     let influx = Influx::start(dir.path());
     let worker = Workerd::start_wire_only(
         dir.path(),
-        &json!({ "INFLUXDB_URL": influx.url, "INFLUXDB_DATABASE": influx.database }),
+        &json!({ "EDGEPUSH_INFLUXDB_URL": influx.url, "EDGEPUSH_INFLUXDB_DATABASE": influx.database }),
     );
     let body = batch("lean", r#"{"n":"kept","k":"g"}"#, r#"{"s":0,"x":5}"#);
     let url = format!("{}/v1/metrics", worker.url);
@@ -141,8 +141,8 @@ fn bad_input_gets_the_same_answers_as_natively() {
         &json!({
             "EDGEPUSH_MAX_BODY_BYTES": "262144",
             "EDGEPUSH_MAX_DECOMPRESSED_BYTES": "1048576",
-            "INFLUXDB_URL": influx.url,
-            "INFLUXDB_DATABASE": influx.database,
+            "EDGEPUSH_INFLUXDB_URL": influx.url,
+            "EDGEPUSH_INFLUXDB_DATABASE": influx.database,
         }),
     );
     check_refusals(&format!("{}/v1/metrics", worker.url));
@@ -158,8 +158,8 @@ fn keys_sinks_and_routes_are_checked_at_the_edge() {
         dir.path(),
         &json!({
             "EDGEPUSH_API_KEYS": "k1,k2",
-            "INFLUXDB_URL": influx.url,
-            "INFLUXDB_DATABASE": influx.database,
+            "EDGEPUSH_INFLUXDB_URL": influx.url,
+            "EDGEPUSH_INFLUXDB_DATABASE": influx.database,
         }),
     );
     let url = format!("{}/v1/metrics", worker.url);
@@ -200,8 +200,8 @@ fn keys_sinks_and_routes_are_checked_at_the_edge() {
         dir.path(),
         &json!({
             "EDGEPUSH_API_KEYS": "k1",
-            "INFLUXDB_URL": influx.url,
-            "INFLUXDB_DATABASE": influx.database,
+            "EDGEPUSH_INFLUXDB_URL": influx.url,
+            "EDGEPUSH_INFLUXDB_DATABASE": influx.database,
         }),
         &json!({ "compatibilityFlags": [] }),
     );
@@ -225,8 +225,8 @@ fn keys_sinks_and_routes_are_checked_at_the_edge() {
     let unbound = Workerd::start(
         dir.path(),
         &json!({
-            "INFLUXDB_URL": influx.url,
-            "INFLUXDB_DATABASE": influx.database,
+            "EDGEPUSH_INFLUXDB_URL": influx.url,
+            "EDGEPUSH_INFLUXDB_DATABASE": influx.database,
             "EDGEPUSH_AGGREGATION": "true",
         }),
     );
@@ -240,8 +240,8 @@ fn keys_sinks_and_routes_are_checked_at_the_edge() {
     let open = Workerd::start(
         dir.path(),
         &json!({
-            "INFLUXDB_URL": influx.url,
-            "INFLUXDB_DATABASE": influx.database,
+            "EDGEPUSH_INFLUXDB_URL": influx.url,
+            "EDGEPUSH_INFLUXDB_DATABASE": influx.database,
             "EDGEPUSH_ALLOW_UNAUTHENTICATED": "false",
         }),
     );
@@ -256,9 +256,9 @@ fn keys_sinks_and_routes_are_checked_at_the_edge() {
     // A sink URL that cannot work is named at once, not at the first push.
     let bad_url = Workerd::start(
         dir.path(),
-        &json!({ "INFLUXDB_URL": "influx.local:8086", "INFLUXDB_DATABASE": "d" }),
+        &json!({ "EDGEPUSH_INFLUXDB_URL": "influx.local:8086", "EDGEPUSH_INFLUXDB_DATABASE": "d" }),
     );
-    assert_unhealthy(&bad_url.url, "INFLUXDB_URL is ");
+    assert_unhealthy(&bad_url.url, "EDGEPUSH_INFLUXDB_URL is ");
 }
 
 /// `GET /healthz` answers `503` naming `words`: a deployment's health check
@@ -301,8 +301,8 @@ fn tenants_keys_signatures_and_rates_at_the_edge() {
         dir.path(),
         &json!({
             "EDGEPUSH_TENANTS": security::TENANTS_JSON,
-            "INFLUXDB_URL": influx.url,
-            "INFLUXDB_DATABASE": influx.database,
+            "EDGEPUSH_INFLUXDB_URL": influx.url,
+            "EDGEPUSH_INFLUXDB_DATABASE": influx.database,
         }),
     );
     security::check_tenants(&worker.url);

@@ -164,12 +164,12 @@ fn flush_lines(log: &str) -> Vec<Value> {
 /// credentials moto takes when it does not check them) and InfluxDB.
 fn merging(cloudwatch: &str, influx: &Influx) -> Value {
     json!({
-        "CLOUDWATCH_REGION": "us-east-1",
-        "CLOUDWATCH_ENDPOINT": format!("{cloudwatch}/"),
+        "EDGEPUSH_CLOUDWATCH_REGION": "us-east-1",
+        "EDGEPUSH_CLOUDWATCH_ENDPOINT": format!("{cloudwatch}/"),
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
-        "INFLUXDB_URL": influx.url,
-        "INFLUXDB_DATABASE": influx.database,
+        "EDGEPUSH_INFLUXDB_URL": influx.url,
+        "EDGEPUSH_INFLUXDB_DATABASE": influx.database,
         "EDGEPUSH_AGGREGATION": "true",
         "EDGEPUSH_AGGREGATION_FLUSH_SECONDS": "1",
         "EDGEPUSH_RETRY_DELAY_SECONDS": "1",
@@ -251,8 +251,8 @@ fn a_full_aggregator_refuses_with_retry_after_then_takes_the_push() {
     let dir = tempfile::tempdir().expect("temp dir");
     let influx = Influx::start(dir.path());
     let settings = json!({
-        "INFLUXDB_URL": influx.url,
-        "INFLUXDB_DATABASE": influx.database,
+        "EDGEPUSH_INFLUXDB_URL": influx.url,
+        "EDGEPUSH_INFLUXDB_DATABASE": influx.database,
         "EDGEPUSH_AGGREGATION": "true",
         // The smallest bound; each push below opens about 230 KB of it.
         "EDGEPUSH_AGGREGATION_MAX_BYTES": "1048576",

@@ -49,8 +49,8 @@ fn a_batch_queued_while_cloudwatch_is_down_arrives_when_it_is_back() {
         dir.path(),
         &json!({
             "EDGEPUSH_RETRY_DELAY_SECONDS": "1",
-            "CLOUDWATCH_REGION": "us-east-1",
-            "CLOUDWATCH_ENDPOINT": format!("http://127.0.0.1:{port}/"),
+            "EDGEPUSH_CLOUDWATCH_REGION": "us-east-1",
+            "EDGEPUSH_CLOUDWATCH_ENDPOINT": format!("http://127.0.0.1:{port}/"),
             "AWS_ACCESS_KEY_ID": "testing",
             "AWS_SECRET_ACCESS_KEY": "testing",
         }),
@@ -120,8 +120,8 @@ fn a_batch_that_keeps_failing_lands_in_the_dead_letter_queue() {
             "EDGEPUSH_API_KEYS": "ops-key",
             "EDGEPUSH_TENANTS": r#"[{"name":"shop","keys":["shop-key"],"namespaces":["Shop"]}]"#,
             "EDGEPUSH_RETRY_DELAY_SECONDS": "0",
-            "INFLUXDB_URL": format!("http://127.0.0.1:{closed}"),
-            "INFLUXDB_DATABASE": "nowhere",
+            "EDGEPUSH_INFLUXDB_URL": format!("http://127.0.0.1:{closed}"),
+            "EDGEPUSH_INFLUXDB_DATABASE": "nowhere",
         }),
         &queues(1),
     );

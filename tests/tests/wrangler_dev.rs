@@ -1,6 +1,7 @@
 //! `wrangler dev` at the repository root serves the receiver, as the deploy
 //! doc says: wrangler runs `wrangler.toml`'s build command (`.ci/build-worker`)
-//! and serves the Worker in workerd, which forwards a push to InfluxDB.
+//! and serves the Worker in workerd, which forwards a push to InfluxDB (set
+//! by the settings' old names, which it still reads, saying so).
 
 use std::os::unix::process::CommandExt as _;
 use std::process::Command;
@@ -36,6 +37,8 @@ fn wrangler_dev_serves_the_receiver() {
         .arg("--persist-to")
         .arg(dir.path().join("wrangler-state"))
         .args(["--var", "EDGEPUSH_ALLOW_UNAUTHENTICATED:true"])
+        // The names the sink settings had before their EDGEPUSH_ prefix:
+        // still read, with a line saying what to rename.
         .args(["--var", &format!("INFLUXDB_URL:{}", influx.url)])
         .args(["--var", &format!("INFLUXDB_DATABASE:{}", influx.database)])
         .process_group(0);
@@ -58,4 +61,11 @@ fn wrangler_dev_serves_the_receiver() {
     );
     assert_eq!(status, 202, "{answer}\n{}", wrangler.0.log_text());
     assert_only_kept_arrived(&influx);
+    let log = wrangler.0.log_text();
+    for old in ["INFLUXDB_URL", "INFLUXDB_DATABASE"] {
+        assert!(
+            log.contains(&format!("{old} is read as EDGEPUSH_{old}: rename it")),
+            "{log}"
+        );
+    }
 }

@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use clap::Parser;
 use serde::Deserialize;
 
-use edgepush_receiver::aggregate;
 use edgepush_receiver::ingest::Ingest;
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::tenant::{DEFAULT_SIGNATURE_WINDOW_SECONDS, TenantConfig, Tenants};
+use edgepush_receiver::{aggregate, env_config};
 use std::sync::Arc;
 
 use crate::cloudwatch::AwsCloudWatch;
@@ -127,10 +127,14 @@ pub struct Args {
         value_parser = ["sdk", "json"]
     )]
     pub cloudwatch_protocol: Option<String>,
-    /// Forward line protocol to this InfluxDB 1.x-compatible URL.
-    #[arg(long, env = "EDGEPUSH_INFLUXDB_URL", requires = "influxdb_database")]
+    /// Forward line protocol to this InfluxDB-compatible URL: with
+    /// --influxdb-database (1.x API, VictoriaMetrics), or with
+    /// EDGEPUSH_INFLUXDB_ORG and EDGEPUSH_INFLUXDB_BUCKET (2.x/3.x API). The
+    /// other EDGEPUSH_INFLUXDB_* settings are read from the environment, as
+    /// a Worker reads them (docs/deploy-cloudflare.md has the table).
+    #[arg(long, env = "EDGEPUSH_INFLUXDB_URL")]
     pub influxdb_url: Option<String>,
-    /// Database for --influxdb-url.
+    /// Database for --influxdb-url (1.x API).
     #[arg(long, env = "EDGEPUSH_INFLUXDB_DATABASE")]
     pub influxdb_database: Option<String>,
     /// Also write line protocol to standard output.
@@ -177,6 +181,21 @@ impl Args {
         config
             .api_keys
             .extend(self.api_key.iter().filter(|k| !k.is_empty()).cloned());
+        // Secrets may also come from files (EDGEPUSH_API_KEYS_FILE, ...):
+        // container and systemd credentials.
+        if let Some(keys) = file_setting("EDGEPUSH_API_KEYS")? {
+            config.api_keys.extend(
+                keys.split([',', '\n'])
+                    .map(str::trim)
+                    .filter(|k| !k.is_empty())
+                    .map(String::from),
+            );
+        }
+        if let Some(json) = env_setting("EDGEPUSH_TENANTS")? {
+            let tenants: Vec<TenantConfig> = serde_json::from_str(&json)
+                .map_err(|e| format!("EDGEPUSH_TENANTS is not a JSON array of tenants: {e}"))?;
+            config.tenants.extend(tenants);
+        }
         if let Some(region) = &self.cloudwatch_region {
             config.sinks.push(SinkEntry::from(SinkConfig::Cloudwatch(
                 cloudwatch::Config {
@@ -189,24 +208,47 @@ impl Args {
                 },
             )));
         }
-        if let (Some(url), Some(database)) = (&self.influxdb_url, &self.influxdb_database) {
-            config.sinks.push(SinkEntry::from(SinkConfig::Influxdb(
-                influxdb::Target::V1 {
-                    url: url.clone(),
-                    database: database.clone(),
-                    retention_policy: None,
-                    username: None,
-                    password: None,
-                    store_strings: true,
-                    quantiles: Default::default(),
-                },
-            )));
+        let influxdb = env_config::influxdb_from_settings(|name| match name {
+            "EDGEPUSH_INFLUXDB_URL" => self.influxdb_url.clone(),
+            "EDGEPUSH_INFLUXDB_DATABASE" => self.influxdb_database.clone(),
+            // A file that cannot be read is reported below, with its name.
+            other => env_setting(other).ok().flatten(),
+        })?;
+        for name in ["EDGEPUSH_INFLUXDB_TOKEN", "EDGEPUSH_INFLUXDB_PASSWORD"] {
+            env_setting(name)?;
+        }
+        if let Some(target) = influxdb {
+            config
+                .sinks
+                .push(SinkEntry::from(SinkConfig::Influxdb(target)));
         }
         if self.stdout && !config.sinks.iter().any(|e| e.sink == SinkConfig::Stdout) {
             config.sinks.push(SinkConfig::Stdout.into());
         }
         Ok(config)
     }
+}
+
+/// Setting `name` from the environment: its value, or the contents of the
+/// file `<name>_FILE` names (trimmed), for secrets kept in files. The same
+/// names as a Worker's settings (`edgepush_receiver::env_config`).
+pub fn env_setting(name: &str) -> Result<Option<String>, String> {
+    match std::env::var(name) {
+        Ok(value) if !value.trim().is_empty() => Ok(Some(value.trim().to_string())),
+        _ => file_setting(name),
+    }
+}
+
+/// The contents of the file `<name>_FILE` names, trimmed, if it is set; an
+/// error names the variable and the file when it cannot be read.
+fn file_setting(name: &str) -> Result<Option<String>, String> {
+    let variable = format!("{name}_FILE");
+    let Some(path) = std::env::var_os(&variable) else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{variable}: cannot read {}: {e}", path.to_string_lossy()))?;
+    Ok(Some(text.trim().to_string()).filter(|t| !t.is_empty()))
 }
 
 impl Config {

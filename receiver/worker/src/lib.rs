@@ -231,6 +231,9 @@ fn settings(env: &Env) -> Result<Rc<Settings>, String> {
         return Err(reason);
     }
     let config = env_config::from_settings(|n| setting(env, n))?;
+    for renamed in &config.renamed {
+        worker::console_warn!("edgepush: {renamed}");
+    }
     let dedupe_seconds = match setting(env, "EDGEPUSH_DEDUPE_SECONDS") {
         None => 900,
         Some(v) => v
