@@ -16,7 +16,7 @@
 //! | `EDGEPUSH_INFLUXDB_DATABASE` (+ `EDGEPUSH_INFLUXDB_USERNAME`, `EDGEPUSH_INFLUXDB_RETENTION_POLICY`, secret `EDGEPUSH_INFLUXDB_PASSWORD`) | InfluxDB 1.x `/write` API |
 //! | `EDGEPUSH_INFLUXDB_ORG`, `EDGEPUSH_INFLUXDB_BUCKET` (+ secret `EDGEPUSH_INFLUXDB_TOKEN`) | InfluxDB 2.x/3.x `/api/v2/write` API |
 //! | `EDGEPUSH_INFLUXDB_STORE_STRINGS` | `false` refuses string values instead of writing them (for VictoriaMetrics) |
-//! | `EDGEPUSH_INFLUXDB_QUANTILES` | the quantile fields written for distributions, comma-separated in (0, 1] (default `0.5,0.9,0.99`: `p50`, `p90`, `p99`; empty: none) |
+//! | `EDGEPUSH_INFLUXDB_QUANTILES` | the quantile fields written for distributions, comma-separated in (0, 1] (default `0.5,0.9,0.99`: `p50`, `p90`, `p99`; `,` for none) |
 //! | `EDGEPUSH_AGGREGATION` | `true` merges pushes per series and period before the sinks, on Durable Objects (default `false`; see the README) |
 //! | `EDGEPUSH_AGGREGATION_FLUSH_SECONDS` | how long after its end a period goes out (default 10) |
 //! | `EDGEPUSH_AGGREGATION_MAX_BYTES` | the most one aggregator holds, estimated, before it flushes early and answers 503 (default 32 MiB: a Durable Object has 128 MB) |
@@ -72,17 +72,25 @@ pub fn from_settings(get: impl Fn(&str) -> Option<String>) -> Result<Config, Str
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        found(name).or_else(|| {
-            // The sinks' settings before they had the prefix.
-            let old = name
-                .strip_prefix("EDGEPUSH_")
-                .filter(|n| n.starts_with("CLOUDWATCH_") || n.starts_with("INFLUXDB_"))?;
-            let value = found(old)?;
-            renamed
-                .borrow_mut()
-                .push(format!("{old} is read as {name}: rename it"));
-            Some(value)
-        })
+        // The sinks' settings before they had the prefix.
+        let old = name
+            .strip_prefix("EDGEPUSH_")
+            .filter(|n| n.starts_with("CLOUDWATCH_") || n.starts_with("INFLUXDB_"));
+        match (found(name), old, old.and_then(found)) {
+            (Some(value), Some(old), Some(_)) => {
+                renamed
+                    .borrow_mut()
+                    .push(format!("{old} is ignored: {name} is set; remove {old}"));
+                Some(value)
+            }
+            (None, Some(old), Some(value)) => {
+                renamed
+                    .borrow_mut()
+                    .push(format!("{old} is read as {name}: rename it"));
+                Some(value)
+            }
+            (value, _, _) => value,
+        }
     };
     let number = |name: &str, default: usize| -> Result<usize, String> {
         match get(name) {
@@ -447,7 +455,7 @@ mod tests {
                 "INFLUXDB_DATABASE is read as EDGEPUSH_INFLUXDB_DATABASE: rename it",
             ]
         );
-        // The new name wins over the old one; nothing to rename then.
+        // The new name wins over the old one, which is said to be ignored.
         let config = from_settings(settings(&[
             ("INFLUXDB_URL", "http://old.test"),
             ("EDGEPUSH_INFLUXDB_URL", "http://new.test"),
@@ -457,7 +465,10 @@ mod tests {
         assert!(
             matches!(&config.sinks[..], [Sink::Influxdb(influxdb::Target::V1 { url, .. })] if url == "http://new.test")
         );
-        assert!(config.renamed.is_empty(), "{:?}", config.renamed);
+        assert_eq!(
+            config.renamed,
+            ["INFLUXDB_URL is ignored: EDGEPUSH_INFLUXDB_URL is set; remove INFLUXDB_URL"]
+        );
     }
 
     #[test]

@@ -3,11 +3,13 @@
 //! the test tools. wrangler runs `wrangler.toml`'s build command
 //! (`.ci/build-worker`), which installs its own pinned worker-build,
 //! wasm-bindgen CLI, wasm-opt, esbuild and nightly when they are missing
-//! (`.ci/wasm-tools`; the cargo tools land in the per-user tools directory,
-//! where `.ci/setup` put them on a new machine with that same code, and the
-//! npm ones are looked for there too). `--dry-run --outdir` writes exactly
-//! what would be uploaded; that bundle is then served in workerd and
-//! forwards a push to InfluxDB.
+//! (`.ci/wasm-tools`). The test gives the build a tools directory of its
+//! own: the npm tools (binaryen, esbuild) are installed into it for real;
+//! the cargo tools, which take minutes to compile, are linked from the
+//! per-user directory where `.ci/setup` installed them with that same code
+//! (on a machine without them, the build installs them here too).
+//! `--dry-run --outdir` writes exactly what would be uploaded; that bundle
+//! is then served in workerd and forwards a push to InfluxDB.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,11 +34,36 @@ fn only_these_on_path(dir: &Path, names: &[&str]) -> PathBuf {
     bin
 }
 
+/// The per-user tools directory of `.ci/wasm-tools`.
+fn user_tools() -> PathBuf {
+    if let Some(dir) = std::env::var_os("EDGEPUSH_TOOLS") {
+        return dir.into();
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").expect("HOME")).join(".cache"))
+        .join("edgepush/tools")
+}
+
 #[test]
 fn wrangler_deploy_builds_from_a_clean_clone_with_only_rust_and_node() {
     let dir = tempfile::tempdir().expect("temp dir");
     let clone = dir.path().join("edgepush");
     clean_copy(&clone);
+    let tools = dir.path().join("tools");
+    std::fs::create_dir_all(&tools).expect("tools folder");
+    for entry in std::fs::read_dir(user_tools())
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if (name.starts_with("worker-build-") || name.starts_with("wasm-bindgen-cli-"))
+            && !name.contains(".partial")
+        {
+            std::os::unix::fs::symlink(entry.path(), tools.join(&name)).expect("link a tool");
+        }
+    }
     let bin = only_these_on_path(
         dir.path(),
         &["cargo", "rustc", "rustup", "node", "npm", "npx"],
@@ -133,14 +160,17 @@ fn wrangler_deploy_builds_from_a_clean_clone_with_only_rust_and_node() {
 /// nothing. (The size test budgets each toolchain's build apart.)
 #[test]
 fn without_rustup_the_wasm_build_falls_back_to_stable_and_says_so() {
+    // A PATH with what the script needs to decide, and no rustup.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let bin = only_these_on_path(dir.path(), &["awk", "dirname", "grep"]);
     let choose = |extra: &[(&str, &str)]| {
-        let out = Command::new("bash")
+        let out = Command::new("/bin/bash")
             .args([
                 "-c",
                 ". .ci/wasm-tools && edgepush_wasm_toolchain && echo \"$EDGEPUSH_WASM_TOOLCHAIN\"",
             ])
             .current_dir(repo_root())
-            .env("PATH", "/usr/bin:/bin")
+            .env("PATH", &bin)
             .env_remove("EDGEPUSH_WASM_TOOLCHAIN")
             .envs(extra.iter().copied())
             .output()

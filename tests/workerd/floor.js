@@ -21,8 +21,8 @@ export default {
         headers: { "content-type": "application/octet-stream", "content-encoding": "gzip" },
         body,
       }).then((response) => response.arrayBuffer());
-    await send(env.CLOUDWATCH_ENDPOINT, cloudwatch);
-    await send(`${env.INFLUXDB_URL}/write?db=bench`, lineProtocol);
+    await send(env.EDGEPUSH_CLOUDWATCH_ENDPOINT, cloudwatch);
+    await send(`${env.EDGEPUSH_INFLUXDB_URL}/write?db=bench`, lineProtocol);
     return new Response('{"accepted":1000}', { status: 202 });
   },
 };

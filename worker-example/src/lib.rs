@@ -54,10 +54,11 @@ async fn fetch(req: Request, env: Env, ctx: Context) -> worker::Result<Response>
         .map_err(to_error)?
         .record(size);
 
-    // After the response: everything recorded so far, one request a batch.
-    let batches = metrics.flush().map_err(to_error)?;
+    // After the response: everything recorded so far, one request a batch
+    // (the settings read first, so a missing one loses nothing).
     let url = wire::push_url(&env.var("EDGEPUSH_URL")?.to_string());
     let key = env.secret("EDGEPUSH_API_KEY").ok().map(|k| k.to_string());
+    let batches = metrics.flush().map_err(to_error)?;
     ctx.wait_until(async move {
         for batch in batches {
             if let Err(e) = push(&url, key.as_deref(), &batch).await {
@@ -88,7 +89,7 @@ async fn push(url: &str, key: Option<&str>, batch: &Payload) -> worker::Result<(
     let mut response = Fetch::Request(Request::new_with_init(url, &init)?)
         .send()
         .await?;
-    if response.status_code() == 202 {
+    if (200..300).contains(&response.status_code()) {
         Ok(())
     } else {
         let answer = response.text().await.unwrap_or_default();

@@ -6,7 +6,12 @@ export function withMetrics(emitter, handler) {
     try {
       return await handler(event, context);
     } finally {
-      await emitter.flush({ requestId: context?.awsRequestId });
+      // A flush that fails must not turn the handler's result into an error.
+      try {
+        await emitter.flush({ requestId: context?.awsRequestId });
+      } catch (e) {
+        console.warn("edgepush: flush failed", e);
+      }
     }
   };
 }

@@ -96,7 +96,7 @@ export interface FlushReport {
   retried: number;
   /** Points kept to be sent at the next flush. */
   pending: number;
-  /** Points dropped: refused batches, or the oldest when maxPendingBytes was passed (never with emf). */
+  /** Points dropped: refused batches (with emf, only those that could not be written as EMF either), or the oldest when maxPendingBytes was passed. */
   dropped: number;
   /** Points written to stdout as CloudWatch EMF instead (option emf). */
   written: number;
@@ -532,11 +532,12 @@ impl Emitter {
     /// Encodes everything recorded since the last flush and pushes it, with
     /// the batches an earlier flush could not send first. Resolves to a
     /// `FlushReport` (it does not reject when the receiver is down: what was
-    /// not sent stays for the next flush and is counted in `pending`).
+    /// not sent is written as EMF with option `emf`, or else stays for the
+    /// next flush and is counted in `pending`).
     #[wasm_bindgen(unchecked_return_type = "Promise<FlushReport>")]
     pub fn flush(
         &self,
-        #[wasm_bindgen(unchecked_param_type = "FlushOptions")] options: JsValue,
+        #[wasm_bindgen(unchecked_optional_param_type = "FlushOptions")] options: JsValue,
     ) -> js_sys::Promise {
         let batches = match self.core.flush_at(js_sys::Date::now() as i64) {
             Ok(b) => b,

@@ -111,15 +111,50 @@ export async function push(options, fresh, carry, flushOptions) {
   const properties = {};
   if (typeof flushOptions?.requestId === "string") properties.requestId = flushOptions.requestId;
   // Taken out of carry while in flight, so a concurrent flush does not send
-  // them too; what is not sent goes back.
+  // them too; what is not sent goes back, also when something throws.
   const queue = carry.splice(0, carry.length);
+  const unsent = [];
+  let done = 0;
+  try {
+    await sendAll(options, fresh, queue, unsent, properties, report, () => done++);
+  } finally {
+    // Batches not reached (an exception) go back with the unsent ones.
+    carry.unshift(...unsent, ...queue.slice(done));
+  }
+  let bytes = carry.reduce((n, b) => n + b.body.length, 0);
+  while (bytes > options.maxPendingBytes && carry.length > 0) {
+    const old = carry.shift();
+    bytes -= old.body.length;
+    report.dropped += old.points;
+    report.errors.push(`batch ${old.id} dropped: more than maxPendingBytes unsent`);
+  }
+  report.pending = carry.reduce((n, b) => n + b.points, 0);
+  report.ok = report.pending === 0 && report.dropped === 0 && report.rejected === 0 && report.written === 0;
+  if (!report.ok) console.warn("edgepush: flush incomplete", report);
+  return report;
+}
+
+// Gzips `fresh` onto `queue`, then sends each batch of `queue` in order,
+// calling `next` once a batch is settled (sent, refused, written as EMF or
+// put in `unsent`).
+async function sendAll(options, fresh, queue, unsent, properties, report, next) {
   for (const b of fresh) {
-    const body = options.gzip ? await gzip(b.encoded) : b.encoded;
+    let body = b.encoded;
+    let gzipped = false;
+    if (options.gzip) {
+      try {
+        body = await gzip(b.encoded);
+        gzipped = true;
+      } catch (e) {
+        // Sent as it is rather than lost.
+        report.errors.push(`batch ${b.id} not gzip'd: ${e && e.message}`);
+      }
+    }
     queue.push({
       id: b.id,
       points: b.points,
       body,
-      gzip: options.gzip,
+      gzip: gzipped,
       contentType: b.contentType,
       // The bytes before gzip, for EMF if it cannot be pushed.
       encoded: options.emf ? b.encoded : undefined,
@@ -127,7 +162,6 @@ export async function push(options, fresh, carry, flushOptions) {
     });
   }
   const deadline = Date.now() + options.timeoutMs;
-  const unsent = [];
   for (const batch of queue) {
     const { outcome, text } = await send(options, batch, deadline, report);
     if (outcome === "sent") {
@@ -149,19 +183,8 @@ export async function push(options, fresh, carry, flushOptions) {
       unsent.push(batch);
       report.errors.push(`batch ${batch.id} not sent: ${text}`);
     }
+    next();
   }
-  carry.unshift(...unsent);
-  let bytes = carry.reduce((n, b) => n + b.body.length, 0);
-  while (bytes > options.maxPendingBytes && carry.length > 0) {
-    const old = carry.shift();
-    bytes -= old.body.length;
-    report.dropped += old.points;
-    report.errors.push(`batch ${old.id} dropped: more than maxPendingBytes unsent`);
-  }
-  report.pending = carry.reduce((n, b) => n + b.points, 0);
-  report.ok = report.pending === 0 && report.dropped === 0 && report.rejected === 0 && report.written === 0;
-  if (!report.ok) console.warn("edgepush: flush incomplete", report);
-  return report;
 }
 
 // Writes `batch` as EMF documents; false (and an error in the report) when

@@ -208,15 +208,21 @@ impl Args {
                 },
             )));
         }
+        // The Worker's names, read from the environment (or <NAME>_FILE);
+        // the first file that cannot be read is the error.
+        let unreadable = std::cell::RefCell::new(None);
         let influxdb = env_config::influxdb_from_settings(|name| match name {
             "EDGEPUSH_INFLUXDB_URL" => self.influxdb_url.clone(),
             "EDGEPUSH_INFLUXDB_DATABASE" => self.influxdb_database.clone(),
-            // A file that cannot be read is reported below, with its name.
-            other => env_setting(other).ok().flatten(),
-        })?;
-        for name in ["EDGEPUSH_INFLUXDB_TOKEN", "EDGEPUSH_INFLUXDB_PASSWORD"] {
-            env_setting(name)?;
+            other => env_setting(other).unwrap_or_else(|e| {
+                unreadable.borrow_mut().get_or_insert(e);
+                None
+            }),
+        });
+        if let Some(e) = unreadable.into_inner() {
+            return Err(e);
         }
+        let influxdb = influxdb?;
         if let Some(target) = influxdb {
             config
                 .sinks
@@ -243,7 +249,7 @@ pub fn env_setting(name: &str) -> Result<Option<String>, String> {
 /// error names the variable and the file when it cannot be read.
 fn file_setting(name: &str) -> Result<Option<String>, String> {
     let variable = format!("{name}_FILE");
-    let Some(path) = std::env::var_os(&variable) else {
+    let Some(path) = std::env::var_os(&variable).filter(|p| !p.is_empty()) else {
         return Ok(None);
     };
     let text = std::fs::read_to_string(&path)
