@@ -867,12 +867,15 @@ pub(crate) fn iam_user(url: &str, bootstrap: (&str, &str)) -> (String, String) {
 /// An HTTP relay on loopback in front of `target`: it forwards every
 /// request as it came (headers and body) and its answer back, and keeps
 /// each request's body (inflated when gzip'd) for the test to read; or,
-/// told to [`Relay::refuse`], answers as an unavailable service.
+/// told to [`Relay::refuse`], answers as an unavailable service; told to
+/// [`Relay::hold`], keeps requests waiting until released.
 pub struct Relay {
     /// Its base URL.
     pub url: String,
     bodies: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
     refusing: Arc<std::sync::atomic::AtomicBool>,
+    holding: tokio::sync::watch::Sender<bool>,
+    arrived: Arc<std::sync::atomic::AtomicUsize>,
     _server: Background,
 }
 
@@ -883,6 +886,9 @@ impl Relay {
         let refusing: Arc<std::sync::atomic::AtomicBool> = Arc::default();
         let (kept, target) = (bodies.clone(), target.trim_end_matches('/').to_string());
         let refuse = refusing.clone();
+        let holding = tokio::sync::watch::Sender::new(false);
+        let arrived: Arc<std::sync::atomic::AtomicUsize> = Arc::default();
+        let (hold, count) = (holding.subscribe(), arrived.clone());
         let server = Background::start(move |listener, stop| async move {
             let app = axum::Router::new().fallback(
                 move |method: axum::http::Method,
@@ -891,7 +897,14 @@ impl Relay {
                       body: axum::body::Bytes| {
                     let (kept, target) = (kept.clone(), target.clone());
                     let refuse = refuse.clone();
+                    let (mut hold, count) = (hold.clone(), count.clone());
                     async move {
+                        count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        while *hold.borrow_and_update() {
+                            if hold.changed().await.is_err() {
+                                break;
+                            }
+                        }
                         if refuse.load(std::sync::atomic::Ordering::SeqCst) {
                             // As CloudWatch answers when it is unavailable;
                             // nothing reaches the store.
@@ -957,8 +970,21 @@ impl Relay {
             url: format!("http://{}", server.addr),
             bodies,
             refusing,
+            holding,
+            arrived,
             _server: server,
         }
+    }
+
+    /// From now on, keeps each request waiting, unanswered, until
+    /// `hold(false)`.
+    pub fn hold(&self, holding: bool) {
+        self.holding.send_replace(holding);
+    }
+
+    /// Requests that reached the relay so far (held ones included).
+    pub fn arrived(&self) -> usize {
+        self.arrived.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// From now on, answers every request `503 ServiceUnavailable` without

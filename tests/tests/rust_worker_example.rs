@@ -9,7 +9,9 @@ use std::process::Command;
 use std::time::Duration;
 
 use edgepush_receiver::limits::Limits;
-use edgepush_tests::{Moto, Receiver, Workerd, cloudwatch_sink, eventually, repo_root};
+use edgepush_tests::{
+    Moto, Receiver, Relay, Workerd, cloudwatch_sink, eventually, repo_root, wait_for,
+};
 use serde_json::{Value, json};
 
 fn stats(metrics: &[Value], name: &str, dims: &Value) -> Value {
@@ -41,16 +43,30 @@ fn a_rust_worker_records_and_pushes_after_the_response() {
         Limits::default(),
         vec!["example-key".into()],
     );
+    // The receiver behind a relay that can hold pushes unanswered.
+    let relay = Relay::start(&receiver.url);
     let worker = Workerd::start_with(
         dir.path(),
-        &json!({ "EDGEPUSH_URL": receiver.url, "EDGEPUSH_API_KEY": "example-key" }),
+        &json!({ "EDGEPUSH_URL": relay.url, "EDGEPUSH_API_KEY": "example-key" }),
         &json!({
             "scriptPath": out.join("index.js"),
             "modulesRoot": out,
             "modulesRules": [{ "type": "CompiledWasm", "include": ["**/*.wasm"] }],
         }),
     );
-    for (path, size) in [("/buy", 10), ("/buy", 20), ("/cart", 30), ("/buy", 40)] {
+    // After the response: with the push held, the visitor is answered, and
+    // the push is under way.
+    let before = relay.arrived();
+    relay.hold(true);
+    let body = edgepush_tests::http_get_body(&format!("{}/buy?size=10", worker.url));
+    assert_eq!(body.as_deref(), Ok("ok"), "answered while its push is held");
+    wait_for(
+        "the push after the response",
+        Duration::from_secs(20),
+        || relay.arrived() > before,
+    );
+    relay.hold(false);
+    for (path, size) in [("/buy", 20), ("/cart", 30), ("/buy", 40)] {
         let body = edgepush_tests::http_get_body(&format!("{}{path}?size={size}", worker.url));
         assert_eq!(body.as_deref(), Ok("ok"), "{path}");
     }
