@@ -724,6 +724,65 @@ impl Drop for Workerd {
     }
 }
 
+/// `wrangler dev` (the project's pinned wrangler) serving the Worker that
+/// `wrangler.toml` in `project` describes, with `vars` (`--var NAME:VALUE`),
+/// its build command run first; wrangler and the workerd it starts are
+/// stopped together (their own process group: SIGTERM, then SIGKILL).
+pub struct WranglerDev {
+    /// Its base URL.
+    pub url: String,
+    process: Process,
+}
+
+impl WranglerDev {
+    /// Starts it on a free port with its local state under `dir`, and waits
+    /// until `/healthz` answers 200 (the build first: seconds when cached,
+    /// minutes cold).
+    pub fn start(dir: &Path, project: &Path, vars: &[String]) -> Self {
+        use std::os::unix::process::CommandExt as _;
+        let port = free_port();
+        let mut command =
+            Command::new(repo_root().join("tests/workerd/node_modules/.bin/wrangler"));
+        command
+            .current_dir(project)
+            .env("WRANGLER_SEND_METRICS", "false")
+            // A copy of the repository reuses the tests' compiled dependencies.
+            .env("CARGO_TARGET_DIR", target_dir())
+            .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
+            .arg("--persist-to")
+            .arg(dir.join(format!("wrangler-state-{port}")))
+            .process_group(0);
+        for var in vars {
+            command.args(["--var", var]);
+        }
+        let mut process = Process::spawn(
+            "wrangler dev",
+            command,
+            dir.join(format!("wrangler-{port}.log")),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        wait_for("wrangler dev", Duration::from_secs(600), || {
+            process.assert_running();
+            http_get(&format!("{url}/healthz")) == Ok(200)
+        });
+        WranglerDev { url, process }
+    }
+
+    /// What wrangler and the Worker logged so far.
+    pub fn log_text(&self) -> String {
+        self.process.log_text()
+    }
+}
+
+impl Drop for WranglerDev {
+    fn drop(&mut self) {
+        let group = format!("-{}", self.process.child_id());
+        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
+        std::thread::sleep(Duration::from_millis(500));
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
+    }
+}
+
 /// What the Worker builds from: a build older than any of these is stale.
 const WORKER_SOURCES: &[&str] = &[
     "receiver/src",

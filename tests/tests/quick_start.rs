@@ -9,27 +9,11 @@
 //! API with the same variables and payload. The metrics are read back from
 //! moto.
 
-use std::os::unix::process::CommandExt as _;
-use std::process::Command;
 use std::time::Duration;
 
 use edgepush_tests::lambda_api::{LambdaApi, lambda_example_binary};
-use edgepush_tests::{
-    Moto, Process, clean_copy, eventually, free_port, http_get, repo_root, wait_for,
-};
+use edgepush_tests::{Moto, WranglerDev, clean_copy, eventually, repo_root};
 use serde_json::Value;
-
-/// wrangler and its workerd, stopped together (its own process group).
-struct Wrangler(Process);
-
-impl Drop for Wrangler {
-    fn drop(&mut self) {
-        let group = format!("-{}", self.0.child_id());
-        let _ = Command::new("kill").args(["-TERM", "--", &group]).status();
-        std::thread::sleep(Duration::from_millis(500));
-        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
-    }
-}
 
 /// The commands of the page's `sh` block, one per line, comments removed.
 fn commands() -> Vec<String> {
@@ -94,34 +78,14 @@ fn the_quick_start_works_end_to_end_locally() {
 
     // `wrangler deploy --var ...` -> `wrangler dev` with the same vars.
     let deploy = find("npx wrangler@4 deploy");
-    let port = free_port();
-    let mut command = Command::new(repo_root().join("tests/workerd/node_modules/.bin/wrangler"));
-    command
-        .current_dir(&clone)
-        .env("WRANGLER_SEND_METRICS", "false")
-        .env("CARGO_TARGET_DIR", edgepush_tests::target_dir())
-        .args(["dev", "--ip", "127.0.0.1", "--port", &port.to_string()])
-        .arg("--persist-to")
-        .arg(dir.path().join("wrangler-state"))
-        .process_group(0);
-    for var in values(deploy, "--var") {
-        command.args(["--var", var]);
-    }
+    let mut vars: Vec<String> = values(deploy, "--var")
+        .into_iter()
+        .map(String::from)
+        .collect();
     // The one local addition: CloudWatch is the emulator.
-    command.args([
-        "--var",
-        &format!("EDGEPUSH_CLOUDWATCH_ENDPOINT:{}/", moto.url),
-    ]);
-    let mut wrangler = Wrangler(Process::spawn(
-        "wrangler dev",
-        command,
-        dir.path().join("wrangler.log"),
-    ));
-    let receiver = format!("http://127.0.0.1:{port}");
-    wait_for("wrangler dev", Duration::from_secs(600), || {
-        wrangler.0.assert_running();
-        http_get(&format!("{receiver}/healthz")) == Ok(200)
-    });
+    vars.push(format!("EDGEPUSH_CLOUDWATCH_ENDPOINT:{}/", moto.url));
+    let wrangler = WranglerDev::start(dir.path(), &clone, &vars);
+    let receiver = wrangler.url.clone();
 
     // `cargo lambda deploy --env-var ...` and `invoke --data-ascii ...` ->
     // the function under the Runtime API with the same variables.
@@ -170,12 +134,7 @@ fn the_quick_start_works_end_to_end_locally() {
                 .map(|m| m["sum"].as_f64().unwrap_or_default())
                 .sum::<f64>()
         };
-        assert_eq!(
-            sum("orders"),
-            1.0,
-            "{metrics:#?}\n{}",
-            wrangler.0.log_text()
-        );
+        assert_eq!(sum("orders"), 1.0, "{metrics:#?}\n{}", wrangler.log_text());
         assert_eq!(sum("items"), payload["items"].as_f64().expect("items"));
         assert_eq!(
             sum("order_value"),

@@ -162,15 +162,23 @@ fn unbound_aggregators() -> String {
 /// `GET /healthz`: `200` when the Worker can take pushes, else `503`
 /// naming what in its settings stops it (the same words a push gets).
 fn health(env: &Env) -> worker::Result<Response> {
-    let problem = match settings(env) {
-        Err(message) => Some(message),
+    let (problem, renamed) = match settings(env) {
+        Err(message) => (Some(message), Vec::new()),
         Ok(s) if s.aggregated.contains(&true) && env.durable_object(shard::BINDING).is_err() => {
-            Some(unbound_aggregators())
+            (Some(unbound_aggregators()), Vec::new())
         }
-        Ok(_) => None,
+        Ok(s) => (None, s.renamed.clone()),
     };
     match problem {
-        None => json(200, r#"{"status":"ok"}"#.to_string()),
+        None if renamed.is_empty() => json(200, r#"{"status":"ok"}"#.to_string()),
+        // Works, with settings to rename: said where a deploy check looks.
+        None => {
+            let body = serde_json::to_string(&serde_json::json!({
+                "status": "ok",
+                "warnings": renamed,
+            }));
+            json(200, body.unwrap_or_default())
+        }
         Some(message) => {
             let body = serde_json::to_string(&serde_json::json!({
                 "status": "misconfigured",
@@ -204,6 +212,8 @@ struct Settings {
     aggregated: Vec<bool>,
     /// Aggregators per namespace.
     shards: u32,
+    /// Settings found under an old name (`env_config::Config::renamed`).
+    renamed: Vec<String>,
     /// How long a batch is remembered as delivered (`EDGEPUSH_DEDUPE_SECONDS`,
     /// default 900).
     dedupe_seconds: u64,
@@ -247,6 +257,7 @@ fn settings(env: &Env) -> Result<Rc<Settings>, String> {
         aggregation: config.aggregation,
         aggregated: config.aggregated,
         shards: config.shards,
+        renamed: config.renamed,
         dedupe_seconds,
         rates: RateLimiter::default(),
     });
