@@ -33,6 +33,8 @@ struct Shared {
     pushing: tokio::sync::Mutex<()>,
     /// When the last push began (or the metrics were made).
     last_push: Mutex<Instant>,
+    /// How often invocations come (for [`crate::Flush::Adaptive`]).
+    rate: Mutex<policy::Rate>,
     /// Request ids whose responses have been posted (the latest few).
     answered: Mutex<VecDeque<String>>,
     answered_changed: tokio::sync::Notify,
@@ -104,6 +106,7 @@ impl LambdaMetrics {
             out: Box::new(out),
             pushing: tokio::sync::Mutex::new(()),
             last_push: Mutex::new(Instant::now()),
+            rate: Mutex::new(policy::Rate::default()),
             answered: Mutex::new(VecDeque::new()),
             answered_changed: tokio::sync::Notify::new(),
         })))
@@ -153,12 +156,21 @@ impl LambdaMetrics {
             .last_push
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        let rate = *self.0.rate.lock().unwrap_or_else(PoisonError::into_inner);
         Facts::new(last.elapsed(), self.0.emitter.pending())
+            .with_rate(rate.invocations, rate.mean_gap)
     }
 
     /// Does what the policy decides at `moment` of invocation `request_id`
     /// (deadline `deadline_ms`, epoch milliseconds).
     pub(crate) async fn on(&self, moment: Moment, request_id: &str, deadline_ms: u64) {
+        if moment == Moment::Returned {
+            self.0
+                .rate
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .ended(Instant::now());
+        }
         match policy::decide(&self.0.options.policy, moment, &self.facts()) {
             FlushDecision::Skip => {}
             FlushDecision::Push => {
@@ -400,6 +412,29 @@ pub(crate) mod tests {
             Duration::ZERO,
             "less than the margin left"
         );
+    }
+
+    #[tokio::test]
+    async fn adaptive_pushes_each_response_until_invocations_are_known_to_be_frequent() {
+        let (m, written) = metrics_writing_to(Flush::Adaptive {
+            interval: Duration::from_secs(60),
+            points: 1000,
+            learn: 3,
+        });
+        let orders = m.emitter().counter(Metric::new("orders")).expect("counter");
+        // Back to back: after three, they are known to come often.
+        for (n, documents) in [(1, 1), (2, 2), (3, 2), (4, 2)] {
+            orders.increment();
+            let id = format!("req-{n}");
+            m.on(Moment::Returned, &id, 0).await;
+            m.on(Moment::ResponsePosted, &id, 0).await;
+            assert_eq!(written.lock().expect("lock").len(), documents, "after {id}");
+        }
+        // The two waiting go at shutdown, as one sum.
+        m.on(Moment::Shutdown, "shutdown", 0).await;
+        let docs = written.lock().expect("lock").clone();
+        let last: serde_json::Value = serde_json::from_str(&docs[2]).expect("JSON");
+        assert_eq!((docs.len(), last["orders"].as_f64()), (3, Some(2.0)));
     }
 
     #[tokio::test]

@@ -26,6 +26,20 @@ pub enum Flush {
         /// Series waiting that trigger a push.
         points: usize,
     },
+    /// After each response while invocations are rare or their rate not
+    /// yet known (fewer than `learn` seen); periodic, as
+    /// [`Flush::Periodic`], while they come more often than `interval`;
+    /// always at shutdown. Few requests under load, no waiting data when
+    /// the function is called now and then.
+    Adaptive {
+        /// The longest time between pushes under frequent invocations, and
+        /// the gap between invocations below which they are frequent.
+        interval: Duration,
+        /// Series waiting that trigger a push.
+        points: usize,
+        /// Invocations to see before the rate counts.
+        learn: u64,
+    },
 }
 
 impl Flush {
@@ -41,7 +55,7 @@ impl Flush {
         match self {
             Flush::EndOfInvocation => None,
             Flush::AfterResponse => Some(&["INVOKE"]),
-            Flush::Periodic { .. } => Some(&[]),
+            Flush::Periodic { .. } | Flush::Adaptive { .. } => Some(&[]),
         }
     }
 }
@@ -50,34 +64,60 @@ impl FromStr for Flush {
     type Err = String;
 
     /// `end-of-invocation`, `after-response`, `periodic` (60 s or 1,000
-    /// series) or `periodic:<seconds>[:<series>]`.
+    /// series) or `periodic:<seconds>[:<series>]`, `adaptive` (60 s, 1,000
+    /// series, after 10 invocations) or
+    /// `adaptive:<seconds>[:<series>[:<invocations>]]`.
     fn from_str(s: &str) -> Result<Self, String> {
         let mut parts = s.split(':');
         match parts.next().unwrap_or_default() {
             "end-of-invocation" | "end" => Ok(Flush::EndOfInvocation),
             "after-response" | "after" => Ok(Flush::AfterResponse),
+            "adaptive" => {
+                let (interval, points) = interval_and_points("adaptive", &mut parts)?;
+                let learn = match parts.next() {
+                    Some(p) => p
+                        .parse()
+                        .map_err(|_| format!("adaptive: `{p}` is not a count of invocations"))?,
+                    None => 10,
+                };
+                Ok(Flush::Adaptive {
+                    interval,
+                    points,
+                    learn,
+                })
+            }
             "periodic" => {
-                let seconds: f64 = match parts.next() {
-                    Some(p) => p
-                        .parse()
-                        .map_err(|_| format!("periodic: `{p}` is not seconds"))?,
-                    None => 60.0,
-                };
-                let points: usize = match parts.next() {
-                    Some(p) => p
-                        .parse()
-                        .map_err(|_| format!("periodic: `{p}` is not a count"))?,
-                    None => 1000,
-                };
-                let interval = Duration::try_from_secs_f64(seconds)
-                    .map_err(|_| format!("periodic: `{seconds}` is not a duration"))?;
+                let (interval, points) = interval_and_points("periodic", &mut parts)?;
                 Ok(Flush::Periodic { interval, points })
             }
             other => Err(format!(
-                "unknown flush strategy `{other}` (end-of-invocation, after-response, periodic[:seconds[:series]])"
+                "unknown flush strategy `{other}` (end-of-invocation, after-response, periodic[:seconds[:series]], adaptive[:seconds[:series[:invocations]]])"
             )),
         }
     }
+}
+
+/// `[<seconds>[:<series>]]` of a `strategy` (60 s and 1,000 series when
+/// left out).
+fn interval_and_points<'a>(
+    strategy: &str,
+    parts: &mut impl Iterator<Item = &'a str>,
+) -> Result<(Duration, usize), String> {
+    let seconds: f64 = match parts.next() {
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("{strategy}: `{p}` is not seconds"))?,
+        None => 60.0,
+    };
+    let points: usize = match parts.next() {
+        Some(p) => p
+            .parse()
+            .map_err(|_| format!("{strategy}: `{p}` is not a count"))?,
+        None => 1000,
+    };
+    let interval = Duration::try_from_secs_f64(seconds)
+        .map_err(|_| format!("{strategy}: `{seconds}` is not a duration"))?;
+    Ok((interval, points))
 }
 
 /// The strategy and the time limits of its pushes.
@@ -143,15 +183,55 @@ pub struct Facts {
     pub since_last_push: Duration,
     /// Series holding data not yet pushed ([`edgepush::Emitter::pending`]).
     pub pending: usize,
+    /// Invocations this environment has run, this one included.
+    pub invocations: u64,
+    /// The typical time between two invocations' ends (a moving average),
+    /// once two were seen.
+    pub mean_gap: Option<Duration>,
 }
 
 impl Facts {
-    /// These facts.
+    /// These facts, with no invocations known.
     pub fn new(since_last_push: Duration, pending: usize) -> Self {
         Facts {
             since_last_push,
             pending,
+            invocations: 0,
+            mean_gap: None,
         }
+    }
+
+    /// These facts with `invocations` run and `mean_gap` between them.
+    pub fn with_rate(mut self, invocations: u64, mean_gap: Option<Duration>) -> Self {
+        self.invocations = invocations;
+        self.mean_gap = mean_gap;
+        self
+    }
+}
+
+/// How often invocations come: counted at each one's end, the gap between
+/// two ends averaged (each new gap weighs a fifth), for [`Facts`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Rate {
+    /// Invocations ended so far.
+    pub invocations: u64,
+    /// The moving average of the gaps, once two invocations ended.
+    pub mean_gap: Option<Duration>,
+    last_end: Option<std::time::Instant>,
+}
+
+impl Rate {
+    /// Notes an invocation that ended at `at`.
+    pub fn ended(&mut self, at: std::time::Instant) {
+        self.invocations += 1;
+        if let Some(last) = self.last_end {
+            let gap = at.saturating_duration_since(last);
+            self.mean_gap = Some(match self.mean_gap {
+                None => gap,
+                Some(mean) => (mean * 4 + gap) / 5,
+            });
+        }
+        self.last_end = Some(at);
     }
 }
 
@@ -187,6 +267,22 @@ pub fn decide(policy: &Policy, moment: Moment, facts: &Facts) -> FlushDecision {
                 FlushDecision::Skip
             }
         }
+        (
+            Moment::ResponsePosted,
+            Flush::Adaptive {
+                interval,
+                points,
+                learn,
+            },
+        ) => {
+            let frequent =
+                facts.invocations >= learn && facts.mean_gap.is_some_and(|gap| gap < interval);
+            if !frequent || facts.since_last_push >= interval || facts.pending >= points {
+                FlushDecision::Push
+            } else {
+                FlushDecision::Skip
+            }
+        }
         _ => FlushDecision::Skip,
     }
 }
@@ -216,9 +312,16 @@ mod tests {
         points: 5,
     };
 
+    const ADAPTIVE: Flush = Flush::Adaptive {
+        interval: Duration::from_secs(10),
+        points: 5,
+        learn: 3,
+    };
+
     #[test]
     fn each_strategy_pushes_at_its_moments() {
         use FlushDecision::{HandOff, Push, PushAfterResponse, PushLast, Skip};
+        let ms = Duration::from_millis;
         use Moment::{Invoke, ResponsePosted, Returned, Shutdown};
         let quiet = Facts::new(Duration::from_secs(1), 0);
         let late = Facts::new(Duration::from_secs(10), 0);
@@ -242,6 +345,55 @@ mod tests {
             (PERIODIC, ResponsePosted, full, Push),
             (PERIODIC, Invoke, full, Skip),
             (PERIODIC, Shutdown, Facts::default(), PushLast),
+            // Learning the rate (fewer than 3 invocations): every response.
+            (ADAPTIVE, ResponsePosted, quiet.with_rate(1, None), Push),
+            (
+                ADAPTIVE,
+                ResponsePosted,
+                quiet.with_rate(2, Some(ms(100))),
+                Push,
+            ),
+            // Frequent (a gap under 10 s): periodic.
+            (
+                ADAPTIVE,
+                ResponsePosted,
+                quiet.with_rate(3, Some(ms(100))),
+                Skip,
+            ),
+            (
+                ADAPTIVE,
+                ResponsePosted,
+                almost.with_rate(3, Some(ms(9_999))),
+                Skip,
+            ),
+            (
+                ADAPTIVE,
+                ResponsePosted,
+                late.with_rate(3, Some(ms(100))),
+                Push,
+            ),
+            (
+                ADAPTIVE,
+                ResponsePosted,
+                full.with_rate(3, Some(ms(100))),
+                Push,
+            ),
+            // Rare (a gap of 10 s or more): every response.
+            (
+                ADAPTIVE,
+                ResponsePosted,
+                quiet.with_rate(50, Some(ms(10_000))),
+                Push,
+            ),
+            (ADAPTIVE, ResponsePosted, quiet.with_rate(50, None), Push),
+            (ADAPTIVE, Returned, full.with_rate(1, None), Skip),
+            (ADAPTIVE, Invoke, full.with_rate(1, None), Skip),
+            (
+                ADAPTIVE,
+                Shutdown,
+                quiet.with_rate(50, Some(ms(1))),
+                PushLast,
+            ),
         ];
         for (flush, moment, facts, want) in table {
             assert_eq!(
@@ -250,6 +402,22 @@ mod tests {
                 "{flush:?} at {moment:?} with {facts:?}"
             );
         }
+    }
+
+    #[test]
+    fn the_rate_is_a_count_and_a_moving_average_of_gaps() {
+        let start = std::time::Instant::now();
+        let mut rate = Rate::default();
+        rate.ended(start);
+        assert_eq!((rate.invocations, rate.mean_gap), (1, None));
+        rate.ended(start + Duration::from_millis(1_000));
+        assert_eq!(rate.mean_gap, Some(Duration::from_millis(1_000)));
+        // A gap of 6 s moves the average a fifth of the way: 2 s.
+        rate.ended(start + Duration::from_millis(7_000));
+        assert_eq!(
+            (rate.invocations, rate.mean_gap),
+            (3, Some(Duration::from_millis(2_000)))
+        );
     }
 
     #[test]
@@ -283,6 +451,7 @@ mod tests {
             Some(&["INVOKE"][..])
         );
         assert_eq!(PERIODIC.extension_events(), Some(&[][..]));
+        assert_eq!(ADAPTIVE.extension_events(), Some(&[][..]));
     }
 
     #[test]
@@ -303,6 +472,32 @@ mod tests {
                 points: 1000
             })
         );
+        assert_eq!(
+            "adaptive".parse(),
+            Ok(Flush::Adaptive {
+                interval: Duration::from_secs(60),
+                points: 1000,
+                learn: 10
+            })
+        );
+        assert_eq!(
+            "adaptive:5:20:3".parse(),
+            Ok(Flush::Adaptive {
+                interval: Duration::from_secs(5),
+                points: 20,
+                learn: 3
+            })
+        );
+        assert_eq!(
+            "adaptive:5".parse(),
+            Ok(Flush::Adaptive {
+                interval: Duration::from_secs(5),
+                points: 1000,
+                learn: 10
+            })
+        );
+        assert!("adaptive:5:20:many".parse::<Flush>().is_err());
+        assert!("adaptive:soon".parse::<Flush>().is_err());
         let err = "sometimes".parse::<Flush>().expect_err("unknown");
         assert!(err.contains("sometimes"), "{err}");
         assert!("periodic:soon".parse::<Flush>().is_err());
