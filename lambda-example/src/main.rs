@@ -3,7 +3,8 @@
 //! Configured from the environment (see `edgepush_lambda::Options::from_env`):
 //! `EDGEPUSH_URL` (the receiver; unset writes EMF to stdout instead),
 //! `EDGEPUSH_API_KEY`, `EDGEPUSH_FLUSH` (`end-of-invocation`, the default,
-//! `after-response` or `periodic[:seconds[:series]]`).
+//! `after-response`, `periodic[:seconds[:series]]` or
+//! `adaptive[:seconds[:series[:invocations]]]`).
 
 use edgepush::{Config, Metric, Unit};
 use edgepush_lambda::{Invocation, LambdaMetrics};

@@ -755,17 +755,21 @@ impl WranglerDev {
         for var in vars {
             command.args(["--var", var]);
         }
-        let mut process = Process::spawn(
-            "wrangler dev",
-            command,
-            dir.join(format!("wrangler-{port}.log")),
-        );
-        let url = format!("http://127.0.0.1:{port}");
+        // Made before waiting, so that a start that fails still stops the
+        // whole group (workerd and the build too) when this is dropped.
+        let mut dev = WranglerDev {
+            url: format!("http://127.0.0.1:{port}"),
+            process: Process::spawn(
+                "wrangler dev",
+                command,
+                dir.join(format!("wrangler-{port}.log")),
+            ),
+        };
         wait_for("wrangler dev", Duration::from_secs(600), || {
-            process.assert_running();
-            http_get(&format!("{url}/healthz")) == Ok(200)
+            dev.process.assert_running();
+            http_get(&format!("{}/healthz", dev.url)) == Ok(200)
         });
-        WranglerDev { url, process }
+        dev
     }
 
     /// What wrangler and the Worker logged so far.

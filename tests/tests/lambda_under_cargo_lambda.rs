@@ -78,7 +78,14 @@ fn read_back(moto: &mut Moto, expected: &Expected) -> Expected {
 fn every_flush_strategy_delivers_exactly_under_cargo_lambda_watch() {
     lambda_example_binary(); // built once, so the emulator's `cargo run` starts at once
     let dir = tempfile::tempdir().expect("temp dir");
-    for strategy in ["end-of-invocation", "after-response", "periodic:3600:6"] {
+    // Adaptive, after 2 invocations seen back to back: periodic (an hour,
+    // 6 series), so the rest waits for the last push at shutdown.
+    for strategy in [
+        "end-of-invocation",
+        "after-response",
+        "periodic:3600:6",
+        "adaptive:3600:6:2",
+    ] {
         let mut moto = Moto::start(dir.path());
         let receiver = Receiver::start(vec![cloudwatch_sink(&moto)], Limits::default(), vec![]);
         let mut watch = CargoLambdaWatch::start(
@@ -96,7 +103,8 @@ fn every_flush_strategy_delivers_exactly_under_cargo_lambda_watch() {
             // the pace of this test, not what arrives, depends on it.
             std::thread::sleep(Duration::from_millis(100));
         }
-        // Stopping the emulator: what periodic still holds is pushed now.
+        // Stopping the emulator: what periodic (or adaptive) still holds is
+        // pushed now.
         watch.process.terminate();
         let log = watch.process.log_text();
         assert!(

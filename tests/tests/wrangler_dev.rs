@@ -16,7 +16,7 @@ fn wrangler_dev_serves_the_receiver() {
         &[
             "EDGEPUSH_ALLOW_UNAUTHENTICATED:true".into(),
             // The names the sink settings had before their EDGEPUSH_
-            // prefix: still read, with a line saying what to rename.
+            // prefix: still read, and /healthz says what to rename.
             format!("INFLUXDB_URL:{}", influx.url),
             format!("INFLUXDB_DATABASE:{}", influx.database),
         ],

@@ -7,9 +7,11 @@
 //!
 //! with the types `c` (counter), `g` (gauge), `ms` (timer), `h`
 //! (histogram), `d` (distribution) and `s` (set). Several values in one
-//! line are DogStatsD 1.1's packing (not for sets); the container id
-//! (DogStatsD 1.2) is kept, the timestamp (1.3) read as Unix seconds;
-//! sections this reader does not know are skipped, as DogStatsD does.
+//! line are DogStatsD 1.1's packing (not for sets, whose whole value is the
+//! member); the container field (DogStatsD 1.2, the client's `c:` value) is
+//! kept as written, the timestamp (1.3) read as Unix seconds. As the
+//! DogStatsD agent does, sections this reader does not know are skipped,
+//! and so are empty packed values and empty tags.
 //! Events (`_e{...}`) and service checks (`_sc|...`) are not metrics: they
 //! are refused as such, by name.
 //!
@@ -82,7 +84,7 @@ pub struct Line<'a> {
     pub sample_rate: f64,
     /// Tags in order: `name:value` or a bare `name`.
     pub tags: Vec<(&'a str, Option<&'a str>)>,
-    /// The container id (DogStatsD 1.2).
+    /// The container field as the client wrote it (DogStatsD 1.2).
     pub container: Option<&'a str>,
     /// The time, Unix seconds (DogStatsD 1.3).
     pub timestamp: Option<i64>,
@@ -114,13 +116,13 @@ pub enum Reason {
     UnknownType(String),
     /// A value that is not a finite number.
     BadValue(String),
-    /// A set with other than one member.
+    /// A set without a member.
     BadMember,
-    /// A sample rate outside (0, 1].
+    /// A sample rate outside (0, 1] (or so small its inverse overflows).
     BadSampleRate(String),
-    /// A timestamp that is not whole seconds.
+    /// A timestamp that is not whole seconds after 1970 (digits only).
     BadTimestamp(String),
-    /// An empty tag (`#a,,b`) or an empty tag name.
+    /// A tag with a value and no name (`#:v`).
     EmptyTag,
 }
 
@@ -137,10 +139,10 @@ impl fmt::Display for LineError {
                 write!(f, "type {t:?} is none of c, g, ms, h, d, s")
             }
             Reason::BadValue(v) => write!(f, "value {v:?} is not a finite number"),
-            Reason::BadMember => write!(f, "a set takes exactly one member"),
+            Reason::BadMember => write!(f, "a set takes a member"),
             Reason::BadSampleRate(r) => write!(f, "sample rate {r:?} is not in (0, 1]"),
             Reason::BadTimestamp(t) => write!(f, "timestamp {t:?} is not whole Unix seconds"),
-            Reason::EmptyTag => write!(f, "an empty tag or tag name"),
+            Reason::EmptyTag => write!(f, "a tag with no name"),
         }
     }
 }
@@ -171,12 +173,14 @@ fn parse_line(bytes: &[u8]) -> Result<Line<'_>, Reason> {
     if text.starts_with("_sc|") {
         return Err(Reason::NotAMetric("service check"));
     }
-    let (name, rest) = text.split_once(':').ok_or(Reason::NoValue)?;
+    // Sections first, then the name from the values at the first ':' of
+    // the first section, as the DogStatsD agent reads them.
+    let mut sections = text.split('|');
+    let head = sections.next().unwrap_or_default();
+    let (name, values) = head.split_once(':').ok_or(Reason::NoValue)?;
     if name.is_empty() {
         return Err(Reason::EmptyName);
     }
-    let mut sections = rest.split('|');
-    let values = sections.next().unwrap_or_default();
     let code = sections.next().ok_or(Reason::NoType)?;
     let kind = Type::from_code(code).ok_or_else(|| Reason::UnknownType(code.into()))?;
     let mut line = Line {
@@ -191,27 +195,34 @@ fn parse_line(bytes: &[u8]) -> Result<Line<'_>, Reason> {
         timestamp: None,
     };
     if kind == Type::Set {
-        if values.is_empty() || values.contains(':') {
+        // The whole value is the member, ':' and all (user:42, IPv6).
+        if values.is_empty() {
             return Err(Reason::BadMember);
         }
         line.member = Some(values);
         line.signed = false;
     } else {
-        for value in values.split(':') {
+        // Packed values; empty ones (`1::2`, `1:2:`) are skipped.
+        for value in values.split(':').filter(|v| !v.is_empty()) {
             match value.parse::<f64>() {
                 Ok(v) if v.is_finite() => line.values.push(v),
                 _ => return Err(Reason::BadValue(value.into())),
             }
         }
+        if line.values.is_empty() {
+            return Err(Reason::BadValue(values.into()));
+        }
     }
     for section in sections {
         if let Some(rate) = section.strip_prefix('@') {
+            // A rate so small that 1 / rate is infinite weighs nothing.
             line.sample_rate = match rate.parse::<f64>() {
-                Ok(r) if r > 0.0 && r <= 1.0 => r,
+                Ok(r) if r > 0.0 && r <= 1.0 && (1.0 / r).is_finite() => r,
                 _ => return Err(Reason::BadSampleRate(rate.into())),
             };
         } else if let Some(tags) = section.strip_prefix('#') {
-            for tag in tags.split(',') {
+            // Empty tags (`#`, `#a,,b`, `#a,`) are skipped.
+            for tag in tags.split(',').filter(|t| !t.is_empty()) {
                 let (tag_name, value) = match tag.split_once(':') {
                     Some((n, v)) => (n, Some(v)),
                     None => (tag, None),
@@ -226,8 +237,10 @@ fn parse_line(bytes: &[u8]) -> Result<Line<'_>, Reason> {
         } else if let Some(seconds) = section.strip_prefix('T') {
             line.timestamp = Some(
                 seconds
-                    .parse()
-                    .map_err(|_| Reason::BadTimestamp(seconds.into()))?,
+                    .parse::<i64>()
+                    .ok()
+                    .filter(|t| *t > 0 && seconds.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or_else(|| Reason::BadTimestamp(seconds.into()))?,
             );
         }
         // Other sections (later protocol versions) are skipped.

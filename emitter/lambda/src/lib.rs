@@ -79,11 +79,12 @@
 //!   extension is registered, Lambda sends SIGTERM before shutting the
 //!   environment down: what is still buffered is pushed then (Lambda leaves
 //!   300-500 ms), and [`Shutdown`] resolves.
-//! - [`Flush::Adaptive`]: after each response while the function is called
-//!   rarely (invocations further apart than `interval`) or too few
-//!   invocations were seen to know (`learn`), so nothing waits in a frozen
-//!   environment; periodic, as above, while invocations come often. Also
-//!   the last push at SIGTERM. `EDGEPUSH_FLUSH=adaptive`.
+//! - [`Flush::Adaptive`]: after each response while too few invocations
+//!   were seen to know (`learn`) or while the function is called rarely or
+//!   in bursts (at least a fifth of the recent gaps between invocations as
+//!   long as `interval`), so little waits in a frozen environment; periodic,
+//!   as above, while invocations come steadily. Also the last push at
+//!   SIGTERM. `EDGEPUSH_FLUSH=adaptive`.
 //!
 //! When each strategy pushes is one pure function, [`policy::decide`]
 //! (with [`policy::budget`] for how long a push may take), apart from the

@@ -157,8 +157,7 @@ impl LambdaMetrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let rate = *self.0.rate.lock().unwrap_or_else(PoisonError::into_inner);
-        Facts::new(last.elapsed(), self.0.emitter.pending())
-            .with_rate(rate.invocations, rate.mean_gap)
+        Facts::new(last.elapsed(), self.0.emitter.pending()).with_rate(rate)
     }
 
     /// Does what the policy decides at `moment` of invocation `request_id`

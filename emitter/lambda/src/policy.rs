@@ -26,11 +26,12 @@ pub enum Flush {
         /// Series waiting that trigger a push.
         points: usize,
     },
-    /// After each response while invocations are rare or their rate not
-    /// yet known (fewer than `learn` seen); periodic, as
-    /// [`Flush::Periodic`], while they come more often than `interval`;
-    /// always at shutdown. Few requests under load, no waiting data when
-    /// the function is called now and then.
+    /// After each response while invocations are rare (at least a fifth of
+    /// the last [`RECENT_GAPS`] gaps between them as long as `interval`,
+    /// so the end of a burst is pushed too) or fewer than `learn` were
+    /// seen; periodic, as [`Flush::Periodic`], while they come steadily
+    /// more often; always at shutdown. Few requests under load, little
+    /// data waiting in a frozen environment when calls come now and then.
     Adaptive {
         /// The longest time between pushes under frequent invocations, and
         /// the gap between invocations below which they are frequent.
@@ -47,7 +48,7 @@ impl Flush {
     /// [`crate::EXTENSION_NAME`]), or `None` when it needs no extension.
     ///
     /// After-response takes INVOKE events, to push once each response is
-    /// posted; periodic takes none: it registers only because Lambda then
+    /// posted; periodic and adaptive take none: they register only because Lambda then
     /// sends the runtime SIGTERM before shutting the environment down.
     /// Where an extension is registered, SIGTERM and SIGINT are handled
     /// too (a last push; see [`crate::Shutdown`]).
@@ -183,11 +184,8 @@ pub struct Facts {
     pub since_last_push: Duration,
     /// Series holding data not yet pushed ([`edgepush::Emitter::pending`]).
     pub pending: usize,
-    /// Invocations this environment has run, this one included.
-    pub invocations: u64,
-    /// The typical time between two invocations' ends (a moving average),
-    /// once two were seen.
-    pub mean_gap: Option<Duration>,
+    /// How often invocations came.
+    pub rate: Rate,
 }
 
 impl Facts {
@@ -196,27 +194,29 @@ impl Facts {
         Facts {
             since_last_push,
             pending,
-            invocations: 0,
-            mean_gap: None,
+            rate: Rate::default(),
         }
     }
 
-    /// These facts with `invocations` run and `mean_gap` between them.
-    pub fn with_rate(mut self, invocations: u64, mean_gap: Option<Duration>) -> Self {
-        self.invocations = invocations;
-        self.mean_gap = mean_gap;
+    /// These facts with `rate`.
+    pub fn with_rate(mut self, rate: Rate) -> Self {
+        self.rate = rate;
         self
     }
 }
 
-/// How often invocations come: counted at each one's end, the gap between
-/// two ends averaged (each new gap weighs a fifth), for [`Facts`].
+/// How many gaps between invocations [`Rate`] keeps.
+pub const RECENT_GAPS: usize = 16;
+
+/// How often invocations come, for [`Facts`]: how many ended, and the
+/// last [`RECENT_GAPS`] gaps between two ends.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Rate {
     /// Invocations ended so far.
     pub invocations: u64,
-    /// The moving average of the gaps, once two invocations ended.
-    pub mean_gap: Option<Duration>,
+    gaps: [Duration; RECENT_GAPS],
+    kept: usize,
+    next: usize,
     last_end: Option<std::time::Instant>,
 }
 
@@ -225,13 +225,19 @@ impl Rate {
     pub fn ended(&mut self, at: std::time::Instant) {
         self.invocations += 1;
         if let Some(last) = self.last_end {
-            let gap = at.saturating_duration_since(last);
-            self.mean_gap = Some(match self.mean_gap {
-                None => gap,
-                Some(mean) => (mean * 4 + gap) / 5,
-            });
+            self.gaps[self.next] = at.saturating_duration_since(last);
+            self.next = (self.next + 1) % RECENT_GAPS;
+            self.kept = (self.kept + 1).min(RECENT_GAPS);
         }
         self.last_end = Some(at);
+    }
+
+    /// The share of the recent gaps at least `interval` long; `None`
+    /// before two invocations ended.
+    pub fn share_at_least(&self, interval: Duration) -> Option<f64> {
+        let gaps = &self.gaps[..self.kept];
+        (!gaps.is_empty())
+            .then(|| gaps.iter().filter(|g| **g >= interval).count() as f64 / gaps.len() as f64)
     }
 }
 
@@ -275,9 +281,12 @@ pub fn decide(policy: &Policy, moment: Moment, facts: &Facts) -> FlushDecision {
                 learn,
             },
         ) => {
-            let frequent =
-                facts.invocations >= learn && facts.mean_gap.is_some_and(|gap| gap < interval);
-            if !frequent || facts.since_last_push >= interval || facts.pending >= points {
+            let learning = facts.rate.invocations < learn;
+            let rare = facts
+                .rate
+                .share_at_least(interval)
+                .is_none_or(|share| share >= 0.2);
+            if learning || rare || facts.since_last_push >= interval || facts.pending >= points {
                 FlushDecision::Push
             } else {
                 FlushDecision::Skip
@@ -318,10 +327,26 @@ mod tests {
         learn: 3,
     };
 
+    /// The rate after invocations ending these many milliseconds apart.
+    fn rate(gaps_ms: &[u64]) -> Rate {
+        let mut at = std::time::Instant::now();
+        let mut rate = Rate::default();
+        rate.ended(at);
+        for gap in gaps_ms {
+            at += Duration::from_millis(*gap);
+            rate.ended(at);
+        }
+        rate
+    }
+
+    /// Bursts of calls 100 ms apart, one pause of ten minutes in five gaps.
+    const BURSTS_1_IN_5: [u64; 5] = [100, 100, 100, 600_000, 100];
+    /// The same with one pause in six gaps: under a fifth.
+    const BURSTS_1_IN_6: [u64; 6] = [100, 100, 100, 100, 600_000, 100];
+
     #[test]
     fn each_strategy_pushes_at_its_moments() {
         use FlushDecision::{HandOff, Push, PushAfterResponse, PushLast, Skip};
-        let ms = Duration::from_millis;
         use Moment::{Invoke, ResponsePosted, Returned, Shutdown};
         let quiet = Facts::new(Duration::from_secs(1), 0);
         let late = Facts::new(Duration::from_secs(10), 0);
@@ -346,52 +371,64 @@ mod tests {
             (PERIODIC, Invoke, full, Skip),
             (PERIODIC, Shutdown, Facts::default(), PushLast),
             // Learning the rate (fewer than 3 invocations): every response.
-            (ADAPTIVE, ResponsePosted, quiet.with_rate(1, None), Push),
+            (ADAPTIVE, ResponsePosted, quiet.with_rate(rate(&[])), Push),
             (
                 ADAPTIVE,
                 ResponsePosted,
-                quiet.with_rate(2, Some(ms(100))),
+                quiet.with_rate(rate(&[100])),
                 Push,
             ),
-            // Frequent (a gap under 10 s): periodic.
+            // Frequent (every gap under 10 s): periodic.
             (
                 ADAPTIVE,
                 ResponsePosted,
-                quiet.with_rate(3, Some(ms(100))),
+                quiet.with_rate(rate(&[100, 100])),
                 Skip,
             ),
             (
                 ADAPTIVE,
                 ResponsePosted,
-                almost.with_rate(3, Some(ms(9_999))),
+                almost.with_rate(rate(&[9_999; 20])),
                 Skip,
             ),
             (
                 ADAPTIVE,
                 ResponsePosted,
-                late.with_rate(3, Some(ms(100))),
+                late.with_rate(rate(&[100, 100])),
                 Push,
             ),
             (
                 ADAPTIVE,
                 ResponsePosted,
-                full.with_rate(3, Some(ms(100))),
+                full.with_rate(rate(&[100, 100])),
                 Push,
             ),
-            // Rare (a gap of 10 s or more): every response.
+            // Bursts with long pauses (a fifth of the gaps 10 s or more):
+            // every response, so a burst's last call is not left waiting.
             (
                 ADAPTIVE,
                 ResponsePosted,
-                quiet.with_rate(50, Some(ms(10_000))),
+                quiet.with_rate(rate(&BURSTS_1_IN_5)),
                 Push,
             ),
-            (ADAPTIVE, ResponsePosted, quiet.with_rate(50, None), Push),
-            (ADAPTIVE, Returned, full.with_rate(1, None), Skip),
-            (ADAPTIVE, Invoke, full.with_rate(1, None), Skip),
+            (
+                ADAPTIVE,
+                ResponsePosted,
+                quiet.with_rate(rate(&BURSTS_1_IN_6)),
+                Skip,
+            ),
+            (
+                ADAPTIVE,
+                ResponsePosted,
+                quiet.with_rate(rate(&[10_000; 5])),
+                Push,
+            ),
+            (ADAPTIVE, Returned, full.with_rate(rate(&[])), Skip),
+            (ADAPTIVE, Invoke, full.with_rate(rate(&[])), Skip),
             (
                 ADAPTIVE,
                 Shutdown,
-                quiet.with_rate(50, Some(ms(1))),
+                quiet.with_rate(rate(&[1; 20])),
                 PushLast,
             ),
         ];
@@ -405,19 +442,17 @@ mod tests {
     }
 
     #[test]
-    fn the_rate_is_a_count_and_a_moving_average_of_gaps() {
-        let start = std::time::Instant::now();
-        let mut rate = Rate::default();
-        rate.ended(start);
-        assert_eq!((rate.invocations, rate.mean_gap), (1, None));
-        rate.ended(start + Duration::from_millis(1_000));
-        assert_eq!(rate.mean_gap, Some(Duration::from_millis(1_000)));
-        // A gap of 6 s moves the average a fifth of the way: 2 s.
-        rate.ended(start + Duration::from_millis(7_000));
-        assert_eq!(
-            (rate.invocations, rate.mean_gap),
-            (3, Some(Duration::from_millis(2_000)))
-        );
+    fn the_rate_keeps_a_count_and_the_recent_gaps() {
+        let second = Duration::from_secs(1);
+        assert_eq!(rate(&[]).invocations, 1);
+        assert_eq!(rate(&[]).share_at_least(second), None);
+        assert_eq!(rate(&[1_000, 500]).share_at_least(second), Some(0.5));
+        assert_eq!(rate(&[1_000, 500]).invocations, 3);
+        // Only the last 16 gaps count: the long ones before are forgotten.
+        let mut gaps = vec![5_000; 10];
+        gaps.extend([10; RECENT_GAPS]);
+        assert_eq!(rate(&gaps).share_at_least(second), Some(0.0));
+        assert_eq!(rate(&gaps).invocations, 27);
     }
 
     #[test]
