@@ -51,22 +51,6 @@ struct GroupKey {
     level: usize,
 }
 
-/// The EMF documents of an encoded batch of `version` (a [`Payload`]'s
-/// body before gzip: [`Payload::encoded`]), for callers that keep the bytes
-/// rather than the payload (the JavaScript package).
-///
-/// [`Payload`]: crate::Payload
-/// [`Payload::encoded`]: crate::Payload::encoded
-pub fn documents_of(
-    encoded: &[u8],
-    version: edgepush_protocol::wire::Version,
-    properties: &[(&str, &str)],
-) -> crate::Result<Vec<String>> {
-    use crate::format::BatchWriter as _;
-    let batch = crate::format::Writer(version).decode(encoded)?;
-    Ok(documents(&batch, properties))
-}
-
 /// The EMF documents, one JSON text each, for every point of `batch`;
 /// `properties` (say, the request id) are added to each document.
 pub fn documents(batch: &Batch<'_>, properties: &[(&str, &str)]) -> Vec<String> {

@@ -130,6 +130,8 @@ impl Payload {
     /// line), with `properties` added to each: the way out when it cannot
     /// be pushed. See [`crate::emf`].
     pub fn emf(&self, properties: &[(&str, &str)]) -> Result<Vec<String>> {
-        crate::emf::documents_of(&self.encoded()?, self.version, properties)
+        let encoded = self.encoded()?;
+        let batch = Writer(self.version).decode(&encoded)?;
+        Ok(crate::emf::documents(&batch, properties))
     }
 }

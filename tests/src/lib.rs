@@ -1481,21 +1481,32 @@ pub fn js_package() -> PathBuf {
             let pkg = repo_root().join("emitter/js/pkg");
             let out = std::env::temp_dir().join(format!("edgepush-npm-{}", std::process::id()));
             std::fs::create_dir_all(&out).expect("npm pack folder");
-            let packed = Command::new("npm")
-                .args(["pack", "--silent", "--pack-destination"])
-                .arg(&out)
-                .current_dir(&pkg)
-                .output()
-                .expect("run npm pack");
-            assert!(
-                packed.status.success(),
-                "npm pack failed: {}",
-                String::from_utf8_lossy(&packed.stderr)
+            let packed = run_ok(
+                Command::new("npm")
+                    .args(["pack", "--silent", "--pack-destination"])
+                    .arg(&out)
+                    .current_dir(&pkg),
+                "npm pack",
             );
             let name = String::from_utf8_lossy(&packed.stdout).trim().to_string();
             out.join(name)
         })
         .clone()
+}
+
+/// Runs `command` to its end and returns what it printed; the test fails,
+/// with its standard error, if it does not succeed (`what` names it).
+pub fn run_ok(command: &mut Command, what: &str) -> std::process::Output {
+    let out = command
+        .output()
+        .unwrap_or_else(|e| panic!("run {what}: {e}"));
+    assert!(
+        out.status.success(),
+        "{what} failed ({}):\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
 }
 
 /// The Node.js the JavaScript package's tests run under: 22, a version AWS
@@ -1516,18 +1527,14 @@ pub fn node() -> PathBuf {
 
 /// The build's pinned esbuild (`.ci/wasm-tools`, installed if missing).
 pub fn esbuild() -> PathBuf {
-    let out = Command::new("bash")
-        .args([
-            "-c",
-            ". .ci/wasm-tools && edgepush_npm_tools && echo \"$ESBUILD_BIN\"",
-        ])
-        .current_dir(repo_root())
-        .output()
-        .expect("run .ci/wasm-tools");
-    assert!(
-        out.status.success(),
-        "edgepush_npm_tools failed: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("bash")
+            .args([
+                "-c",
+                ". .ci/wasm-tools && edgepush_npm_tools && echo \"$ESBUILD_BIN\"",
+            ])
+            .current_dir(repo_root()),
+        "edgepush_npm_tools",
     );
     PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
 }

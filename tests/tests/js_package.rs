@@ -260,18 +260,18 @@ fn a_worker_flushes_with_wait_until_into_the_receiver_worker() {
 /// Runs the bundled handler `bundle` under Node.js with `events`, in AWS
 /// Lambda's environment, pushing to `url`; returns its stdout (the log).
 fn invoke(bundle: &std::path::Path, url: &str, events: &Value) -> String {
-    let out = Command::new(edgepush_tests::node())
-        .arg("invoke.cjs")
-        .arg(bundle)
-        .arg(events.to_string())
-        .current_dir(bundle.parent().expect("bundle folder"))
-        .env("AWS_LAMBDA_FUNCTION_NAME", "orders")
-        .env("EDGEPUSH_URL", url)
-        .env("EDGEPUSH_API_KEY", "lambda-key")
-        .output()
-        .expect("run the bundled handler");
+    let out = edgepush_tests::run_ok(
+        Command::new(edgepush_tests::node())
+            .arg("invoke.cjs")
+            .arg(bundle)
+            .arg(events.to_string())
+            .current_dir(bundle.parent().expect("bundle folder"))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "orders")
+            .env("EDGEPUSH_URL", url)
+            .env("EDGEPUSH_API_KEY", "lambda-key"),
+        "the bundled handler",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "the handler failed: {stderr}");
     assert_eq!(
         stderr.lines().filter(|l| *l == r#"{"ok":true}"#).count(),
         events.as_array().map_or(0, Vec::len),
@@ -316,23 +316,19 @@ fn a_lambda_handler_bundled_by_esbuild_pushes_or_writes_emf_once() {
     // import inlined), then run from a folder with no node_modules.
     let project = npm_project(dir.path());
     let lambda = dir.path().join("lambda");
-    let bundled = Command::new(edgepush_tests::esbuild())
-        .args([
-            "handler.mjs",
-            "--bundle",
-            "--platform=node",
-            "--format=cjs",
-            "--target=node22",
-            "--log-level=error",
-        ])
-        .arg(format!("--outfile={}", lambda.join("index.js").display()))
-        .current_dir(&project)
-        .output()
-        .expect("run esbuild");
-    assert!(
-        bundled.status.success(),
-        "esbuild failed: {}",
-        String::from_utf8_lossy(&bundled.stderr)
+    edgepush_tests::run_ok(
+        Command::new(edgepush_tests::esbuild())
+            .args([
+                "handler.mjs",
+                "--bundle",
+                "--platform=node",
+                "--format=cjs",
+                "--target=node22",
+                "--log-level=error",
+            ])
+            .arg(format!("--outfile={}", lambda.join("index.js").display()))
+            .current_dir(&project),
+        "esbuild",
     );
     std::fs::copy(project.join("invoke.cjs"), lambda.join("invoke.cjs")).expect("invoke.cjs");
     let bundle = lambda.join("index.js");

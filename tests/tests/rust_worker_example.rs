@@ -26,15 +26,11 @@ fn stats(metrics: &[Value], name: &str, dims: &Value) -> Value {
 fn a_rust_worker_records_and_pushes_after_the_response() {
     let dir = tempfile::tempdir().expect("temp dir");
     let out = dir.path().join("build");
-    let built = Command::new("bash")
-        .arg(repo_root().join("worker-example/build.sh"))
-        .arg(&out)
-        .output()
-        .expect("run worker-example/build.sh");
-    assert!(
-        built.status.success(),
-        "worker-example/build.sh failed:\n{}",
-        String::from_utf8_lossy(&built.stderr)
+    edgepush_tests::run_ok(
+        Command::new("bash")
+            .arg(repo_root().join("worker-example/build.sh"))
+            .arg(&out),
+        "worker-example/build.sh",
     );
 
     let mut moto = Moto::start(dir.path());

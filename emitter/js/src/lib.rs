@@ -286,15 +286,15 @@ fn in_aws_lambda() -> bool {
 }
 
 thread_local! {
-    /// `emf(encoded, version, properties)`: the EMF documents (JSON texts)
-    /// of a batch `push.js` could not send. One function for every emitter.
-    static EMF: JsValue = Closure::<dyn Fn(Uint8Array, u8, JsValue) -> Result<Array, JsValue>>::new(
-        |encoded: Uint8Array, version: u8, properties: JsValue| {
+    /// `emf(encoded, properties)`: the EMF documents (JSON texts) of a
+    /// batch `push.js` could not send (wire v2, the package's only
+    /// encoding: its decoder alone is linked). One function for every
+    /// emitter.
+    static EMF: JsValue = Closure::<dyn Fn(Uint8Array, JsValue) -> Result<Array, JsValue>>::new(
+        |encoded: Uint8Array, properties: JsValue| {
             let properties = dimensions(&properties)?;
             let properties: Vec<(&str, &str)> =
                 properties.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
-            // The package writes wire v2 only: its decoder alone is linked.
-            let _ = version;
             let encoded = encoded.to_vec();
             let batch = edgepush::wire::v2::decode(&encoded)
                 .map_err(|e| error("invalid_batch", &e.to_string()))?;
@@ -554,14 +554,6 @@ impl Emitter {
                 &Uint8Array::from(batch.body()).into(),
             );
             let _ = Reflect::set(&b, &"contentType".into(), &batch.content_type().into());
-            let _ = Reflect::set(
-                &b,
-                &"version".into(),
-                &JsValue::from(match batch.version() {
-                    edgepush::wire::Version::V1 => 1u8,
-                    edgepush::wire::Version::V2 => 2,
-                }),
-            );
             fresh.push(&b);
         }
         push_batches(&self.push, fresh, &self.carry, &options)

@@ -158,7 +158,6 @@ async function sendAll(options, fresh, queue, unsent, properties, report, next) 
       contentType: b.contentType,
       // The bytes before gzip, for EMF if it cannot be pushed.
       encoded: options.emf ? b.encoded : undefined,
-      version: b.version,
     });
   }
   const deadline = Date.now() + options.timeoutMs;
@@ -192,7 +191,7 @@ async function sendAll(options, fresh, queue, unsent, properties, report, next) 
 function writeEmf(options, batch, properties, report) {
   let lines;
   try {
-    lines = options.emf(batch.encoded, batch.version, properties);
+    lines = options.emf(batch.encoded, properties);
   } catch (e) {
     report.errors.push(`batch ${batch.id} could not be written as EMF: ${e && e.message}`);
     return false;
