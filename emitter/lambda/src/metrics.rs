@@ -132,11 +132,19 @@ impl LambdaMetrics {
     /// [`crate::MetricsLayer`] calls this; a test calls it to run a handler
     /// under [`Invocation::scope`].
     pub fn invocation(&self, context: &Context) -> Invocation {
+        let cold = self.cold_start();
+        Invocation::new(self.clone(), context.request_id.clone(), cold)
+    }
+
+    /// Whether this is the process's first invocation: true once, counted
+    /// then in `ColdStart`. [`LambdaMetrics::invocation`] asks; a process
+    /// that sees invocations otherwise (an external extension) asks itself.
+    pub fn cold_start(&self) -> bool {
         let cold = self.0.cold.swap(false, Relaxed);
         if cold {
             self.0.cold_start.increment();
         }
-        Invocation::new(self.clone(), context.request_id.clone(), cold)
+        cold
     }
 
     /// The push budget for an invocation with `deadline_ms` (epoch
@@ -161,8 +169,10 @@ impl LambdaMetrics {
     }
 
     /// Does what the policy decides at `moment` of invocation `request_id`
-    /// (deadline `deadline_ms`, epoch milliseconds).
-    pub(crate) async fn on(&self, moment: Moment, request_id: &str, deadline_ms: u64) {
+    /// (deadline `deadline_ms`, epoch milliseconds); what a push did, if
+    /// the policy pushed. The layers and the extension call it at each
+    /// moment they see.
+    pub async fn on(&self, moment: Moment, request_id: &str, deadline_ms: u64) -> Option<Flushed> {
         if moment == Moment::Returned {
             self.0
                 .rate
@@ -171,21 +181,28 @@ impl LambdaMetrics {
                 .ended(Instant::now());
         }
         match policy::decide(&self.0.options.policy, moment, &self.facts()) {
-            FlushDecision::Skip => {}
-            FlushDecision::Push => {
+            FlushDecision::Skip => None,
+            FlushDecision::Push => Some(
                 self.flush_within(self.budget(deadline_ms), request_id)
-                    .await;
+                    .await,
+            ),
+            FlushDecision::HandOff => {
+                self.response_posted(request_id);
+                None
             }
-            FlushDecision::HandOff => self.response_posted(request_id),
             FlushDecision::PushAfterResponse => {
                 self.response_of(request_id, self.budget(deadline_ms)).await;
-                self.flush_within(self.budget(deadline_ms), request_id)
-                    .await;
+                Some(
+                    self.flush_within(self.budget(deadline_ms), request_id)
+                        .await,
+                )
             }
             FlushDecision::PushLast => {
-                self.flush_within(self.0.options.policy.shutdown_budget, "shutdown")
+                let flushed = self
+                    .flush_within(self.0.options.policy.shutdown_budget, "shutdown")
                     .await;
                 let _ = std::io::stdout().flush();
+                Some(flushed)
             }
         }
     }

@@ -44,6 +44,16 @@ pub enum Flush {
 }
 
 impl Flush {
+    /// [`Flush::Adaptive`] with its defaults (`EDGEPUSH_FLUSH=adaptive`):
+    /// 60 s, 1,000 series, after 10 invocations.
+    pub const fn adaptive() -> Flush {
+        Flush::Adaptive {
+            interval: Duration::from_secs(60),
+            points: 1000,
+            learn: 10,
+        }
+    }
+
     /// The events the strategy's extension registers for (named
     /// [`crate::EXTENSION_NAME`]), or `None` when it needs no extension.
     ///
@@ -515,6 +525,7 @@ mod tests {
                 learn: 10
             })
         );
+        assert_eq!("adaptive".parse(), Ok(Flush::adaptive()));
         assert_eq!(
             "adaptive:5:20:3".parse(),
             Ok(Flush::Adaptive {

@@ -1,0 +1,265 @@
+//! The extension's life: register for INVOKE and SHUTDOWN, subscribe to the
+//! platform's events, then per invocation wait until the runtime is done,
+//! take in what the function sent, and push as the flush policy says
+//! (what cannot be pushed is written as EMF); at SHUTDOWN, wait for the
+//! last report and push everything.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use edgepush::{Config, Counter, Metric, Unit};
+use edgepush_lambda::LambdaMetrics;
+use edgepush_lambda::policy::Moment;
+use lambda_extension::{Extension, LambdaEvent, NextEvent, service_fn};
+use tokio::net::UdpSocket;
+use tokio::sync::{Notify, oneshot};
+
+use crate::listeners;
+use crate::platform::{Platform, Seen};
+use crate::recorder::Recorder;
+use crate::settings::Settings;
+
+/// Refusals logged one by one before only every thousandth is.
+const REFUSALS_LOGGED: u64 = 10;
+
+/// How long SHUTDOWN waits for the last invocation's report at most.
+const LAST_REPORT: Duration = Duration::from_millis(500);
+
+/// Events kept of each kind (ids of invocations done, reports).
+const KEPT_EVENTS: usize = 64;
+
+/// What the listeners feed and the invocations read.
+pub struct State {
+    metrics: LambdaMetrics,
+    recorder: Mutex<Recorder>,
+    platform: Mutex<Platform>,
+    refused: Counter,
+    statsd: Option<Arc<UdpSocket>>,
+    done: Mutex<VecDeque<String>>,
+    reports: Mutex<VecDeque<String>>,
+    changed: Notify,
+    refusals: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl State {
+    /// Records a StatsD datagram; says why lines were refused (the first
+    /// few, then every thousandth) on stderr, and counts them in
+    /// `StatsDRefused`.
+    pub fn datagram(&self, datagram: &[u8]) {
+        let refused = lock(&self.recorder).datagram(datagram);
+        for why in refused {
+            self.refused.increment();
+            let n = self.refusals.fetch_add(1, Relaxed) + 1;
+            if n <= REFUSALS_LOGGED || n.is_multiple_of(1000) {
+                eprintln!("edgepush: StatsD line refused ({n} so far): {why}");
+            }
+        }
+    }
+
+    /// Reads a batch of the Telemetry API's events.
+    pub fn telemetry(&self, events: Vec<serde_json::Value>) {
+        let mut platform = lock(&self.platform);
+        for event in events {
+            let (list, id) = match platform.event(event) {
+                Seen::RuntimeDone(id) => (&self.done, id),
+                Seen::Report(id) => (&self.reports, id),
+                Seen::Other => continue,
+            };
+            let mut list = lock(list);
+            if list.len() >= KEPT_EVENTS {
+                list.pop_front();
+            }
+            list.push_back(id);
+        }
+        drop(platform);
+        self.changed.notify_waiters();
+    }
+
+    /// Waits until `list` holds `id`, at most `limit`; whether it came.
+    async fn wait_for(&self, list: &Mutex<VecDeque<String>>, id: &str, limit: Duration) -> bool {
+        let wait = async {
+            loop {
+                let changed = self.changed.notified();
+                tokio::pin!(changed);
+                changed.as_mut().enable();
+                if lock(list).iter().any(|seen| seen == id) {
+                    return;
+                }
+                changed.await;
+            }
+        };
+        tokio::time::timeout(limit, wait).await.is_ok()
+    }
+
+    fn drain(&self) {
+        if let Some(socket) = &self.statsd {
+            listeners::drain_statsd(socket, self);
+        }
+    }
+
+    async fn at(&self, moment: Moment, request_id: &str, deadline_ms: u64) {
+        if self
+            .metrics
+            .on(moment, request_id, deadline_ms)
+            .await
+            .is_some()
+        {
+            lock(&self.recorder).pushed();
+        }
+    }
+
+    /// An invocation: once the runtime is done with it (or its deadline
+    /// passed), what the function sent is taken in and the policy asked.
+    async fn invoke(&self, request_id: &str, deadline_ms: u64) {
+        self.metrics.cold_start();
+        let left = until(deadline_ms).unwrap_or(self.metrics.options().policy.default_budget);
+        if !self.wait_for(&self.done, request_id, left).await {
+            eprintln!("edgepush: no word from the platform that {request_id} is done; going on");
+        }
+        self.drain();
+        self.at(Moment::Returned, request_id, deadline_ms).await;
+        self.at(Moment::ResponsePosted, request_id, deadline_ms)
+            .await;
+    }
+
+    /// The environment shuts down: the last report (if it is still to
+    /// come), then everything pending, within the shutdown budget.
+    async fn shutdown(&self, last: Option<&str>, deadline_ms: u64) {
+        let budget = self.metrics.options().policy.shutdown_budget;
+        let wait = until(deadline_ms)
+            .map_or(LAST_REPORT, |left| left.saturating_sub(budget))
+            .min(LAST_REPORT);
+        if let Some(last) = last {
+            self.wait_for(&self.reports, last, wait).await;
+        }
+        self.drain();
+        self.at(Moment::Shutdown, "shutdown", 0).await;
+    }
+}
+
+/// Time left until `deadline_ms` (epoch milliseconds) if it is a real
+/// deadline (ahead, and within Lambda's longest timeout).
+fn until(deadline_ms: u64) -> Option<Duration> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis() as u64;
+    let left = deadline_ms.checked_sub(now).filter(|&ms| ms > 0)?;
+    (left <= 16 * 60 * 1000).then(|| Duration::from_millis(left))
+}
+
+/// An error that stops the extension.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Runs the extension until SHUTDOWN is handled.
+pub async fn run(settings: Settings) -> Result<(), Error> {
+    let config = Config::new(settings.namespace.as_str())?;
+    let metrics = LambdaMetrics::new(config, settings.options.clone())?;
+    let emitter = metrics.emitter().clone();
+    let statsd = match settings.statsd_port {
+        Some(port) => Some(Arc::new(listeners::bind_statsd(port).await.map_err(
+            |e| format!("EDGEPUSH_STATSD_PORT: cannot listen on 127.0.0.1:{port}/udp: {e}"),
+        )?)),
+        None => None,
+    };
+    let telemetry = listeners::bind_telemetry(settings.telemetry_port)
+        .await
+        .map_err(|e| {
+            format!(
+                "EDGEPUSH_TELEMETRY_PORT: cannot listen on {}: {e}",
+                settings.telemetry_port
+            )
+        })?;
+    let telemetry_port = telemetry.local_addr()?.port();
+    let state = Arc::new(State {
+        recorder: Mutex::new(Recorder::new(emitter.clone(), settings.gauge_signs)),
+        platform: Mutex::new(Platform::new(&emitter, settings.platform_metrics)?),
+        refused: emitter.counter(Metric::new("StatsDRefused").unit(Unit::Count))?,
+        metrics,
+        statsd: statsd.clone(),
+        done: Mutex::new(VecDeque::new()),
+        reports: Mutex::new(VecDeque::new()),
+        changed: Notify::new(),
+        refusals: AtomicU64::new(0),
+    });
+    if let Some(socket) = statsd {
+        tokio::spawn(listeners::serve_statsd(socket, Arc::clone(&state)));
+    }
+    tokio::spawn(listeners::serve_telemetry(telemetry, Arc::clone(&state)));
+
+    let (stop, stopped) = oneshot::channel();
+    let stop = Arc::new(Mutex::new(Some(stop)));
+    let last = Arc::new(Mutex::new(None::<String>));
+    let processor = service_fn(move |event: LambdaEvent| {
+        let (state, stop, last) = (Arc::clone(&state), Arc::clone(&stop), Arc::clone(&last));
+        async move {
+            match event.next {
+                NextEvent::Invoke(invoke) => {
+                    *lock(&last) = Some(invoke.request_id.clone());
+                    state.invoke(&invoke.request_id, invoke.deadline_ms).await;
+                }
+                NextEvent::Shutdown(shutdown) => {
+                    let last = lock(&last).clone();
+                    state.shutdown(last.as_deref(), shutdown.deadline_ms).await;
+                    if let Some(stop) = lock(&stop).take() {
+                        let _ = stop.send(());
+                    }
+                }
+            }
+            Ok::<(), Error>(())
+        }
+    });
+    let registered = Extension::new()
+        .with_events(&["INVOKE", "SHUTDOWN"])
+        .with_events_processor(processor)
+        .register()
+        .await?;
+    subscribe(&registered.extension_id, telemetry_port).await?;
+    tokio::select! {
+        result = registered.run() => result,
+        _ = stopped => Ok(()),
+    }
+}
+
+/// Subscribes to the Telemetry API's platform events, sent to
+/// `sandbox.localdomain:port` in small, quick batches.
+async fn subscribe(extension_id: &str, port: u16) -> Result<(), Error> {
+    use http_body_util::BodyExt;
+    let body = serde_json::json!({
+        "schemaVersion": "2022-12-13",
+        "types": ["platform"],
+        "buffering": {"maxItems": 1000, "maxBytes": 262_144, "timeoutMs": 25},
+        "destination": {"protocol": "HTTP", "URI": format!("http://sandbox.localdomain:{port}")},
+    });
+    let request = lambda_runtime_api_client::build_request()
+        .method("PUT")
+        .uri("/2022-07-01/telemetry")
+        .header("Lambda-Extension-Identifier", extension_id)
+        .header("Content-Type", "application/json")
+        .body(lambda_runtime_api_client::body::Body::from(
+            body.to_string(),
+        ))?;
+    let client = lambda_runtime_api_client::Client::builder().build()?;
+    let response = client.call(request).await?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        return Err(format!(
+            "the Telemetry API refused the subscription ({status}): {}",
+            String::from_utf8_lossy(&text)
+        )
+        .into());
+    }
+    Ok(())
+}
