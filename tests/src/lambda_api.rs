@@ -9,6 +9,16 @@
 //! and each next one only once the environment is idle: the runtime and
 //! every extension that received the last INVOKE have asked for their next
 //! event (the "freeze").
+//!
+//! Its Telemetry API sends subscribers the platform's events as Lambda
+//! does, with real timings: `platform.initStart`, `initRuntimeDone` and
+//! `initReport` before the first invocation, then per invocation
+//! `platform.start`, `platform.runtimeDone` when the runtime posts its
+//! response or error, and `platform.report` at the freeze (duration,
+//! billed duration, memory size, the runtime's peak resident memory). Like
+//! Lambda, it ends an invocation whose deadline passes (status `timeout`)
+//! and one whose runtime grows past the memory size (killed; status
+//! `error`, `Runtime.OutOfMemory`), and sends extensions SHUTDOWN then.
 
 use std::collections::VecDeque;
 use std::path::Path;
@@ -50,12 +60,17 @@ pub struct Invoked {
     pub response: Option<(Instant, Value)>,
     /// When the runtime and every extension were idle again.
     pub frozen: Option<Instant>,
+    /// When the runtime took it.
+    handed: Option<Instant>,
+    /// How it ended: status and error type, as the platform reports them.
+    outcome: Option<(&'static str, Option<String>)>,
 }
 
 #[derive(Debug)]
 struct Extension {
     id: String,
     invoke: bool,
+    shutdown: bool,
     /// Asked for its first event: its init is done.
     ready: bool,
     events: VecDeque<Value>,
@@ -72,11 +87,21 @@ struct Inner {
     capture: Option<Capture>,
     captured: Vec<(Instant, Value)>,
     sequence: u64,
+    /// Telemetry subscribers: each a queue its own thread delivers.
+    subscribers: Vec<std::sync::mpsc::Sender<Value>>,
+    /// Every platform event sent, in order.
+    platform_events: Vec<Value>,
+    initialized: bool,
+    memory_size_mb: u64,
+    runtime_pid: Option<u32>,
+    /// The runtime was ended (timed out, out of memory): no more work.
+    ended: bool,
 }
 
 struct Shared {
     inner: Mutex<Inner>,
     version: tokio::sync::watch::Sender<u64>,
+    started: Instant,
 }
 
 impl Shared {
@@ -88,7 +113,8 @@ impl Shared {
         self.version.send_modify(|v| *v += 1);
     }
 
-    /// `who` asked for its next event: it is idle.
+    /// `who` asked for its next event: it is idle. When everyone is, the
+    /// environment freezes and the invocation's report is sent.
     fn idle(&self, inner: &mut Inner, who: &str) {
         inner.busy.retain(|b| b != who);
         if inner.busy.is_empty()
@@ -99,8 +125,126 @@ impl Shared {
                 .find(|i| i.request_id == current)
         {
             inv.frozen = Some(Instant::now());
+            let inv = inv.clone();
+            let peak = inner
+                .runtime_pid
+                .and_then(|pid| crate::proc_status_kib(pid, "VmHWM"))
+                .map_or(0, |kib| kib.div_ceil(1024));
+            report(inner, &inv, peak);
         }
     }
+
+    /// Ends invocation `id` as the platform does when the runtime cannot:
+    /// `status` (`timeout`, or `error` with `error_type`), its report, and
+    /// SHUTDOWN (`reason`) to the extensions; the runtime gets no more
+    /// work.
+    fn end(&self, id: &str, status: &'static str, error_type: Option<&str>, reason: &str) {
+        let mut inner = self.lock();
+        let memory = inner.memory_size_mb;
+        let Some(inv) = inner.invocations.iter_mut().find(|i| i.request_id == id) else {
+            return;
+        };
+        if inv.response.is_some() {
+            return;
+        }
+        let error = json!({"errorType": error_type.unwrap_or("Sandbox.Timedout")});
+        inv.response = Some((Instant::now(), error));
+        inv.outcome = Some((status, error_type.map(str::to_string)));
+        let inv = inv.clone();
+        runtime_done(&mut inner, &inv);
+        let peak = if error_type.is_some() { memory } else { 0 };
+        report(&mut inner, &inv, peak);
+        inner.current = None;
+        inner.busy.clear();
+        inner.ended = true;
+        let deadline = epoch_ms() + 2000;
+        for ext in inner.extensions.iter_mut().filter(|e| e.shutdown) {
+            ext.events.push_back(json!({
+                "eventType": "SHUTDOWN",
+                "shutdownReason": reason,
+                "deadlineMs": deadline,
+            }));
+        }
+        drop(inner);
+        self.changed();
+    }
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock")
+        .as_millis() as u64
+}
+
+/// `at` as the Telemetry API writes times (RFC 3339, UTC, milliseconds).
+fn rfc3339(at: SystemTime) -> String {
+    let ms = at.duration_since(UNIX_EPOCH).expect("clock").as_millis() as i64;
+    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000
+    )
+}
+
+/// Sends a platform event of `kind` to every subscriber.
+fn emit(inner: &mut Inner, kind: &str, record: Value) {
+    let event = json!({"time": rfc3339(SystemTime::now()), "type": kind, "record": record});
+    inner.platform_events.push(event.clone());
+    inner.subscribers.retain(|s| s.send(event.clone()).is_ok());
+}
+
+/// Milliseconds from when the runtime took `inv` to its response.
+fn duration_ms(inv: &Invoked) -> f64 {
+    match (inv.handed, &inv.response) {
+        (Some(handed), Some((at, _))) => at.duration_since(handed).as_micros() as f64 / 1000.0,
+        _ => 0.0,
+    }
+}
+
+fn runtime_done(inner: &mut Inner, inv: &Invoked) {
+    let (status, error_type) = inv.outcome.clone().unwrap_or(("success", None));
+    let mut record = json!({
+        "requestId": inv.request_id,
+        "status": status,
+        "metrics": {"durationMs": duration_ms(inv), "producedBytes": 0},
+    });
+    if let Some(t) = error_type {
+        record["errorType"] = json!(t);
+    }
+    emit(inner, "platform.runtimeDone", record);
+}
+
+fn report(inner: &mut Inner, inv: &Invoked, peak_mb: u64) {
+    let (status, error_type) = inv.outcome.clone().unwrap_or(("success", None));
+    let duration = duration_ms(inv);
+    let mut record = json!({
+        "requestId": inv.request_id,
+        "status": status,
+        "metrics": {
+            "durationMs": duration,
+            "billedDurationMs": duration.ceil() as u64,
+            "memorySizeMB": inner.memory_size_mb,
+            "maxMemoryUsedMB": peak_mb,
+        },
+    });
+    if let Some(t) = error_type {
+        record["errorType"] = json!(t);
+    }
+    emit(inner, "platform.report", record);
 }
 
 /// The API server, running on its own thread.
@@ -117,9 +261,11 @@ impl LambdaApi {
         let shared = Arc::new(Shared {
             inner: Mutex::new(Inner {
                 capture: Some(Capture::Accept),
+                memory_size_mb: 128,
                 ..Inner::default()
             }),
             version: tokio::sync::watch::channel(0).0,
+            started: Instant::now(),
         });
         let app = Router::new()
             .route("/2018-06-01/runtime/invocation/next", get(runtime_next))
@@ -136,6 +282,7 @@ impl LambdaApi {
             .route("/2020-01-01/extension/event/next", get(extension_next))
             .route("/2020-01-01/extension/init/error", post(init_error))
             .route("/2020-01-01/extension/exit/error", post(init_error))
+            .route("/2022-07-01/telemetry", axum::routing::put(subscribe))
             .route("/v1/metrics", post(metrics))
             .with_state(Arc::clone(&shared));
         let server = crate::Background::start(move |listener, stop| async move {
@@ -160,16 +307,70 @@ impl LambdaApi {
     /// Starts `binary` as the function, against this API, with `env`; its
     /// stdout and stderr go to a log in `dir`.
     pub fn start_function(&self, dir: &Path, binary: &Path, env: &[(&str, &str)]) -> Process {
-        let mut command = Command::new(binary);
+        self.spawn("lambda function", dir, Command::new(binary), env)
+    }
+
+    /// Starts `command` as `name` in this API's environment (the
+    /// function's variables, then `env`); its output goes to a log in
+    /// `dir`.
+    pub fn spawn(
+        &self,
+        name: &'static str,
+        dir: &Path,
+        mut command: Command,
+        env: &[(&str, &str)],
+    ) -> Process {
         command
             .env("AWS_LAMBDA_RUNTIME_API", &self.address)
             .env("AWS_LAMBDA_FUNCTION_NAME", "orders")
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+            .env(
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+                self.shared.lock().memory_size_mb.to_string(),
+            )
             .env("RUST_LOG", "warn")
             .envs(env.iter().copied());
-        let log = dir.join(format!("function-{}.log", crate::free_port()));
-        Process::spawn("lambda function", command, log)
+        let log = dir.join(format!(
+            "{}-{}.log",
+            name.replace(' ', "-"),
+            crate::free_port()
+        ));
+        Process::spawn(name, command, log)
+    }
+
+    /// The function's memory size (128 MB unless set): reported, and the
+    /// most its runtime may take once [`LambdaApi::watch_runtime`] names
+    /// it.
+    pub fn set_memory_size(&self, mb: u64) {
+        self.shared.lock().memory_size_mb = mb;
+    }
+
+    /// The runtime's process: its peak resident memory is reported, and it
+    /// is killed (out of memory) when it grows past the memory size during
+    /// an invocation.
+    pub fn watch_runtime(&self, pid: u32) {
+        self.shared.lock().runtime_pid = Some(pid);
+    }
+
+    /// Every platform event sent to subscribers so far.
+    pub fn platform_events(&self) -> Vec<Value> {
+        self.shared.lock().platform_events.clone()
+    }
+
+    /// Sends SHUTDOWN (`spindown`, two seconds to go) to the extensions
+    /// that registered for it.
+    pub fn shutdown(&self) {
+        let deadline = epoch_ms() + 2000;
+        let mut inner = self.shared.lock();
+        for ext in inner.extensions.iter_mut().filter(|e| e.shutdown) {
+            ext.events.push_back(json!({
+                "eventType": "SHUTDOWN",
+                "shutdownReason": "spindown",
+                "deadlineMs": deadline,
+            }));
+        }
+        drop(inner);
+        self.shared.changed();
     }
 
     /// What `/v1/metrics` does from now on.
@@ -202,6 +403,8 @@ impl LambdaApi {
                 deadline: sent + timeout,
                 response: None,
                 frozen: None,
+                handed: None,
+                outcome: None,
             });
             id
         };
@@ -246,6 +449,16 @@ impl LambdaApi {
     pub fn extensions(&self) -> usize {
         self.shared.lock().extensions.len()
     }
+
+    /// How many extensions finished their init (asked for an event).
+    pub fn extensions_ready(&self) -> usize {
+        self.shared
+            .lock()
+            .extensions
+            .iter()
+            .filter(|e| e.ready)
+            .count()
+    }
 }
 
 type Api = State<Arc<Shared>>;
@@ -263,9 +476,37 @@ async fn runtime_next(State(shared): Api) -> Response {
             // Like Lambda, the first invocation waits for every extension's
             // init (its first request for an event).
             if inner.busy.is_empty()
+                && !inner.ended
                 && inner.extensions.iter().all(|e| e.ready)
                 && let Some((id, payload, deadline_ms)) = inner.queue.pop_front()
             {
+                if !inner.initialized {
+                    inner.initialized = true;
+                    let init_ms = shared.started.elapsed().as_secs_f64() * 1000.0;
+                    let init = json!({"initializationType": "on-demand", "phase": "init"});
+                    emit(&mut inner, "platform.initStart", init.clone());
+                    let mut done = init.clone();
+                    done["status"] = json!("success");
+                    emit(&mut inner, "platform.initRuntimeDone", done);
+                    let mut report = init;
+                    report["metrics"] = json!({"durationMs": (init_ms * 1000.0).round() / 1000.0});
+                    emit(&mut inner, "platform.initReport", report);
+                }
+                emit(
+                    &mut inner,
+                    "platform.start",
+                    json!({"requestId": id, "version": "$LATEST"}),
+                );
+                if let Some(inv) = inner.invocations.iter_mut().find(|i| i.request_id == id) {
+                    inv.handed = Some(Instant::now());
+                }
+                watch(
+                    &shared,
+                    &id,
+                    deadline_ms,
+                    inner.runtime_pid,
+                    inner.memory_size_mb,
+                );
                 let event = json!({
                     "eventType": "INVOKE",
                     "deadlineMs": deadline_ms,
@@ -309,17 +550,92 @@ async fn runtime_next(State(shared): Api) -> Response {
 async fn runtime_response(
     State(shared): Api,
     UrlPath(id): UrlPath<String>,
+    uri: axum::http::Uri,
     body: Bytes,
 ) -> StatusCode {
-    let value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let value: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let error = uri.path().ends_with("/error");
     {
         let mut inner = shared.lock();
-        if let Some(inv) = inner.invocations.iter_mut().find(|i| i.request_id == id) {
+        if let Some(inv) = inner.invocations.iter_mut().find(|i| i.request_id == id)
+            && inv.response.is_none()
+        {
+            if error {
+                let error_type = value["errorType"].as_str().unwrap_or("Unhandled");
+                inv.outcome = Some(("error", Some(error_type.to_string())));
+            }
             inv.response = Some((Instant::now(), value));
+            let inv = inv.clone();
+            runtime_done(&mut inner, &inv);
         }
     }
     shared.changed();
     StatusCode::ACCEPTED
+}
+
+/// Watches invocation `id` on a thread of its own: ended at its deadline
+/// if the runtime has not answered, or as soon as the runtime (when
+/// known) holds more than `memory_mb` resident.
+fn watch(shared: &Arc<Shared>, id: &str, deadline_ms: u64, pid: Option<u32>, memory_mb: u64) {
+    let (shared, id) = (Arc::clone(shared), id.to_string());
+    std::thread::spawn(move || {
+        loop {
+            if shared
+                .lock()
+                .invocations
+                .iter()
+                .any(|i| i.request_id == id && i.response.is_some())
+            {
+                return;
+            }
+            if epoch_ms() >= deadline_ms {
+                shared.end(&id, "timeout", None, "timeout");
+                return;
+            }
+            if let Some(pid) = pid
+                && crate::proc_status_kib(pid, "VmRSS").is_some_and(|kib| kib > memory_mb * 1024)
+            {
+                let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                shared.end(&id, "error", Some("Runtime.OutOfMemory"), "failure");
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    });
+}
+
+/// A Telemetry API subscription: the platform's events go to its
+/// destination (`sandbox.localdomain` is this host), in order, from a
+/// thread of its own.
+async fn subscribe(State(shared): Api, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let Some(uri) = request["destination"]["URI"].as_str() else {
+        return (StatusCode::BAD_REQUEST, "no destination URI").into_response();
+    };
+    let url = uri.replace("sandbox.localdomain", "127.0.0.1");
+    let (send, receive) = std::sync::mpsc::channel::<Value>();
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        while let Ok(first) = receive.recv() {
+            let mut batch = vec![first];
+            batch.extend(receive.try_iter());
+            let body = Value::Array(batch).to_string();
+            // The listener is up before it subscribes: a refusal is a bug
+            // the extension's log shows, not something to wait out.
+            if let Err(e) = agent
+                .post(&url)
+                .header("content-type", "application/json")
+                .send(body.as_bytes())
+            {
+                eprintln!("telemetry delivery to {url} failed: {e}");
+            }
+        }
+    });
+    shared.lock().subscribers.push(send);
+    "OK".into_response()
 }
 
 async fn init_error(body: Bytes) -> StatusCode {
@@ -329,9 +645,12 @@ async fn init_error(body: Bytes) -> StatusCode {
 
 async fn register(State(shared): Api, headers: HeaderMap, body: Bytes) -> Response {
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let invoke = request["events"]
-        .as_array()
-        .is_some_and(|e| e.iter().any(|e| e == "INVOKE"));
+    let registered = |event: &str| {
+        request["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e == event))
+    };
+    let (invoke, shutdown) = (registered("INVOKE"), registered("SHUTDOWN"));
     let name = headers
         .get("lambda-extension-name")
         .and_then(|v| v.to_str().ok())
@@ -342,6 +661,7 @@ async fn register(State(shared): Api, headers: HeaderMap, body: Bytes) -> Respon
         inner.extensions.push(Extension {
             id: id.clone(),
             invoke,
+            shutdown,
             ready: false,
             events: VecDeque::new(),
         });

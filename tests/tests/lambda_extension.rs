@@ -1,0 +1,397 @@
+//! The real `edgepush-extension` binary under this project's Lambda
+//! Runtime, Extensions and Telemetry API (`edgepush_tests::lambda_api`),
+//! beside a Python function (`tests/clients/statsd_function.py`) that
+//! sends its metrics with the StatsD clients from PyPI (`statsd`, and
+//! Datadog's `datadog` DogStatsD client): invocations -> extension ->
+//! native receiver -> moto, read back with boto3.
+
+use std::collections::BTreeMap;
+use std::net::UdpSocket;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use edgepush_receiver::limits::Limits;
+use edgepush_tests::lambda_api::{Capture, LambdaApi, emf_documents, emf_totals};
+use edgepush_tests::{
+    Moto, Process, Receiver, cloudwatch_sink, debug_binary, free_port, repo_root,
+};
+use serde_json::{Value, json};
+
+const KEY: &str = "extension-key";
+const NAMESPACE: &str = "PyShop";
+
+fn python() -> std::path::PathBuf {
+    let venv = repo_root().join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        "python3".into()
+    }
+}
+
+/// An environment: the API, the extension (started first, as Lambda
+/// starts extensions before the runtime, and ready), then the Python
+/// function, whose memory the API watches. Dropped in that order
+/// backwards: the processes, then the API (whose server waits for their
+/// requests to end).
+struct Environment {
+    function: Process,
+    extension: Process,
+    api: LambdaApi,
+    statsd_port: u16,
+}
+
+fn environment(dir: &std::path::Path, env: &[(&str, &str)], memory_mb: u64) -> Environment {
+    let api = LambdaApi::start();
+    api.set_memory_size(memory_mb);
+    let statsd_port = free_port();
+    let port = statsd_port.to_string();
+    let mut all = vec![
+        ("EDGEPUSH_STATSD_PORT", port.as_str()),
+        ("EDGEPUSH_NAMESPACE", NAMESPACE),
+    ];
+    all.extend_from_slice(env);
+    let binary = debug_binary("edgepush-extension", "edgepush-extension");
+    let mut extension = api.spawn("extension", dir, Command::new(binary), &all);
+    edgepush_tests::wait_for("the extension's init", Duration::from_secs(30), || {
+        extension.assert_running();
+        api.extensions_ready() == 1
+    });
+    let mut command = Command::new(python());
+    command.arg(repo_root().join("tests/clients/statsd_function.py"));
+    let function = api.spawn("python function", dir, command, &all);
+    api.watch_runtime(function.child_id());
+    Environment {
+        api,
+        extension,
+        function,
+        statsd_port,
+    }
+}
+
+/// The StatsD calls of one invocation.
+fn calls(n: usize) -> Value {
+    let mut send = vec![
+        json!(["statsd", "timing", "db.query", 12.5]),
+        json!(["statsd", "gauge", "queue", 10]),
+        json!(["statsd", "gauge", "queue", 5, {"delta": true}]),
+        json!(["statsd", "set", "users", "alice"]),
+        json!(["statsd", "set", "users", format!("user-{n}")]),
+        json!(["statsd", "set", "users", "alice"]),
+        json!(["dogstatsd", "increment", "checkout", {"tags": ["env:prod", "region:eu"]}]),
+        json!(["dogstatsd", "increment", "checkout", {"value": 2, "tags": ["env:prod", "region:eu"]}]),
+        json!(["dogstatsd", "distribution", "payment.ms", 40.25, {"tags": ["env:prod"]}]),
+        json!(["dogstatsd", "histogram", "basket", 3, {"tags": ["env:prod", "canary"]}]),
+    ];
+    // Sampled: the client sends about half of these, marked @0.5.
+    for _ in 0..10 {
+        send.push(json!(["statsd", "incr", "orders", 2, 0.5]));
+    }
+    json!({"send": send})
+}
+
+/// The `orders` datagrams the `statsd` client sent (the sampled ones).
+fn orders_sent(response: &Value) -> usize {
+    response["sent"]
+        .as_array()
+        .expect("sent")
+        .iter()
+        .filter(|d| d.as_str().is_some_and(|d| d.starts_with("orders:2|c|@0.5")))
+        .count()
+}
+
+/// The metric `name` with exactly `dims` (besides the function's own).
+fn metric<'a>(metrics: &'a [Value], name: &str, dims: &[(&str, &str)]) -> &'a Value {
+    let mut want: BTreeMap<String, String> = dims
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    want.insert("FunctionName".into(), "orders".into());
+    want.insert("FunctionVersion".into(), "$LATEST".into());
+    let want = serde_json::to_value(want).expect("dims");
+    metrics
+        .iter()
+        .find(|m| m["name"] == name && m["dimensions"] == want)
+        .unwrap_or_else(|| panic!("no {name} {want} in {metrics:#?}"))
+}
+
+fn sum(metrics: &[Value], name: &str, dims: &[(&str, &str)]) -> f64 {
+    metric(metrics, name, dims)["sum"].as_f64().expect("sum")
+}
+
+fn count(metrics: &[Value], name: &str, dims: &[(&str, &str)]) -> f64 {
+    metric(metrics, name, dims)["count"]
+        .as_f64()
+        .expect("count")
+}
+
+/// The platform events of `kind` the API sent.
+fn reported(api: &LambdaApi, kind: &str) -> Vec<Value> {
+    api.platform_events()
+        .into_iter()
+        .filter(|e| e["type"] == kind)
+        .map(|e| e["record"].clone())
+        .collect()
+}
+
+#[test]
+fn python_statsd_clients_reach_cloudwatch_with_the_platform_metrics() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut moto = Moto::start(dir.path());
+    let receiver = Receiver::start(
+        vec![cloudwatch_sink(&moto)],
+        Limits::default(),
+        vec![KEY.into()],
+    );
+    // Periodic with a long interval: everything waits for SHUTDOWN, which
+    // must push it all within its budget.
+    let mut env = environment(
+        dir.path(),
+        &[
+            ("EDGEPUSH_URL", &receiver.url),
+            ("EDGEPUSH_API_KEY", KEY),
+            ("EDGEPUSH_FLUSH", "periodic:3600"),
+        ],
+        256,
+    );
+
+    // What a broken client or a stranger sends: refused line by line, the
+    // extension carries on. Five lines: unknown type, no value, not UTF-8,
+    // a datagram as large as UDP carries with one line and no value, and
+    // a name longer than CloudWatch takes.
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    let to = ("127.0.0.1", env.statsd_port);
+    udp.send_to(b"odd:1|x\nnovalue|c", to).expect("send");
+    udp.send_to(b"\xff\xfe:1|c", to).expect("send");
+    udp.send_to(&vec![b'a'; 65_507], to).expect("send");
+    udp.send_to(format!("{}:1|c", "n".repeat(300)).as_bytes(), to)
+        .expect("send");
+
+    let mut orders = 0;
+    for n in 0..3 {
+        let inv = env.api.invoke(calls(n), Duration::from_secs(10));
+        let (_, response) = inv.response.expect("a response");
+        orders += orders_sent(&response);
+        env.api
+            .frozen(&inv.request_id, Duration::from_secs(10))
+            .expect("the environment froze");
+    }
+    let failed = env
+        .api
+        .invoke(json!({"fail": true}), Duration::from_secs(10));
+    env.api
+        .frozen(&failed.request_id, Duration::from_secs(10))
+        .expect("frozen");
+    env.extension.assert_running();
+
+    let shutdown = Instant::now();
+    env.api.shutdown();
+    // Lambda gives it until the SHUTDOWN deadline (two seconds here).
+    let status = env
+        .extension
+        .exited_within(Duration::from_secs(2) + Duration::from_millis(500))
+        .unwrap_or_else(|| {
+            panic!(
+                "still running after SHUTDOWN:\n{}",
+                env.extension.log_text()
+            )
+        });
+    assert!(status.success(), "{status}\n{}", env.extension.log_text());
+    eprintln!("SHUTDOWN to exit: {:?}", shutdown.elapsed());
+    env.function.stop();
+
+    let log = env.extension.log_text();
+    assert!(
+        emf_documents(&log).is_empty(),
+        "nothing should be written as EMF:\n{log}"
+    );
+    let m = moto.metrics(NAMESPACE);
+    // The function's metrics, as its clients sent them.
+    assert_eq!(
+        sum(&m, "orders", &[]),
+        4.0 * orders as f64,
+        "sampled counter"
+    );
+    assert_eq!(
+        (sum(&m, "db.query", &[]), count(&m, "db.query", &[])),
+        (3.0 * 12.5, 3.0)
+    );
+    assert_eq!(
+        metric(&m, "db.query", &[])["units"],
+        json!(["Milliseconds"])
+    );
+    assert_eq!(metric(&m, "queue", &[])["max"], json!(15.0), "10, then +5");
+    // Members new since the last push: alice and user-0..2.
+    assert_eq!(sum(&m, "users", &[]), 4.0);
+    let eu = [("env", "prod"), ("region", "eu")];
+    assert_eq!(sum(&m, "checkout", &eu), 9.0);
+    assert_eq!(
+        (
+            sum(&m, "payment.ms", &[("env", "prod")]),
+            count(&m, "payment.ms", &[("env", "prod")])
+        ),
+        (3.0 * 40.25, 3.0)
+    );
+    assert_eq!(
+        sum(&m, "basket", &[("canary", "true"), ("env", "prod")]),
+        9.0
+    );
+    assert_eq!(sum(&m, "StatsDRefused", &[]), 5.0, "{log}");
+
+    // The platform's, as the API reported them.
+    let reports = reported(&env.api, "platform.report");
+    assert_eq!(reports.len(), 4);
+    let total = |field: &str| -> f64 {
+        reports
+            .iter()
+            .map(|r| r["metrics"][field].as_f64().expect("metric"))
+            .sum()
+    };
+    assert_eq!(sum(&m, "Invocations", &[]), 4.0);
+    assert_eq!(sum(&m, "Errors", &[]), 1.0);
+    assert_eq!(sum(&m, "ColdStart", &[]), 1.0);
+    let close = |got: f64, want: f64| (got - want).abs() < 1e-6 * want.max(1.0);
+    assert!(
+        close(sum(&m, "Duration", &[]), total("durationMs")),
+        "{} vs {}",
+        sum(&m, "Duration", &[]),
+        total("durationMs")
+    );
+    assert_eq!(count(&m, "Duration", &[]), 4.0);
+    assert_eq!(sum(&m, "BilledDuration", &[]), total("billedDurationMs"));
+    assert_eq!(sum(&m, "MaxMemoryUsed", &[]), total("maxMemoryUsedMB"));
+    assert!(
+        total("maxMemoryUsedMB") > 0.0,
+        "the runtime's peak was read"
+    );
+    assert_eq!(metric(&m, "MemorySize", &[])["max"], json!(256.0));
+    let init = reported(&env.api, "platform.initReport");
+    assert!(close(
+        sum(&m, "InitDuration", &[]),
+        init[0]["metrics"]["durationMs"].as_f64().expect("init")
+    ));
+    assert!(
+        reported(&env.api, "platform.runtimeDone")
+            .iter()
+            .any(|r| r["status"] == "error" && r["errorType"] == "ValueError")
+    );
+}
+
+#[test]
+fn a_timeout_and_an_out_of_memory_show_as_such() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut moto = Moto::start(dir.path());
+    let receiver = Receiver::start(
+        vec![cloudwatch_sink(&moto)],
+        Limits::default(),
+        vec![KEY.into()],
+    );
+    let settings = [
+        ("EDGEPUSH_URL", receiver.url.as_str()),
+        ("EDGEPUSH_API_KEY", KEY),
+    ];
+
+    // Times out: the API ends it at its deadline and shuts the
+    // environment down.
+    let mut env = environment(dir.path(), &settings, 256);
+    let inv = env.api.invoke(
+        json!({"send": [["statsd", "incr", "started"]], "sleep": 30}),
+        Duration::from_secs(2),
+    );
+    assert_eq!(
+        inv.response.expect("ended").1["errorType"],
+        "Sandbox.Timedout"
+    );
+    assert!(
+        env.extension
+            .exited_within(Duration::from_secs(3))
+            .is_some_and(|s| s.success()),
+        "{}",
+        env.extension.log_text()
+    );
+
+    // Out of memory: the runtime grows past the memory size, the API kills
+    // it as Lambda does.
+    let mut env = environment(dir.path(), &settings, 96);
+    let inv = env.api.invoke(
+        json!({"send": [["statsd", "incr", "started"]], "grow_mb": 256}),
+        Duration::from_secs(20),
+    );
+    assert_eq!(
+        inv.response.expect("ended").1["errorType"],
+        "Runtime.OutOfMemory"
+    );
+    assert!(
+        env.extension
+            .exited_within(Duration::from_secs(3))
+            .is_some_and(|s| s.success()),
+        "{}",
+        env.extension.log_text()
+    );
+    assert!(
+        env.function.exited_within(Duration::from_secs(1)).is_some(),
+        "killed"
+    );
+
+    let m = moto.metrics(NAMESPACE);
+    assert_eq!(
+        sum(&m, "started", &[]),
+        2.0,
+        "what the functions sent before the end"
+    );
+    assert_eq!(sum(&m, "Invocations", &[]), 2.0);
+    assert_eq!(sum(&m, "Errors", &[]), 2.0);
+    assert_eq!(sum(&m, "Timeouts", &[]), 1.0);
+    assert_eq!(sum(&m, "OutOfMemory", &[]), 1.0);
+}
+
+#[test]
+fn with_the_receiver_unreachable_the_freeze_keeps_its_deadline_and_emf_carries_each_point_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let api_for_receiver = LambdaApi::start();
+    // A receiver that takes the request and never answers.
+    api_for_receiver.set_capture(Capture::Hang);
+    let url = api_for_receiver.receiver_url();
+    let mut env = environment(dir.path(), &[("EDGEPUSH_URL", &url)], 256);
+    let timeout = Duration::from_secs(2);
+    let mut orders = 0;
+    for n in 0..2 {
+        let inv = env.api.invoke(calls(n), timeout);
+        let (answered, response) = inv.response.clone().expect("a response");
+        orders += orders_sent(&response);
+        let frozen = env
+            .api
+            .frozen(&inv.request_id, timeout + Duration::from_secs(5))
+            .expect("froze");
+        // The push gives way at the deadline less the margin (100 ms); the
+        // EMF is written and the extension asks for its next event: 500 ms
+        // of slack for a loaded machine.
+        assert!(
+            frozen <= inv.deadline + Duration::from_millis(500),
+            "froze {:?} after the deadline",
+            frozen - inv.deadline
+        );
+        assert!(answered <= frozen);
+    }
+    env.api.shutdown();
+    assert!(
+        env.extension
+            .exited_within(Duration::from_secs(3))
+            .is_some(),
+        "{}",
+        env.extension.log_text()
+    );
+    assert!(
+        api_for_receiver.captured().is_empty(),
+        "the receiver answered nothing"
+    );
+
+    let log = env.extension.log_text();
+    let totals = emf_totals(&emf_documents(&log));
+    assert_eq!(totals["orders"].0, 4.0 * orders as f64, "{log}");
+    assert_eq!(totals["db.query"], (2.0 * 12.5, 2));
+    assert_eq!(totals["checkout"].0, 6.0);
+    assert_eq!(totals["payment.ms"], (2.0 * 40.25, 2));
+    assert_eq!(totals["Invocations"].0, 2.0);
+    assert_eq!(totals["Duration"].1, 2, "both reports, once each");
+}
