@@ -1,13 +1,18 @@
 """A Python Lambda function: the Runtime API loop as Lambda's Python runtime
 runs it, around a handler that sends metrics with the StatsD clients Python
 code uses, `statsd` (StatsClient) and Datadog's `datadog` (DogStatsd), to
-localhost:$EDGEPUSH_STATSD_PORT, where the edgepush extension listens.
+localhost:$EDGEPUSH_STATSD_PORT, and with OpenTelemetry's SDK and its
+OTLP/HTTP exporter to localhost:$EDGEPUSH_OTLP_PORT, where the edgepush
+extension listens. The OpenTelemetry provider is flushed at the end of each
+invocation, as the OpenTelemetry Lambda instrumentation does.
 
 The event says what to do:
   {"send": [[client, method, arg..., {keyword args}?], ...],
    "sleep": seconds, "grow_mb": megabytes, "fail": true}
 with client "statsd" or "dogstatsd" and a method of that client (incr,
-timing, gauge, set, histogram, distribution, ...). The response lists the
+timing, gauge, set, histogram, distribution, ...), or "otel" and an
+instrument kind (counter, histogram, gauge), a name, a value and
+attributes. The response lists the
 datagrams the `statsd` client sent (it samples: a rate below 1 sends
 some calls only), so the test knows what went out.
 """
@@ -18,9 +23,13 @@ import urllib.request
 
 import statsd
 from datadog.dogstatsd import DogStatsd
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
 API = os.environ["AWS_LAMBDA_RUNTIME_API"]
 PORT = int(os.environ.get("EDGEPUSH_STATSD_PORT", "8125"))
+OTLP = int(os.environ.get("EDGEPUSH_OTLP_PORT", "4318"))
 
 
 class Recording(statsd.StatsClient):
@@ -37,14 +46,39 @@ class Recording(statsd.StatsClient):
 
 plain = Recording("localhost", PORT)
 dog = DogStatsd(host="localhost", port=PORT)
+# Exports when flushed (an hour's interval otherwise); temporality from
+# OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE.
+provider = MeterProvider(
+    metric_readers=[
+        PeriodicExportingMetricReader(
+            OTLPMetricExporter(endpoint=f"http://localhost:{OTLP}/v1/metrics"),
+            export_interval_millis=3_600_000,
+        )
+    ]
+)
+meter = provider.get_meter("shop")
+instruments = {}
+
+
+def otel(kind, name, value, attributes=None):
+    key = (kind, name)
+    if key not in instruments:
+        instruments[key] = getattr(meter, f"create_{kind}")(name)
+    instrument = instruments[key]
+    record = {"counter": "add", "histogram": "record", "gauge": "set"}[kind]
+    getattr(instrument, record)(value, attributes or {})
 
 
 def handler(event):
     plain.sent = []
     for call in event.get("send", []):
         client, method, *args = call
+        if client == "otel":
+            otel(method, *args)
+            continue
         kwargs = args.pop() if args and isinstance(args[-1], dict) else {}
         getattr(plain if client == "statsd" else dog, method)(*args, **kwargs)
+    provider.force_flush()
     if event.get("grow_mb"):
         hog = bytearray(event["grow_mb"] * 1024 * 1024)
         for i in range(0, len(hog), 4096):

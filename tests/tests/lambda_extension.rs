@@ -2,8 +2,9 @@
 //! Runtime, Extensions and Telemetry API (`edgepush_tests::lambda_api`),
 //! beside a Python function (`tests/clients/statsd_function.py`) that
 //! sends its metrics with the StatsD clients from PyPI (`statsd`, and
-//! Datadog's `datadog` DogStatsD client): invocations -> extension ->
-//! native receiver -> moto, read back with boto3.
+//! Datadog's `datadog` DogStatsD client) and OpenTelemetry's SDK with its
+//! OTLP/HTTP exporter: invocations -> extension -> native receiver ->
+//! moto, read back with boto3.
 
 use std::collections::BTreeMap;
 use std::net::UdpSocket;
@@ -46,9 +47,13 @@ fn environment(dir: &std::path::Path, env: &[(&str, &str)], memory_mb: u64) -> E
     api.set_memory_size(memory_mb);
     let statsd_port = free_port();
     let port = statsd_port.to_string();
+    let otlp_port = free_port().to_string();
     let mut all = vec![
         ("EDGEPUSH_STATSD_PORT", port.as_str()),
+        ("EDGEPUSH_OTLP_PORT", otlp_port.as_str()),
         ("EDGEPUSH_NAMESPACE", NAMESPACE),
+        // OpenTelemetry SDKs export cumulative sums unless told.
+        ("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta"),
     ];
     all.extend_from_slice(env);
     let binary = debug_binary("edgepush-extension", "edgepush-extension");
@@ -82,6 +87,11 @@ fn calls(n: usize) -> Value {
         json!(["dogstatsd", "increment", "checkout", {"value": 2, "tags": ["env:prod", "region:eu"]}]),
         json!(["dogstatsd", "distribution", "payment.ms", 40.25, {"tags": ["env:prod"]}]),
         json!(["dogstatsd", "histogram", "basket", 3, {"tags": ["env:prod", "canary"]}]),
+        json!(["otel", "counter", "refunds", 2, {"reason": "damaged"}]),
+        json!(["otel", "counter", "refunds", 1, {"reason": "late"}]),
+        json!(["otel", "histogram", "render_ms", 12]),
+        json!(["otel", "histogram", "render_ms", 30]),
+        json!(["otel", "gauge", "stock", 40 + n, {"sku": "A1"}]),
     ];
     // Sampled: the client sends about half of these, marked @0.5.
     for _ in 0..10 {
@@ -237,6 +247,11 @@ fn python_statsd_clients_reach_cloudwatch_with_the_platform_metrics() {
         9.0
     );
     assert_eq!(sum(&m, "StatsDRefused", &[]), 5.0, "{log}");
+    // The OpenTelemetry SDK's, exported once per invocation.
+    assert_eq!(sum(&m, "refunds", &[("reason", "damaged")]), 6.0);
+    assert_eq!(sum(&m, "refunds", &[("reason", "late")]), 3.0);
+    assert_eq!(count(&m, "render_ms", &[]), 6.0);
+    assert_eq!(metric(&m, "stock", &[("sku", "A1")])["max"], json!(42.0));
 
     // The platform's, as the API reported them.
     let reports = reported(&env.api, "platform.report");

@@ -1,17 +1,19 @@
 //! The edgepush AWS Lambda extension, for functions in any language: it
 //! takes the metrics their existing StatsD and DogStatsD clients send to
-//! `127.0.0.1:8125`, adds the platform's own from the Telemetry API, and
+//! `127.0.0.1:8125` and their OpenTelemetry SDKs export to
+//! `127.0.0.1:4318` (OTLP/HTTP), adds the platform's own from the Telemetry API, and
 //! pushes them through edgepush as the flush policy says (adaptive by
 //! default), writing what cannot be pushed as EMF to the function's log.
 //!
 //! The data path, in order: [`statsd`] reads datagrams (sans-IO),
-//! [`recorder`] records their lines into the emitter, [`platform`] the
-//! platform's events; [`listeners`] are the UDP and HTTP edges feeding
+//! [`recorder`] records their lines into the emitter, [`otlp`] OTLP
+//! exports, [`platform`] the platform's events; [`listeners`] are the UDP and HTTP edges feeding
 //! them, and [`lifecycle`] registers with Lambda and pushes per invocation
 //! with `edgepush-lambda`'s [`LambdaMetrics`](edgepush_lambda::LambdaMetrics).
 
 pub mod lifecycle;
 pub mod listeners;
+pub mod otlp;
 pub mod platform;
 pub mod recorder;
 pub mod settings;

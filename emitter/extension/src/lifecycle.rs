@@ -16,10 +16,10 @@ use lambda_extension::{Extension, LambdaEvent, NextEvent, service_fn};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, oneshot};
 
-use crate::listeners;
 use crate::platform::{Platform, Seen};
 use crate::recorder::Recorder;
 use crate::settings::Settings;
+use crate::{listeners, otlp};
 
 /// Refusals logged one by one before only every thousandth is.
 const REFUSALS_LOGGED: u64 = 10;
@@ -60,6 +60,35 @@ impl State {
                 eprintln!("edgepush: StatsD line refused ({n} so far): {why}");
             }
         }
+    }
+
+    /// Records an OTLP export; the answer for the exporter.
+    pub fn otlp(
+        &self,
+        body: &[u8],
+        content_type: Option<&str>,
+        content_encoding: Option<&str>,
+    ) -> (u16, &'static str, Vec<u8>) {
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64;
+        let answer = otlp::export(
+            self.metrics.emitter(),
+            body,
+            content_type,
+            content_encoding,
+            now_ms,
+        );
+        if answer.refused > 0 || answer.status != 200 {
+            eprintln!(
+                "edgepush: OTLP export answered {}: {} point(s) refused: {}",
+                answer.status,
+                answer.refused,
+                String::from_utf8_lossy(&answer.body)
+            );
+        }
+        (answer.status, answer.content_type, answer.body)
     }
 
     /// Reads a batch of the Telemetry API's events.
@@ -168,7 +197,14 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         )?)),
         None => None,
     };
-    let telemetry = listeners::bind_telemetry(settings.telemetry_port)
+    let otlp =
+        match settings.otlp_port {
+            Some(port) => Some(listeners::bind_http(port, false).await.map_err(|e| {
+                format!("EDGEPUSH_OTLP_PORT: cannot listen on 127.0.0.1:{port}: {e}")
+            })?),
+            None => None,
+        };
+    let telemetry = listeners::bind_http(settings.telemetry_port, true)
         .await
         .map_err(|e| {
             format!(
@@ -191,7 +227,18 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
     if let Some(socket) = statsd {
         tokio::spawn(listeners::serve_statsd(socket, Arc::clone(&state)));
     }
-    tokio::spawn(listeners::serve_telemetry(telemetry, Arc::clone(&state)));
+    if let Some(listener) = otlp {
+        tokio::spawn(listeners::serve_http(
+            listener,
+            Arc::clone(&state),
+            listeners::otlp,
+        ));
+    }
+    tokio::spawn(listeners::serve_http(
+        telemetry,
+        Arc::clone(&state),
+        listeners::telemetry,
+    ));
 
     let (stop, stopped) = oneshot::channel();
     let stop = Arc::new(Mutex::new(Some(stop)));

@@ -1,6 +1,6 @@
-//! The extension's two inbound edges: StatsD datagrams on UDP, and the
-//! Telemetry API's platform events over HTTP. Each hands what it reads to
-//! [`State`]; neither decides anything.
+//! The extension's inbound edges: StatsD datagrams on UDP, OTLP/HTTP
+//! exports, and the Telemetry API's platform events over HTTP. Each hands
+//! what it reads to [`State`]; none decides anything.
 
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -46,20 +46,29 @@ pub fn drain_statsd(socket: &UdpSocket, state: &State) {
     }
 }
 
-/// Binds the Telemetry API's destination: every address (Lambda sends to
-/// `sandbox.localdomain`), `port` or any free one when 0.
-pub async fn bind_telemetry(port: u16) -> std::io::Result<TcpListener> {
-    TcpListener::bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))).await
+/// Binds `127.0.0.1:port` (OTLP/HTTP) or, for the Telemetry API's
+/// destination, every address on `port` (Lambda sends its events to
+/// `sandbox.localdomain`; 0 is any free port).
+pub async fn bind_http(port: u16, everywhere: bool) -> std::io::Result<TcpListener> {
+    let ip = if everywhere {
+        Ipv4Addr::UNSPECIFIED
+    } else {
+        Ipv4Addr::LOCALHOST
+    };
+    TcpListener::bind(SocketAddr::from((ip, port))).await
 }
 
-/// Serves the Telemetry API's POSTs of event batches (JSON arrays) into
-/// `state`.
-pub async fn serve_telemetry(listener: TcpListener, state: Arc<State>) {
+/// What an HTTP edge does with a request's method, path, headers and body:
+/// status, content type and body of the answer.
+type Handler = fn(&State, &hyper::http::request::Parts, &[u8]) -> (u16, &'static str, Vec<u8>);
+
+/// Serves HTTP/1.1 on `listener`, each request answered by `handler`.
+pub async fn serve_http(listener: TcpListener, state: Arc<State>, handler: Handler) {
     loop {
         let (stream, _) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                eprintln!("edgepush: telemetry listener: {e}");
+                eprintln!("edgepush: listener: {e}");
                 continue;
             }
         };
@@ -67,33 +76,74 @@ pub async fn serve_telemetry(listener: TcpListener, state: Arc<State>) {
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request| {
                 let state = Arc::clone(&state);
-                async move { Ok::<_, Infallible>(telemetry(request, &state).await) }
+                async move { Ok::<_, Infallible>(answer(request, &state, handler).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
-                eprintln!("edgepush: telemetry connection: {e}");
+                eprintln!("edgepush: HTTP connection: {e}");
             }
         });
     }
 }
 
-async fn telemetry(request: Request<Incoming>, state: &State) -> Response<Full<Bytes>> {
-    let answer = |status, text: &'static str| {
-        let mut response = Response::new(Full::new(Bytes::from_static(text.as_bytes())));
-        *response.status_mut() = status;
+async fn answer(
+    request: Request<Incoming>,
+    state: &State,
+    handler: Handler,
+) -> Response<Full<Bytes>> {
+    let (parts, body) = request.into_parts();
+    let (status, content_type, body) = match body.collect().await {
+        Ok(body) => handler(state, &parts, &body.to_bytes()),
+        Err(_) => (400, "text/plain", b"unreadable body".to_vec()),
+    };
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if let Ok(v) = content_type.parse() {
         response
-    };
-    let body = match request.into_body().collect().await {
-        Ok(body) => body.to_bytes(),
-        Err(_) => return answer(StatusCode::BAD_REQUEST, "unreadable body"),
-    };
-    match serde_json::from_slice::<Vec<Value>>(&body) {
+            .headers_mut()
+            .insert(hyper::header::CONTENT_TYPE, v);
+    }
+    response
+}
+
+/// The Telemetry API's POSTs of event batches (JSON arrays).
+pub fn telemetry(
+    state: &State,
+    _: &hyper::http::request::Parts,
+    body: &[u8],
+) -> (u16, &'static str, Vec<u8>) {
+    match serde_json::from_slice::<Vec<Value>>(body) {
         Ok(events) => {
             state.telemetry(events);
-            answer(StatusCode::OK, "")
+            (200, "text/plain", Vec::new())
         }
-        Err(_) => answer(StatusCode::BAD_REQUEST, "not a JSON array of events"),
+        Err(_) => (400, "text/plain", b"not a JSON array of events".to_vec()),
     }
+}
+
+/// OTLP/HTTP exports at `POST /v1/metrics`.
+pub fn otlp(
+    state: &State,
+    parts: &hyper::http::request::Parts,
+    body: &[u8],
+) -> (u16, &'static str, Vec<u8>) {
+    if parts.uri.path() != "/v1/metrics" {
+        return (
+            404,
+            "text/plain",
+            b"OTLP metrics go to /v1/metrics".to_vec(),
+        );
+    }
+    if parts.method != hyper::Method::POST {
+        return (405, "text/plain", b"POST an export".to_vec());
+    }
+    let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    state.otlp(
+        body,
+        header(hyper::header::CONTENT_TYPE),
+        header(hyper::header::CONTENT_ENCODING),
+    )
 }

@@ -17,6 +17,8 @@ pub struct Settings {
     pub statsd_port: Option<u16>,
     /// How a gauge value written with a sign is read.
     pub gauge_signs: GaugeSigns,
+    /// The OTLP/HTTP port on 127.0.0.1; `None` listens for none.
+    pub otlp_port: Option<u16>,
     /// The port the Telemetry API sends platform events to (0: any free).
     pub telemetry_port: u16,
     /// Record the platform's metrics.
@@ -28,7 +30,8 @@ impl Settings {
     /// `EDGEPUSH_API_KEY`, `EDGEPUSH_SIGN`, `EDGEPUSH_FLUSH`,
     /// `EDGEPUSH_DEADLINE_MARGIN_MS`), and `EDGEPUSH_NAMESPACE` (default
     /// `Lambda`), `EDGEPUSH_STATSD_PORT` (8125; `off`), `EDGEPUSH_STATSD_GAUGES`
-    /// (`delta` or `value`), `EDGEPUSH_TELEMETRY_PORT` (any free),
+    /// (`delta` or `value`), `EDGEPUSH_OTLP_PORT` (4318; `off`),
+    /// `EDGEPUSH_TELEMETRY_PORT` (any free),
     /// `EDGEPUSH_PLATFORM_METRICS` (`on` or `off`). Empty is unset.
     pub fn from_env() -> Result<Self, String> {
         Self::from_vars(|name| std::env::var(name).ok(), Options::from_env())
@@ -79,6 +82,7 @@ impl Settings {
             namespace: var("EDGEPUSH_NAMESPACE").unwrap_or_else(|| "Lambda".into()),
             statsd_port: port("EDGEPUSH_STATSD_PORT", Some(8125))?,
             gauge_signs,
+            otlp_port: port("EDGEPUSH_OTLP_PORT", Some(4318))?,
             telemetry_port: port("EDGEPUSH_TELEMETRY_PORT", Some(0))?
                 .ok_or("EDGEPUSH_TELEMETRY_PORT: the platform's events are needed, not `off`")?,
             platform_metrics,
@@ -110,6 +114,7 @@ mod tests {
         assert_eq!(s.namespace, "Lambda");
         assert_eq!(s.statsd_port, Some(8125));
         assert_eq!(s.gauge_signs, GaugeSigns::Delta);
+        assert_eq!(s.otlp_port, Some(4318));
         assert_eq!(s.telemetry_port, 0);
         assert!(s.platform_metrics);
     }
@@ -124,6 +129,7 @@ mod tests {
                 ("EDGEPUSH_NAMESPACE", "Shop"),
                 ("EDGEPUSH_STATSD_PORT", "off"),
                 ("EDGEPUSH_STATSD_GAUGES", "value"),
+                ("EDGEPUSH_OTLP_PORT", "14318"),
                 ("EDGEPUSH_TELEMETRY_PORT", "4243"),
                 ("EDGEPUSH_PLATFORM_METRICS", "off"),
             ],
@@ -134,6 +140,7 @@ mod tests {
         assert_eq!(s.namespace, "Shop");
         assert_eq!(s.statsd_port, None);
         assert_eq!(s.gauge_signs, GaugeSigns::Value);
+        assert_eq!(s.otlp_port, Some(14318));
         assert_eq!(s.telemetry_port, 4243);
         assert!(!s.platform_metrics);
         let mut options = Options::default();
