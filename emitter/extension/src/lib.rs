@@ -11,15 +11,22 @@
 //! them, and [`lifecycle`] registers with Lambda and pushes per invocation
 //! with `edgepush-lambda`'s [`LambdaMetrics`](edgepush_lambda::LambdaMetrics).
 
+#[cfg(feature = "extension")]
 pub mod lifecycle;
+#[cfg(feature = "extension")]
 pub mod listeners;
+#[cfg(feature = "extension")]
 pub mod otlp;
+#[cfg(feature = "extension")]
 pub mod platform;
 pub mod recorder;
+#[cfg(feature = "extension")]
 pub mod settings;
 pub mod statsd;
 
+#[cfg(feature = "extension")]
 pub use lifecycle::run;
+#[cfg(feature = "extension")]
 pub use settings::Settings;
 
 #[cfg(test)]
