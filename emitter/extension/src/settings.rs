@@ -1,9 +1,14 @@
 //! The extension's settings, from the function's environment variables
 //! (Lambda hands an extension the function's environment).
 
+use std::time::Duration;
+
 use edgepush_lambda::{Flush, Options};
 
 use crate::recorder::GaugeSigns;
+
+/// The budget of the last push, at SHUTDOWN.
+pub const SHUTDOWN_BUDGET: Duration = Duration::from_secs(1);
 
 /// What the extension is set to do.
 #[derive(Clone, Debug)]
@@ -43,6 +48,9 @@ impl Settings {
     ) -> Result<Self, String> {
         let var = |name: &str| var(name).filter(|v| !v.is_empty());
         let mut options = options.map_err(|e| e.to_string())?;
+        // Lambda gives external extensions two seconds at SHUTDOWN: half
+        // of it for the last push, the rest for the last report and EMF.
+        options.policy.shutdown_budget = SHUTDOWN_BUDGET;
         // An extension sees each invocation end only after its response:
         // its strategies are after each invocation, periodic and adaptive
         // (the default).
@@ -92,8 +100,6 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
 
     fn from(vars: &[(&str, &str)], options: Options) -> Result<Settings, String> {
@@ -111,6 +117,7 @@ mod tests {
     fn defaults_are_adaptive_on_8125_with_platform_metrics() {
         let s = from(&[], Options::default()).expect("defaults");
         assert_eq!(s.options.policy.flush, Flush::adaptive());
+        assert_eq!(s.options.policy.shutdown_budget, SHUTDOWN_BUDGET);
         assert_eq!(s.namespace, "Lambda");
         assert_eq!(s.statsd_port, Some(8125));
         assert_eq!(s.gauge_signs, GaugeSigns::Delta);
