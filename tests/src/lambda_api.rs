@@ -752,6 +752,51 @@ async fn metrics(State(shared): Api, headers: HeaderMap, body: Bytes) -> Respons
     axum::Json(json!({"accepted": points, "rejected": []})).into_response()
 }
 
+/// Starts the extension's example function in `language` (`python` or
+/// `node`: `emitter/extension/examples/<language>/`) under its bootstrap
+/// (what Lambda's managed runtime does) against `api`, with `env`. The
+/// Node.js one runs from a copy in `dir` beside the tests' `node_modules`
+/// (`tests/workerd`, which has the example's OpenTelemetry packages).
+pub fn start_extension_example(
+    api: &LambdaApi,
+    dir: &Path,
+    language: &str,
+    env: &[(&str, &str)],
+) -> Process {
+    let example = crate::repo_root()
+        .join("emitter/extension/examples")
+        .join(language);
+    let command = match language {
+        "python" => {
+            let mut python = Command::new(crate::tool("EDGEPUSH_PYTHON", "python", "python3"));
+            python.arg("bootstrap.py").current_dir(&example);
+            python
+        }
+        "node" => {
+            let copy = dir.join("node-example");
+            std::fs::create_dir_all(&copy).expect("example folder");
+            for file in ["index.mjs", "bootstrap.mjs", "package.json"] {
+                std::fs::copy(example.join(file), copy.join(file)).expect("copy the example");
+            }
+            let modules = copy.join("node_modules");
+            if !modules.exists() {
+                std::os::unix::fs::symlink(
+                    crate::repo_root().join("tests/workerd/node_modules"),
+                    &modules,
+                )
+                .expect("link node_modules");
+            }
+            let mut node = Command::new(crate::node());
+            node.arg("bootstrap.mjs").current_dir(&copy);
+            node
+        }
+        other => panic!("no example in {other}"),
+    };
+    let function = api.spawn("example function", dir, command, env);
+    api.watch_runtime(function.child_id());
+    function
+}
+
 /// Builds the `lambda-example` binary (debug) and returns its path.
 pub fn lambda_example_binary() -> std::path::PathBuf {
     crate::debug_binary("lambda-example", "lambda-example")

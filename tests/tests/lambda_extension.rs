@@ -12,7 +12,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use edgepush_receiver::limits::Limits;
-use edgepush_tests::lambda_api::{Capture, LambdaApi, emf_documents, emf_totals};
+use edgepush_tests::lambda_api::{
+    Capture, LambdaApi, emf_documents, emf_totals, start_extension_example, wire_totals,
+};
 use edgepush_tests::{
     Moto, Process, Receiver, cloudwatch_sink, debug_binary, free_port, repo_root,
 };
@@ -411,4 +413,72 @@ fn with_the_receiver_unreachable_the_freeze_keeps_its_deadline_and_emf_carries_e
     assert_eq!(totals["payment.ms"], (2.0 * 40.25, 2));
     assert_eq!(totals["Invocations"].0, 2.0);
     assert_eq!(totals["Duration"].1, 2, "both reports, once each");
+}
+
+#[test]
+fn the_python_and_node_examples_push_through_the_extension() {
+    for language in ["python", "node"] {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let api = LambdaApi::start();
+        let url = api.receiver_url();
+        let statsd = free_port().to_string();
+        let otlp = free_port().to_string();
+        let endpoint = format!("http://127.0.0.1:{otlp}/v1/metrics");
+        let env = [
+            ("EDGEPUSH_URL", url.as_str()),
+            ("EDGEPUSH_STATSD_PORT", statsd.as_str()),
+            ("EDGEPUSH_OTLP_PORT", otlp.as_str()),
+            ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", endpoint.as_str()),
+        ];
+        let binary = debug_binary("edgepush-extension", "edgepush-extension");
+        let mut extension = api.spawn("extension", dir.path(), Command::new(binary), &env);
+        edgepush_tests::wait_for("the extension's init", Duration::from_secs(30), || {
+            extension.assert_running();
+            api.extensions_ready() == 1
+        });
+        let mut function = start_extension_example(&api, dir.path(), language, &env);
+        let event =
+            json!({"tenant": "acme", "items": [{"cents": 250}, {"cents": 100}], "cents": 350});
+        for _ in 0..2 {
+            let inv = api.invoke(event.clone(), Duration::from_secs(20));
+            let response = inv
+                .response
+                .clone()
+                .unwrap_or_else(|| panic!("{language}: no response:\n{}", function.log_text()));
+            assert!(
+                response.1.get("errorType").is_none(),
+                "{language}: {}\n{}",
+                response.1,
+                function.log_text()
+            );
+            api.frozen(&inv.request_id, Duration::from_secs(10))
+                .expect("frozen");
+        }
+        function.stop();
+        api.shutdown();
+        assert!(
+            extension
+                .exited_within(Duration::from_millis(2500))
+                .is_some(),
+            "{}",
+            extension.log_text()
+        );
+        let batches: Vec<Value> = api.captured().into_iter().map(|(_, b)| b).collect();
+        let totals = wire_totals(&batches);
+        assert_eq!(
+            totals.get("orders").map(|t| t.0),
+            Some(2.0),
+            "{language}: {totals:?}\n{}",
+            extension.log_text()
+        );
+        assert_eq!(
+            totals.get("basket_value").map(|t| t.1),
+            Some(2),
+            "{language}: {totals:?}"
+        );
+        if language == "python" {
+            assert_eq!(totals["basket_value"].0, 700.0);
+            assert_eq!(totals.get("checkout").map(|t| t.1), Some(2), "the timer");
+        }
+    }
 }
