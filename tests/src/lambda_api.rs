@@ -11,7 +11,7 @@
 //! event (the "freeze").
 //!
 //! Its Telemetry API sends subscribers the platform's events as Lambda
-//! does, with real timings: `platform.initStart`, `initRuntimeDone` and
+//! does, buffered as the subscription asks, with real timings: `platform.initStart`, `initRuntimeDone` and
 //! `initReport` before the first invocation, then per invocation
 //! `platform.start`, `platform.runtimeDone` when the runtime posts its
 //! response or error, and `platform.report` at the freeze (duration,
@@ -613,6 +613,12 @@ async fn subscribe(State(shared): Api, body: Bytes) -> Response {
         return (StatusCode::BAD_REQUEST, "no destination URI").into_response();
     };
     let url = uri.replace("sandbox.localdomain", "127.0.0.1");
+    // Lambda buffers events as the subscription asks (its defaults: 1 s,
+    // 10,000 events): a batch goes when it is full or when its first
+    // event has waited `timeoutMs`.
+    let buffering = &request["buffering"];
+    let timeout = Duration::from_millis(buffering["timeoutMs"].as_u64().unwrap_or(1000));
+    let max_items = buffering["maxItems"].as_u64().unwrap_or(10_000) as usize;
     let (send, receive) = std::sync::mpsc::channel::<Value>();
     std::thread::spawn(move || {
         let agent: ureq::Agent = ureq::Agent::config_builder()
@@ -620,8 +626,14 @@ async fn subscribe(State(shared): Api, body: Bytes) -> Response {
             .build()
             .into();
         while let Ok(first) = receive.recv() {
+            let due = Instant::now() + timeout;
             let mut batch = vec![first];
-            batch.extend(receive.try_iter());
+            while batch.len() < max_items {
+                match receive.recv_timeout(due.saturating_duration_since(Instant::now())) {
+                    Ok(event) => batch.push(event),
+                    Err(_) => break,
+                }
+            }
             let body = Value::Array(batch).to_string();
             // The listener is up before it subscribes: a refusal is a bug
             // the extension's log shows, not something to wait out.

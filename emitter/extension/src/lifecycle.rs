@@ -10,8 +10,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use edgepush::{Config, Counter, Metric, Unit};
+use edgepush_lambda::Flush;
 use edgepush_lambda::LambdaMetrics;
-use edgepush_lambda::policy::Moment;
+use edgepush_lambda::policy::{FlushDecision, Moment};
 use lambda_extension::{Extension, LambdaEvent, NextEvent, service_fn};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, oneshot};
@@ -143,18 +144,34 @@ impl State {
         }
     }
 
-    /// An invocation: once the runtime is done with it (or its deadline
-    /// passed), what the function sent is taken in and the policy asked.
+    /// An invocation. When the policy will push after it (a push after
+    /// every invocation, the first ones, rare or bursty calls, a push
+    /// due), the extension waits until the runtime is done with it (or its
+    /// deadline passed), takes in what the function sent, and pushes
+    /// before asking for its next event, so before the freeze. Otherwise
+    /// it asks for the next event at once and adds no duration: the
+    /// platform's word that the runtime is done comes batched, up to the
+    /// subscription's 25 ms later, and waiting for it would be billed.
     async fn invoke(&self, request_id: &str, deadline_ms: u64) {
         self.metrics.cold_start();
-        let left = until(deadline_ms).unwrap_or(self.metrics.options().policy.default_budget);
-        if !self.wait_for(&self.done, request_id, left).await {
-            eprintln!("edgepush: no word from the platform that {request_id} is done; going on");
+        let push_after = match self.metrics.options().policy.flush {
+            Flush::EndOfInvocation | Flush::AfterResponse => true,
+            _ => self.metrics.decision(Moment::ResponsePosted) != FlushDecision::Skip,
+        };
+        if push_after {
+            let left = until(deadline_ms).unwrap_or(self.metrics.options().policy.default_budget);
+            if !self.wait_for(&self.done, request_id, left).await {
+                eprintln!(
+                    "edgepush: no word from the platform that {request_id} is done; going on"
+                );
+            }
         }
         self.drain();
         self.at(Moment::Returned, request_id, deadline_ms).await;
-        self.at(Moment::ResponsePosted, request_id, deadline_ms)
-            .await;
+        if push_after {
+            self.at(Moment::ResponsePosted, request_id, deadline_ms)
+                .await;
+        }
     }
 
     /// The environment shuts down: the last report (if it is still to
@@ -281,7 +298,8 @@ async fn subscribe(extension_id: &str, port: u16) -> Result<(), Error> {
     let body = serde_json::json!({
         "schemaVersion": "2022-12-13",
         "types": ["platform"],
-        "buffering": {"maxItems": 1000, "maxBytes": 262_144, "timeoutMs": 25},
+        // The smallest batches and shortest wait Lambda allows.
+        "buffering": {"maxItems": 25, "maxBytes": 262_144, "timeoutMs": 25},
         "destination": {"protocol": "HTTP", "URI": format!("http://sandbox.localdomain:{port}")},
     });
     let request = lambda_runtime_api_client::build_request()

@@ -168,6 +168,13 @@ impl LambdaMetrics {
         Facts::new(last.elapsed(), self.0.emitter.pending()).with_rate(rate)
     }
 
+    /// What the policy would decide at `moment` now, without acting on it:
+    /// for a caller that must prepare for a push (the extension waits for
+    /// the runtime's end only when a push will follow it).
+    pub fn decision(&self, moment: Moment) -> FlushDecision {
+        policy::decide(&self.0.options.policy, moment, &self.facts())
+    }
+
     /// Does what the policy decides at `moment` of invocation `request_id`
     /// (deadline `deadline_ms`, epoch milliseconds); what a push did, if
     /// the policy pushed. The layers and the extension call it at each
