@@ -60,6 +60,9 @@ pub struct Invoked {
     pub response: Option<(Instant, Value)>,
     /// When the runtime and every extension were idle again.
     pub frozen: Option<Instant>,
+    /// When every extension that got its INVOKE had asked for its next
+    /// event (whether or not the runtime was done).
+    pub extensions_idle: Option<Instant>,
     /// When the runtime took it.
     handed: Option<Instant>,
     /// How it ended: status and error type, as the platform reports them.
@@ -86,6 +89,8 @@ struct Inner {
     current: Option<String>,
     capture: Option<Capture>,
     captured: Vec<(Instant, Value)>,
+    /// Pushes `/v1/metrics` took and never answered.
+    hung: usize,
     sequence: u64,
     /// Telemetry subscribers: each a queue its own thread delivers.
     subscribers: Vec<std::sync::mpsc::Sender<Value>>,
@@ -117,6 +122,16 @@ impl Shared {
     /// environment freezes and the invocation's report is sent.
     fn idle(&self, inner: &mut Inner, who: &str) {
         inner.busy.retain(|b| b != who);
+        if who != "runtime"
+            && inner.busy.iter().all(|b| b == "runtime")
+            && let Some(current) = inner.current.clone()
+            && let Some(inv) = inner
+                .invocations
+                .iter_mut()
+                .find(|i| i.request_id == current)
+        {
+            inv.extensions_idle.get_or_insert_with(Instant::now);
+        }
         if inner.busy.is_empty()
             && let Some(current) = inner.current.take()
             && let Some(inv) = inner
@@ -378,6 +393,12 @@ impl LambdaApi {
         self.shared.lock().capture = Some(capture);
     }
 
+    /// How many pushes `/v1/metrics` took without answering
+    /// ([`Capture::Hang`]).
+    pub fn hung(&self) -> usize {
+        self.shared.lock().hung
+    }
+
     /// The batches `/v1/metrics` took (wire JSON), with their arrival times.
     pub fn captured(&self) -> Vec<(Instant, Value)> {
         self.shared.lock().captured.clone()
@@ -403,6 +424,7 @@ impl LambdaApi {
                 deadline: sent + timeout,
                 response: None,
                 frozen: None,
+                extensions_idle: None,
                 handed: None,
                 outcome: None,
             });
@@ -733,6 +755,7 @@ async fn metrics(State(shared): Api, headers: HeaderMap, body: Bytes) -> Respons
             return (StatusCode::SERVICE_UNAVAILABLE, "down for the test").into_response();
         }
         Capture::Hang => {
+            shared.lock().hung += 1;
             std::future::pending::<()>().await;
         }
         Capture::Accept => {}

@@ -133,49 +133,52 @@ impl State {
         }
     }
 
-    async fn at(&self, moment: Moment, request_id: &str, deadline_ms: u64) {
-        if self
-            .metrics
-            .on(moment, request_id, deadline_ms)
-            .await
-            .is_some()
-        {
-            lock(&self.recorder).pushed();
-        }
-    }
-
     /// An invocation. When the policy will push after it (a push after
     /// every invocation, the first ones, rare or bursty calls, a push
-    /// due), the extension waits until the runtime is done with it (or its
-    /// deadline passed), takes in what the function sent, and pushes
-    /// before asking for its next event, so before the freeze. Otherwise
+    /// due), the extension waits until the runtime is done with it, takes
+    /// in what the function sent, and pushes before asking for its next
+    /// event, so before the freeze, all by the deadline less the margin
+    /// (what the push cannot finish by then is written as EMF). Otherwise
     /// it asks for the next event at once and adds no duration: the
     /// platform's word that the runtime is done comes batched, up to the
     /// subscription's 25 ms later, and waiting for it would be billed.
     async fn invoke(&self, request_id: &str, deadline_ms: u64) {
         self.metrics.cold_start();
-        let push_after = match self.metrics.options().policy.flush {
+        self.metrics.invocation_ended();
+        let policy = &self.metrics.options().policy;
+        let push = match policy.flush {
             Flush::EndOfInvocation | Flush::AfterResponse => true,
             _ => self.metrics.decision(Moment::ResponsePosted) != FlushDecision::Skip,
         };
-        if push_after {
-            let left = until(deadline_ms).unwrap_or(self.metrics.options().policy.default_budget);
-            if !self.wait_for(&self.done, request_id, left).await {
-                eprintln!(
-                    "edgepush: no word from the platform that {request_id} is done; going on"
-                );
-            }
+        if !push {
+            self.drain();
+            return;
+        }
+        let limit = until(deadline_ms).map_or(policy.default_budget, |left| {
+            left.saturating_sub(policy.margin)
+        });
+        if !self.wait_for(&self.done, request_id, limit).await {
+            // Still running near its deadline (timing out: SHUTDOWN comes
+            // next) or done too late to push: what it sent waits for the
+            // next push or SHUTDOWN, and the freeze is not held.
+            eprintln!(
+                "edgepush: {request_id} not done by its deadline less the margin; pushing later"
+            );
+            self.drain();
+            return;
         }
         self.drain();
-        self.at(Moment::Returned, request_id, deadline_ms).await;
-        if push_after {
-            self.at(Moment::ResponsePosted, request_id, deadline_ms)
-                .await;
-        }
+        // Sets count members afresh from here: those recorded until the
+        // flush below are in it.
+        lock(&self.recorder).pushed();
+        self.metrics
+            .flush_within(self.metrics.budget(deadline_ms), request_id)
+            .await;
     }
 
     /// The environment shuts down: the last report (if it is still to
-    /// come), then everything pending, within the shutdown budget.
+    /// come), then everything pending, within the shutdown budget; what
+    /// arrived during that push is written as EMF, as the process ends.
     async fn shutdown(&self, last: Option<&str>, deadline_ms: u64) {
         let budget = self.metrics.options().policy.shutdown_budget;
         let wait = until(deadline_ms)
@@ -185,7 +188,11 @@ impl State {
             self.wait_for(&self.reports, last, wait).await;
         }
         self.drain();
-        self.at(Moment::Shutdown, "shutdown", 0).await;
+        self.metrics.on(Moment::Shutdown, "shutdown", 0).await;
+        self.drain();
+        if self.metrics.emitter().pending() > 0 {
+            self.metrics.flush_within(Duration::ZERO, "shutdown").await;
+        }
     }
 }
 

@@ -5,11 +5,12 @@
 use std::convert::Infallible;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::{Bytes, Incoming};
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde_json::Value;
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -62,7 +63,16 @@ pub async fn bind_http(port: u16, everywhere: bool) -> std::io::Result<TcpListen
 /// status, content type and body of the answer.
 type Handler = fn(&State, &hyper::http::request::Parts, &[u8]) -> (u16, &'static str, Vec<u8>);
 
-/// Serves HTTP/1.1 on `listener`, each request answered by `handler`.
+/// The largest body an edge reads: the receiver's own bound for OTLP
+/// exports, and four times the largest batch the Telemetry API sends
+/// (256 KB).
+pub const MAX_BODY: usize = 1 << 20;
+
+/// How long a connection may take to send a request's head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves HTTP/1.1 on `listener`, each request answered by `handler`;
+/// bodies over [`MAX_BODY`] are refused (413) unread.
 pub async fn serve_http(listener: TcpListener, state: Arc<State>, handler: Handler) {
     loop {
         let (stream, _) = match listener.accept().await {
@@ -79,6 +89,8 @@ pub async fn serve_http(listener: TcpListener, state: Arc<State>, handler: Handl
                 async move { Ok::<_, Infallible>(answer(request, &state, handler).await) }
             });
             if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEAD_TIMEOUT)
                 .serve_connection(TokioIo::new(stream), service)
                 .await
             {
@@ -94,9 +106,14 @@ async fn answer(
     handler: Handler,
 ) -> Response<Full<Bytes>> {
     let (parts, body) = request.into_parts();
-    let (status, content_type, body) = match body.collect().await {
+    let (status, content_type, body) = match Limited::new(body, MAX_BODY).collect().await {
         Ok(body) => handler(state, &parts, &body.to_bytes()),
-        Err(_) => (400, "text/plain", b"unreadable body".to_vec()),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => (
+            413,
+            "text/plain",
+            format!("body: larger than {MAX_BODY} bytes").into_bytes(),
+        ),
+        Err(_) => (400, "text/plain", b"body: unreadable".to_vec()),
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() =

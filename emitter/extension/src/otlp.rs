@@ -104,7 +104,12 @@ fn record(emitter: &Emitter, batch: &Batch, refused: &mut Vec<String>) -> usize 
             Value::Gauge { last, .. } => emitter.gauge(metric).map(|g| g.set(*last)),
             Value::Distribution { values, counts } => emitter.distribution(metric).map(|d| {
                 for (v, c) in values.iter().zip(counts) {
-                    d.record_many(*v, c.round().clamp(1.0, f64::from(u32::MAX)) as u32);
+                    let mut left = c.round();
+                    while left >= 1.0 {
+                        let n = left.min(f64::from(u32::MAX));
+                        d.record_many(*v, n as u32);
+                        left -= n;
+                    }
                 }
             }),
             Value::Statistics(s) => emitter

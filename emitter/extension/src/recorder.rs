@@ -6,6 +6,7 @@
 //! caller hands datagrams in and says when a push happened.
 
 use std::collections::{HashMap, HashSet};
+use std::hash::{Hash, Hasher};
 
 use edgepush::{Emitter, Metric, Unit};
 
@@ -22,9 +23,9 @@ pub enum GaugeSigns {
     Value,
 }
 
-/// Distinct members a set keeps before it counts further members without
-/// telling them apart (and says so once).
-const SET_MEMBERS: usize = 10_000;
+/// Distinct members all sets keep (as 64-bit hashes, about 2 MB) before
+/// further new members are counted without telling them apart (said once).
+const SET_MEMBERS: usize = 100_000;
 
 /// Gauges and sets whose state is kept at once; lines of further series are
 /// refused (the emitter's own series limit applies as well).
@@ -45,8 +46,12 @@ pub struct Recorder {
     emitter: Emitter,
     signs: GaugeSigns,
     gauges: HashMap<String, f64>,
-    sets: HashMap<String, HashSet<String>>,
+    sets: HashMap<String, HashSet<u64>>,
+    members: usize,
     full_set_said: bool,
+    /// Per sampled distribution, the fraction of a value its weights
+    /// have not yet recorded.
+    carries: HashMap<String, f64>,
     counts: Counts,
 }
 
@@ -58,7 +63,9 @@ impl Recorder {
             signs,
             gauges: HashMap::new(),
             sets: HashMap::new(),
+            members: 0,
             full_set_said: false,
+            carries: HashMap::new(),
             counts: Counts::default(),
         }
     }
@@ -94,6 +101,7 @@ impl Recorder {
     /// A push happened: sets count their members afresh.
     pub fn pushed(&mut self) {
         self.sets.clear();
+        self.members = 0;
     }
 
     fn line(&mut self, line: &Line<'_>) -> Result<(), String> {
@@ -132,39 +140,59 @@ impl Recorder {
             }
             Type::Timer | Type::Histogram | Type::Distribution => {
                 let distribution = self.emitter.distribution(metric).map_err(refuse)?;
-                // How many values one stands for: 1 / rate, whole.
-                let weight = (1.0 / line.sample_rate)
-                    .round()
-                    .clamp(1.0, f64::from(u32::MAX)) as u32;
+                if line.sample_rate == 1.0 {
+                    for v in &line.values {
+                        match at {
+                            Some(ms) => distribution.record_at(*v, ms).map_err(full)?,
+                            None => distribution.record(*v),
+                        }
+                    }
+                    return Ok(());
+                }
+                // A sampled value stands for 1 / rate values: whole ones
+                // recorded, the fraction carried to the series' next value
+                // (so a rate of 0.3 counts 10 per 3 values, not 9), and
+                // recorded now (a weight has no time of its own).
+                let key = key(line);
+                if !self.carries.contains_key(&key) && self.carries.len() >= KEPT_SERIES {
+                    return Err(format!("more than {KEPT_SERIES} sampled distributions"));
+                }
+                let carry = self.carries.entry(key).or_insert(0.0);
                 for v in &line.values {
-                    match at {
-                        // A timestamped value stands for itself alone only
-                        // when not sampled; sampled, it is recorded now.
-                        Some(ms) if weight == 1 => distribution.record_at(*v, ms).map_err(full)?,
-                        _ => distribution.record_many(*v, weight),
+                    let exact = 1.0 / line.sample_rate + *carry;
+                    let whole = exact.floor();
+                    *carry = exact - whole;
+                    let mut left = whole;
+                    while left >= 1.0 {
+                        let n = left.min(f64::from(u32::MAX));
+                        distribution.record_many(*v, n as u32);
+                        left -= n;
                     }
                 }
             }
             Type::Set => {
                 let counter = self.emitter.counter(metric).map_err(refuse)?;
-                let member = line.member.unwrap_or_default();
+                let member = hash(line.member.unwrap_or_default());
                 let key = key(line);
                 if !self.sets.contains_key(&key) && self.sets.len() >= KEPT_SERIES {
                     return Err(format!("more than {KEPT_SERIES} sets"));
                 }
                 let members = self.sets.entry(key).or_default();
-                let new = if members.len() < SET_MEMBERS {
-                    members.insert(member.to_string())
+                let new = if members.contains(&member) {
+                    false
+                } else if self.members < SET_MEMBERS {
+                    members.insert(member);
+                    self.members += 1;
+                    true
                 } else {
-                    if !members.contains(member) && !self.full_set_said {
+                    if !self.full_set_said {
                         self.full_set_said = true;
                         eprintln!(
-                            "edgepush: set {} has {SET_MEMBERS} members since the last push: \
-                             further members are counted without telling them apart",
-                            line.name
+                            "edgepush: sets hold {SET_MEMBERS} members since the last push: \
+                             further new members are counted without telling them apart"
                         );
                     }
-                    !members.contains(member)
+                    true
                 };
                 if new {
                     match at {
@@ -176,6 +204,13 @@ impl Recorder {
         }
         Ok(())
     }
+}
+
+/// A set member's 64-bit hash: what a set keeps of it.
+fn hash(member: &str) -> u64 {
+    let mut hasher = std::hash::DefaultHasher::new();
+    member.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// The metric a line names: its name, unit and tags as dimensions (a bare

@@ -168,6 +168,18 @@ impl LambdaMetrics {
         Facts::new(last.elapsed(), self.0.emitter.pending()).with_rate(rate)
     }
 
+    /// Counts an invocation's end now, for how often they come
+    /// ([`crate::Flush::Adaptive`]). [`LambdaMetrics::on`] does at
+    /// [`Moment::Returned`]; the extension, which acts apart, at each
+    /// INVOKE.
+    pub fn invocation_ended(&self) {
+        self.0
+            .rate
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .ended(Instant::now());
+    }
+
     /// What the policy would decide at `moment` now, without acting on it:
     /// for a caller that must prepare for a push (the extension waits for
     /// the runtime's end only when a push will follow it).
@@ -181,11 +193,7 @@ impl LambdaMetrics {
     /// moment they see.
     pub async fn on(&self, moment: Moment, request_id: &str, deadline_ms: u64) -> Option<Flushed> {
         if moment == Moment::Returned {
-            self.0
-                .rate
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .ended(Instant::now());
+            self.invocation_ended();
         }
         match policy::decide(&self.0.options.policy, moment, &self.facts()) {
             FlushDecision::Skip => None,

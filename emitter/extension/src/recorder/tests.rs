@@ -63,6 +63,14 @@ fn signed_gauges_move_in_delta_mode_and_are_values_in_value_mode() {
 }
 
 #[test]
+fn a_sampled_value_s_fraction_is_carried_to_the_next() {
+    let (emitter, mut r) = recorder(GaugeSigns::Delta);
+    // 1 / 0.3 = 3.33...: three values stand for ten, not nine.
+    r.datagram(b"latency:10|ms|@0.3\nlatency:10|ms|@0.3\nlatency:10|ms|@0.3");
+    assert_eq!(sums(&emitter)["latency"], (100.0, 10.0));
+}
+
+#[test]
 fn sets_count_members_afresh_after_a_push() {
     let (emitter, mut r) = recorder(GaugeSigns::Delta);
     r.datagram(b"users:alice|s\nusers:bob|s|#env:prod\nusers:user:42|s");
@@ -139,7 +147,7 @@ fn written() -> impl Strategy<Value = Written> {
         ]),
         // Whole thousandths: the sum of any order is the same exactly.
         (-1_000_000i64..1_000_000).prop_map(|v| v as f64 / 1000.0),
-        prop::sample::select(vec![1.0, 0.5, 0.25, 0.125]),
+        prop::sample::select(vec![1.0, 0.5, 0.25, 0.125, 0.3, 0.6]),
         prop::collection::vec(
             (
                 prop::sample::select(vec!["env", "region", "route"]),
@@ -170,7 +178,8 @@ proptest! {
         split in 1usize..8,
     ) {
         let (emitter, mut r) = recorder(GaugeSigns::Delta);
-        let mut expected: BTreeMap<String, (f64, f64)> = BTreeMap::new();
+        // Per series: sum, count, and whether every weight was whole.
+        let mut expected: BTreeMap<String, (f64, f64, bool)> = BTreeMap::new();
         let mut text = Vec::new();
         for w in &lines {
             let mut line = format!("{}:{}|{}", w.name, w.value, w.kind);
@@ -187,14 +196,15 @@ proptest! {
             // A counter and a distribution of one name are two series of
             // one CloudWatch metric: kept apart here by type.
             let key = format!("{}/{key}", if w.kind == "c" { "c" } else { "d" });
-            let e = expected.entry(key).or_insert((0.0, 0.0));
+            let e = expected.entry(key).or_insert((0.0, 0.0, true));
             if w.kind == "c" {
                 e.0 += w.value / w.rate;
                 e.1 = 1.0;
             } else {
-                let weight = (1.0 / w.rate).round();
-                e.0 += w.value * weight;
-                e.1 += weight;
+                // A sampled value stands for 1 / rate of them.
+                e.0 += w.value / w.rate;
+                e.1 += 1.0 / w.rate;
+                e.2 &= (1.0 / w.rate).fract() == 0.0;
             }
         }
         for chunk in text.chunks(split) {
@@ -202,18 +212,25 @@ proptest! {
             prop_assert!(refused.is_empty(), "{:?}", refused);
         }
         let got = sums(&emitter);
-        let mut by_key: BTreeMap<String, (f64, f64)> = BTreeMap::new();
-        for (key, (sum, count)) in &expected {
+        let mut by_key: BTreeMap<String, (f64, f64, bool)> = BTreeMap::new();
+        for (key, (sum, count, whole)) in &expected {
             let (_, series) = key.split_once('/').expect("kind");
-            let e = by_key.entry(series.to_string()).or_insert((0.0, 0.0));
+            let e = by_key.entry(series.to_string()).or_insert((0.0, 0.0, true));
             e.0 += sum;
             e.1 += count;
+            e.2 &= whole;
         }
         prop_assert_eq!(got.len(), by_key.len());
-        for (key, (sum, count)) in by_key {
+        for (key, (sum, count, whole)) in by_key {
             let (got_sum, got_count) = got[&key];
-            prop_assert!((got_sum - sum).abs() <= 1e-6 * sum.abs().max(1.0), "{}: {} vs {}", key, got_sum, sum);
-            prop_assert_eq!(got_count, count, "{}", key);
+            if whole {
+                prop_assert!((got_sum - sum).abs() <= 1e-6 * sum.abs().max(1.0), "{}: {} vs {}", key, got_sum, sum);
+                prop_assert!((got_count - count).abs() < 1e-9, "{}: {} vs {}", key, got_count, count);
+            } else {
+                // Fractions carried, not lost: the count is the whole part
+                // of what the values stand for (floating point aside).
+                prop_assert!(got_count <= count + 1e-6 && got_count > count - 1.0 - 1e-6, "{}: {} vs {}", key, got_count, count);
+            }
         }
     }
 }
