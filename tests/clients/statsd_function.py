@@ -1,10 +1,11 @@
-"""A Python Lambda function: the Runtime API loop as Lambda's Python runtime
-runs it, around a handler that sends metrics with the StatsD clients Python
-code uses, `statsd` (StatsClient) and Datadog's `datadog` (DogStatsd), to
-localhost:$EDGEPUSH_STATSD_PORT, and with OpenTelemetry's SDK and its
-OTLP/HTTP exporter to localhost:$EDGEPUSH_OTLP_PORT, where the edgepush
-extension listens. The OpenTelemetry provider is flushed at the end of each
-invocation, as the OpenTelemetry Lambda instrumentation does.
+"""A Python Lambda function, under the Runtime API loop of the extension's
+Python example (what Lambda's Python runtime runs): a handler that sends
+metrics with the StatsD clients Python code uses, `statsd` (StatsClient) and
+Datadog's `datadog` (DogStatsd), to localhost:$EDGEPUSH_STATSD_PORT, and
+with OpenTelemetry's SDK and its OTLP/HTTP exporter to
+localhost:$EDGEPUSH_OTLP_PORT, where the edgepush extension listens. The
+OpenTelemetry provider is flushed at the end of each invocation, as the
+OpenTelemetry Lambda instrumentation does.
 
 The event says what to do:
   {"send": [[client, method, arg..., {keyword args}?], ...],
@@ -12,14 +13,13 @@ The event says what to do:
 with client "statsd" or "dogstatsd" and a method of that client (incr,
 timing, gauge, set, histogram, distribution, ...), or "otel" and an
 instrument kind (counter, histogram, gauge), a name, a value and
-attributes. The response lists the
-datagrams the `statsd` client sent (it samples: a rate below 1 sends
-some calls only), so the test knows what went out.
+attributes. The response lists the datagrams the `statsd` client sent (it
+samples: a rate below 1 sends some calls only), so the test knows what
+went out.
 """
-import json
 import os
+import sys
 import time
-import urllib.request
 
 import statsd
 from datadog.dogstatsd import DogStatsd
@@ -27,7 +27,6 @@ from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExp
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
 
-API = os.environ["AWS_LAMBDA_RUNTIME_API"]
 PORT = int(os.environ.get("EDGEPUSH_STATSD_PORT", "8125"))
 OTLP = int(os.environ.get("EDGEPUSH_OTLP_PORT", "4318"))
 
@@ -69,7 +68,7 @@ def otel(kind, name, value, attributes=None):
     getattr(instrument, record)(value, attributes or {})
 
 
-def handler(event):
+def handler(event, context):
     plain.sent = []
     for call in event.get("send", []):
         client, method, *args = call
@@ -91,20 +90,9 @@ def handler(event):
     return {"sent": plain.sent}
 
 
-def main():
-    base = f"http://{API}/2018-06-01/runtime/invocation"
-    while True:
-        with urllib.request.urlopen(f"{base}/next") as r:
-            request_id = r.headers["Lambda-Runtime-Aws-Request-Id"]
-            event = json.loads(r.read())
-        try:
-            url, body = f"{base}/{request_id}/response", handler(event)
-        except Exception as e:  # the runtime reports the handler's error
-            url = f"{base}/{request_id}/error"
-            body = {"errorMessage": str(e), "errorType": type(e).__name__}
-        post = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST")
-        urllib.request.urlopen(post).read()
-
-
 if __name__ == "__main__":
-    main()
+    # The loop Lambda's Python runtime runs, as the extension's example has it.
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "../../emitter/extension/examples/python"))
+    from bootstrap import run
+
+    run(handler)

@@ -20,21 +20,13 @@ use std::time::{Duration, Instant};
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::sink::Sink;
 use edgepush_tests::lambda_api::LambdaApi;
-use edgepush_tests::{Process, Receiver, free_port, proc_status_kib, repo_root, wait_for};
+use edgepush_tests::{
+    Process, Receiver, free_port, median, proc_status_kib, quantile, repo_root, wait_for,
+};
 use serde_json::{Value, json};
 
 const INITS: usize = 30;
 const INVOCATIONS: usize = 200;
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn quantile(v: &mut [f64], q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q) as usize]
-}
 
 fn cargo(args: &[&str]) {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

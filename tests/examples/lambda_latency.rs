@@ -18,23 +18,13 @@ use std::time::{Duration, Instant};
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::sink::Sink;
 use edgepush_tests::lambda_api::{CargoLambdaWatch, LambdaApi};
-use edgepush_tests::{Receiver, repo_root};
+use edgepush_tests::{Receiver, median, quantile, repo_root};
 use serde_json::json;
 
 const ROUNDS: usize = 400;
 
 /// Name, binary, environment.
 type Variant<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>);
-
-fn median(v: &mut [f64]) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
-fn quantile(v: &mut [f64], q: f64) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q) as usize]
-}
 
 fn main() {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))

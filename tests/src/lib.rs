@@ -155,6 +155,20 @@ pub(crate) fn tool(env: &str, venv_name: &str, path_name: &str) -> PathBuf {
     PathBuf::from(path_name)
 }
 
+/// The `q` quantile (0 to 1, nearest rank below) of `values`, sorted in
+/// place; for the benchmark examples.
+pub fn quantile(values: &mut [f64], q: f64) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[((values.len() - 1) as f64 * q) as usize]
+}
+
+/// The median of `values` (the upper one of an even count), sorted in
+/// place.
+pub fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
 /// Runs `check` until it passes (does not panic), for at most `limit`;
 /// then runs it once more and lets its panic through. For sinks that are
 /// written asynchronously (queued delivery).
