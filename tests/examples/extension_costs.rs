@@ -20,9 +20,7 @@ use std::time::{Duration, Instant};
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::sink::Sink;
 use edgepush_tests::lambda_api::LambdaApi;
-use edgepush_tests::{
-    Process, Receiver, free_port, median, proc_status_kib, quantile, repo_root, wait_for,
-};
+use edgepush_tests::{Process, Receiver, free_port, median, proc_status_kib, quantile, repo_root};
 use serde_json::{Value, json};
 
 const INITS: usize = 30;
@@ -61,12 +59,7 @@ fn environment(
     ];
     let extension = flush.map(|flush| {
         env.push(("EDGEPUSH_FLUSH", flush));
-        let mut extension = api.spawn("extension", dir, Command::new(binary), &env);
-        wait_for("the extension's init", Duration::from_secs(30), || {
-            extension.assert_running();
-            api.extensions_ready() == 1
-        });
-        extension
+        api.start_extension(dir, binary, &env)
     });
     let mut python = Command::new(repo_root().join(".venv/bin/python"));
     python.arg(repo_root().join("tests/clients/statsd_function.py"));

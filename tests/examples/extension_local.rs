@@ -45,11 +45,7 @@ fn main() {
         ("EDGEPUSH_OTLP_PORT", otlp.as_str()),
         ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", endpoint.as_str()),
     ];
-    let mut extension = api.spawn("extension", dir.path(), Command::new(extension_bin), &env);
-    wait_for("the extension's init", Duration::from_secs(30), || {
-        extension.assert_running();
-        api.extensions_ready() == 1
-    });
+    let mut extension = api.start_extension(dir.path(), &extension_bin, &env);
     let function = start_extension_example(&api, dir.path(), &language, &env);
     for cents in [250, 100, 475] {
         let event = json!({"tenant": "acme", "items": [{"cents": cents}], "cents": cents});

@@ -353,6 +353,18 @@ impl LambdaApi {
         Process::spawn(name, command, log)
     }
 
+    /// Starts the extension `binary` (as Lambda starts extensions, before
+    /// the runtime) with `env`, and waits until it is ready: registered,
+    /// subscribed, asking for its first event.
+    pub fn start_extension(&self, dir: &Path, binary: &Path, env: &[(&str, &str)]) -> Process {
+        let mut extension = self.spawn("extension", dir, Command::new(binary), env);
+        crate::wait_for("the extension's init", Duration::from_secs(30), || {
+            extension.assert_running();
+            self.extensions_ready() == 1
+        });
+        extension
+    }
+
     /// The function's memory size (128 MB unless set): reported, and the
     /// most its runtime may take once [`LambdaApi::watch_runtime`] names
     /// it.

@@ -116,11 +116,7 @@ fn the_layer_zips_hold_the_extension_for_each_architecture_and_it_runs() {
         ("EDGEPUSH_STATSD_PORT", statsd.as_str()),
         ("EDGEPUSH_OTLP_PORT", otlp.as_str()),
     ];
-    let mut extension = api.spawn("extension", dir.path(), Command::new(&exe), &env);
-    edgepush_tests::wait_for("the extension's init", Duration::from_secs(30), || {
-        extension.assert_running();
-        api.extensions_ready() == 1
-    });
+    let extension = api.start_extension(dir.path(), &exe, &env);
     let mut python = Command::new(repo_root().join(".venv/bin/python"));
     python.arg(repo_root().join("tests/clients/statsd_function.py"));
     let function = api.spawn("python function", dir.path(), python, &env);

@@ -59,11 +59,7 @@ fn environment(dir: &std::path::Path, env: &[(&str, &str)], memory_mb: u64) -> E
     ];
     all.extend_from_slice(env);
     let binary = debug_binary("edgepush-extension", "edgepush-extension");
-    let mut extension = api.spawn("extension", dir, Command::new(binary), &all);
-    edgepush_tests::wait_for("the extension's init", Duration::from_secs(30), || {
-        extension.assert_running();
-        api.extensions_ready() == 1
-    });
+    let extension = api.start_extension(dir, &binary, &all);
     let mut command = Command::new(python());
     command.arg(repo_root().join("tests/clients/statsd_function.py"));
     let function = api.spawn("python function", dir, command, &all);
@@ -137,6 +133,17 @@ fn count(metrics: &[Value], name: &str, dims: &[(&str, &str)]) -> f64 {
         .expect("count")
 }
 
+/// moto, and a native receiver forwarding to it, taking [`KEY`].
+fn cloudwatch_receiver(dir: &std::path::Path) -> (Moto, Receiver) {
+    let moto = Moto::start(dir);
+    let receiver = Receiver::start(
+        vec![cloudwatch_sink(&moto)],
+        Limits::default(),
+        vec![KEY.into()],
+    );
+    (moto, receiver)
+}
+
 /// The platform events of `kind` the API sent.
 fn reported(api: &LambdaApi, kind: &str) -> Vec<Value> {
     api.platform_events()
@@ -149,12 +156,7 @@ fn reported(api: &LambdaApi, kind: &str) -> Vec<Value> {
 #[test]
 fn python_statsd_clients_reach_cloudwatch_with_the_platform_metrics() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut moto = Moto::start(dir.path());
-    let receiver = Receiver::start(
-        vec![cloudwatch_sink(&moto)],
-        Limits::default(),
-        vec![KEY.into()],
-    );
+    let (mut moto, receiver) = cloudwatch_receiver(dir.path());
     // Periodic with a long interval: everything waits for SHUTDOWN, which
     // must push it all within its budget.
     let mut env = environment(
@@ -297,12 +299,7 @@ fn python_statsd_clients_reach_cloudwatch_with_the_platform_metrics() {
 #[test]
 fn a_timeout_and_an_out_of_memory_show_as_such() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut moto = Moto::start(dir.path());
-    let receiver = Receiver::start(
-        vec![cloudwatch_sink(&moto)],
-        Limits::default(),
-        vec![KEY.into()],
-    );
+    let (mut moto, receiver) = cloudwatch_receiver(dir.path());
     let settings = [
         ("EDGEPUSH_URL", receiver.url.as_str()),
         ("EDGEPUSH_API_KEY", KEY),
@@ -464,11 +461,7 @@ fn the_python_and_node_examples_push_through_the_extension() {
             ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", endpoint.as_str()),
         ];
         let binary = debug_binary("edgepush-extension", "edgepush-extension");
-        let mut extension = api.spawn("extension", dir.path(), Command::new(binary), &env);
-        edgepush_tests::wait_for("the extension's init", Duration::from_secs(30), || {
-            extension.assert_running();
-            api.extensions_ready() == 1
-        });
+        let mut extension = api.start_extension(dir.path(), &binary, &env);
         let mut function = start_extension_example(&api, dir.path(), language, &env);
         let event =
             json!({"tenant": "acme", "items": [{"cents": 250}, {"cents": 100}], "cents": 350});
