@@ -101,6 +101,9 @@ struct Inner {
     runtime_pid: Option<u32>,
     /// The runtime was ended (timed out, out of memory): no more work.
     ended: bool,
+    /// Telemetry API subscriptions are answered 404, as by an emulator
+    /// without it.
+    no_telemetry: bool,
 }
 
 struct Shared {
@@ -379,6 +382,12 @@ impl LambdaApi {
         self.shared.lock().runtime_pid = Some(pid);
     }
 
+    /// Answers Telemetry API subscriptions 404 from now on, as an
+    /// emulator without it does.
+    pub fn without_telemetry(&self) {
+        self.shared.lock().no_telemetry = true;
+    }
+
     /// Every platform event sent to subscribers so far.
     pub fn platform_events(&self) -> Vec<Value> {
         self.shared.lock().platform_events.clone()
@@ -642,6 +651,9 @@ fn watch(shared: &Arc<Shared>, id: &str, deadline_ms: u64, pid: Option<u32>, mem
 /// destination (`sandbox.localdomain` is this host), in order, from a
 /// thread of its own.
 async fn subscribe(State(shared): Api, body: Bytes) -> Response {
+    if shared.lock().no_telemetry {
+        return (StatusCode::NOT_FOUND, "no Telemetry API here").into_response();
+    }
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let Some(uri) = request["destination"]["URI"].as_str() else {
         return (StatusCode::BAD_REQUEST, "no destination URI").into_response();

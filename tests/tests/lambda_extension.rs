@@ -508,3 +508,62 @@ fn the_python_and_node_examples_push_through_the_extension() {
         }
     }
 }
+
+#[test]
+fn without_the_telemetry_api_nothing_is_held_and_everything_arrives() {
+    // An emulator without the Telemetry API: the extension never learns
+    // when an invocation ends, so it holds no freeze and pushes when an
+    // invocation begins, and at SHUTDOWN.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let api = LambdaApi::start();
+    api.without_telemetry();
+    let url = api.receiver_url();
+    let statsd = free_port().to_string();
+    let otlp = free_port().to_string();
+    let env = [
+        ("EDGEPUSH_URL", url.as_str()),
+        ("EDGEPUSH_STATSD_PORT", statsd.as_str()),
+        ("EDGEPUSH_OTLP_PORT", otlp.as_str()),
+    ];
+    let binary = debug_binary("edgepush-extension", "edgepush-extension");
+    let mut extension = api.start_extension(dir.path(), &binary, &env);
+    let mut python = Command::new(python());
+    python.arg(repo_root().join("tests/clients/statsd_function.py"));
+    let function = api.spawn("python function", dir.path(), python, &env);
+    for _ in 0..3 {
+        let inv = api.invoke(
+            json!({"send": [["statsd", "incr", "orders", 2]]}),
+            Duration::from_secs(10),
+        );
+        let (answered, _) = inv.response.clone().expect("a response");
+        let frozen = api
+            .frozen(&inv.request_id, Duration::from_secs(10))
+            .expect("frozen");
+        // Nothing to wait for: the freeze follows the response (1 s of
+        // slack for a loaded machine, against a 10 s deadline).
+        assert!(
+            frozen - answered < Duration::from_secs(1),
+            "held {:?}",
+            frozen - answered
+        );
+    }
+    drop(function);
+    api.shutdown();
+    assert!(
+        extension
+            .exited_within(Duration::from_millis(2500))
+            .is_some(),
+        "{}",
+        extension.log_text()
+    );
+    let batches: Vec<Value> = api.captured().into_iter().map(|(_, b)| b).collect();
+    let totals = wire_totals(&batches);
+    assert_eq!(
+        totals.get("orders").map(|t| t.0),
+        Some(6.0),
+        "{totals:?}\n{}",
+        extension.log_text()
+    );
+    assert!(!totals.contains_key("Invocations"), "no platform metrics");
+    assert!(emf_documents(&extension.log_text()).is_empty());
+}

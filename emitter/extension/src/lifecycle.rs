@@ -5,7 +5,7 @@
 //! last report and push everything.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -42,6 +42,8 @@ pub struct State {
     reports: Mutex<VecDeque<String>>,
     changed: Notify,
     refusals: AtomicU64,
+    /// Subscribed to the Telemetry API: invocations' ends are known.
+    telemetry: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -154,6 +156,16 @@ impl State {
             self.drain();
             return;
         }
+        if !self.telemetry.load(Relaxed) {
+            // No word will come of this invocation's end: push what the
+            // earlier ones left, now, beside the function.
+            self.drain();
+            lock(&self.recorder).pushed();
+            self.metrics
+                .flush_within(self.metrics.budget(deadline_ms), request_id)
+                .await;
+            return;
+        }
         let limit = until(deadline_ms).map_or(policy.default_budget, |left| {
             left.saturating_sub(policy.margin)
         });
@@ -247,6 +259,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         reports: Mutex::new(VecDeque::new()),
         changed: Notify::new(),
         refusals: AtomicU64::new(0),
+        telemetry: AtomicBool::new(false),
     });
     if let Some(socket) = statsd {
         tokio::spawn(listeners::serve_statsd(socket, Arc::clone(&state)));
@@ -264,6 +277,7 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         listeners::telemetry,
     ));
 
+    let subscribed = Arc::clone(&state);
     let (stop, stopped) = oneshot::channel();
     let stop = Arc::new(Mutex::new(Some(stop)));
     let last = Arc::new(Mutex::new(None::<String>));
@@ -291,7 +305,15 @@ pub async fn run(settings: Settings) -> Result<(), Error> {
         .with_events_processor(processor)
         .register()
         .await?;
-    subscribe(&registered.extension_id, telemetry_port).await?;
+    // Without the Telemetry API (a local emulator that lacks it) the
+    // extension still works: it never learns when an invocation ends, so
+    // it pushes when an invocation begins, and at SHUTDOWN.
+    match subscribe(&registered.extension_id, telemetry_port).await {
+        Ok(()) => subscribed.telemetry.store(true, Relaxed),
+        Err(e) => eprintln!(
+            "edgepush: no platform events ({e}): no platform metrics, and pushes wait for the next invocation or SHUTDOWN"
+        ),
+    }
     tokio::select! {
         result = registered.run() => result,
         _ = stopped => Ok(()),
