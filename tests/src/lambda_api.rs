@@ -414,6 +414,13 @@ impl LambdaApi {
         self.shared.lock().capture = Some(capture);
     }
 
+    /// Per metric name, the sum and sample count of every batch
+    /// `/v1/metrics` took ([`wire_totals`]).
+    pub fn captured_totals(&self) -> std::collections::BTreeMap<String, (f64, usize)> {
+        let batches: Vec<Value> = self.captured().into_iter().map(|(_, b)| b).collect();
+        wire_totals(&batches)
+    }
+
     /// How many pushes `/v1/metrics` took without answering
     /// ([`Capture::Hang`]).
     pub fn hung(&self) -> usize {

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use edgepush_tests::lambda_api::{LambdaApi, wire_totals};
+use edgepush_tests::lambda_api::LambdaApi;
 use edgepush_tests::{free_port, repo_root, run_ok, target_dir};
 use serde_json::json;
 
@@ -128,12 +128,11 @@ fn the_layer_zips_hold_the_extension_for_each_architecture_and_it_runs() {
         .expect("frozen");
     // The default policy (adaptive) pushes after each of the first
     // invocations.
-    let captured: Vec<_> = api.captured().into_iter().map(|(_, b)| b).collect();
-    let totals = wire_totals(&captured);
+    let totals = api.captured_totals();
     assert_eq!(
         totals.get("layer.orders").map(|t| t.0),
         Some(3.0),
-        "{captured:?}\n{}",
+        "{totals:?}\n{}",
         extension.log_text()
     );
     drop(function);

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use edgepush::{Config, Counter, Metric, Unit};
 use edgepush_lambda::Flush;
 use edgepush_lambda::LambdaMetrics;
-use edgepush_lambda::policy::{FlushDecision, Moment};
+use edgepush_lambda::policy::{FlushDecision, LONGEST_DEADLINE_MS, Moment};
 use lambda_extension::{Extension, LambdaEvent, NextEvent, service_fn};
 use tokio::net::UdpSocket;
 use tokio::sync::{Notify, oneshot};
@@ -159,11 +159,7 @@ impl State {
         if !self.telemetry.load(Relaxed) {
             // No word will come of this invocation's end: push what the
             // earlier ones left, now, beside the function.
-            self.drain();
-            lock(&self.recorder).pushed();
-            self.metrics
-                .flush_within(self.metrics.budget(deadline_ms), request_id)
-                .await;
+            self.push(request_id, deadline_ms).await;
             return;
         }
         let limit = until(deadline_ms).map_or(policy.default_budget, |left| {
@@ -179,9 +175,14 @@ impl State {
             self.drain();
             return;
         }
+        self.push(request_id, deadline_ms).await;
+    }
+
+    /// Takes in what was sent and pushes it within the invocation's
+    /// budget. Sets count members afresh from here: those recorded until
+    /// the flush are in it.
+    async fn push(&self, request_id: &str, deadline_ms: u64) {
         self.drain();
-        // Sets count members afresh from here: those recorded until the
-        // flush below are in it.
         lock(&self.recorder).pushed();
         self.metrics
             .flush_within(self.metrics.budget(deadline_ms), request_id)
@@ -216,7 +217,7 @@ fn until(deadline_ms: u64) -> Option<Duration> {
         .unwrap_or_default()
         .as_millis() as u64;
     let left = deadline_ms.checked_sub(now).filter(|&ms| ms > 0)?;
-    (left <= 16 * 60 * 1000).then(|| Duration::from_millis(left))
+    (left <= LONGEST_DEADLINE_MS).then(|| Duration::from_millis(left))
 }
 
 /// An error that stops the extension.

@@ -308,7 +308,7 @@ pub fn decide(policy: &Policy, moment: Moment, facts: &Facts) -> FlushDecision {
 
 /// Lambda's longest timeout is 15 minutes: a deadline further away than
 /// this is not a real one.
-const LONGEST_DEADLINE_MS: u64 = 16 * 60 * 1000;
+pub const LONGEST_DEADLINE_MS: u64 = 16 * 60 * 1000;
 
 /// How long a push for an invocation with `deadline_ms` may take at
 /// `now_ms` (both milliseconds since the Unix epoch): what is left less
