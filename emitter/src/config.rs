@@ -235,3 +235,84 @@ impl Metric {
         self
     }
 }
+
+/// A metric described by borrowed parts, for recording per call without a
+/// handle ([`Emitter::add`](crate::Emitter::add) and the others): the
+/// series is registered the first time (validated as [`Metric`] is), and
+/// found again by a hash and a probe after that, without allocating.
+///
+/// Its builders are `const`, so a metric's name and unit can be a `const`
+/// next to the code that records, with the dimensions added per call:
+///
+/// ```
+/// use edgepush::{Config, Emitter, Key, Unit};
+///
+/// const ORDERS: Key<'static> = Key::new("orders").unit(Unit::Count);
+///
+/// let emitter = Emitter::new(Config::new("Shop")?);
+/// let route = "/checkout";
+/// emitter.add(&ORDERS.dimensions(&[("route", route)]), 1.0)?;
+/// # Ok::<(), edgepush::Error>(())
+/// ```
+///
+/// Dimensions are matched in the order given: the same dimensions in
+/// another order are the same series, found by a second entry of the
+/// per-call index. Extra dimension sets ([`Metric::dimension_set`]) need a
+/// registered handle.
+#[derive(Clone, Copy, Debug)]
+pub struct Key<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) unit: Unit,
+    pub(crate) resolution: Resolution,
+    pub(crate) dimensions: &'a [(&'a str, &'a str)],
+}
+
+impl<'a> Key<'a> {
+    /// A key with unit `None`, no dimensions of its own, 60 s resolution.
+    pub const fn new(name: &'a str) -> Self {
+        Key {
+            name,
+            unit: Unit::None,
+            resolution: Resolution::Standard,
+            dimensions: &[],
+        }
+    }
+
+    /// Sets the unit.
+    pub const fn unit(mut self, unit: Unit) -> Self {
+        self.unit = unit;
+        self
+    }
+
+    /// Stores the metric at one-second resolution.
+    pub const fn high_resolution(mut self) -> Self {
+        self.resolution = Resolution::High;
+        self
+    }
+
+    /// Sets the dimensions (name, value), replacing any set before.
+    pub const fn dimensions(mut self, dimensions: &'a [(&'a str, &'a str)]) -> Self {
+        self.dimensions = dimensions;
+        self
+    }
+
+    /// The name.
+    pub fn name(&self) -> &'a str {
+        self.name
+    }
+
+    /// The owned description registration takes.
+    pub(crate) fn metric(&self) -> Metric {
+        Metric {
+            name: self.name.to_string(),
+            unit: self.unit,
+            dimensions: self
+                .dimensions
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.to_string()))
+                .collect(),
+            dimension_sets: Vec::new(),
+            resolution: self.resolution,
+        }
+    }
+}

@@ -103,7 +103,7 @@ mod staging;
 #[cfg(feature = "std")]
 mod transport;
 
-pub use config::{Config, Metric};
+pub use config::{Config, Key, Metric};
 pub use emitter::{
     Counter, Distribution, Emitter, Gauge, OVERFLOW_METRIC, Statistics, TelemetrySnapshot,
 };

@@ -3,14 +3,19 @@
 
 use std::alloc::System;
 
-use edgepush::{Config, Emitter, Metric, Unit};
+use edgepush::{Config, Emitter, Key, Metric, Unit};
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
+/// The counter is global: the tests take turns, so that one's allocations
+/// never land in the other's regions.
+static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn recording_allocates_nothing_and_registration_does() {
+    let _alone = ALONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let emitter = Emitter::new(
         Config::new("Alloc")
             .expect("ns")
@@ -96,4 +101,65 @@ fn recording_allocates_nothing_and_registration_does() {
     let batches = emitter.flush_at(0).expect("flush");
     assert!(!batches.is_empty());
     assert_eq!(emitter.telemetry().invalid_values, 300_000);
+}
+
+#[test]
+fn recording_per_call_by_key_allocates_only_for_new_keys() {
+    let _alone = ALONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    const REQUESTS: Key<'static> = Key::new("requests").unit(Unit::Count);
+    const LATENCY: Key<'static> = Key::new("latency").unit(Unit::Milliseconds);
+    const IN_FLIGHT: Key<'static> = Key::new("in_flight");
+    const SIZES: Key<'static> = Key::new("size").unit(Unit::Bytes);
+    let emitter = Emitter::new(
+        Config::new("Alloc")
+            .expect("ns")
+            .dimension("service", "a")
+            .expect("dim"),
+    );
+    // Dimension values as a handler has them: owned strings from a request.
+    let routes: Vec<String> = (0..4).map(|i| format!("/route/{i}")).collect();
+    let record = |i: u32| {
+        let v = f64::from(i);
+        let route = routes[(i % 4) as usize].as_str();
+        let dims = [("route", route), ("method", "GET")];
+        emitter
+            .add(&REQUESTS.dimensions(&dims), 1.0)
+            .expect("counter");
+        emitter
+            .record(&LATENCY.dimensions(&dims), 1.0001f64.powi(i as i32))
+            .expect("distribution");
+        emitter.set(&IN_FLIGHT, v).expect("gauge");
+        emitter
+            .record_statistics(&SIZES.dimensions(&dims[..1]), 2.0, v, 0.0, v)
+            .expect("statistics");
+        emitter.add(&REQUESTS.dimensions(&dims), f64::NAN).expect("key");
+    };
+
+    let first = Region::new(GLOBAL);
+    for i in 0..4 {
+        record(i);
+    }
+    assert!(
+        first.change().allocations > 0,
+        "new keys register, and the counting allocator counts"
+    );
+    // As above: the quietest of three runs.
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let recording = Region::new(GLOBAL);
+        for i in 0..100_000u32 {
+            record(i);
+        }
+        let change = recording.change();
+        runs.push((
+            change.allocations,
+            change.reallocations,
+            change.bytes_allocated,
+        ));
+    }
+    assert!(runs.contains(&(0, 0, 0)), "{runs:?}");
+
+    let batches = emitter.flush_at(0).expect("flush");
+    assert!(!batches.is_empty());
+    assert_eq!(emitter.telemetry().invalid_values, 300_004);
 }

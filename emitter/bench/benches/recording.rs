@@ -22,6 +22,9 @@
 //!   100 values as metrics_cloudwatch_embedded is below, so that the staged
 //!   recordings are applied at the flush: the cost of the recording call
 //!   itself;
+//! - `edgepush/per_call`: no handles: every call names its series by a
+//!   `Key` (a `const` name and unit, the two dimensions given per call),
+//!   as Lambda handlers write it; never flushed, like `edgepush/handle`;
 //! - `edgepush/handle_64_distinct_values`: the same, recording only the
 //!   first 64 values of the table. An edgepush distribution keeps distinct
 //!   values (exactly up to a limit, then rounded), so its cost depends on
@@ -60,12 +63,16 @@ use cadence::prelude::*;
 use cadence::{NopMetricSink, StatsdClient};
 use criterion::measurement::WallTime;
 use criterion::{BenchmarkGroup, Criterion, Throughput};
-use edgepush::{Config, Emitter, Metric, Unit};
+use edgepush::{Config, Emitter, Key, Metric, Unit};
 use edgepush_bench::{COMMON_DIMENSION, NAMESPACE, SERIES_DIMENSIONS, latencies, run_concurrent};
 use metrics_cloudwatch_embedded::Collector;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry_sdk::metrics::{ManualReader, SdkMeterProvider};
+
+/// edgepush's per-call keys (the dimensions are given per call).
+const REQUESTS: Key<'static> = Key::new("requests").unit(Unit::Count);
+const LATENCY: Key<'static> = Key::new("latency").unit(Unit::Milliseconds);
 
 /// Most histogram values metrics_cloudwatch_embedded holds between flushes.
 const CWE_MAX_UNFLUSHED: u64 = 100;
@@ -200,6 +207,7 @@ fn recording(mut c: Option<&mut Criterion>, out: Option<&std::path::Path>) {
     let (_emitter, ep_counter, ep_latency) = edgepush_handles();
     let (_emitter64, ep64_counter, ep64_latency) = edgepush_handles();
     let (epf_emitter, epf_counter, epf_latency) = edgepush_handles();
+    let (ep_keys, _, _) = edgepush_handles();
 
     // metrics + metrics_cloudwatch_embedded.
     let collector = cwe_collector();
@@ -264,6 +272,22 @@ fn recording(mut c: Option<&mut Criterion>, out: Option<&std::path::Path>) {
                 epf_latency.record(values.get(i));
             },
             || drop(epf_emitter.flush_at(0).expect("flush")),
+        );
+        bench(
+            &mut runs,
+            "edgepush/per_call",
+            threads,
+            u64::MAX,
+            |_, i| {
+                let dims = [("route", "/a"), ("method", "GET")];
+                ep_keys
+                    .add(&REQUESTS.dimensions(&dims), 1.0)
+                    .expect("counter");
+                ep_keys
+                    .record(&LATENCY.dimensions(&dims), values.get(i))
+                    .expect("distribution");
+            },
+            || {},
         );
         bench(
             &mut runs,
@@ -372,6 +396,12 @@ fn interleaved(cases: &[Case<'_>], out: &std::path::Path) {
         v[v.len() / 2]
     };
     let is_peer = |name: &str| !name.starts_with("edgepush");
+    // Cases that find their series on every call: edgepush by key, the
+    // `metrics` macros, cadence (a line per call) and OpenTelemetry (which
+    // has no bound instruments: attributes are looked up per call).
+    let per_call = |name: &str| {
+        name.contains("per_call") || name.starts_with("cadence") || name.starts_with("otel")
+    };
     let mut results = Vec::new();
     for (i, case) in cases.iter().enumerate() {
         // Per round, this case against the fastest peer of that round.
@@ -386,12 +416,32 @@ fn interleaved(cases: &[Case<'_>], out: &std::path::Path) {
                 ns[i][r] / fastest
             })
             .collect();
+        // Per-call cases also against the fastest per-call peer.
+        let per_call_ratio = per_call(case.name).then(|| {
+            let ratios: Vec<f64> = (0..rounds)
+                .map(|r| {
+                    let fastest = cases
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| {
+                            c.threads == case.threads && is_peer(c.name) && per_call(c.name)
+                        })
+                        .map(|(j, _)| ns[j][r])
+                        .fold(f64::INFINITY, f64::min);
+                    ns[i][r] / fastest
+                })
+                .collect();
+            median(&ratios)
+        });
         let m = median(&ns[i]);
         println!(
-            "{} thread(s) {:<40} {m:>9.2} ns  {:.2}x the fastest peer",
+            "{} thread(s) {:<40} {m:>9.2} ns  {:.2}x the fastest peer{}",
             case.threads,
             case.name,
-            median(&ratios)
+            median(&ratios),
+            per_call_ratio.map_or(String::new(), |r| format!(
+                ", {r:.2}x the fastest per-call peer"
+            ))
         );
         results.push(serde_json::json!({
             "threads": case.threads,
@@ -399,6 +449,7 @@ fn interleaved(cases: &[Case<'_>], out: &std::path::Path) {
             "ns_median": m,
             "ns_rounds": ns[i],
             "ratio_to_fastest_peer": median(&ratios),
+            "ratio_to_fastest_per_call_peer": per_call_ratio,
         }));
     }
     let doc = serde_json::json!({ "rounds": rounds, "cases": results });

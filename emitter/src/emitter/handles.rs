@@ -11,32 +11,39 @@ use crate::encode::Taken;
 use crate::staging;
 use edgepush_protocol::validate;
 
-/// The handle all metric kinds share: the series a recording goes to.
+/// The handle all metric kinds share: the series a recording goes to, and
+/// the emitter they belong to.
 #[derive(Clone, Debug)]
 pub(super) struct Handle {
-    pub(super) cells: Arc<[Arc<Cell>]>,
+    pub(super) target: Target,
     pub(super) shared: Arc<Shared>,
-    /// The id of the handle's one series when recordings into it are
-    /// staged (a counter or distribution without extra dimension sets);
-    /// [`UNSTAGED`] otherwise.
+}
+
+/// The series one recording goes to (every dimension set's), shared by a
+/// handle and by the per-call index ([`super::per_call`]).
+#[derive(Clone, Debug)]
+pub(super) struct Target {
+    pub(super) cells: Arc<[Arc<Cell>]>,
+    /// The id of the one series when recordings into it are staged (a
+    /// counter or distribution without extra dimension sets); [`UNSTAGED`]
+    /// otherwise.
     pub(super) staged: usize,
 }
 
-/// [`Handle::staged`] of a handle whose recordings go to each cell.
+/// [`Target::staged`] of a target whose recordings go to each cell.
 pub(super) const UNSTAGED: usize = usize::MAX;
 
-impl Handle {
-    /// Stages `v` for series `id` on the calling thread's buffer; false if
-    /// it must be recorded directly.
+impl Target {
+    /// Stages `v` on the calling thread's buffer; false if it must be
+    /// recorded directly.
     #[inline]
-    fn stage(&self, id: usize, v: f64) -> bool {
+    fn stage(&self, shared: &Shared, v: f64) -> bool {
         #[cfg(feature = "std")]
         {
-            let shared = &*self.shared;
-            id != UNSTAGED
+            self.staged != UNSTAGED
                 && staging::stage(
                     shared.id,
-                    id,
+                    self.staged,
                     v,
                     || shared.attach(),
                     |buffer| shared.apply_own(buffer),
@@ -44,27 +51,96 @@ impl Handle {
         }
         #[cfg(not(feature = "std"))]
         {
-            let _ = (id, v);
+            let _ = (shared, v, self.staged);
             false
         }
     }
 
+    /// Adds `v` to a counter.
     #[inline]
-    fn valid(&self, v: f64) -> bool {
-        if validate::value(v).is_ok() {
-            true
-        } else {
-            self.shared.telemetry.invalid_values.fetch_add(1, Relaxed);
-            false
+    pub(super) fn add(&self, shared: &Shared, v: f64) {
+        if !valid(shared, v) || self.stage(shared, v) {
+            return;
+        }
+        for cell in self.cells.iter() {
+            match &cell.state {
+                State::Counter(sum) => sum.add(v),
+                State::Overflow(sum) => sum.add(1.0),
+                _ => {}
+            }
         }
     }
 
+    /// Sets a gauge.
+    #[inline]
+    pub(super) fn set(&self, shared: &Shared, v: f64) {
+        if !valid(shared, v) {
+            return;
+        }
+        let v = v + 0.0;
+        for cell in self.cells.iter() {
+            match &cell.state {
+                State::Gauge(g) => g.write(|b| b.set(v)),
+                State::Overflow(sum) => sum.add(1.0),
+                _ => {}
+            }
+        }
+    }
+
+    /// Records `count` occurrences of `v` into a distribution.
+    #[inline]
+    pub(super) fn record(&self, shared: &Shared, v: f64, count: u32) {
+        if count == 0 {
+            shared.telemetry.invalid_values.fetch_add(1, Relaxed);
+            return;
+        }
+        if !valid(shared, v) || (count == 1 && self.stage(shared, v)) {
+            return;
+        }
+        for cell in self.cells.iter() {
+            match &cell.state {
+                State::Distribution(d) => d.write(|t| t.record(v, count)),
+                State::Overflow(sum) => sum.add(f64::from(count)),
+                _ => {}
+            }
+        }
+    }
+
+    /// Merges a statistic set.
+    #[inline]
+    pub(super) fn merge(&self, shared: &Shared, count: f64, sum: f64, min: f64, max: f64) {
+        if !valid_set(count, sum, min, max) {
+            shared.telemetry.invalid_values.fetch_add(1, Relaxed);
+            return;
+        }
+        for cell in self.cells.iter() {
+            match &cell.state {
+                State::Statistics(s) => s.write(|b| b.record(count, sum, min, max)),
+                State::Overflow(total) => total.add(1.0),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Whether `v` can be recorded; counts it in the telemetry if not.
+#[inline]
+fn valid(shared: &Shared, v: f64) -> bool {
+    if validate::value(v).is_ok() {
+        true
+    } else {
+        shared.telemetry.invalid_values.fetch_add(1, Relaxed);
+        false
+    }
+}
+
+impl Handle {
     /// Buffers an explicitly timestamped value, merged with others of the
     /// same series and millisecond; hands `v` back when the buffer is full.
     fn at(&self, ts_ms: i64, v: f64, merge: impl Fn(&mut Taken)) -> Result<(), f64> {
         let mut buffer = self.shared.timestamped.lock();
-        let new = self
-            .cells
+        let cells = &self.target.cells;
+        let new = cells
             .iter()
             .filter(|c| !buffer.contains_key(&(c.id, ts_ms)))
             .count();
@@ -75,13 +151,18 @@ impl Handle {
                 .fetch_add(1, Relaxed);
             return Err(v);
         }
-        for cell in self.cells.iter() {
+        for cell in cells.iter() {
             let entry = buffer
                 .entry((cell.id, ts_ms))
                 .or_insert_with(|| Taken::empty(cell.kind));
             merge(entry);
         }
         Ok(())
+    }
+
+    #[inline]
+    fn valid(&self, v: f64) -> bool {
+        valid(&self.shared, v)
     }
 }
 
@@ -132,16 +213,7 @@ impl Counter {
     /// [invalid]: crate::TelemetrySnapshot::invalid_values
     #[inline]
     pub fn add(&self, v: f64) {
-        if !self.0.valid(v) || self.0.stage(self.0.staged, v) {
-            return;
-        }
-        for cell in self.0.cells.iter() {
-            match &cell.state {
-                State::Counter(sum) => sum.add(v),
-                State::Overflow(sum) => sum.add(1.0),
-                _ => {}
-            }
-        }
+        self.0.target.add(&self.0.shared, v);
     }
 
     /// Adds one.
@@ -169,17 +241,7 @@ impl Gauge {
     /// [invalid]: crate::TelemetrySnapshot::invalid_values
     #[inline]
     pub fn set(&self, v: f64) {
-        if !self.0.valid(v) {
-            return;
-        }
-        let v = v + 0.0;
-        for cell in self.0.cells.iter() {
-            match &cell.state {
-                State::Gauge(g) => g.write(|b| b.set(v)),
-                State::Overflow(sum) => sum.add(1.0),
-                _ => {}
-            }
-        }
+        self.0.target.set(&self.0.shared, v);
     }
 
     /// Sets the value at an explicit time; see [`Counter::add_at`].
@@ -201,20 +263,7 @@ impl Distribution {
     /// Records `count` occurrences of `v`; a count of 0 is refused.
     #[inline]
     pub fn record_many(&self, v: f64, count: u32) {
-        if count == 0 {
-            self.0.shared.telemetry.invalid_values.fetch_add(1, Relaxed);
-            return;
-        }
-        if !self.0.valid(v) || (count == 1 && self.0.stage(self.0.staged, v)) {
-            return;
-        }
-        for cell in self.0.cells.iter() {
-            match &cell.state {
-                State::Distribution(d) => d.write(|t| t.record(v, count)),
-                State::Overflow(sum) => sum.add(f64::from(count)),
-                _ => {}
-            }
-        }
+        self.0.target.record(&self.0.shared, v, count);
     }
 
     /// Records `v` at an explicit time; see [`Counter::add_at`].
@@ -232,17 +281,7 @@ impl Statistics {
     /// `min > max`) are refused and counted.
     #[inline]
     pub fn record(&self, count: f64, sum: f64, min: f64, max: f64) {
-        if !valid_set(count, sum, min, max) {
-            self.0.shared.telemetry.invalid_values.fetch_add(1, Relaxed);
-            return;
-        }
-        for cell in self.0.cells.iter() {
-            match &cell.state {
-                State::Statistics(s) => s.write(|b| b.record(count, sum, min, max)),
-                State::Overflow(total) => total.add(1.0),
-                _ => {}
-            }
-        }
+        self.0.target.merge(&self.0.shared, count, sum, min, max);
     }
 
     /// Merges a statistic set at an explicit time; see [`Counter::add_at`].

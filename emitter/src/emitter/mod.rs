@@ -6,6 +6,8 @@
 //!   sets, the cardinality guard);
 //! - [`handles`]: what recording goes through ([`Counter`], [`Gauge`],
 //!   [`Distribution`], [`Statistics`]);
+//! - [`per_call`]: recording by [`crate::Key`] without a handle, through
+//!   an index of the keys seen;
 //! - `staged` (with `std`): applying what threads staged to the series;
 //! - [`flush`]: taking the aggregates and encoding them as batches;
 //! - [`telemetry`]: the emitter's own counters and self-metrics;
@@ -26,6 +28,7 @@ use crate::staging::{self, Buffer};
 
 mod flush;
 mod handles;
+mod per_call;
 #[cfg(feature = "std")]
 mod push;
 mod registry;
@@ -50,6 +53,8 @@ struct Shared {
     writer: Writer,
     telemetry: telemetry::Telemetry,
     registry: spin::Mutex<Registry>,
+    /// Keys recorded by per call, with their series.
+    index: per_call::Index,
     timestamped: spin::Mutex<BTreeMap<(usize, i64), Taken>>,
     sequence: AtomicU64,
     /// This emitter's id for the threads' staging buffers.
@@ -79,6 +84,7 @@ impl Emitter {
                 config,
                 telemetry: telemetry::Telemetry::default(),
                 registry: spin::Mutex::new(Registry::default()),
+                index: per_call::Index::default(),
                 timestamped: spin::Mutex::new(BTreeMap::new()),
                 sequence: AtomicU64::new(0),
                 #[cfg(feature = "std")]

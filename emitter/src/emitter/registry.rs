@@ -10,7 +10,7 @@ use alloc::vec::Vec;
 use core::sync::atomic::Ordering::Relaxed;
 
 use super::Emitter;
-use super::handles::{Counter, Distribution, Gauge, Handle, Statistics, UNSTAGED};
+use super::handles::{Counter, Distribution, Gauge, Handle, Statistics, Target, UNSTAGED};
 use super::series::{Cell, State};
 use super::telemetry::{SelfMetrics, TelemetrySnapshot};
 use crate::cell::Sum;
@@ -25,6 +25,9 @@ use edgepush_protocol::{Resolution, Unit};
 /// Name of the counter that records into series refused by the cardinality
 /// guard ([`Config::max_series`](crate::Config::max_series)).
 pub const OVERFLOW_METRIC: &str = "edgepush_series_overflow";
+
+/// The overflow series' id.
+pub(super) const OVERFLOW_ID: usize = usize::MAX;
 
 /// Dimensions as sorted name/value pairs.
 pub(super) type Dimensions = Vec<(String, String)>;
@@ -161,9 +164,11 @@ impl Emitter {
             self.shared.prepare();
         }
         Ok(Handle {
-            cells: cells.into(),
+            target: Target {
+                cells: cells.into(),
+                staged,
+            },
             shared: Arc::clone(&self.shared),
-            staged,
         })
     }
 
@@ -172,7 +177,7 @@ impl Emitter {
             return Ok(Arc::clone(cell));
         }
         let cell = Arc::new(Cell {
-            id: usize::MAX,
+            id: OVERFLOW_ID,
             kind: Kind::Counter,
             unit: Unit::Count,
             resolution: Resolution::Standard,

@@ -98,7 +98,7 @@ impl Emitter {
         let cell = |name: &str| {
             let metric = Metric::new(name).unit(Unit::Count);
             let handle = self.register(metric, Kind::Counter).ok()?;
-            handle.cells.first().cloned()
+            handle.target.cells.first().cloned()
         };
         let metrics = (|| {
             Some(SelfMetrics {

@@ -16,7 +16,7 @@ use crate::staging;
 use edgepush_protocol::Unit;
 use edgepush_protocol::wire::{self, Kind};
 
-fn decode(batch: &Payload) -> wire::Batch<'static> {
+pub(super) fn decode(batch: &Payload) -> wire::Batch<'static> {
     let json = batch.json().expect("decodes");
     let text = String::from_utf8(json).expect("utf-8");
     // Leaked so the borrowed decode can outlive this function (tests only).
@@ -24,7 +24,7 @@ fn decode(batch: &Payload) -> wire::Batch<'static> {
         .expect("valid wire JSON")
 }
 
-fn emitter() -> Emitter {
+pub(super) fn emitter() -> Emitter {
     Emitter::new(
         Config::new("Shop")
             .expect("namespace")
@@ -57,7 +57,7 @@ fn pending_counts_series_with_data_until_a_flush() {
 }
 
 /// Every point of `batches` as (series name, dimensions, point).
-fn points(batches: &[Payload]) -> Vec<(String, Dimensions, wire::Point)> {
+pub(super) fn points(batches: &[Payload]) -> Vec<(String, Dimensions, wire::Point)> {
     let mut out = Vec::new();
     for b in batches {
         let b = decode(b);

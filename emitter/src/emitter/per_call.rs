@@ -1,0 +1,195 @@
+//! Recording per call, by [`Key`]: series already seen are found in an
+//! index by one hash of the key as given and a comparison, without
+//! building, validating or allocating anything; a key not seen before is
+//! registered as a [`crate::Metric`] (validated then) and added to the
+//! index.
+//!
+//! With `std`, each thread keeps the entries it used in a cache of its own
+//! (`local`), so a repeat call takes no lock and touches no shared cache
+//! line; otherwise, and on a thread's first use of a key, readers share the
+//! index's lock (one atomic add and one subtract). The index is written only
+//! when a key is seen for the first time. Keys that resolve to
+//! the cardinality guard's overflow series are not indexed, so an unbounded
+//! stream of new keys cannot grow it: those go through registration each
+//! time, as they would through [`Emitter::counter`]; so do the same
+//! dimensions given in more orders than twice
+//! [`Config::max_series`](crate::Config::max_series) keys in all.
+
+use alloc::boxed::Box;
+use alloc::string::ToString;
+use alloc::sync::Arc;
+use core::hash::{BuildHasher, Hash, Hasher};
+
+use foldhash::fast::RandomState;
+use hashbrown::HashTable;
+
+use super::Emitter;
+use super::handles::{Handle, Target};
+use crate::config::Key;
+use crate::error::Result;
+use edgepush_protocol::wire::Kind;
+use edgepush_protocol::{Resolution, Unit};
+
+/// Keys seen, with the series they record into.
+#[derive(Debug, Default)]
+pub(super) struct Index {
+    hasher: RandomState,
+    table: spin::RwLock<HashTable<Arc<Entry>>>,
+}
+
+/// One key as it was given, and where its recordings go.
+#[derive(Debug)]
+pub(super) struct Entry {
+    hash: u64,
+    kind: Kind,
+    unit: Unit,
+    resolution: Resolution,
+    name: Box<str>,
+    dimensions: Box<[(Box<str>, Box<str>)]>,
+    target: Target,
+}
+
+impl Entry {
+    fn matches(&self, kind: Kind, key: &Key<'_>) -> bool {
+        self.kind == kind
+            && self.unit == key.unit
+            && self.resolution == key.resolution
+            && *self.name == *key.name
+            && self.dimensions.len() == key.dimensions.len()
+            && self
+                .dimensions
+                .iter()
+                .zip(key.dimensions)
+                .all(|((n, v), (kn, kv))| **n == **kn && **v == **kv)
+    }
+}
+
+impl Index {
+    fn hash(&self, kind: Kind, key: &Key<'_>) -> u64 {
+        let mut h = self.hasher.build_hasher();
+        kind.hash(&mut h);
+        key.unit.hash(&mut h);
+        key.resolution.hash(&mut h);
+        key.name.hash(&mut h);
+        for (name, value) in key.dimensions {
+            name.hash(&mut h);
+            value.hash(&mut h);
+        }
+        h.finish()
+    }
+}
+
+impl Emitter {
+    /// Adds `v` to the counter `key`, registering it on first use. Invalid
+    /// values are refused and counted as by [`crate::Counter::add`]; an
+    /// error means the key itself was refused (see [`Emitter::counter`]).
+    #[inline]
+    pub fn add(&self, key: &Key<'_>, v: f64) -> Result<()> {
+        self.per_call(Kind::Counter, key, |t| t.add(&self.shared, v))
+    }
+
+    /// Sets the gauge `key`, registering it on first use; see
+    /// [`Emitter::add`] and [`crate::Gauge::set`].
+    #[inline]
+    pub fn set(&self, key: &Key<'_>, v: f64) -> Result<()> {
+        self.per_call(Kind::Gauge, key, |t| t.set(&self.shared, v))
+    }
+
+    /// Records `v` into the distribution `key`, registering it on first
+    /// use; see [`Emitter::add`] and [`crate::Distribution::record`].
+    #[inline]
+    pub fn record(&self, key: &Key<'_>, v: f64) -> Result<()> {
+        self.per_call(Kind::Distribution, key, |t| t.record(&self.shared, v, 1))
+    }
+
+    /// Merges a statistic set into `key`, registering it on first use; see
+    /// [`Emitter::add`] and [`crate::Statistics::record`].
+    #[inline]
+    pub fn record_statistics(
+        &self,
+        key: &Key<'_>,
+        count: f64,
+        sum: f64,
+        min: f64,
+        max: f64,
+    ) -> Result<()> {
+        self.per_call(Kind::Statistics, key, |t| {
+            t.merge(&self.shared, count, sum, min, max)
+        })
+    }
+
+    /// Runs `record` on the series of `key`, found in the index or
+    /// registered.
+    #[inline]
+    fn per_call(&self, kind: Kind, key: &Key<'_>, record: impl FnOnce(&Target)) -> Result<()> {
+        let index = &self.shared.index;
+        let hash = index.hash(kind, key);
+        let matches = |e: &Arc<Entry>| e.hash == hash && e.matches(kind, key);
+        #[cfg(feature = "std")]
+        let record = match local::find(&self.shared, hash, matches, record) {
+            Ok(()) => return Ok(()),
+            Err(record) => record,
+        };
+        {
+            let table = index.table.read();
+            if let Some(entry) = table.find(hash, matches) {
+                #[cfg(feature = "std")]
+                local::insert(&self.shared, entry);
+                record(&entry.target);
+                return Ok(());
+            }
+        }
+        let handle = self.seen_first(kind, key, hash)?;
+        record(&handle.target);
+        Ok(())
+    }
+
+    /// Registers a key seen for the first time and indexes it, unless it
+    /// landed in the overflow series.
+    #[cold]
+    fn seen_first(&self, kind: Kind, key: &Key<'_>, hash: u64) -> Result<Handle> {
+        let handle = self.register(key.metric(), kind)?;
+        let overflowed = handle
+            .target
+            .cells
+            .iter()
+            .any(|cell| cell.id == super::registry::OVERFLOW_ID);
+        if overflowed {
+            return Ok(handle);
+        }
+        let mut table = self.shared.index.table.write();
+        if table
+            .find(hash, |e| e.hash == hash && e.matches(kind, key))
+            .is_some()
+        {
+            return Ok(handle);
+        }
+        // Series are bounded; the orders their dimensions are given in are
+        // bounded here too.
+        if table.len() >= self.shared.config.max_series.saturating_mul(2) {
+            return Ok(handle);
+        }
+        let entry = Arc::new(Entry {
+            hash,
+            kind,
+            unit: key.unit,
+            resolution: key.resolution,
+            name: key.name.into(),
+            dimensions: key
+                .dimensions
+                .iter()
+                .map(|(n, v)| (Box::from(*n), v.to_string().into_boxed_str()))
+                .collect(),
+            target: handle.target.clone(),
+        });
+        #[cfg(feature = "std")]
+        local::insert(&self.shared, &entry);
+        table.insert_unique(hash, entry, |e| e.hash);
+        Ok(handle)
+    }
+}
+
+#[cfg(feature = "std")]
+mod local;
+#[cfg(test)]
+mod tests;

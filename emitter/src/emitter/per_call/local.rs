@@ -1,0 +1,96 @@
+//! Each thread's cache of the per-call index (with `std`): the entries it
+//! found, by emitter, so a repeat call neither locks nor writes anything
+//! shared.
+//!
+//! A thread keeps caches for at most [`MAX_EMITTERS`] emitters, the most
+//! recently used first; a cache holds only entries of its emitter's index
+//! (so no more than the index), and is let go when its emitter is dropped
+//! and the thread next changes emitters.
+
+use alloc::sync::{Arc, Weak};
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+use hashbrown::HashTable;
+
+use super::super::Shared;
+use super::super::handles::Target;
+use super::Entry;
+
+/// Most emitters a thread keeps a cache for.
+const MAX_EMITTERS: usize = 4;
+
+/// One emitter's entries, as this thread found them.
+struct Cache {
+    owner: u64,
+    emitter: Weak<Shared>,
+    entries: HashTable<Arc<Entry>>,
+}
+
+std::thread_local! {
+    static LOCAL: RefCell<Vec<Cache>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `record` on the entry of `shared`'s index that `matches`, if this
+/// thread has it; hands `record` back otherwise.
+#[inline]
+pub(super) fn find<R: FnOnce(&Target)>(
+    shared: &Shared,
+    hash: u64,
+    matches: impl Fn(&Arc<Entry>) -> bool,
+    record: R,
+) -> Result<(), R> {
+    let mut record = Some(record);
+    let _ = LOCAL.try_with(|local| {
+        let Ok(local) = local.try_borrow() else {
+            return;
+        };
+        let Some(cache) = local.first().filter(|c| c.owner == shared.id) else {
+            return;
+        };
+        if let Some(entry) = cache.entries.find(hash, matches)
+            && let Some(record) = record.take()
+        {
+            record(&entry.target);
+        }
+    });
+    match record {
+        None => Ok(()),
+        Some(record) => Err(record),
+    }
+}
+
+/// Adds `entry` of `shared`'s index to this thread's cache.
+#[cold]
+pub(super) fn insert(shared: &Arc<Shared>, entry: &Arc<Entry>) {
+    let _ = LOCAL.try_with(|local| {
+        let Ok(mut local) = local.try_borrow_mut() else {
+            return;
+        };
+        local.retain(|c| c.emitter.strong_count() > 0);
+        match local.iter().position(|c| c.owner == shared.id) {
+            Some(i) => local[..=i].rotate_right(1),
+            None => {
+                local.truncate(MAX_EMITTERS - 1);
+                local.insert(
+                    0,
+                    Cache {
+                        owner: shared.id,
+                        emitter: Arc::downgrade(shared),
+                        entries: HashTable::new(),
+                    },
+                );
+            }
+        }
+        let cache = &mut local[0];
+        if cache
+            .entries
+            .find(entry.hash, |e| Arc::ptr_eq(e, entry))
+            .is_none()
+        {
+            cache
+                .entries
+                .insert_unique(entry.hash, Arc::clone(entry), |e| e.hash);
+        }
+    });
+}
