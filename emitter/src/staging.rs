@@ -75,7 +75,7 @@ impl Buffer {
     /// Stages `v` for series `id`; false if the buffer is full. Only the
     /// buffer's own thread calls this.
     #[inline]
-    fn push(&self, id: usize, v: f64) -> bool {
+    pub(crate) fn push(&self, id: usize, v: f64) -> bool {
         let tail = self.tail.load(Relaxed);
         if tail.wrapping_sub(self.head.0.load(Acquire)) >= SLOTS {
             return false;
@@ -174,13 +174,20 @@ fn select(local: &mut Local, owner: u64, attach: impl FnOnce() -> Option<Arc<Buf
 }
 
 /// Gives this thread its buffer for emitter `owner` now (at registration),
-/// so that its first recording does not allocate.
-pub(crate) fn prepare(owner: u64, attach: impl FnOnce() -> Option<Arc<Buffer>>) {
-    let _ = LOCAL.try_with(|local| {
-        if let Ok(mut local) = local.try_borrow_mut() {
-            front(&mut local, owner, attach);
-        }
-    });
+/// so that its first recording does not allocate; returns it, for callers
+/// that keep it at hand (the per-call index's thread cache), pushing into
+/// it from this thread only.
+pub(crate) fn prepare(
+    owner: u64,
+    attach: impl FnOnce() -> Option<Arc<Buffer>>,
+) -> Option<Arc<Buffer>> {
+    LOCAL
+        .try_with(|local| {
+            let mut local = local.try_borrow_mut().ok()?;
+            front(&mut local, owner, attach).cloned()
+        })
+        .ok()
+        .flatten()
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@
 use alloc::boxed::Box;
 use alloc::string::ToString;
 use alloc::sync::Arc;
-use core::hash::{BuildHasher, Hash, Hasher};
+use core::hash::{BuildHasher, Hasher};
 
 use foldhash::fast::RandomState;
 use hashbrown::HashTable;
@@ -54,28 +54,64 @@ impl Entry {
         self.kind == kind
             && self.unit == key.unit
             && self.resolution == key.resolution
-            && *self.name == *key.name
+            && same(&self.name, key.name)
             && self.dimensions.len() == key.dimensions.len()
             && self
                 .dimensions
                 .iter()
                 .zip(key.dimensions)
-                .all(|((n, v), (kn, kv))| **n == **kn && **v == **kv)
+                .all(|((n, v), (kn, kv))| same(n, kn) && same(v, kv))
     }
 }
 
 impl Index {
+    /// One hash of the key as given: a word for its kind, unit, resolution
+    /// and counts, then each string's bytes (the hasher folds in each
+    /// one's length).
+    #[inline]
     fn hash(&self, kind: Kind, key: &Key<'_>) -> u64 {
         let mut h = self.hasher.build_hasher();
-        kind.hash(&mut h);
-        key.unit.hash(&mut h);
-        key.resolution.hash(&mut h);
-        key.name.hash(&mut h);
+        let head = (kind as u64)
+            | (key.unit as u64) << 8
+            | (key.resolution as u64) << 16
+            | (key.dimensions.len() as u64) << 24;
+        h.write_u64(head);
+        h.write(key.name.as_bytes());
         for (name, value) in key.dimensions {
-            name.hash(&mut h);
-            value.hash(&mut h);
+            h.write(name.as_bytes());
+            h.write(value.as_bytes());
         }
         h.finish()
+    }
+}
+
+/// Whether `a` and `b` are the same string; short ones compared by a
+/// few word loads rather than a call to `memcmp`.
+#[inline(always)]
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    let len = a.len();
+    let word = |s: &[u8], at: usize| {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(&s[at..at + 8]);
+        u64::from_le_bytes(w)
+    };
+    let half = |s: &[u8], at: usize| {
+        let mut w = [0u8; 4];
+        w.copy_from_slice(&s[at..at + 4]);
+        u32::from_le_bytes(w)
+    };
+    match len {
+        // Two overlapping loads cover every byte.
+        8..=16 => word(a, 0) == word(b, 0) && word(a, len - 8) == word(b, len - 8),
+        4..=7 => half(a, 0) == half(b, 0) && half(a, len - 4) == half(b, len - 4),
+        // The first, middle and last bytes are every byte.
+        1..=3 => a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1],
+        0 => true,
+        _ => a == b,
     }
 }
 
@@ -85,21 +121,23 @@ impl Emitter {
     /// error means the key itself was refused (see [`Emitter::counter`]).
     #[inline]
     pub fn add(&self, key: &Key<'_>, v: f64) -> Result<()> {
-        self.per_call(Kind::Counter, key, |t| t.add(&self.shared, v))
+        self.per_call(Kind::Counter, key, Some(v), |t| t.add(&self.shared, v))
     }
 
     /// Sets the gauge `key`, registering it on first use; see
     /// [`Emitter::add`] and [`crate::Gauge::set`].
     #[inline]
     pub fn set(&self, key: &Key<'_>, v: f64) -> Result<()> {
-        self.per_call(Kind::Gauge, key, |t| t.set(&self.shared, v))
+        self.per_call(Kind::Gauge, key, None, |t| t.set(&self.shared, v))
     }
 
     /// Records `v` into the distribution `key`, registering it on first
     /// use; see [`Emitter::add`] and [`crate::Distribution::record`].
     #[inline]
     pub fn record(&self, key: &Key<'_>, v: f64) -> Result<()> {
-        self.per_call(Kind::Distribution, key, |t| t.record(&self.shared, v, 1))
+        self.per_call(Kind::Distribution, key, Some(v), |t| {
+            t.record(&self.shared, v, 1)
+        })
     }
 
     /// Merges a statistic set into `key`, registering it on first use; see
@@ -113,20 +151,27 @@ impl Emitter {
         min: f64,
         max: f64,
     ) -> Result<()> {
-        self.per_call(Kind::Statistics, key, |t| {
+        self.per_call(Kind::Statistics, key, None, |t| {
             t.merge(&self.shared, count, sum, min, max)
         })
     }
 
     /// Runs `record` on the series of `key`, found in the index or
-    /// registered.
+    /// registered. `stage`: the value a counter adds or a distribution
+    /// records once, which the thread's cache can stage itself.
     #[inline]
-    fn per_call(&self, kind: Kind, key: &Key<'_>, record: impl FnOnce(&Target)) -> Result<()> {
+    fn per_call(
+        &self,
+        kind: Kind,
+        key: &Key<'_>,
+        stage: Option<f64>,
+        record: impl FnOnce(&Target),
+    ) -> Result<()> {
         let index = &self.shared.index;
         let hash = index.hash(kind, key);
         let matches = |e: &Arc<Entry>| e.hash == hash && e.matches(kind, key);
         #[cfg(feature = "std")]
-        let record = match local::find(&self.shared, hash, matches, record) {
+        let record = match local::find(&self.shared, hash, matches, stage, record) {
             Ok(()) => return Ok(()),
             Err(record) => record,
         };
@@ -139,6 +184,7 @@ impl Emitter {
                 return Ok(());
             }
         }
+        let _ = stage;
         let handle = self.seen_first(kind, key, hash)?;
         record(&handle.target);
         Ok(())

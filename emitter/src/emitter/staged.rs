@@ -45,9 +45,9 @@ impl Shared {
     }
 
     /// Gives the calling thread its buffer now, so that its first
-    /// recording does not allocate.
-    pub(super) fn prepare(&self) {
-        staging::prepare(self.id, || self.attach());
+    /// recording does not allocate; returns it.
+    pub(super) fn prepare(&self) -> Option<Arc<Buffer>> {
+        staging::prepare(self.id, || self.attach())
     }
 }
 

@@ -14,8 +14,10 @@ use core::cell::RefCell;
 use hashbrown::HashTable;
 
 use super::super::Shared;
-use super::super::handles::Target;
+use super::super::handles::{Target, UNSTAGED};
 use super::Entry;
+use crate::staging::Buffer;
+use edgepush_protocol::validate;
 
 /// Most emitters a thread keeps a cache for.
 const MAX_EMITTERS: usize = 4;
@@ -25,19 +27,26 @@ struct Cache {
     owner: u64,
     emitter: Weak<Shared>,
     entries: HashTable<Arc<Entry>>,
+    /// The thread's staging buffer for the emitter (the one
+    /// [`crate::staging`] gave it), so a counter or distribution found here
+    /// is staged without a second thread-local lookup.
+    buffer: Option<Arc<Buffer>>,
 }
 
 std::thread_local! {
     static LOCAL: RefCell<Vec<Cache>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs `record` on the entry of `shared`'s index that `matches`, if this
-/// thread has it; hands `record` back otherwise.
+/// Records into the entry of `shared`'s index that `matches`, if this
+/// thread has it: stages `stage` when the series is staged and the value
+/// valid, else runs `record`. Hands `record` back when the thread does not
+/// have the entry.
 #[inline]
 pub(super) fn find<R: FnOnce(&Target)>(
     shared: &Shared,
     hash: u64,
     matches: impl Fn(&Arc<Entry>) -> bool,
+    stage: Option<f64>,
     record: R,
 ) -> Result<(), R> {
     let mut record = Some(record);
@@ -48,9 +57,17 @@ pub(super) fn find<R: FnOnce(&Target)>(
         let Some(cache) = local.first().filter(|c| c.owner == shared.id) else {
             return;
         };
-        if let Some(entry) = cache.entries.find(hash, matches)
-            && let Some(record) = record.take()
+        let Some(entry) = cache.entries.find(hash, matches) else {
+            return;
+        };
+        let staged = entry.target.staged;
+        if let (Some(v), Some(buffer)) = (stage, &cache.buffer)
+            && staged != UNSTAGED
+            && validate::value(v).is_ok()
+            && buffer.push(staged, v)
         {
+            record.take();
+        } else if let Some(record) = record.take() {
             record(&entry.target);
         }
     });
@@ -78,6 +95,7 @@ pub(super) fn insert(shared: &Arc<Shared>, entry: &Arc<Entry>) {
                         owner: shared.id,
                         emitter: Arc::downgrade(shared),
                         entries: HashTable::new(),
+                        buffer: shared.prepare(),
                     },
                 );
             }

@@ -128,6 +128,19 @@ fn recording() -> impl Strategy<Value = (usize, Vec<usize>, f64)> {
 }
 
 proptest! {
+    /// The word-load comparison agrees with `==` at every length, on
+    /// strings that differ in one byte anywhere.
+    #[test]
+    fn same_is_string_equality(a in "[a-c]{0,40}", at in 0usize..40, c in "[a-d]") {
+        prop_assert!(super::same(&a, &a.clone()));
+        let mut b = a.clone();
+        if at < b.len() {
+            b.replace_range(at..=at, &c);
+        }
+        prop_assert_eq!(super::same(&a, &b), a == b);
+        prop_assert_eq!(super::same(&a, &b[..b.len() / 2]), a.len() == b.len() / 2 && a == b[..b.len() / 2]);
+    }
+
     /// Any sequence of per-call recordings flushes to exactly the points
     /// the same recordings through registered handles give.
     #[test]
