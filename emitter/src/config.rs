@@ -301,6 +301,11 @@ impl<'a> Key<'a> {
         self.name
     }
 
+    /// The dimensions, as given.
+    pub fn dimension_pairs(&self) -> &'a [(&'a str, &'a str)] {
+        self.dimensions
+    }
+
     /// The owned description registration takes.
     pub(crate) fn metric(&self) -> Metric {
         Metric {

@@ -15,7 +15,9 @@ static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn recording_allocates_nothing_and_registration_does() {
-    let _alone = ALONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _alone = ALONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let emitter = Emitter::new(
         Config::new("Alloc")
             .expect("ns")
@@ -105,7 +107,9 @@ fn recording_allocates_nothing_and_registration_does() {
 
 #[test]
 fn recording_per_call_by_key_allocates_only_for_new_keys() {
-    let _alone = ALONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let _alone = ALONE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     const REQUESTS: Key<'static> = Key::new("requests").unit(Unit::Count);
     const LATENCY: Key<'static> = Key::new("latency").unit(Unit::Milliseconds);
     const IN_FLIGHT: Key<'static> = Key::new("in_flight");
@@ -132,7 +136,9 @@ fn recording_per_call_by_key_allocates_only_for_new_keys() {
         emitter
             .record_statistics(&SIZES.dimensions(&dims[..1]), 2.0, v, 0.0, v)
             .expect("statistics");
-        emitter.add(&REQUESTS.dimensions(&dims), f64::NAN).expect("key");
+        emitter
+            .add(&REQUESTS.dimensions(&dims), f64::NAN)
+            .expect("key");
     };
 
     let first = Region::new(GLOBAL);

@@ -6,10 +6,18 @@
 //! `after-response`, `periodic[:seconds[:series]]` or
 //! `adaptive[:seconds[:series[:invocations]]]`).
 
-use edgepush::{Config, Metric, Unit};
+use edgepush::{Config, Key, Unit};
 use edgepush_lambda::{Invocation, LambdaMetrics};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde::{Deserialize, Serialize};
+
+/// The metrics, described once: each call finds its series by key,
+/// without allocating.
+const ORDERS: Key<'static> = Key::new("orders").unit(Unit::Count);
+const ITEMS: Key<'static> = Key::new("items").unit(Unit::Count);
+const BASKET_SIZE: Key<'static> = Key::new("basket_size").unit(Unit::Count);
+const ORDER_VALUE: Key<'static> = Key::new("order_value");
+const PAYMENT_LATENCY: Key<'static> = Key::new("payment_latency").unit(Unit::Milliseconds);
 
 /// An order, as the function is invoked with it.
 #[derive(Debug, Deserialize)]
@@ -34,26 +42,12 @@ async fn handler(event: LambdaEvent<Order>) -> Result<Receipt, Error> {
     let order = event.payload;
     let metrics = Invocation::current()?;
     metrics.dimension("tenant", order.tenant);
-    metrics
-        .counter(Metric::new("orders").unit(Unit::Count))?
-        .increment();
-    metrics
-        .counter(Metric::new("items").unit(Unit::Count))?
-        .add(f64::from(order.items));
-    metrics
-        .gauge(Metric::new("basket_size").unit(Unit::Count))?
-        .set(f64::from(order.items));
-    metrics
-        .statistics(Metric::new("order_value").unit(Unit::None))?
-        .record(
-            1.0,
-            order.cents as f64,
-            order.cents as f64,
-            order.cents as f64,
-        );
-    metrics
-        .distribution(Metric::new("payment_latency").unit(Unit::Milliseconds))?
-        .record(order.payment_ms);
+    metrics.add(&ORDERS, 1.0)?;
+    metrics.add(&ITEMS, f64::from(order.items))?;
+    metrics.set(&BASKET_SIZE, f64::from(order.items))?;
+    let cents = order.cents as f64;
+    metrics.record_statistics(&ORDER_VALUE, 1.0, cents, cents, cents)?;
+    metrics.record(&PAYMENT_LATENCY, order.payment_ms)?;
     Ok(Receipt {
         accepted: true,
         request_id: event.context.request_id,

@@ -4,7 +4,8 @@
 use std::future::Future;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use edgepush::{Counter, Distribution, Emitter, Gauge, Metric, Statistics};
+use edgepush::limits::MAX_DIMENSIONS;
+use edgepush::{Counter, Distribution, Emitter, Gauge, Key, Metric, Statistics};
 
 use crate::error::{Error, Result};
 use crate::metrics::LambdaMetrics;
@@ -105,6 +106,70 @@ impl Invocation {
         metric
     }
 
+    /// Runs `f` with `key` and this invocation's dimensions after its own,
+    /// gathered on the stack.
+    fn with_key<R>(
+        &self,
+        key: &Key<'_>,
+        f: impl FnOnce(&Key<'_>) -> edgepush::Result<R>,
+    ) -> edgepush::Result<R> {
+        let own = self
+            .state
+            .dimensions
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if own.is_empty() {
+            return f(key);
+        }
+        let given = key.dimension_pairs();
+        let count = given.len() + own.len();
+        if count > MAX_DIMENSIONS {
+            return Err(edgepush::Error::TooManyDimensions {
+                name: key.name().to_string(),
+                count,
+            });
+        }
+        let mut all = [("", ""); MAX_DIMENSIONS];
+        all[..given.len()].copy_from_slice(given);
+        for (slot, (name, value)) in all[given.len()..count].iter_mut().zip(own.iter()) {
+            *slot = (name.as_str(), value.as_str());
+        }
+        f(&key.dimensions(&all[..count]))
+    }
+
+    /// Adds `v` to the counter `key` with this invocation's dimensions,
+    /// found per call without allocating ([`Emitter::add`]).
+    pub fn add(&self, key: &Key<'_>, v: f64) -> edgepush::Result<()> {
+        self.with_key(key, |k| self.emitter().add(k, v))
+    }
+
+    /// Sets the gauge `key` with this invocation's dimensions
+    /// ([`Emitter::set`]).
+    pub fn set(&self, key: &Key<'_>, v: f64) -> edgepush::Result<()> {
+        self.with_key(key, |k| self.emitter().set(k, v))
+    }
+
+    /// Records `v` into the distribution `key` with this invocation's
+    /// dimensions ([`Emitter::record`]).
+    pub fn record(&self, key: &Key<'_>, v: f64) -> edgepush::Result<()> {
+        self.with_key(key, |k| self.emitter().record(k, v))
+    }
+
+    /// Merges a statistic set into `key` with this invocation's dimensions
+    /// ([`Emitter::record_statistics`]).
+    pub fn record_statistics(
+        &self,
+        key: &Key<'_>,
+        count: f64,
+        sum: f64,
+        min: f64,
+        max: f64,
+    ) -> edgepush::Result<()> {
+        self.with_key(key, |k| {
+            self.emitter().record_statistics(k, count, sum, min, max)
+        })
+    }
+
     /// A counter with this invocation's dimensions (registered on first
     /// use, then found again).
     pub fn counter(&self, metric: Metric) -> edgepush::Result<Counter> {
@@ -187,6 +252,56 @@ mod tests {
             want.push(("orders".into(), t.into(), 200.0));
         }
         assert_eq!(seen, want);
+    }
+
+    #[test]
+    fn keys_per_call_carry_the_invocation_s_dimensions_after_their_own() {
+        const ORDERS: Key<'static> = Key::new("orders");
+        let (m, _) = metrics_writing_to(Flush::EndOfInvocation);
+        let plain = m.invocation(&Context::default());
+        let tenant = m.invocation(&Context::default());
+        tenant.dimension("tenant", "acme");
+        for _ in 0..3 {
+            plain.add(&ORDERS, 1.0).expect("add");
+            tenant
+                .add(&ORDERS.dimensions(&[("route", "/a")]), 2.0)
+                .expect("add");
+        }
+        // The same series through a handle.
+        tenant
+            .counter(Metric::new("orders").dimension("route", "/a"))
+            .expect("counter")
+            .add(10.0);
+        // Past the limit: refused with the count, nothing recorded.
+        let many: Vec<(String, String)> = (0..30)
+            .map(|i| (format!("d{i}"), "v".to_string()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = many.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+        assert!(matches!(
+            tenant.add(&ORDERS.dimensions(&pairs), 1.0),
+            Err(edgepush::Error::TooManyDimensions { count: 31, .. })
+        ));
+        let batches = m.emitter().flush_at(1_764_000_000_000).expect("flush");
+        let json: serde_json::Value =
+            serde_json::from_slice(&batches[0].json().expect("json")).expect("wire");
+        let mut got: Vec<(String, f64)> = json["points"]
+            .as_array()
+            .expect("points")
+            .iter()
+            .map(|p| {
+                let s = &json["series"][p["s"].as_u64().expect("s") as usize];
+                (s["d"].to_string(), p["x"].as_f64().unwrap_or(0.0))
+            })
+            .filter(|(_, x)| *x > 1.0)
+            .collect();
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            [
+                ("null".to_string(), 3.0),
+                (r#"{"route":"/a","tenant":"acme"}"#.to_string(), 16.0),
+            ]
+        );
     }
 
     #[tokio::test]

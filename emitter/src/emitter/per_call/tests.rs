@@ -30,13 +30,22 @@ fn a_key_is_the_series_its_metric_registers_in_any_order() {
         )
         .expect("counter");
     handle.add(1.0);
-    e.add(&ORDERS.dimensions(&[("route", "/a"), ("method", "GET")]), 2.0)
-        .expect("add");
-    e.add(&ORDERS.dimensions(&[("method", "GET"), ("route", "/a")]), 4.0)
-        .expect("add");
+    e.add(
+        &ORDERS.dimensions(&[("route", "/a"), ("method", "GET")]),
+        2.0,
+    )
+    .expect("add");
+    e.add(
+        &ORDERS.dimensions(&[("method", "GET"), ("route", "/a")]),
+        4.0,
+    )
+    .expect("add");
     // Another unit is another key, and a conflict with the series' unit.
     assert!(matches!(
-        e.add(&Key::new("orders").dimensions(&[("route", "/a"), ("method", "GET")]), 1.0),
+        e.add(
+            &Key::new("orders").dimensions(&[("route", "/a"), ("method", "GET")]),
+            1.0
+        ),
         Err(Error::Conflict { .. })
     ));
     let got = points(&e.flush_at(1_000).expect("flush"));
@@ -221,8 +230,11 @@ fn threads_and_emitters_by_key_lose_nothing() {
     let dropped = emitters.pop().expect("six");
     for i in 0..1_000 {
         for e in &emitters {
-            e.add(&ORDERS.dimensions(&[("i", if i % 2 == 0 { "0" } else { "1" })]), 1.0)
-                .expect("add");
+            e.add(
+                &ORDERS.dimensions(&[("i", if i % 2 == 0 { "0" } else { "1" })]),
+                1.0,
+            )
+            .expect("add");
         }
         if i < 500 {
             dropped.add(&ORDERS, 1.0).expect("add");
@@ -245,8 +257,11 @@ fn threads_and_emitters_by_key_lose_nothing() {
                 for i in 0..10_000u32 {
                     let v = if (i + t) % 2 == 0 { "a" } else { "b" };
                     e.add(&ORDERS.dimensions(&[("v", v)]), 1.0).expect("add");
-                    e.record(&Key::new("latency").dimensions(&[("v", v)]), f64::from(i % 7))
-                        .expect("record");
+                    e.record(
+                        &Key::new("latency").dimensions(&[("v", v)]),
+                        f64::from(i % 7),
+                    )
+                    .expect("record");
                 }
             });
         }
