@@ -8,6 +8,14 @@ use edgepush_protocol::limits::MAX_DIMENSIONS;
 use edgepush_protocol::validate;
 use edgepush_protocol::{Resolution, Unit};
 
+/// [`Config::gzip_from`]'s default: 1 KiB. Below it gzip saves under
+/// 800 bytes for 10-20 us of CPU, which pays only on links slower than a
+/// few hundred Mbit/s, and a body that small goes in TCP's first flight
+/// either way; from a few KiB on it pays on links up to about a Gbit/s
+/// (`docs/BENCHMARKS.md`, "Where gzip pays").
+#[cfg(feature = "std")]
+pub const DEFAULT_GZIP_FROM: usize = 1024;
+
 /// Emitter settings. [`Config::new`] validates the namespace; the other
 /// setters validate what they are given.
 #[derive(Clone, Debug)]
@@ -23,6 +31,8 @@ pub struct Config {
     pub(crate) instance_id: u64,
     #[cfg(feature = "std")]
     pub(crate) gzip_level: u32,
+    #[cfg(feature = "std")]
+    pub(crate) gzip_from: usize,
     pub(crate) wire: edgepush_protocol::wire::Version,
 }
 
@@ -44,6 +54,8 @@ impl Config {
             instance_id: default_instance_id(),
             #[cfg(feature = "std")]
             gzip_level: 5,
+            #[cfg(feature = "std")]
+            gzip_from: DEFAULT_GZIP_FROM,
             wire: edgepush_protocol::wire::Version::V2,
         })
     }
@@ -128,6 +140,15 @@ impl Config {
     #[cfg(feature = "std")]
     pub fn gzip_level(mut self, level: u32) -> Self {
         self.gzip_level = level.min(9);
+        self
+    }
+
+    /// Bodies of at least this many bytes (encoded, before compression) are
+    /// gzip'd; smaller ones are sent as they are (default
+    /// [`DEFAULT_GZIP_FROM`]). 0 gzips every body.
+    #[cfg(feature = "std")]
+    pub fn gzip_from(mut self, bytes: usize) -> Self {
+        self.gzip_from = bytes;
         self
     }
 

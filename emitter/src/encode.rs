@@ -14,6 +14,7 @@ use portable_atomic::AtomicU64;
 use crate::config::Config;
 use crate::error::Result;
 use crate::format::{BatchWriter, Body, Fields};
+use crate::gzip::Compressor;
 use crate::payload::Payload;
 use edgepush_protocol::limits::MAX_VALUES_PER_DATUM;
 use edgepush_protocol::wire::Kind;
@@ -207,6 +208,7 @@ pub(crate) fn batches(
     sequence: &AtomicU64,
     now_ms: i64,
     items: &[Item<impl Registered>],
+    compressor: &mut Compressor,
 ) -> Result<Vec<Payload>> {
     let mut head = Vec::new();
     let size = writer.head(config, now_ms, &mut head)?;
@@ -227,7 +229,7 @@ pub(crate) fn batches(
                 && (size > config.max_batch_bytes || open.datums + 1 > config.max_datums_per_batch);
             if full {
                 let done = core::mem::replace(&mut open, Open::new());
-                out.push(close(config, writer, sequence, &frame, done)?);
+                out.push(close(config, compressor, writer, sequence, &frame, done)?);
             }
             let s = match open.series_index(id) {
                 Some(s) => s,
@@ -244,13 +246,14 @@ pub(crate) fn batches(
         })?;
     }
     if open.body.count > 0 {
-        out.push(close(config, writer, sequence, &frame, open)?);
+        out.push(close(config, compressor, writer, sequence, &frame, open)?);
     }
     Ok(out)
 }
 
 fn close(
     config: &Config,
+    compressor: &mut Compressor,
     writer: &impl BatchWriter,
     sequence: &AtomicU64,
     frame: &Frame,
@@ -261,5 +264,6 @@ fn close(
     let body = &open.body;
     let mut out = Vec::with_capacity(frame.size + body.series.len() + body.points.len());
     writer.close(&id, &frame.head, body, &mut out);
-    Payload::new(id, body.count, out, writer.version(), config)
+    let (out, gzip) = compressor.body(out)?;
+    Ok(Payload::new(id, body.count, out, gzip, writer.version()))
 }

@@ -93,6 +93,7 @@ mod emitter;
 mod encode;
 mod error;
 mod format;
+mod gzip;
 #[cfg(feature = "http")]
 mod http;
 #[cfg(feature = "metrics")]
@@ -103,6 +104,8 @@ mod staging;
 #[cfg(feature = "std")]
 mod transport;
 
+#[cfg(feature = "std")]
+pub use config::DEFAULT_GZIP_FROM;
 pub use config::{Config, Key, Metric};
 pub use emitter::{
     Counter, Distribution, Emitter, Gauge, OVERFLOW_METRIC, Statistics, TelemetrySnapshot,

@@ -3,13 +3,13 @@
 use alloc::string::String;
 use alloc::vec::Vec;
 
-use crate::config::Config;
 use crate::error::Result;
 use crate::format::{BatchWriter, Writer};
 use edgepush_protocol::wire;
 
 /// The payload of one push: a batch's id and its body (wire v2, or v1 if
-/// configured), compressed with gzip when the `std` feature is on.
+/// configured), gzip'd when the `std` feature is on and the body is at
+/// least [`Config::gzip_from`](crate::Config::gzip_from) bytes.
 ///
 /// A payload that could not be sent is handed back to the caller, who can send
 /// it again as it is: the id stays the same, so the receiver can recognise
@@ -35,45 +35,22 @@ impl core::fmt::Debug for Payload {
 }
 
 impl Payload {
-    #[cfg(feature = "std")]
+    /// A batch `id` of `points` points whose body, as sent, is `body`
+    /// (gzip'd if `gzip`).
     pub(crate) fn new(
         id: String,
         points: usize,
-        encoded: Vec<u8>,
+        body: Vec<u8>,
+        gzip: bool,
         version: wire::Version,
-        config: &Config,
-    ) -> Result<Self> {
-        use std::io::Write;
-        let level = flate2::Compression::new(config.gzip_level);
-        let mut gz =
-            flate2::write::GzEncoder::new(Vec::with_capacity(encoded.len() / 3 + 64), level);
-        gz.write_all(&encoded)
-            .and_then(|()| gz.finish())
-            .map(|body| Payload {
-                id,
-                points,
-                body,
-                gzip: true,
-                version,
-            })
-            .map_err(|e| crate::Error::Encode(alloc::string::ToString::to_string(&e)))
-    }
-
-    #[cfg(not(feature = "std"))]
-    pub(crate) fn new(
-        id: String,
-        points: usize,
-        encoded: Vec<u8>,
-        version: wire::Version,
-        _config: &Config,
-    ) -> Result<Self> {
-        Ok(Payload {
+    ) -> Self {
+        Payload {
             id,
             points,
-            body: encoded,
-            gzip: false,
+            body,
+            gzip,
             version,
-        })
+        }
     }
 
     /// The batch id (also in the body and the `x-edgepush-batch` header).

@@ -180,7 +180,6 @@ pub fn send_all(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Config;
     use edgepush_protocol::wire::Version;
     use std::cell::RefCell;
 
@@ -198,9 +197,8 @@ mod tests {
     }
 
     fn three_batches() -> Vec<Payload> {
-        let config = Config::new("N").expect("ns");
         ["a", "b", "c"]
-            .map(|id| Payload::new(id.into(), 1, Vec::new(), Version::V2, &config).expect("batch"))
+            .map(|id| Payload::new(id.into(), 1, Vec::new(), false, Version::V2))
             .into()
     }
 

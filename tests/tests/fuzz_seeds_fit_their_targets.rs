@@ -10,7 +10,6 @@
 //! `EDGEPUSH_WRITE_SEEDS=1 cargo test -p edgepush-tests --test
 //! fuzz_seeds_fit_their_targets` writes them anew (after a format change).
 
-use std::io::Read as _;
 use std::path::{Path, PathBuf};
 
 use edgepush::{Config, Emitter, Metric, Unit};
@@ -85,11 +84,7 @@ fn push(version: edgepush::wire::Version) -> Vec<u8> {
         .record(4.0, 10.0, 1.0, 4.0);
     let payloads = emitter.flush_at(NOW).expect("flush");
     assert_eq!(payloads.len(), 1);
-    let mut body = Vec::new();
-    flate2::read::GzDecoder::new(payloads[0].body())
-        .read_to_end(&mut body)
-        .expect("gzip");
-    body
+    payloads[0].encoded().expect("the batch")
 }
 
 /// The seeds made by encoders, by target and file name.

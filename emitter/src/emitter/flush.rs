@@ -58,6 +58,7 @@ impl Emitter {
             &shared.sequence,
             now_ms,
             &items,
+            &mut shared.compressor.lock(),
         )?;
         let t = &shared.telemetry;
         let points: usize = batches.iter().map(Payload::points).sum();

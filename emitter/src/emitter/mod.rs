@@ -23,6 +23,7 @@ use portable_atomic::AtomicU64;
 use crate::config::Config;
 use crate::encode::Taken;
 use crate::format::Writer;
+use crate::gzip::Compressor;
 #[cfg(feature = "std")]
 use crate::staging::{self, Buffer};
 
@@ -57,6 +58,8 @@ struct Shared {
     index: per_call::Index,
     timestamped: spin::Mutex<BTreeMap<(usize, i64), Taken>>,
     sequence: AtomicU64,
+    /// Gzip for batch bodies, its state kept between flushes.
+    compressor: spin::Mutex<Compressor>,
     /// This emitter's id for the threads' staging buffers.
     #[cfg(feature = "std")]
     id: u64,
@@ -78,6 +81,7 @@ impl Emitter {
     /// An emitter with these settings.
     pub fn new(config: Config) -> Self {
         let self_metrics = config.self_metrics;
+        let compressor = spin::Mutex::new(Compressor::new(&config));
         let emitter = Emitter {
             shared: Arc::new(Shared {
                 writer: Writer(config.wire),
@@ -87,6 +91,7 @@ impl Emitter {
                 index: per_call::Index::default(),
                 timestamped: spin::Mutex::new(BTreeMap::new()),
                 sequence: AtomicU64::new(0),
+                compressor,
                 #[cfg(feature = "std")]
                 id: staging::next_owner(),
                 #[cfg(feature = "std")]
