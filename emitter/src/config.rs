@@ -56,7 +56,7 @@ impl Config {
             gzip_level: 5,
             #[cfg(feature = "std")]
             gzip_from: DEFAULT_GZIP_FROM,
-            wire: edgepush_protocol::wire::Version::V2,
+            wire: edgepush_protocol::wire::Version::V3,
         })
     }
 
@@ -152,9 +152,10 @@ impl Config {
         self
     }
 
-    /// The wire version batches are encoded in: [`edgepush_protocol::wire::Version::V2`]
-    /// (binary, the default) or [`edgepush_protocol::wire::Version::V1`] (JSON, for
-    /// receivers older than v2).
+    /// The wire version batches are encoded in:
+    /// [`edgepush_protocol::wire::Version::V3`] (binary, each dimension set
+    /// of a batch written once: the default), `V2` (binary, for receivers
+    /// older than v3) or `V1` (JSON, for receivers older than v2).
     pub fn wire_version(mut self, version: edgepush_protocol::wire::Version) -> Self {
         self.wire = version;
         self

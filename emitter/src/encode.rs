@@ -222,7 +222,7 @@ pub(crate) fn batches(
             fields.clear();
             writer.fields(&point, &mut fields);
             let known = open.series_index(id);
-            let new_series = if known.is_some() { 0 } else { def.len() };
+            let new_series = known.is_none().then_some(def);
             let index = known.unwrap_or(open.body.defined);
             let size = writer.size_with(frame.size, &open.body, index, new_series, fields.len());
             let full = open.body.count > 0

@@ -96,7 +96,12 @@ impl Ingest {
             Format::Wire(edgepush_protocol::wire::Version::V1) => {
                 wire::decode_v1(&content, now_ms, limits)?
             }
-            Format::Wire(_) => wire::decode_v2(&content, now_ms, limits)?,
+            Format::Wire(edgepush_protocol::wire::Version::V2) => {
+                wire::decode_v2(&content, now_ms, limits)?
+            }
+            Format::Wire(edgepush_protocol::wire::Version::V3) => {
+                wire::decode_v3(&content, now_ms, limits)?
+            }
             #[cfg(feature = "ingest-otlp")]
             Format::Otlp(encoding) => otlp::decode(
                 &content,

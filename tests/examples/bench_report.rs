@@ -317,14 +317,14 @@ fn ingest(doc: &mut String, plots: &Path, i: &Value) -> Result<(), String> {
         "### 3. Ingest on loopback\n\n`wrk` (1 thread, 8 connections) pushes requests of {} \
          datapoints each to every target in turn, {} s a turn, {} rounds interleaved. CPU is \
          the server process's (from `/proc/<pid>/stat`), so \"per core\" is datapoints per \
-         CPU-second of the server; wrk shares the machine. Mean bodies: edgepush wire v2 gzip \
+         CPU-second of the server; wrk shares the machine. Mean bodies: edgepush wire v3 gzip \
          {:.0} B, line protocol gzip {:.0} B, Prometheus text {:.0} B.\n\n\
          | target | datapoints/s | CPU s per M datapoints | datapoints/s per core | peak RSS |\n\
          | --- | ---: | ---: | ---: | ---: |",
         i["points_per_request"],
         i["seconds_per_turn"],
         i["rounds"],
-        f(&i["mean_body_bytes"]["edgepush_wire_v2_gzip"]),
+        f(&i["mean_body_bytes"]["edgepush_wire_v3_gzip"]),
         f(&i["mean_body_bytes"]["line_protocol_gzip"]),
         f(&i["mean_body_bytes"]["prometheus_text"]),
     );

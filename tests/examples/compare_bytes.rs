@@ -9,7 +9,8 @@
 //!   common), one value each.
 //!
 //! Formats, each as its usual client writes it:
-//! - edgepush wire v2 and v1, gzip'd: the emitter's own batches;
+//! - edgepush wire v3 (the default), v2 and v1, gzip'd: the emitter's own
+//!   batches;
 //! - CloudWatch EMF JSON lines, raw (what Lambda ships to CloudWatch Logs)
 //!   and gzip'd: Powertools-style documents;
 //! - OTLP/HTTP protobuf, gzip'd: the body OpenTelemetry's Rust SDK and its
@@ -86,6 +87,7 @@ fn edgepush(series: &[Series], distribution: bool, format: Version) -> usize {
             .and_then(|c| c.dimension("service", "api"))
             .expect("config")
             .wire_version(format)
+            .gzip_from(0)
             .max_points_per_batch(1000)
             .max_batch_bytes(4 << 20),
     );
@@ -332,6 +334,10 @@ fn main() {
         let lp = line_protocol(&series, distribution);
         let prom = prometheus(&series, distribution);
         let rows: Vec<(&str, usize)> = vec![
+            (
+                "edgepush wire v3, gzip",
+                edgepush(&series, distribution, Version::V3),
+            ),
             (
                 "edgepush wire v2, gzip",
                 edgepush(&series, distribution, Version::V2),

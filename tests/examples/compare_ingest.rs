@@ -3,7 +3,7 @@
 //!
 //! Every request carries 1,000 datapoints (10 counters x 100 hosts, a
 //! `service` dimension, one value each), cycling through 16 bodies:
-//! - `edgepush -> counting sink`: the release receiver, wire v2 gzip'd as
+//! - `edgepush -> counting sink`: the release receiver, wire v3 gzip'd as
 //!   the emitter sends it, authenticated, forwarding to its stdout sink
 //!   (line protocol written to `/dev/null`; the receiver's own counters
 //!   count the points);
@@ -73,11 +73,12 @@ fn samples(b: usize) -> Vec<(String, String, f64)> {
         .collect()
 }
 
-/// As the emitter sends them: wire v2, gzip'd.
+/// As the emitter sends them: wire v3, gzip'd.
 fn edgepush_body(b: usize) -> Vec<u8> {
     let config = Config::new(NAMESPACE)
         .and_then(|c| c.dimension("service", "api"))
         .expect("config")
+        .gzip_from(0)
         .max_points_per_batch(POINTS)
         .max_batch_bytes(4 << 20);
     let emitter = Emitter::new(config);
@@ -297,7 +298,7 @@ fn physical_limit(bodies: &[Vec<u8>]) -> (f64, f64, f64) {
     };
     let ingest = Ingest::default();
     let headers = Headers {
-        content_type: Some(edgepush::wire::v2::CONTENT_TYPE),
+        content_type: Some(edgepush::wire::v3::CONTENT_TYPE),
         content_encoding: Some("gzip"),
         ..Headers::default()
     };
@@ -381,7 +382,7 @@ fn main() {
         (process, url)
     };
     let edgepush_headers = vec![
-        ("content-type", edgepush::wire::v2::CONTENT_TYPE.to_string()),
+        ("content-type", edgepush::wire::v3::CONTENT_TYPE.to_string()),
         ("content-encoding", "gzip".to_string()),
         ("authorization", format!("Bearer {KEY}")),
     ];
@@ -586,7 +587,7 @@ fn main() {
     let (inflate_mb, inflate_dps, decode_dps) = physical_limit(&edgepush_bodies);
     println!(
         "\nphysical limit: flate2 inflates the edgepush bodies at {inflate_mb:.0} MB/s of gzip \
-         ({inflate_dps:.0} datapoints/s); the receiver decodes them (inflate + wire v2 + \
+         ({inflate_dps:.0} datapoints/s); the receiver decodes them (inflate + wire v3 + \
          validation) at {decode_dps:.0} datapoints/s, {:.0} % of the inflate rate",
         decode_dps / inflate_dps * 100.0
     );
@@ -597,7 +598,7 @@ fn main() {
         "seconds_per_turn": seconds,
         "rounds": rounds,
         "mean_body_bytes": {
-            "edgepush_wire_v2_gzip": body_bytes(&edgepush_bodies),
+            "edgepush_wire_v3_gzip": body_bytes(&edgepush_bodies),
             "line_protocol_gzip": body_bytes(&lp_bodies),
             "prometheus_text": body_bytes(&prom_bodies),
         },

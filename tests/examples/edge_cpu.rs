@@ -97,7 +97,8 @@ fn main() {
         // The wire format the bodies are in (`EDGEPUSH_WIRE`).
         let parsed: edgepush::wire::Batch<'_> = match edge_format() {
             edgepush::wire::Version::V1 => serde_json::from_slice(&encoded).expect("wire v1"),
-            _ => edgepush::wire::v2::decode(&encoded).expect("wire v2"),
+            edgepush::wire::Version::V2 => edgepush::wire::v2::decode(&encoded).expect("wire v2"),
+            edgepush::wire::Version::V3 => edgepush::wire::v3::decode(&encoded).expect("wire v3"),
         };
         std::hint::black_box(parsed);
     }

@@ -802,16 +802,22 @@ async fn metrics(State(shared): Api, headers: HeaderMap, body: Bytes) -> Respons
         body.to_vec()
     };
     // Captured in wire v1's JSON shape, whichever format came.
-    let v2 = headers
+    let content_type = headers
         .get("content-type")
-        .is_some_and(|v| v.as_bytes() == edgepush::wire::v2::CONTENT_TYPE.as_bytes());
-    let value: Value = if v2 {
-        edgepush::wire::v2::decode(&json)
+        .map_or(&b""[..], |v| v.as_bytes());
+    let binary = if content_type == edgepush::wire::v2::CONTENT_TYPE.as_bytes() {
+        Some(edgepush::wire::v2::decode(&json))
+    } else if content_type == edgepush::wire::v3::CONTENT_TYPE.as_bytes() {
+        Some(edgepush::wire::v3::decode(&json))
+    } else {
+        None
+    };
+    let value: Value = match binary {
+        Some(batch) => batch
             .ok()
             .and_then(|batch| serde_json::to_value(batch).ok())
-            .unwrap_or(Value::Null)
-    } else {
-        serde_json::from_slice(&json).unwrap_or(Value::Null)
+            .unwrap_or(Value::Null),
+        None => serde_json::from_slice(&json).unwrap_or(Value::Null),
     };
     let points = value["points"].as_array().map_or(0, Vec::len);
     shared.lock().captured.push((arrived, value));

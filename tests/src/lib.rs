@@ -1419,13 +1419,14 @@ pub fn post_headers_only(url: &str, headers: &[(&str, &str)]) -> (u16, serde_jso
     )
 }
 
-/// The wire format the edge benchmarks push: `EDGEPUSH_WIRE=v1` or `v2`
-/// (default v2, what the emitter sends).
+/// The wire format the edge benchmarks push: `EDGEPUSH_WIRE=v1`, `v2` or
+/// `v3` (default v3, what the emitter sends).
 pub fn edge_format() -> edgepush::wire::Version {
     match std::env::var("EDGEPUSH_WIRE").as_deref() {
         Ok("v1") => edgepush::wire::Version::V1,
-        Ok("v2") | Err(_) => edgepush::wire::Version::V2,
-        Ok(other) => panic!("EDGEPUSH_WIRE={other}: say v1 or v2"),
+        Ok("v2") => edgepush::wire::Version::V2,
+        Ok("v3") | Err(_) => edgepush::wire::Version::V3,
+        Ok(other) => panic!("EDGEPUSH_WIRE={other}: say v1, v2 or v3"),
     }
 }
 
@@ -1438,6 +1439,7 @@ pub fn edge_batch(format: edgepush::wire::Version) -> Vec<u8> {
         edgepush::Config::new("Bench")
             .expect("ns")
             .wire_version(format)
+            .gzip_from(0)
             .dimension("service", "api")
             .expect("dim")
             .max_batch_bytes(4 << 20),

@@ -1,7 +1,7 @@
 //! Every fuzz target (`receiver/fuzz/Cargo.toml`) has seeds of its own in
 //! `receiver/fuzz/seeds/<target>/`, and each seed is an input its target
 //! takes past its first checks, at the fuzz targets' clock and limits: a
-//! binary wire v2 body for `wire_v2`, a gzip'd push for `gzip_request`, a
+//! binary wire v2 body for `wire_v2` (v3 for `wire_v3`), a gzip'd push for `gzip_request`, a
 //! queue message for `envelope`, a signed header and body for `signature`,
 //! a packed batch for `packed`, and so on. Otherwise libFuzzer starts from
 //! inputs the target refuses at once and rarely gets deep.
@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use edgepush::{Config, Emitter, Metric, Unit};
 use edgepush_protocol::sign;
 use edgepush_receiver::decode::otlp::{self, Encoding, Mapping};
-use edgepush_receiver::decode::wire::{decode_v1, decode_v2};
+use edgepush_receiver::decode::wire::{decode_v1, decode_v2, decode_v3};
 use edgepush_receiver::envelope;
 use edgepush_receiver::ingest::{Headers, Ingest};
 use edgepush_receiver::limits::Limits;
@@ -102,6 +102,7 @@ fn generated() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     };
     vec![
         ("wire_v2", "push.v2", push(edgepush::wire::Version::V2)),
+        ("wire_v3", "push.v3", push(edgepush::wire::Version::V3)),
         ("gzip_request", "push.v1.gz", gzip_request),
         (
             "envelope",
@@ -141,6 +142,13 @@ fn takes(target: &str, seed: &[u8]) -> Result<(), String> {
         ),
         "wire_v2" => points(
             decode_v2(seed, NOW, &limits)
+                .map_err(|e| e.to_string())?
+                .batch
+                .points
+                .len(),
+        ),
+        "wire_v3" => points(
+            decode_v3(seed, NOW, &limits)
                 .map_err(|e| e.to_string())?
                 .batch
                 .points
@@ -234,7 +242,7 @@ fn every_target_has_seeds_it_takes() {
         }
     }
     let targets = targets();
-    assert!(targets.len() >= 11, "{targets:?}");
+    assert!(targets.len() >= 12, "{targets:?}");
     for target in &targets {
         let dir = seeds().join(target);
         let files: Vec<PathBuf> = std::fs::read_dir(&dir)

@@ -29,7 +29,8 @@ fn bodies() -> Vec<Vec<u8>> {
             let config = Config::new("Load/api")
                 .and_then(|c| c.dimension("FunctionName", "checkout"))
                 .expect("config");
-            let emitter = Emitter::new(config);
+            // Gzip'd whatever their size: the script says so.
+            let emitter = Emitter::new(config.gzip_from(0));
             for m in 0..10 {
                 let c = emitter
                     .counter(Metric::new(format!("count_{m}")).unit(Unit::Count))
@@ -114,7 +115,7 @@ database = "{}"
         std::fs::write(bodies_dir.join(format!("{}.gz", i + 1)), body).expect("body");
     }
     // The emitter's default format, as the bodies were flushed.
-    let content_type = edgepush::wire::v2::CONTENT_TYPE;
+    let content_type = edgepush::wire::v3::CONTENT_TYPE;
     let script = dir.path().join("push.lua");
     std::fs::write(
         &script,

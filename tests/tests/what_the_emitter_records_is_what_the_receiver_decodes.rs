@@ -1,5 +1,5 @@
 //! Property: whatever the real emitter records, the receiver decodes to
-//! exactly the aggregates that were recorded, in wire v1 and v2.
+//! exactly the aggregates that were recorded, in wire v1, v2 and v3.
 
 use std::collections::BTreeMap;
 
@@ -8,7 +8,7 @@ use proptest::prelude::*;
 
 use edgepush::wire;
 use edgepush_protocol::validate;
-use edgepush_receiver::decode::wire::{decode_v1, decode_v2};
+use edgepush_receiver::decode::wire::{decode_v1, decode_v2, decode_v3};
 use edgepush_receiver::limits::Limits;
 use edgepush_receiver::model::{StatisticSet, Value};
 
@@ -70,15 +70,23 @@ fn series() -> impl Strategy<Value = Vec<Generated>> {
 proptest! {
     #[test]
     fn what_the_emitter_records_is_what_the_receiver_decodes(
-        all in series(),
+        mut all in series(),
         max_points in 1usize..10,
-        v2 in any::<bool>(),
+        version in prop::sample::select(&[wire::Version::V1, wire::Version::V2, wire::Version::V3][..]),
+        shared in 0usize..4,
     ) {
+        // Series sharing dimension sets (what v3 writes once): series i
+        // takes the dimensions of series i % shared.
+        if shared > 0 {
+            for i in 0..all.len() {
+                all[i].1 = all[i % shared].1.clone();
+            }
+        }
         let emitter = Emitter::new(
             Config::new("Prop")
                 .expect("ns")
                 .max_points_per_batch(max_points)
-                .wire_version(if v2 { wire::Version::V2 } else { wire::Version::V1 }),
+                .wire_version(version),
         );
         let mut want: BTreeMap<String, Value> = BTreeMap::new();
         for (name, dims, rec) in &all {
@@ -146,7 +154,8 @@ proptest! {
             let encoded = b.encoded().expect("encoded");
             let d = match b.version() {
                 wire::Version::V1 => decode_v1(&encoded, NOW, &Limits::default()),
-                _ => decode_v2(&encoded, NOW, &Limits::default()),
+                wire::Version::V2 => decode_v2(&encoded, NOW, &Limits::default()),
+                wire::Version::V3 => decode_v3(&encoded, NOW, &Limits::default()),
             }
             .expect("decodes");
             prop_assert!(d.rejected.is_empty(), "{:?}", d.rejected);

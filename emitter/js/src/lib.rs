@@ -287,7 +287,7 @@ fn in_aws_lambda() -> bool {
 
 thread_local! {
     /// `emf(encoded, properties)`: the EMF documents (JSON texts) of a
-    /// batch `push.js` could not send (wire v2, the package's only
+    /// batch `push.js` could not send (wire v3, the package's only
     /// encoding: its decoder alone is linked). One function for every
     /// emitter.
     static EMF: JsValue = Closure::<dyn Fn(Uint8Array, JsValue) -> Result<Array, JsValue>>::new(
@@ -296,7 +296,7 @@ thread_local! {
             let properties: Vec<(&str, &str)> =
                 properties.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
             let encoded = encoded.to_vec();
-            let batch = edgepush::wire::v2::decode(&encoded)
+            let batch = edgepush::wire::v3::decode(&encoded)
                 .map_err(|e| error("invalid_batch", &e.to_string()))?;
             let docs = edgepush::emf::documents(&batch, &properties);
             Ok(docs.iter().map(|d| JsValue::from(d.as_str())).collect())

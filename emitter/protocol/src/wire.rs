@@ -23,6 +23,7 @@ use crate::number::whole;
 
 pub mod v1;
 pub mod v2;
+pub mod v3;
 
 /// The path a receiver accepts batches on, in either encoding.
 pub const PATH: &str = "/v1/metrics";
@@ -56,8 +57,11 @@ pub enum Version {
     V1,
     /// Binary ([`v2::CONTENT_TYPE`]): about half the bytes of v1 before
     /// compression, and faster to write and read.
-    #[default]
     V2,
+    /// Binary with shared dimension sets ([`v3::CONTENT_TYPE`]): v2 with
+    /// each of a batch's dimension sets written once.
+    #[default]
+    V3,
 }
 
 impl Version {
@@ -66,6 +70,7 @@ impl Version {
         match self {
             Version::V1 => v1::CONTENT_TYPE,
             Version::V2 => v2::CONTENT_TYPE,
+            Version::V3 => v3::CONTENT_TYPE,
         }
     }
 }

@@ -16,8 +16,9 @@ use edgepush_protocol::wire::{self, Kind, Version};
 
 mod v1;
 mod v2;
+mod v3;
 
-/// The writer of a format: [`v1::V1`] or [`v2::V2`], chosen in one `match`
+/// The writer of a format: [`v1::V1`], [`v2::V2`] or [`v3::V3`], chosen in one `match`
 /// that every method goes through.
 ///
 /// Dispatched statically rather than through a `dyn BatchWriter`: each call
@@ -40,6 +41,10 @@ macro_rules! with_writer {
             }
             Version::V2 => {
                 let $w = &v2::V2;
+                $call
+            }
+            Version::V3 => {
+                let $w = &v3::V3;
                 $call
             }
         }
@@ -68,7 +73,7 @@ impl BatchWriter for Writer {
         empty: usize,
         body: &Body,
         index: u32,
-        new_series: usize,
+        new_series: Option<&[u8]>,
         fields: usize,
     ) -> usize {
         with_writer!(self.0, |w| w
@@ -137,6 +142,67 @@ pub(crate) struct Body {
     /// The series index of the last point written (v2 writes the next
     /// one's as a difference).
     pub(crate) previous: Option<u32>,
+    /// v3: the batch's dimension sets, each written once.
+    pub(crate) sets: Sets,
+}
+
+/// v3's table of a batch's dimension sets: their bytes, where each starts,
+/// and an index from a set's bytes to its number.
+#[derive(Debug, Default)]
+pub(crate) struct Sets {
+    pub(crate) bytes: Vec<u8>,
+    pub(crate) starts: Vec<usize>,
+    pub(crate) index: hashbrown::HashTable<u32>,
+    /// The set of the last series defined (v3 writes the next one's as a
+    /// difference).
+    pub(crate) previous: u32,
+}
+
+impl Sets {
+    fn hash(set: &[u8]) -> u64 {
+        use core::hash::BuildHasher;
+        foldhash::fast::FixedState::default().hash_one(set)
+    }
+
+    /// The bytes of set `i`.
+    fn get(&self, i: u32) -> &[u8] {
+        let i = i as usize;
+        let end = self.starts.get(i + 1).copied().unwrap_or(self.bytes.len());
+        &self.bytes[self.starts[i]..end]
+    }
+
+    /// The number of the set written as `set`, if the batch has it.
+    pub(crate) fn find(&self, set: &[u8]) -> Option<u32> {
+        self.index
+            .find(Self::hash(set), |&i| self.get(i) == set)
+            .copied()
+    }
+
+    /// The number of the set written as `set`, added if new.
+    pub(crate) fn add(&mut self, set: &[u8]) -> u32 {
+        if let Some(i) = self.find(set) {
+            return i;
+        }
+        let i = self.starts.len() as u32;
+        self.starts.push(self.bytes.len());
+        self.bytes.extend_from_slice(set);
+        let Sets {
+            bytes,
+            starts,
+            index,
+            ..
+        } = self;
+        index.insert_unique(Self::hash(set), i, |&j| {
+            let j = j as usize;
+            let end = starts.get(j + 1).copied().unwrap_or(bytes.len());
+            Self::hash(&bytes[starts[j]..end])
+        });
+        i
+    }
+
+    pub(crate) fn len(&self) -> u32 {
+        self.starts.len() as u32
+    }
 }
 
 /// Writes, measures and reads batches in one wire format.
@@ -164,13 +230,13 @@ pub(crate) trait BatchWriter: Debug {
 
     /// The size of a batch of `empty` bytes once it holds `body` and one
     /// more point in series `index` with `fields` bytes of fields (defining
-    /// the series if `new_series` is not 0: its definition's bytes).
+    /// the series if `new_series` is its definition).
     fn size_with(
         &self,
         empty: usize,
         body: &Body,
         index: u32,
-        new_series: usize,
+        new_series: Option<&[u8]>,
         fields: usize,
     ) -> usize;
 
@@ -284,7 +350,7 @@ mod tests {
                 },
             ),
         ];
-        for format in [Version::V1, Version::V2] {
+        for format in [Version::V1, Version::V2, Version::V3] {
             let writer = Writer(format);
             assert_eq!(writer.version(), format);
             let defs: Vec<Vec<u8>> = series
@@ -302,7 +368,7 @@ mod tests {
                 writer.fields(fields, &mut bytes);
                 let new = defined != Some(*s);
                 let index = body.defined - u32::from(!new);
-                let new_series = if new { defs[*s].len() } else { 0 };
+                let new_series = new.then(|| &defs[*s][..]);
                 let measured = writer.size_with(empty, &body, index, new_series, bytes.len());
                 let first = body.count == 0;
                 if new {

@@ -83,16 +83,16 @@ impl BatchWriter for V1 {
         empty: usize,
         body: &Body,
         index: u32,
-        new_series: usize,
+        new_series: Option<&[u8]>,
         fields: usize,
     ) -> usize {
         // `,` before each series and point but the first; `{"s":N`.
         empty
             + body.series.len()
             + body.points.len()
-            + new_series
+            + new_series.map_or(0, <[u8]>::len)
             + fields
-            + usize::from(new_series > 0)
+            + usize::from(new_series.is_some())
             + 1
             + 5
             + digits(index)

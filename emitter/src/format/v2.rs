@@ -70,14 +70,14 @@ impl BatchWriter for V2 {
         empty: usize,
         body: &Body,
         index: u32,
-        new_series: usize,
+        new_series: Option<&[u8]>,
         fields: usize,
     ) -> usize {
-        let defined = body.defined + u32::from(new_series > 0);
+        let defined = body.defined + u32::from(new_series.is_some());
         empty
             + body.series.len()
             + body.points.len()
-            + new_series
+            + new_series.map_or(0, <[u8]>::len)
             + fields
             + v2::varint_len(u64::from(defined))
             + v2::varint_len(body.count as u64 + 1)

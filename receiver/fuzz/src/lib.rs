@@ -8,12 +8,12 @@
 //! crates the receiver's tests also have.
 
 use edgepush_protocol::sign;
-use edgepush_protocol::wire::v2;
+use edgepush_protocol::wire::{v2, v3};
 use edgepush_receiver::Result;
 use edgepush_receiver::aggregate::Aggregator;
 use edgepush_receiver::decode::line_protocol::{self, Params};
 use edgepush_receiver::decode::otlp::{self, Encoding};
-use edgepush_receiver::decode::wire::{decode_v1, decode_v2};
+use edgepush_receiver::decode::wire::{decode_v1, decode_v2, decode_v3};
 use edgepush_receiver::decode::{Decoded, Format, prometheus};
 use edgepush_receiver::envelope;
 use edgepush_receiver::ingest::{Headers, Ingest};
@@ -40,6 +40,7 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("sink_encoders", sink_encoders),
     ("wire_v1", wire_v1),
     ("wire_v2", wire_v2),
+    ("wire_v3", wire_v3),
 ];
 
 /// The receiver's clock in every target.
@@ -384,4 +385,17 @@ pub fn wire_v2(data: &[u8]) {
         assert_eq!(v2::decode(&again).as_ref(), Ok(&batch), "re-encoded");
     }
     check(decode_v2(data, NOW, &limits), &limits);
+}
+
+/// Wire v3 bytes straight into the decoder: any bytes give a batch or a 4xx
+/// naming a field, never a panic; what is accepted obeys the limits (its
+/// series counted before they are made) and encodes back to a body that
+/// decodes to the same batch.
+pub fn wire_v3(data: &[u8]) {
+    let limits = limits();
+    if let Ok(batch) = v3::decode_within(data, limits.max_series) {
+        let again = v3::encode(&batch);
+        assert_eq!(v3::decode(&again).as_ref(), Ok(&batch), "re-encoded");
+    }
+    check(decode_v3(data, NOW, &limits), &limits);
 }

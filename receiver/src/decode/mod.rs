@@ -19,8 +19,9 @@ use crate::model::Batch;
 /// type (see `docs/ingest-formats.md`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Format {
-    /// edgepush wire v1 or v2: `POST /v1/metrics`,
-    /// `application/vnd.edgepush.v1+json` or `application/vnd.edgepush.v2`.
+    /// edgepush wire v1, v2 or v3: `POST /v1/metrics`,
+    /// `application/vnd.edgepush.v1+json`, `application/vnd.edgepush.v2` or
+    /// `application/vnd.edgepush.v3`.
     Wire(edgepush_protocol::wire::Version),
     /// OTLP/HTTP metrics: `POST /v1/metrics`, `application/x-protobuf` or
     /// `application/json`.
@@ -115,9 +116,10 @@ impl Format {
                 415,
                 "unsupported_media_type",
                 format!(
-                    "content-type {content_type:?} is not supported at {}; send {} or {} \
+                    "content-type {content_type:?} is not supported at {}; send {}, {} or {} \
                      (edgepush), application/x-protobuf or application/json (OTLP)",
                     edgepush_protocol::wire::PATH,
+                    edgepush_protocol::wire::v3::CONTENT_TYPE,
                     edgepush_protocol::wire::v2::CONTENT_TYPE,
                     edgepush_protocol::wire::v1::CONTENT_TYPE
                 ),

@@ -1,5 +1,6 @@
-//! edgepush's wire formats (see `docs/wire-format.md`): v1, JSON, and v2,
-//! binary, each decoded and validated into the model.
+//! edgepush's wire formats (see `docs/wire-format.md`): v1, JSON, v2,
+//! binary, and v3, binary with shared dimension sets, each decoded and
+//! validated into the model.
 
 use edgepush_protocol::validate::{self, Invalid};
 use edgepush_protocol::wire::{self, Kind};
@@ -15,7 +16,7 @@ use crate::model::{Batch, Point, Series, StatisticSet, Value};
 /// not speak.
 pub fn accepts(content_type: &str) -> Result<Option<wire::Version>> {
     let media = content_type.split(';').next().unwrap_or("").trim();
-    for format in [wire::Version::V1, wire::Version::V2] {
+    for format in [wire::Version::V1, wire::Version::V2, wire::Version::V3] {
         if media.eq_ignore_ascii_case(format.content_type()) {
             return Ok(Some(format));
         }
@@ -27,9 +28,10 @@ pub fn accepts(content_type: &str) -> Result<Option<wire::Version>> {
             415,
             "unsupported_version",
             format!(
-                "wire version {version} is not supported; this receiver speaks {} and {}",
+                "wire version {version} is not supported; this receiver speaks {}, {} and {}",
                 wire::v1::CONTENT_TYPE,
-                wire::v2::CONTENT_TYPE
+                wire::v2::CONTENT_TYPE,
+                wire::v3::CONTENT_TYPE
             ),
         )
         .field("content-type"));
@@ -47,6 +49,23 @@ pub fn decode_v2(bytes: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> 
             400,
             "invalid_body",
             format!("not a wire v2 batch: {} at byte {}", e.reason, e.offset),
+        )
+        .field(e.field)
+    })?;
+    validate(raw, now_ms, limits)
+}
+
+/// Decodes and validates a wire v3 batch (already decompressed): v2 with
+/// shared dimension sets, checked as v2 is.
+pub fn decode_v3(bytes: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
+    let raw = wire::v3::decode_within(bytes, limits.max_series).map_err(|e| {
+        if e.over_limit {
+            return Error::new(413, "too_many_series", e.reason).field(e.field);
+        }
+        Error::new(
+            400,
+            "invalid_body",
+            format!("not a wire v3 batch: {} at byte {}", e.reason, e.offset),
         )
         .field(e.field)
     })?;
@@ -606,6 +625,44 @@ mod tests {
         assert_eq!((e.status, e.field.as_deref()), (413, Some("series")));
     }
 
+    /// The same batch in v1, v2 and v3 decodes to the same model; v3's
+    /// series count is bounded before its series are made.
+    #[test]
+    fn the_binary_versions_decode_as_v1_does() {
+        let json = batch_with(
+            r#"{"n":"lat","k":"d","u":"Milliseconds","d":{"route":"/a"},"r":1},{"n":"n","k":"s","d":{"route":"/a"}},{"n":"c","k":"c"}"#,
+            r#"{"s":0,"t":5,"vs":[1,2],"cs":[3,1]},{"s":1,"st":[2,3,1,2]},{"s":2,"x":4}"#,
+        );
+        let batch: wire::Batch<'_> = serde_json::from_str(&json).expect("v1");
+        let v1 = decode_str(&json).expect("v1");
+        let v2 = decode_v2(&wire::v2::encode(&batch), NOW, &Limits::default()).expect("v2");
+        let v3_body = wire::v3::encode(&batch);
+        let v3 = decode_v3(&v3_body, NOW, &Limits::default()).expect("v3");
+        assert_eq!(v1.batch, v2.batch);
+        assert_eq!(v1.batch, v3.batch);
+        let limits = Limits {
+            max_series: 2,
+            ..Limits::default()
+        };
+        let e = decode_v3(&v3_body, NOW, &limits).expect_err("3 series");
+        assert_eq!(
+            (e.status, e.error, e.field.as_deref()),
+            (413, "too_many_series", Some("series"))
+        );
+        assert!(e.message.contains("3 series"), "{e}");
+        // A series pointing past the sets: the body is refused, named.
+        let mut broken = v3_body.clone();
+        let e = {
+            // The last series' set difference is the byte before the
+            // points' count (3): make it point two sets on.
+            let at = broken.iter().rposition(|&b| b == 3).expect("points count") - 1;
+            broken[at] = 4;
+            decode_v3(&broken, NOW, &Limits::default()).expect_err("no such set")
+        };
+        assert_eq!((e.status, e.error), (400, "invalid_body"));
+        assert_eq!(e.field.as_deref(), Some("series[2].d"), "{e}");
+    }
+
     #[test]
     fn dimension_bounds_are_configurable() {
         let limits = Limits {
@@ -855,10 +912,14 @@ mod tests {
             accepts("application/vnd.edgepush.v2").ok(),
             Some(Some(wire::Version::V2))
         );
+        assert_eq!(
+            accepts("application/vnd.edgepush.v3").ok(),
+            Some(Some(wire::Version::V3))
+        );
         assert_eq!(accepts("application/json").ok(), Some(None));
         for other in [
             "application/vnd.edgepush.v2+json",
-            "application/vnd.edgepush.v3",
+            "application/vnd.edgepush.v4",
         ] {
             let e = accepts(other).expect_err(other);
             assert_eq!((e.status, e.error), (415, "unsupported_version"));

@@ -130,6 +130,19 @@ pub fn series<'a>(
     resolution: Option<u32>,
     dims: impl ExactSizeIterator<Item = (&'a str, &'a str)>,
 ) {
+    series_head(out, name, kind, unit, resolution);
+    dimensions(out, dims);
+}
+
+/// Appends a series definition but its dimensions: what v3 writes before
+/// the series' set.
+pub fn series_head(
+    out: &mut Vec<u8>,
+    name: &str,
+    kind: Kind,
+    unit: Option<&str>,
+    resolution: Option<u32>,
+) {
     string(out, name);
     let kind_bits = match kind {
         Kind::Counter => 0,
@@ -147,7 +160,6 @@ pub fn series<'a>(
     if let Some(r) = resolution {
         varint(out, u64::from(r));
     }
-    dimensions(out, dims);
 }
 
 /// The significand and power of ten of a finite `v`, shortest first: whole
@@ -259,14 +271,54 @@ pub fn from_decimal(significand: i64, exponent: i64) -> f64 {
 /// Encodes a whole batch (the emitter writes the same bytes piece by
 /// piece, measuring as it goes).
 pub fn encode(batch: &Batch<'_>) -> Vec<u8> {
+    encode_as(batch, Layout::Inline)
+}
+
+/// Where a batch writes its series' dimensions: each series its own (v2),
+/// or a table of the batch's sets that series point into (v3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Layout {
+    Inline,
+    Sets,
+}
+
+pub(super) fn encode_as(batch: &Batch<'_>, layout: Layout) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + batch.series.len() * 32 + batch.points.len() * 16);
     string(&mut out, &batch.id);
     string(&mut out, &batch.ns);
     svarint(&mut out, batch.t);
     dimensions(&mut out, pairs(&batch.dims));
+    // v3: each distinct set once, in the order series first use them.
+    let mut sets: Vec<&Dimensions<'_>> = Vec::new();
+    let mut set_of: Vec<usize> = Vec::with_capacity(batch.series.len());
+    if layout == Layout::Sets {
+        type Pairs<'b> = [(Cow<'b, str>, Cow<'b, str>)];
+        let mut index: alloc::collections::BTreeMap<&Pairs<'_>, usize> =
+            alloc::collections::BTreeMap::new();
+        for s in &batch.series {
+            let next = sets.len();
+            let i = *index.entry(&s.d.0[..]).or_insert(next);
+            if i == next {
+                sets.push(&s.d);
+            }
+            set_of.push(i);
+        }
+        varint(&mut out, sets.len() as u64);
+        for d in &sets {
+            dimensions(&mut out, pairs(d));
+        }
+    }
     varint(&mut out, batch.series.len() as u64);
-    for s in &batch.series {
-        series(&mut out, &s.n, s.k, s.u.as_deref(), s.r, pairs(&s.d));
+    let mut previous_set = 0;
+    for (i, s) in batch.series.iter().enumerate() {
+        series_head(&mut out, &s.n, s.k, s.u.as_deref(), s.r);
+        match layout {
+            Layout::Inline => dimensions(&mut out, pairs(&s.d)),
+            Layout::Sets => {
+                svarint(&mut out, set_of[i] as i64 - previous_set as i64);
+                previous_set = set_of[i];
+            }
+        }
     }
     varint(&mut out, batch.points.len() as u64);
     let mut previous = None;
@@ -400,6 +452,9 @@ pub struct DecodeError {
     pub field: String,
     /// What was wrong.
     pub reason: String,
+    /// Whether the body broke a limit the caller set (wire v3's series
+    /// count) rather than the encoding.
+    pub over_limit: bool,
 }
 
 impl fmt::Display for DecodeError {
@@ -569,7 +624,19 @@ impl<'a> Reader<'a> {
 /// encoding only; what the batch says is checked as for v1 (the receiver's
 /// validation).
 pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
+    decode_as(bytes, Layout::Inline, usize::MAX)
+}
+
+/// Decodes in `layout`, refusing more than `max_series` series before
+/// making them (a v3 series costs three bytes of body and a copy of its
+/// set: the limit bounds the memory a small body can ask for).
+pub(super) fn decode_as(
+    bytes: &[u8],
+    layout: Layout,
+    max_series: usize,
+) -> Result<Batch<'_>, DecodeError> {
     let mut r = Reader { bytes, at: 0 };
+    let mut over_limit = false;
     // Where the reader is, named only when something is wrong: no text is
     // made per series or point.
     let mut field = At("id", None, "");
@@ -581,8 +648,23 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
         let t = r.svarint()?;
         field = At("dims", None, "");
         let dims = r.dimensions()?;
+        let mut sets = Vec::new();
+        if layout == Layout::Sets {
+            field = At("sets", None, "");
+            let n = r.count(1)?;
+            sets.reserve(n);
+            for j in 0..n {
+                field = At("sets", Some(j), "");
+                sets.push(r.dimensions()?);
+            }
+        }
         field = At("series", None, "");
         let n = r.count(3)?;
+        if n > max_series {
+            over_limit = true;
+            return r.fail(format!("{n} series, more than the limit of {max_series}"));
+        }
+        let mut previous_set = 0i128;
         let mut series = Vec::with_capacity(n);
         for i in 0..n {
             field = At("series", Some(i), "");
@@ -612,7 +694,24 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
                 None
             };
             field = At("series", Some(i), ".d");
-            let d = r.dimensions()?;
+            let d = match layout {
+                Layout::Inline => r.dimensions()?,
+                Layout::Sets => {
+                    let set = previous_set + i128::from(r.svarint()?);
+                    match usize::try_from(set).ok().and_then(|j| sets.get(j)) {
+                        Some(d) => {
+                            previous_set = set;
+                            d.clone()
+                        }
+                        None => {
+                            return r.fail(format!(
+                                "dimension set {set} is not one of the batch's {}",
+                                sets.len()
+                            ));
+                        }
+                    }
+                }
+            };
             series.push(Series {
                 n: Cow::Borrowed(name),
                 k,
@@ -694,7 +793,10 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
             ));
         }
         Ok(Batch {
-            v: VERSION,
+            v: match layout {
+                Layout::Inline => VERSION,
+                Layout::Sets => super::v3::VERSION,
+            },
             id: Cow::Borrowed(id),
             ns: Cow::Borrowed(ns),
             t,
@@ -708,6 +810,7 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
         offset,
         field: field.name(),
         reason,
+        over_limit,
     })
 }
 
@@ -877,7 +980,70 @@ mod tests {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
             let _ = decode(&bytes);
+            let _ = super::super::v3::decode(&bytes);
         }
+
+        /// v3 carries any batch too, its series sharing sets or not.
+        #[test]
+        fn any_batch_decodes_to_what_was_encoded_in_v3(
+            mut batch in batches(),
+            shared in prop::collection::vec(any::<prop::sample::Index>(), 0..8),
+        ) {
+            use super::super::v3;
+            batch.v = v3::VERSION;
+            // Some series take another's dimensions: sets used again.
+            let n = batch.series.len();
+            for (i, from) in shared.iter().enumerate() {
+                if n > 0 {
+                    let d = batch.series[from.index(n)].d.clone();
+                    batch.series[i % n].d = d;
+                }
+            }
+            let bytes = v3::encode(&batch);
+            prop_assert_eq!(v3::decode(&bytes), Ok(batch.clone()));
+            // v3 writes each set once.
+            let mut v2_batch = batch;
+            v2_batch.v = VERSION;
+            let sets: alloc::collections::BTreeSet<_> =
+                v2_batch.series.iter().map(|s| s.d.0.clone()).collect();
+            if sets.len() < v2_batch.series.len() && sets.iter().all(|s| !s.is_empty()) {
+                prop_assert!(bytes.len() < encode(&v2_batch).len());
+            }
+        }
+    }
+
+    #[test]
+    fn v3_refuses_a_set_the_batch_does_not_have() {
+        use super::super::v3;
+        let mut batch = sample();
+        batch.v = v3::VERSION;
+        let good = v3::encode(&batch);
+        assert_eq!(v3::decode(&good).map(|b| b.v), Ok(v3::VERSION));
+        // id "a", ns "N", t 0, no dims, one set {k: v}, one series "s"
+        // (a counter) pointing at set 1, no points.
+        let body = [
+            &[1, b'a', 1, b'N', 0, 0][..],
+            &[1, 1, 1, b'k', 1, b'v'][..],
+            &[1, 1, b's', 0, 2][..],
+            &[0][..],
+        ]
+        .concat();
+        let e = v3::decode(&body).expect_err("set 1 of 1");
+        assert_eq!(e.field, "series[0].d");
+        assert_eq!(e.reason, "dimension set 1 is not one of the batch's 1");
+        // Pointing at set 0 (ds 0) it decodes, the set as the series'.
+        let mut ok = body.clone();
+        let at = ok.len() - 2;
+        ok[at] = 0;
+        let b = v3::decode(&ok).expect("set 0");
+        assert_eq!(b.series[0].d.0, [("k".into(), "v".into())]);
+        // A negative set.
+        ok[at] = 1;
+        let e = v3::decode(&ok).expect_err("set -1");
+        assert_eq!(e.reason, "dimension set -1 is not one of the batch's 1");
+        // More sets announced than the body could hold.
+        let e = v3::decode(&[&[1, b'a', 1, b'N', 0, 0, 100][..]].concat()).expect_err("100 sets");
+        assert_eq!(e.field, "sets");
     }
 
     fn number_strategy() -> impl Strategy<Value = f64> {
