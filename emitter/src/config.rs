@@ -279,8 +279,10 @@ impl Metric {
 ///
 /// Dimensions are matched in the order given: the same dimensions in
 /// another order are the same series, found by a second entry of the
-/// per-call index. Extra dimension sets ([`Metric::dimension_set`]) need a
-/// registered handle.
+/// per-call index. A key records into its one series only: extra dimension
+/// sets ([`Metric::dimension_set`]) need a registered handle, and a key
+/// naming a series that a handle also records into with extra sets does
+/// not update those sets.
 #[derive(Clone, Copy, Debug)]
 pub struct Key<'a> {
     pub(crate) name: &'a str,

@@ -208,7 +208,7 @@ pub(crate) fn batches(
     sequence: &AtomicU64,
     now_ms: i64,
     items: &[Item<impl Registered>],
-    compressor: &mut Compressor,
+    compressor: &spin::Mutex<Compressor>,
 ) -> Result<Vec<Payload>> {
     let mut head = Vec::new();
     let size = writer.head(config, now_ms, &mut head)?;
@@ -253,7 +253,7 @@ pub(crate) fn batches(
 
 fn close(
     config: &Config,
-    compressor: &mut Compressor,
+    compressor: &spin::Mutex<Compressor>,
     writer: &impl BatchWriter,
     sequence: &AtomicU64,
     frame: &Frame,
@@ -264,6 +264,11 @@ fn close(
     let body = &open.body;
     let mut out = Vec::with_capacity(frame.size + body.series.len() + body.points.len());
     writer.close(&id, &frame.head, body, &mut out);
-    let (out, gzip) = compressor.body(out)?;
+    // Never wait for another flush's compression: without the emitter's
+    // state, a state of this batch's own.
+    let (out, gzip) = match compressor.try_lock() {
+        Some(mut shared) => shared.body(out)?,
+        None => Compressor::new(config).body(out)?,
+    };
     Ok(Payload::new(id, body.count, out, gzip, writer.version()))
 }

@@ -3,8 +3,9 @@
 //! Push metrics from serverless functions. A function registers counters,
 //! gauges, distributions and statistic sets, records into them (aggregated in
 //! memory), and flushes: the emitter encodes everything recorded as compact
-//! wire v2 batches (binary; v1 JSON on request), gzips them and pushes them
-//! to an edgepush receiver, which forwards them to CloudWatch or a
+//! wire v3 batches (binary, each dimension set written once; v2 and v1 JSON
+//! on request), gzips them from 1 KiB on and pushes them to an edgepush
+//! receiver, which forwards them to CloudWatch or a
 //! line-protocol store.
 //!
 //! ```

@@ -7,8 +7,8 @@ use crate::error::Result;
 use crate::format::{BatchWriter, Writer};
 use edgepush_protocol::wire;
 
-/// The payload of one push: a batch's id and its body (wire v2, or v1 if
-/// configured), gzip'd when the `std` feature is on and the body is at
+/// The payload of one push: a batch's id and its body (wire v3, or v2 or v1
+/// if configured), gzip'd when the `std` feature is on and the body is at
 /// least [`Config::gzip_from`](crate::Config::gzip_from) bytes.
 ///
 /// A payload that could not be sent is handed back to the caller, who can send

@@ -7,13 +7,13 @@
 //!
 //! Group `flush-10k-values-1k-series` (each iteration records the workload
 //! untimed, then times only the flush):
-//! - `edgepush/flush_at_v2` and `edgepush/flush_at_v1`: `Emitter::flush_at`,
+//! - `edgepush/flush_at_v3` and `edgepush/flush_at_v1`: `Emitter::flush_at`,
 //!   which takes the aggregates, encodes one batch (1,000 points) in wire
-//!   v2 (binary, the default) or v1 (JSON) and gzips it (level 5, the default);
+//!   v3 (binary, the default) or v1 (JSON) and gzips it (level 5, the default);
 //! - `metrics_cwe/flush`: `metrics_cloudwatch_embedded`'s `Collector::flush`
 //!   into a `Vec`: the same data as EMF JSON lines (one document per
 //!   dimension set, no compression: Lambda ships stdout as is);
-//! - `reference/gzip_of_edgepush_v2` and `_v1`: gzip alone (level 5) of the
+//! - `reference/gzip_of_edgepush_v3` and `_v1`: gzip alone (level 5) of the
 //!   batch each flush encodes, to see how much of the flush is gzip;
 //! - `reference/emf_powertools_serde_json`: [`Workload::emf_lines`] alone,
 //!   this crate's Powertools-style EMF encoder (serde_json, no gzip).
@@ -24,7 +24,7 @@
 //! Before benchmarking it prints, once, the bytes per recorded value of the
 //! same data as CloudWatch EMF log lines the way AWS Lambda Powertools prints
 //! them (built by [`Workload::emf_lines`], raw and gzip), as
-//! metrics_cloudwatch_embedded writes them, and as edgepush wire v1 and v2
+//! metrics_cloudwatch_embedded writes them, and as edgepush wire v1 and v3
 //! (raw and gzip as sent).
 //!
 //! Full run: `cargo bench -p edgepush-bench --bench flush`.
@@ -71,19 +71,19 @@ fn print_sizes(w: &Workload, edgepush: [(usize, usize); 2], cwe_raw: usize) {
         ("EMF JSON lines (metrics_cloudwatch_embedded), raw", cwe_raw),
         ("edgepush wire v1, raw JSON", v1_raw),
         ("edgepush wire v1, gzip", v1_gzip),
-        ("edgepush wire v2, raw", edgepush_raw),
-        ("edgepush wire v2, gzip (as sent)", edgepush_gzip),
+        ("edgepush wire v3, raw", edgepush_raw),
+        ("edgepush wire v3, gzip (as sent)", edgepush_gzip),
     ];
     for (name, bytes) in rows {
         println!("| {name} | {bytes} | {:.2} |", per(bytes));
     }
     println!(
-        "ratio edgepush v2 gzip / EMF raw: {:.3} (1 : {:.1})",
+        "ratio edgepush v3 gzip / EMF raw: {:.3} (1 : {:.1})",
         edgepush_gzip as f64 / emf_raw as f64,
         emf_raw as f64 / edgepush_gzip as f64
     );
     println!(
-        "ratio edgepush v2 gzip / EMF gzip: {:.3}",
+        "ratio edgepush v3 gzip / EMF gzip: {:.3}",
         edgepush_gzip as f64 / emf_gzip as f64
     );
     println!();
@@ -94,7 +94,7 @@ fn flush(c: &mut Criterion) {
 
     // edgepush: register once; every iteration records then flushes. One
     // emitter per wire format.
-    let setups: Vec<_> = [Version::V1, Version::V2]
+    let setups: Vec<_> = [Version::V1, Version::V3]
         .into_iter()
         .map(|format| {
             let emitter = w.emitter(format).expect("config");
@@ -178,7 +178,7 @@ fn flush(c: &mut Criterion) {
     for (format, emitter, handles, _) in &setups {
         let name = match format {
             Version::V1 => "edgepush/flush_at_v1",
-            _ => "edgepush/flush_at_v2",
+            _ => "edgepush/flush_at_v3",
         };
         group.bench_function(name, |b| {
             b.iter_batched(
@@ -206,7 +206,7 @@ fn flush(c: &mut Criterion) {
     for (format, _, _, batches) in &setups {
         let name = match format {
             Version::V1 => "reference/gzip_of_edgepush_v1",
-            _ => "reference/gzip_of_edgepush_v2",
+            _ => "reference/gzip_of_edgepush_v3",
         };
         let encoded = batches[0].encoded().expect("decompress");
         group.bench_function(name, |b| {
@@ -224,7 +224,7 @@ fn flush(c: &mut Criterion) {
         let encoded = batches[0].encoded().expect("decompress");
         let format = match format {
             Version::V1 => "v1",
-            _ => "v2",
+            _ => "v3",
         };
         for level in 1..=9 {
             println!(

@@ -31,7 +31,7 @@
 //! (`EDGEPUSH_BENCH_ROUNDS`); medians of the per-round time per invocation
 //! and the median per-round ratio to `metrique/emf`.
 //!
-//! Then the gzip crossover: wire v2 bodies of the invocation workload grown
+//! Then the gzip crossover: wire v3 bodies of the invocation workload grown
 //! to n series (half counters, half distributions), each flushed with and
 //! without gzip (the emitter's reused deflate state) and gzip'd by a fresh
 //! encoder; the link speed below which gzip's saved bytes take longer to
@@ -524,7 +524,7 @@ fn body(emitter: &Emitter, n: usize, values: &[f64]) -> Vec<u8> {
     batches[0].body().to_vec()
 }
 
-/// A wire v2 body of `n` series of the invocation workload (half counters,
+/// A wire v3 body of `n` series of the invocation workload (half counters,
 /// half distributions), flushed by `emitter`; its bytes.
 fn grown(emitter: &Emitter, n: usize, values: &[f64]) -> usize {
     record_grown(emitter, n, values);
@@ -567,7 +567,7 @@ fn time_us(runs: usize, mut op: impl FnMut()) -> f64 {
 
 fn crossover(values: &[f64]) -> serde_json::Value {
     println!(
-        "\nWhere gzip (level {GZIP_LEVEL}) pays: wire v2 bodies of n series; flush time with and without gzip (reused deflate state), a fresh encoder's gzip alone, and the link speed below which the bytes gzip saves take longer to send than gzip took:"
+        "\nWhere gzip (level {GZIP_LEVEL}) pays: wire v3 bodies of n series; flush time with and without gzip (reused deflate state), a fresh encoder's gzip alone, and the link speed below which the bytes gzip saves take longer to send than gzip took:"
     );
     println!(
         "{:>6} {:>9} {:>9} {:>12} {:>12} {:>12} {:>14}",

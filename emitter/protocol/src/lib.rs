@@ -3,8 +3,9 @@
 //! What an edgepush emitter and an edgepush receiver agree on, in one
 //! `no_std` + `alloc` crate both depend on:
 //!
-//! - [`wire`]: the batch a function pushes, in its two encodings, [`wire::v1`]
-//!   (JSON) and [`wire::v2`] (binary), each with its encoder and decoder;
+//! - [`wire`]: the batch a function pushes, in its three encodings,
+//!   [`wire::v1`] (JSON), [`wire::v2`] (binary) and [`wire::v3`] (binary,
+//!   dimension sets shared), each with its encoder and decoder;
 //! - [`Unit`] and [`Resolution`]: CloudWatch's units and storage resolutions;
 //! - [`limits`] and [`validate`]: the platform limits and the rules a name,
 //!   dimension, value or statistic set must meet, checked by the emitter at

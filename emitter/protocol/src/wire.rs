@@ -79,8 +79,8 @@ impl Version {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Batch<'a> {
-    /// Wire version: [`v1::VERSION`] or [`v2::VERSION`], the encoding that
-    /// carried the batch.
+    /// Wire version: [`v1::VERSION`], [`v2::VERSION`] or [`v3::VERSION`],
+    /// the encoding that carried the batch.
     pub v: u32,
     /// Unique per flush and stable across retries of the same batch, so a
     /// receiver can recognise a retry. 1-64 characters of `[0-9A-Za-z_-]`.

@@ -58,7 +58,7 @@ impl Emitter {
             &shared.sequence,
             now_ms,
             &items,
-            &mut shared.compressor.lock(),
+            &shared.compressor,
         )?;
         let t = &shared.telemetry;
         let points: usize = batches.iter().map(Payload::points).sum();

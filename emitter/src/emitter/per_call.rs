@@ -11,7 +11,9 @@
 //! when a key is seen for the first time. Keys that resolve to
 //! the cardinality guard's overflow series are not indexed, so an unbounded
 //! stream of new keys cannot grow it: those go through registration each
-//! time, as they would through [`Emitter::counter`]; so do the same
+//! time, as they would through [`Emitter::counter`] (allocating, and
+//! counted in [`crate::TelemetrySnapshot::series_overflowed`] per
+//! recording rather than per handle); so do the same
 //! dimensions given in more orders than twice
 //! [`Config::max_series`](crate::Config::max_series) keys in all.
 

@@ -57,8 +57,16 @@ impl Shared {
 pub(super) fn apply_staged(registry: &Registry, buffers: &mut Vec<Arc<Buffer>>) {
     let mut applier = Applier::new(&registry.cells);
     buffers.retain(|buffer| {
+        // Whether its thread let it go is read before the drain: a thread
+        // that stages and then lets go has staged before this reads its
+        // count as gone (the count's decrement releases, the fence
+        // acquires), so the drain sees that recording. Read after, a
+        // recording staged between the drain and the letting go would be
+        // dropped with the buffer.
+        let gone = Buffer::orphaned(buffer);
+        core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
         buffer.drain(|id, v| applier.apply(id, v));
-        !Buffer::orphaned(buffer)
+        !gone
     });
     applier.finish();
 }

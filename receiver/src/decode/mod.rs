@@ -162,7 +162,8 @@ impl Format {
     pub fn name(&self) -> &'static str {
         match self {
             Format::Wire(edgepush_protocol::wire::Version::V1) => "wire_v1",
-            Format::Wire(_) => "wire_v2",
+            Format::Wire(edgepush_protocol::wire::Version::V2) => "wire_v2",
+            Format::Wire(edgepush_protocol::wire::Version::V3) => "wire_v3",
             Format::Otlp(_) => "otlp",
             Format::LineProtocol(_) => "line_protocol",
             Format::Prometheus(_) => "prometheus",

@@ -651,14 +651,23 @@ mod tests {
         );
         assert!(e.message.contains("3 series"), "{e}");
         // A series pointing past the sets: the body is refused, named.
-        let mut broken = v3_body.clone();
-        let e = {
-            // The last series' set difference is the byte before the
-            // points' count (3): make it point two sets on.
-            let at = broken.iter().rposition(|&b| b == 3).expect("points count") - 1;
-            broken[at] = 4;
-            decode_v3(&broken, NOW, &Limits::default()).expect_err("no such set")
+        // The last series' set difference is the byte before the points'
+        // count, whose place is known from the points' own encoding.
+        let points = {
+            let mut out = Vec::new();
+            let mut previous = None;
+            for p in &batch.points {
+                wire::v2::svarint(&mut out, wire::v2::series_delta(p.s, previous));
+                previous = Some(p.s);
+                wire::v2::point(&mut out, p);
+            }
+            out
         };
+        let at = v3_body.len() - points.len() - 2;
+        assert_eq!(v3_body[at + 1], 3, "the points' count");
+        let mut broken = v3_body.clone();
+        broken[at] = 4;
+        let e = decode_v3(&broken, NOW, &Limits::default()).expect_err("no such set");
         assert_eq!((e.status, e.error), (400, "invalid_body"));
         assert_eq!(e.field.as_deref(), Some("series[2].d"), "{e}");
     }

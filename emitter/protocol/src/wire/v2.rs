@@ -44,6 +44,7 @@ use alloc::vec::Vec;
 use core::fmt;
 
 use super::{Batch, Dimensions, Kind, Point, Series};
+use crate::limits::MAX_DIMENSIONS;
 use crate::number::{EXACT_INTEGERS as EXACT, whole};
 
 /// The wire format version of this encoding.
@@ -604,13 +605,28 @@ impl<'a> Reader<'a> {
         Ok(vs)
     }
 
-    fn dimensions(&mut self) -> Read<Dimensions<'a>> {
+    /// Dimensions, at most `most` of them. Repeated names are found by a
+    /// scan while there are few, by a set past that (a hostile body's
+    /// thousands of pairs cost n log n, not n squared).
+    fn dimensions(&mut self, most: usize) -> Read<Dimensions<'a>> {
+        const SCANNED: usize = 16;
         let n = self.count(2)?;
+        if n > most {
+            return self.fail(format!(
+                "{n} dimensions, more than the {most} a set may have"
+            ));
+        }
         let mut pairs: Vec<(Cow<'a, str>, Cow<'a, str>)> = Vec::with_capacity(n);
+        let mut seen: alloc::collections::BTreeSet<&'a str> = alloc::collections::BTreeSet::new();
         for _ in 0..n {
             let name = self.str()?;
             let value = self.str()?;
-            if pairs.iter().any(|(n, _)| n == name) {
+            let twice = if n <= SCANNED {
+                pairs.iter().any(|(n, _)| n == name)
+            } else {
+                !seen.insert(name)
+            };
+            if twice {
                 return self.fail(format!("dimension {name:?} appears twice"));
             }
             pairs.push((Cow::Borrowed(name), Cow::Borrowed(value)));
@@ -627,9 +643,11 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
     decode_as(bytes, Layout::Inline, usize::MAX)
 }
 
-/// Decodes in `layout`, refusing more than `max_series` series before
-/// making them (a v3 series costs three bytes of body and a copy of its
-/// set: the limit bounds the memory a small body can ask for).
+/// Decodes in `layout`, refusing more than `max_series` series (and v3
+/// sets) before making them, and v3 sets of more than
+/// [`MAX_DIMENSIONS`] pairs: a v3 series costs three bytes of body and a
+/// copy of its set, so these bound what a small body can make the decoder
+/// allocate (`max_series` x `MAX_DIMENSIONS` pairs).
 pub(super) fn decode_as(
     bytes: &[u8],
     layout: Layout,
@@ -647,15 +665,22 @@ pub(super) fn decode_as(
         field = At("t", None, "");
         let t = r.svarint()?;
         field = At("dims", None, "");
-        let dims = r.dimensions()?;
+        let dims = r.dimensions(usize::MAX)?;
         let mut sets = Vec::new();
         if layout == Layout::Sets {
+            // Each series copies its set: sets are bounded as series are
+            // (a series has at most MAX_DIMENSIONS), so a small body cannot
+            // ask for series times a huge set.
             field = At("sets", None, "");
             let n = r.count(1)?;
+            if n > max_series {
+                over_limit = true;
+                return r.fail(format!("{n} sets, more than the limit of {max_series}"));
+            }
             sets.reserve(n);
             for j in 0..n {
                 field = At("sets", Some(j), "");
-                sets.push(r.dimensions()?);
+                sets.push(r.dimensions(MAX_DIMENSIONS)?);
             }
         }
         field = At("series", None, "");
@@ -695,7 +720,7 @@ pub(super) fn decode_as(
             };
             field = At("series", Some(i), ".d");
             let d = match layout {
-                Layout::Inline => r.dimensions()?,
+                Layout::Inline => r.dimensions(usize::MAX)?,
                 Layout::Sets => {
                     let set = previous_set + i128::from(r.svarint()?);
                     match usize::try_from(set).ok().and_then(|j| sets.get(j)) {
@@ -1044,6 +1069,36 @@ mod tests {
         // More sets announced than the body could hold.
         let e = v3::decode(&[&[1, b'a', 1, b'N', 0, 0, 100][..]].concat()).expect_err("100 sets");
         assert_eq!(e.field, "sets");
+        // A set larger than a series may have (each series would copy it),
+        // refused before its pairs are read; more sets than series allowed.
+        let mut big = vec![1, b'a', 1, b'N', 0, 0, 1, 31];
+        for i in 0..31u8 {
+            big.extend([1, b'a' + i % 26, 0]);
+        }
+        let e = v3::decode(&big).expect_err("31 pairs");
+        assert_eq!((e.field.as_str(), e.offset), ("sets[0]", 8));
+        assert_eq!(e.reason, "31 dimensions, more than the 30 a set may have");
+        let e =
+            v3::decode_within(&[1, b'a', 1, b'N', 0, 0, 3, 0, 0, 0, 0, 0], 2).expect_err("3 sets");
+        assert!(e.over_limit && e.field == "sets", "{e:?}");
+    }
+
+    #[test]
+    fn many_dimensions_are_read_in_n_log_n_and_repeats_found() {
+        // 100,000 pairs with distinct names, then one repeated.
+        let mut body = vec![1, b'a', 1, b'N', 0];
+        varint(&mut body, 100_001);
+        for i in 0..100_000u32 {
+            string(&mut body, &format!("d{i}"));
+            string(&mut body, "");
+        }
+        string(&mut body, "d77");
+        string(&mut body, "");
+        let e = decode(&body).expect_err("a repeat");
+        assert_eq!(
+            (e.field.as_str(), e.reason.as_str()),
+            ("dims", "dimension \"d77\" appears twice")
+        );
     }
 
     fn number_strategy() -> impl Strategy<Value = f64> {

@@ -40,8 +40,10 @@ pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
     decode_within(bytes, usize::MAX)
 }
 
-/// [`decode`], refusing a body of more than `max_series` series before
-/// reading them (the error's `over_limit` is then set).
+/// [`decode`], refusing a body of more than `max_series` series or sets
+/// before reading them (the error's `over_limit` is then set). With sets
+/// of at most [`crate::limits::MAX_DIMENSIONS`] pairs (more are refused),
+/// the copies come to at most `max_series` times that many pairs.
 pub fn decode_within(bytes: &[u8], max_series: usize) -> Result<Batch<'_>, DecodeError> {
     v2::decode_as(bytes, Layout::Sets, max_series)
 }

@@ -2,10 +2,11 @@
 //! found, by emitter, so a repeat call neither locks nor writes anything
 //! shared.
 //!
-//! A thread keeps caches for at most [`MAX_EMITTERS`] emitters, the most
-//! recently used first; a cache holds only entries of its emitter's index
-//! (so no more than the index), and is let go when its emitter is dropped
-//! and the thread next changes emitters.
+//! A thread keeps caches for at most [`MAX_EMITTERS`] emitters, the one
+//! that last gained an entry first (the one let go past the limit is the
+//! last); a cache holds only entries of its emitter's index (so no more
+//! than the index), and is let go when its emitter is dropped and the
+//! thread next adds an entry.
 
 use alloc::sync::{Arc, Weak};
 use alloc::vec::Vec;
@@ -54,7 +55,7 @@ pub(super) fn find<R: FnOnce(&Target)>(
         let Ok(local) = local.try_borrow() else {
             return;
         };
-        let Some(cache) = local.first().filter(|c| c.owner == shared.id) else {
+        let Some(cache) = local.iter().find(|c| c.owner == shared.id) else {
             return;
         };
         let Some(entry) = cache.entries.find(hash, matches) else {

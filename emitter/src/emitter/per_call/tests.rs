@@ -249,22 +249,48 @@ fn threads_and_emitters_by_key_lose_nothing() {
         assert_eq!(total(e), 1_000.0);
     }
 
-    // Four threads on the same keys of one emitter.
+    // Four threads on the same keys of one emitter while another flushes:
+    // every recording is in exactly one flush.
     let e = &emitters[0];
-    std::thread::scope(|s| {
-        for t in 0..4 {
-            s.spawn(move || {
-                for i in 0..10_000u32 {
-                    let v = if (i + t) % 2 == 0 { "a" } else { "b" };
-                    e.add(&ORDERS.dimensions(&[("v", v)]), 1.0).expect("add");
-                    e.record(
-                        &Key::new("latency").dimensions(&[("v", v)]),
-                        f64::from(i % 7),
-                    )
-                    .expect("record");
+    let done = core::sync::atomic::AtomicBool::new(false);
+    let (sum, count) = std::thread::scope(|s| {
+        let flusher = s.spawn(|| {
+            let (mut sum, mut count) = (0.0, 0.0);
+            loop {
+                let last = done.load(core::sync::atomic::Ordering::Acquire);
+                for (_, _, p) in points(&e.flush_at(1_000).expect("flush")) {
+                    sum += p.x.unwrap_or(0.0);
+                    count += match (&p.vs, &p.cs) {
+                        (Some(_), Some(cs)) => cs.iter().sum(),
+                        (Some(vs), None) => vs.len() as f64,
+                        _ => 0.0,
+                    };
                 }
-            });
+                if last {
+                    return (sum, count);
+                }
+            }
+        });
+        let recorders: Vec<_> = (0..4)
+            .map(|t| {
+                s.spawn(move || {
+                    for i in 0..10_000u32 {
+                        let v = if (i + t) % 2 == 0 { "a" } else { "b" };
+                        e.add(&ORDERS.dimensions(&[("v", v)]), 1.0).expect("add");
+                        e.record(
+                            &Key::new("latency").dimensions(&[("v", v)]),
+                            f64::from(i % 7),
+                        )
+                        .expect("record");
+                    }
+                })
+            })
+            .collect();
+        for r in recorders {
+            r.join().expect("recorder");
         }
+        done.store(true, core::sync::atomic::Ordering::Release);
+        flusher.join().expect("flusher")
     });
-    assert_eq!(total(e), 40_000.0);
+    assert_eq!((sum, count), (40_000.0, 40_000.0));
 }
