@@ -31,8 +31,11 @@ fn stats(m: &Value) -> Value {
 /// The most each entry point's code (wasm and JavaScript, each file gzip
 /// -9) may weigh. The Workers entry was 40.7 KB until Lambda's EMF fallback
 /// (the wire v2 decoder, 21 KB, and the EMF writer, 7 KB, in the wasm:
-/// 71.8 KB); the Node.js entry carries the wasm inlined as base64 (so
-/// bundlers take it along), which gzip leaves 27% larger than the wasm.
+/// 71.8 KB), then 77.6 KB with wire v3 (its set table, a hash table, in
+/// the encoder; the decoder's check for repeated names in large sets), the
+/// per-call index each emitter holds and the reusable deflate state; the
+/// Node.js entry carries the wasm inlined as base64 (so bundlers take it
+/// along), which gzip leaves 27% larger than the wasm.
 const BUDGETS: &[(&str, &[&str], usize)] = &[
     (
         "workers.mjs",
@@ -43,7 +46,7 @@ const BUDGETS: &[(&str, &[&str], usize)] = &[
             "push.js",
             "edgepush_bg.wasm",
         ],
-        73_000,
+        79_000,
     ),
     (
         "node.mjs",
