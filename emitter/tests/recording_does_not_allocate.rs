@@ -13,6 +13,27 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// never land in the other's regions.
 static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
+/// Runs `record(i)` for `i` in 0..100,000, three times, and checks the
+/// quietest run allocated nothing. The counting allocator is global: a
+/// stray allocation by the test harness's own threads can land in a run;
+/// recording that allocates does so in every run.
+fn assert_allocates_nothing(record: impl Fn(u32)) {
+    let mut runs = Vec::new();
+    for _ in 0..3 {
+        let recording = Region::new(GLOBAL);
+        for i in 0..100_000u32 {
+            record(i);
+        }
+        let change = recording.change();
+        runs.push((
+            change.allocations,
+            change.reallocations,
+            change.bytes_allocated,
+        ));
+    }
+    assert!(runs.contains(&(0, 0, 0)), "{runs:?}");
+}
+
 #[test]
 fn recording_allocates_nothing_and_registration_does() {
     let _alone = ALONE
@@ -49,32 +70,17 @@ fn recording_allocates_nothing_and_registration_does() {
         "the counting allocator counts"
     );
 
-    // The counting allocator is global: a stray allocation by the test
-    // harness's own threads can land in a run. Recording that allocates does
-    // so in every run (each records 100,000 times), so the quietest of three
-    // runs must show none.
-    let mut runs = Vec::new();
-    for _ in 0..3 {
-        let recording = Region::new(GLOBAL);
-        for i in 0..100_000u32 {
-            let v = f64::from(i);
-            counter.increment();
-            counter.add(v);
-            gauge.set(v);
-            // Exact values, then rounded ones, then the table's overflow.
-            latency.record(1.0001f64.powi(i as i32));
-            latency.record_many(v, 2);
-            sizes.record(2.0, v, 0.0, v);
-            counter.add(f64::NAN); // refused and counted
-        }
-        let change = recording.change();
-        runs.push((
-            change.allocations,
-            change.reallocations,
-            change.bytes_allocated,
-        ));
-    }
-    assert!(runs.contains(&(0, 0, 0)), "{runs:?}");
+    assert_allocates_nothing(|i| {
+        let v = f64::from(i);
+        counter.increment();
+        counter.add(v);
+        gauge.set(v);
+        // Exact values, then rounded ones, then the table's overflow.
+        latency.record(1.0001f64.powi(i as i32));
+        latency.record_many(v, 2);
+        sizes.record(2.0, v, 0.0, v);
+        counter.add(f64::NAN); // refused and counted
+    });
 
     // Another thread allocates its staging buffer at its first recording
     // into the emitter, and nothing after that.
@@ -149,21 +155,7 @@ fn recording_per_call_by_key_allocates_only_for_new_keys() {
         first.change().allocations > 0,
         "new keys register, and the counting allocator counts"
     );
-    // As above: the quietest of three runs.
-    let mut runs = Vec::new();
-    for _ in 0..3 {
-        let recording = Region::new(GLOBAL);
-        for i in 0..100_000u32 {
-            record(i);
-        }
-        let change = recording.change();
-        runs.push((
-            change.allocations,
-            change.reallocations,
-            change.bytes_allocated,
-        ));
-    }
-    assert!(runs.contains(&(0, 0, 0)), "{runs:?}");
+    assert_allocates_nothing(record);
 
     let batches = emitter.flush_at(0).expect("flush");
     assert!(!batches.is_empty());

@@ -44,32 +44,33 @@ pub fn accepts(content_type: &str) -> Result<Option<wire::Version>> {
 /// that is not v2 is refused whole, naming the field being read and the
 /// byte where it went wrong.
 pub fn decode_v2(bytes: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
-    let raw = wire::v2::decode(bytes).map_err(|e| {
-        Error::new(
-            400,
-            "invalid_body",
-            format!("not a wire v2 batch: {} at byte {}", e.reason, e.offset),
-        )
-        .field(e.field)
-    })?;
+    let raw = wire::v2::decode(bytes).map_err(|e| refused(2, e))?;
     validate(raw, now_ms, limits)
 }
 
 /// Decodes and validates a wire v3 batch (already decompressed): v2 with
-/// shared dimension sets, checked as v2 is.
+/// shared dimension sets, checked as v2 is; its series and sets are
+/// counted against `limits.max_series` before they are made.
 pub fn decode_v3(bytes: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
-    let raw = wire::v3::decode_within(bytes, limits.max_series).map_err(|e| {
-        if e.over_limit {
-            return Error::new(413, "too_many_series", e.reason).field(e.field);
-        }
-        Error::new(
-            400,
-            "invalid_body",
-            format!("not a wire v3 batch: {} at byte {}", e.reason, e.offset),
-        )
-        .field(e.field)
-    })?;
+    let raw = wire::v3::decode_within(bytes, limits.max_series).map_err(|e| refused(3, e))?;
     validate(raw, now_ms, limits)
+}
+
+/// The answer to a binary body of wire `version` that did not decode: 413
+/// past a limit, else 400 naming the field and byte.
+fn refused(version: u32, e: wire::v2::DecodeError) -> Error {
+    if e.over_limit {
+        return Error::new(413, "too_many_series", e.reason).field(e.field);
+    }
+    Error::new(
+        400,
+        "invalid_body",
+        format!(
+            "not a wire v{version} batch: {} at byte {}",
+            e.reason, e.offset
+        ),
+    )
+    .field(e.field)
 }
 
 /// Decodes and validates a wire v1 batch (already decompressed).
