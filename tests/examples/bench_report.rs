@@ -237,14 +237,14 @@ fn recording(doc: &mut String, plots: &Path, r: &Value) -> Result<(), String> {
     );
     let _ = writeln!(
         doc,
-        "The recording call itself (flushed rows) takes {:.2}x the fastest peer's time on one \
-         thread and {:.2}x on two (target: at most 0.5x). Where edgepush does not win: with \
-         the aggregation counted too and one thread, it is level with \
-         metrics_cloudwatch_embedded ({:.2}x), whose histogram work still happens untimed at \
-         its flush; applying a staged distribution value is a hash probe and an atomic add on \
-         the series' table. Two threads on one series contend on the peers' shared atomics \
-         and channel; edgepush's threads stage into buffers of their own ({:.2}x never \
-         flushed).\n",
+        "Through handles, the recording call itself (flushed rows) takes {:.2}x the fastest \
+         peer's time on one thread and {:.2}x on two (target: at most 0.5x). Where edgepush \
+         does not win: with the aggregation counted too and one thread, it takes {:.2}x \
+         metrics_cloudwatch_embedded's handle time, whose histogram work still happens \
+         untimed at its flush; applying a staged distribution value is a hash probe and an \
+         atomic add on the series' table. Two threads on one series contend on the peers' \
+         shared atomics and channel; edgepush's threads stage into buffers of their own \
+         ({:.2}x never flushed).\n",
         ratio(1, "edgepush/handle_flushed_like_cwe"),
         ratio(2, "edgepush/handle_flushed_like_cwe"),
         ratio(1, "edgepush/handle"),
