@@ -215,6 +215,9 @@ pub(crate) fn batches(
     let frame = Frame { head, size };
     let mut out = Vec::new();
     let mut open = Open::new();
+    // A deflate state of this flush's own, made only if another flush holds
+    // the emitter's when a batch is compressed.
+    let mut own: Option<Compressor> = None;
     let mut fields: Vec<u8> = Vec::with_capacity(256);
     for item in items {
         let (id, def) = (item.series.id(), item.series.def());
@@ -229,7 +232,9 @@ pub(crate) fn batches(
                 && (size > config.max_batch_bytes || open.datums + 1 > config.max_datums_per_batch);
             if full {
                 let done = core::mem::replace(&mut open, Open::new());
-                out.push(close(config, compressor, writer, sequence, &frame, done)?);
+                out.push(close(
+                    config, compressor, &mut own, writer, sequence, &frame, done,
+                )?);
             }
             let s = match open.series_index(id) {
                 Some(s) => s,
@@ -246,7 +251,9 @@ pub(crate) fn batches(
         })?;
     }
     if open.body.count > 0 {
-        out.push(close(config, compressor, writer, sequence, &frame, open)?);
+        out.push(close(
+            config, compressor, &mut own, writer, sequence, &frame, open,
+        )?);
     }
     Ok(out)
 }
@@ -254,6 +261,7 @@ pub(crate) fn batches(
 fn close(
     config: &Config,
     compressor: &spin::Mutex<Compressor>,
+    own: &mut Option<Compressor>,
     writer: &impl BatchWriter,
     sequence: &AtomicU64,
     frame: &Frame,
@@ -265,10 +273,12 @@ fn close(
     let mut out = Vec::with_capacity(frame.size + body.series.len() + body.points.len());
     writer.close(&id, &frame.head, body, &mut out);
     // Never wait for another flush's compression: without the emitter's
-    // state, a state of this batch's own.
+    // state, a state of this flush's own.
     let (out, gzip) = match compressor.try_lock() {
         Some(mut shared) => shared.body(out)?,
-        None => Compressor::new(config).body(out)?,
+        None => own
+            .get_or_insert_with(|| Compressor::new(config))
+            .body(out)?,
     };
     Ok(Payload::new(id, body.count, out, gzip, writer.version()))
 }

@@ -68,7 +68,7 @@ fn the_wire_only_worker_is_smaller_and_refuses_the_other_formats_by_name() {
         "stable" => usize::MAX,
         _ => WIRE_ONLY_GZIP_BUDGET,
     };
-    println!("Worker wasm gzip -9: {lean} bytes wire v1 only, {full} with every format");
+    println!("Worker wasm gzip -9: {lean} bytes wire formats only, {full} with every format");
     assert!(
         lean <= budget && lean < full,
         "wire-only Worker {lean} bytes gzip'd (budget {budget}, full build {full})"

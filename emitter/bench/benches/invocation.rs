@@ -31,10 +31,10 @@
 //! (`EDGEPUSH_BENCH_ROUNDS`); medians of the per-round time per invocation
 //! and the median per-round ratio to `metrique/emf`.
 //!
-//! Then the gzip crossover: wire v3 bodies of the invocation workload grown
-//! to n series (half counters, half distributions), each flushed with and
-//! without gzip (the emitter's reused deflate state) and gzip'd by a fresh
-//! encoder; the link speed below which gzip's saved bytes take longer to
+//! Then the gzip crossover: wire v3 bodies like the invocation's grown to n
+//! series (half counters, half distributions whose values come from five
+//! lists of ten), each recorded and flushed with and without gzip (the
+//! emitter's reused deflate state) and gzip'd by a fresh encoder; the link speed below which gzip's saved bytes take longer to
 //! send than gzip took is where it starts to pay.
 //!
 //! Writes `EDGEPUSH_BENCH_OUT` (JSON; default `target/bench/invocation.json`
@@ -571,7 +571,7 @@ fn crossover(values: &[f64]) -> serde_json::Value {
     );
     println!(
         "{:>6} {:>9} {:>9} {:>12} {:>12} {:>12} {:>14}",
-        "series", "raw B", "gzip B", "flush raw", "flush gzip", "fresh gzip", "pays below"
+        "series", "raw B", "gzip B", "rec+flush raw", "rec+flush gz", "fresh gzip", "pays below"
     );
     let mut rows = Vec::new();
     for n in [2usize, 6, 20, 60, 200, 1000] {

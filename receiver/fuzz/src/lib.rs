@@ -380,7 +380,7 @@ pub fn wire_v1(data: &[u8]) {
 /// encodes back to a body that decodes to the same batch.
 pub fn wire_v2(data: &[u8]) {
     let limits = limits();
-    if let Ok(batch) = v2::decode(data) {
+    if let Ok(batch) = v2::decode_within(data, limits.max_series, limits.max_points) {
         let again = v2::encode(&batch);
         assert_eq!(v2::decode(&again).as_ref(), Ok(&batch), "re-encoded");
     }
@@ -393,7 +393,7 @@ pub fn wire_v2(data: &[u8]) {
 /// decodes to the same batch.
 pub fn wire_v3(data: &[u8]) {
     let limits = limits();
-    if let Ok(batch) = v3::decode_within(data, limits.max_series) {
+    if let Ok(batch) = v3::decode_within(data, limits.max_series, limits.max_points) {
         let again = v3::encode(&batch);
         assert_eq!(v3::decode(&again).as_ref(), Ok(&batch), "re-encoded");
     }

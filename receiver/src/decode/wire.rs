@@ -44,7 +44,8 @@ pub fn accepts(content_type: &str) -> Result<Option<wire::Version>> {
 /// that is not v2 is refused whole, naming the field being read and the
 /// byte where it went wrong.
 pub fn decode_v2(bytes: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
-    let raw = wire::v2::decode(bytes).map_err(|e| refused(2, e))?;
+    let raw = wire::v2::decode_within(bytes, limits.max_series, limits.max_points)
+        .map_err(|e| refused(2, e))?;
     validate(raw, now_ms, limits)
 }
 
@@ -52,15 +53,22 @@ pub fn decode_v2(bytes: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> 
 /// shared dimension sets, checked as v2 is; its series and sets are
 /// counted against `limits.max_series` before they are made.
 pub fn decode_v3(bytes: &[u8], now_ms: i64, limits: &Limits) -> Result<Decoded> {
-    let raw = wire::v3::decode_within(bytes, limits.max_series).map_err(|e| refused(3, e))?;
+    let raw = wire::v3::decode_within(bytes, limits.max_series, limits.max_points)
+        .map_err(|e| refused(3, e))?;
     validate(raw, now_ms, limits)
 }
 
 /// The answer to a binary body of wire `version` that did not decode: 413
-/// past a limit, else 400 naming the field and byte.
+/// past a limit (points, or series and sets), else 400 naming the field and
+/// byte.
 fn refused(version: u32, e: wire::v2::DecodeError) -> Error {
     if e.over_limit {
-        return Error::new(413, "too_many_series", e.reason).field(e.field);
+        let error = if e.field == "points" {
+            "too_many_points"
+        } else {
+            "too_many_series"
+        };
+        return Error::new(413, error, e.reason).field(e.field);
     }
     Error::new(
         400,
@@ -159,6 +167,31 @@ fn validate(raw: wire::Batch<'_>, now_ms: i64, limits: &Limits) -> Result<Decode
         build::value_length(value, limits).map_err(|reason| {
             Error::new(400, "invalid_dimension", reason).field(format!("dims.{name}"))
         })?;
+    }
+
+    // Each series is built with its own copy of the common dimensions and
+    // of its set: common dimensions, and wire v3's sets shared by many
+    // series, let a small body ask for far more than its size. The copies
+    // are bounded as a decompressed body is.
+    let pair_bytes =
+        |d: &wire::Dimensions<'_>| -> usize { d.0.iter().map(|(n, v)| n.len() + v.len()).sum() };
+    let common_bytes = pair_bytes(&raw.dims);
+    let copied = raw.series.iter().fold(0usize, |total, s| {
+        total
+            .saturating_add(common_bytes)
+            .saturating_add(pair_bytes(&s.d))
+    });
+    if copied > limits.max_decompressed_bytes {
+        return Err(Error::new(
+            413,
+            "too_many_series",
+            format!(
+                "the series' dimensions come to {copied} bytes, each with the common ones, \
+                 more than the {} a batch may decompress to",
+                limits.max_decompressed_bytes
+            ),
+        )
+        .field("series"));
     }
 
     // Validate each series once; points of a bad series are refused with its reason.
@@ -651,6 +684,19 @@ mod tests {
             (413, "too_many_series", Some("series"))
         );
         assert!(e.message.contains("3 series"), "{e}");
+        let few_points = Limits {
+            max_points: 2,
+            ..Limits::default()
+        };
+        for e in [
+            decode_v2(&wire::v2::encode(&batch), NOW, &few_points).expect_err("3 points"),
+            decode_v3(&v3_body, NOW, &few_points).expect_err("3 points"),
+        ] {
+            assert_eq!(
+                (e.status, e.error, e.field.as_deref()),
+                (413, "too_many_points", Some("points"))
+            );
+        }
         // A series pointing past the sets: the body is refused, named.
         // The last series' set difference is the byte before the points'
         // count, whose place is known from the points' own encoding.
@@ -671,6 +717,34 @@ mod tests {
         let e = decode_v3(&broken, NOW, &Limits::default()).expect_err("no such set");
         assert_eq!((e.status, e.error), (400, "invalid_body"));
         assert_eq!(e.field.as_deref(), Some("series[2].d"), "{e}");
+    }
+
+    /// A set shared by many series (or common dimensions, shared by all)
+    /// would be copied into each: the copies are bounded as a decompressed
+    /// body is, before any is made.
+    #[test]
+    fn dimensions_copied_into_every_series_are_bounded() {
+        let value = "v".repeat(1000);
+        let set: Vec<String> = (0..30).map(|i| format!(r#""d{i}":"{value}""#)).collect();
+        let series: Vec<String> = (0..400)
+            .map(|i| format!(r#"{{"n":"m{i}","k":"c","d":{{{}}}}}"#, set.join(",")))
+            .collect();
+        let json = batch_with(&series.join(","), r#"{"s":0,"x":1}"#);
+        let batch: wire::Batch<'_> = serde_json::from_str(&json).expect("v1");
+        let body = wire::v3::encode(&batch);
+        // 400 series x 30 KB of dimensions: 12 MB of copies from a body
+        // that holds the set once.
+        assert!(body.len() < 40_000, "{}", body.len());
+        let e = decode_v3(&body, NOW, &Limits::default()).expect_err("12 MB of copies");
+        assert_eq!(
+            (e.status, e.error, e.field.as_deref()),
+            (413, "too_many_series", Some("series"))
+        );
+        assert!(e.message.contains("a batch may decompress to"), "{e}");
+        // A tenth of the series fits.
+        let fewer = batch_with(&series[..40].join(","), r#"{"s":0,"x":1}"#);
+        let fewer: wire::Batch<'_> = serde_json::from_str(&fewer).expect("v1");
+        assert!(decode_v3(&wire::v3::encode(&fewer), NOW, &Limits::default()).is_ok());
     }
 
     #[test]

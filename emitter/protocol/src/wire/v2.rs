@@ -639,19 +639,34 @@ impl<'a> Reader<'a> {
 /// `v` set to [`VERSION`]. Strings borrow from `bytes`. Checks the
 /// encoding only; what the batch says is checked as for v1 (the receiver's
 /// validation).
+///
+/// A series or point takes a few bytes of body and far more once decoded:
+/// decode untrusted bodies with [`decode_within`].
 pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
-    decode_as(bytes, Layout::Inline, usize::MAX)
+    decode_within(bytes, usize::MAX, usize::MAX)
+}
+
+/// [`decode`], refusing a body of more than `max_series` series or
+/// `max_points` points before making them (the error's `over_limit` is
+/// then set, and its field is `series` or `points`).
+pub fn decode_within(
+    bytes: &[u8],
+    max_series: usize,
+    max_points: usize,
+) -> Result<Batch<'_>, DecodeError> {
+    decode_as(bytes, Layout::Inline, max_series, max_points)
 }
 
 /// Decodes in `layout`, refusing more than `max_series` series (and v3
-/// sets) before making them, and v3 sets of more than
-/// [`MAX_DIMENSIONS`] pairs: a v3 series costs three bytes of body and a
-/// copy of its set, so these bound what a small body can make the decoder
-/// allocate (`max_series` x `MAX_DIMENSIONS` pairs).
+/// sets) and `max_points` points before making them, and v3 sets of more
+/// than [`MAX_DIMENSIONS`] pairs: a point costs two bytes of body and a
+/// v3 series three and a copy of its set, so these bound what a small body
+/// can make the decoder allocate.
 pub(super) fn decode_as(
     bytes: &[u8],
     layout: Layout,
     max_series: usize,
+    max_points: usize,
 ) -> Result<Batch<'_>, DecodeError> {
     let mut r = Reader { bytes, at: 0 };
     let mut over_limit = false;
@@ -747,6 +762,10 @@ pub(super) fn decode_as(
         }
         field = At("points", None, "");
         let n = r.count(2)?;
+        if n > max_points {
+            over_limit = true;
+            return r.fail(format!("{n} points, more than the limit of {max_points}"));
+        }
         let mut points = Vec::with_capacity(n);
         let mut previous: Option<u32> = None;
         for i in 0..n {
@@ -1078,9 +1097,33 @@ mod tests {
         let e = v3::decode(&big).expect_err("31 pairs");
         assert_eq!((e.field.as_str(), e.offset), ("sets[0]", 8));
         assert_eq!(e.reason, "31 dimensions, more than the 30 a set may have");
-        let e =
-            v3::decode_within(&[1, b'a', 1, b'N', 0, 0, 3, 0, 0, 0, 0, 0], 2).expect_err("3 sets");
+        let e = v3::decode_within(&[1, b'a', 1, b'N', 0, 0, 3, 0, 0, 0, 0, 0], 2, 10)
+            .expect_err("3 sets");
         assert!(e.over_limit && e.field == "sets", "{e:?}");
+    }
+
+    /// Series and points are counted against the caller's limits before
+    /// anything is made for them: 100,000 two-byte points (a 200 KB body,
+    /// 14 MB as points) are refused at their count.
+    #[test]
+    fn counts_past_the_limits_are_refused_before_they_are_made() {
+        let mut body = vec![1, b'a', 1, b'N', 0, 0, 0];
+        varint(&mut body, 100_000);
+        body.extend(core::iter::repeat_n(0u8, 200_000));
+        let e = decode_within(&body, 10, 1_000).expect_err("too many points");
+        assert!(e.over_limit, "{e:?}");
+        assert_eq!(
+            (e.field.as_str(), e.reason.as_str()),
+            ("points", "100000 points, more than the limit of 1000")
+        );
+        assert!(decode_within(&body, 10, 100_000).is_ok());
+        let mut series = vec![1, b'a', 1, b'N', 0, 0, 3];
+        series.extend([1, b's', 0, 0].repeat(3));
+        series.push(0);
+        let e = decode_within(&series, 2, 10).expect_err("3 series");
+        assert!(e.over_limit && e.field == "series", "{e:?}");
+        // Malformed bodies are not over a limit.
+        assert!(!decode_within(&[1], 10, 10).expect_err("short").over_limit);
     }
 
     #[test]

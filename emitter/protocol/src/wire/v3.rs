@@ -37,13 +37,18 @@ pub fn encode(batch: &Batch<'_>) -> Vec<u8> {
 /// Each series gets a copy of its set, so a body can ask for far more
 /// memory than its size: decode untrusted bodies with [`decode_within`].
 pub fn decode(bytes: &[u8]) -> Result<Batch<'_>, DecodeError> {
-    decode_within(bytes, usize::MAX)
+    decode_within(bytes, usize::MAX, usize::MAX)
 }
 
-/// [`decode`], refusing a body of more than `max_series` series or sets
-/// before reading them (the error's `over_limit` is then set). With sets
-/// of at most [`crate::limits::MAX_DIMENSIONS`] pairs (more are refused),
-/// the copies come to at most `max_series` times that many pairs.
-pub fn decode_within(bytes: &[u8], max_series: usize) -> Result<Batch<'_>, DecodeError> {
-    v2::decode_as(bytes, Layout::Sets, max_series)
+/// [`decode`], refusing a body of more than `max_series` series or sets,
+/// or `max_points` points, before reading them (the error's `over_limit`
+/// is then set, its field `series`, `sets` or `points`). With sets of at
+/// most [`crate::limits::MAX_DIMENSIONS`] pairs (more are refused), the
+/// copies come to at most `max_series` times that many pairs.
+pub fn decode_within(
+    bytes: &[u8],
+    max_series: usize,
+    max_points: usize,
+) -> Result<Batch<'_>, DecodeError> {
+    v2::decode_as(bytes, Layout::Sets, max_series, max_points)
 }
