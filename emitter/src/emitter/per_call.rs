@@ -18,7 +18,6 @@
 //! [`Config::max_series`](crate::Config::max_series) keys in all.
 
 use alloc::boxed::Box;
-use alloc::string::ToString;
 use alloc::sync::Arc;
 use core::hash::{BuildHasher, Hasher};
 
@@ -228,7 +227,7 @@ impl Emitter {
             dimensions: key
                 .dimensions
                 .iter()
-                .map(|(n, v)| (Box::from(*n), v.to_string().into_boxed_str()))
+                .map(|(n, v)| (Box::from(*n), Box::from(*v)))
                 .collect(),
             target: handle.target.clone(),
         });

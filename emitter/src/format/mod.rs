@@ -164,17 +164,19 @@ impl Sets {
         foldhash::fast::FixedState::default().hash_one(set)
     }
 
-    /// The bytes of set `i`.
-    fn get(&self, i: u32) -> &[u8] {
+    /// The bytes of set `i` of `bytes` whose sets start at `starts`.
+    fn set<'b>(bytes: &'b [u8], starts: &[usize], i: u32) -> &'b [u8] {
         let i = i as usize;
-        let end = self.starts.get(i + 1).copied().unwrap_or(self.bytes.len());
-        &self.bytes[self.starts[i]..end]
+        let end = starts.get(i + 1).copied().unwrap_or(bytes.len());
+        &bytes[starts[i]..end]
     }
 
     /// The number of the set written as `set`, if the batch has it.
     pub(crate) fn find(&self, set: &[u8]) -> Option<u32> {
         self.index
-            .find(Self::hash(set), |&i| self.get(i) == set)
+            .find(Self::hash(set), |&i| {
+                Self::set(&self.bytes, &self.starts, i) == set
+            })
             .copied()
     }
 
@@ -193,9 +195,7 @@ impl Sets {
             ..
         } = self;
         index.insert_unique(Self::hash(set), i, |&j| {
-            let j = j as usize;
-            let end = starts.get(j + 1).copied().unwrap_or(bytes.len());
-            Self::hash(&bytes[starts[j]..end])
+            Self::hash(Self::set(bytes, starts, j))
         });
         i
     }
