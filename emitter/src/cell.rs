@@ -24,8 +24,13 @@ use portable_atomic::{AtomicU64, AtomicUsize};
 pub(crate) const EMPTY: u64 = u64::MAX;
 
 /// Adds `v` to the f64 in `slot` (treating [`EMPTY`] as nothing yet).
+///
+/// Sequentially consistent, as [`take_f64`] is: a recorder's read of
+/// whether its series is listed for the next flush (after this add) and
+/// the flush's unlisting (before its take) are ordered with both
+/// (`emitter/series.rs`, `Touched`).
 fn add_f64(slot: &AtomicU64, v: f64) {
-    let _ = slot.fetch_update(AcqRel, Acquire, |bits| {
+    let _ = slot.fetch_update(SeqCst, SeqCst, |bits| {
         Some(
             if bits == EMPTY {
                 v
@@ -52,7 +57,7 @@ fn max_f64(slot: &AtomicU64, v: f64) {
 }
 
 fn take_f64(slot: &AtomicU64) -> Option<f64> {
-    let bits = slot.swap(EMPTY, AcqRel);
+    let bits = slot.swap(EMPTY, SeqCst);
     (bits != EMPTY).then(|| f64::from_bits(bits))
 }
 

@@ -16,6 +16,9 @@
 //! - `edgepush/handles`: handles registered once at start-up (as a
 //!   metrique user declares a struct once), recorded per invocation, the
 //!   default body;
+//! - `edgepush/handles_10k_idle`: the same with 10,000 more series
+//!   registered in the emitter and never recorded (a long-lived function's
+//!   routes and tenants seen once): what idle series cost a flush;
 //! - `metrique/emf`: AWS's `metrique` 0.1: a `#[metrics]` struct per
 //!   invocation (10 `u64` counters, 10 exact `Histogram<f64, SortAndMerge>`
 //!   distributions), closed and formatted as one EMF line by a reused `Emf`
@@ -429,6 +432,20 @@ fn invocations(values: &[f64]) -> serde_json::Value {
     let always = edgepush_emitter(0);
     let with_handles = edgepush_emitter(edgepush::DEFAULT_GZIP_FROM);
     let handles = Handles::new(&with_handles);
+    let with_idle = Emitter::new(
+        Config::new(NAMESPACE)
+            .and_then(|c| c.dimension(COMMON_DIMENSION.0, COMMON_DIMENSION.1))
+            .expect("config")
+            .max_series(20_000),
+    );
+    let idle_handles = Handles::new(&with_idle);
+    for i in 0..10_000 {
+        let idle = with_idle
+            .counter(edgepush::Metric::new(format!("idle_{i}")))
+            .expect("idle series");
+        idle.increment();
+    }
+    with_idle.flush_at(TIMESTAMP_MS).expect("flush");
     let mut format = metrique_format();
     let mut metrique_out = Vec::new();
     let collector = metrics_cloudwatch_embedded::Builder::new()
@@ -453,6 +470,10 @@ fn invocations(values: &[f64]) -> serde_json::Value {
         Case {
             name: "edgepush/handles",
             run: Box::new(timed(|| handles.invocation(&with_handles, values))),
+        },
+        Case {
+            name: "edgepush/handles_10k_idle",
+            run: Box::new(timed(|| idle_handles.invocation(&with_idle, values))),
         },
         Case {
             name: "metrique/emf",

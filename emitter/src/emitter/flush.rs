@@ -1,5 +1,6 @@
-//! Flushing: every series' aggregate taken under the registry lock, then
-//! encoded as batches outside it.
+//! Flushing: the aggregates of the series recorded into since the last
+//! flush taken under the registry lock, then encoded as batches outside
+//! it.
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
@@ -27,10 +28,18 @@ impl Emitter {
         {
             let mut registry = self.shared.registry.lock();
             #[cfg(feature = "std")]
-            apply_staged(&registry, &mut self.shared.buffers.lock());
+            apply_staged(
+                &registry,
+                &mut self.shared.buffers.lock(),
+                &self.shared.touched,
+            );
             self.report_self_metrics(&mut registry);
-            for cell in registry.all() {
-                if let Some(taken) = cell.take() {
+            // The series recorded into, not every series: idle ones cost
+            // nothing here.
+            let touched = self.shared.touched.take();
+            items.reserve(touched.len());
+            for cell in touched.iter().filter_map(|id| registry.cell(*id)) {
+                if let Some(taken) = cell.take_listed() {
                     items.push(Item {
                         series: Arc::clone(cell),
                         ts: now_ms,
@@ -38,6 +47,7 @@ impl Emitter {
                     });
                 }
             }
+            self.shared.touched.give_back(touched);
             let timestamped = core::mem::take(&mut *self.shared.timestamped.lock());
             for ((id, ts), taken) in timestamped {
                 if let Some(cell) = registry.cells.get(id) {
@@ -69,13 +79,20 @@ impl Emitter {
 
     /// How many series hold data not yet flushed (each becomes at least one
     /// data point at the next flush), plus explicitly timestamped values
-    /// waiting. Looks at every series: for deciding when to flush, not for
-    /// a hot path.
+    /// waiting. Applies what threads staged: for deciding when to flush,
+    /// not for a hot path.
     pub fn pending(&self) -> usize {
         let registry = self.shared.registry.lock();
         #[cfg(feature = "std")]
-        apply_staged(&registry, &mut self.shared.buffers.lock());
-        let series = registry.all().filter(|cell| cell.has_data()).count();
+        apply_staged(
+            &registry,
+            &mut self.shared.buffers.lock(),
+            &self.shared.touched,
+        );
+        let series = self
+            .shared
+            .touched
+            .count(|id| registry.cell(id).is_some_and(|cell| cell.has_data()));
         series + self.shared.timestamped.lock().len()
     }
 

@@ -66,8 +66,9 @@ impl Target {
             match &cell.state {
                 State::Counter(sum) => sum.add(v),
                 State::Overflow(sum) => sum.add(1.0),
-                _ => {}
+                _ => continue,
             }
+            shared.touched.mark(cell);
         }
     }
 
@@ -82,8 +83,9 @@ impl Target {
             match &cell.state {
                 State::Gauge(g) => g.write(|b| b.set(v)),
                 State::Overflow(sum) => sum.add(1.0),
-                _ => {}
+                _ => continue,
             }
+            shared.touched.mark(cell);
         }
     }
 
@@ -101,8 +103,9 @@ impl Target {
             match &cell.state {
                 State::Distribution(d) => d.write(|t| t.record(v, count)),
                 State::Overflow(sum) => sum.add(f64::from(count)),
-                _ => {}
+                _ => continue,
             }
+            shared.touched.mark(cell);
         }
     }
 
@@ -117,8 +120,9 @@ impl Target {
             match &cell.state {
                 State::Statistics(s) => s.write(|b| b.record(count, sum, min, max)),
                 State::Overflow(total) => total.add(1.0),
-                _ => {}
+                _ => continue,
             }
+            shared.touched.mark(cell);
         }
     }
 }

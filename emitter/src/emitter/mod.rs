@@ -54,6 +54,8 @@ struct Shared {
     writer: Writer,
     telemetry: telemetry::Telemetry,
     registry: spin::Mutex<Registry>,
+    /// The series recorded into since the last flush.
+    touched: series::Touched,
     /// Keys recorded by per call, with their series.
     index: per_call::Index,
     timestamped: spin::Mutex<BTreeMap<(usize, i64), Taken>>,
@@ -88,6 +90,7 @@ impl Emitter {
                 config,
                 telemetry: telemetry::Telemetry::default(),
                 registry: spin::Mutex::new(Registry::default()),
+                touched: series::Touched::default(),
                 index: per_call::Index::default(),
                 timestamped: spin::Mutex::new(BTreeMap::new()),
                 sequence: AtomicU64::new(0),

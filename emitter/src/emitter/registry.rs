@@ -9,6 +9,8 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering::Relaxed;
 
+use portable_atomic::AtomicBool;
+
 use super::Emitter;
 use super::handles::{Counter, Distribution, Gauge, Handle, Statistics, Target, UNSTAGED};
 use super::series::{Cell, State};
@@ -47,9 +49,12 @@ pub(super) struct Registry {
 }
 
 impl Registry {
-    /// Every series, the overflow series last.
-    pub(super) fn all(&self) -> impl Iterator<Item = &Arc<Cell>> {
-        self.cells.iter().chain(self.overflow.iter())
+    /// The series of `id`: one of `cells`, or the overflow series.
+    pub(super) fn cell(&self, id: usize) -> Option<&Arc<Cell>> {
+        match id {
+            OVERFLOW_ID => self.overflow.as_ref(),
+            id => self.cells.get(id),
+        }
     }
 }
 
@@ -149,8 +154,11 @@ impl Emitter {
                 resolution,
                 def: definition(&self.shared.writer, &key.0, kind, unit, &key.1, resolution)?,
                 state: State::new(kind, self.shared.config.distribution_slots),
+                listed: AtomicBool::new(false),
             });
             registry.cells.push(Arc::clone(&cell));
+            // The overflow series may be listed too.
+            self.shared.touched.reserve(registry.cells.len() + 1);
             registry.by_key.insert(key, Arc::clone(&cell));
             cells.push(cell);
         }
@@ -190,7 +198,9 @@ impl Emitter {
                 Resolution::Standard,
             )?,
             state: State::Overflow(Sum::new()),
+            listed: AtomicBool::new(false),
         });
+        self.shared.touched.reserve(registry.cells.len() + 1);
         registry.overflow = Some(Arc::clone(&cell));
         Ok(cell)
     }

@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 
 use super::Shared;
 use super::registry::Registry;
-use super::series::{Cell, State};
+use super::series::{Cell, State, Touched};
 use crate::staging::{self, Buffer};
 
 impl Shared {
@@ -20,7 +20,7 @@ impl Shared {
         if buffers.len() >= staging::MAX_BUFFERS {
             // Buffers of threads that are gone count until applied.
             if let Some(registry) = self.registry.try_lock() {
-                apply_staged(&registry, &mut buffers);
+                apply_staged(&registry, &mut buffers, &self.touched);
             }
             if buffers.len() >= staging::MAX_BUFFERS {
                 return None;
@@ -38,7 +38,7 @@ impl Shared {
         let Some(registry) = self.registry.try_lock() else {
             return false;
         };
-        let mut applier = Applier::new(&registry.cells);
+        let mut applier = Applier::new(&registry.cells, &self.touched);
         buffer.drain(|id, v| applier.apply(id, v));
         applier.finish();
         true
@@ -54,8 +54,8 @@ impl Shared {
 /// Applies every thread's staged recordings and lets go of the buffers of
 /// threads that are gone. The registry lock is what makes the caller the
 /// buffers' only consumer.
-pub(super) fn apply_staged(registry: &Registry, buffers: &mut Vec<Arc<Buffer>>) {
-    let mut applier = Applier::new(&registry.cells);
+pub(super) fn apply_staged(registry: &Registry, buffers: &mut Vec<Arc<Buffer>>, touched: &Touched) {
+    let mut applier = Applier::new(&registry.cells, touched);
     buffers.retain(|buffer| {
         // Whether its thread let it go is read before the drain: a thread
         // that stages and then lets go has staged before this reads its
@@ -78,15 +78,24 @@ pub(super) fn apply_staged(registry: &Registry, buffers: &mut Vec<Arc<Buffer>>) 
 /// distribution's buffer meanwhile.
 struct Applier<'a> {
     cells: &'a [Arc<Cell>],
+    /// Where the series applied to are listed for the flush.
+    touched: &'a Touched,
+    /// Series claimed for that list, listed together when this is full
+    /// and when done.
+    claimed: [usize; 32],
+    claims: usize,
     /// Counter sums not yet applied: `(series id, sum)`.
     sums: [(usize, f64); 4],
     len: usize,
 }
 
 impl<'a> Applier<'a> {
-    fn new(cells: &'a [Arc<Cell>]) -> Self {
+    fn new(cells: &'a [Arc<Cell>], touched: &'a Touched) -> Self {
         Applier {
             cells,
+            touched,
+            claimed: [0; 32],
+            claims: 0,
             sums: [(0, 0.0); 4],
             len: 0,
         }
@@ -105,22 +114,44 @@ impl<'a> Applier<'a> {
                 self.sums[self.len] = (id, v);
                 self.len += 1;
             }
-            Some(State::Distribution(d)) => d.active(|t| t.record(v, 1)),
+            Some(State::Distribution(d)) => {
+                d.active(|t| t.record(v, 1));
+                self.claim(id);
+            }
             _ => debug_assert!(false, "only counters and distributions are staged"),
         }
     }
 
     fn finish_sums(&mut self) {
-        for (id, v) in &self.sums[..self.len] {
-            if let Some(State::Counter(sum)) = self.cells.get(*id).map(|cell| &cell.state) {
-                sum.add(*v);
+        for i in 0..self.len {
+            let (id, v) = self.sums[i];
+            if let Some(State::Counter(sum)) = self.cells.get(id).map(|cell| &cell.state) {
+                sum.add(v);
+                self.claim(id);
             }
         }
         self.len = 0;
     }
 
-    /// Applies the counter sums still held.
+    /// Claims series `id` (applied to) for the flush's list.
+    fn claim(&mut self, id: usize) {
+        if self.touched.claim(&self.cells[id]) {
+            if self.claims == self.claimed.len() {
+                self.list_claimed();
+            }
+            self.claimed[self.claims] = id;
+            self.claims += 1;
+        }
+    }
+
+    fn list_claimed(&mut self) {
+        self.touched.list_all(&self.claimed[..self.claims]);
+        self.claims = 0;
+    }
+
+    /// Applies the counter sums still held and lists what was claimed.
     fn finish(mut self) {
         self.finish_sums();
+        self.list_claimed();
     }
 }

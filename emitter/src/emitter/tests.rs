@@ -466,12 +466,26 @@ fn concurrent_recording_and_flushing_lose_nothing() {
     let c = e.counter(Metric::new("c")).expect("c");
     let d = e.distribution(Metric::new("d")).expect("d");
     let g = e.gauge(Metric::new("g")).expect("g");
+    // Recorded into their cells directly, not staged: a counter with a
+    // second dimension set, statistic sets, a distribution's repeated
+    // values. Each is listed for the flush by its recorder while flushes
+    // unlist and take.
+    let direct = e
+        .counter(
+            Metric::new("direct")
+                .dimension("route", "/a")
+                .dimension_set(core::iter::empty::<&str>()),
+        )
+        .expect("direct");
+    let st = e.statistics(Metric::new("st")).expect("st");
     let per_thread = 20_000u32;
     let mut counted = 0.0;
     let mut values = 0.0;
     let mut sets = 0.0;
+    let mut direct_counted = 0.0;
+    let mut statistics = 0.0;
     let mut collect = |batches: Vec<Payload>| {
-        for (name, _, p) in points(&batches) {
+        for (name, dims, p) in points(&batches) {
             match name.as_str() {
                 "c" => counted += p.x.unwrap_or(0.0),
                 "d" => {
@@ -481,28 +495,90 @@ fn concurrent_recording_and_flushing_lose_nothing() {
                         + p.st.map_or(0.0, |s| s[0])
                 }
                 "g" => sets += p.st.map_or(1.0, |s| s[0]),
+                // The full set's series; the empty set's adds the same.
+                "direct" if !dims.is_empty() => direct_counted += p.x.unwrap_or(0.0),
+                "st" => statistics += p.st.map_or(0.0, |s| s[0]),
                 _ => {}
             }
         }
     };
+    // Flushes run until both recorders are done, so that they overlap.
+    let done = core::sync::atomic::AtomicUsize::new(0);
+    let mut flushes = 0;
     std::thread::scope(|s| {
         for t in 0..2 {
             let (c, d, g) = (c.clone(), d.clone(), g.clone());
+            let (direct, st, done) = (direct.clone(), st.clone(), &done);
             s.spawn(move || {
                 for i in 0..per_thread {
                     c.increment();
-                    d.record(f64::from(i % 97 + t));
+                    if i % 2 == 0 {
+                        d.record(f64::from(i % 97 + t));
+                    } else {
+                        d.record_many(f64::from(i % 89), 2);
+                    }
                     g.set(f64::from(i));
+                    direct.increment();
+                    st.record(1.0, 2.0, 2.0, 2.0);
                 }
+                done.fetch_add(1, core::sync::atomic::Ordering::SeqCst);
             });
         }
-        for _ in 0..50 {
+        while done.load(core::sync::atomic::Ordering::SeqCst) < 2 {
             collect(e.flush_at(0).expect("flush"));
+            flushes += 1;
         }
     });
     collect(e.flush_at(0).expect("flush"));
+    assert!(flushes > 1, "flushes ran while the threads recorded");
     let total = f64::from(2 * per_thread);
-    assert_eq!((counted, values, sets), (total, total, total));
+    // Half the distribution's recordings are of one value, half of two.
+    let recorded = f64::from(2 * (per_thread / 2 + per_thread / 2 * 2));
+    assert_eq!(
+        (counted, values, sets, direct_counted, statistics),
+        (total, recorded, total, total, total)
+    );
+}
+
+#[test]
+fn a_flush_visits_only_the_series_recorded_since_the_last() {
+    let e = emitter();
+    let counters: Vec<Counter> = (0..1_000)
+        .map(|i| e.counter(Metric::new(format!("c{i}"))).expect("c"))
+        .collect();
+    let g = e.gauge(Metric::new("g")).expect("g");
+    let st = e.statistics(Metric::new("st")).expect("st");
+    let d = e.distribution(Metric::new("d")).expect("d");
+    let listed = |e: &Emitter| e.shared.touched.count(|_| true);
+    assert_eq!(listed(&e), 0);
+    for round in 0..3u8 {
+        let v = f64::from(round);
+        counters[7].increment();
+        counters[7].add(2.0);
+        counters[500].add(v);
+        g.set(v);
+        g.set(v + 1.0);
+        st.record(1.0, v, v, v);
+        d.record(v);
+        d.record_many(v + 0.5, 2);
+        // Staged recordings are listed when applied (a flush, `pending`).
+        assert_eq!(e.pending(), 5);
+        assert_eq!(listed(&e), 5, "each series once, however often recorded");
+        let mut names: Vec<String> = points(&e.flush_at(0).expect("flush"))
+            .into_iter()
+            .map(|(n, _, _)| n)
+            .collect();
+        names.sort();
+        assert_eq!(names, ["c500", "c7", "d", "g", "st"], "round {round}");
+        assert_eq!(listed(&e), 0, "the flush took the list");
+        assert!(e.flush_at(0).expect("flush").is_empty());
+    }
+    // Registration alone lists nothing; the list's room covers every
+    // series, so listing does not allocate.
+    let more = e.counter(Metric::new("more")).expect("more");
+    assert_eq!(listed(&e), 0);
+    more.increment();
+    assert_eq!(points(&e.flush_at(0).expect("flush")).len(), 1);
 }
 
 /// Sum of a counter's points and count of a distribution's values.
