@@ -122,4 +122,42 @@ test("bad arguments throw EdgepushErrors naming the problem", () => {
   }
   m.count("c", 1);
   assert.throws(() => m.record("c", 1), (e) => e.code === "conflict");
+  // Once a series is known, bad values and bad options still throw, and
+  // options of the wrong type do not pass for no options.
+  m.count("known", 1, { dimensions: { route: "/a" } });
+  const again = [
+    [() => m.count("known", NaN, { dimensions: { route: "/a" } }), "invalid_value"],
+    [() => m.count("known", 1, { dimensions: 5 }), "invalid_option"],
+    [() => m.count("known", 1, { dimensions: { route: 5 } }), "invalid_dimension_value"],
+    [() => m.count("known", 1, { unit: 5 }), "invalid_option"],
+    [() => m.count(5, 1), "invalid_metric_name"],
+    [() => m.count("known", 1, { unit: "Bytes", dimensions: { route: "/a" } }), "conflict"],
+  ];
+  for (const [call, code] of again) {
+    assert.throws(call, (e) => e.name === "EdgepushError" && e.code === code, code);
+  }
+});
+
+test("per-call methods find a series by the options' contents", async () => {
+  // Read back by tests/tests/js_package.rs.
+  const m = emitter({ namespace: "JsPerCall" });
+  const options = { unit: "Count", dimensions: { route: "/a", method: "GET" } };
+  m.count("hits", 1, options);
+  // The same series with its dimensions in another order, and a copy.
+  m.count("hits", 2, { unit: "Count", dimensions: { method: "GET", route: "/a" } });
+  m.count("hits", 4, structuredClone(options));
+  // The same object changed in place names another series.
+  options.dimensions.route = "/b";
+  m.count("hits", 8, options);
+  options.highResolution = true;
+  m.record("hits_hr", 1, options);
+  // The resolution is part of what is looked up: the cached
+  // high-resolution handle is not taken for the standard one.
+  assert.throws(() => m.record("hits_hr", 1, { ...options, highResolution: false }), (e) => e.code === "conflict");
+  m.set("depth", 3);
+  m.set("depth", 5, null);
+  m.set("depth", 6, { dimensions: null });
+  assert.equal(m.pending(), 4, "hits /a, hits /b, hits_hr, depth");
+  const report = await m.flush();
+  assert.deepEqual([report.ok, report.points], [true, 4], JSON.stringify(report));
 });

@@ -42,6 +42,7 @@ const BUDGETS: &[(&str, &[&str], usize)] = &[
         &[
             "workers.mjs",
             "with-metrics.mjs",
+            "per-call.mjs",
             "edgepush.js",
             "push.js",
             "edgepush_bg.wasm",
@@ -53,6 +54,7 @@ const BUDGETS: &[(&str, &[&str], usize)] = &[
         &[
             "node.mjs",
             "with-metrics.mjs",
+            "per-call.mjs",
             "edgepush.js",
             "push.js",
             "edgepush_bg.wasm.base64.mjs",
@@ -189,6 +191,22 @@ fn node_pushes_through_the_native_receiver() {
         "a batch refused for its key is not stored: {metrics:#?}"
     );
     assert_eq!(metrics.len(), 6, "{metrics:#?}");
+    // Per call: one series for the same options in any key order or copy,
+    // another once the options object was changed in place.
+    let per_call = moto.metrics("JsPerCall");
+    let route = |r: &str| json!({"service": "shop", "route": r, "method": "GET"});
+    assert_eq!(
+        stats(by_name(&per_call, "hits", route("/a"))),
+        json!([7.0, 1.0, 7.0, 7.0, ["Count"]])
+    );
+    assert_eq!(
+        stats(by_name(&per_call, "hits", route("/b"))),
+        json!([8.0, 1.0, 8.0, 8.0, ["Count"]])
+    );
+    assert_eq!(
+        stats(by_name(&per_call, "depth", shop(&[]))),
+        json!([14.0, 3.0, 3.0, 6.0, ["None"]])
+    );
     let signed = moto.metrics("JsSigned");
     assert_eq!(signed.len(), 1, "{signed:#?}");
     assert_eq!(

@@ -1,6 +1,23 @@
 // The package's entry points (node.mjs, workers.mjs): the emitter's classes
 // and option types, and withMetrics for Lambda handlers.
-import type { Emitter } from "./edgepush.js";
+import type { Emitter, MetricOptions } from "./edgepush.js";
+
+// The per-call methods (per-call.mjs): each finds its series by name and
+// options in a cache kept in JavaScript, registering it the first time.
+declare module "./edgepush.js" {
+  interface Emitter {
+    /**
+     * Adds `value` (default 1) to the counter named `name` with `options`,
+     * registering it the first time; throws an `EdgepushError` for a value
+     * that is not finite or a metric that cannot be registered.
+     */
+    count(name: string, value?: number, options?: MetricOptions): void;
+    /** Sets the gauge named `name` with `options`. */
+    set(name: string, value: number, options?: MetricOptions): void;
+    /** Records `value` in the distribution named `name` with `options`. */
+    record(name: string, value: number, options?: MetricOptions): void;
+  }
+}
 
 export {
   Counter,

@@ -6,5 +6,8 @@ import wasm from "./edgepush_bg.wasm.base64.mjs";
 
 initSync({ module: Buffer.from(wasm, "base64") });
 
+// Emitter.count, set and record.
+import "./per-call.mjs";
+
 export { Counter, Distribution, Emitter, Gauge, Statistics } from "./edgepush.js";
 export { withMetrics } from "./with-metrics.mjs";

@@ -5,5 +5,8 @@ import { initSync } from "./edgepush.js";
 
 initSync({ module: wasm });
 
+// Emitter.count, set and record.
+import "./per-call.mjs";
+
 export { Counter, Distribution, Emitter, Gauge, Statistics } from "./edgepush.js";
 export { withMetrics } from "./with-metrics.mjs";

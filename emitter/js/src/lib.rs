@@ -6,6 +6,9 @@
 //! `Error`s with a `code`, and hands the encoded batches to `push.js`, which
 //! gzips them with the runtime's `CompressionStream` and posts them with
 //! `fetch`, retrying and keeping what could not be sent for the next flush.
+//! The per-call methods (`count`, `set`, `record`) are JavaScript
+//! (`npm/per-call.mjs`): they find a handle in a cache kept there and call
+//! it, crossing into the wasm once.
 //!
 //! Build the npm package with `.ci/build-js`; `emitter/js/npm/README.md`
 //! documents the JavaScript API.
@@ -13,8 +16,6 @@
 //! One file over 500 lines, on purpose: the package's whole JavaScript API
 //! (its TypeScript declarations included) reads top to bottom in one place;
 //! each `#[wasm_bindgen]` item is a thin adapter onto the core.
-
-use std::cell::RefCell;
 
 use edgepush::{Config, Emitter as Core, Error, Field, Metric, Quoted, Unit};
 use js_sys::{Array, Object, Reflect, Uint8Array};
@@ -116,24 +117,6 @@ extern "C" {
         carry: &Array,
         properties: &JsValue,
     ) -> js_sys::Promise;
-
-    /// A string naming a metric and its options, for the per-call cache.
-    #[wasm_bindgen(js_name = metricKey)]
-    fn metric_key(name: &JsValue, options: &JsValue) -> String;
-}
-
-/// Handles the per-call methods registered, by [`metric_key`]: reading a
-/// JavaScript options object and registering costs microseconds, a lookup
-/// a fraction of that. Emptied when it reaches this many entries.
-const CACHE_LIMIT: usize = 10_000;
-
-/// Sorted by key: a binary search finds a handle, and the wasm carries no
-/// map code for it.
-type Cache<H> = RefCell<Vec<(String, H)>>;
-
-fn name_of(name: &JsValue) -> Result<String, JsValue> {
-    name.as_string()
-        .ok_or_else(|| error("invalid_metric_name", "metric name must be a string"))
 }
 
 /// An `Error` named `EdgepushError` with a machine-readable `code`.
@@ -261,7 +244,10 @@ fn metric(name: &str, options: &JsValue) -> Result<Metric, JsValue> {
     Ok(m)
 }
 
-fn check_value(v: f64) -> Result<(), JsValue> {
+/// Throws the `invalid_value` error for `v` if it is not finite: the
+/// per-call methods (`per-call.mjs`) ask before they register a series.
+#[wasm_bindgen(js_name = checkValue)]
+pub fn check_value(v: f64) -> Result<(), JsValue> {
     edgepush::validate::value(v).map_err(|reason| {
         // Formatting floats with `core::fmt` would add 16 KB of wasm.
         let shown = if v.is_nan() {
@@ -320,9 +306,6 @@ pub struct Emitter {
     push: Object,
     /// Batches not sent yet, oldest first.
     carry: Array,
-    counters: Cache<edgepush::Counter>,
-    gauges: Cache<edgepush::Gauge>,
-    distributions: Cache<edgepush::Distribution>,
 }
 
 impl Emitter {
@@ -334,33 +317,6 @@ impl Emitter {
         kind: impl FnOnce(&Core, Metric) -> edgepush::Result<H>,
     ) -> Result<H, JsValue> {
         kind(&self.core, metric(name, options)?).map_err(|e| core_error(&e))
-    }
-
-    /// The handle of the per-call methods for `name` and `options`, from
-    /// `cache` or registered on a miss.
-    fn cached<H: Clone>(
-        &self,
-        cache: &Cache<H>,
-        name: &JsValue,
-        options: &JsValue,
-        kind: impl FnOnce(&Core, Metric) -> edgepush::Result<H>,
-    ) -> Result<H, JsValue> {
-        let key = metric_key(name, options);
-        let at = cache.borrow().binary_search_by(|(k, _)| k.cmp(&key));
-        let at = match at {
-            Ok(found) => return Ok(cache.borrow()[found].1.clone()),
-            Err(at) => at,
-        };
-        let h = self.register(&name_of(name)?, options, kind)?;
-        let mut cache = cache.borrow_mut();
-        let at = if cache.len() >= CACHE_LIMIT {
-            cache.clear();
-            0
-        } else {
-            at
-        };
-        cache.insert(at, (key, h.clone()));
-        Ok(h)
     }
 }
 
@@ -439,9 +395,6 @@ impl Emitter {
             core: Core::new(config),
             push,
             carry: Array::new(),
-            counters: RefCell::default(),
-            gauges: RefCell::default(),
-            distributions: RefCell::default(),
         })
     }
 
@@ -482,46 +435,6 @@ impl Emitter {
     ) -> Result<Statistics, JsValue> {
         self.register(name, &options, Core::statistics)
             .map(Statistics)
-    }
-
-    /// Adds `value` (default 1) to a counter.
-    pub fn count(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
-        value: Option<f64>,
-        #[wasm_bindgen(unchecked_param_type = "MetricOptions")] options: JsValue,
-    ) -> Result<(), JsValue> {
-        let v = value.unwrap_or(1.0);
-        check_value(v)?;
-        self.cached(&self.counters, &name, &options, Core::counter)?
-            .add(v);
-        Ok(())
-    }
-
-    /// Sets a gauge.
-    pub fn set(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
-        value: f64,
-        #[wasm_bindgen(unchecked_param_type = "MetricOptions")] options: JsValue,
-    ) -> Result<(), JsValue> {
-        check_value(value)?;
-        self.cached(&self.gauges, &name, &options, Core::gauge)?
-            .set(value);
-        Ok(())
-    }
-
-    /// Records a value in a distribution.
-    pub fn record(
-        &self,
-        #[wasm_bindgen(unchecked_param_type = "string")] name: JsValue,
-        value: f64,
-        #[wasm_bindgen(unchecked_param_type = "MetricOptions")] options: JsValue,
-    ) -> Result<(), JsValue> {
-        check_value(value)?;
-        self.cached(&self.distributions, &name, &options, Core::distribution)?
-            .record(value);
-        Ok(())
     }
 
     /// Series holding data not flushed yet.

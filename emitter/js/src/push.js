@@ -200,9 +200,3 @@ function writeEmf(options, batch, properties, report) {
   report.written += batch.points;
   return true;
 }
-
-// The per-call cache's key: the name and the options as JSON. Options
-// written in another key order make another entry for the same series.
-export function metricKey(name, options) {
-  return `${name}\u0000${options === undefined ? "" : JSON.stringify(options)}`;
-}
