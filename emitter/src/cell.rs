@@ -25,10 +25,11 @@ pub(crate) const EMPTY: u64 = u64::MAX;
 
 /// Adds `v` to the f64 in `slot` (treating [`EMPTY`] as nothing yet).
 ///
-/// Sequentially consistent, as [`take_f64`] is: a recorder's read of
-/// whether its series is listed for the next flush (after this add) and
-/// the flush's unlisting (before its take) are ordered with both
-/// (`emitter/series.rs`, `Touched`).
+/// Sequentially consistent, as [`take_f64`] is: for a counter (a [`Sum`])
+/// this add and the flush's take are what order a recorder's look at
+/// whether its series is listed for the next flush against the flush
+/// unlisting it (`emitter/series.rs`, `Touched`). Inside a [`Double`],
+/// the writers' protocol orders them instead.
 fn add_f64(slot: &AtomicU64, v: f64) {
     let _ = slot.fetch_update(SeqCst, SeqCst, |bits| {
         Some(

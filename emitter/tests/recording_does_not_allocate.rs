@@ -13,13 +13,16 @@ static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 /// never land in the other's regions.
 static ALONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Runs `record(i)` for `i` in 0..100,000, three times, and checks the
+/// Runs `record(i)` for `i` in 0..100,000, three times, each after a
+/// flush of `emitter` (so each run starts an interval: its first
+/// recordings list their series for the next flush), and checks the
 /// quietest run allocated nothing. The counting allocator is global: a
 /// stray allocation by the test harness's own threads can land in a run;
 /// recording that allocates does so in every run.
-fn assert_allocates_nothing(record: impl Fn(u32)) {
+fn assert_allocates_nothing(emitter: &Emitter, record: impl Fn(u32)) {
     let mut runs = Vec::new();
     for _ in 0..3 {
+        emitter.flush_at(0).expect("flush");
         let recording = Region::new(GLOBAL);
         for i in 0..100_000u32 {
             record(i);
@@ -70,7 +73,7 @@ fn recording_allocates_nothing_and_registration_does() {
         "the counting allocator counts"
     );
 
-    assert_allocates_nothing(|i| {
+    assert_allocates_nothing(&emitter, |i| {
         let v = f64::from(i);
         counter.increment();
         counter.add(v);
@@ -155,7 +158,7 @@ fn recording_per_call_by_key_allocates_only_for_new_keys() {
         first.change().allocations > 0,
         "new keys register, and the counting allocator counts"
     );
-    assert_allocates_nothing(record);
+    assert_allocates_nothing(&emitter, record);
 
     let batches = emitter.flush_at(0).expect("flush");
     assert!(!batches.is_empty());

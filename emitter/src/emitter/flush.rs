@@ -36,9 +36,8 @@ impl Emitter {
             self.report_self_metrics(&mut registry);
             // The series recorded into, not every series: idle ones cost
             // nothing here.
-            let touched = self.shared.touched.take();
-            items.reserve(touched.len());
-            for cell in touched.iter().filter_map(|id| registry.cell(*id)) {
+            let top = self.shared.touched.take();
+            for cell in registry.listed(top) {
                 if let Some(taken) = cell.take_listed() {
                     items.push(Item {
                         series: Arc::clone(cell),
@@ -47,10 +46,9 @@ impl Emitter {
                     });
                 }
             }
-            self.shared.touched.give_back(touched);
             let timestamped = core::mem::take(&mut *self.shared.timestamped.lock());
             for ((id, ts), taken) in timestamped {
-                if let Some(cell) = registry.cells.get(id) {
+                if let Some(cell) = registry.cell(id) {
                     items.push(Item {
                         series: Arc::clone(cell),
                         ts,
@@ -89,10 +87,8 @@ impl Emitter {
             &mut self.shared.buffers.lock(),
             &self.shared.touched,
         );
-        let series = self
-            .shared
-            .touched
-            .count(|id| registry.cell(id).is_some_and(|cell| cell.has_data()));
+        let top = self.shared.touched.top();
+        let series = registry.listed(top).filter(|cell| cell.has_data()).count();
         series + self.shared.timestamped.lock().len()
     }
 

@@ -159,7 +159,11 @@ impl Handle {
             let entry = buffer
                 .entry((cell.id, ts_ms))
                 .or_insert_with(|| Taken::empty(cell.kind));
-            merge(entry);
+            match cell.state {
+                // The cardinality guard's counter: one per recording.
+                State::Overflow(_) => entry.add(1.0),
+                _ => merge(entry),
+            }
         }
         Ok(())
     }

@@ -9,11 +9,11 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering::Relaxed;
 
-use portable_atomic::AtomicBool;
+use portable_atomic::{AtomicBool, AtomicUsize};
 
 use super::Emitter;
 use super::handles::{Counter, Distribution, Gauge, Handle, Statistics, Target, UNSTAGED};
-use super::series::{Cell, State};
+use super::series::{Cell, NONE, State};
 use super::telemetry::{SelfMetrics, TelemetrySnapshot};
 use crate::cell::Sum;
 use crate::config::{Metric, check_dimension};
@@ -55,6 +55,18 @@ impl Registry {
             OVERFLOW_ID => self.overflow.as_ref(),
             id => self.cells.get(id),
         }
+    }
+
+    /// The series on a [`Touched`](super::series::Touched) stack from
+    /// `top` down. Each one's link is read before it is yielded, so the
+    /// caller may unlist it at once (and a recorder list it again).
+    pub(super) fn listed(&self, top: usize) -> impl Iterator<Item = &Arc<Cell>> {
+        let mut id = top;
+        core::iter::from_fn(move || {
+            let cell = self.cell(id).filter(|_| id != NONE)?;
+            id = cell.next.load(Relaxed);
+            Some(cell)
+        })
     }
 }
 
@@ -155,10 +167,9 @@ impl Emitter {
                 def: definition(&self.shared.writer, &key.0, kind, unit, &key.1, resolution)?,
                 state: State::new(kind, self.shared.config.distribution_slots),
                 listed: AtomicBool::new(false),
+                next: AtomicUsize::new(NONE),
             });
             registry.cells.push(Arc::clone(&cell));
-            // The overflow series may be listed too.
-            self.shared.touched.reserve(registry.cells.len() + 1);
             registry.by_key.insert(key, Arc::clone(&cell));
             cells.push(cell);
         }
@@ -199,8 +210,8 @@ impl Emitter {
             )?,
             state: State::Overflow(Sum::new()),
             listed: AtomicBool::new(false),
+            next: AtomicUsize::new(NONE),
         });
-        self.shared.touched.reserve(registry.cells.len() + 1);
         registry.overflow = Some(Arc::clone(&cell));
         Ok(cell)
     }

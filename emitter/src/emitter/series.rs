@@ -3,9 +3,9 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::Ordering::SeqCst;
+use core::sync::atomic::Ordering::{Acquire, Relaxed, Release, SeqCst};
 
-use portable_atomic::AtomicBool;
+use portable_atomic::{AtomicBool, AtomicUsize};
 
 use crate::cell::{Double, Drained, GaugeBuffer, Stats, Sum, Table};
 use crate::encode::{self, Taken};
@@ -51,8 +51,10 @@ pub(super) struct Cell {
     /// registration.
     pub(super) def: Vec<u8>,
     pub(super) state: State,
-    /// Whether the series is on the emitter's [`Touched`] list.
+    /// Whether the series is on the emitter's [`Touched`] stack.
     pub(super) listed: AtomicBool,
+    /// The series listed before this one ([`NONE`] at the bottom).
+    pub(super) next: AtomicUsize,
 }
 
 impl Cell {
@@ -94,26 +96,43 @@ impl Cell {
     }
 }
 
-/// The ids of the series recorded into since the last flush: a flush
-/// takes these, not every series (an emitter with thousands of idle
-/// series flushes the few that changed).
+/// The series recorded into since the last flush, a stack linked through
+/// the cells: a flush takes these, not every series (an emitter with
+/// thousands of idle series flushes the few that changed). Listing takes
+/// no lock and allocates nothing.
 ///
 /// A recorder lists its series after recording into it; a flush unlists
-/// a series before taking its state. Both the recording's
-/// read-modify-write and the flush's take are sequentially consistent,
-/// as are the flag's reads and writes here, so a recorder that finds its
-/// series still listed recorded before the flush unlisted it, hence
-/// before the flush took it: nothing recorded is left behind unlisted.
-#[derive(Debug, Default)]
-pub(super) struct Touched(spin::Mutex<Lists>);
+/// a series before taking its state. The flag's reads and writes are
+/// sequentially consistent, and so is what orders a recording against a
+/// take: a counter's add and take (`cell::add_f64`, `cell::take_f64`),
+/// and for the double-buffered kinds the writer leaving its buffer
+/// against the flush switching buffers and waiting for writers
+/// (`cell::Double`). So a recorder that finds its series still listed
+/// recorded before the flush unlisted it, hence before the flush took it:
+/// nothing recorded is left behind unlisted. A recorder that finds the
+/// flag set by another still pushing it may return at once: a flush
+/// first waits for every listing under way ([`Touched::take`]).
+#[derive(Debug)]
+pub(super) struct Touched {
+    /// The last series listed ([`NONE`] for none); each links to the one
+    /// listed before it through [`Cell::next`].
+    head: AtomicUsize,
+    /// Recorders between setting a flag and pushing its series.
+    listing: AtomicUsize,
+}
 
-/// The list, and the one the last flush took, kept for its capacity: both
-/// are reserved for every series at registration, so listing never
-/// allocates.
-#[derive(Debug, Default)]
-struct Lists {
-    listed: Vec<usize>,
-    spare: Vec<usize>,
+/// [`Touched::head`] and [`Cell::next`] at the end of the stack (not a
+/// series id: ids stay below `max_series`, the overflow series' is
+/// `usize::MAX`).
+pub(super) const NONE: usize = usize::MAX - 1;
+
+impl Default for Touched {
+    fn default() -> Self {
+        Touched {
+            head: AtomicUsize::new(NONE),
+            listing: AtomicUsize::new(0),
+        }
+    }
 }
 
 impl Touched {
@@ -129,54 +148,58 @@ impl Touched {
 
     #[cold]
     fn list(&self, cell: &Cell) {
-        if self.claim(cell) {
-            self.0.lock().listed.push(cell.id);
+        self.listing.fetch_add(1, SeqCst);
+        if !cell.listed.swap(true, SeqCst) {
+            self.push(cell);
         }
+        self.listing.fetch_sub(1, SeqCst);
     }
 
-    /// Whether `cell` was unlisted and is now claimed for the list: the
-    /// caller then lists it with [`Touched::list_all`] (the staged
-    /// recordings' applier lists what it applied under one lock).
+    /// [`Touched::mark`] for a caller holding the registry lock (applying
+    /// staged recordings, self-metrics): no flush can be waiting for it.
     #[inline]
-    pub(super) fn claim(&self, cell: &Cell) -> bool {
-        !cell.listed.load(SeqCst) && !cell.listed.swap(true, SeqCst)
-    }
-
-    /// Lists the ids of series claimed with [`Touched::claim`].
-    #[cfg(feature = "std")]
-    pub(super) fn list_all(&self, ids: &[usize]) {
-        self.0.lock().listed.extend_from_slice(ids);
-    }
-
-    /// Room for `series` ids in both lists (a series is listed at most
-    /// once until a flush takes the list).
-    pub(super) fn reserve(&self, series: usize) {
-        let lists = &mut *self.0.lock();
-        for list in [&mut lists.listed, &mut lists.spare] {
-            list.reserve(series.saturating_sub(list.len()));
+    pub(super) fn mark_held(&self, cell: &Cell) {
+        if !cell.listed.load(SeqCst) && !cell.listed.swap(true, SeqCst) {
+            self.push(cell);
         }
     }
 
-    /// The listed ids; the list starts again empty. Hand the ids back with
-    /// [`Touched::give_back`].
-    pub(super) fn take(&self) -> Vec<usize> {
-        let lists = &mut *self.0.lock();
-        let spare = core::mem::take(&mut lists.spare);
-        core::mem::replace(&mut lists.listed, spare)
-    }
-
-    /// Keeps `ids` (from [`Touched::take`]) as the next list's room.
-    pub(super) fn give_back(&self, mut ids: Vec<usize>) {
-        ids.clear();
-        let lists = &mut *self.0.lock();
-        if ids.capacity() > lists.spare.capacity() {
-            lists.spare = ids;
+    fn push(&self, cell: &Cell) {
+        let mut head = self.head.load(Relaxed);
+        loop {
+            cell.next.store(head, Relaxed);
+            match self
+                .head
+                .compare_exchange_weak(head, cell.id, Release, Relaxed)
+            {
+                Ok(_) => return,
+                Err(now) => head = now,
+            }
         }
     }
 
-    /// How many listed ids pass `f`.
-    pub(super) fn count(&self, f: impl Fn(usize) -> bool) -> usize {
-        self.0.lock().listed.iter().filter(|id| f(**id)).count()
+    /// Waits for the listings under way: any recording that found its
+    /// series listed before this call is then on the stack.
+    fn settle(&self) {
+        while self.listing.load(SeqCst) != 0 {
+            core::hint::spin_loop();
+        }
+    }
+
+    /// Takes the stack (its top; walk it with [`Registry::listed`]),
+    /// leaving it empty. The caller holds the registry lock.
+    ///
+    /// [`Registry::listed`]: super::registry::Registry::listed
+    pub(super) fn take(&self) -> usize {
+        self.settle();
+        self.head.swap(NONE, Acquire)
+    }
+
+    /// The stack's top, left in place (the caller holds the registry
+    /// lock, so no flush unlinks it meanwhile).
+    pub(super) fn top(&self) -> usize {
+        self.settle();
+        self.head.load(Acquire)
     }
 }
 

@@ -80,10 +80,6 @@ struct Applier<'a> {
     cells: &'a [Arc<Cell>],
     /// Where the series applied to are listed for the flush.
     touched: &'a Touched,
-    /// Series claimed for that list, listed together when this is full
-    /// and when done.
-    claimed: [usize; 32],
-    claims: usize,
     /// Counter sums not yet applied: `(series id, sum)`.
     sums: [(usize, f64); 4],
     len: usize,
@@ -94,8 +90,6 @@ impl<'a> Applier<'a> {
         Applier {
             cells,
             touched,
-            claimed: [0; 32],
-            claims: 0,
             sums: [(0, 0.0); 4],
             len: 0,
         }
@@ -116,7 +110,7 @@ impl<'a> Applier<'a> {
             }
             Some(State::Distribution(d)) => {
                 d.active(|t| t.record(v, 1));
-                self.claim(id);
+                self.touched.mark_held(&self.cells[id]);
             }
             _ => debug_assert!(false, "only counters and distributions are staged"),
         }
@@ -125,33 +119,18 @@ impl<'a> Applier<'a> {
     fn finish_sums(&mut self) {
         for i in 0..self.len {
             let (id, v) = self.sums[i];
-            if let Some(State::Counter(sum)) = self.cells.get(id).map(|cell| &cell.state) {
+            if let Some(cell) = self.cells.get(id)
+                && let State::Counter(sum) = &cell.state
+            {
                 sum.add(v);
-                self.claim(id);
+                self.touched.mark_held(cell);
             }
         }
         self.len = 0;
     }
 
-    /// Claims series `id` (applied to) for the flush's list.
-    fn claim(&mut self, id: usize) {
-        if self.touched.claim(&self.cells[id]) {
-            if self.claims == self.claimed.len() {
-                self.list_claimed();
-            }
-            self.claimed[self.claims] = id;
-            self.claims += 1;
-        }
-    }
-
-    fn list_claimed(&mut self) {
-        self.touched.list_all(&self.claimed[..self.claims]);
-        self.claims = 0;
-    }
-
-    /// Applies the counter sums still held and lists what was claimed.
+    /// Applies the counter sums still held.
     fn finish(mut self) {
         self.finish_sums();
-        self.list_claimed();
     }
 }

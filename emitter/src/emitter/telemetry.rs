@@ -123,7 +123,7 @@ impl Emitter {
         let add = |cell: &Cell, delta: u64| {
             if let (State::Counter(sum), true) = (&cell.state, delta > 0) {
                 sum.add(delta as f64);
-                self.shared.touched.mark(cell);
+                self.shared.touched.mark_held(cell);
             }
         };
         add(&m.points, now.points_flushed - before.points_flushed);

@@ -549,7 +549,10 @@ fn a_flush_visits_only_the_series_recorded_since_the_last() {
     let g = e.gauge(Metric::new("g")).expect("g");
     let st = e.statistics(Metric::new("st")).expect("st");
     let d = e.distribution(Metric::new("d")).expect("d");
-    let listed = |e: &Emitter| e.shared.touched.count(|_| true);
+    let listed = |e: &Emitter| {
+        let registry = e.shared.registry.lock();
+        registry.listed(e.shared.touched.top()).count()
+    };
     assert_eq!(listed(&e), 0);
     for round in 0..3u8 {
         let v = f64::from(round);
@@ -573,12 +576,38 @@ fn a_flush_visits_only_the_series_recorded_since_the_last() {
         assert_eq!(listed(&e), 0, "the flush took the list");
         assert!(e.flush_at(0).expect("flush").is_empty());
     }
-    // Registration alone lists nothing; the list's room covers every
-    // series, so listing does not allocate.
+    // Registration alone lists nothing.
     let more = e.counter(Metric::new("more")).expect("more");
     assert_eq!(listed(&e), 0);
     more.increment();
     assert_eq!(points(&e.flush_at(0).expect("flush")).len(), 1);
+}
+
+#[test]
+fn the_overflow_series_is_listed_again_after_each_flush() {
+    let e = Emitter::new(Config::new("N").expect("ns").max_series(1));
+    e.counter(Metric::new("kept")).expect("kept").increment();
+    e.flush_at(0).expect("flush");
+    let over = e.counter(Metric::new("over")).expect("into the overflow");
+    for round in 1..=3 {
+        for _ in 0..round {
+            over.increment();
+        }
+        let all = points(&e.flush_at(0).expect("flush"));
+        let counted: Vec<(&str, Option<f64>)> =
+            all.iter().map(|(n, _, p)| (n.as_str(), p.x)).collect();
+        assert_eq!(counted, [(OVERFLOW_METRIC, Some(f64::from(round)))]);
+    }
+    // Explicitly timestamped recordings count there too, one each.
+    let late = e
+        .distribution(Metric::new("late"))
+        .expect("into the overflow");
+    assert_eq!(late.record_at(5.0, 500), Ok(()));
+    assert_eq!(over.add_at(7.0, 500), Ok(()));
+    let all = points(&e.flush_at(1_000).expect("flush"));
+    let counted: Vec<(&str, i64, Option<f64>)> =
+        all.iter().map(|(n, _, p)| (n.as_str(), p.t, p.x)).collect();
+    assert_eq!(counted, [(OVERFLOW_METRIC, -500, Some(2.0))]);
 }
 
 /// Sum of a counter's points and count of a distribution's values.
