@@ -141,14 +141,39 @@ test("bad arguments throw EdgepushErrors naming the problem", () => {
 test("per-call methods find a series by the options' contents", async () => {
   // Read back by tests/tests/js_package.rs.
   const m = emitter({ namespace: "JsPerCall" });
+  // Registrations, counted: a call that finds its series registers nothing.
+  let registered = 0;
+  const counter = m.counter.bind(m);
+  m.counter = (...args) => {
+    registered += 1;
+    return counter(...args);
+  };
   const options = { unit: "Count", dimensions: { route: "/a", method: "GET" } };
   m.count("hits", 1, options);
-  // The same series with its dimensions in another order, and a copy.
-  m.count("hits", 2, { unit: "Count", dimensions: { method: "GET", route: "/a" } });
+  assert.equal(registered, 1);
+  // A copy finds it; the same dimensions in another order register again
+  // (another path in the cache), into the same series.
   m.count("hits", 4, structuredClone(options));
+  assert.equal(registered, 1, "a copy of the options finds the cached handle");
+  m.count("hits", 2, { unit: "Count", dimensions: { method: "GET", route: "/a" } });
+  assert.equal(registered, 2);
+  m.count("hits", 0, { unit: "Count", dimensions: { method: "GET", route: "/a" } });
+  assert.equal(registered, 2);
   // The same object changed in place names another series.
   options.dimensions.route = "/b";
   m.count("hits", 8, options);
+  assert.equal(registered, 3, "options changed in place are looked up anew");
+  // A getter read once: what is registered is what is cached.
+  let reads = 0;
+  const shifty = {
+    get unit() {
+      reads += 1;
+      return reads === 1 ? "Count" : "Bytes";
+    },
+  };
+  m.count("shifty", 1, shifty);
+  assert.equal(reads, 1, "read once, for the registration and the cache alike");
+  assert.throws(() => m.count("shifty", 1, { unit: "Bytes" }), (e) => e.code === "conflict");
   options.highResolution = true;
   m.record("hits_hr", 1, options);
   // The resolution is part of what is looked up: the cached
@@ -157,7 +182,12 @@ test("per-call methods find a series by the options' contents", async () => {
   m.set("depth", 3);
   m.set("depth", 5, null);
   m.set("depth", 6, { dimensions: null });
-  assert.equal(m.pending(), 4, "hits /a, hits /b, hits_hr, depth");
+  assert.equal(m.pending(), 5, "hits /a, hits /b, shifty, hits_hr, depth");
   const report = await m.flush();
-  assert.deepEqual([report.ok, report.points], [true, 4], JSON.stringify(report));
+  assert.deepEqual([report.ok, report.points], [true, 5], JSON.stringify(report));
+  // A freed emitter's per-call methods throw, cached series or not.
+  const gone = emitter();
+  gone.count("c", 1);
+  gone.free();
+  assert.throws(() => gone.count("c", 1));
 });

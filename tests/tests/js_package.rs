@@ -207,6 +207,10 @@ fn node_pushes_through_the_native_receiver() {
         stats(by_name(&per_call, "depth", shop(&[]))),
         json!([14.0, 3.0, 3.0, 6.0, ["None"]])
     );
+    assert_eq!(
+        stats(by_name(&per_call, "shifty", shop(&[]))),
+        json!([1.0, 1.0, 1.0, 1.0, ["Count"]])
+    );
     let signed = moto.metrics("JsSigned");
     assert_eq!(signed.len(), 1, "{signed:#?}");
     assert_eq!(

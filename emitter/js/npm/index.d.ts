@@ -9,7 +9,7 @@ declare module "./edgepush.js" {
     /**
      * Adds `value` (default 1) to the counter named `name` with `options`,
      * registering it the first time; throws an `EdgepushError` for a value
-     * that is not finite or a metric that cannot be registered.
+     * that is not a finite number or a metric that cannot be registered.
      */
     count(name: string, value?: number, options?: MetricOptions): void;
     /** Sets the gauge named `name` with `options`. */

@@ -11,7 +11,9 @@
 // registration reads them), and the handle under END. A lookup is a Map
 // get per part, on strings whose hashes the engine keeps, and builds no
 // string; it goes by the options' contents, never their identity, so an
-// options object changed between calls finds its new series.
+// options object changed between calls finds its new series. A series
+// not found registers with a snapshot of the options, cached under that
+// same snapshot.
 import { Emitter, checkValue } from "./edgepush.js";
 
 // Handles a cache holds before it starts again; the emitter keeps its
@@ -20,43 +22,51 @@ const LIMIT = 10_000;
 const END = Symbol("handle");
 const CACHES = Symbol("edgepush per-call handles");
 
-// The parts of the key for name and options, passed to `visit` in turn;
-// false when a part is of a type registration refuses (the call then
-// registers, which throws the error).
-function parts(name, options, visit) {
-  if (typeof name !== "string") return false;
-  visit(name);
-  const o = options ?? undefined;
-  const unit = o?.unit;
-  if (unit !== undefined && typeof unit !== "string") return false;
-  visit(unit);
-  visit(!!o?.highResolution);
-  const d = o?.dimensions ?? undefined;
-  if (d !== undefined) {
-    if (typeof d !== "object") return false;
+// What registration reads of `options`, read once into a plain object
+// that is both registered and cached (a getter read twice cannot make the
+// cache and the series disagree); undefined when a part is of a type
+// registration refuses (the call then registers with `options` as given,
+// which throws the error, and caches nothing).
+function snapshot(options) {
+  if (options === null || (typeof options !== "object" && typeof options !== "function")) {
+    return { unit: undefined, highResolution: false, dimensions: undefined };
+  }
+  const unit = options.unit;
+  if (unit !== undefined && typeof unit !== "string") return undefined;
+  const highResolution = !!options.highResolution;
+  const d = options.dimensions;
+  let dimensions;
+  if (d !== undefined && d !== null) {
+    if (typeof d !== "object") return undefined;
+    dimensions = Object.create(null);
     for (const n of Object.keys(d)) {
       const v = d[n];
-      if (typeof v !== "string") return false;
-      visit(n);
-      visit(v);
+      if (typeof v !== "string") return undefined;
+      dimensions[n] = v;
     }
   }
-  return true;
+  return { unit, highResolution, dimensions };
 }
 
-// The cached handle for name and options, or undefined. (`parts` written
-// out: a lookup is the hot path and allocates nothing.)
+// The cached handle for name and options, or undefined: the snapshot's
+// parts looked up in turn, each read once. (Written out: a lookup is the
+// hot path and allocates nothing.)
 function find(root, name, options) {
-  if (typeof name !== "string") return undefined;
   let node = root.get(name);
   if (node === undefined) return undefined;
-  const o = options ?? undefined;
-  node = node.get(o?.unit);
+  let unit;
+  let highResolution = false;
+  let d;
+  if (options !== null && (typeof options === "object" || typeof options === "function")) {
+    unit = options.unit;
+    highResolution = !!options.highResolution;
+    d = options.dimensions;
+  }
+  node = node.get(unit);
   if (node === undefined) return undefined;
-  node = node.get(!!o?.highResolution);
+  node = node.get(highResolution);
   if (node === undefined) return undefined;
-  const d = o?.dimensions ?? undefined;
-  if (d !== undefined) {
+  if (d !== undefined && d !== null) {
     if (typeof d !== "object") return undefined;
     for (const n of Object.keys(d)) {
       const v = d[n];
@@ -70,21 +80,26 @@ function find(root, name, options) {
   return node.get(END);
 }
 
-function keep(cache, name, options, h) {
+function child(node, part) {
+  let next = node.get(part);
+  if (next === undefined) {
+    next = new Map();
+    node.set(part, next);
+  }
+  return next;
+}
+
+// Caches `h` under name and a snapshot of the options.
+function keep(cache, name, snap, h) {
   if (cache.size >= LIMIT) {
     cache.root.clear();
     cache.size = 0;
   }
-  let node = cache.root;
-  const ok = parts(name, options, (part) => {
-    let next = node.get(part);
-    if (next === undefined) {
-      next = new Map();
-      node.set(part, next);
-    }
-    node = next;
-  });
-  if (ok && !node.has(END)) {
+  let node = child(child(child(cache.root, name), snap.unit), snap.highResolution);
+  for (const n in snap.dimensions) {
+    node = child(child(node, n), snap.dimensions[n]);
+  }
+  if (!node.has(END)) {
     node.set(END, h);
     cache.size += 1;
   }
@@ -104,36 +119,52 @@ const REGISTER = ["counter", "gauge", "distribution"];
 function handle(emitter, kind, name, options) {
   const caches = (emitter[CACHES] ??= [0, 1, 2].map(() => ({ root: new Map(), size: 0 })));
   const cache = caches[kind];
-  let h = find(cache.root, name, options);
+  let h = typeof name === "string" ? find(cache.root, name, options) : undefined;
   if (h === undefined) {
     if (typeof name !== "string") throw invalidName();
-    h = emitter[REGISTER[kind]](name, options);
-    keep(cache, name, options, h);
+    const snap = snapshot(options);
+    h = emitter[REGISTER[kind]](name, snap ?? options);
+    if (snap !== undefined) keep(cache, name, snap, h);
   }
   return h;
 }
 
-// A value is refused (by the wasm, with its message) before its series is
-// registered.
+// A value as the wasm takes it, converted once; refused (by the wasm, with
+// its message) before its series is registered.
 function valid(value) {
-  if (!Number.isFinite(value)) checkValue(value);
+  const v = +value;
+  if (!Number.isFinite(v)) checkValue(v);
+  return v;
 }
 
 function method(fn) {
   return { value: fn, writable: true, configurable: true };
 }
 
+// A freed emitter's cached handles would still record, into an emitter
+// that can no longer flush: freeing drops the cache, so per-call methods
+// then throw as the others do.
+const free = Emitter.prototype.free;
+function freeCached() {
+  delete this[CACHES];
+  return free.call(this);
+}
+
 Object.defineProperties(Emitter.prototype, {
-  count: method(function count(name, value = 1, options = undefined) {
-    valid(value);
-    handle(this, 0, name, options).add(value);
+  count: method(function count(name, value = undefined, options = undefined) {
+    const v = valid(value ?? 1);
+    handle(this, 0, name, options).add(v);
   }),
   set: method(function set(name, value, options = undefined) {
-    valid(value);
-    handle(this, 1, name, options).set(value);
+    const v = valid(value);
+    handle(this, 1, name, options).set(v);
   }),
   record: method(function record(name, value, options = undefined) {
-    valid(value);
-    handle(this, 2, name, options).record(value);
+    const v = valid(value);
+    handle(this, 2, name, options).record(v);
   }),
+  free: method(freeCached),
 });
+if (Symbol.dispose && Emitter.prototype[Symbol.dispose]) {
+  Object.defineProperty(Emitter.prototype, Symbol.dispose, method(freeCached));
+}

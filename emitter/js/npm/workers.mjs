@@ -2,11 +2,10 @@
 // import the .wasm file as a compiled WebAssembly.Module.
 import wasm from "./edgepush_bg.wasm";
 import { initSync } from "./edgepush.js";
+// Emitter.count, set and record (it calls nothing in the wasm as it loads).
+import "./per-call.mjs";
 
 initSync({ module: wasm });
-
-// Emitter.count, set and record.
-import "./per-call.mjs";
 
 export { Counter, Distribution, Emitter, Gauge, Statistics } from "./edgepush.js";
 export { withMetrics } from "./with-metrics.mjs";
