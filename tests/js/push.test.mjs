@@ -174,6 +174,14 @@ test("per-call methods find a series by the options' contents", async () => {
   m.count("shifty", 1, shifty);
   assert.equal(reads, 1, "read once, for the registration and the cache alike");
   assert.throws(() => m.count("shifty", 1, { unit: "Bytes" }), (e) => e.code === "conflict");
+  // A value out of range registers nothing.
+  const before = registered;
+  assert.throws(() => m.count("huge", 1e200), (e) => e.code === "invalid_value");
+  assert.throws(() => m.count("hits", 1e200, options), (e) => e.code === "invalid_value");
+  assert.equal(registered, before, "refused values register no series");
+  // No value, or null, counts one.
+  m.count("ones");
+  m.count("ones", null);
   options.highResolution = true;
   m.record("hits_hr", 1, options);
   // The resolution is part of what is looked up: the cached
@@ -182,9 +190,9 @@ test("per-call methods find a series by the options' contents", async () => {
   m.set("depth", 3);
   m.set("depth", 5, null);
   m.set("depth", 6, { dimensions: null });
-  assert.equal(m.pending(), 5, "hits /a, hits /b, shifty, hits_hr, depth");
+  assert.equal(m.pending(), 6, "hits /a, hits /b, shifty, ones, hits_hr, depth");
   const report = await m.flush();
-  assert.deepEqual([report.ok, report.points], [true, 5], JSON.stringify(report));
+  assert.deepEqual([report.ok, report.points], [true, 6], JSON.stringify(report));
   // A freed emitter's per-call methods throw, cached series or not.
   const gone = emitter();
   gone.count("c", 1);

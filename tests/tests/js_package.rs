@@ -211,6 +211,14 @@ fn node_pushes_through_the_native_receiver() {
         stats(by_name(&per_call, "shifty", shop(&[]))),
         json!([1.0, 1.0, 1.0, 1.0, ["Count"]])
     );
+    assert_eq!(
+        stats(by_name(&per_call, "ones", shop(&[]))),
+        json!([2.0, 1.0, 2.0, 2.0, ["None"]])
+    );
+    assert!(
+        per_call.iter().all(|m| m["name"] != "huge"),
+        "a refused value registers nothing: {per_call:#?}"
+    );
     let signed = moto.metrics("JsSigned");
     assert_eq!(signed.len(), 1, "{signed:#?}");
     assert_eq!(

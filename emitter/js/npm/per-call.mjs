@@ -22,35 +22,38 @@ const LIMIT = 10_000;
 const END = Symbol("handle");
 const CACHES = Symbol("edgepush per-call handles");
 
-// What registration reads of `options`, read once into a plain object
-// that is both registered and cached (a getter read twice cannot make the
-// cache and the series disagree); undefined when a part is of a type
-// registration refuses (the call then registers with `options` as given,
-// which throws the error, and caches nothing).
+// What registration reads of `options`, read into a plain object that is
+// both registered and cached (a getter that answers differently each time
+// cannot make the cache and the series disagree); undefined when a part is
+// of a type registration refuses (the call then registers with `options`
+// as given, which throws the error, and caches nothing). The dimension
+// names are kept in the order they were read, for the cache's path.
 function snapshot(options) {
   if (options === null || (typeof options !== "object" && typeof options !== "function")) {
-    return { unit: undefined, highResolution: false, dimensions: undefined };
+    return { unit: undefined, highResolution: false, dimensions: undefined, names: [] };
   }
   const unit = options.unit;
   if (unit !== undefined && typeof unit !== "string") return undefined;
   const highResolution = !!options.highResolution;
   const d = options.dimensions;
   let dimensions;
+  let names = [];
   if (d !== undefined && d !== null) {
     if (typeof d !== "object") return undefined;
+    names = Object.keys(d);
     dimensions = Object.create(null);
-    for (const n of Object.keys(d)) {
+    for (const n of names) {
       const v = d[n];
       if (typeof v !== "string") return undefined;
       dimensions[n] = v;
     }
   }
-  return { unit, highResolution, dimensions };
+  return { unit, highResolution, dimensions, names };
 }
 
 // The cached handle for name and options, or undefined: the snapshot's
-// parts looked up in turn, each read once. (Written out: a lookup is the
-// hot path and allocates nothing.)
+// parts looked up in turn, each read once. (Written out, without the
+// snapshot's copy: this is the hot path.)
 function find(root, name, options) {
   let node = root.get(name);
   if (node === undefined) return undefined;
@@ -96,7 +99,7 @@ function keep(cache, name, snap, h) {
     cache.size = 0;
   }
   let node = child(child(child(cache.root, name), snap.unit), snap.highResolution);
-  for (const n in snap.dimensions) {
+  for (const n of snap.names) {
     node = child(child(node, n), snap.dimensions[n]);
   }
   if (!node.has(END)) {
@@ -116,12 +119,15 @@ const REGISTER = ["counter", "gauge", "distribution"];
 
 // The handle of `kind` (0 counter, 1 gauge, 2 distribution) for name and
 // options: cached, or registered and kept.
-function handle(emitter, kind, name, options) {
+function handle(emitter, kind, name, options, value) {
   const caches = (emitter[CACHES] ??= [0, 1, 2].map(() => ({ root: new Map(), size: 0 })));
   const cache = caches[kind];
   let h = typeof name === "string" ? find(cache.root, name, options) : undefined;
   if (h === undefined) {
     if (typeof name !== "string") throw invalidName();
+    // Every bound the core puts on a value (finite, within CloudWatch's
+    // range), before the series is registered.
+    checkValue(value);
     const snap = snapshot(options);
     h = emitter[REGISTER[kind]](name, snap ?? options);
     if (snap !== undefined) keep(cache, name, snap, h);
@@ -129,8 +135,9 @@ function handle(emitter, kind, name, options) {
   return h;
 }
 
-// A value as the wasm takes it, converted once; refused (by the wasm, with
-// its message) before its series is registered.
+// A value as the wasm takes it, converted once; one that is not finite is
+// refused here (by the wasm, with its message), others out of range by the
+// handle, or before registering (`handle`).
 function valid(value) {
   const v = +value;
   if (!Number.isFinite(v)) checkValue(v);
@@ -153,15 +160,15 @@ function freeCached() {
 Object.defineProperties(Emitter.prototype, {
   count: method(function count(name, value = undefined, options = undefined) {
     const v = valid(value ?? 1);
-    handle(this, 0, name, options).add(v);
+    handle(this, 0, name, options, v).add(v);
   }),
   set: method(function set(name, value, options = undefined) {
     const v = valid(value);
-    handle(this, 1, name, options).set(v);
+    handle(this, 1, name, options, v).set(v);
   }),
   record: method(function record(name, value, options = undefined) {
     const v = valid(value);
-    handle(this, 2, name, options).record(v);
+    handle(this, 2, name, options, v).record(v);
   }),
   free: method(freeCached),
 });

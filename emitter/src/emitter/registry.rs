@@ -63,7 +63,13 @@ impl Registry {
     pub(super) fn listed(&self, top: usize) -> impl Iterator<Item = &Arc<Cell>> {
         let mut id = top;
         core::iter::from_fn(move || {
-            let cell = self.cell(id).filter(|_| id != NONE)?;
+            if id == NONE {
+                return None;
+            }
+            let cell = self.cell(id);
+            // Series are never removed: every listed id has its cell.
+            debug_assert!(cell.is_some(), "listed series {id} has no cell");
+            let cell = cell?;
             id = cell.next.load(Relaxed);
             Some(cell)
         })
@@ -156,7 +162,12 @@ impl Emitter {
                     .telemetry
                     .series_overflowed
                     .fetch_add(1, Relaxed);
-                cells.push(self.overflow_cell(&mut registry)?);
+                // Once, however many of its sets were refused: the guard's
+                // counter adds one per recording.
+                let overflow = self.overflow_cell(&mut registry)?;
+                if !cells.iter().any(|c: &Arc<Cell>| c.id == OVERFLOW_ID) {
+                    cells.push(overflow);
+                }
                 continue;
             }
             let cell = Arc::new(Cell {

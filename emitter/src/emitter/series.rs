@@ -181,7 +181,16 @@ impl Touched {
     /// Waits for the listings under way: any recording that found its
     /// series listed before this call is then on the stack.
     fn settle(&self) {
+        let mut spins = 0u32;
         while self.listing.load(SeqCst) != 0 {
+            spins = spins.saturating_add(1);
+            // A lister preempted mid-push: let it run (a few instructions
+            // are left to it) rather than spin out its time slice.
+            #[cfg(feature = "std")]
+            if spins > 64 {
+                std::thread::yield_now();
+                continue;
+            }
             core::hint::spin_loop();
         }
     }

@@ -405,6 +405,20 @@ fn the_cardinality_guard_counts_into_one_overflow_series() {
         "one per recording, three per record_many(3)"
     );
     assert!(!all.iter().any(|(n, _, _)| n == "c" || n == "d"));
+    // A metric whose every dimension set is refused still counts one per
+    // recording (the overflow series is in its target once).
+    let sets = e
+        .counter(
+            Metric::new("sets")
+                .dimension("route", "/a")
+                .dimension_set(["route"])
+                .dimension_set(core::iter::empty::<&str>()),
+        )
+        .expect("sets is not refused");
+    sets.add(2.0);
+    let all = points(&e.flush_at(0).expect("flush"));
+    let counted: Vec<(&str, Option<f64>)> = all.iter().map(|(n, _, p)| (n.as_str(), p.x)).collect();
+    assert_eq!(counted, [(OVERFLOW_METRIC, Some(1.0))]);
 }
 
 #[test]
