@@ -192,29 +192,19 @@ fn node_pushes_through_the_native_receiver() {
     );
     assert_eq!(metrics.len(), 6, "{metrics:#?}");
     // Per call: one series for the same options in any key order or copy,
-    // another once the options object was changed in place.
+    // another once the options object was changed in place; a value out
+    // of range registers nothing.
     let per_call = moto.metrics("JsPerCall");
     let route = |r: &str| json!({"service": "shop", "route": r, "method": "GET"});
-    assert_eq!(
-        stats(by_name(&per_call, "hits", route("/a"))),
-        json!([7.0, 1.0, 7.0, 7.0, ["Count"]])
-    );
-    assert_eq!(
-        stats(by_name(&per_call, "hits", route("/b"))),
-        json!([8.0, 1.0, 8.0, 8.0, ["Count"]])
-    );
-    assert_eq!(
-        stats(by_name(&per_call, "depth", shop(&[]))),
-        json!([14.0, 3.0, 3.0, 6.0, ["None"]])
-    );
-    assert_eq!(
-        stats(by_name(&per_call, "shifty", shop(&[]))),
-        json!([1.0, 1.0, 1.0, 1.0, ["Count"]])
-    );
-    assert_eq!(
-        stats(by_name(&per_call, "ones", shop(&[]))),
-        json!([2.0, 1.0, 2.0, 2.0, ["None"]])
-    );
+    for (name, dims, expected) in [
+        ("hits", route("/a"), json!([7.0, 1.0, 7.0, 7.0, ["Count"]])),
+        ("hits", route("/b"), json!([8.0, 1.0, 8.0, 8.0, ["Count"]])),
+        ("depth", shop(&[]), json!([14.0, 3.0, 3.0, 6.0, ["None"]])),
+        ("shifty", shop(&[]), json!([1.0, 1.0, 1.0, 1.0, ["Count"]])),
+        ("ones", shop(&[]), json!([2.0, 1.0, 2.0, 2.0, ["None"]])),
+    ] {
+        assert_eq!(stats(by_name(&per_call, name, dims)), expected, "{name}");
+    }
     assert!(
         per_call.iter().all(|m| m["name"] != "huge"),
         "a refused value registers nothing: {per_call:#?}"

@@ -37,8 +37,9 @@
 //! Then the gzip crossover: wire v3 bodies like the invocation's grown to n
 //! series (half counters, half distributions whose values come from five
 //! lists of ten), each recorded and flushed with and without gzip (the
-//! emitter's reused deflate state) and gzip'd by a fresh encoder; the link speed below which gzip's saved bytes take longer to
-//! send than gzip took is where it starts to pay.
+//! emitter's reused deflate state) and gzip'd by a fresh encoder; the link
+//! speed below which gzip's saved bytes take longer to send than gzip took
+//! is where it starts to pay.
 //!
 //! Writes `EDGEPUSH_BENCH_OUT` (JSON; default `target/bench/invocation.json`
 //! in the workspace) and prints the tables.
@@ -93,13 +94,15 @@ fn value(values: &[f64], i: usize, j: usize) -> f64 {
 
 // ---- edgepush ----
 
+fn edgepush_config(gzip_from: usize) -> Config {
+    Config::new(NAMESPACE)
+        .and_then(|c| c.dimension(COMMON_DIMENSION.0, COMMON_DIMENSION.1))
+        .expect("config")
+        .gzip_from(gzip_from)
+}
+
 fn edgepush_emitter(gzip_from: usize) -> Emitter {
-    Emitter::new(
-        Config::new(NAMESPACE)
-            .and_then(|c| c.dimension(COMMON_DIMENSION.0, COMMON_DIMENSION.1))
-            .expect("config")
-            .gzip_from(gzip_from),
-    )
+    Emitter::new(edgepush_config(gzip_from))
 }
 
 /// One invocation; the body bytes.
@@ -432,12 +435,7 @@ fn invocations(values: &[f64]) -> serde_json::Value {
     let always = edgepush_emitter(0);
     let with_handles = edgepush_emitter(edgepush::DEFAULT_GZIP_FROM);
     let handles = Handles::new(&with_handles);
-    let with_idle = Emitter::new(
-        Config::new(NAMESPACE)
-            .and_then(|c| c.dimension(COMMON_DIMENSION.0, COMMON_DIMENSION.1))
-            .expect("config")
-            .max_series(20_000),
-    );
+    let with_idle = Emitter::new(edgepush_config(edgepush::DEFAULT_GZIP_FROM).max_series(20_000));
     let idle_handles = Handles::new(&with_idle);
     for i in 0..10_000 {
         let idle = with_idle

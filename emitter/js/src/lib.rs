@@ -244,8 +244,9 @@ fn metric(name: &str, options: &JsValue) -> Result<Metric, JsValue> {
     Ok(m)
 }
 
-/// Throws the `invalid_value` error for `v` if it is not finite: the
-/// per-call methods (`per-call.mjs`) ask before they register a series.
+/// Throws the `invalid_value` error for `v` if the core refuses it (not
+/// finite, or past CloudWatch's range): the per-call methods
+/// (`per-call.mjs`) ask before they register a series.
 #[wasm_bindgen(js_name = checkValue)]
 pub fn check_value(v: f64) -> Result<(), JsValue> {
     edgepush::validate::value(v).map_err(|reason| {

@@ -8,8 +8,6 @@ use core::sync::atomic::Ordering::Relaxed;
 
 use super::Emitter;
 use super::series::Cell;
-#[cfg(feature = "std")]
-use super::staged::apply_staged;
 use crate::encode::{self, Item};
 use crate::error::Result;
 use crate::payload::Payload;
@@ -28,11 +26,8 @@ impl Emitter {
         {
             let mut registry = self.shared.registry.lock();
             #[cfg(feature = "std")]
-            apply_staged(
-                &registry,
-                &mut self.shared.buffers.lock(),
-                &self.shared.touched,
-            );
+            self.shared
+                .apply_staged(&registry, &mut self.shared.buffers.lock());
             self.report_self_metrics(&mut registry);
             // The series recorded into, not every series: idle ones cost
             // nothing here.
@@ -82,11 +77,8 @@ impl Emitter {
     pub fn pending(&self) -> usize {
         let registry = self.shared.registry.lock();
         #[cfg(feature = "std")]
-        apply_staged(
-            &registry,
-            &mut self.shared.buffers.lock(),
-            &self.shared.touched,
-        );
+        self.shared
+            .apply_staged(&registry, &mut self.shared.buffers.lock());
         let top = self.shared.touched.top();
         let series = registry.listed(top).filter(|cell| cell.has_data()).count();
         series + self.shared.timestamped.lock().len()

@@ -9,8 +9,6 @@ use alloc::vec;
 use alloc::vec::Vec;
 use core::sync::atomic::Ordering::Relaxed;
 
-use portable_atomic::{AtomicBool, AtomicUsize};
-
 use super::Emitter;
 use super::handles::{Counter, Distribution, Gauge, Handle, Statistics, Target, UNSTAGED};
 use super::series::{Cell, NONE, State};
@@ -70,7 +68,7 @@ impl Registry {
             // Series are never removed: every listed id has its cell.
             debug_assert!(cell.is_some(), "listed series {id} has no cell");
             let cell = cell?;
-            id = cell.next.load(Relaxed);
+            id = cell.listed_after();
             Some(cell)
         })
     }
@@ -170,16 +168,12 @@ impl Emitter {
                 }
                 continue;
             }
-            let cell = Arc::new(Cell {
-                id: registry.cells.len(),
-                kind,
-                unit,
-                resolution,
-                def: definition(&self.shared.writer, &key.0, kind, unit, &key.1, resolution)?,
-                state: State::new(kind, self.shared.config.distribution_slots),
-                listed: AtomicBool::new(false),
-                next: AtomicUsize::new(NONE),
-            });
+            let cell = Arc::new(Cell::new(
+                registry.cells.len(),
+                (kind, unit, resolution),
+                definition(&self.shared.writer, &key.0, kind, unit, &key.1, resolution)?,
+                State::new(kind, self.shared.config.distribution_slots),
+            ));
             registry.cells.push(Arc::clone(&cell));
             registry.by_key.insert(key, Arc::clone(&cell));
             cells.push(cell);
@@ -206,12 +200,10 @@ impl Emitter {
         if let Some(cell) = &registry.overflow {
             return Ok(Arc::clone(cell));
         }
-        let cell = Arc::new(Cell {
-            id: OVERFLOW_ID,
-            kind: Kind::Counter,
-            unit: Unit::Count,
-            resolution: Resolution::Standard,
-            def: definition(
+        let cell = Arc::new(Cell::new(
+            OVERFLOW_ID,
+            (Kind::Counter, Unit::Count, Resolution::Standard),
+            definition(
                 &self.shared.writer,
                 OVERFLOW_METRIC,
                 Kind::Counter,
@@ -219,10 +211,8 @@ impl Emitter {
                 &[],
                 Resolution::Standard,
             )?,
-            state: State::Overflow(Sum::new()),
-            listed: AtomicBool::new(false),
-            next: AtomicUsize::new(NONE),
-        });
+            State::Overflow(Sum::new()),
+        ));
         registry.overflow = Some(Arc::clone(&cell));
         Ok(cell)
     }

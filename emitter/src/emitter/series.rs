@@ -52,12 +52,31 @@ pub(super) struct Cell {
     pub(super) def: Vec<u8>,
     pub(super) state: State,
     /// Whether the series is on the emitter's [`Touched`] stack.
-    pub(super) listed: AtomicBool,
+    listed: AtomicBool,
     /// The series listed before this one ([`NONE`] at the bottom).
-    pub(super) next: AtomicUsize,
+    next: AtomicUsize,
 }
 
 impl Cell {
+    /// A series with nothing recorded, not listed.
+    pub(super) fn new(
+        id: usize,
+        (kind, unit, resolution): (Kind, Unit, Resolution),
+        def: Vec<u8>,
+        state: State,
+    ) -> Self {
+        Cell {
+            id,
+            kind,
+            unit,
+            resolution,
+            def,
+            state,
+            listed: AtomicBool::new(false),
+            next: AtomicUsize::new(NONE),
+        }
+    }
+
     /// Takes the aggregate, leaving it empty; `None` if nothing was
     /// recorded.
     pub(super) fn take(&self) -> Option<Taken> {
@@ -213,6 +232,12 @@ impl Touched {
 }
 
 impl Cell {
+    /// The id of the series listed before this one ([`NONE`] at the
+    /// bottom of the stack).
+    pub(super) fn listed_after(&self) -> usize {
+        self.next.load(Relaxed)
+    }
+
     /// Takes the aggregate of a listed series, unlisting it first (see
     /// [`Touched`]); `None` if nothing was recorded.
     pub(super) fn take_listed(&self) -> Option<Taken> {

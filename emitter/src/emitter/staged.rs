@@ -20,7 +20,7 @@ impl Shared {
         if buffers.len() >= staging::MAX_BUFFERS {
             // Buffers of threads that are gone count until applied.
             if let Some(registry) = self.registry.try_lock() {
-                apply_staged(&registry, &mut buffers, &self.touched);
+                self.apply_staged(&registry, &mut buffers);
             }
             if buffers.len() >= staging::MAX_BUFFERS {
                 return None;
@@ -44,31 +44,31 @@ impl Shared {
         true
     }
 
+    /// Applies every thread's staged recordings and lets go of the buffers
+    /// of threads that are gone. The registry lock is what makes the caller
+    /// the buffers' only consumer.
+    pub(super) fn apply_staged(&self, registry: &Registry, buffers: &mut Vec<Arc<Buffer>>) {
+        let mut applier = Applier::new(&registry.cells, &self.touched);
+        buffers.retain(|buffer| {
+            // Whether its thread let it go is read before the drain: a thread
+            // that stages and then lets go has staged before this reads its
+            // count as gone (the count's decrement releases, the fence
+            // acquires), so the drain sees that recording. Read after, a
+            // recording staged between the drain and the letting go would be
+            // dropped with the buffer.
+            let gone = Buffer::orphaned(buffer);
+            core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
+            buffer.drain(|id, v| applier.apply(id, v));
+            !gone
+        });
+        applier.finish();
+    }
+
     /// Gives the calling thread its buffer now, so that its first
     /// recording does not allocate; returns it.
     pub(super) fn prepare(&self) -> Option<Arc<Buffer>> {
         staging::prepare(self.id, || self.attach())
     }
-}
-
-/// Applies every thread's staged recordings and lets go of the buffers of
-/// threads that are gone. The registry lock is what makes the caller the
-/// buffers' only consumer.
-pub(super) fn apply_staged(registry: &Registry, buffers: &mut Vec<Arc<Buffer>>, touched: &Touched) {
-    let mut applier = Applier::new(&registry.cells, touched);
-    buffers.retain(|buffer| {
-        // Whether its thread let it go is read before the drain: a thread
-        // that stages and then lets go has staged before this reads its
-        // count as gone (the count's decrement releases, the fence
-        // acquires), so the drain sees that recording. Read after, a
-        // recording staged between the drain and the letting go would be
-        // dropped with the buffer.
-        let gone = Buffer::orphaned(buffer);
-        core::sync::atomic::fence(core::sync::atomic::Ordering::Acquire);
-        buffer.drain(|id, v| applier.apply(id, v));
-        !gone
-    });
-    applier.finish();
 }
 
 /// Applies staged recordings to their series (counters and distributions:
@@ -117,12 +117,11 @@ impl<'a> Applier<'a> {
     }
 
     fn finish_sums(&mut self) {
-        for i in 0..self.len {
-            let (id, v) = self.sums[i];
-            if let Some(cell) = self.cells.get(id)
+        for (id, v) in &self.sums[..self.len] {
+            if let Some(cell) = self.cells.get(*id)
                 && let State::Counter(sum) = &cell.state
             {
-                sum.add(v);
+                sum.add(*v);
                 self.touched.mark_held(cell);
             }
         }
